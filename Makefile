@@ -1,0 +1,32 @@
+# Every habit goes through here: install, run, test, lint, bench.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+# Narrate every sample through the bundled emulator on loopback: no key, no network.
+run: install
+	$(BIN)/narrator demo samples -o out
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check narrator tests
+	$(BIN)/ruff format --check narrator tests
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m narrator.bench --json bench.json
+
+clean:
+	rm -rf $(VENV) out bench.json .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""narrator: long text to audiobooks through remote text-to-speech services."""
