@@ -1,0 +1,641 @@
+"""A local stand-in for the AIML API text-to-speech endpoint, faithful enough to test against.
+
+It speaks HTTP like the real service (``POST /v1/tts`` with model
+``alibaba/qwen3-tts-flash``, signed audio links that expire) and can misbehave on
+purpose, so the client's handling of every documented failure is exercised over a
+real socket. ``narrator serve`` runs it; tests start it on a loopback port.
+
+Routes::
+
+    POST /v1/tts               the endpoint; see "Order of checks" below
+    GET  /audio/<id>.wav       the signed links it hands out (object-storage style)
+    GET  /_emulator/stats      the :class:`EmulatorStats` as JSON (not in the real API)
+
+Order of checks for ``POST /v1/tts``, each rejecting with the documented error body
+``{"message", "path", "requestId", "statusCode", "timestamp"}``:
+
+1. ``Authorization: Bearer <key>`` missing or wrong: 401.
+2. Request rate over ``rpm`` (a token bucket holding ``max(1, rpm/60)`` tokens,
+   refilled at ``rpm/60`` per second, because the upstream enforces its limit per
+   second): 429. Requests in flight over ``max_concurrency``: 429.
+3. Body not a JSON object matching the published schema: 400. ``text`` must be
+   1-600 *billing* characters (Han counts 2), ``voice`` one of the 17 voices;
+   unknown fields are ignored.
+4. Credits spent (``billed_characters >= credits``): 403. Like a prepaid balance, a
+   request is accepted while any credit is left, so the last one may overshoot.
+5. ``latency`` seconds pass (counted in flight), then the fault knobs: a random
+   500/502/503/504 (``fail_rate``) or a connection closed with no response at all
+   (``drop_rate``).
+6. Success, 201: the characters are billed and the audio (WAV, 24 kHz mono 16-bit,
+   like the real service) is returned in the configured shape: ``object``
+   (``{"audio": {"url"}, "usage": {"characters"}}``), ``string``
+   (``{"audio": url, "meta": {"usage": {"credits_used", "usd_spent"}}}``) or
+   ``binary`` (the WAV as the body). ``mixed`` takes the n-th success's shape from
+   object, string, binary in turn and its status from 201, 200 in turn.
+
+Audio links expire ``url_ttl`` seconds after they are issued (403, as object storage
+says); a link with a wrong signature is 403 too, an unknown clip 404. Clips are freed
+once their link has expired, and the oldest go first past 256 MiB.
+
+Every time read goes through one clock (``loop.time()`` unless one is injected), so
+tests move a fake clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import math
+import random
+import re
+import secrets
+import time
+import uuid
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from .audio import tone_pcm, wav_bytes
+from .errors import ConfigError
+from .espeak import VOICES, get_engine
+
+with warnings.catch_warnings():
+    # audioop is deprecated on 3.11-3.12 (audioop-lts provides it from 3.13); the
+    # warning must not become an error under pytest's filterwarnings=error.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+__all__ = [
+    "MODEL",
+    "SAMPLE_RATE",
+    "STATS",
+    "EmulatorConfig",
+    "EmulatorStats",
+    "RunningEmulator",
+    "billed_key",
+    "create_app",
+    "serve",
+    "start_emulator",
+]
+
+MODEL = "alibaba/qwen3-tts-flash"
+MAX_BILLING_CHARACTERS = 600
+SAMPLE_RATE = 24000  # what the real service returns
+
+_SHAPES = ("object", "string", "binary")
+_ENGINES = ("espeak", "tone")
+_SERVER_ERRORS = (500, 502, 503, 504)
+# The documented format of X-Client-Request-Id; other values are not echoed.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_BEARER = re.compile(r"Bearer\s+(\S+)\s*", re.IGNORECASE)
+_USD_PER_CHARACTER = 0.13 / 10_000  # illustrative only: the price is not published
+_CACHE_ENTRIES = 128  # synthesized clips kept, so retries and repeats cost nothing
+_STORE_BYTES = 256 * 1024 * 1024  # audio held for links; the oldest goes first past this
+_TONE_SECONDS_PER_CHARACTER = 1 / 15
+_MIN_SECONDS = 0.2
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """How the emulator behaves; every fault knob defaults to off.
+
+    Rates (``fail_rate``, ``drop_rate``, ``truncate_rate``) are probabilities in
+    [0, 1], drawn from a generator seeded with ``seed``.
+    """
+
+    api_key: str | None = None  # None: any non-empty bearer key is accepted
+    rpm: float | None = None  # requests per minute; excess gets 429
+    max_concurrency: int | None = None  # /v1/tts requests in flight; excess gets 429
+    latency: float = 0.0  # seconds each /v1/tts request takes, counted in flight
+    fail_rate: float = 0.0  # chance of a random 500/502/503/504
+    shape: str = "object"  # object | string | binary | mixed
+    engine: str = "espeak"  # espeak | tone (a sine wave as long as the text, for benchmarks)
+    url_ttl: float = 86400.0  # seconds an audio link works; then 403
+    drop_rate: float = 0.0  # chance of closing the connection with no response
+    truncate_rate: float = 0.0  # chance an audio download is cut short
+    credits: int | None = None  # billing characters the account may spend; then 403
+    retry_after: float | None = None  # if set, 429 responses carry Retry-After
+    seed: int | None = None  # seed for the fault knobs
+
+    def __post_init__(self) -> None:
+        if self.shape not in (*_SHAPES, "mixed"):
+            raise ConfigError(f"shape must be object, string, binary or mixed, not {self.shape!r}")
+        if self.engine not in _ENGINES:
+            raise ConfigError(f"engine must be espeak or tone, not {self.engine!r}")
+        for name in ("fail_rate", "drop_rate", "truncate_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} is a probability between 0 and 1, not {value}")
+        if self.api_key == "":
+            raise ConfigError("api_key must not be empty; use None to accept any key")
+        if self.rpm is not None and self.rpm <= 0:
+            raise ConfigError(f"rpm must be positive, not {self.rpm}; use None for no limit")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ConfigError(
+                f"max_concurrency must be at least 1, not {self.max_concurrency}; "
+                "use None for no limit"
+            )
+        for name in ("latency", "retry_after", "credits"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must not be negative, not {value}")
+        if self.url_ttl <= 0:
+            raise ConfigError(f"url_ttl must be positive, not {self.url_ttl}")
+
+
+@dataclass
+class EmulatorStats:
+    """Counters the emulator keeps, for tests and benchmarks to read."""
+
+    requests: int = 0  # /v1/tts requests received
+    statuses: dict[int, int] = field(default_factory=dict)  # /v1/tts status -> count
+    in_flight: int = 0
+    max_in_flight: int = 0
+    starts: list[float] = field(default_factory=list)  # clock time of each /v1/tts arrival
+    billed_characters: int = 0
+    billed: dict[str, int] = field(default_factory=dict)  # billed_key() -> times billed
+    downloads: int = 0  # GET /audio requests
+    request_ids: list[str] = field(default_factory=list)  # X-Client-Request-Id values seen
+    dropped: int = 0  # /v1/tts connections closed without a response
+    truncated: int = 0  # audio downloads cut short
+
+    def to_json(self) -> dict[str, Any]:
+        """The counters as a JSON-ready dict (status codes become string keys)."""
+        data = asdict(self)
+        data["statuses"] = {str(k): v for k, v in self.statuses.items()}
+        return data
+
+
+def billed_key(voice: str, text: str) -> str:
+    """The key of :attr:`EmulatorStats.billed`: sha256 of ``voice + "\\0" + text``."""
+    return hashlib.sha256(f"{voice}\0{text}".encode()).hexdigest()
+
+
+STATS = web.AppKey("narrator_emulator_stats", EmulatorStats)
+
+
+class _Reject(Exception):
+    """A request refused with an API error body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _TokenBucket:
+    """Allows ``rpm`` requests a minute, at most ``max(1, rpm/60)`` at once."""
+
+    def __init__(self, rpm: float) -> None:
+        self.rate = rpm / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.tokens = self.capacity
+        self.last: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.last is not None:
+            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(slots=True)
+class _Stored:
+    created: float
+    wav: bytes
+
+
+class _AudioStore:
+    """Audio behind the signed links, oldest first, bounded in age and total size."""
+
+    def __init__(self, ttl: float, max_bytes: int = _STORE_BYTES) -> None:
+        self._ttl = ttl
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[str, _Stored] = OrderedDict()
+        self._bytes = 0
+
+    def put(self, wav: bytes, now: float) -> str:
+        audio_id = uuid.uuid4().hex
+        self._items[audio_id] = _Stored(now, wav)
+        self._bytes += len(wav)
+        self.purge(now)
+        return audio_id
+
+    def get(self, audio_id: str) -> _Stored | None:
+        return self._items.get(audio_id)
+
+    def purge(self, now: float) -> None:
+        # Insertion order is creation order, so expired entries are all at the front.
+        while self._items:
+            oldest = next(iter(self._items.values()))
+            if now - oldest.created <= self._ttl and self._bytes <= self._max_bytes:
+                break
+            self._bytes -= len(self._items.popitem(last=False)[1].wav)
+
+
+class _Emulator:
+    """The state behind one app: config, counters, clock, limiter, caches."""
+
+    def __init__(self, config: EmulatorConfig, clock: Clock | None) -> None:
+        self.config = config
+        self.stats = EmulatorStats()
+        self._clock = clock
+        self._epoch: float | None = None  # unix time minus clock time
+        self._rng = random.Random(config.seed)
+        self._secret = secrets.token_bytes(16)
+        self._bucket = _TokenBucket(config.rpm) if config.rpm is not None else None
+        self._store = _AudioStore(config.url_ttl)
+        self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._successes = 0
+
+    def now(self) -> float:
+        if self._clock is None:
+            # Resolved on first use: the app may be built before the loop runs.
+            self._clock = asyncio.get_running_loop().time
+        if self._epoch is None:
+            self._epoch = time.time() - self._clock()
+        return self._clock()
+
+    def unix(self, now: float) -> float:
+        """Clock time ``now`` as unix time, for the links' Expires parameter."""
+        return (self._epoch or 0.0) + now
+
+    def chance(self, rate: float) -> bool:
+        # No draw when the knob is off, so one knob's seed sequence does not depend
+        # on whether the others are set.
+        return rate > 0.0 and self._rng.random() < rate
+
+    # POST /v1/tts
+
+    async def tts(self, request: web.Request) -> web.StreamResponse:
+        stats = self.stats
+        now = self.now()
+        stats.requests += 1
+        stats.starts.append(now)
+        inference_id = str(uuid.uuid4())
+        headers = {"x-inference-id": inference_id}
+        client_id = request.headers.get("X-Client-Request-Id")
+        if client_id is not None:
+            stats.request_ids.append(client_id)
+            if _CLIENT_ID.fullmatch(client_id):
+                headers["X-Client-Request-Id"] = client_id
+        self._store.purge(now)
+        try:
+            response = await self._tts(request, headers)
+        except _Reject as exc:
+            if exc.status == 429 and self.config.retry_after is not None:
+                headers["Retry-After"] = f"{self.config.retry_after:g}"
+            response = _api_error(exc.status, exc.message, request.path, inference_id, headers)
+        if response is None:
+            stats.dropped += 1
+            request.protocol.force_close()
+            # Never sent: the transport is gone, and aiohttp treats that as a client
+            # disconnection, quietly.
+            return web.Response(status=500)
+        stats.statuses[response.status] = stats.statuses.get(response.status, 0) + 1
+        return response
+
+    async def _tts(self, request: web.Request, headers: dict[str, str]) -> web.Response | None:
+        """The response, or None to drop the connection; refusals raise :class:`_Reject`."""
+        config, stats = self.config, self.stats
+        self._authorize(request.headers.get("Authorization"))
+        if self._bucket is not None and not self._bucket.take(self.now()):
+            raise _Reject(429, f"Too many requests: the limit is {config.rpm:g} per minute")
+        if config.max_concurrency is not None and stats.in_flight >= config.max_concurrency:
+            raise _Reject(
+                429, f"Too many concurrent requests: the limit is {config.max_concurrency}"
+            )
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            voice, text, billing = _validate(await request.read())
+            if config.credits is not None and stats.billed_characters >= config.credits:
+                raise _Reject(403, "You are out of credits: top up your balance to continue")
+            if config.latency:
+                await asyncio.sleep(config.latency)
+            if self.chance(config.fail_rate):
+                status = self._rng.choice(_SERVER_ERRORS)
+                raise _Reject(status, f"Upstream failure (emulated {status})")
+            if self.chance(config.drop_rate):
+                return None
+            wav = await self._audio(voice, text)
+        finally:
+            stats.in_flight -= 1
+        stats.billed_characters += billing
+        key = billed_key(voice, text)
+        stats.billed[key] = stats.billed.get(key, 0) + 1
+        return self._success(request, wav, billing, headers)
+
+    def _authorize(self, header: str | None) -> None:
+        match = _BEARER.fullmatch(header or "")
+        if match is None:
+            raise _Reject(401, "Missing API key: send the header 'Authorization: Bearer <key>'")
+        expected = self.config.api_key
+        if expected is not None and not hmac.compare_digest(
+            match.group(1).encode(), expected.encode()
+        ):
+            raise _Reject(401, "Invalid API key")
+
+    def _success(
+        self, request: web.Request, wav: bytes, billing: int, headers: dict[str, str]
+    ) -> web.Response:
+        shape, status = self.config.shape, 201
+        if shape == "mixed":
+            # Every (shape, status) pair in turn: 3 shapes x 2 codes, coprime, so six
+            # successes cover all six combinations.
+            n = self._successes
+            shape, status = _SHAPES[n % 3], (201, 200)[n % 2]
+        self._successes += 1
+        if shape == "binary":
+            return web.Response(status=status, body=wav, content_type="audio/wav", headers=headers)
+        url = self._publish(request, wav)
+        body: dict[str, Any]
+        if shape == "object":
+            body = {"audio": {"url": url}, "usage": {"characters": billing}}
+        else:
+            usd = round(billing * _USD_PER_CHARACTER, 8)
+            body = {"audio": url, "meta": {"usage": {"credits_used": billing, "usd_spent": usd}}}
+        return web.json_response(body, status=status, headers=headers)
+
+    # Audio links
+
+    def _sign(self, audio_id: str, expires: str) -> str:
+        return hmac.new(self._secret, f"{audio_id}\n{expires}".encode(), "sha256").hexdigest()
+
+    def _publish(self, request: web.Request, wav: bytes) -> str:
+        now = self.now()
+        audio_id = self._store.put(wav, now)
+        expires = str(int(self.unix(now) + self.config.url_ttl))
+        signature = self._sign(audio_id, expires)
+        return (
+            f"{request.url.origin()}/audio/{audio_id}.wav"
+            f"?Expires={expires}&OSSAccessKeyId=emulator&Signature={signature}"
+        )
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        """``GET /audio/<id>.wav``: the audio, or an object-storage style refusal."""
+        self.stats.downloads += 1
+        now = self.now()
+        self._store.purge(now)
+        name = request.match_info["name"]
+        audio_id = name.removesuffix(".wav")
+        expires = request.query.get("Expires", "")
+        signed = hmac.compare_digest(
+            self._sign(audio_id, expires), request.query.get("Signature", "")
+        )
+        item = self._store.get(audio_id) if name.endswith(".wav") else None
+        if item is None:
+            # Purged for age: a link we signed whose Expires has passed.
+            if signed and expires.isdigit() and self.unix(now) >= int(expires):
+                return _oss_error(403, "AccessDenied", "Request has expired.")
+            return _oss_error(404, "NoSuchKey", "The specified key does not exist.")
+        if not signed:
+            return _oss_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        if now - item.created > self.config.url_ttl:
+            return _oss_error(403, "AccessDenied", "Request has expired.")
+        if self.chance(self.config.truncate_rate):
+            self.stats.truncated += 1
+            return await _truncated(request, item.wav)
+        return web.Response(body=item.wav, content_type="audio/wav")
+
+    # Synthesis
+
+    async def _audio(self, voice: str, text: str) -> bytes:
+        key = (voice, text)
+        wav = self._cache.get(key)
+        if wav is not None:
+            self._cache.move_to_end(key)
+            return wav
+        if self.config.engine == "espeak":
+            # eSpeak takes ~0.1-1 s for 600 characters; keep the loop serving meanwhile.
+            wav = await asyncio.to_thread(_espeak_wav, voice, text)
+        else:
+            wav = _tone_wav(voice, text)
+        self._cache[key] = wav
+        if len(self._cache) > _CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return wav
+
+
+def _validate(body: bytes) -> tuple[str, str, int]:
+    """(voice, text, billing characters) from a request body, or 400."""
+    from .split import billing_chars
+
+    try:
+        payload = json.loads(body)
+    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
+        raise _Reject(400, "The request body must be a JSON object") from None
+    if not isinstance(payload, dict):
+        raise _Reject(400, "The request body must be a JSON object")
+    problems = []
+    if payload.get("model") != MODEL:
+        problems.append(f"model must be one of the following values: {MODEL}")
+    text = payload.get("text")
+    billing = 0
+    if not isinstance(text, str):
+        problems.append("text must be a string")
+    else:
+        billing = billing_chars(text)
+        if billing < 1:
+            problems.append("text must be longer than or equal to 1 characters")
+        elif billing > MAX_BILLING_CHARACTERS:
+            problems.append(
+                f"text must be shorter than or equal to {MAX_BILLING_CHARACTERS} characters "
+                f"(it counts {billing}: each Han character counts 2)"
+            )
+    voice = payload.get("voice")
+    if not isinstance(voice, str) or voice not in VOICES:
+        problems.append(f"voice must be one of the following values: {', '.join(VOICES)}")
+    if problems:
+        raise _Reject(400, "; ".join(problems))
+    assert isinstance(text, str) and isinstance(voice, str)
+    return voice, text, billing
+
+
+def _api_error(
+    status: int, message: str, path: str, request_id: str, headers: dict[str, str]
+) -> web.Response:
+    timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body = {
+        "message": message,
+        "path": path,
+        "requestId": request_id,
+        "statusCode": status,
+        "timestamp": timestamp,
+    }
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _oss_error(status: int, code: str, message: str) -> web.Response:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error>\n  <Code>{code}</Code>\n  <Message>{message}</Message>\n"
+        f"  <RequestId>{uuid.uuid4().hex.upper()[:24]}</RequestId>\n"
+        "  <HostId>emulator</HostId>\n</Error>\n"
+    )
+    return web.Response(status=status, text=body, content_type="application/xml")
+
+
+async def _truncated(request: web.Request, wav: bytes) -> web.StreamResponse:
+    """Promise the whole file, send half, hang up: what a broken download looks like."""
+    response = web.StreamResponse(headers={"Content-Type": "audio/wav"})
+    response.content_length = len(wav)
+    await response.prepare(request)
+    await response.write(wav[: len(wav) // 2])
+    # close() flushes what was written, then closes: the client gets a short body.
+    request.protocol.force_close()
+    return response
+
+
+def _pad(pcm: bytes) -> bytes:
+    # The real service never returns an empty clip; punctuation alone still has a pause.
+    return pcm.ljust(int(_MIN_SECONDS * SAMPLE_RATE) * 2, b"\0")
+
+
+def _espeak_wav(voice: str, text: str) -> bytes:
+    engine = get_engine()
+    pcm = engine.synthesize(text, voice)
+    pcm, _ = audioop.ratecv(pcm, 2, 1, engine.sample_rate, SAMPLE_RATE, None)
+    return wav_bytes(_pad(pcm), SAMPLE_RATE)
+
+
+_tone_seconds: dict[int, bytes] = {}
+
+
+def _tone_wav(voice: str, text: str) -> bytes:
+    # A whole number of hertz fits a whole number of periods in one second, so one
+    # second of samples repeats without a click; building it once per voice keeps
+    # long clips cheap.
+    freq = 220 + 15 * list(VOICES).index(voice)
+    second = _tone_seconds.get(freq)
+    if second is None:
+        second = _tone_seconds[freq] = tone_pcm(1.0, SAMPLE_RATE, freq=freq)
+    seconds = max(_MIN_SECONDS, len(text) * _TONE_SECONDS_PER_CHARACTER)
+    size = int(seconds * SAMPLE_RATE) * 2
+    return wav_bytes((second * math.ceil(seconds))[:size], SAMPLE_RATE)
+
+
+_STATE = web.AppKey("narrator_emulator_state", _Emulator)
+
+
+def create_app(config: EmulatorConfig, *, clock: Clock | None = None) -> web.Application:
+    """The emulator as an aiohttp application; its counters are at ``app[STATS]``.
+
+    ``clock`` returns seconds and drives the rate limit, link expiry and
+    :attr:`EmulatorStats.starts`; it defaults to the running loop's ``time()``.
+    """
+    emulator = _Emulator(config, clock)
+    app = web.Application()
+    app[_STATE] = emulator
+    app[STATS] = emulator.stats
+
+    async def stats(_request: web.Request) -> web.Response:
+        return web.json_response(emulator.stats.to_json())
+
+    async def warm_up(_app: web.Application) -> None:
+        # Load eSpeak NG before the first request, so a broken install fails at once.
+        await asyncio.to_thread(get_engine)
+
+    app.router.add_post("/v1/tts", emulator.tts)
+    app.router.add_get("/audio/{name}", emulator.download)
+    app.router.add_get("/_emulator/stats", stats)
+    if config.engine == "espeak":
+        app.on_startup.append(warm_up)
+    return app
+
+
+class RunningEmulator:
+    """An emulator listening on a TCP port; an async context manager that stops it.
+
+    ``url`` is the base URL (``http://127.0.0.1:PORT``): post to ``url + "/v1/tts"``.
+    """
+
+    url: str
+    stats: EmulatorStats
+    config: EmulatorConfig
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config if config is not None else EmulatorConfig()
+        self.app = create_app(self.config, clock=clock)
+        self.stats = self.app[STATS]
+        self.url = ""
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Listen; port 0 picks a free port, which then shows in :attr:`url`."""
+        if self._runner is not None:
+            return
+        # A short shutdown grace: handlers sleeping on ``latency`` need not be awaited.
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        port = runner.addresses[0][1]
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self.url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        """Stop listening and drop open connections."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> RunningEmulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def start_emulator(
+    config: EmulatorConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    clock: Clock | None = None,
+) -> RunningEmulator:
+    """Start an emulator and return it, listening; ``async with`` it to stop it."""
+    emulator = RunningEmulator(config, host=host, port=port, clock=clock)
+    await emulator.start()
+    return emulator
+
+
+def serve(config: EmulatorConfig, *, host: str, port: int) -> None:
+    """Run the emulator until interrupted (Ctrl-C); for ``narrator serve``. Prints nothing."""
+    web.run_app(create_app(config), host=host, port=port, print=None)
