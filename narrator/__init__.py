@@ -1,1 +1,40 @@
-"""narrator: long text to audiobooks through remote text-to-speech services."""
+"""narrator: long text to audiobooks through remote text-to-speech services.
+
+>>> import narrator
+>>> settings = narrator.Settings(provider="espeak")
+>>> narrator.narrate_sync("Hello there. This is narrator.", "hello.wav", settings)  # doctest: +SKIP
+"""
+
+from .documents import Chapter, Document, load_document, parse_text
+from .errors import NarratorError
+from .pipeline import (
+    DocumentReport,
+    NarrationFailed,
+    ProgressEvent,
+    RunReport,
+    Work,
+    narrate,
+    narrate_many,
+    narrate_sync,
+)
+from .settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Chapter",
+    "Document",
+    "DocumentReport",
+    "NarrationFailed",
+    "NarratorError",
+    "ProgressEvent",
+    "RunReport",
+    "Settings",
+    "Work",
+    "__version__",
+    "load_document",
+    "narrate",
+    "narrate_many",
+    "narrate_sync",
+    "parse_text",
+]

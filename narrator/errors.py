@@ -8,7 +8,8 @@ The tree::
     ├── AudioError                 bytes that are not a usable RIFF/WAVE PCM file
     ├── StopRun                    ends the whole run, not just one chunk
     │   ├── AuthError              401: the key was rejected (exit 2)
-    │   └── OutOfCredits           403: the account has no credits left (exit 1)
+    │   ├── OutOfCredits           403: the account has no credits left (exit 1)
+    │   └── EndpointNotFound       404 from the API itself: a wrong --base-url (exit 2)
     └── ProviderError              one request failed; ``retryable`` says what the pool does
         ├── BadRequest             400: the service refused this chunk; never retried
         ├── RateLimited            429: retried, and the whole run slows down
@@ -49,6 +50,10 @@ class AuthError(StopRun):
 
 class OutOfCredits(StopRun):
     """The account ran out of credits (403); the work done so far is kept."""
+
+
+class EndpointNotFound(StopRun):
+    """The API answered 404: the base URL does not point at the service."""
 
 
 class ProviderError(NarratorError):

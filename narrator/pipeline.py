@@ -1,0 +1,325 @@
+"""The pipeline: documents in, one audiobook per document out.
+
+It composes the stages: split each document, send every chunk of every document
+through one shared pool, and stitch a document as soon as its last chunk is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .documents import Document, load_document, parse_text
+from .errors import NarratorError, StopRun
+from .pool import ChunkFailed, Job, Outcome, Pool, Stopped
+from .providers import Provider, make_provider
+from .settings import Settings
+from .split import Chunk, split_document
+from .stitch import Piece, stitch_wav
+from .store import Store, segment_key
+
+log = logging.getLogger("narrator")
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One document and where its audiobook goes."""
+
+    document: Document
+    output: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """What the progress callback receives.
+
+    ``kind`` is ``planned`` (totals for the run), ``chunk`` (one chunk finished, or
+    failed) or ``document`` (an audiobook was written, or a document failed).
+    """
+
+    kind: str
+    chunks: int = 0
+    characters: int = 0
+    cached: bool = False
+    report: DocumentReport | None = None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentReport:
+    """How one document went. ``status``: done, failed, skipped or stopped."""
+
+    input: str
+    output: str
+    title: str
+    status: str
+    chunks: int
+    billing_characters: int
+    audio_seconds: float
+    requests: int
+    retries: int
+    cached_chunks: int
+    errors: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """How a whole run went."""
+
+    documents: tuple[DocumentReport, ...]
+    requests: int
+    retries: int
+    throttled: int
+    resynthesized: int
+    seconds: float
+    stopped: str | None = None
+    rate_changes: tuple[tuple[float, float], ...] = ()
+    stop_error: StopRun | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.stopped is None and all(d.ok for d in self.documents)
+
+
+class NarrationFailed(NarratorError):
+    """A document could not be narrated; ``report`` says why."""
+
+    def __init__(self, report: DocumentReport) -> None:
+        first = report.errors[0] if report.errors else report.status
+        super().__init__(f"{report.input}: {first}")
+        self.report = report
+
+
+def _gap(settings: Settings, previous: Chunk | None, chunk: Chunk) -> int:
+    if previous is None:
+        return 0
+    return settings.chapter_gap_ms if chunk.chapter != previous.chapter else settings.gap_ms
+
+
+def _count(on_progress: ProgressCallback, chunk: Chunk, future: asyncio.Future[Outcome]) -> None:
+    cached = not future.cancelled() and future.exception() is None and future.result().cached
+    on_progress(ProgressEvent("chunk", chunks=1, characters=chunk.billing_chars, cached=cached))
+
+
+async def _narrate_one(
+    pool: Pool,
+    provider: Provider,
+    work: Work,
+    chunks: list[Chunk],
+    settings: Settings,
+    on_progress: ProgressCallback,
+) -> DocumentReport:
+    doc = work.document
+
+    def report(status: str, *, seconds: float = 0.0, errors: Sequence[str] = ()) -> DocumentReport:
+        return DocumentReport(
+            input=doc.source,
+            output=str(work.output),
+            title=doc.title,
+            status=status,
+            chunks=len(chunks),
+            billing_characters=sum(c.billing_chars for c in chunks),
+            audio_seconds=round(seconds, 3),
+            requests=sum(o.requests for o in outcomes),
+            retries=sum(o.retries for o in outcomes),
+            cached_chunks=sum(o.cached for o in outcomes),
+            errors=tuple(errors),
+        )
+
+    outcomes: list[Outcome] = []
+    if not chunks:
+        log.warning("%s: nothing to narrate, skipped", doc.source)
+        return report("skipped", errors=["nothing to narrate"])
+    futures = []
+    for chunk in chunks:
+        key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+        future = pool.submit(Job(key, chunk.text, chunk.billing_chars))
+        future.add_done_callback(functools.partial(_count, on_progress, chunk))
+        futures.append(future)
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    outcomes = [r for r in results if isinstance(r, Outcome)]
+    errors: list[str] = []
+    stopped = False
+    for chunk, result in zip(chunks, results, strict=True):
+        if isinstance(result, (StopRun, Stopped)):
+            stopped = True
+        elif isinstance(result, ChunkFailed):
+            errors.append(f"chunk {chunk.index + 1}: {result}")
+        elif isinstance(result, BaseException):
+            raise result  # a bug, not a service failure: let it show
+    if stopped:
+        return report("stopped", errors=errors or ["the run stopped before this document finished"])
+    if errors:
+        log.error("%s: %d of %d chunks failed", doc.source, len(errors), len(chunks))
+        return report("failed", errors=errors)
+    previous: Chunk | None = None
+    pieces = []
+    for chunk, outcome in zip(chunks, outcomes, strict=True):
+        pieces.append(Piece(outcome.segment.path, _gap(settings, previous, chunk)))
+        previous = chunk
+    try:
+        result = await asyncio.to_thread(stitch_wav, pieces, work.output)
+    except (NarratorError, OSError) as exc:
+        return report("failed", errors=[f"writing {work.output}: {exc}"])
+    return report("done", seconds=result.seconds)
+
+
+async def narrate_many(
+    works: Sequence[Work],
+    settings: Settings,
+    *,
+    provider: Provider | None = None,
+    on_progress: ProgressCallback | None = None,
+    stop: asyncio.Event | None = None,
+    grace: float = 5.0,
+) -> RunReport:
+    """Narrate several documents through one pool and one rate limiter.
+
+    Setting ``stop`` starts no new requests; requests in flight get ``grace`` seconds
+    to finish, and what finished is kept for the next run.
+    """
+    began = time.monotonic()
+    progress = on_progress or (lambda event: None)
+    plans = [
+        (work, split_document(work.document, max_chars=settings.max_chars, lang=settings.lang))
+        for work in works
+    ]
+    progress(
+        ProgressEvent(
+            "planned",
+            chunks=sum(len(chunks) for _, chunks in plans),
+            characters=sum(c.billing_chars for _, chunks in plans for c in chunks),
+        )
+    )
+    settings.store_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.store_dir)
+    own_provider = provider is None
+    provider = provider or make_provider(settings)
+    try:
+        pool = Pool(
+            provider,
+            store,
+            voice=settings.voice,
+            concurrency=settings.concurrency,
+            rpm=settings.rpm,
+            retries=settings.retries,
+            backoff_base=settings.backoff_base,
+            backoff_max=settings.backoff_max,
+            adaptive=settings.adaptive_rate,
+            max_segment_bytes=settings.max_segment_bytes,
+        )
+        async with pool:
+            tasks = [
+                asyncio.create_task(_narrate_one(pool, provider, work, chunks, settings, progress))
+                for work, chunks in plans
+            ]
+            reports = await _collect(tasks, pool, stop, grace, progress)
+    finally:
+        if own_provider:
+            await provider.aclose()
+        store.close()
+    stopped = str(pool.stop_reason) if pool.stop_reason else None
+    if stop is not None and stop.is_set() and stopped is None:
+        stopped = "interrupted"
+    return RunReport(
+        documents=tuple(reports),
+        requests=pool.stats.requests,
+        retries=pool.stats.retries,
+        throttled=pool.stats.throttled,
+        resynthesized=pool.stats.resynthesized,
+        seconds=round(time.monotonic() - began, 3),
+        stopped=stopped,
+        rate_changes=tuple(pool.stats.rate_changes),
+        stop_error=pool.stop_reason,
+    )
+
+
+def _announce(progress: ProgressCallback, task: asyncio.Task[DocumentReport]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        progress(ProgressEvent("document", report=task.result()))
+
+
+async def _collect(
+    tasks: list[asyncio.Task[DocumentReport]],
+    pool: Pool,
+    stop: asyncio.Event | None,
+    grace: float,
+    progress: ProgressCallback,
+) -> list[DocumentReport]:
+    """Wait for every document; on ``stop``, give in-flight work ``grace`` seconds."""
+    for task in tasks:
+        task.add_done_callback(functools.partial(_announce, progress))
+    everything = asyncio.gather(*tasks)
+    if stop is None:
+        await everything
+    else:
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({everything, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not everything.done():
+            pool.stop()
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:  # a bug inside a document task surfaces here
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    return [task.result() for task in tasks if not task.cancelled()]
+
+
+def _as_document(source: str | Path | Document) -> Document:
+    if isinstance(source, Document):
+        return source
+    if isinstance(source, Path):
+        return load_document(source)
+    return parse_text(source)
+
+
+async def narrate(
+    source: str | Path | Document,
+    output: str | Path,
+    settings: Settings | None = None,
+    *,
+    provider: Provider | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> DocumentReport:
+    """Narrate one text into one WAV audiobook.
+
+    ``source`` is the text itself (a ``str``), a file (a :class:`~pathlib.Path`) or a
+    :class:`Document`. Raises :class:`NarrationFailed` when the audiobook could not be
+    made, and :class:`~narrator.errors.StopRun` for a rejected key or an empty account.
+    """
+    settings = settings or Settings(provider="espeak")
+    run = await narrate_many(
+        [Work(_as_document(source), Path(output))],
+        settings,
+        provider=provider,
+        on_progress=on_progress,
+    )
+    if run.stop_error is not None:
+        raise run.stop_error
+    report = run.documents[0]
+    if report.status != "done":
+        raise NarrationFailed(report)
+    return report
+
+
+def narrate_sync(
+    source: str | Path | Document,
+    output: str | Path,
+    settings: Settings | None = None,
+) -> DocumentReport:
+    """:func:`narrate` for code that is not async."""
+    return asyncio.run(narrate(source, output, settings))

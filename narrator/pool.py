@@ -1,0 +1,319 @@
+"""The worker pool: concurrency, the rate limit, retries. All the timing lives here.
+
+Workers take jobs from one queue shared by every document of a run. A request holds
+one of ``concurrency`` slots and one tick of the rate limiter; downloads hold
+neither, since they go to object storage rather than the API. Results are futures,
+so documents collect their own chunks in order whatever order they finish in.
+
+What is retried, and how (nothing else is):
+
+- ``RateLimited`` (429): backoff, and the whole run slows down (:class:`AdaptiveRate`).
+- ``TransientError`` (5xx, timeouts, dropped connections): backoff and resend.
+- ``BadDownload`` (a short or broken body): fetch the same link again; nothing is billed.
+- ``LinkExpired``: synthesize again.
+
+``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits) stops the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiolimiter import AsyncLimiter
+
+from .errors import (
+    AudioError,
+    BadRequest,
+    LinkExpired,
+    NarratorError,
+    ProviderError,
+    RateLimited,
+    StopRun,
+    TransientError,
+)
+from .providers import Audio, Provider
+from .store import Segment, Store
+
+log = logging.getLogger("narrator")
+
+# Signed links live about 24 hours; a link older than this is not worth trying.
+LINK_MAX_AGE = 20 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One chunk to turn into audio."""
+
+    key: str
+    text: str
+    billing_chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A finished job: its audio and what it took."""
+
+    segment: Segment
+    requests: int
+    retries: int
+    cached: bool
+
+
+class ChunkFailed(NarratorError):
+    """A chunk gave up: its retries ran out or the service refused it."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class Stopped(NarratorError):
+    """The pool stopped before this job ran (a fatal error or an interrupt)."""
+
+
+@dataclass
+class PoolStats:
+    """Counters for the report."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    resynthesized: int = 0
+    downloads: int = 0
+    rate_changes: list[tuple[float, float]] = field(default_factory=list)
+
+
+class AdaptiveRate:
+    """Requests per minute, paced one at a time, that backs off when the service throttles.
+
+    The limiter holds one request at a time (a bucket of one), so starts are spread
+    evenly: the service throttles per second, so a minute's worth at once would fail.
+    On a 429 the rate is cut (by ``cut``) and the rate that was throttled becomes the
+    ceiling; after that it climbs back quickly to just under the ceiling, then probes
+    above it slowly, so a run settles near what the service allows.
+    """
+
+    def __init__(self, rpm: float, *, adaptive: bool = True, cut: float = 0.5) -> None:
+        self.max_rpm = self.rpm = float(rpm)
+        self.adaptive = adaptive
+        self._cut = cut
+        self._ceiling = float(rpm)
+        self._successes = 0
+        self._last_cut = float("-inf")
+        self._limiter = AsyncLimiter(1, 60.0 / self.rpm)
+
+    def _set(self, rpm: float) -> None:
+        self.rpm = min(self.max_rpm, max(1.0, rpm))
+        self._limiter = AsyncLimiter(1, 60.0 / self.rpm)
+
+    async def acquire(self) -> float:
+        """Wait for the next start; returns the loop time of the start."""
+        await self._limiter.acquire()
+        return asyncio.get_running_loop().time()
+
+    def throttled(self, started: float) -> bool:
+        """A request started at ``started`` got a 429. True when the rate was cut."""
+        # Requests sent before the last cut were paced at the old rate: they say nothing new.
+        if not self.adaptive or started <= self._last_cut:
+            return False
+        self._ceiling = self.rpm
+        self._set(self.rpm * self._cut)
+        self._last_cut = asyncio.get_running_loop().time()
+        self._successes = 0
+        return True
+
+    def succeeded(self) -> None:
+        if not self.adaptive or self.rpm >= self.max_rpm:
+            return
+        self._successes += 1
+        if self.rpm < 0.9 * self._ceiling:
+            if self._successes >= 4:
+                self._set(min(0.9 * self._ceiling, self.rpm + 0.1 * self._ceiling))
+                self._successes = 0
+        elif self._successes >= 10:
+            self._set(self.rpm + 0.02 * self._ceiling)
+            self._successes = 0
+
+
+class Pool:
+    """Runs jobs through a provider with bounded concurrency, a rate limit and retries."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        store: Store,
+        *,
+        voice: str,
+        concurrency: int = 4,
+        rpm: float = 60.0,
+        retries: int = 8,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        adaptive: bool = True,
+        max_segment_bytes: int = 50 * 1024 * 1024,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.provider = provider
+        self.store = store
+        self.voice = voice
+        self.concurrency = concurrency
+        self.rate = AdaptiveRate(rpm, adaptive=adaptive)
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_segment_bytes = max_segment_bytes
+        self.stats = PoolStats()
+        self.stop_reason: StopRun | None = None
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Outcome]]] = asyncio.Queue()
+        self._futures: dict[str, asyncio.Future[Outcome]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def __aenter__(self) -> Pool:
+        # Twice the request slots, so downloads overlap with the next requests.
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"narrator-worker-{i}")
+            for i in range(2 * self.concurrency)
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+    def submit(self, job: Job) -> asyncio.Future[Outcome]:
+        """Queue a job; the same key twice shares one future (and one request)."""
+        future = self._futures.get(job.key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._futures[job.key] = future
+            if self._stopping:
+                future.set_exception(Stopped("the run was stopped"))
+            else:
+                self._queue.put_nowait((job, future))
+        return future
+
+    def stop(self, reason: StopRun | None = None) -> None:
+        """Start no new jobs; queued ones fail with :class:`Stopped` (or ``reason``)."""
+        if reason is not None and self.stop_reason is None:
+            self.stop_reason = reason
+        self._stopping = True
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(self.stop_reason or Stopped("the run was stopped"))
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def _work(self) -> None:
+        while True:
+            job, future = await self._queue.get()
+            if future.done():
+                continue
+            try:
+                outcome = await self._run(job)
+            except StopRun as exc:
+                self.stop(exc)
+                future.set_exception(exc)
+            except (NarratorError, AudioError) as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(outcome)
+
+    def _delay(self, attempt: int, error: ProviderError) -> float:
+        if error.retry_after is not None:
+            return min(self.backoff_max, error.retry_after)
+        # Full jitter: spreads retries of chunks that failed together.
+        return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+    async def _request(self, job: Job, attempt: int) -> Audio:
+        async with self._slots:
+            if self._stopping:
+                raise self.stop_reason or Stopped("the run was stopped")
+            started = await self.rate.acquire()
+            self.stats.requests += 1
+            request_id = f"narrator-{job.key[:24]}-{attempt}"
+            try:
+                audio = await self.provider.synthesize(
+                    job.text, voice=self.voice, request_id=request_id
+                )
+            except RateLimited:
+                self.stats.throttled += 1
+                if self.rate.throttled(started):
+                    self.stats.rate_changes.append((started, self.rate.rpm))
+                    log.warning(
+                        "rate limited by the service: slowing to %.0f requests/minute",
+                        self.rate.rpm,
+                    )
+                raise
+        self.rate.succeeded()
+        return audio
+
+    async def _fetch(self, key: str, url: str) -> Segment:
+        temp = self.store.temp_path(key)
+        self.stats.downloads += 1
+        try:
+            await self.provider.download(url, temp, max_bytes=self.max_segment_bytes)
+            return await self.store.commit(key, temp)
+        except AudioError as exc:
+            raise TransientError(str(exc)) from exc
+        finally:
+            temp.unlink(missing_ok=True)
+
+    async def _run(self, job: Job) -> Outcome:
+        cached = self.store.lookup(job.key)
+        if cached is not None:
+            return Outcome(cached, 0, 0, cached=True)
+        store = self.store
+        store.begin(job.key, job.billing_chars)
+        url = store.pending_link(job.key, max_age=LINK_MAX_AGE)
+        requests = attempt = 0
+        while True:
+            if self._stopping:
+                raise self.stop_reason or Stopped("the run was stopped")
+            try:
+                if url is None:
+                    requests += 1
+                    audio = await self._request(job, attempt)
+                    if audio.data is not None:
+                        try:
+                            segment = await store.commit_bytes(job.key, audio.data)
+                        except AudioError as exc:
+                            raise TransientError(f"the service sent unusable audio: {exc}") from exc
+                        return Outcome(segment, requests, attempt, cached=False)
+                    assert audio.url is not None
+                    url = audio.url
+                    store.record_link(job.key, url)
+                segment = await self._fetch(job.key, url)
+                return Outcome(segment, requests, attempt, cached=False)
+            except BadRequest as exc:
+                store.record_failure(job.key, str(exc))
+                raise ChunkFailed(str(exc), attempts=attempt + 1) from exc
+            except LinkExpired as exc:
+                self.stats.resynthesized += 1
+                store.forget_link(job.key)
+                url = None
+                error: ProviderError = exc
+                log.info("audio link expired; synthesizing the chunk again")
+            except (RateLimited, TransientError) as exc:  # 429s were counted in _request
+                error = exc
+            attempt += 1
+            store.record_attempt(job.key)
+            if attempt >= self.retries:
+                message = f"gave up after {attempt} attempts: {error}"
+                store.record_failure(job.key, message)
+                raise ChunkFailed(message, attempts=attempt) from error
+            self.stats.retries += 1
+            await self._sleep(self._delay(attempt, error))

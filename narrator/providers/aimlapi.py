@@ -1,0 +1,129 @@
+"""The AIML API: ``POST /v1/tts`` with ``alibaba/qwen3-tts-flash`` (and same-shaped models).
+
+Success is 200 or 201 in one of three shapes, all accepted::
+
+    {"audio": {"url": "http://...wav?Expires=..."}, "usage": {"characters": 267}}
+    {"audio": "<url>", "meta": {"usage": {"credits_used": N, "usd_spent": X}}}
+    <the WAV itself>
+
+The body's bytes decide which (RIFF magic or JSON), never the Content-Type.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ..errors import (
+    AuthError,
+    BadRequest,
+    EndpointNotFound,
+    OutOfCredits,
+    RateLimited,
+    TransientError,
+)
+from . import Audio
+from .http import download, error_message, parse_retry_after
+
+VOICES = (
+    "Cherry", "Ethan", "Nofish", "Jennifer", "Ryan", "Katerina", "Elias", "Jada", "Dylan",
+    "Sunny", "Li", "Marcus", "Roy", "Peter", "Rocky", "Kiki", "Eric",
+)  # fmt: skip
+
+
+class AimlApiProvider:
+    """Client for the AIML API's text-to-speech endpoint."""
+
+    name = "aimlapi"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = "https://api.aimlapi.com",
+        model: str = "alibaba/qwen3-tts-flash",
+        timeout: float = 120.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.model = model
+        self._key = api_key
+        self._endpoint = base_url.rstrip("/") + "/v1/tts"
+        self._timeout = timeout
+        self._session = session
+        self._own_session = session is None
+        # Audio from another endpoint (the emulator, a proxy) must never be mistaken for this one's.
+        self.identity = f"{self.name}|{self._endpoint}|{model}"
+
+    def __repr__(self) -> str:  # keeps the key out of any repr
+        return f"AimlApiProvider(model={self.model!r}, endpoint={self._endpoint!r})"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
+        """One ``POST /v1/tts``; see the module docstring for what comes back."""
+        headers = {"Authorization": f"Bearer {self._key}", "X-Client-Request-Id": request_id}
+        payload = {"model": self.model, "text": text, "voice": voice}
+        try:
+            async with self.session.post(
+                self._endpoint,
+                json=payload,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers)
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"request failed: {type(exc).__name__}") from exc
+        except TimeoutError as exc:
+            raise TransientError("request timed out") from exc
+        if status in (200, 201):
+            return _parse_success(body)
+        _raise_for(status, error_message(body, status), retry_after, self._endpoint)
+        raise AssertionError("unreachable")  # _raise_for always raises
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+        await download(self.session, url, dest, max_bytes=max_bytes, timeout=self._timeout)
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
+
+
+def _parse_success(body: bytes) -> Audio:
+    if body[:4] == b"RIFF":
+        return Audio(data=body)
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TransientError("the service answered success with neither JSON nor WAV") from exc
+    audio = data.get("audio") if isinstance(data, dict) else None
+    if isinstance(audio, dict):
+        audio = audio.get("url")
+    if isinstance(audio, str) and audio:
+        return Audio(url=audio)
+    raise TransientError("the service answered success without an audio URL")
+
+
+def _raise_for(status: int, message: str, retry_after: float | None, endpoint: str) -> None:
+    if status == 400:
+        raise BadRequest(f"the service refused the chunk: {message}", status=status)
+    if status == 401:
+        raise AuthError(f"the API key was rejected (401): {message}")
+    if status == 403:
+        raise OutOfCredits(f"the account is out of credits (403): {message}")
+    if status == 404:
+        raise EndpointNotFound(f"{endpoint} answered 404: check --base-url")
+    if status == 429:
+        raise RateLimited(f"rate limited (429): {message}", status=status, retry_after=retry_after)
+    if status >= 500 or status == 408:
+        raise TransientError(f"service error {status}: {message}", status=status, retry_after=retry_after)
+    raise BadRequest(f"unexpected answer {status}: {message}", status=status)

@@ -1,0 +1,34 @@
+"""eSpeak NG in-process: narrate offline, with no server and no key."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ..audio import wav_bytes
+from ..errors import BadRequest
+from . import Audio
+
+
+class EspeakProvider:
+    """The offline voice that also speaks for the emulator."""
+
+    name = "espeak"
+    model = "espeak-ng"
+    identity = "espeak|espeak-ng"
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
+        from ..espeak import get_engine
+
+        engine = await asyncio.to_thread(get_engine)
+        try:
+            pcm = await asyncio.to_thread(engine.synthesize, text, voice)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        return Audio(data=wav_bytes(pcm, engine.sample_rate))
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+        raise BadRequest("the espeak provider has no links to download")
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,86 @@
+"""HTTP pieces every networked provider shares: audio downloads, Retry-After, error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import aiofiles
+import aiohttp
+
+from ..audio import read_wav_info
+from ..errors import AudioError, BadDownload, BadRequest, LinkExpired, TransientError
+
+_BLOCK = 64 * 1024
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_message(body: bytes, status: int) -> str:
+    """The service's own words from an error body, else the status."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8", "replace").strip()
+        return text[:200] if text else f"HTTP {status}"
+    message = data.get("message") if isinstance(data, dict) else None
+    if isinstance(message, list):  # validation errors come as a list of strings
+        message = "; ".join(str(m) for m in message)
+    return str(message) if message else f"HTTP {status}"
+
+
+async def download(
+    session: aiohttp.ClientSession, url: str, dest: Path, *, max_bytes: int, timeout: float
+) -> None:
+    """Stream the WAV at ``url`` into ``dest`` and check it is whole RIFF/WAVE PCM.
+
+    The signed link carries its own credentials, so no Authorization header is sent.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise BadRequest(f"refusing to download audio from a non-HTTP link: {url[:60]!r}")
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            if resp.status in (403, 404):
+                raise LinkExpired(f"audio link answered {resp.status}", status=resp.status)
+            if resp.status != 200:
+                raise TransientError(f"audio download answered {resp.status}", status=resp.status)
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise BadRequest(
+                    f"audio segment of {resp.content_length} bytes exceeds the {max_bytes}-byte cap"
+                )
+            size = 0
+            async with aiofiles.open(dest, "wb") as fh:
+                async for block in resp.content.iter_chunked(_BLOCK):
+                    size += len(block)
+                    if size > max_bytes:
+                        raise BadRequest(f"audio segment exceeds the {max_bytes}-byte cap")
+                    await fh.write(block)
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        raise BadDownload(f"audio download cut short ({type(exc).__name__})") from exc
+    except aiohttp.ClientError as exc:
+        raise TransientError(f"audio download failed: {type(exc).__name__}") from exc
+    except TimeoutError as exc:
+        raise TransientError("audio download timed out") from exc
+    try:
+        await asyncio.to_thread(read_wav_info, dest)
+    except AudioError as exc:
+        raise BadDownload(f"downloaded audio is unusable: {exc}") from exc

@@ -1,0 +1,261 @@
+"""The worker pool with a scripted fake provider and a real store; backoff is injected."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from narrator.audio import tone_pcm, wav_bytes
+from narrator.errors import (
+    AuthError,
+    BadDownload,
+    BadRequest,
+    LinkExpired,
+    OutOfCredits,
+    RateLimited,
+    TransientError,
+)
+from narrator.pool import AdaptiveRate, ChunkFailed, Job, Pool, Stopped
+from narrator.providers import Audio
+from narrator.store import Store, segment_key
+
+WAV = wav_bytes(tone_pcm(0.05, 24000), 24000)
+
+
+class FakeProvider:
+    """Answers from a script: per text, a queue of exceptions to raise before succeeding."""
+
+    name = "fake"
+    model = "fake-1"
+    identity = "fake"
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        inline: bool = False,
+        failures: dict[str, Iterable[Exception]] | None = None,
+        download_failures: Iterable[Exception] = (),
+    ) -> None:
+        self.latency = latency
+        self.inline = inline
+        self.failures = {k: deque(v) for k, v in (failures or {}).items()}
+        self.download_failures = deque(download_failures)
+        self.in_flight = self.max_in_flight = 0
+        self.starts: list[float] = []
+        self.texts: list[str] = []
+        self.downloads = 0
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
+        self.starts.append(asyncio.get_running_loop().time())
+        self.texts.append(text)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.latency)
+            queue = self.failures.get(text)
+            if queue:
+                raise queue.popleft()
+        finally:
+            self.in_flight -= 1
+        return Audio(data=WAV) if self.inline else Audio(url=f"http://fake/{text}.wav")
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+        self.downloads += 1
+        if self.download_failures:
+            raise self.download_failures.popleft()
+        dest.write_bytes(WAV)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def job(text: str) -> Job:
+    return Job(segment_key(provider="fake", voice="Cherry", text=text), text, len(text))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "cache")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def make_pool(provider: FakeProvider, store: Store, **kw: object) -> Pool:
+    defaults: dict[str, object] = {"voice": "Cherry", "concurrency": 4, "rpm": 60_000, "retries": 4}
+    defaults.update(kw)
+    defaults.setdefault("backoff_base", 0.0)
+    return Pool(provider, store, **defaults)  # type: ignore[arg-type]
+
+
+async def test_concurrency_is_never_exceeded(store: Store) -> None:
+    provider = FakeProvider(latency=0.02)
+    async with make_pool(provider, store, concurrency=3) as pool:
+        outcomes = await asyncio.gather(*(pool.submit(job(f"t{i}")) for i in range(20)))
+    assert provider.max_in_flight == 3
+    assert len(outcomes) == 20 and all(not o.cached for o in outcomes)
+
+
+async def test_limiter_spaces_starts_evenly() -> None:
+    rate = AdaptiveRate(600)  # one start every 0.1 s of loop time, never a burst
+    starts = [await rate.acquire() for _ in range(6)]
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.1 - 1e-6
+
+
+async def test_pool_never_starts_more_than_rpm_over_60_in_a_second(store: Store) -> None:
+    provider = FakeProvider(latency=0.01)
+    rpm = 600
+    async with make_pool(provider, store, concurrency=8, rpm=rpm) as pool:
+        await asyncio.gather(*(pool.submit(job(f"t{i}")) for i in range(12)))
+    starts = sorted(provider.starts)
+    for t in starts:
+        assert sum(t <= s < t + 1 for s in starts) <= math.ceil(rpm / 60)
+
+
+async def test_results_map_to_their_jobs_whatever_the_order(store: Store) -> None:
+    provider = FakeProvider(latency=0.0, failures={"slow": [TransientError("x")] * 2})
+    async with make_pool(provider, store) as pool:
+        futures = [pool.submit(job(t)) for t in ("slow", "fast", "medium")]
+        outcomes = await asyncio.gather(*futures)
+    for text, outcome in zip(("slow", "fast", "medium"), outcomes, strict=True):
+        assert outcome.segment.key == job(text).key
+    assert outcomes[0].retries == 2 and outcomes[0].requests == 3
+
+
+async def test_same_key_twice_is_one_request(store: Store) -> None:
+    provider = FakeProvider()
+    async with make_pool(provider, store) as pool:
+        a, b = pool.submit(job("same")), pool.submit(job("same"))
+        await asyncio.gather(a, b)
+    assert provider.texts == ["same"]
+
+
+async def test_transient_errors_are_retried_until_the_budget_runs_out(store: Store) -> None:
+    provider = FakeProvider(failures={"bad": [TransientError("503")] * 10})
+    async with make_pool(provider, store, retries=3) as pool:
+        with pytest.raises(ChunkFailed, match="gave up after 3 attempts"):
+            await pool.submit(job("bad"))
+        ok = await pool.submit(job("good"))
+    assert provider.texts.count("bad") == 3
+    assert ok.requests == 1
+    assert store.attempts(job("bad").key) == 3
+
+
+async def test_bad_request_is_not_retried(store: Store) -> None:
+    provider = FakeProvider(failures={"bad": [BadRequest("text too long")]})
+    async with make_pool(provider, store) as pool:
+        with pytest.raises(ChunkFailed, match="text too long"):
+            await pool.submit(job("bad"))
+    assert provider.texts == ["bad"]
+
+
+@pytest.mark.parametrize("fatal", [AuthError("401"), OutOfCredits("403")])
+async def test_fatal_errors_stop_the_run(store: Store, fatal: Exception) -> None:
+    provider = FakeProvider(latency=0.01, failures={"t0": [fatal]})
+    async with make_pool(provider, store, concurrency=1) as pool:
+        futures = [pool.submit(job(f"t{i}")) for i in range(10)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+    assert isinstance(results[0], type(fatal))
+    assert all(isinstance(r, (type(fatal), Stopped)) for r in results[1:])
+    assert provider.texts == ["t0"]  # nothing was sent after the fatal answer
+    assert pool.stop_reason is results[0]
+
+
+async def test_rate_limits_slow_the_run_and_honour_retry_after(store: Store) -> None:
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    provider = FakeProvider(failures={"t0": [RateLimited("429", retry_after=3.0)]})
+    async with make_pool(provider, store, rpm=600, sleep=record, backoff_max=30.0) as pool:
+        outcome = await pool.submit(job("t0"))
+    assert slept == [3.0]
+    assert outcome.requests == 2
+    assert pool.rate.rpm == 300
+    assert pool.stats.throttled == 1
+
+
+async def test_backoff_is_full_jitter_within_the_cap(store: Store) -> None:
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    provider = FakeProvider(failures={"t": [TransientError("500")] * 5})
+    async with make_pool(provider, store, sleep=record, retries=6, backoff_base=1.0, backoff_max=5.0) as pool:
+        await pool.submit(job("t"))
+    assert len(slept) == 5
+    for attempt, delay in enumerate(slept, start=1):
+        assert 0 <= delay <= min(5.0, 2**attempt)
+
+
+async def test_broken_download_is_fetched_again_without_a_new_request(store: Store) -> None:
+    provider = FakeProvider(download_failures=[BadDownload("short"), BadDownload("short")])
+    async with make_pool(provider, store) as pool:
+        outcome = await pool.submit(job("t"))
+    assert outcome.requests == 1 and provider.downloads == 3
+
+
+async def test_expired_link_is_synthesized_again(store: Store) -> None:
+    provider = FakeProvider(download_failures=[LinkExpired("403")])
+    async with make_pool(provider, store) as pool:
+        outcome = await pool.submit(job("t"))
+    assert outcome.requests == 2 and pool.stats.resynthesized == 1
+
+
+async def test_inline_audio_is_stored(store: Store) -> None:
+    provider = FakeProvider(inline=True)
+    async with make_pool(provider, store) as pool:
+        outcome = await pool.submit(job("t"))
+    assert outcome.segment.path.read_bytes() == WAV and provider.downloads == 0
+
+
+async def test_finished_segments_are_not_requested_again(store: Store) -> None:
+    provider = FakeProvider()
+    async with make_pool(provider, store) as pool:
+        await asyncio.gather(*(pool.submit(job(f"t{i}")) for i in range(5)))
+    again = FakeProvider()
+    async with make_pool(again, store) as pool:
+        outcomes = await asyncio.gather(*(pool.submit(job(f"t{i}")) for i in range(5)))
+    assert again.texts == [] and all(o.cached for o in outcomes)
+
+
+async def test_a_link_saved_before_a_crash_is_downloaded_not_billed_again(store: Store) -> None:
+    key = job("t").key
+    store.begin(key, 1)
+    store.record_link(key, "http://fake/t.wav")
+    provider = FakeProvider()
+    async with make_pool(provider, store) as pool:
+        outcome = await pool.submit(job("t"))
+    assert provider.texts == [] and outcome.requests == 0 and provider.downloads == 1
+
+
+async def test_adaptive_rate_cuts_once_per_burst_and_recovers() -> None:
+    rate = AdaptiveRate(1200)
+    loop = asyncio.get_running_loop()
+    started = await rate.acquire()
+    assert rate.throttled(started)
+    assert rate.rpm == 600
+    assert not rate.throttled(started)  # sent before the cut: no second cut
+    assert rate.throttled(loop.time() + 1)  # sent after it: the new rate is too fast too
+    assert rate.rpm == 300  # ceiling is now 600
+    for _ in range(20):
+        rate.succeeded()
+    assert rate.rpm == pytest.approx(0.9 * 600)  # quickly back to just under the ceiling
+    for _ in range(1000):
+        rate.succeeded()
+    assert rate.rpm == 1200  # probes back up to what the user allowed
+
+
+def test_adaptive_rate_can_be_switched_off() -> None:
+    rate = AdaptiveRate(600, adaptive=False)
+    assert not rate.throttled(0.0)
+    assert rate.rpm == 600
+
