@@ -71,7 +71,9 @@ def parse_wav(head: bytes, total_size: int, *, name: str = "audio") -> WavInfo:
             if tag != _PCM:
                 raise AudioError(f"{name} is not PCM (format tag {tag:#x})")
             if channels < 1 or rate < 1 or bits not in (8, 16, 24, 32):
-                raise AudioError(f"{name} has an unusable format ({channels} ch, {rate} Hz, {bits} bit)")
+                raise AudioError(
+                    f"{name} has an unusable format ({channels} ch, {rate} Hz, {bits} bit)"
+                )
             available = total_size - body
             if size in _UNKNOWN_SIZES:
                 size = available

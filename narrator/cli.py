@@ -156,7 +156,9 @@ class _Bar:
             self.total_chars = event.characters
         elif event.kind == "chunk" and self.bar is not None:
             self.characters += event.characters
-            self.bar.set_postfix_str(f"{self.characters:,}/{self.total_chars:,} chars", refresh=False)
+            self.bar.set_postfix_str(
+                f"{self.characters:,}/{self.total_chars:,} chars", refresh=False
+            )
             self.bar.update(event.chunks)
 
     def close(self) -> None:
@@ -174,7 +176,9 @@ def _summary(run: RunReport) -> None:
     for doc in run.documents:
         if doc.status == "done":
             cached = f", {doc.cached_chunks} from cache" if doc.cached_chunks else ""
-            print(f"{doc.output}  {_format_seconds(doc.audio_seconds)}  ({doc.chunks} chunks{cached})")
+            print(
+                f"{doc.output}  {_format_seconds(doc.audio_seconds)}  ({doc.chunks} chunks{cached})"
+            )
         else:
             first = doc.errors[0] if doc.errors else ""
             print(f"{doc.status.upper()}: {doc.input}: {first}", file=sys.stderr)
@@ -233,7 +237,8 @@ def _run_narrate(works: list[Work], settings: Settings, *, quiet: bool, report: 
     _summary(run)
     if interrupted:
         print(
-            "narrator: interrupted; finished chunks are saved, run the same command again to resume",
+            "narrator: interrupted; finished chunks are saved, "
+            "run the same command again to resume",
             file=sys.stderr,
         )
         return interrupted
@@ -285,7 +290,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         async def main() -> tuple[RunReport, int]:
             emulator = await start_emulator(EmulatorConfig(api_key="demo-key"))
             try:
-                print(f"narrator demo: the AIML API emulator is listening on {emulator.url}", file=sys.stderr)
+                print(
+                    f"narrator demo: the AIML API emulator is listening on {emulator.url}",
+                    file=sys.stderr,
+                )
                 settings = Settings(
                     api_key="demo-key",
                     base_url=emulator.url,
@@ -392,7 +400,8 @@ def _rate(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="narrator", description="Turn long text into audiobooks through text-to-speech services."
+        prog="narrator",
+        description="Turn long text into audiobooks through text-to-speech services.",
     )
     parser.add_argument("--version", action="version", version=f"narrator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -403,8 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voice", default="Cherry", help="voice name (see `narrator voices`)")
     p.add_argument("--provider", default="aimlapi", choices=["aimlapi", "espeak"])
     p.add_argument("--api-key", help="AIML API key (default: $AIMLAPI_KEY)")
-    p.add_argument("--base-url", help=f"API root (default: $NARRATOR_BASE_URL or {DEFAULT_BASE_URL})")
-    p.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight at most")
+    p.add_argument(
+        "--base-url", help=f"API root (default: $NARRATOR_BASE_URL or {DEFAULT_BASE_URL})"
+    )
+    p.add_argument(
+        "--concurrency", type=_positive_int, default=4, help="requests in flight at most"
+    )
     p.add_argument("--rpm", type=_positive_float, default=60.0, help="requests per minute at most")
     p.add_argument("--max-chars", type=int, default=600, help="billing characters per chunk")
     p.add_argument("--lang", default="en", help="language for sentence splitting (en, zh, ja, ...)")
@@ -428,7 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     p.add_argument("--api-key", help="the only key accepted (default: any)")
     p.add_argument("--rpm", type=_positive_float, help="requests per minute allowed, then 429")
-    p.add_argument("--max-concurrency", type=_positive_int, help="requests in flight allowed, then 429")
+    p.add_argument(
+        "--max-concurrency", type=_positive_int, help="requests in flight allowed, then 429"
+    )
     p.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     p.add_argument("--fail-rate", type=_rate, default=0.0, help="share of random 5xx answers")
     p.add_argument("--shape", default="object", choices=["object", "string", "binary", "mixed"])

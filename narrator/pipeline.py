@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .documents import Document, load_document, parse_text
 from .errors import NarratorError, StopRun
@@ -169,10 +170,10 @@ async def _narrate_one(
         pieces.append(Piece(outcome.segment.path, _gap(settings, previous, chunk)))
         previous = chunk
     try:
-        result = await asyncio.to_thread(stitch_wav, pieces, work.output)
+        stitched = await asyncio.to_thread(stitch_wav, pieces, work.output)
     except (NarratorError, OSError) as exc:
         return report("failed", errors=[f"writing {work.output}: {exc}"])
-    return report("done", seconds=result.seconds)
+    return report("done", seconds=stitched.seconds)
 
 
 async def narrate_many(
@@ -265,7 +266,8 @@ async def _collect(
         await everything
     else:
         stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({everything, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        either: list[asyncio.Future[Any]] = [everything, stopper]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if not everything.done():
             pool.stop()

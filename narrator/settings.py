@@ -55,7 +55,9 @@ class Settings:
         if self.retries < 1:
             raise ConfigError("--retries must be at least 1")
         if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"--base-url must start with http:// or https://, not {self.base_url!r}")
+            raise ConfigError(
+                f"--base-url must start with http:// or https://, not {self.base_url!r}"
+            )
         if self.provider == "aimlapi" and not self.api_key:
             raise ConfigError(
                 "no API key: set AIMLAPI_KEY (or pass --api-key), or use --provider espeak "

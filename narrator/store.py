@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import read_wav_info
+from .audio import WavInfo, read_wav_info
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -224,7 +224,7 @@ class Store:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def _place(temp: Path, final: Path) -> object:
+def _place(temp: Path, final: Path) -> WavInfo:
     info = read_wav_info(temp)  # raises AudioError for anything but whole PCM WAV
     with temp.open("rb+") as fh:
         os.fsync(fh.fileno())

@@ -134,7 +134,9 @@ async def test_every_response_shape_makes_the_same_book(tmp_path: Path, shape: s
     assert books[0] == books[1]
 
 
-async def test_a_folder_gives_one_book_per_document(emulator: RunningEmulator, tmp_path: Path) -> None:
+async def test_a_folder_gives_one_book_per_document(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     (src / "one.txt").write_text("First document. It is short.")
@@ -146,7 +148,9 @@ async def test_a_folder_gives_one_book_per_document(emulator: RunningEmulator, t
         env={"AIMLAPI_KEY": TEST_KEY},
     )  # fmt: skip
     assert result.code == 0, result.stderr
-    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.wav")) == [
+    assert sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.wav")
+    ) == [
         "one.wav",
         "sub/two.wav",
     ]
@@ -163,7 +167,9 @@ async def test_without_a_key_it_says_which_variable(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-async def test_a_rejected_key_stops_with_one_line(emulator: RunningEmulator, tmp_path: Path) -> None:
+async def test_a_rejected_key_stops_with_one_line(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
     source = tmp_path / "t.txt"
     source.write_text("Hello there. " * 50)
     result = await run_cli(
@@ -202,7 +208,13 @@ async def test_offline_voice_needs_no_key_and_no_server(tmp_path: Path) -> None:
     source = tmp_path / "hello.txt"
     source.write_text("# Hello\n\nThis is narrator speaking offline. 你好，世界。")
     result = await run_cli(
-        "narrate", str(source), "--provider", "espeak", "--cache-dir", str(tmp_path / "c"), "--quiet"
+        "narrate",
+        str(source),
+        "--provider",
+        "espeak",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--quiet",
     )
     assert result.code == 0, result.stderr
     info = read_wav_info(tmp_path / "hello.wav")

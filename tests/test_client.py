@@ -55,12 +55,18 @@ def mocked() -> aioresponses:
 
 
 async def test_sends_the_documented_request(client: AimlApiProvider, mocked: aioresponses) -> None:
-    mocked.post(ENDPOINT, status=201, payload={"audio": {"url": AUDIO_URL}, "usage": {"characters": 5}})
+    mocked.post(
+        ENDPOINT, status=201, payload={"audio": {"url": AUDIO_URL}, "usage": {"characters": 5}}
+    )
     await client.synthesize("Hello", voice="Ethan", request_id="narrator-abc-0")
-    ((_, url), calls), = mocked.requests.items()
+    (((_, url), calls),) = mocked.requests.items()
     assert str(url) == ENDPOINT
     (call,) = calls
-    assert call.kwargs["json"] == {"model": "alibaba/qwen3-tts-flash", "text": "Hello", "voice": "Ethan"}
+    assert call.kwargs["json"] == {
+        "model": "alibaba/qwen3-tts-flash",
+        "text": "Hello",
+        "voice": "Ethan",
+    }
     headers = call.kwargs["headers"]
     assert headers["Authorization"] == f"Bearer {KEY}"
     assert headers["X-Client-Request-Id"] == "narrator-abc-0"
@@ -69,7 +75,9 @@ async def test_sends_the_documented_request(client: AimlApiProvider, mocked: aio
 
 @pytest.mark.parametrize("status", [200, 201])
 async def test_object_shape(client: AimlApiProvider, mocked: aioresponses, status: int) -> None:
-    mocked.post(ENDPOINT, status=status, payload={"audio": {"url": AUDIO_URL}, "usage": {"characters": 5}})
+    mocked.post(
+        ENDPOINT, status=status, payload={"audio": {"url": AUDIO_URL}, "usage": {"characters": 5}}
+    )
     audio = await client.synthesize("Hi", voice="Cherry", request_id="r")
     assert audio.url == AUDIO_URL and audio.data is None
 
@@ -84,7 +92,9 @@ async def test_string_shape(client: AimlApiProvider, mocked: aioresponses) -> No
     assert audio.url == AUDIO_URL
 
 
-@pytest.mark.parametrize("content_type", ["audio/wav", "application/octet-stream", "application/json"])
+@pytest.mark.parametrize(
+    "content_type", ["audio/wav", "application/octet-stream", "application/json"]
+)
 async def test_binary_shape_is_told_by_bytes_not_type(
     client: AimlApiProvider, mocked: aioresponses, content_type: str
 ) -> None:
@@ -150,7 +160,8 @@ def test_retry_after_forms() -> None:
 
 
 @pytest.mark.parametrize(
-    "exc", [aiohttp.ServerDisconnectedError(), aiohttp.ClientConnectionError("reset"), TimeoutError()]
+    "exc",
+    [aiohttp.ServerDisconnectedError(), aiohttp.ClientConnectionError("reset"), TimeoutError()],
 )
 async def test_network_failures_are_transient(
     client: AimlApiProvider, mocked: aioresponses, exc: Exception
@@ -168,7 +179,7 @@ async def test_download_streams_a_wav_without_the_key(
     await client.download(AUDIO_URL, dest, max_bytes=10**6)
     assert dest.read_bytes() == WAV
     assert read_wav_info(dest).rate == 24000
-    ((_, _), calls), = mocked.requests.items()
+    (((_, _), calls),) = mocked.requests.items()
     assert "Authorization" not in (calls[0].kwargs.get("headers") or {})
 
 
@@ -190,14 +201,18 @@ async def test_broken_download_is_fetched_again(
         await client.download(AUDIO_URL, tmp_path / "x.wav", max_bytes=10**6)
 
 
-async def test_download_size_cap(client: AimlApiProvider, mocked: aioresponses, tmp_path: Path) -> None:
+async def test_download_size_cap(
+    client: AimlApiProvider, mocked: aioresponses, tmp_path: Path
+) -> None:
     mocked.get(AUDIO_URL, status=200, body=WAV)
     with pytest.raises(BadRequest, match="cap"):
         await client.download(AUDIO_URL, tmp_path / "x.wav", max_bytes=100)
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://x/y.wav", "javascript:alert(1)"])
-async def test_only_http_links_are_downloaded(client: AimlApiProvider, tmp_path: Path, url: str) -> None:
+async def test_only_http_links_are_downloaded(
+    client: AimlApiProvider, tmp_path: Path, url: str
+) -> None:
     with pytest.raises(BadRequest, match="non-HTTP"):
         await client.download(url, tmp_path / "x.wav", max_bytes=10**6)
 

@@ -189,7 +189,9 @@ async def test_backoff_is_full_jitter_within_the_cap(store: Store) -> None:
         slept.append(seconds)
 
     provider = FakeProvider(failures={"t": [TransientError("500")] * 5})
-    async with make_pool(provider, store, sleep=record, retries=6, backoff_base=1.0, backoff_max=5.0) as pool:
+    async with make_pool(
+        provider, store, sleep=record, retries=6, backoff_base=1.0, backoff_max=5.0
+    ) as pool:
         await pool.submit(job("t"))
     assert len(slept) == 5
     for attempt, delay in enumerate(slept, start=1):
@@ -258,4 +260,3 @@ def test_adaptive_rate_can_be_switched_off() -> None:
     rate = AdaptiveRate(600, adaptive=False)
     assert not rate.throttled(0.0)
     assert rate.rpm == 600
-

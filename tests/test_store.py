@@ -20,14 +20,20 @@ def store(tmp_path: Path) -> Store:
 
 
 def test_key_depends_on_everything_that_changes_the_audio() -> None:
-    base = {"provider": "aimlapi|https://api.aimlapi.com/v1/tts|m", "voice": "Cherry", "text": "Hi."}
+    base = {
+        "provider": "aimlapi|https://api.aimlapi.com/v1/tts|m",
+        "voice": "Cherry",
+        "text": "Hi.",
+    }
     key = segment_key(**base)
     assert key == segment_key(**base)
     for field, other in (("provider", "espeak|espeak-ng"), ("voice", "Ethan"), ("text", "Hi!")):
         assert segment_key(**{**base, field: other}) != key
 
 
-async def test_commit_moves_a_checked_file_into_place(store: Store, make_wav: Callable[..., Path]) -> None:
+async def test_commit_moves_a_checked_file_into_place(
+    store: Store, make_wav: Callable[..., Path]
+) -> None:
     key = "ab" + "0" * 62
     store.begin(key, 10)
     temp = store.temp_path(key)
@@ -71,7 +77,9 @@ def test_links_persist_and_age(store: Store, tmp_path: Path) -> None:
         again.close()
 
 
-async def test_state_is_plain_sqlite_in_wal_mode(store: Store, make_wav: Callable[..., Path]) -> None:
+async def test_state_is_plain_sqlite_in_wal_mode(
+    store: Store, make_wav: Callable[..., Path]
+) -> None:
     store.begin("k1", 5)
     store.record_failure("k1", "boom")
     await store.commit_bytes("k2" + "0" * 62, make_wav().read_bytes())

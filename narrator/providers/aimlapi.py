@@ -125,5 +125,7 @@ def _raise_for(status: int, message: str, retry_after: float | None, endpoint: s
     if status == 429:
         raise RateLimited(f"rate limited (429): {message}", status=status, retry_after=retry_after)
     if status >= 500 or status == 408:
-        raise TransientError(f"service error {status}: {message}", status=status, retry_after=retry_after)
+        raise TransientError(
+            f"service error {status}: {message}", status=status, retry_after=retry_after
+        )
     raise BadRequest(f"unexpected answer {status}: {message}", status=status)
