@@ -270,6 +270,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
         gap_ms=args.gap_ms,
         chapter_gap_ms=args.chapter_gap_ms,
         retries=args.retries,
+        backoff_base=args.backoff,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
     )
 
@@ -424,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap-ms", type=int, default=300, help="silence between chunks")
     p.add_argument("--chapter-gap-ms", type=int, default=1200, help="silence between chapters")
     p.add_argument("--retries", type=_positive_int, default=8, help="attempts per chunk")
+    p.add_argument(
+        "--backoff",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="first retry delay in seconds, doubling each time (jittered); 0 retries at once",
+    )
     p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
     p.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -9,7 +9,8 @@ What is retried, and how (nothing else is):
 
 - ``RateLimited`` (429): backoff, and the whole run slows down (:class:`AdaptiveRate`).
 - ``TransientError`` (5xx, timeouts, dropped connections): backoff and resend.
-- ``BadDownload`` (a short or broken body): fetch the same link again; nothing is billed.
+- ``BadDownload`` (a short or broken body): fetch the same link again, so nothing is
+  billed twice; after three broken downloads in a row, synthesize again.
 - ``LinkExpired``: synthesize again.
 
 ``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits) stops the pool.
@@ -27,6 +28,7 @@ from aiolimiter import AsyncLimiter
 
 from .errors import (
     AudioError,
+    BadDownload,
     BadRequest,
     LinkExpired,
     NarratorError,
@@ -42,6 +44,8 @@ log = logging.getLogger("narrator")
 
 # Signed links live about 24 hours; a link older than this is not worth trying.
 LINK_MAX_AGE = 20 * 3600.0
+# A link whose download comes back broken this many times running is synthesized again.
+BROKEN_LINK_LIMIT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +283,7 @@ class Pool:
         store = self.store
         store.begin(job.key, job.billing_chars)
         url = store.pending_link(job.key, max_age=LINK_MAX_AGE)
-        requests = attempt = 0
+        requests = attempt = broken_downloads = 0
         while True:
             if self._stopping:
                 raise self.stop_reason or Stopped("the run was stopped")
@@ -307,6 +311,13 @@ class Pool:
                 url = None
                 error: ProviderError = exc
                 log.info("audio link expired; synthesizing the chunk again")
+            except BadDownload as exc:
+                error = exc
+                broken_downloads += 1
+                if broken_downloads >= BROKEN_LINK_LIMIT:  # the audio is bad, not the wire
+                    self.stats.resynthesized += 1
+                    store.forget_link(job.key)
+                    url, broken_downloads = None, 0
             except (RateLimited, TransientError) as exc:  # 429s were counted in _request
                 error = exc
             attempt += 1

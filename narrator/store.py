@@ -131,7 +131,9 @@ class Store:
     def pending_link(self, key: str, *, max_age: float) -> str | None:
         """The link of a synthesized-but-not-downloaded segment, if younger than ``max_age``."""
         row = self._db.execute(
-            "SELECT url, url_at FROM segments WHERE key = ? AND state = 'synthesized'", (key,)
+            # A failed row keeps its link when only the download failed: the audio was paid for.
+            "SELECT url, url_at FROM segments WHERE key = ? AND state IN ('synthesized', 'failed')",
+            (key,),
         ).fetchone()
         if row is None or row[0] is None or time.time() - row[1] > max_age:
             return None
