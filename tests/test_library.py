@@ -1,0 +1,74 @@
+"""narrator as a library: the README's examples, and a library that never prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import narrator
+from narrator.audio import read_wav_info
+from narrator.emulator import RunningEmulator
+from narrator.errors import AuthError
+
+from .conftest import TEST_KEY
+
+
+def test_sync_wrapper_with_the_offline_voice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = narrator.Settings(provider="espeak", cache_dir=tmp_path / "cache")
+    report = narrator.narrate_sync(
+        "Hello there. This is narrator, reading offline.", tmp_path / "hello.wav", settings
+    )
+    assert report.status == "done" and report.chunks == 1
+    assert read_wav_info(tmp_path / "hello.wav").seconds == pytest.approx(
+        report.audio_seconds, abs=0.01
+    )
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+async def test_async_entry_point_through_the_api(
+    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "article.txt"
+    source.write_text("# Title\n\nFirst paragraph. It is short.\n\nSecond paragraph.")
+    events: list[narrator.ProgressEvent] = []
+    settings = narrator.Settings(
+        api_key=TEST_KEY, base_url=emulator.url, cache_dir=tmp_path / "cache", rpm=6000
+    )
+    report = await narrator.narrate(source, tmp_path / "a.wav", settings, on_progress=events.append)
+    assert report.status == "done" and report.title == "Title"
+    assert [e.kind for e in events][0] == "planned"
+    assert sum(e.chunks for e in events if e.kind == "chunk") == report.chunks
+    assert events[-1].kind == "document" and events[-1].report == report
+    assert capsys.readouterr().out == ""
+
+
+async def test_a_rejected_key_raises(emulator: RunningEmulator, tmp_path: Path) -> None:
+    settings = narrator.Settings(
+        api_key="wrong", base_url=emulator.url, cache_dir=tmp_path / "cache", rpm=6000
+    )
+    with pytest.raises(AuthError, match="rejected"):
+        await narrator.narrate("Some text.", tmp_path / "a.wav", settings)
+
+
+async def test_a_failed_document_raises_with_its_report(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    settings = narrator.Settings(
+        api_key=TEST_KEY, base_url=emulator.url, cache_dir=tmp_path / "c", voice="Nobody", rpm=6000
+    )
+    with pytest.raises(narrator.NarrationFailed) as info:  # the service refuses the voice
+        await narrator.narrate("Some text.", tmp_path / "a.wav", settings)
+    assert info.value.report.status == "failed"
+    assert not (tmp_path / "a.wav").exists()
+
+
+def test_settings_are_checked_once_with_a_hint() -> None:
+    with pytest.raises(narrator.NarratorError, match="AIMLAPI_KEY"):
+        narrator.Settings()
+    with pytest.raises(narrator.NarratorError, match="at least 1"):
+        narrator.Settings(provider="espeak", concurrency=0)
+    assert "secret" not in repr(narrator.Settings(api_key="secret"))
