@@ -40,7 +40,7 @@ async def test_async_entry_point_through_the_api(
     )
     report = await narrator.narrate(source, tmp_path / "a.wav", settings, on_progress=events.append)
     assert report.status == "done" and report.title == "Title"
-    assert [e.kind for e in events][0] == "planned"
+    assert events[0].kind == "planned"
     assert sum(e.chunks for e in events if e.kind == "chunk") == report.chunks
     assert events[-1].kind == "document" and events[-1].report == report
     assert capsys.readouterr().out == ""
