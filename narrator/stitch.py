@@ -10,6 +10,15 @@ byte-for-byte, so their samples reach the output unchanged; any other segment is
 converted with pydub, one segment at a time, so memory is bounded by the longest
 segment, not by the book.
 
+With ``clean=True`` every join is made inaudible: each segment's own leading and
+trailing silence is trimmed (conservatively, see :data:`SILENCE_DBFS` and
+:data:`KEEP_MS`) and its first and last :data:`FADE_MS` milliseconds are faded, so no cut
+jumps from a sample to silence with a click. Without it (the default) segments are
+copied sample-exact.
+
+A book over the 4 GiB a RIFF file can hold is written as RF64 (EBU Tech 3306), which
+ffmpeg and most audio software read; it is never truncated.
+
 The output appears atomically: it is written to a temporary file in the same folder,
 synced, and only then renamed over ``output``, so a crash never leaves a half-written
 audiobook where a finished one is expected.
@@ -17,10 +26,12 @@ audiobook where a finished one is expected.
 
 from __future__ import annotations
 
+import array
 import io
 import os
 import secrets
 import struct
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,12 +50,19 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
     from pydub import AudioSegment
 
-__all__ = ["Piece", "StitchResult", "stitch_wav"]
+__all__ = ["FADE_MS", "KEEP_MS", "SILENCE_DBFS", "Piece", "StitchResult", "stitch_wav"]
+
+SILENCE_DBFS = -50.0  # quieter than this (peak) counts as silence when trimming
+KEEP_MS = 40  # silence kept before and after the speech, so soft onsets are never cut
+FADE_MS = 5  # fade in and out at every cut; short enough to be inaudible on speech
 
 _BLOCK = 64 * 1024  # bytes per read and per silence write
 _RIFF_LIMIT = 0xFFFF_FFFF  # RIFF sizes are 32-bit; larger files need RF64
 _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # canonical 44-byte PCM header
 _HEADER_AFTER_SIZE = _HEADER.size - 8  # what the RIFF size counts besides the data
+# RF64: the RIFF header with a ds64 chunk (64-bit RIFF size, data size and frame count,
+# no table) before fmt; the 32-bit sizes say 0xFFFFFFFF.
+_RF64_HEADER = struct.Struct("<4sI4s4sIQQQI4sIHHIIHH4sI")
 _PCM = 1
 # WAV stores 8-bit samples unsigned (silence is 0x80); audioop, under pydub, treats
 # them as signed. Adding 128 modulo 256 maps one onto the other, both ways.
@@ -85,24 +103,27 @@ class StitchResult:
         return self.frames / self.rate
 
 
-def stitch_wav(pieces: Iterable[Piece], output: Path) -> StitchResult:
+def stitch_wav(pieces: Iterable[Piece], output: Path, *, clean: bool = False) -> StitchResult:
     """Write ``pieces`` one after another, each after its gap of silence, to ``output``.
 
-    The output is a PCM WAV file in the first piece's rate, channels and sample width.
+    The output is a PCM WAV file in the first piece's rate, channels and sample width;
+    RF64 when it holds more than 4 GiB. ``clean`` trims each piece's own leading and
+    trailing silence and fades its edges (see the module docstring).
     Every piece is checked before anything is written. ``output``'s folder is created if
     missing, and ``output`` is replaced only once the new file is complete and synced;
     on any error the previous ``output``, if there was one, is left untouched.
 
-    Raises :class:`AudioError` if there are no pieces, if a piece cannot be read or is not
-    RIFF/WAVE PCM (the message names the file), or if the result would pass the 4 GiB a
-    WAV file can hold. Errors writing ``output`` propagate as :class:`OSError`.
+    Raises :class:`AudioError` if there are no pieces, or if a piece cannot be read or is
+    not RIFF/WAVE PCM (the message names the file). Errors writing ``output`` propagate
+    as :class:`OSError`.
     """
     probed = [(piece, _probe(piece.path)) for piece in pieces]
     if not probed:
         raise AudioError("nothing to stitch")
     target = probed[0][1]
-    # Fail before writing gigabytes; the exact size is checked again once it is known.
-    _check_size(_estimate_size(probed, target), output)
+    # The estimate is an upper bound (trimming only shortens), so the layout is chosen
+    # before writing; a frame per piece covers resampling's rounding.
+    rf64 = _too_big_for_riff(_estimate_size(probed, target) + len(probed) * target.frame_size)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp")
@@ -111,7 +132,7 @@ def stitch_wav(pieces: Iterable[Piece], output: Path) -> StitchResult:
     fh = tmp.open("xb")
     try:
         with fh:
-            frames, starts, durations = _write(fh, probed, target, output)
+            frames, starts, durations = _write(fh, probed, target, output, rf64=rf64, clean=clean)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, output)
@@ -158,13 +179,41 @@ def _estimate_size(probed: Sequence[tuple[Piece, WavInfo]], target: WavInfo) -> 
     return size
 
 
+def _too_big_for_riff(data_size: int) -> bool:
+    return _HEADER_AFTER_SIZE + data_size + (data_size & 1) > _RIFF_LIMIT
+
+
 def _check_size(data_size: int, output: Path) -> None:
-    if _HEADER_AFTER_SIZE + data_size + (data_size & 1) > _RIFF_LIMIT:
+    if _too_big_for_riff(data_size):
         raise AudioError(
-            f"{output.name} would hold {data_size / 2**30:.2f} GiB of samples, more than "
-            "the 4 GiB a WAV file can hold; stitch fewer pieces per file "
-            "(e.g. one file per chapter) or use a lower sample rate"
+            f"{output.name} came out at {data_size / 2**30:.2f} GiB of samples, more than "
+            "the 4 GiB a RIFF WAV file can hold"
         )
+
+
+def _rf64_header(fmt: WavInfo, data_size: int) -> bytes:
+    pad = data_size & 1
+    return _RF64_HEADER.pack(
+        b"RF64",
+        0xFFFF_FFFF,
+        b"WAVE",
+        b"ds64",
+        28,
+        _RF64_HEADER.size - 8 + data_size + pad,
+        data_size,
+        data_size // fmt.frame_size,
+        0,
+        b"fmt ",
+        16,
+        _PCM,
+        fmt.channels,
+        fmt.rate,
+        fmt.rate * fmt.frame_size,
+        fmt.frame_size,
+        fmt.width * 8,
+        b"data",
+        0xFFFF_FFFF,
+    )
 
 
 def _header(fmt: WavInfo, data_size: int) -> bytes:
@@ -186,12 +235,19 @@ def _header(fmt: WavInfo, data_size: int) -> bytes:
 
 
 def _write(
-    out: BinaryIO, probed: Sequence[tuple[Piece, WavInfo]], target: WavInfo, output: Path
+    out: BinaryIO,
+    probed: Sequence[tuple[Piece, WavInfo]],
+    target: WavInfo,
+    output: Path,
+    *,
+    rf64: bool,
+    clean: bool,
 ) -> tuple[int, list[float], list[float]]:
     """Write the whole WAV file to ``out``; return its frames and each piece's start and length."""
+    header = _rf64_header if rf64 else _header
     silence = memoryview((b"\x80" if target.width == 1 else b"\0") * _BLOCK)
-    buffer = memoryview(bytearray(_BLOCK))
-    out.write(_header(target, 0))  # a placeholder: the sizes are known only at the end
+    buffer = memoryview(bytearray(_BLOCK - _BLOCK % target.frame_size))
+    out.write(header(target, 0))  # a placeholder: the sizes are known only at the end
     written = 0  # data bytes so far
     starts: list[float] = []
     durations: list[float] = []
@@ -201,22 +257,183 @@ def _write(
             for at in range(0, gap, _BLOCK):
                 out.write(silence[: min(_BLOCK, gap - at)])
             written += gap
+        source: _Source
         if _same_format(info, target):
-            size = _copy(piece.path, info, out, buffer)
+            source = _FileSource(piece.path, info)
         else:
-            converted = _convert(piece.path, info, target)
-            out.write(converted)
-            size = len(converted)
-            del converted  # do not keep one segment alive while copying the next
+            source = _BytesSource(_convert(piece.path, info, target))
+        with source:
+            size = _put(source, target, out, buffer, clean=clean)
+        del source  # do not keep one converted segment alive while copying the next
         starts.append(written // target.frame_size / target.rate)
         durations.append(size // target.frame_size / target.rate)
         written += size
-    _check_size(written, output)
+    if not rf64:
+        _check_size(written, output)
     if written & 1:
         out.write(b"\0")  # RIFF chunks are padded to an even length
     out.seek(0)
-    out.write(_header(target, written))
+    out.write(header(target, written))
     return written // target.frame_size, starts, durations
+
+
+class _Source:
+    """A piece's samples, in the output's format, read by byte range."""
+
+    name: str
+    size: int
+
+    def read(self, at: int, size: int) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, at: int, buffer: memoryview) -> int:
+        data = self.read(at, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def __enter__(self) -> _Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _FileSource(_Source):
+    def __init__(self, path: Path, info: WavInfo) -> None:
+        self.name = path.name
+        self.size = info.data_size
+        self._offset = info.data_offset
+        self._fh = _open(path)
+
+    def _seek(self, at: int) -> None:
+        self._fh.seek(self._offset + at)
+
+    def read(self, at: int, size: int) -> bytes:
+        self._seek(at)
+        data = self._fh.read(size)
+        if len(data) < size:
+            raise AudioError(f"{self.name} got shorter while it was being stitched")
+        return data
+
+    def readinto(self, at: int, buffer: memoryview) -> int:
+        self._seek(at)
+        n = self._fh.readinto(buffer)
+        if n < len(buffer):
+            raise AudioError(f"{self.name} got shorter while it was being stitched")
+        return n
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+
+class _BytesSource(_Source):
+    def __init__(self, data: bytes) -> None:
+        self.name = "converted segment"
+        self.size = len(data)
+        self._data = memoryview(data)
+
+    def read(self, at: int, size: int) -> bytes:
+        return bytes(self._data[at : at + size])
+
+
+def _put(source: _Source, fmt: WavInfo, out: BinaryIO, buffer: memoryview, *, clean: bool) -> int:
+    """Write ``source``'s samples to ``out`` (trimmed and faded if ``clean``); return bytes."""
+    frame = fmt.frame_size
+    first, end = _audible(source, fmt, buffer) if clean else (0, source.size // frame)
+    fade = min((fmt.rate * FADE_MS + 500) // 1000, (end - first) // 2) if clean else 0
+    if fade:
+        out.write(_fade(source.read(first * frame, fade * frame), fmt, rising=True))
+    at, stop = (first + fade) * frame, (end - fade) * frame
+    while at < stop:
+        n = source.readinto(at, buffer[: min(len(buffer), stop - at)])
+        out.write(buffer[:n])
+        at += n
+    if fade:
+        out.write(_fade(source.read(stop, fade * frame), fmt, rising=False))
+    return (end - first) * frame
+
+
+def _samples(data: bytes, width: int) -> list[int]:
+    """Signed sample values of little-endian PCM (8-bit WAV samples are unsigned)."""
+    if width == 1:
+        return [b - 128 for b in data]
+    if width == 3:
+        return [
+            int.from_bytes(data[i : i + 3], "little", signed=True) for i in range(0, len(data), 3)
+        ]
+    values = array.array("h" if width == 2 else "i", data)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values.tolist()
+
+
+def _pack(values: list[int], width: int) -> bytes:
+    if width == 1:
+        return bytes(v + 128 for v in values)
+    if width == 3:
+        return b"".join(v.to_bytes(3, "little", signed=True) for v in values)
+    packed = array.array("h" if width == 2 else "i", values)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _loud_frame(data: bytes, fmt: WavInfo, threshold: int, *, last: bool) -> int | None:
+    """Index of the first (or ``last``) frame in ``data`` with a sample at ``threshold``+."""
+    values = _samples(data, fmt.width)
+    if not values or (max(values) < threshold and -min(values) < threshold):
+        return None  # the common case, a quiet block, is settled at C speed
+    order = range(len(values) - 1, -1, -1) if last else range(len(values))
+    for i in order:
+        if abs(values[i]) >= threshold:
+            return i // fmt.channels
+    return None
+
+
+def _audible(source: _Source, fmt: WavInfo, buffer: memoryview) -> tuple[int, int]:
+    """The frames to keep: from just before the first loud sample to just after the last.
+
+    A piece with no loud sample at all is kept whole: it may be a deliberate pause.
+    """
+    frame, frames = fmt.frame_size, source.size // fmt.frame_size
+    threshold = max(1, round(2 ** (8 * fmt.width - 1) * 10 ** (SILENCE_DBFS / 20)))
+    keep = (fmt.rate * KEEP_MS + 500) // 1000
+    step = len(buffer) // frame
+    first = None
+    for block in range(0, frames, step):
+        found = _loud_frame(
+            source.read(block * frame, min(step, frames - block) * frame),
+            fmt,
+            threshold,
+            last=False,
+        )
+        if found is not None:
+            first = block + found
+            break
+    if first is None:
+        return 0, frames
+    last = first
+    for block_end in range(frames, first, -step):
+        block = max(first, block_end - step)
+        found = _loud_frame(
+            source.read(block * frame, (block_end - block) * frame), fmt, threshold, last=True
+        )
+        if found is not None:
+            last = block + found
+            break
+    return max(0, first - keep), min(frames, last + 1 + keep)
+
+
+def _fade(data: bytes, fmt: WavInfo, *, rising: bool) -> bytes:
+    """``data`` with a linear fade in (``rising``) or out, ending or starting at zero."""
+    values = _samples(data, fmt.width)
+    frames = len(values) // fmt.channels
+    for i in range(frames):
+        k = i if rising else frames - 1 - i
+        for c in range(fmt.channels):
+            j = i * fmt.channels + c
+            values[j] = values[j] * k // frames
+    return _pack(values, fmt.width)
 
 
 def _open(path: Path) -> io.BufferedReader:
@@ -224,20 +441,6 @@ def _open(path: Path) -> io.BufferedReader:
         return path.open("rb")
     except OSError as exc:
         raise AudioError(f"cannot read segment {path}: {exc.strerror or exc}") from exc
-
-
-def _copy(path: Path, info: WavInfo, out: BinaryIO, buffer: memoryview) -> int:
-    """Copy ``path``'s samples to ``out`` block by block; return the bytes copied."""
-    remaining = info.data_size
-    with _open(path) as src:
-        src.seek(info.data_offset)
-        while remaining:
-            n = src.readinto(buffer[: min(remaining, len(buffer))])
-            if not n:
-                raise AudioError(f"{path.name} got shorter while it was being stitched")
-            out.write(buffer[:n])
-            remaining -= n
-    return info.data_size
 
 
 def _convert(path: Path, info: WavInfo, target: WavInfo) -> bytes:
