@@ -37,6 +37,24 @@ Audio links expire ``url_ttl`` seconds after they are issued (403, as object sto
 says); a link with a wrong signature is 403 too, an unknown clip 404. Clips are freed
 once their link has expired, and the oldest go first past 256 MiB.
 
+Other APIs (``EmulatorConfig.api``), with the same checks, audio, faults and stats;
+only the selected API's endpoint is routed, so a client pointed at the wrong one gets
+404:
+
+- ``dashscope``: ``POST /api/v1/services/aigc/multimodal-generation/generation`` with
+  ``{"model": "qwen3-tts-flash", "input": {"text", "voice", "language_type"}}``.
+  Errors are ``{"request_id", "code", "message"}``: 401 ``InvalidApiKey``, 429
+  ``Throttling.RateQuota`` / ``Throttling.AllocationQuota``, 400 ``InvalidParameter``,
+  400 ``Arrearage`` (credits spent), 5xx ``InternalError``. Success is 200
+  ``{"output": {"audio": {"url", "id", "expires_at", "data"}}, "usage"}``; the
+  ``binary`` shape puts the WAV in ``data`` (base64) and leaves ``url`` empty.
+- ``openai``: ``POST /v1/audio/speech`` with ``{"model", "input" (1-4096
+  characters, each counting 1), "voice" (OpenAI's names), "response_format": "wav",
+  "speed"}``; the WAV is the body, its header giving the length as unknown as
+  OpenAI's streamed WAVs do. Errors are ``{"error": {"message", "type", "param",
+  "code"}}``; credits spent is 429 ``insufficient_quota``. With ``api_key=None`` a
+  request without a key is accepted, like a local server.
+
 Every time read goes through one clock (``loop.time()`` unless one is injected), so
 tests move a fake clock instead of sleeping.
 """
@@ -44,6 +62,7 @@ tests move a fake clock instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -66,6 +85,7 @@ from aiohttp import web
 from .audio import tone_pcm, wav_bytes
 from .errors import ConfigError
 from .espeak import VOICES, get_engine
+from .providers.openai import VOICES as OPENAI_VOICES
 
 with warnings.catch_warnings():
     # audioop is deprecated on 3.11-3.12 (audioop-lts provides it from 3.13); the
@@ -89,6 +109,43 @@ __all__ = [
 MODEL = "alibaba/qwen3-tts-flash"
 MAX_BILLING_CHARACTERS = 600
 SAMPLE_RATE = 24000  # what the real service returns
+
+APIS = ("aimlapi", "dashscope", "openai")
+DASHSCOPE_MODEL = "qwen3-tts-flash"
+DASHSCOPE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
+DASHSCOPE_LANGUAGES = (
+    "Auto", "Chinese", "English", "German", "Italian", "Portuguese", "Spanish", "Japanese",
+    "Korean", "French", "Russian",
+)  # fmt: skip
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+OPENAI_MAX_CHARACTERS = 4096
+# OpenAI's voice names, each read by one of the engine's (qwen-named) voices.
+ENGINE_VOICES = dict(zip((v.name for v in OPENAI_VOICES), VOICES, strict=False))
+_PATHS = {"aimlapi": "/v1/tts", "dashscope": DASHSCOPE_PATH, "openai": "/v1/audio/speech"}
+# Each refusal's status and code per API: (status, code); None keeps the status given.
+_REFUSALS: dict[str, dict[str, tuple[int | None, str]]] = {
+    "aimlapi": {
+        "auth": (401, ""), "rate": (429, ""), "busy": (429, ""), "invalid": (400, ""),
+        "credits": (403, ""), "server": (None, ""),
+    },
+    "dashscope": {
+        "auth": (401, "InvalidApiKey"), "rate": (429, "Throttling.RateQuota"),
+        "busy": (429, "Throttling.AllocationQuota"), "invalid": (400, "InvalidParameter"),
+        "credits": (400, "Arrearage"), "server": (None, "InternalError"),
+    },
+    "openai": {
+        "auth": (401, "invalid_api_key"), "rate": (429, "rate_limit_exceeded"),
+        "busy": (429, "rate_limit_exceeded"), "invalid": (400, "invalid_value"),
+        "credits": (429, "insufficient_quota"), "server": (None, ""),
+    },
+}  # fmt: skip
+_OPENAI_TYPES = {
+    "invalid_api_key": "invalid_request_error",
+    "rate_limit_exceeded": "requests",
+    "invalid_value": "invalid_request_error",
+    "insufficient_quota": "insufficient_quota",
+    "": "server_error",
+}
 
 _SHAPES = ("object", "string", "binary")
 _ENGINES = ("espeak", "tone")
@@ -126,8 +183,11 @@ class EmulatorConfig:
     credits: int | None = None  # billing characters the account may spend; then 403
     retry_after: float | None = None  # if set, 429 responses carry Retry-After
     seed: int | None = None  # seed for the fault knobs
+    api: str = "aimlapi"  # aimlapi | dashscope | openai: which service's endpoint to play
 
     def __post_init__(self) -> None:
+        if self.api not in APIS:
+            raise ConfigError(f"api must be aimlapi, dashscope or openai, not {self.api!r}")
         if self.shape not in (*_SHAPES, "mixed"):
             raise ConfigError(f"shape must be object, string, binary or mixed, not {self.shape!r}")
         if self.engine not in _ENGINES:
@@ -185,12 +245,13 @@ STATS = web.AppKey("narrator_emulator_stats", EmulatorStats)
 
 
 class _Reject(Exception):
-    """A request refused with an API error body."""
+    """A request refused with an API error body; ``kind`` picks each API's status and code."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, kind: str = "invalid") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.kind = kind
 
 
 class _TokenBucket:
@@ -296,9 +357,11 @@ class _Emulator:
         try:
             response = await self._tts(request, headers)
         except _Reject as exc:
-            if exc.status == 429 and self.config.retry_after is not None:
+            status, code = _REFUSALS[self.config.api][exc.kind]
+            status = status or exc.status
+            if status == 429 and self.config.retry_after is not None:
                 headers["Retry-After"] = f"{self.config.retry_after:g}"
-            response = _api_error(exc.status, exc.message, request.path, inference_id, headers)
+            response = self._error(status, code, exc.message, request.path, inference_id, headers)
         if response is None:
             stats.dropped += 1
             request.protocol.force_close()
@@ -313,22 +376,26 @@ class _Emulator:
         config, stats = self.config, self.stats
         self._authorize(request.headers.get("Authorization"))
         if self._bucket is not None and not self._bucket.take(self.now()):
-            raise _Reject(429, f"Too many requests: the limit is {config.rpm:g} per minute")
+            raise _Reject(
+                429, f"Too many requests: the limit is {config.rpm:g} per minute", "rate"
+            )
         if config.max_concurrency is not None and stats.in_flight >= config.max_concurrency:
             raise _Reject(
-                429, f"Too many concurrent requests: the limit is {config.max_concurrency}"
+                429, f"Too many concurrent requests: the limit is {config.max_concurrency}", "busy"
             )
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            voice, text, billing = _validate(await request.read())
+            voice, text, billing = _VALIDATORS[config.api](await request.read())
             if config.credits is not None and stats.billed_characters >= config.credits:
-                raise _Reject(403, "You are out of credits: top up your balance to continue")
+                raise _Reject(
+                    403, "You are out of credits: top up your balance to continue", "credits"
+                )
             if config.latency:
                 await asyncio.sleep(config.latency)
             if self.chance(config.fail_rate):
                 status = self._rng.choice(_SERVER_ERRORS)
-                raise _Reject(status, f"Upstream failure (emulated {status})")
+                raise _Reject(status, f"Upstream failure (emulated {status})", "server")
             if self.chance(config.drop_rate):
                 return None
             wav = await self._audio(voice, text)
@@ -341,13 +408,43 @@ class _Emulator:
 
     def _authorize(self, header: str | None) -> None:
         match = _BEARER.fullmatch(header or "")
-        if match is None:
-            raise _Reject(401, "Missing API key: send the header 'Authorization: Bearer <key>'")
         expected = self.config.api_key
+        if match is None:
+            if expected is None and self.config.api == "openai":
+                return  # a local OpenAI-compatible server wants no key
+            raise _Reject(
+                401, "Missing API key: send the header 'Authorization: Bearer <key>'", "auth"
+            )
         if expected is not None and not hmac.compare_digest(
             match.group(1).encode(), expected.encode()
         ):
-            raise _Reject(401, "Invalid API key")
+            raise _Reject(401, "Invalid API key", "auth")
+
+    def _error(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        path: str,
+        request_id: str,
+        headers: dict[str, str],
+    ) -> web.Response:
+        """The selected API's error body."""
+        api = self.config.api
+        if api == "dashscope":
+            body: dict[str, Any] = {"request_id": request_id, "code": code, "message": message}
+        elif api == "openai":
+            body = {
+                "error": {
+                    "message": message,
+                    "type": _OPENAI_TYPES[code],
+                    "param": None,
+                    "code": code or None,
+                }
+            }
+        else:
+            return _api_error(status, message, path, request_id, headers)
+        return web.json_response(body, status=status, headers=headers)
 
     def _success(
         self, request: web.Request, wav: bytes, billing: int, headers: dict[str, str]
@@ -359,6 +456,12 @@ class _Emulator:
             n = self._successes
             shape, status = _SHAPES[n % 3], (201, 200)[n % 2]
         self._successes += 1
+        if self.config.api == "openai":
+            return web.Response(
+                status=200, body=_streamed(wav), content_type="audio/wav", headers=headers
+            )
+        if self.config.api == "dashscope":
+            return self._dashscope_success(request, wav, billing, shape, headers)
         if shape == "binary":
             return web.Response(status=status, body=wav, content_type="audio/wav", headers=headers)
         url = self._publish(request, wav)
@@ -369,6 +472,30 @@ class _Emulator:
             usd = round(billing * _USD_PER_CHARACTER, 8)
             body = {"audio": url, "meta": {"usage": {"credits_used": billing, "usd_spent": usd}}}
         return web.json_response(body, status=status, headers=headers)
+
+    def _dashscope_success(
+        self, request: web.Request, wav: bytes, billing: int, shape: str, headers: dict[str, str]
+    ) -> web.Response:
+        url, data = "", ""
+        if shape == "binary":
+            data = base64.b64encode(wav).decode()
+        else:
+            url = self._publish(request, wav)
+        expires_at = int(self.unix(self.now()) + self.config.url_ttl)
+        body = {
+            "request_id": headers["x-inference-id"],
+            "output": {
+                "finish_reason": "stop",
+                "audio": {
+                    "url": url,
+                    "id": f"audio_{uuid.uuid4().hex}",
+                    "expires_at": expires_at,
+                    "data": data,
+                },
+            },
+            "usage": {"characters": billing},
+        }
+        return web.json_response(body, status=200, headers=headers)
 
     # Audio links
 
@@ -423,6 +550,7 @@ class _Emulator:
         if wav is not None:
             self._cache.move_to_end(key)
             return wav
+        voice = ENGINE_VOICES.get(voice, voice)
         if self.config.engine == "espeak":
             # eSpeak takes ~0.1-1 s for 600 characters; keep the loop serving meanwhile.
             wav = await asyncio.to_thread(_espeak_wav, voice, text)
@@ -467,6 +595,81 @@ def _validate(body: bytes) -> tuple[str, str, int]:
         raise _Reject(400, "; ".join(problems))
     assert isinstance(text, str) and isinstance(voice, str)
     return voice, text, billing
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
+        raise _Reject(400, "The request body must be a JSON object") from None
+    if not isinstance(payload, dict):
+        raise _Reject(400, "The request body must be a JSON object")
+    return payload
+
+
+def _validate_dashscope(body: bytes) -> tuple[str, str, int]:
+    """(voice, text, billing characters) from a DashScope request, or 400 InvalidParameter."""
+    from .split import billing_chars
+
+    payload = _object(body)
+    if payload.get("model") != DASHSCOPE_MODEL:
+        raise _Reject(400, f"Model not exist: {payload.get('model')!r}")
+    given = payload.get("input")
+    if not isinstance(given, dict):
+        raise _Reject(400, "input must be an object with text and voice")
+    text, voice = given.get("text"), given.get("voice")
+    if not isinstance(text, str) or not text:
+        raise _Reject(400, "input.text must be a non-empty string")
+    billing = billing_chars(text)
+    if billing > MAX_BILLING_CHARACTERS:
+        raise _Reject(
+            400,
+            f"Range of input length should be [1, {MAX_BILLING_CHARACTERS}] "
+            f"(it counts {billing}: each Han character counts 2)",
+        )
+    if not isinstance(voice, str) or voice not in VOICES:
+        raise _Reject(400, f"Voice {voice!r} is not supported; one of {', '.join(VOICES)}")
+    language = given.get("language_type", "Auto")
+    if language not in DASHSCOPE_LANGUAGES:
+        raise _Reject(400, f"language_type must be one of {', '.join(DASHSCOPE_LANGUAGES)}")
+    return voice, text, billing
+
+
+def _validate_openai(body: bytes) -> tuple[str, str, int]:
+    """(voice, text, characters) from an OpenAI speech request, or 400."""
+    payload = _object(body)
+    if payload.get("model") not in OPENAI_MODELS:
+        raise _Reject(400, f"model must be one of {', '.join(OPENAI_MODELS)}")
+    text, voice = payload.get("input"), payload.get("voice")
+    if not isinstance(text, str) or not text:
+        raise _Reject(400, "input must be a non-empty string")
+    if len(text) > OPENAI_MAX_CHARACTERS:
+        raise _Reject(
+            400, f"input is {len(text)} characters; the maximum is {OPENAI_MAX_CHARACTERS}"
+        )
+    if not isinstance(voice, str) or voice not in ENGINE_VOICES:
+        raise _Reject(400, f"voice must be one of {', '.join(ENGINE_VOICES)}")
+    # Without response_format the real service sends MP3, which this emulator cannot make.
+    if payload.get("response_format") != "wav":
+        raise _Reject(400, "the emulator only makes response_format 'wav' (the default is mp3)")
+    speed = payload.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4:
+        raise _Reject(400, "speed must be a number between 0.25 and 4.0")
+    return voice, text, len(text)
+
+
+_VALIDATORS: dict[str, Callable[[bytes], tuple[str, str, int]]] = {
+    "aimlapi": _validate,
+    "dashscope": _validate_dashscope,
+    "openai": _validate_openai,
+}
+
+
+def _streamed(wav: bytes) -> bytes:
+    """The WAV with its sizes unknown (0xFFFFFFFF), as a streaming encoder writes it."""
+    data = wav.find(b"data", 12)
+    unknown = b"\xff\xff\xff\xff"
+    return wav[:4] + unknown + wav[8 : data + 4] + unknown + wav[data + 8 :]
 
 
 def _api_error(
@@ -553,7 +756,7 @@ def create_app(config: EmulatorConfig, *, clock: Clock | None = None) -> web.App
         # Load eSpeak NG before the first request, so a broken install fails at once.
         await asyncio.to_thread(get_engine)
 
-    app.router.add_post("/v1/tts", emulator.tts)
+    app.router.add_post(_PATHS[config.api], emulator.tts)
     app.router.add_get("/audio/{name}", emulator.download)
     app.router.add_get("/_emulator/stats", stats)
     if config.engine == "espeak":

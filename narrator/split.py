@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
@@ -94,23 +95,32 @@ class Chunk:
     index: int  # position in the document, 0-based, contiguous
     chapter: int  # Chapter.index it belongs to
     text: str
-    billing_chars: int  # billing_chars(text)
+    billing_chars: int  # billing_chars(text), or the ``count`` it was split with
     paragraph_start: bool  # begins a new paragraph (or a heading/chapter)
 
 
-def split_document(doc: Document, *, max_chars: int = 600, lang: str = "en") -> list[Chunk]:
+def split_document(
+    doc: Document,
+    *,
+    max_chars: int = 600,
+    lang: str = "en",
+    count: Callable[[str], int] = billing_chars,
+) -> list[Chunk]:
     """Cut a document into chunks of at most ``max_chars`` billing characters.
 
     A chapter's title is its own chunk; paragraphs are packed greedily (several may
     share a chunk, joined by a blank line); no chunk spans two chapters. ``lang`` is
     the pysbd language code ("en", "zh", "ja", ...; "en-US" works; unknown codes fall
-    back to "en"). Raises :class:`ConfigError` when ``max_chars`` is below 2.
+    back to "en"). ``count`` measures a text as the service does (a provider's
+    ``billing_chars``; ``len`` for one that counts code points); it must count a string
+    no less than the sum of its parts. Raises :class:`ConfigError` when ``max_chars``
+    is below 2.
     """
     _check(max_chars)
     segmenter = _segmenter(lang)
     chunks: list[Chunk] = []
     for chapter in doc.chapters:
-        packer = _Packer(max_chars)
+        packer = _Packer(max_chars, count)
         if chapter.title:
             _add_paragraph(packer, chapter.title, segmenter)
             packer.flush()
@@ -122,14 +132,20 @@ def split_document(doc: Document, *, max_chars: int = 600, lang: str = "en") -> 
     return chunks
 
 
-def split_text(text: str, *, max_chars: int = 600, lang: str = "en") -> list[str]:
+def split_text(
+    text: str,
+    *,
+    max_chars: int = 600,
+    lang: str = "en",
+    count: Callable[[str], int] = billing_chars,
+) -> list[str]:
     """Cut one chapter body (or any text) into chunk texts; blank lines end paragraphs.
 
     Same rules as :func:`split_document`; headings are not special here.
     """
     _check(max_chars)
     segmenter = _segmenter(lang)
-    packer = _Packer(max_chars)
+    packer = _Packer(max_chars, count)
     for paragraph in _PARAGRAPH_BREAK.split(_LINE_ENDINGS.sub("\n", text)):
         _add_paragraph(packer, paragraph, segmenter)
     packer.flush()
@@ -159,6 +175,7 @@ class _Packer:
 
     __slots__ = (
         "cost",
+        "count",
         "done",
         "end",
         "max_chars",
@@ -169,8 +186,9 @@ class _Packer:
         "ws",
     )
 
-    def __init__(self, max_chars: int) -> None:
+    def __init__(self, max_chars: int, count: Callable[[str], int] = billing_chars) -> None:
         self.max_chars = max_chars
+        self.count = count
         self.out: list[tuple[str, int, bool]] = []  # (text, billing chars, paragraph_start)
         self.done: list[str] = []  # whole paragraphs already in the open chunk
         self.para = ""  # the paragraph the open chunk ends in, and its slice in it
@@ -206,7 +224,7 @@ class _Packer:
             text = _PARAGRAPH_SEP.join(self.done)
             # Counted again: a space that starts a grapheme (" \u0301") may start a piece,
             # and strip() drops it, so self.cost can be one too high.
-            self.out.append((text, billing_chars(text), self.paragraph_start))
+            self.out.append((text, self.count(text), self.paragraph_start))
         self.done = []
         self.para, self.start, self.end = "", 0, 0
 
@@ -215,7 +233,7 @@ def _add_paragraph(packer: _Packer, text: str, segmenter: Any) -> None:
     para = _normalize(text)
     if not para:
         return
-    cost = billing_chars(para)
+    cost = packer.count(para)
     if cost <= packer.room():
         # It fits whole: its sentence boundaries cannot matter, so skip pysbd (most of
         # the time splitting takes).
@@ -223,7 +241,7 @@ def _add_paragraph(packer: _Packer, text: str, segmenter: Any) -> None:
         return
     first = True
     for start, end in pairwise(_sentence_bounds(para, segmenter)):
-        for piece in _cut(para, start, end, packer.max_chars, 0):
+        for piece in _cut(para, start, end, packer.max_chars, 0, packer.count):
             packer.add(para, *piece, first)
             first = False
 
@@ -315,39 +333,49 @@ def _repair(para: str, cut: int) -> int | None:
 
 
 def _cut(
-    para: str, start: int, end: int, max_chars: int, level: int
+    para: str,
+    start: int,
+    end: int,
+    max_chars: int,
+    level: int,
+    count: Callable[[str], int] = billing_chars,
 ) -> list[tuple[int, int, int, int]]:
     """Cut para[start:end] into pieces (start, end, cost, trailing spaces) that fit.
 
     ``level`` 0 cuts after clause punctuation, 1 at spaces, 2 between graphemes.
     """
     core = end - 1 if para[end - 1] == " " else end
-    cost = billing_chars(para[start:core])
+    cost = count(para[start:core])
     if cost <= max_chars:
         return [(start, end, cost, end - core)]
     if level >= 2:
-        return _hard_cut(para, start, core, end, max_chars)
+        return _hard_cut(para, start, core, end, max_chars, count)
     pattern = _CLAUSE_END if level == 0 else _WORD_END
     cuts = [m.end() for m in pattern.finditer(para, start, core) if start < m.end() < core]
     pieces: list[tuple[int, int, int, int]] = []
     for piece_start, piece_end in pairwise([start, *cuts, end]):
-        pieces += _cut(para, piece_start, piece_end, max_chars, level + 1)
+        pieces += _cut(para, piece_start, piece_end, max_chars, level + 1, count)
     return pieces
 
 
 def _hard_cut(
-    para: str, start: int, core: int, end: int, max_chars: int
+    para: str,
+    start: int,
+    core: int,
+    end: int,
+    max_chars: int,
+    count: Callable[[str], int] = billing_chars,
 ) -> list[tuple[int, int, int, int]]:
     """Pack whole graphemes greedily; only a grapheme over the limit is cut in between."""
     pieces: list[tuple[int, int, int, int]] = []
     piece_start, cost = start, 0
     for match in _GRAPHEME.finditer(para, start, core):
         grapheme = match.group()
-        units = [(match.start(), billing_chars(grapheme))]
+        units = [(match.start(), count(grapheme))]
         if units[0][1] > max_chars:
             # A grapheme longer than a chunk (a family emoji is 5 code points) must be
             # cut somewhere: between its code points, each of which bills at most 2.
-            units = [(match.start() + i, billing_chars(ch)) for i, ch in enumerate(grapheme)]
+            units = [(match.start() + i, count(ch)) for i, ch in enumerate(grapheme)]
         for unit_start, unit_cost in units:
             if cost + unit_cost > max_chars and unit_start > piece_start:
                 pieces.append((piece_start, unit_start, cost, 0))

@@ -50,7 +50,9 @@ class CliResult:
 async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> CliResult:
     """Run ``python -m narrator ARGS`` as a real process."""
     full_env = {
-        k: v for k, v in os.environ.items() if k not in ("AIMLAPI_KEY", "NARRATOR_BASE_URL")
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AIMLAPI_KEY", "DASHSCOPE_API_KEY", "OPENAI_API_KEY", "NARRATOR_BASE_URL")
     }
     full_env.update(env or {})
     proc = await asyncio.create_subprocess_exec(

@@ -25,19 +25,18 @@ from ..errors import (
     RateLimited,
     TransientError,
 )
-from . import Audio
-from .http import download, error_message, parse_retry_after
-
-VOICES = (
-    "Cherry", "Ethan", "Nofish", "Jennifer", "Ryan", "Katerina", "Elias", "Jada", "Dylan",
-    "Sunny", "Li", "Marcus", "Roy", "Peter", "Rocky", "Kiki", "Eric",
-)  # fmt: skip
+from . import Audio, Voice, qwen
+from .http import download, error_message, post_json
 
 
 class AimlApiProvider:
     """Client for the AIML API's text-to-speech endpoint."""
 
     name = "aimlapi"
+    # Other AIML TTS models with this request shape are accepted (--model); the limit and
+    # the voices are those of the primary model.
+    max_chars = qwen.MAX_CHARS
+    voices: tuple[Voice, ...] = qwen.VOICES
 
     def __init__(
         self,
@@ -60,6 +59,10 @@ class AimlApiProvider:
     def __repr__(self) -> str:  # keeps the key out of any repr
         return f"AimlApiProvider(model={self.model!r}, endpoint={self._endpoint!r})"
 
+    def billing_chars(self, text: str) -> int:
+        """A Han character counts 2, as the upstream model counts it."""
+        return qwen.billing_chars(text)
+
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -70,20 +73,9 @@ class AimlApiProvider:
         """One ``POST /v1/tts``; see the module docstring for what comes back."""
         headers = {"Authorization": f"Bearer {self._key}", "X-Client-Request-Id": request_id}
         payload = {"model": self.model, "text": text, "voice": voice}
-        try:
-            async with self.session.post(
-                self._endpoint,
-                json=payload,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as resp:
-                body = await resp.read()
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers)
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"request failed: {type(exc).__name__}") from exc
-        except TimeoutError as exc:
-            raise TransientError("request timed out") from exc
+        status, body, retry_after = await post_json(
+            self.session, self._endpoint, payload, headers=headers, timeout=self._timeout
+        )
         if status in (200, 201):
             return _parse_success(body)
         _raise_for(status, error_message(body, status), retry_after, self._endpoint)

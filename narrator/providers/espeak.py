@@ -7,7 +7,9 @@ from pathlib import Path
 
 from ..audio import wav_bytes
 from ..errors import BadRequest
-from . import Audio
+from ..espeak import VOICES
+from ..split import billing_chars
+from . import Audio, Voice
 
 
 class EspeakProvider:
@@ -16,6 +18,12 @@ class EspeakProvider:
     name = "espeak"
     model = "espeak-ng"
     identity = "espeak|espeak-ng"
+    max_chars = 600  # no service limit; chunks this size keep memory and progress steady
+    voices: tuple[Voice, ...] = tuple(Voice(v.name, v.description) for v in VOICES.values())
+
+    def billing_chars(self, text: str) -> int:
+        """Counted as the qwen voices it stands in for count, so chunks match theirs."""
+        return billing_chars(text)
 
     async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
         from ..espeak import get_engine

@@ -42,10 +42,56 @@ def error_message(body: bytes, status: int) -> str:
     except (ValueError, UnicodeDecodeError):
         text = body.decode("utf-8", "replace").strip()
         return text[:200] if text else f"HTTP {status}"
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        data = data["error"]  # OpenAI: {"error": {"message", "type", "code"}}
     message = data.get("message") if isinstance(data, dict) else None
+    if not message and isinstance(data, dict):
+        message = data.get("detail")  # FastAPI servers (Kokoro-FastAPI, ...)
+        if isinstance(message, dict):
+            message = message.get("message") or message.get("error")
+        elif isinstance(message, list):  # 422: [{"loc", "msg", "type"}, ...]
+            message = [m.get("msg", m) if isinstance(m, dict) else m for m in message]
     if isinstance(message, list):  # validation errors come as a list of strings
         message = "; ".join(str(m) for m in message)
     return str(message) if message else f"HTTP {status}"
+
+
+def error_code(body: bytes) -> str:
+    """The machine-readable code of an error body (DashScope ``code``, OpenAI
+    ``error.code`` or ``error.type``), else ``""``."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    if isinstance(data.get("error"), dict):
+        data = data["error"]
+    code = data.get("code") or data.get("type")
+    return code if isinstance(code, str) else ""
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    payload: Mapping[str, object],
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+) -> tuple[int, bytes, float | None]:
+    """POST ``payload`` as JSON: (status, body, Retry-After seconds).
+
+    A failure on the wire, or no answer in ``timeout`` seconds, is a ``TransientError``.
+    """
+    try:
+        async with session.post(
+            url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            return resp.status, await resp.read(), parse_retry_after(resp.headers)
+    except aiohttp.ClientError as exc:
+        raise TransientError(f"request failed: {type(exc).__name__}") from exc
+    except TimeoutError as exc:
+        raise TransientError("request timed out") from exc
 
 
 async def download(
