@@ -184,6 +184,9 @@ class EmulatorConfig:
     retry_after: float | None = None  # if set, 429 responses carry Retry-After
     seed: int | None = None  # seed for the fault knobs
     api: str = "aimlapi"  # aimlapi | dashscope | openai: which service's endpoint to play
+    # The longest text accepted, counted the API's way; None: the documented limit (600
+    # billing characters, 4096 for openai). Lower, it plays a service stricter than its docs.
+    max_characters: int | None = None
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -211,6 +214,8 @@ class EmulatorConfig:
                 raise ConfigError(f"{name} must not be negative, not {value}")
         if self.url_ttl <= 0:
             raise ConfigError(f"url_ttl must be positive, not {self.url_ttl}")
+        if self.max_characters is not None and self.max_characters < 1:
+            raise ConfigError(f"max_characters must be at least 1, not {self.max_characters}")
 
 
 @dataclass
@@ -376,9 +381,7 @@ class _Emulator:
         config, stats = self.config, self.stats
         self._authorize(request.headers.get("Authorization"))
         if self._bucket is not None and not self._bucket.take(self.now()):
-            raise _Reject(
-                429, f"Too many requests: the limit is {config.rpm:g} per minute", "rate"
-            )
+            raise _Reject(429, f"Too many requests: the limit is {config.rpm:g} per minute", "rate")
         if config.max_concurrency is not None and stats.in_flight >= config.max_concurrency:
             raise _Reject(
                 429, f"Too many concurrent requests: the limit is {config.max_concurrency}", "busy"
@@ -386,7 +389,9 @@ class _Emulator:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            voice, text, billing = _VALIDATORS[config.api](await request.read())
+            voice, text, billing = _VALIDATORS[config.api](
+                await request.read(), config.max_characters
+            )
             if config.credits is not None and stats.billed_characters >= config.credits:
                 raise _Reject(
                     403, "You are out of credits: top up your balance to continue", "credits"
@@ -562,9 +567,11 @@ class _Emulator:
         return wav
 
 
-def _validate(body: bytes) -> tuple[str, str, int]:
+def _validate(body: bytes, limit: int | None = None) -> tuple[str, str, int]:
     """(voice, text, billing characters) from a request body, or 400."""
     from .split import billing_chars
+
+    limit = limit or MAX_BILLING_CHARACTERS
 
     try:
         payload = json.loads(body)
@@ -583,9 +590,9 @@ def _validate(body: bytes) -> tuple[str, str, int]:
         billing = billing_chars(text)
         if billing < 1:
             problems.append("text must be longer than or equal to 1 characters")
-        elif billing > MAX_BILLING_CHARACTERS:
+        elif billing > limit:
             problems.append(
-                f"text must be shorter than or equal to {MAX_BILLING_CHARACTERS} characters "
+                f"text must be shorter than or equal to {limit} characters "
                 f"(it counts {billing}: each Han character counts 2)"
             )
     voice = payload.get("voice")
@@ -607,9 +614,11 @@ def _object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _validate_dashscope(body: bytes) -> tuple[str, str, int]:
+def _validate_dashscope(body: bytes, limit: int | None = None) -> tuple[str, str, int]:
     """(voice, text, billing characters) from a DashScope request, or 400 InvalidParameter."""
     from .split import billing_chars
+
+    limit = limit or MAX_BILLING_CHARACTERS
 
     payload = _object(body)
     if payload.get("model") != DASHSCOPE_MODEL:
@@ -621,10 +630,10 @@ def _validate_dashscope(body: bytes) -> tuple[str, str, int]:
     if not isinstance(text, str) or not text:
         raise _Reject(400, "input.text must be a non-empty string")
     billing = billing_chars(text)
-    if billing > MAX_BILLING_CHARACTERS:
+    if billing > limit:
         raise _Reject(
             400,
-            f"Range of input length should be [1, {MAX_BILLING_CHARACTERS}] "
+            f"Range of input length should be [1, {limit}] "
             f"(it counts {billing}: each Han character counts 2)",
         )
     if not isinstance(voice, str) or voice not in VOICES:
@@ -635,18 +644,17 @@ def _validate_dashscope(body: bytes) -> tuple[str, str, int]:
     return voice, text, billing
 
 
-def _validate_openai(body: bytes) -> tuple[str, str, int]:
+def _validate_openai(body: bytes, limit: int | None = None) -> tuple[str, str, int]:
     """(voice, text, characters) from an OpenAI speech request, or 400."""
+    limit = limit or OPENAI_MAX_CHARACTERS
     payload = _object(body)
     if payload.get("model") not in OPENAI_MODELS:
         raise _Reject(400, f"model must be one of {', '.join(OPENAI_MODELS)}")
     text, voice = payload.get("input"), payload.get("voice")
     if not isinstance(text, str) or not text:
         raise _Reject(400, "input must be a non-empty string")
-    if len(text) > OPENAI_MAX_CHARACTERS:
-        raise _Reject(
-            400, f"input is {len(text)} characters; the maximum is {OPENAI_MAX_CHARACTERS}"
-        )
+    if len(text) > limit:
+        raise _Reject(400, f"input is {len(text)} characters; the maximum is {limit}")
     if not isinstance(voice, str) or voice not in ENGINE_VOICES:
         raise _Reject(400, f"voice must be one of {', '.join(ENGINE_VOICES)}")
     # Without response_format the real service sends MP3, which this emulator cannot make.
@@ -658,7 +666,7 @@ def _validate_openai(body: bytes) -> tuple[str, str, int]:
     return voice, text, len(text)
 
 
-_VALIDATORS: dict[str, Callable[[bytes], tuple[str, str, int]]] = {
+_VALIDATORS: dict[str, Callable[[bytes, int | None], tuple[str, str, int]]] = {
     "aimlapi": _validate,
     "dashscope": _validate_dashscope,
     "openai": _validate_openai,

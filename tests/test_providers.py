@@ -316,7 +316,9 @@ def test_dashscope_regions_and_defaults() -> None:
         ("en", "你好，世界。", "Auto"),  # the default --lang on a Chinese book
         ("zh", "An English quotation.", "Auto"),
         ("xx", "Hello.", "Auto"),
-        (None, "Hello.", "Auto"),
+        ("auto", "Hello.", "Auto"),  # Latin script: the service tells English from French
+        ("auto", "你好，世界。", "Chinese"),
+        (None, "Привет, мир.", "Russian"),
     ],
 )
 def test_dashscope_language_type_follows_the_document(
@@ -413,3 +415,19 @@ async def test_voices_lists_each_providers() -> None:
     for name in ("[aimlapi]", "[dashscope]", "[openai]", "[espeak]"):
         assert name in everything.stdout
     assert "Cantonese" in everything.stdout
+
+
+async def test_max_chars_above_the_providers_limit_is_clamped(tmp_path: Path) -> None:
+    spec = BY_NAME["dashscope"]
+    source = tmp_path / "long.txt"
+    source.write_text(" ".join(f"Sentence {i} is here." for i in range(100)))  # ~2,000 chars
+    async with serve(spec) as wire:
+        result = await run_cli(
+            "narrate", str(source), "--provider", "dashscope", "--base-url", wire.url,
+            "--cache-dir", str(tmp_path / "c"), "--max-chars", "5000", "--quiet",
+            env={"DASHSCOPE_API_KEY": TEST_KEY},
+        )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert set(wire.emulator.stats.statuses) == {200}
+    assert all(len(body["input"]["text"]) <= 600 for _, _, body in wire.requests)
+    assert len(wire.requests) >= 4

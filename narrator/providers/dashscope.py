@@ -60,21 +60,24 @@ LANGUAGE_TYPES = {
 }
 # The script each non-Latin language_type is written in, as detect_language names it.
 _SCRIPTS = {"Chinese": "cmn", "Japanese": "ja", "Korean": "ko", "Russian": "ru"}
+_BY_SCRIPT = {script: language for language, script in _SCRIPTS.items()}
 
 
 def language_type(lang: str | None, text: str) -> str:
     """The ``language_type`` to send for ``text`` when the document is in ``lang``.
 
     The document's language, unless the chunk's script says otherwise (an English
-    quotation in a Chinese book, a Chinese book read with the default ``--lang en``):
-    then ``Auto``, and the service tells the language itself.
+    quotation in a Chinese book, a Chinese book read with ``--lang en``): then ``Auto``,
+    and the service tells the language itself. With no language given (``auto``), a
+    chunk in Han, kana, Hangul or Cyrillic script is sent as that script's language.
     """
     from ..espeak import detect_language
 
     configured = _configured(lang)
+    script = detect_language(text)
     if configured == "Auto":
-        return configured
-    if detect_language(text) != _SCRIPTS.get(configured, "en"):
+        return _BY_SCRIPT.get(script, "Auto")
+    if script != _SCRIPTS.get(configured, "en"):
         return "Auto"
     return configured
 
