@@ -1,0 +1,89 @@
+"""The benchmark harness on tiny sizes: every row is produced and the JSON is written.
+
+Timings are not asserted (a test cannot tell a slow machine from a slow program);
+what is checked is that each benchmark really ran: real child processes against the
+emulator, real files, numbers that follow from what was asked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from narrator import bench
+from narrator._bench import texts
+from narrator._bench.cases import Sizes
+from narrator.documents import parse_text
+from narrator.split import split_document
+
+TINY = Sizes(
+    chunks=6,
+    latency=0.05,
+    sequential=2,
+    stitch_segments=4,
+    pydub_segments=2,
+    encode_segments=1,
+    english_bytes=5000,
+    chinese_bytes=3000,
+    resume_chunks=8,
+    cost_chunks=12,
+)
+
+
+@pytest.mark.parametrize("width", [11, 40, 100])
+def test_numbered_lines_make_one_chunk_each(width: int) -> None:
+    text = texts.numbered_lines(25, width=width)
+    chunks = split_document(parse_text(text), max_chars=width + 1)
+    assert [c.text[:10] for c in chunks] == [f"Line {i:05d}" for i in range(25)]
+
+
+def test_texts_are_deterministic_and_sized() -> None:
+    assert texts.english(20_000) == texts.english(20_000)
+    assert len(texts.english(20_000)) == 20_000
+    chinese = texts.chinese(9000)
+    assert chinese == texts.chinese(9000)
+    assert 8990 <= len(chinese.encode()) <= 9000
+
+
+@pytest.mark.slow
+async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    rows = await bench.run(TINY, scratch)
+    data = bench.to_json(rows, bench.machine_info(), TINY, 1.0)
+    out.write_text(json.dumps(data), encoding="utf-8")
+    table = bench.format_table(rows, data["machine"], title="tiny")
+
+    loaded = json.loads(out.read_text(encoding="utf-8"))
+    whats = [row["what"] for row in loaded["rows"]]
+    failed = [row["figure"] for row in loaded["rows"] if row["figure"].startswith("failed")]
+    assert not failed
+    expected = [
+        "split", "split", "stitch", "stitch", "stitch", "encode",
+        "throughput", "throughput", "client CPU", "adaptive", "adaptive",
+        "resume", "resume", "client CPU", "client peak",
+    ]  # fmt: skip
+    assert [w.split(" ")[0].rstrip(":") for w in whats] == [e.split(" ")[0] for e in expected]
+    rebuilt, current = [r["data"] for r in loaded["rows"] if r["what"].startswith("resume")]
+    assert rebuilt["first_requests"] == TINY.resume_chunks
+    assert rebuilt["requests"] == current["requests"] == 0
+    throughput = next(r for r in loaded["rows"] if r["what"].startswith("throughput:"))
+    assert throughput["data"]["requests"] >= TINY.chunks
+    assert throughput["data"]["max_in_flight"] <= 8
+    assert all(r["data"]["peak_rss"] > 0 for r in loaded["rows"] if "peak_rss" in r["data"])
+    assert loaded["machine"]["cores"] >= 1 and loaded["machine"]["python"]
+    assert table.count("\n| ") == len(rows) + 1  # header row plus one line per row
+    assert not list(scratch.rglob("*.m4b"))  # big outputs are removed once measured
+
+
+def test_cli_writes_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--only", "splitting", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [row["what"].split(" ")[0] for row in data["rows"]] == ["split", "split"]
+    assert data["sizes"]["english_bytes"] == 100_000
+    assert "| what" in printed and data["machine"]["cpu"] in printed
