@@ -17,21 +17,24 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
-from .documents import Document, decode, load_document, parse_text
+from .config import apply_config, find_config, load_config, option_names
+from .documents import Document
 from .errors import AuthError, ConfigError, EndpointNotFound, InputError, NarratorError
-from .pipeline import ProgressEvent, RunReport, Work, narrate_many
-from .settings import DEFAULT_BASE_URL, Settings
+from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
+from .pipeline import DocumentReport, ProgressEvent, RunReport, Work, narrate_many
+from .providers import make_provider
+from .settings import DEFAULT_BASE_URLS, KEY_VARIABLES, PROVIDERS, Settings
+from .sources import STDIN, Input, find_inputs, read_inputs, safe_filename
+from .split import billing_chars
 
 log = logging.getLogger("narrator")
-
-TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 
 
 def default_cache_dir(env: os._Environ[str] | dict[str, str] = os.environ) -> Path:
@@ -43,94 +46,112 @@ def default_cache_dir(env: os._Environ[str] | dict[str, str] = os.environ) -> Pa
 # --- inputs and outputs -----------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Input:
-    source: Path | None  # None: standard input
-    relative: Path  # where its audiobook goes under an output folder, without suffix
-
-
-def _expand(inputs: Sequence[str]) -> tuple[list[_Input], bool]:
-    """Files and folders to documents; True when a folder or several inputs were given."""
-    found: list[_Input] = []
-    many = len(inputs) > 1
-    for raw in inputs:
-        if raw == "-":
-            found.append(_Input(None, Path("stdin")))
-            continue
-        path = Path(raw)
-        if path.is_dir():
-            many = True
-            for file in sorted(path.rglob("*")):
-                rel = file.relative_to(path)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                if file.is_file() and file.suffix.lower() in TEXT_SUFFIXES:
-                    found.append(_Input(file, rel.with_suffix("")))
-        elif path.is_file():
-            found.append(_Input(path, Path(path.stem)))
-        else:
-            raise ConfigError(f"{raw}: no such file or folder")
-    return found, many
-
-
-def _plan_outputs(inputs: list[_Input], many: bool, out: str | None) -> list[Path]:
+def _check_outputs(items: list[Input], many: bool, out: str | None) -> None:
+    """Refuse a wrong -o before anything is read or fetched."""
     if not many:
-        (only,) = inputs
-        if out is None:
-            if only.source is None:
-                raise ConfigError("reading standard input needs -o FILE.wav")
-            return [only.source.with_suffix(".wav")]
-        target = Path(out)
-        if target.is_dir() or out.endswith(("/", os.sep)):
-            return [target / f"{only.relative.name}.wav"]
-        if target.suffix.lower() != ".wav":
-            raise ConfigError(f"-o {out}: narrator writes WAV; name the output *.wav or a folder")
-        return [target]
+        if out is None and items[0].location == STDIN:
+            raise ConfigError("reading standard input needs -o FILE.wav")
+        if out is not None:
+            target = Path(out)
+            if not (target.is_dir() or out.endswith(("/", os.sep))):
+                if target.suffix.lower() != ".wav":
+                    raise ConfigError(
+                        f"-o {out}: narrator writes WAV; name the output *.wav or a folder"
+                    )
+        return
     if out is None:
         raise ConfigError("several inputs or a folder need -o DIR for the audiobooks")
-    root = Path(out)
-    if root.suffix.lower() == ".wav":
+    if Path(out).suffix.lower() == ".wav":
         raise ConfigError(f"-o {out}: several inputs need a folder, not a .wav file")
+
+
+def _plan_outputs(loaded: list[tuple[Input, Document]], many: bool, out: str | None) -> list[Path]:
+    """Where each audiobook goes: beside its input, at -o, or mirrored under -o DIR.
+
+    A URL's audiobook is named after the page title, made safe for any filesystem.
+    """
+    relatives = [item.relative or Path(safe_filename(doc.title)) for item, doc in loaded]
+    if not many:
+        ((item, _),) = loaded
+        (relative,) = relatives
+        if out is None:
+            if item.is_url:
+                return [Path(f"{relative}.wav")]
+            return [Path(item.location).with_suffix(".wav")]
+        target = Path(out)
+        if target.is_dir() or out.endswith(("/", os.sep)):
+            return [target / f"{relative.name}.wav"]
+        return [target]
+    assert out is not None  # _check_outputs refused it
+    root = Path(out)
     outputs: list[Path] = []
     taken: set[Path] = set()
-    for item in inputs:
-        candidate = root / f"{item.relative}.wav"
+    for relative in relatives:
+        candidate = root / f"{relative}.wav"
         n = 2
         while candidate in taken:  # two inputs with one name: keep both
-            candidate = root / f"{item.relative}-{n}.wav"
+            candidate = root / f"{relative}-{n}.wav"
             n += 1
         taken.add(candidate)
         outputs.append(candidate)
     return outputs
 
 
-def _read(item: _Input) -> Document:
-    if item.source is None:
-        text = decode(sys.stdin.buffer.read(), name="standard input")
-        return parse_text(text, title="stdin", source="-")
-    return load_document(item.source)
+def _unread(item: Input, status: str, error: str) -> DocumentReport:
+    """The report of an input that never became a document."""
+    return DocumentReport(
+        input=item.location, output="", title="", status=status, chunks=0,
+        billing_characters=0, audio_seconds=0.0, requests=0, retries=0, cached_chunks=0,
+        errors=(error,),
+    )  # fmt: skip
 
 
-def _works(inputs: Sequence[str], out: str | None) -> list[Work]:
-    items, many = _expand(inputs)
+def _load(
+    args: argparse.Namespace, *, outputs: bool = True
+) -> tuple[list[tuple[Input, Document]], list[DocumentReport], bool, list[str]]:
+    """Find and read every input: the documents, reports of those that failed, whether
+    there are several, and every input in order. ``outputs``: check -o first (not for
+    an estimate)."""
+    inputs = args.inputs
+    include, exclude = getattr(args, "include", None), getattr(args, "exclude", None)
+    items, many = find_inputs(inputs, include=include or (), exclude=exclude or ())
     if not items:
-        raise ConfigError("no text files found in " + ", ".join(inputs))
-    outputs = _plan_outputs(items, many, out)
-    works: list[Work] = []
-    for item, output in zip(items, outputs, strict=True):
-        name = "-" if item.source is None else str(item.source)
-        try:
-            doc = _read(item)
-        except InputError as exc:
-            log.warning("skipped %s", exc)
-            continue
-        if doc.is_empty:
-            log.warning("skipped %s: empty", name)
-            continue
-        works.append(Work(doc, output))
-    if not works:
-        raise ConfigError("nothing to narrate: every input was empty or unreadable")
-    return works
+        raise ConfigError("no documents found in " + ", ".join(inputs))
+    if outputs:
+        _check_outputs(items, many, args.output)
+    stdin = sys.stdin.buffer.read() if any(i.location == STDIN for i in items) else None
+    results = asyncio.run(
+        read_inputs(
+            items,
+            stdin=stdin,
+            timeout=getattr(args, "fetch_timeout", 30.0),
+            max_bytes=int(getattr(args, "max_page_mb", 20.0) * 1_000_000),
+        )
+    )
+    loaded: list[tuple[Input, Document]] = []
+    unread: list[DocumentReport] = []
+    for item, result in zip(items, results, strict=True):
+        if isinstance(result, InputError):
+            # A page that cannot be had is a failure; a local file that is not a readable
+            # document (a binary file in a folder, say) is only left out.
+            status = "failed" if item.is_url else "skipped"
+            log.warning("%s: %s", status, result)
+            unread.append(_unread(item, status, str(result)))
+        elif result.is_empty:
+            log.warning("skipped %s: empty", item.location)
+            unread.append(_unread(item, "skipped", "empty: nothing to narrate"))
+        else:
+            loaded.append((item, result))
+    return loaded, unread, many, [item.location for item in items]
+
+
+def _works(args: argparse.Namespace) -> tuple[list[Work], list[DocumentReport], list[str]]:
+    """The documents to narrate with their outputs, reports of inputs left out, and
+    every input's name in order."""
+    loaded, unread, many, order = _load(args)
+    outputs = _plan_outputs(loaded, many, args.output) if loaded else []
+    works = [Work(doc, out) for (_, doc), out in zip(loaded, outputs, strict=True)]
+    return works, unread, order
 
 
 # --- running ----------------------------------------------------------------------------
@@ -172,22 +193,70 @@ def _format_seconds(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _shorten(text: str, width: int = 60) -> str:
+    # The end of a path or URL tells documents apart; the start is often shared.
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _table(rows: Sequence[Sequence[str]], right: Sequence[int]) -> list[str]:
+    """Rows as aligned text; columns whose index is in ``right`` are right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
 def _summary(run: RunReport) -> None:
+    """The table of documents on stdout; failures and the totals on stderr."""
+    rows = [("document", "status", "chunks", "characters", "audio", "output")]
     for doc in run.documents:
-        if doc.status == "done":
-            cached = f", {doc.cached_chunks} from cache" if doc.cached_chunks else ""
-            print(
-                f"{doc.output}  {_format_seconds(doc.audio_seconds)}  ({doc.chunks} chunks{cached})"
+        audio = _format_seconds(doc.audio_seconds) if doc.output and doc.ok else "-"
+        rows.append(
+            (
+                _shorten(doc.input),
+                doc.status,
+                str(doc.chunks),
+                f"{doc.billing_characters:,}",
+                audio,
+                doc.output if doc.ok else "",
             )
-        else:
+        )
+    if run.documents:
+        print("\n".join(_table(rows, right=(2, 3, 4))))
+    for doc in run.documents:
+        if doc.status not in ("done", "up-to-date"):
             first = doc.errors[0] if doc.errors else ""
             print(f"{doc.status.upper()}: {doc.input}: {first}", file=sys.stderr)
-    done = sum(d.status == "done" for d in run.documents)
+    totals = _totals(run)
+    current = f", {totals['up_to_date']} up to date" if totals["up_to_date"] else ""
     print(
-        f"{done} of {len(run.documents)} audiobooks written; {run.requests} requests, "
-        f"{run.retries} retries, {run.seconds:.1f} s",
+        f"{totals['done']} of {len(run.documents)} audiobooks written{current}; "
+        f"{run.requests} requests, {run.retries} retries, {run.seconds:.1f} s",
         file=sys.stderr,
     )
+
+
+def _totals(run: RunReport) -> dict[str, int | float]:
+    docs = run.documents
+    return {
+        "documents": len(docs),
+        "done": sum(d.status == "done" for d in docs),
+        "up_to_date": sum(d.status == "up-to-date" for d in docs),
+        "failed": sum(d.status == "failed" for d in docs),
+        "skipped": sum(d.status == "skipped" for d in docs),
+        "stopped": sum(d.status == "stopped" for d in docs),
+        "chunks": sum(d.chunks for d in docs),
+        "billing_characters": sum(d.billing_characters for d in docs),
+        "audio_seconds": round(sum(d.audio_seconds for d in docs), 3),
+        "requests": run.requests,
+        "retries": run.retries,
+        "errors": sum(len(d.errors) for d in docs if not d.ok),
+    }
 
 
 def _write_report(path: Path, run: RunReport) -> None:
@@ -200,6 +269,8 @@ def _write_report(path: Path, run: RunReport) -> None:
         "seconds": run.seconds,
         "stopped": run.stopped,
         "ok": run.ok,
+        "errors": [f"{d.input}: {e}" for d in run.documents if not d.ok for e in d.errors],
+        "totals": _totals(run),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -230,8 +301,24 @@ async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tup
     return run, (128 + caught[0]) if caught else 0
 
 
-def _run_narrate(works: list[Work], settings: Settings, *, quiet: bool, report: str | None) -> int:
-    run, interrupted = asyncio.run(_narrate(works, settings, quiet=quiet))
+def _run_narrate(
+    works: list[Work],
+    settings: Settings,
+    *,
+    quiet: bool,
+    report: str | None,
+    unread: Sequence[DocumentReport] = (),
+    inputs: Sequence[str] = (),
+) -> int:
+    if works:
+        run, interrupted = asyncio.run(_narrate(works, settings, quiet=quiet))
+    else:  # every input failed to read: nothing to send, but still a table and a report
+        run, interrupted = RunReport((), 0, 0, 0, 0, 0.0), 0
+    if unread:
+        # Inputs that never became documents take their place in the table, in input order.
+        order = {name: n for n, name in enumerate(inputs)}
+        merged = sorted([*unread, *run.documents], key=lambda d: order.get(d.input, 0))
+        run = dataclasses.replace(run, documents=tuple(merged))
     if report:
         _write_report(Path(report), run)
     _summary(run)
@@ -256,13 +343,17 @@ def _run_narrate(works: list[Work], settings: Settings, *, quiet: bool, report: 
 
 
 def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) -> Settings:
-    api_key = args.api_key or env.get("AIMLAPI_KEY") or None
-    base_url = args.base_url or env.get("NARRATOR_BASE_URL") or DEFAULT_BASE_URL
+    variable = KEY_VARIABLES.get(args.provider)
+    api_key = args.api_key or (env.get(variable) if variable else None) or None
+    # Empty base URL, model and voice: the provider's own defaults (see settings.py).
+    base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
     return Settings(
         provider=args.provider,
         api_key=api_key,
         base_url=base_url,
-        voice=args.voice,
+        model=args.model or "",
+        region=args.region,
+        voice=args.voice or "",
         concurrency=args.concurrency,
         rpm=args.rpm,
         max_chars=args.max_chars,
@@ -271,20 +362,104 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
         chapter_gap_ms=args.chapter_gap_ms,
         retries=args.retries,
         backoff_base=args.backoff,
+        force=args.force,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
     )
 
 
+def _counting(provider_name: str, max_chars: int) -> tuple[int, Callable[[str], int]]:
+    """The chunk limit and character count a run with this provider would split with."""
+    try:
+        # The key is never used: nothing is sent, and the provider opens no connection
+        # until its first request.
+        provider = make_provider(Settings(provider=provider_name, api_key="estimate-only"))
+    except NarratorError:
+        return max_chars, billing_chars
+    return min(max_chars, provider.max_chars), provider.billing_chars
+
+
+def _estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estimate:
+    max_chars, count = _counting(getattr(args, "provider", None) or "aimlapi", args.max_chars)
+    return estimate(
+        documents,
+        max_chars=max_chars,
+        count=count,
+        lang=args.lang,
+        rpm=args.rpm,
+        concurrency=args.concurrency,
+        price_per_10k_chars=args.price_per_10k_chars,
+        latency=args.assume_latency,
+    )
+
+
+def _print_estimate(result: Estimate) -> None:
+    rows = [("document", "lang", "chunks", "characters", "cost", "time")]
+    for doc in result.documents:
+        rows.append(
+            (
+                _shorten(doc.input),
+                doc.lang,
+                str(doc.chunks),
+                f"{doc.billing_characters:,}",
+                format_cost(doc.cost),
+                _format_seconds(doc.seconds),
+            )
+        )
+    rows.append(
+        (
+            f"total ({len(result.documents)} documents)",
+            "",
+            str(result.chunks),
+            f"{result.billing_characters:,}",
+            format_cost(result.cost),
+            _format_seconds(result.seconds),
+        )
+    )
+    print("\n".join(_table(rows, right=(2, 3, 4, 5))))
+    print(
+        f"{result.chunks} requests, no retries counted. Assumes "
+        f"{format_cost(result.price_per_10k_chars)} per 10,000 billing characters "
+        f"(--price-per-10k-chars) and {result.latency:g} s per request (--assume-latency), "
+        f"at --rpm {result.rpm:g} and --concurrency {result.concurrency}; chunks already "
+        "in the cache are counted too."
+    )
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    loaded, unread, _, _ = _load(args, outputs=False)
+    for report in unread:
+        print(f"{report.status.upper()}: {report.input}: {report.errors[0]}", file=sys.stderr)
+    _print_estimate(_estimate(args, [doc for _, doc in loaded]))
+    return 1 if any(r.status == "failed" for r in unread) else 0
+
+
 def cmd_narrate(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return cmd_estimate(args)
     settings = _settings(args, os.environ)
-    works = _works(args.inputs, args.output)
-    return _run_narrate(works, settings, quiet=args.quiet, report=args.report)
+    works, unread, order = _works(args)
+    if not works and not any(report.status == "failed" for report in unread):
+        raise ConfigError("nothing to narrate: every input was empty or unreadable")
+    if args.max_cost is not None:
+        result = _estimate(args, [work.document for work in works])
+        if result.cost > args.max_cost:
+            raise ConfigError(
+                f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
+                f"{result.billing_characters:,} billing characters (at "
+                f"{format_cost(result.price_per_10k_chars)} per 10,000), over --max-cost "
+                f"{format_cost(args.max_cost)}; nothing was sent"
+            )
+    return _run_narrate(
+        works, settings, quiet=args.quiet, report=args.report, unread=unread, inputs=order
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .emulator import EmulatorConfig, start_emulator
 
-    works = _works(args.inputs, args.output)
+    works, _, _ = _works(args)
+    if not works:
+        raise ConfigError("nothing to narrate: every input was empty or unreadable")
 
     with tempfile.TemporaryDirectory(prefix="narrator-demo-") as cache:
 
@@ -315,9 +490,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .emulator import EmulatorConfig, start_emulator
+    from .emulator import DASHSCOPE_PATH, EmulatorConfig, start_emulator
 
     config = EmulatorConfig(
+        api=args.api,
         api_key=args.api_key,
         rpm=args.rpm,
         max_concurrency=args.max_concurrency,
@@ -335,7 +511,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         emulator = await start_emulator(config, host=args.host, port=args.port)
-        print(f"narrator serve: listening on {emulator.url}/v1/tts", flush=True)
+        path = {"aimlapi": "/v1/tts", "dashscope": DASHSCOPE_PATH, "openai": "/v1/audio/speech"}
+        print(f"narrator serve: listening on {emulator.url}{path[args.api]}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:
@@ -347,10 +524,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_voices(args: argparse.Namespace) -> int:
-    from .espeak import VOICES
+    from .providers import provider_voices
 
-    for info in VOICES.values():
-        print(f"{info.name:<10} {info.description}")
+    names = PROVIDERS if args.provider == "all" else (args.provider,)
+    for name in names:
+        if len(names) > 1:
+            print(f"[{name}]")
+        for voice in provider_voices(name):
+            print(f"{voice.name:<10} {voice.description}")
     return 0
 
 
@@ -399,6 +580,56 @@ def _rate(text: str) -> float:
     return value
 
 
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="text, Markdown, HTML or EPUB files, folders, http(s) URLs, or - for stdin",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="in folders, take only files matching GLOB (repeatable; default: *.txt *.md "
+        "*.markdown *.html *.htm *.epub)",
+    )
+    p.add_argument(
+        "--exclude", action="append", metavar="GLOB", help="in folders, skip files matching GLOB"
+    )
+    p.add_argument(
+        "--lang",
+        default="auto",
+        help="language for sentence splitting: auto (detected per document) or en, zh, ja, ...",
+    )
+    p.add_argument(
+        "--fetch-timeout", type=_positive_float, default=30.0, help="seconds to fetch one URL"
+    )
+    p.add_argument(
+        "--max-page-mb", type=_positive_float, default=20.0, help="largest page or file to fetch"
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"
+    )
+
+
+def _add_estimate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--price-per-10k-chars",
+        type=float,
+        default=DEFAULT_PRICE_PER_10K_CHARS,
+        metavar="USD",
+        help=f"assumed price of 10,000 billing characters (default: {DEFAULT_PRICE_PER_10K_CHARS})",
+    )
+    p.add_argument(
+        "--assume-latency",
+        type=_positive_float,
+        default=DEFAULT_LATENCY,
+        metavar="S",
+        help=f"assumed seconds per request, for the time estimate (default: {DEFAULT_LATENCY:g})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="narrator",
@@ -408,20 +639,50 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("narrate", help="narrate text files into WAV audiobooks")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="text files, folders, or - for stdin")
+    _add_input_options(p)
+    _add_estimate_options(p)
     p.add_argument("-o", "--output", help="FILE.wav for one input, a folder for several")
-    p.add_argument("--voice", default="Cherry", help="voice name (see `narrator voices`)")
-    p.add_argument("--provider", default="aimlapi", choices=["aimlapi", "espeak"])
-    p.add_argument("--api-key", help="AIML API key (default: $AIMLAPI_KEY)")
+    p.add_argument("--force", action="store_true", help="redo audiobooks that are up to date")
     p.add_argument(
-        "--base-url", help=f"API root (default: $NARRATOR_BASE_URL or {DEFAULT_BASE_URL})"
+        "--dry-run", action="store_true", help="only estimate requests, cost and time; send nothing"
+    )
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="refuse to start when the estimated cost is higher",
+    )
+    p.add_argument(
+        "--voice", help="voice name (default: Cherry; alloy for openai; see `narrator voices`)"
+    )
+    p.add_argument("--provider", default="aimlapi", choices=PROVIDERS, help="the TTS service")
+    p.add_argument(
+        "--api-key",
+        help="API key (default: $AIMLAPI_KEY, $DASHSCOPE_API_KEY or $OPENAI_API_KEY, "
+        "after --provider; optional for openai)",
+    )
+    p.add_argument(
+        "--base-url",
+        help=f"API root (default: $NARRATOR_BASE_URL, else the provider's: "
+        f"{DEFAULT_BASE_URLS['aimlapi']}, {DEFAULT_BASE_URLS['dashscope']}, "
+        f"{DEFAULT_BASE_URLS['openai']})",
+    )
+    p.add_argument(
+        "--model",
+        help="model (default: alibaba/qwen3-tts-flash for aimlapi, qwen3-tts-flash for "
+        "dashscope, tts-1 for openai)",
+    )
+    p.add_argument(
+        "--region",
+        default="intl",
+        choices=["intl", "cn"],
+        help="dashscope region: intl (Singapore) or cn (Beijing); keys differ",
     )
     p.add_argument(
         "--concurrency", type=_positive_int, default=4, help="requests in flight at most"
     )
     p.add_argument("--rpm", type=_positive_float, default=60.0, help="requests per minute at most")
     p.add_argument("--max-chars", type=int, default=600, help="billing characters per chunk")
-    p.add_argument("--lang", default="en", help="language for sentence splitting (en, zh, ja, ...)")
     p.add_argument("--gap-ms", type=int, default=300, help="silence between chunks")
     p.add_argument("--chapter-gap-ms", type=int, default=1200, help="silence between chapters")
     p.add_argument("--retries", type=_positive_int, default=8, help="attempts per chunk")
@@ -437,6 +698,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_narrate)
 
+    p = sub.add_parser(
+        "estimate", help="requests, characters, cost and time a run would take; sends nothing"
+    )
+    _add_input_options(p)
+    _add_estimate_options(p)
+    p.add_argument("--provider", default="aimlapi", choices=PROVIDERS, help="the TTS service")
+    p.add_argument(
+        "--concurrency", type=_positive_int, default=4, help="requests in flight at most"
+    )
+    p.add_argument("--rpm", type=_positive_float, default=60.0, help="requests per minute at most")
+    p.add_argument("--max-chars", type=int, default=600, help="billing characters per chunk")
+    p.set_defaults(func=cmd_estimate)
+
     p = sub.add_parser("demo", help="narrate through a local emulator of the AIML API (no key)")
     p.add_argument("inputs", nargs="*", default=["samples"], metavar="INPUT")
     p.add_argument("-o", "--output", default="out")
@@ -444,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("serve", help="run the AIML API emulator")
+    p = sub.add_parser("serve", help="run the emulator of the AIML, DashScope or OpenAI API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     p.add_argument("--api-key", help="the only key accepted (default: any)")
@@ -462,9 +736,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--credits", type=int, help="billing characters the account may spend, then 403")
     p.add_argument("--retry-after", type=float, help="Retry-After seconds on 429 answers")
     p.add_argument("--seed", type=int, help="random seed for the fault knobs")
+    p.add_argument(
+        "--api",
+        default="aimlapi",
+        choices=["aimlapi", "dashscope", "openai"],
+        help="which service's endpoint to emulate",
+    )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("voices", help="list the voices")
+    p = sub.add_parser("voices", help="list the voices and their languages or dialects")
+    p.add_argument(
+        "--provider",
+        default="aimlapi",
+        choices=[*PROVIDERS, "all"],
+        help="whose voices (default: aimlapi; all: every provider's)",
+    )
     p.set_defaults(func=cmd_voices)
 
     p = sub.add_parser("cache", help="show or clear the segment store")
@@ -474,8 +760,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line over the settings file: flags > file > built-in defaults."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config"):
+        return args
+    path = find_config(args.config, Path.cwd())
+    if path is None:
+        return args
+    # argparse offers no public way to reach the subcommands' parsers.
+    (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known = set().union(*(option_names(p) for p in commands.choices.values()))
+    settings = load_config(path)
+    apply_config(commands.choices[args.command], settings, source=str(path), known_elsewhere=known)
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = _parse(argv)
+    except ConfigError as exc:
+        print(f"narrator: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,

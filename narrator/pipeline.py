@@ -7,7 +7,10 @@ through one shared pool, and stitch a document as soon as its last chunk is in.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +20,7 @@ from typing import Any
 
 from .documents import Document, load_document, parse_text
 from .errors import NarratorError, StopRun
+from .language import resolve_language
 from .pool import ChunkFailed, Job, Outcome, Pool, Stopped
 from .providers import Provider, make_provider
 from .settings import Settings
@@ -55,7 +59,8 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 @dataclass(frozen=True, slots=True)
 class DocumentReport:
-    """How one document went. ``status``: done, failed, skipped or stopped."""
+    """How one document went. ``status``: done, up-to-date (made before from the same
+    text and settings), failed, skipped (nothing to narrate) or stopped."""
 
     input: str
     output: str
@@ -71,7 +76,7 @@ class DocumentReport:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("done", "skipped")
+        return self.status in ("done", "up-to-date", "skipped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +197,28 @@ async def narrate_many(
     """
     began = time.monotonic()
     progress = on_progress or (lambda event: None)
+    own_provider = provider is None
+    provider = provider or make_provider(settings)  # opens no connection until used
+    # Chunks fit the provider's limit, counted its way, whatever --max-chars says.
+    max_chars = min(settings.max_chars, provider.max_chars)
     plans = [
-        (work, split_document(work.document, max_chars=settings.max_chars, lang=settings.lang))
+        (
+            work,
+            split_document(
+                work.document,
+                max_chars=max_chars,
+                lang=resolve_language(work.document, settings.lang),
+                count=provider.billing_chars,
+            ),
+        )
         for work in works
     ]
+    settings.store_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.store_dir)
+    fingerprints = {work.output: book_fingerprint(provider, settings, c) for work, c in plans}
+    current = [] if settings.force else _up_to_date(plans, store, fingerprints)
+    done_before = {report.output for report in current}
+    plans = [(work, chunks) for work, chunks in plans if str(work.output) not in done_before]
     progress(
         ProgressEvent(
             "planned",
@@ -203,10 +226,6 @@ async def narrate_many(
             characters=sum(c.billing_chars for _, chunks in plans for c in chunks),
         )
     )
-    settings.store_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.store_dir)
-    own_provider = provider is None
-    provider = provider or make_provider(settings)
     try:
         pool = Pool(
             provider,
@@ -226,6 +245,10 @@ async def narrate_many(
                 for work, chunks in plans
             ]
             reports = await _collect(tasks, pool, stop, grace, progress)
+        for report in reports:
+            fingerprint = fingerprints.get(Path(report.output))
+            if report.status == "done" and fingerprint is not None:
+                store.record_book(Path(report.output), fingerprint, report.audio_seconds)
     finally:
         if own_provider:
             await provider.aclose()
@@ -233,8 +256,9 @@ async def narrate_many(
     stopped = str(pool.stop_reason) if pool.stop_reason else None
     if stop is not None and stop.is_set() and stopped is None:
         stopped = "interrupted"
+    order = {str(work.output): n for n, work in enumerate(works)}
     return RunReport(
-        documents=tuple(reports),
+        documents=tuple(sorted([*current, *reports], key=lambda r: order.get(r.output, 0))),
         requests=pool.stats.requests,
         retries=pool.stats.retries,
         throttled=pool.stats.throttled,
@@ -244,6 +268,58 @@ async def narrate_many(
         rate_changes=tuple(pool.stats.rate_changes),
         stop_error=pool.stop_reason,
     )
+
+
+def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Chunk]) -> str:
+    """What an audiobook is made from: its chunks' texts and chapters, the provider, and
+    every setting but those that only change how fast it is made."""
+    made_with = {
+        name: str(value)
+        for name, value in dataclasses.asdict(settings).items()
+        if name not in _RUN_ONLY_SETTINGS
+    }
+    blob = json.dumps(
+        [provider.identity, made_with, [(c.chapter, c.text) for c in chunks]], ensure_ascii=False
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# Settings that change how a run goes, not what it makes; changing them keeps a book current.
+_RUN_ONLY_SETTINGS = frozenset(
+    (
+        "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
+        "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
+    )
+)  # fmt: skip
+
+
+def _up_to_date(
+    plans: Sequence[tuple[Work, list[Chunk]]], store: Store, fingerprints: dict[Path, str]
+) -> list[DocumentReport]:
+    """Reports for the documents whose audiobook is already made from the same chunks."""
+    current = []
+    for work, chunks in plans:
+        if not chunks:
+            continue
+        seconds = store.current_book(work.output, fingerprints[work.output])
+        if seconds is None:
+            continue
+        log.info("%s: up to date, skipped (--force makes it again)", work.output)
+        current.append(
+            DocumentReport(
+                input=work.document.source,
+                output=str(work.output),
+                title=work.document.title,
+                status="up-to-date",
+                chunks=len(chunks),
+                billing_characters=sum(c.billing_chars for c in chunks),
+                audio_seconds=seconds,
+                requests=0,
+                retries=0,
+                cached_chunks=0,
+            )
+        )
+    return current
 
 
 def _announce(progress: ProgressCallback, task: asyncio.Task[DocumentReport]) -> None:
@@ -313,7 +389,7 @@ async def narrate(
     if run.stop_error is not None:
         raise run.stop_error
     report = run.documents[0]
-    if report.status != "done":
+    if report.status not in ("done", "up-to-date"):
         raise NarrationFailed(report)
     return report
 

@@ -11,24 +11,59 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-PROVIDERS = ("aimlapi", "espeak")
+PROVIDERS = ("aimlapi", "dashscope", "openai", "espeak")
+REGIONS = ("intl", "cn")
 DEFAULT_BASE_URL = "https://api.aimlapi.com"
 DEFAULT_MODEL = "alibaba/qwen3-tts-flash"
+# What an empty base_url, model or voice means for each provider. DashScope's two
+# regions are separate services with separate keys. "tts-1" is OpenAI's model, and
+# OpenAI-compatible servers (Kokoro-FastAPI, ...) accept it as an alias of their own.
+DEFAULT_BASE_URLS = {
+    "aimlapi": DEFAULT_BASE_URL,
+    "dashscope": "https://dashscope-intl.aliyuncs.com",
+    "dashscope/cn": "https://dashscope.aliyuncs.com",
+    "openai": "https://api.openai.com",
+    "espeak": DEFAULT_BASE_URL,  # unused: eSpeak runs in-process
+}
+DEFAULT_MODELS = {
+    "aimlapi": DEFAULT_MODEL,
+    "dashscope": "qwen3-tts-flash",
+    "openai": "tts-1",
+    "espeak": "espeak-ng",
+}
+DEFAULT_VOICES = {
+    "aimlapi": "Cherry",
+    "dashscope": "Cherry",
+    "openai": "alloy",
+    "espeak": "Cherry",
+}
+# Where the CLI looks for each provider's key; the library itself never reads it.
+KEY_VARIABLES = {
+    "aimlapi": "AIMLAPI_KEY",
+    "dashscope": "DASHSCOPE_API_KEY",
+    "openai": "OPENAI_API_KEY",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How to narrate. Defaults suit the AIML API's ``alibaba/qwen3-tts-flash``."""
+    """How to narrate. Defaults suit the AIML API's ``alibaba/qwen3-tts-flash``.
+
+    An empty ``base_url``, ``model`` or ``voice`` becomes the provider's default
+    (:data:`DEFAULT_BASE_URLS`, :data:`DEFAULT_MODELS`, :data:`DEFAULT_VOICES`);
+    ``region`` picks DashScope's international (Singapore) or Beijing endpoint.
+    """
 
     provider: str = "aimlapi"
     api_key: str | None = field(default=None, repr=False)  # never shown in logs or reprs
-    base_url: str = DEFAULT_BASE_URL
-    model: str = DEFAULT_MODEL
-    voice: str = "Cherry"
+    base_url: str = ""
+    model: str = ""
+    voice: str = ""
+    region: str = "intl"
     concurrency: int = 4
     rpm: float = 60.0
     max_chars: int = 600
-    lang: str = "en"
+    lang: str = "auto"  # a pysbd code, or "auto": detected per document from its text
     gap_ms: int = 300
     chapter_gap_ms: int = 1200
     cache_dir: Path | None = None  # None: ~/.cache/narrator
@@ -38,12 +73,23 @@ class Settings:
     adaptive_rate: bool = True
     request_timeout: float = 120.0
     max_segment_bytes: int = 50 * 1024 * 1024
+    force: bool = False  # make audiobooks again even when they are up to date
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
             raise ConfigError(
                 f"unknown provider {self.provider!r}; choose one of {', '.join(PROVIDERS)}"
             )
+        if self.region not in REGIONS:
+            raise ConfigError(f"unknown region {self.region!r}; choose intl or cn")
+        # Frozen: the defaults are filled in once, here, like the validation.
+        if not self.base_url:
+            where = "dashscope/cn" if self.provider == "dashscope" and self.region == "cn" else ""
+            object.__setattr__(self, "base_url", DEFAULT_BASE_URLS[where or self.provider])
+        if not self.model:
+            object.__setattr__(self, "model", DEFAULT_MODELS[self.provider])
+        if not self.voice:
+            object.__setattr__(self, "voice", DEFAULT_VOICES[self.provider])
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         if not self.rpm > 0:
@@ -52,16 +98,19 @@ class Settings:
             raise ConfigError("--max-chars must be at least 2 (a Han character counts 2)")
         if self.gap_ms < 0 or self.chapter_gap_ms < 0:
             raise ConfigError("gaps cannot be negative")
+        if self.backoff_base < 0:
+            raise ConfigError("--backoff cannot be negative")
         if self.retries < 1:
             raise ConfigError("--retries must be at least 1")
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"--base-url must start with http:// or https://, not {self.base_url!r}"
             )
-        if self.provider == "aimlapi" and not self.api_key:
+        if self.provider in ("aimlapi", "dashscope") and not self.api_key:
+            # The OpenAI-compatible provider may go without: local servers want none.
             raise ConfigError(
-                "no API key: set AIMLAPI_KEY (or pass --api-key), or use --provider espeak "
-                "to narrate offline"
+                f"no API key: set {KEY_VARIABLES[self.provider]} (or pass --api-key), "
+                "or use --provider espeak to narrate offline"
             )
 
     @property

@@ -47,6 +47,18 @@ CREATE TABLE IF NOT EXISTS segments (
     updated       REAL NOT NULL
 )
 """
+# One row per audiobook written: what it was made from, and the file as it was left,
+# so a rerun can tell an up-to-date audiobook from a stale, edited or missing one.
+_BOOKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS books (
+    output      TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    mtime_ns    INTEGER NOT NULL,
+    seconds     REAL NOT NULL,
+    updated     REAL NOT NULL
+)
+"""
 _STALE_TEMP_SECONDS = 3600.0  # older temp files belong to no live run
 
 
@@ -96,10 +108,46 @@ class Store:
         # and then the files they point to are checked again anyway.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        self._db.execute(_BOOKS_SCHEMA)
         self._sweep_temp()
 
     def close(self) -> None:
         self._db.close()
+
+    # --- finished audiobooks -------------------------------------------------------------
+
+    def current_book(self, output: Path, fingerprint: str) -> float | None:
+        """The audio seconds of ``output`` if it was written from ``fingerprint`` and has
+        not changed on disk since; None when it must be made (again)."""
+        row = self._db.execute(
+            "SELECT fingerprint, size, mtime_ns, seconds FROM books WHERE output = ?",
+            (str(output.absolute()),),
+        ).fetchone()
+        if row is None or row[0] != fingerprint:
+            return None
+        try:
+            stat = output.stat()
+        except OSError:
+            return None
+        if (stat.st_size, stat.st_mtime_ns) != (row[1], row[2]):
+            return None
+        return float(row[3])
+
+    def record_book(self, output: Path, fingerprint: str, seconds: float) -> None:
+        """Remember that ``output`` was just written from ``fingerprint``."""
+        stat = output.stat()
+        self._db.execute(
+            "INSERT OR REPLACE INTO books (output, fingerprint, size, mtime_ns, seconds, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                str(output.absolute()),
+                fingerprint,
+                stat.st_size,
+                stat.st_mtime_ns,
+                seconds,
+                time.time(),
+            ),
+        )
 
     def _sweep_temp(self) -> None:
         cutoff = time.time() - _STALE_TEMP_SECONDS

@@ -47,8 +47,10 @@ class CliResult:
     stderr: str
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> CliResult:
-    """Run ``python -m narrator ARGS`` as a real process."""
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes = b"", cwd: Path | None = None
+) -> CliResult:
+    """Run ``python -m narrator ARGS`` as a real process (in ``cwd`` if given)."""
     full_env = {
         k: v
         for k, v in os.environ.items()
@@ -61,6 +63,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = 
         "narrator",
         *args,
         env=full_env,
+        cwd=cwd,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

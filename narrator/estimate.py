@@ -1,0 +1,114 @@
+"""What a run would cost and how long it would take, worked out without a single request.
+
+Documents are split exactly as a run splits them, so the chunk count is the request
+count (before retries, and counting cached chunks too: an upper bound). The price and
+the service's latency are not published per request; both are assumptions the caller
+states, and the report repeats them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .documents import Document
+from .language import resolve_language
+from .split import billing_chars, split_document
+
+DEFAULT_PRICE_PER_10K_CHARS = 0.10  # USD; an assumption, check your plan's price
+DEFAULT_LATENCY = 3.0  # seconds per request; an assumption for a full 600-character chunk
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentEstimate:
+    """One document's share: requests, billing characters, cost and time if run alone."""
+
+    input: str
+    title: str
+    lang: str
+    chunks: int
+    billing_characters: int
+    cost: float
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A whole run: every document, the totals, and the assumptions behind them."""
+
+    documents: tuple[DocumentEstimate, ...]
+    chunks: int
+    billing_characters: int
+    cost: float
+    seconds: float
+    price_per_10k_chars: float
+    latency: float
+    rpm: float
+    concurrency: int
+
+
+def wall_clock(requests: int, *, rpm: float, concurrency: int, latency: float) -> float:
+    """Seconds for ``requests`` requests: each start waits for the rate limit and for a
+    free slot (``concurrency`` requests of ``latency`` seconds each), the last one then
+    takes ``latency``."""
+    if requests <= 0:
+        return 0.0
+    interval = max(60.0 / rpm, latency / concurrency)
+    return (requests - 1) * interval + latency
+
+
+def estimate(
+    documents: Sequence[Document],
+    *,
+    max_chars: int = 600,
+    lang: str = "auto",
+    rpm: float = 60.0,
+    concurrency: int = 4,
+    price_per_10k_chars: float = DEFAULT_PRICE_PER_10K_CHARS,
+    latency: float = DEFAULT_LATENCY,
+    count: Callable[[str], int] = billing_chars,
+) -> Estimate:
+    """Split every document as a run would and total requests, characters, cost and time.
+
+    ``count`` and ``max_chars`` should be the provider's, as in a run.
+    """
+    per_doc = []
+    for doc in documents:
+        doc_lang = resolve_language(doc, lang)
+        chunks = split_document(doc, max_chars=max_chars, lang=doc_lang, count=count)
+        chars = sum(c.billing_chars for c in chunks)
+        per_doc.append(
+            DocumentEstimate(
+                input=doc.source,
+                title=doc.title,
+                lang=doc_lang,
+                chunks=len(chunks),
+                billing_characters=chars,
+                cost=chars / 10_000 * price_per_10k_chars,
+                seconds=wall_clock(len(chunks), rpm=rpm, concurrency=concurrency, latency=latency),
+            )
+        )
+    total_chunks = sum(d.chunks for d in per_doc)
+    total_chars = sum(d.billing_characters for d in per_doc)
+    return Estimate(
+        documents=tuple(per_doc),
+        chunks=total_chunks,
+        billing_characters=total_chars,
+        cost=total_chars / 10_000 * price_per_10k_chars,
+        # All documents share one pool and one limiter: the total is one long queue.
+        seconds=wall_clock(total_chunks, rpm=rpm, concurrency=concurrency, latency=latency),
+        price_per_10k_chars=price_per_10k_chars,
+        latency=latency,
+        rpm=rpm,
+        concurrency=concurrency,
+    )
+
+
+def format_cost(usd: float) -> str:
+    """Dollars with cents, or more digits for amounts under a cent."""
+    if usd == 0:
+        return "$0.00"
+    if usd < 0.01:
+        return f"${usd:.{max(2, 1 - math.floor(math.log10(usd)))}f}"
+    return f"${usd:,.2f}"
