@@ -24,8 +24,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
+from .audiobook import AudiobookOptions
 from .config import apply_config, find_config, load_config, option_names
 from .documents import Document
+from .encode import FORMATS
 from .errors import AuthError, ConfigError, EndpointNotFound, InputError, NarratorError
 from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
 from .pipeline import DocumentReport, ProgressEvent, RunReport, Work, narrate_many
@@ -46,51 +48,55 @@ def default_cache_dir(env: os._Environ[str] | dict[str, str] = os.environ) -> Pa
 # --- inputs and outputs -----------------------------------------------------------------
 
 
-def _check_outputs(items: list[Input], many: bool, out: str | None) -> None:
+def _check_outputs(items: list[Input], many: bool, out: str | None, fmt: str | None = None) -> None:
     """Refuse a wrong -o before anything is read or fetched."""
     if not many:
         if out is None and items[0].location == STDIN:
             raise ConfigError("reading standard input needs -o FILE.wav")
         if out is not None:
             target = Path(out)
-            if not (target.is_dir() or out.endswith(("/", os.sep))):
-                if target.suffix.lower() != ".wav":
-                    raise ConfigError(
-                        f"-o {out}: narrator writes WAV; name the output *.wav or a folder"
-                    )
+            folder = target.is_dir() or out.endswith(("/", os.sep))
+            if not folder and fmt is None and target.suffix.lower().lstrip(".") not in FORMATS:
+                raise ConfigError(
+                    f"-o {out}: name the output with one of the extensions "
+                    f"{', '.join('.' + f for f in FORMATS)}, or a folder, or pass --format"
+                )
         return
     if out is None:
         raise ConfigError("several inputs or a folder need -o DIR for the audiobooks")
-    if Path(out).suffix.lower() == ".wav":
-        raise ConfigError(f"-o {out}: several inputs need a folder, not a .wav file")
+    if Path(out).suffix.lower().lstrip(".") in FORMATS:
+        raise ConfigError(f"-o {out}: several inputs need a folder, not an audio file")
 
 
-def _plan_outputs(loaded: list[tuple[Input, Document]], many: bool, out: str | None) -> list[Path]:
+def _plan_outputs(
+    loaded: list[tuple[Input, Document]], many: bool, out: str | None, fmt: str | None = None
+) -> list[Path]:
     """Where each audiobook goes: beside its input, at -o, or mirrored under -o DIR.
 
     A URL's audiobook is named after the page title, made safe for any filesystem.
     """
     relatives = [item.relative or Path(safe_filename(doc.title)) for item, doc in loaded]
+    ext = f".{fmt or 'wav'}"  # a folder gets WAV audiobooks unless --format says otherwise
     if not many:
         ((item, _),) = loaded
         (relative,) = relatives
         if out is None:
             if item.is_url:
-                return [Path(f"{relative}.wav")]
-            return [Path(item.location).with_suffix(".wav")]
+                return [Path(f"{relative}{ext}")]
+            return [Path(item.location).with_suffix(ext)]
         target = Path(out)
         if target.is_dir() or out.endswith(("/", os.sep)):
-            return [target / f"{relative.name}.wav"]
+            return [target / f"{relative.name}{ext}"]
         return [target]
     assert out is not None  # _check_outputs refused it
     root = Path(out)
     outputs: list[Path] = []
     taken: set[Path] = set()
     for relative in relatives:
-        candidate = root / f"{relative}.wav"
+        candidate = root / f"{relative}{ext}"
         n = 2
         while candidate in taken:  # two inputs with one name: keep both
-            candidate = root / f"{relative}-{n}.wav"
+            candidate = root / f"{relative}-{n}{ext}"
             n += 1
         taken.add(candidate)
         outputs.append(candidate)
@@ -118,7 +124,7 @@ def _load(
     if not items:
         raise ConfigError("no documents found in " + ", ".join(inputs))
     if outputs:
-        _check_outputs(items, many, args.output)
+        _check_outputs(items, many, args.output, getattr(args, "format", None))
     stdin = sys.stdin.buffer.read() if any(i.location == STDIN for i in items) else None
     results = asyncio.run(
         read_inputs(
@@ -149,7 +155,8 @@ def _works(args: argparse.Namespace) -> tuple[list[Work], list[DocumentReport], 
     """The documents to narrate with their outputs, reports of inputs left out, and
     every input's name in order."""
     loaded, unread, many, order = _load(args)
-    outputs = _plan_outputs(loaded, many, args.output) if loaded else []
+    fmt = getattr(args, "format", None)
+    outputs = _plan_outputs(loaded, many, args.output, fmt) if loaded else []
     works = [Work(doc, out) for (_, doc), out in zip(loaded, outputs, strict=True)]
     return works, unread, order
 
@@ -360,6 +367,19 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
         lang=args.lang,
         gap_ms=args.gap_ms,
         chapter_gap_ms=args.chapter_gap_ms,
+        paragraph_gap_ms=args.paragraph_gap_ms,
+        audiobook=AudiobookOptions(
+            format=args.format,
+            title=args.title,
+            author=args.author,
+            album=args.album,
+            year=args.year,
+            cover=Path(args.cover) if args.cover else None,
+            normalize=args.normalize,
+            split_hours=args.split_hours,
+            subtitles=args.subtitles,
+            clean_joins=args.clean_joins,
+        ),
         retries=args.retries,
         backoff_base=args.backoff,
         force=args.force,
@@ -630,6 +650,45 @@ def _add_estimate_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_audiobook_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format", choices=list(FORMATS), help="audio format (default: from -o, else wav)"
+    )
+    p.add_argument("--title", help="title tag (default: the document's title)")
+    p.add_argument("--author", help="author (artist) tag")
+    p.add_argument("--album", help="album tag")
+    p.add_argument("--year", help="year tag")
+    p.add_argument("--cover", metavar="IMAGE", help="cover art, a JPEG or PNG file")
+    p.add_argument(
+        "--normalize",
+        action="store_true",
+        help="even loudness over the whole book: EBU R128, -18 LUFS, -1.5 dBTP (two passes)",
+    )
+    p.add_argument(
+        "--split-hours",
+        type=_positive_float,
+        metavar="N",
+        help="split into parts of at most N hours (NAME-01.EXT, ...), cut between chunks",
+    )
+    p.add_argument(
+        "--subtitles", choices=["srt", "vtt"], help="write a subtitle file beside the audiobook"
+    )
+    p.add_argument(
+        "--clean-joins",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="trim each segment's silence and fade every cut (default: on, off for WAV)",
+    )
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    from .feed import write_feed
+
+    result = write_feed(Path(args.folder), base_url=args.base_url, title=args.title)
+    print(f"{result.path}: {len(result.items)} episodes")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="narrator",
@@ -638,10 +697,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"narrator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("narrate", help="narrate text files into WAV audiobooks")
+    p = sub.add_parser("narrate", help="narrate texts into audiobooks (MP3, M4B, WAV, ...)")
     _add_input_options(p)
     _add_estimate_options(p)
-    p.add_argument("-o", "--output", help="FILE.wav for one input, a folder for several")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="FILE.mp3|.m4b|.m4a|.flac|.ogg|.opus|.wav for one input, a folder for several",
+    )
     p.add_argument("--force", action="store_true", help="redo audiobooks that are up to date")
     p.add_argument(
         "--dry-run", action="store_true", help="only estimate requests, cost and time; send nothing"
@@ -685,6 +748,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=int, default=600, help="billing characters per chunk")
     p.add_argument("--gap-ms", type=int, default=300, help="silence between chunks")
     p.add_argument("--chapter-gap-ms", type=int, default=1200, help="silence between chapters")
+    p.add_argument(
+        "--paragraph-gap-ms", type=int, default=600, help="silence before a new paragraph"
+    )
+    _add_audiobook_options(p)
     p.add_argument("--retries", type=_positive_int, default=8, help="attempts per chunk")
     p.add_argument(
         "--backoff",
@@ -752,6 +819,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="whose voices (default: aimlapi; all: every provider's)",
     )
     p.set_defaults(func=cmd_voices)
+
+    p = sub.add_parser("feed", help="write DIR/feed.xml, a podcast feed of the audiobooks in DIR")
+    p.add_argument("folder", metavar="DIR")
+    p.add_argument(
+        "--base-url", required=True, help="URL where DIR is served, e.g. https://host/x/"
+    )
+    p.add_argument("--title", help="the podcast's title (default: the folder's name)")
+    p.set_defaults(func=cmd_feed)
 
     p = sub.add_parser("cache", help="show or clear the segment store")
     p.add_argument("action", choices=["info", "clear"])

@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .audiobook import make_audiobook
 from .documents import Document, load_document, parse_text
+from .encode import ChapterMark
 from .errors import NarratorError, StopRun
 from .language import resolve_language
 from .pool import ChunkFailed, Job, Outcome, Pool, Stopped
 from .providers import Provider, make_provider
 from .settings import Settings
 from .split import Chunk, split_document
-from .stitch import Piece, stitch_wav
+from .stitch import Piece
 from .store import Store, segment_key
 
 log = logging.getLogger("narrator")
@@ -73,6 +75,8 @@ class DocumentReport:
     retries: int
     cached_chunks: int
     errors: tuple[str, ...] = ()
+    chapters: tuple[ChapterMark, ...] = ()  # each chapter's title and start, in seconds
+    files: tuple[str, ...] = ()  # the audio files written: one, or one per part
 
     @property
     def ok(self) -> bool:
@@ -110,7 +114,9 @@ class NarrationFailed(NarratorError):
 def _gap(settings: Settings, previous: Chunk | None, chunk: Chunk) -> int:
     if previous is None:
         return 0
-    return settings.chapter_gap_ms if chunk.chapter != previous.chapter else settings.gap_ms
+    if chunk.chapter != previous.chapter:
+        return settings.chapter_gap_ms
+    return settings.paragraph_gap_ms if chunk.paragraph_start else settings.gap_ms
 
 
 def _count(on_progress: ProgressCallback, chunk: Chunk, future: asyncio.Future[Outcome]) -> None:
@@ -128,7 +134,14 @@ async def _narrate_one(
 ) -> DocumentReport:
     doc = work.document
 
-    def report(status: str, *, seconds: float = 0.0, errors: Sequence[str] = ()) -> DocumentReport:
+    def report(
+        status: str,
+        *,
+        seconds: float = 0.0,
+        errors: Sequence[str] = (),
+        chapters: Sequence[ChapterMark] = (),
+        files: Sequence[Path] = (),
+    ) -> DocumentReport:
         return DocumentReport(
             input=doc.source,
             output=str(work.output),
@@ -141,6 +154,8 @@ async def _narrate_one(
             retries=sum(o.retries for o in outcomes),
             cached_chunks=sum(o.cached for o in outcomes),
             errors=tuple(errors),
+            chapters=tuple(ChapterMark(m.title, round(m.start, 3)) for m in chapters),
+            files=tuple(str(f) for f in files),
         )
 
     outcomes: list[Outcome] = []
@@ -175,10 +190,12 @@ async def _narrate_one(
         pieces.append(Piece(outcome.segment.path, _gap(settings, previous, chunk)))
         previous = chunk
     try:
-        stitched = await asyncio.to_thread(stitch_wav, pieces, work.output)
+        book = await asyncio.to_thread(
+            make_audiobook, doc, chunks, pieces, work.output, settings.audiobook
+        )
     except (NarratorError, OSError) as exc:
         return report("failed", errors=[f"writing {work.output}: {exc}"])
-    return report("done", seconds=stitched.seconds)
+    return report("done", seconds=book.seconds, chapters=book.chapters, files=book.files)
 
 
 async def narrate_many(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .audiobook import AudiobookOptions
 from .errors import ConfigError
 
 PROVIDERS = ("aimlapi", "dashscope", "openai", "espeak")
@@ -66,6 +67,9 @@ class Settings:
     lang: str = "auto"  # a pysbd code, or "auto": detected per document from its text
     gap_ms: int = 300
     chapter_gap_ms: int = 1200
+    paragraph_gap_ms: int = 600  # between chunks that start a new paragraph
+    # the output: format, tags, loudness, sidecars
+    audiobook: AudiobookOptions = field(default_factory=AudiobookOptions)
     cache_dir: Path | None = None  # None: ~/.cache/narrator
     retries: int = 8  # attempts per chunk, the first included
     backoff_base: float = 0.5  # seconds; 0 turns backoff off (tests)
@@ -96,7 +100,7 @@ class Settings:
             raise ConfigError("--rpm must be greater than 0")
         if self.max_chars < 2:
             raise ConfigError("--max-chars must be at least 2 (a Han character counts 2)")
-        if self.gap_ms < 0 or self.chapter_gap_ms < 0:
+        if min(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) < 0:
             raise ConfigError("gaps cannot be negative")
         if self.backoff_base < 0:
             raise ConfigError("--backoff cannot be negative")

@@ -54,6 +54,7 @@ async def test_narrates_a_document_into_one_wav_in_order_with_gaps(
     cache = tmp_path / "cache"
     result = await run_cli(
         "narrate", str(source), "-o", str(out), "--gap-ms", "300", "--chapter-gap-ms", "1000",
+        "--paragraph-gap-ms", "500",
         "--report", str(tmp_path / "report.json"), *emulator_args(emulator, cache),
         env={"AIMLAPI_KEY": TEST_KEY},
     )  # fmt: skip
@@ -63,6 +64,9 @@ async def test_narrates_a_document_into_one_wav_in_order_with_gaps(
     # Rebuild the expected audio from the store: every chunk's segment, in order, with gaps.
     chunks = split_document(load_document(source), max_chars=200)
     assert len({c.chapter for c in chunks}) == 3 and len(chunks) > 5
+    # all three kinds of gap occur: between chapters, paragraphs and within a paragraph
+    within = [b for a, b in itertools.pairwise(chunks) if a.chapter == b.chapter]
+    assert any(c.paragraph_start for c in within) and not all(c.paragraph_start for c in within)
     store = Store(cache)
     identity = f"aimlapi|{emulator.url}/v1/tts|alibaba/qwen3-tts-flash"
     expected = bytearray()
@@ -71,7 +75,10 @@ async def test_narrates_a_document_into_one_wav_in_order_with_gaps(
         segment = store.lookup(segment_key(provider=identity, voice="Cherry", text=chunk.text))
         assert segment is not None
         if previous is not None:
-            gap_ms = 1000 if chunk.chapter != previous.chapter else 300
+            if chunk.chapter != previous.chapter:
+                gap_ms = 1000
+            else:
+                gap_ms = 500 if chunk.paragraph_start else 300
             expected += b"\0\0" * (segment.rate * gap_ms // 1000)
         expected += frames_of(segment.path)
         previous = chunk
@@ -189,7 +196,7 @@ async def test_a_rejected_key_stops_with_one_line(
         (["narrate", "a.txt", "b.txt", "--provider", "espeak"], "-o DIR"),
         (["narrate", "a.txt", "--provider", "espeak", "--concurrency", "0"], "at least 1"),
         (["narrate", "a.txt", "--provider", "espeak", "--base-url", "ftp://x"], "http"),
-        (["narrate", "a.txt", "--provider", "espeak", "-o", "a.mp3"], ".wav"),
+        (["narrate", "a.txt", "--provider", "espeak", "-o", "a.aiff"], ".mp3, .m4b"),
     ],
 )
 async def test_usage_errors_are_one_clear_line(
