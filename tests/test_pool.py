@@ -105,7 +105,17 @@ async def test_concurrency_is_never_exceeded(store: Store) -> None:
 async def test_limiter_spaces_starts_evenly() -> None:
     rate = AdaptiveRate(600)  # one start every 0.1 s of loop time, never a burst
     starts = [await rate.acquire() for _ in range(6)]
-    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.1 - 1e-6
+    # a late start is made up for, but never by more than half an interval
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.05 - 1e-6
+    assert starts[-1] - starts[0] >= 5 * 0.1 - 1e-6  # and never ahead of the schedule
+
+
+async def test_a_rate_change_keeps_the_pacing_in_place() -> None:
+    rate = AdaptiveRate(600)
+    first = await rate.acquire()
+    assert rate.throttled(first)  # 600 -> 420 a minute
+    second = await rate.acquire()
+    assert second - first >= 60 / 420 - 1e-6  # no free start after the change
 
 
 async def test_pool_never_starts_more_than_rpm_over_60_in_a_second(store: Store) -> None:
@@ -114,8 +124,8 @@ async def test_pool_never_starts_more_than_rpm_over_60_in_a_second(store: Store)
     async with make_pool(provider, store, concurrency=8, rpm=rpm) as pool:
         await asyncio.gather(*(pool.submit(job(f"t{i}")) for i in range(12)))
     starts = sorted(provider.starts)
-    for t in starts:
-        assert sum(t <= s < t + 1 for s in starts) <= math.ceil(rpm / 60)
+    for t in starts:  # about rpm/60: one more where a late start was made up for
+        assert sum(t <= s < t + 1 for s in starts) <= math.ceil(rpm / 60) + 1
 
 
 async def test_results_map_to_their_jobs_whatever_the_order(store: Store) -> None:
@@ -178,7 +188,7 @@ async def test_rate_limits_slow_the_run_and_honour_retry_after(store: Store) -> 
         outcome = await pool.submit(job("t0"))
     assert slept == [3.0]
     assert outcome.requests == 2
-    assert pool.rate.rpm == 300
+    assert pool.rate.rpm == pytest.approx(420)
     assert pool.stats.throttled == 1
 
 
@@ -240,7 +250,7 @@ async def test_a_link_saved_before_a_crash_is_downloaded_not_billed_again(store:
 
 
 async def test_adaptive_rate_cuts_once_per_burst_and_recovers() -> None:
-    rate = AdaptiveRate(1200)
+    rate = AdaptiveRate(1200, cut=0.5)
     loop = asyncio.get_running_loop()
     started = await rate.acquire()
     assert rate.throttled(started)
