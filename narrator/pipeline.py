@@ -390,7 +390,7 @@ async def narrate(
     provider: Provider | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> DocumentReport:
-    """Narrate one text into one WAV audiobook.
+    """Narrate one text into one audiobook (its format from the output's extension).
 
     ``source`` is the text itself (a ``str``), a file (a :class:`~pathlib.Path`) or a
     :class:`Document`. Raises :class:`NarrationFailed` when the audiobook could not be
