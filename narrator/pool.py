@@ -25,7 +25,6 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-
 from .errors import (
     AudioError,
     BadDownload,
