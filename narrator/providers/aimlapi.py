@@ -12,7 +12,6 @@ The body's bytes decide which (RIFF magic or JSON), never the Content-Type.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,10 +25,10 @@ from ..errors import (
     TransientError,
 )
 from . import Audio, Voice, qwen
-from .http import download, error_message, post_json
+from .http import HttpProvider, error_message, post_json
 
 
-class AimlApiProvider:
+class AimlApiProvider(HttpProvider):
     """Client for the AIML API's text-to-speech endpoint."""
 
     name = "aimlapi"
@@ -47,27 +46,19 @@ class AimlApiProvider:
         timeout: float = 120.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.model = model
-        self._key = api_key
-        self._endpoint = base_url.rstrip("/") + "/v1/tts"
-        self._timeout = timeout
-        self._session = session
-        self._own_session = session is None
+        super().__init__(
+            api_key=api_key,
+            endpoint=base_url.rstrip("/") + "/v1/tts",
+            model=model,
+            timeout=timeout,
+            session=session,
+        )
         # Audio from another endpoint (the emulator, a proxy) must never be mistaken for this one's.
         self.identity = f"{self.name}|{self._endpoint}|{model}"
-
-    def __repr__(self) -> str:  # keeps the key out of any repr
-        return f"AimlApiProvider(model={self.model!r}, endpoint={self._endpoint!r})"
 
     def billing_chars(self, text: str) -> int:
         """A Han character counts 2, as the upstream model counts it."""
         return qwen.billing_chars(text)
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
 
     async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
         """One ``POST /v1/tts``; see the module docstring for what comes back."""
@@ -80,14 +71,6 @@ class AimlApiProvider:
             return _parse_success(body)
         _raise_for(status, error_message(body, status), retry_after, self._endpoint)
         raise AssertionError("unreachable")  # _raise_for always raises
-
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
-        await download(self.session, url, dest, max_bytes=max_bytes, timeout=self._timeout)
-
-    async def aclose(self) -> None:
-        if self._session is not None and self._own_session:
-            await self._session.close()
-        self._session = None
 
 
 def _parse_success(body: bytes) -> Audio:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -39,7 +38,7 @@ from ..errors import (
     TransientError,
 )
 from . import Audio, Voice, qwen
-from .http import download, error_code, error_message, post_json
+from .http import HttpProvider, error_code, error_message, post_json
 
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
@@ -87,7 +86,7 @@ def _configured(lang: str | None) -> str:
     return LANGUAGE_TYPES.get(code, "Auto")
 
 
-class DashScopeProvider:
+class DashScopeProvider(HttpProvider):
     """Client for DashScope's multimodal-generation endpoint (``qwen3-tts-flash``)."""
 
     name = "dashscope"
@@ -104,28 +103,20 @@ class DashScopeProvider:
         timeout: float = 120.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.model = model
+        super().__init__(
+            api_key=api_key,
+            endpoint=base_url.rstrip("/") + PATH,
+            model=model,
+            timeout=timeout,
+            session=session,
+        )
         self.lang = lang
-        self._key = api_key
-        self._endpoint = base_url.rstrip("/") + PATH
-        self._timeout = timeout
-        self._session = session
-        self._own_session = session is None
         # language_type changes the audio, so the document's language is part of it.
         self.identity = f"{self.name}|{self._endpoint}|{model}|{_configured(lang)}"
-
-    def __repr__(self) -> str:  # keeps the key out of any repr
-        return f"DashScopeProvider(model={self.model!r}, endpoint={self._endpoint!r})"
 
     def billing_chars(self, text: str) -> int:
         """A Han character counts 2."""
         return qwen.billing_chars(text)
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
 
     async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
         """One generation request; see the module docstring for what comes back."""
@@ -168,14 +159,6 @@ class DashScopeProvider:
         if code:  # an error dressed as a success
             _raise_for(400, code, error_message(body, 200), None)
         raise TransientError("DashScope answered success without audio")
-
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
-        await download(self.session, url, dest, max_bytes=max_bytes, timeout=self._timeout)
-
-    async def aclose(self) -> None:
-        if self._session is not None and self._own_session:
-            await self._session.close()
-        self._session = None
 
 
 def _raise_for(status: int, code: str, message: str, retry_after: float | None) -> None:

@@ -130,3 +130,44 @@ async def download(
         await asyncio.to_thread(read_wav_info, dest)
     except AudioError as exc:
         raise BadDownload(f"downloaded audio is unusable: {exc}") from exc
+
+
+class HttpProvider:
+    """What every networked provider shares: one lazily opened session, the endpoint,
+    audio downloads, and a ``repr`` that leaves the key out."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        endpoint: str,
+        model: str,
+        timeout: float,
+        session: aiohttp.ClientSession | None,
+    ) -> None:
+        self.model = model
+        self._key = api_key
+        self._endpoint = endpoint
+        self._timeout = timeout
+        self._session = session
+        self._own_session = session is None  # a session passed in is the caller's to close
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r}, endpoint={self._endpoint!r})"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+        """Stream the audio at ``url`` into ``dest``; see :func:`download`."""
+        await download(self.session, url, dest, max_bytes=max_bytes, timeout=self._timeout)
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None

@@ -14,8 +14,6 @@ a 429 whose code is ``insufficient_quota`` means the account is empty, not busy.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiohttp
 
 from ..errors import (
@@ -27,7 +25,7 @@ from ..errors import (
     TransientError,
 )
 from . import Audio, Voice
-from .http import download, error_code, error_message, post_json
+from .http import HttpProvider, error_code, error_message, post_json
 
 MAX_CHARS = 4096  # code points of ``input``
 
@@ -58,7 +56,7 @@ def speech_endpoint(base_url: str) -> str:
     return base + ("/audio/speech" if base.endswith("/v1") else "/v1/audio/speech")
 
 
-class OpenAiProvider:
+class OpenAiProvider(HttpProvider):
     """Client for ``POST /v1/audio/speech`` (OpenAI-compatible servers)."""
 
     name = "openai"
@@ -75,27 +73,19 @@ class OpenAiProvider:
         timeout: float = 120.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.model = model
+        super().__init__(
+            api_key=api_key,
+            endpoint=speech_endpoint(base_url),
+            model=model,
+            timeout=timeout,
+            session=session,
+        )
         self.speed = speed
-        self._key = api_key
-        self._endpoint = speech_endpoint(base_url)
-        self._timeout = timeout
-        self._session = session
-        self._own_session = session is None
         self.identity = f"{self.name}|{self._endpoint}|{model}|{speed:g}"
-
-    def __repr__(self) -> str:  # keeps the key out of any repr
-        return f"OpenAiProvider(model={self.model!r}, endpoint={self._endpoint!r})"
 
     def billing_chars(self, text: str) -> int:
         """Every code point counts 1 (OpenAI bills and limits ``input`` by characters)."""
         return len(text)
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
 
     async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
         """One ``POST /v1/audio/speech``; the WAV comes back as the body."""
@@ -122,15 +112,6 @@ class OpenAiProvider:
             return Audio(data=body)
         _raise_for(status, error_code(body), error_message(body, status), retry_after)
         raise AssertionError("unreachable")  # _raise_for always raises
-
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
-        # The audio always comes in the body; a link only if some server starts sending one.
-        await download(self.session, url, dest, max_bytes=max_bytes, timeout=self._timeout)
-
-    async def aclose(self) -> None:
-        if self._session is not None and self._own_session:
-            await self._session.close()
-        self._session = None
 
 
 def _raise_for(status: int, code: str, message: str, retry_after: float | None) -> None:
