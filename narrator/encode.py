@@ -309,6 +309,8 @@ def encode(
             _tag_vorbis(tmp, fmt, metadata, chapters)
         elif fmt in ("m4b", "m4a") and metadata.cover:
             _cover_mp4(tmp, metadata.cover)
+        with tmp.open("rb+") as fh:  # on disk before it takes the finished book's name
+            os.fsync(fh.fileno())
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
