@@ -26,6 +26,7 @@ audiobook where a finished one is expected.
 
 from __future__ import annotations
 
+import abc
 import array
 import io
 import os
@@ -277,14 +278,15 @@ def _write(
     return written // target.frame_size, starts, durations
 
 
-class _Source:
+class _Source(abc.ABC):
     """A piece's samples, in the output's format, read by byte range."""
 
     name: str
     size: int
 
+    @abc.abstractmethod
     def read(self, at: int, size: int) -> bytes:
-        raise NotImplementedError
+        """Up to ``size`` bytes of samples from byte ``at``."""
 
     def readinto(self, at: int, buffer: memoryview) -> int:
         data = self.read(at, len(buffer))
