@@ -6,7 +6,7 @@ one from flags, the environment (secrets only) and defaults.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .audiobook import AudiobookOptions
@@ -120,7 +120,3 @@ class Settings:
     @property
     def store_dir(self) -> Path:
         return self.cache_dir if self.cache_dir is not None else Path.home() / ".cache" / "narrator"
-
-    def with_(self, **changes: object) -> Settings:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
