@@ -76,6 +76,7 @@ class Audiobook:
     subtitles: tuple[Path, ...]
     seconds: float
     chapters: tuple[ChapterMark, ...]  # over the whole book, before any split
+    starts: tuple[float, ...] = ()  # where each chunk's audio starts in the whole book
 
 
 def chapter_marks(
@@ -229,4 +230,4 @@ def _encode_parts(
             ]
             sidecar = path.with_suffix(f".{options.subtitles}")
             sidecars.append(write_subtitles(part_cues, sidecar, options.subtitles))
-    return Audiobook(tuple(files), tuple(sidecars), stitched.seconds, tuple(marks))
+    return Audiobook(tuple(files), tuple(sidecars), stitched.seconds, tuple(marks), stitched.starts)

@@ -31,7 +31,9 @@ Order of checks for ``POST /v1/tts``, each rejecting with the documented error b
    (``{"audio": {"url"}, "usage": {"characters"}}``), ``string``
    (``{"audio": url, "meta": {"usage": {"credits_used", "usd_spent"}}}``) or
    ``binary`` (the WAV as the body). ``mixed`` takes the n-th success's shape from
-   object, string, binary in turn and its status from 201, 200 in turn.
+   object, string, binary in turn and its status from 201, 200 in turn. With
+   ``bad_audio_rate``, a success may carry bad audio, billed all the same: silent (a
+   faint hiss), cut (its first 40%) or runaway (3 s of silence, then 8 s of noise).
 
 Audio links expire ``url_ttl`` seconds after they are issued (403, as object storage
 says); a link with a wrong signature is 403 too, an unknown clip 404. Clips are freed
@@ -82,7 +84,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .audio import tone_pcm, wav_bytes
+from .audio import parse_wav, tone_pcm, wav_bytes
 from .errors import ConfigError
 from .espeak import VOICES, get_engine
 from .providers.openai import VOICES as OPENAI_VOICES
@@ -148,6 +150,7 @@ _OPENAI_TYPES = {
 }
 
 _SHAPES = ("object", "string", "binary")
+BAD_AUDIO_KINDS = ("silent", "cut", "runaway")
 _ENGINES = ("espeak", "tone")
 _SERVER_ERRORS = (500, 502, 503, 504)
 # The documented format of X-Client-Request-Id; other values are not echoed.
@@ -166,7 +169,7 @@ Clock = Callable[[], float]
 class EmulatorConfig:
     """How the emulator behaves; every fault knob defaults to off.
 
-    Rates (``fail_rate``, ``drop_rate``, ``truncate_rate``) are probabilities in
+    Rates (``fail_rate``, ``drop_rate``, ``truncate_rate``, ``bad_audio_rate``) are probabilities in
     [0, 1], drawn from a generator seeded with ``seed``.
     """
 
@@ -187,6 +190,10 @@ class EmulatorConfig:
     # The longest text accepted, counted the API's way; None: the documented limit (600
     # billing characters, 4096 for openai). Lower, it plays a service stricter than its docs.
     max_characters: int | None = None
+    # Chance a success carries bad audio, billed like good audio, of one of these kinds:
+    # silent, cut (the first 40% of it) or runaway (3 s of silence, then 8 s of noise).
+    bad_audio_rate: float = 0.0
+    bad_audio_kinds: tuple[str, ...] = BAD_AUDIO_KINDS
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -195,7 +202,7 @@ class EmulatorConfig:
             raise ConfigError(f"shape must be object, string, binary or mixed, not {self.shape!r}")
         if self.engine not in _ENGINES:
             raise ConfigError(f"engine must be espeak or tone, not {self.engine!r}")
-        for name in ("fail_rate", "drop_rate", "truncate_rate"):
+        for name in ("fail_rate", "drop_rate", "truncate_rate", "bad_audio_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} is a probability between 0 and 1, not {value}")
@@ -214,6 +221,12 @@ class EmulatorConfig:
                 raise ConfigError(f"{name} must not be negative, not {value}")
         if self.url_ttl <= 0:
             raise ConfigError(f"url_ttl must be positive, not {self.url_ttl}")
+        unknown = set(self.bad_audio_kinds) - set(BAD_AUDIO_KINDS)
+        if unknown or not self.bad_audio_kinds:
+            raise ConfigError(
+                f"bad_audio_kinds must be some of {', '.join(BAD_AUDIO_KINDS)}, "
+                f"not {', '.join(sorted(unknown)) or 'none'}"
+            )
         if self.max_characters is not None and self.max_characters < 1:
             raise ConfigError(f"max_characters must be at least 1, not {self.max_characters}")
 
@@ -233,6 +246,8 @@ class EmulatorStats:
     request_ids: list[str] = field(default_factory=list)  # X-Client-Request-Id values seen
     dropped: int = 0  # /v1/tts connections closed without a response
     truncated: int = 0  # audio downloads cut short
+    bad_audio: dict[str, int] = field(default_factory=dict)  # kind -> bad answers billed
+    bad_billed: dict[str, int] = field(default_factory=dict)  # billed_key() -> bad answers
 
     def to_json(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict (status codes become string keys)."""
@@ -409,6 +424,11 @@ class _Emulator:
         stats.billed_characters += billing
         key = billed_key(voice, text)
         stats.billed[key] = stats.billed.get(key, 0) + 1
+        if self.chance(config.bad_audio_rate):
+            kind = self._rng.choice(config.bad_audio_kinds)
+            wav = _spoil(wav, kind, self._rng)
+            stats.bad_audio[kind] = stats.bad_audio.get(kind, 0) + 1
+            stats.bad_billed[key] = stats.bad_billed.get(key, 0) + 1
         return self._success(request, wav, billing, headers)
 
     def _authorize(self, header: str | None) -> None:
@@ -713,6 +733,23 @@ async def _truncated(request: web.Request, wav: bytes) -> web.StreamResponse:
     # close() flushes what was written, then closes: the client gets a short body.
     request.protocol.force_close()
     return response
+
+
+def _spoil(wav: bytes, kind: str, rng: random.Random) -> bytes:
+    """Good audio made bad the ways LLM voices are reported to fail, header still valid."""
+    info = parse_wav(wav, len(wav))
+    pcm = wav[info.data_offset : info.data_offset + info.data_size]
+    rate = info.rate
+    if kind == "silent":
+        # Not digital zeros: a faint hiss (-70 dBFS) as a real silent answer has.
+        hiss = audioop.mul(rng.randbytes(len(pcm)), 2, 10 ** (-70 / 20))
+        return wav_bytes(hiss, rate)
+    if kind == "cut":
+        keep = int(len(pcm) * 0.4) // 2 * 2
+        return wav_bytes(pcm[:keep], rate)
+    silence = b"\0" * (3 * rate * 2)
+    noise = audioop.mul(rng.randbytes(8 * rate * 2), 2, 0.3)
+    return wav_bytes(pcm + silence + noise, rate)
 
 
 def _pad(pcm: bytes) -> bytes:

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from .errors import NarratorError, StopRun
 from .language import resolve_language
 from .pool import ChunkFailed, Job, Outcome, Pool, Stopped
 from .providers import Provider, make_provider
+from .quality import Gate
 from .settings import Settings
 from .split import Chunk, split_document
 from .stitch import Piece
@@ -60,6 +62,25 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 
 @dataclass(frozen=True, slots=True)
+class Flag:
+    """A segment the quality gate still found bad after its last attempt, kept in the book.
+
+    ``chunk`` counts from 1; ``start`` is where it begins in the finished audiobook, in
+    seconds (None when the audiobook was not written); ``measured`` and ``expected`` are
+    seconds of speech.
+    """
+
+    chunk: int
+    text: str
+    kind: str  # silent, cut or runaway
+    reason: str
+    measured: float
+    expected: float
+    attempts: int
+    start: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentReport:
     """How one document went. ``status``: done, up-to-date (made before from the same
     text and settings), failed, skipped (nothing to narrate) or stopped."""
@@ -77,6 +98,7 @@ class DocumentReport:
     errors: tuple[str, ...] = ()
     chapters: tuple[ChapterMark, ...] = ()  # each chapter's title and start, in seconds
     files: tuple[str, ...] = ()  # the audio files written: one, or one per part
+    flagged: tuple[Flag, ...] = ()  # segments the quality gate flagged
 
     @property
     def ok(self) -> bool:
@@ -96,6 +118,8 @@ class RunReport:
     stopped: str | None = None
     rate_changes: tuple[tuple[float, float], ...] = ()
     stop_error: StopRun | None = field(default=None, compare=False, repr=False)
+    qa_resynthesized: int = 0  # bad segments synthesized again (each billed again)
+    qa_budget_spent: bool = False
 
     @property
     def ok(self) -> bool:
@@ -141,6 +165,7 @@ async def _narrate_one(
         errors: Sequence[str] = (),
         chapters: Sequence[ChapterMark] = (),
         files: Sequence[Path] = (),
+        starts: Sequence[float] = (),
     ) -> DocumentReport:
         return DocumentReport(
             input=doc.source,
@@ -156,6 +181,7 @@ async def _narrate_one(
             errors=tuple(errors),
             chapters=tuple(ChapterMark(m.title, round(m.start, 3)) for m in chapters),
             files=tuple(str(f) for f in files),
+            flagged=_flags(chunks, outcomes, starts),
         )
 
     outcomes: list[Outcome] = []
@@ -163,27 +189,55 @@ async def _narrate_one(
         log.warning("%s: nothing to narrate, skipped", doc.source)
         return report("skipped", errors=["nothing to narrate"])
     futures = []
+    jobs = []
     for chunk in chunks:
         key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
-        future = pool.submit(Job(key, chunk.text, chunk.billing_chars))
+        jobs.append(Job(key, chunk.text, chunk.billing_chars))
+        future = pool.submit(jobs[-1])
         future.add_done_callback(functools.partial(_count, on_progress, chunk))
         futures.append(future)
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    outcomes = [r for r in results if isinstance(r, Outcome)]
-    errors: list[str] = []
-    stopped = False
-    for chunk, result in zip(chunks, results, strict=True):
-        if isinstance(result, (StopRun, Stopped)):
-            stopped = True
-        elif isinstance(result, ChunkFailed):
-            errors.append(f"chunk {chunk.index + 1}: {result}")
-        elif isinstance(result, BaseException):
-            raise result  # a bug, not a service failure: let it show
-    if stopped:
-        return report("stopped", errors=errors or ["the run stopped before this document finished"])
-    if errors:
-        log.error("%s: %d of %d chunks failed", doc.source, len(errors), len(chunks))
-        return report("failed", errors=errors)
+    results: list[Outcome | BaseException] = list(
+        await asyncio.gather(*futures, return_exceptions=True)
+    )
+    for attempt in range(2):
+        outcomes = [r for r in results if isinstance(r, Outcome)]
+        errors: list[str] = []
+        stopped = False
+        for chunk, result in zip(chunks, results, strict=True):
+            if isinstance(result, (StopRun, Stopped)):
+                stopped = True
+            elif isinstance(result, ChunkFailed):
+                errors.append(f"chunk {chunk.index + 1}: {result}")
+            elif isinstance(result, BaseException):
+                raise result  # a bug, not a service failure: let it show
+        if stopped:
+            return report(
+                "stopped", errors=errors or ["the run stopped before this document finished"]
+            )
+        if errors:
+            log.error("%s: %d of %d chunks failed", doc.source, len(errors), len(chunks))
+            return report("failed", errors=errors)
+        if attempt or pool.gate is None:
+            break
+        # Segments passed while the run's speech rate was still a guess are judged again
+        # with what the whole document taught, before anything is stitched.
+        results = list(
+            await asyncio.gather(
+                *(pool.recheck(job, o) for job, o in zip(jobs, outcomes, strict=True)),
+                return_exceptions=True,
+            )
+        )
+    if settings.qa == "strict" and any(o.flagged for o in outcomes):
+        flags = _flags(chunks, outcomes, ())
+        log.error("%s: %d segments still bad (--qa strict)", doc.source, len(flags))
+        return report(
+            "failed",
+            errors=[
+                f"chunk {f.chunk}: {f.kind} audio ({f.reason}) after {f.attempts} attempts "
+                "(--qa strict)"
+                for f in flags
+            ],
+        )
     previous: Chunk | None = None
     pieces = []
     for chunk, outcome in zip(chunks, outcomes, strict=True):
@@ -195,7 +249,33 @@ async def _narrate_one(
         )
     except (NarratorError, OSError) as exc:
         return report("failed", errors=[f"writing {work.output}: {exc}"])
-    return report("done", seconds=book.seconds, chapters=book.chapters, files=book.files)
+    return report(
+        "done", seconds=book.seconds, chapters=book.chapters, files=book.files, starts=book.starts
+    )
+
+
+def _flags(
+    chunks: Sequence[Chunk], outcomes: Sequence[Outcome], starts: Sequence[float]
+) -> tuple[Flag, ...]:
+    """The flagged segments of a document, with their start in its audiobook if known."""
+    flags = []
+    for n, (chunk, outcome) in enumerate(zip(chunks, outcomes, strict=False)):
+        if not outcome.flagged or outcome.verdict is None:
+            continue
+        verdict = outcome.verdict
+        flags.append(
+            Flag(
+                chunk=chunk.index + 1,
+                text=chunk.text,
+                kind=verdict.kind,
+                reason=verdict.reason,
+                measured=round(verdict.measured, 2),
+                expected=round(verdict.expected, 2),
+                attempts=outcome.attempts,
+                start=round(starts[n], 3) if n < len(starts) else None,
+            )
+        )
+    return tuple(flags)
 
 
 async def narrate_many(
@@ -243,6 +323,9 @@ async def narrate_many(
             characters=sum(c.billing_chars for _, chunks in plans for c in chunks),
         )
     )
+    total = sum(len(chunks) for _, chunks in plans)
+    # A bad segment may take qa_retries re-syntheses whatever the share says.
+    budget = max(settings.qa_retries, math.ceil(settings.qa_budget / 100 * total))
     try:
         pool = Pool(
             provider,
@@ -255,6 +338,9 @@ async def narrate_many(
             backoff_max=settings.backoff_max,
             adaptive=settings.adaptive_rate,
             max_segment_bytes=settings.max_segment_bytes,
+            gate=Gate() if settings.qa != "off" else None,
+            qa_retries=settings.qa_retries,
+            qa_budget=budget,
         )
         async with pool:
             tasks = [
@@ -284,6 +370,8 @@ async def narrate_many(
         stopped=stopped,
         rate_changes=tuple(pool.stats.rate_changes),
         stop_error=pool.stop_reason,
+        qa_resynthesized=pool.stats.qa_resynthesized,
+        qa_budget_spent=pool.stats.qa_budget_spent,
     )
 
 
@@ -306,6 +394,7 @@ _RUN_ONLY_SETTINGS = frozenset(
     (
         "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
+        "qa_retries", "qa_budget",
     )
 )  # fmt: skip
 

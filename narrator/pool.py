@@ -14,12 +14,18 @@ What is retried, and how (nothing else is):
 - ``LinkExpired``: synthesize again.
 
 ``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits) stops the pool.
+
+With a quality gate (:mod:`narrator.quality`), every segment is judged once it is in
+the store: a bad one is synthesized again (billed again) up to ``qa_retries`` times, as
+long as the run's ``qa_budget`` of such re-syntheses lasts; the least bad attempt is
+kept, and flagged, when none passes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -37,6 +43,7 @@ from .errors import (
     TransientError,
 )
 from .providers import Audio, Provider
+from .quality import Gate, Measurement, Verdict, measure_file
 from .store import Segment, Store
 
 log = logging.getLogger("narrator")
@@ -64,6 +71,12 @@ class Outcome:
     requests: int
     retries: int
     cached: bool
+    # The quality gate's word, when it runs: its verdict, what it measured, how many
+    # attempts were judged, and whether the segment is flagged (bad, kept anyway).
+    verdict: Verdict | None = None
+    measurement: Measurement | None = None
+    attempts: int = 1
+    flagged: bool = False
 
 
 class ChunkFailed(NarratorError):
@@ -88,6 +101,9 @@ class PoolStats:
     resynthesized: int = 0
     downloads: int = 0
     rate_changes: list[tuple[float, float]] = field(default_factory=list)
+    qa_resynthesized: int = 0  # bad segments synthesized again
+    qa_flagged: int = 0  # segments kept although bad
+    qa_budget_spent: bool = False
 
 
 class AdaptiveRate:
@@ -183,6 +199,9 @@ class Pool:
         backoff_max: float = 30.0,
         adaptive: bool = True,
         max_segment_bytes: int = 50 * 1024 * 1024,
+        gate: Gate | None = None,
+        qa_retries: int = 2,
+        qa_budget: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -197,6 +216,14 @@ class Pool:
         self.max_segment_bytes = max_segment_bytes
         self.stats = PoolStats()
         self.stop_reason: StopRun | None = None
+        self.gate = gate
+        self.qa_retries = qa_retries
+        self.qa_budget = qa_budget  # re-syntheses left for bad audio; None: no limit
+        # Rates are learned per provider and voice: another voice speaks at another pace.
+        self.voice_key = f"{provider.identity}\0{voice}"
+        if gate is not None:
+            gate.warm(self.voice_key, store.learned_rates(self.voice_key))
+        self._rechecks: dict[str, asyncio.Future[Outcome]] = {}
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(concurrency)
@@ -266,13 +293,16 @@ class Pool:
         # Full jitter: spreads retries of chunks that failed together.
         return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
 
-    async def _request(self, job: Job, attempt: int) -> Audio:
+    async def _request(self, job: Job, attempt: int, again: int = 0) -> Audio:
         async with self._slots:
             if self._stopping:
                 raise self.stop_reason or Stopped("the run was stopped")
             started = await self.rate.acquire()
             self.stats.requests += 1
-            request_id = f"narrator-{job.key[:24]}-{attempt}"
+            # Unique per request: a service that deduplicates by id must not hand a
+            # re-synthesis the answer the gate turned down.
+            retake = f"q{again}-" if again else ""
+            request_id = f"narrator-{job.key[:24]}-{retake}{attempt}"
             try:
                 audio = await self.provider.synthesize(
                     job.text, voice=self.voice, request_id=request_id
@@ -302,8 +332,169 @@ class Pool:
 
     async def _run(self, job: Job) -> Outcome:
         cached = self.store.lookup(job.key)
+        if self.gate is None:
+            if cached is not None:
+                return Outcome(cached, 0, 0, cached=True)
+            segment, requests, retries = await self._synthesize(job)
+            return Outcome(segment, requests, retries, cached=False)
         if cached is not None:
-            return Outcome(cached, 0, 0, cached=True)
+            stored = self.store.verdict(job.key)
+            if stored is not None and stored.status != "retrying":
+                return Outcome(
+                    cached,
+                    0,
+                    0,
+                    cached=True,
+                    verdict=Verdict(**stored.verdict),
+                    measurement=Measurement(**stored.measurement),
+                    attempts=stored.attempts,
+                    flagged=stored.status == "flagged",
+                )
+            # Never judged (made before the gate, or a kill came first), or a bad attempt
+            # whose re-synthesis was cut short: judged now, which costs nothing.
+            return await self._judged(job, cached, 0, 0, cached=True)
+        segment, requests, retries = await self._synthesize(job)
+        return await self._judged(job, segment, requests, retries, cached=False)
+
+    async def recheck(self, job: Job, outcome: Outcome) -> Outcome:
+        """Judge a provisional pass again, now that the run knows its voice better; a
+        segment that fails now is synthesized again like any other bad one."""
+        if self.gate is None or outcome.verdict is None or not outcome.verdict.provisional:
+            return outcome
+        if outcome.flagged or outcome.measurement is None:
+            return outcome
+        future = self._rechecks.get(job.key)
+        if future is None:  # one chunk text twice in a run is judged once
+            future = asyncio.ensure_future(self._recheck(job, outcome))
+            self._rechecks[job.key] = future
+        return await asyncio.shield(future)
+
+    async def _recheck(self, job: Job, outcome: Outcome) -> Outcome:
+        assert self.gate is not None and outcome.measurement is not None
+        verdict = self.gate.judge(self.voice_key, job.text, outcome.measurement)
+        if verdict.ok and verdict.provisional:
+            return outcome  # still too little to go on: the prior's pass stands
+        if verdict.ok:
+            self._passed(job, verdict, outcome.measurement, outcome.attempts)
+            return dataclasses.replace(outcome, verdict=verdict)
+        judged = await self._judged(
+            job,
+            outcome.segment,
+            outcome.requests,
+            outcome.retries,
+            cached=outcome.cached,
+            first=(outcome.measurement, verdict),
+        )
+        return judged
+
+    def _passed(self, job: Job, verdict: Verdict, m: Measurement, attempts: int) -> None:
+        assert self.gate is not None
+        learned = None if verdict.provisional else self.gate.passed(self.voice_key, job.text, m)
+        self.store.discard_aside(job.key)
+        self.store.record_verdict(
+            job.key,
+            "provisional" if verdict.provisional else "passed",
+            attempts=attempts,
+            verdict=dataclasses.asdict(verdict),
+            measurement=dataclasses.asdict(m),
+            learned=(self.voice_key, *learned) if learned else None,
+        )
+
+    async def _judged(
+        self,
+        job: Job,
+        segment: Segment,
+        requests: int,
+        retries: int,
+        *,
+        cached: bool,
+        first: tuple[Measurement, Verdict] | None = None,
+    ) -> Outcome:
+        """Judge ``segment``; synthesize it again while it is bad and retries are left."""
+        gate, store = self.gate, self.store
+        assert gate is not None
+        stored = store.verdict(job.key)
+        retrying = stored is not None and stored.status == "retrying"
+        attempts = stored.attempts if retrying and stored is not None else 0
+        best = stored.best if retrying and stored is not None else None
+        while True:
+            attempts += 1
+            if first is not None:
+                m, verdict = first
+                first = None
+            else:
+                m = await asyncio.to_thread(measure_file, segment.path)
+                verdict = gate.judge(self.voice_key, job.text, m)
+            if verdict.ok:
+                self._passed(job, verdict, m, attempts)
+                return Outcome(segment, requests, retries, cached, verdict, m, attempts)
+            current = {"verdict": dataclasses.asdict(verdict), "measurement": dataclasses.asdict(m)}
+            better = best is None or verdict.badness < best["verdict"]["badness"]
+            more = attempts <= self.qa_retries
+            if more and self._stopping:  # judged again on the next run, for nothing
+                raise self.stop_reason or Stopped("the run was stopped")
+            if more and self.qa_budget is not None and self.qa_budget <= 0:
+                more = False
+                if not self.stats.qa_budget_spent:
+                    self.stats.qa_budget_spent = True
+                    log.warning(
+                        "the quality budget is spent (--qa-budget): bad segments are kept and "
+                        "flagged from now on, not synthesized again; a voice that always "
+                        "trips the gate? `narrator check` shows what was flagged"
+                    )
+            if not more:
+                if not better:
+                    restored = await store.restore_aside(job.key)
+                    if restored is not None and best is not None:
+                        segment = restored
+                        verdict = Verdict(**best["verdict"])
+                        m = Measurement(**best["measurement"])
+                        current = best
+                store.discard_aside(job.key)
+                store.record_verdict(
+                    job.key,
+                    "flagged",
+                    attempts=attempts,
+                    verdict=current["verdict"],
+                    measurement=current["measurement"],
+                )
+                self.stats.qa_flagged += 1
+                log.warning(
+                    "chunk %s…: %s (%s) after %d attempts; kept and flagged",
+                    job.text[:40], verdict.kind, verdict.reason, attempts,
+                )  # fmt: skip
+                return Outcome(segment, requests, retries, cached, verdict, m, attempts, True)
+            if better:
+                best = current
+            # The verdict first: killed before the file moves, the next run judges it again
+            # (free); the other way round it could not tell a retry from a first try.
+            store.record_verdict(
+                job.key,
+                "retrying",
+                attempts=attempts,
+                verdict=current["verdict"],
+                measurement=current["measurement"],
+                best=best,
+            )
+            if better:
+                store.set_aside(job.key)
+            else:
+                store.drop_segment(job.key)
+            if self.qa_budget is not None:
+                self.qa_budget -= 1
+            self.stats.qa_resynthesized += 1
+            log.warning(
+                "chunk %s…: %s (%s); synthesizing it again (billed again)",
+                job.text[:40], verdict.kind, verdict.reason,
+            )  # fmt: skip
+            segment, more_requests, more_retries = await self._synthesize(job, again=attempts)
+            requests += more_requests
+            retries += more_retries
+            cached = False
+
+    async def _synthesize(self, job: Job, *, again: int = 0) -> tuple[Segment, int, int]:
+        """The chunk's audio from the service: (segment, requests, retries). ``again``
+        counts the earlier answers the quality gate turned down."""
         store = self.store
         store.begin(job.key, job.billing_chars)
         url = store.pending_link(job.key, max_age=LINK_MAX_AGE)
@@ -314,18 +505,18 @@ class Pool:
             try:
                 if url is None:
                     requests += 1
-                    audio = await self._request(job, attempt)
+                    audio = await self._request(job, attempt, again)
                     if audio.data is not None:
                         try:
                             segment = await store.commit_bytes(job.key, audio.data)
                         except AudioError as exc:
                             raise TransientError(f"the service sent unusable audio: {exc}") from exc
-                        return Outcome(segment, requests, attempt, cached=False)
+                        return segment, requests, attempt
                     assert audio.url is not None
                     url = audio.url
                     store.record_link(job.key, url)
                 segment = await self._fetch(job.key, url)
-                return Outcome(segment, requests, attempt, cached=False)
+                return segment, requests, attempt
             except BadRequest as exc:
                 store.record_failure(job.key, str(exc))
                 raise ChunkFailed(str(exc), attempts=attempt + 1) from exc

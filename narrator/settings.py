@@ -13,6 +13,7 @@ from .audiobook import AudiobookOptions
 from .errors import ConfigError
 
 PROVIDERS = ("aimlapi", "dashscope", "openai", "espeak")
+QA_MODES = ("on", "strict", "off")
 REGIONS = ("intl", "cn")
 DEFAULT_BASE_URL = "https://api.aimlapi.com"
 DEFAULT_MODEL = "alibaba/qwen3-tts-flash"
@@ -78,6 +79,11 @@ class Settings:
     request_timeout: float = 120.0
     max_segment_bytes: int = 50 * 1024 * 1024
     force: bool = False  # make audiobooks again even when they are up to date
+    # The quality gate (quality.py): on (bad segments are synthesized again, then kept and
+    # flagged), strict (a document with a flagged segment fails) or off.
+    qa: str = "on"
+    qa_retries: int = 2  # re-syntheses of one bad segment
+    qa_budget: float = 5.0  # re-syntheses of bad segments in a run, in % of its chunks
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -106,6 +112,12 @@ class Settings:
             raise ConfigError("--backoff cannot be negative")
         if self.retries < 1:
             raise ConfigError("--retries must be at least 1")
+        if self.qa not in QA_MODES:
+            raise ConfigError(f"--qa {self.qa}: choose on, strict or off")
+        if self.qa_retries < 0:
+            raise ConfigError("--qa-retries cannot be negative")
+        if self.qa_budget < 0:
+            raise ConfigError("--qa-budget cannot be negative")
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"--base-url must start with http:// or https://, not {self.base_url!r}"

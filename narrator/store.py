@@ -27,6 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .audio import WavInfo, read_wav_info
 
@@ -59,6 +60,26 @@ CREATE TABLE IF NOT EXISTS books (
     updated     REAL NOT NULL
 )
 """
+# The quality gate's verdict on each segment's audio (see quality.py). ``status``:
+# passed; provisional (passed while the run's speech rate was still the prior's guess);
+# retrying (judged bad, synthesized again; ``best`` is the least bad attempt so far, its
+# file set aside under segments/qa/); flagged (bad on every attempt, the best one kept).
+# A pass also stores what it taught (``voice_key``, ``script``, ``rate``), so a later run
+# starts from this voice's measured speech rate instead of the prior.
+_VERDICTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS verdicts (
+    key         TEXT PRIMARY KEY,
+    status      TEXT NOT NULL CHECK (status IN ('passed','provisional','retrying','flagged')),
+    attempts    INTEGER NOT NULL,
+    verdict     TEXT NOT NULL,
+    measurement TEXT NOT NULL,
+    best        TEXT,
+    voice_key   TEXT,
+    script      TEXT,
+    rate        REAL,
+    updated     REAL NOT NULL
+)
+"""
 _STALE_TEMP_SECONDS = 3600.0  # older temp files belong to no live run
 
 
@@ -82,6 +103,18 @@ class Segment:
     @property
     def seconds(self) -> float:
         return self.frames / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVerdict:
+    """A verdict row: the gate's judgment of a segment, as JSON-ready dicts."""
+
+    key: str
+    status: str
+    attempts: int
+    verdict: dict[str, Any]
+    measurement: dict[str, Any]
+    best: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +142,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._db.execute(_BOOKS_SCHEMA)
+        self._db.execute(_VERDICTS_SCHEMA)
         self._sweep_temp()
 
     def close(self) -> None:
@@ -186,6 +220,27 @@ class Store:
         if row is None or row[0] is None or time.time() - row[1] > max_age:
             return None
         return str(row[0])
+
+    def verdict(self, key: str) -> StoredVerdict | None:
+        """The quality gate's verdict on ``key``'s audio, if it was judged."""
+        row = self._db.execute(
+            "SELECT status, attempts, verdict, measurement, best FROM verdicts WHERE key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        best = json.loads(row[4]) if row[4] else None
+        return StoredVerdict(key, row[0], row[1], json.loads(row[2]), json.loads(row[3]), best)
+
+    def learned_rates(self, voice_key: str, *, limit: int = 256) -> list[tuple[str, float]]:
+        """(script, seconds per weight unit) of the latest passed segments of a voice, oldest
+        first."""
+        rows = self._db.execute(
+            "SELECT script, rate FROM verdicts WHERE voice_key = ? AND status = 'passed' "
+            "AND script IS NOT NULL ORDER BY updated DESC LIMIT ?",
+            (voice_key, limit),
+        ).fetchall()
+        return [(str(script), float(rate)) for script, rate in reversed(rows)]
 
     def attempts(self, key: str) -> int:
         row = self._db.execute("SELECT attempts FROM segments WHERE key = ?", (key,)).fetchone()
@@ -265,8 +320,60 @@ class Store:
         await asyncio.to_thread(temp.write_bytes, data)
         return await self.commit(key, temp)
 
+    # --- the quality gate ----------------------------------------------------------------
+
+    def record_verdict(
+        self,
+        key: str,
+        status: str,
+        *,
+        attempts: int,
+        verdict: dict[str, Any],
+        measurement: dict[str, Any],
+        best: dict[str, Any] | None = None,
+        learned: tuple[str, str, float] | None = None,  # (voice_key, script, rate)
+    ) -> None:
+        voice_key, script, rate = learned or (None, None, None)
+        self._db.execute(
+            "INSERT OR REPLACE INTO verdicts (key, status, attempts, verdict, measurement, best, "
+            "voice_key, script, rate, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key, status, attempts, json.dumps(verdict), json.dumps(measurement),
+                json.dumps(best) if best is not None else None, voice_key, script, rate,
+                time.time(),
+            ),
+        )  # fmt: skip
+
+    def _aside_path(self, key: str) -> Path:
+        return self._segments / "qa" / f"{key}.wav"
+
+    def set_aside(self, key: str) -> None:
+        """Move ``key``'s audio out of the way (the best bad attempt so far), to be
+        synthesized again; the row goes back to pending."""
+        aside = self._aside_path(key)
+        aside.parent.mkdir(exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self._final_path(key), aside)
+        self._set(key, state="pending", path=None)
+
+    def drop_segment(self, key: str) -> None:
+        """Delete ``key``'s audio (a bad attempt no better than one set aside); pending again."""
+        self._final_path(key).unlink(missing_ok=True)
+        self._set(key, state="pending", path=None)
+
+    def discard_aside(self, key: str) -> None:
+        self._aside_path(key).unlink(missing_ok=True)
+
+    async def restore_aside(self, key: str) -> Segment | None:
+        """Put the attempt set aside back as ``key``'s audio; None if there is none."""
+        aside = self._aside_path(key)
+        if not aside.is_file():
+            return None
+        return await self.commit(key, aside)
+
     def clear(self) -> None:
         """Forget every segment and delete every file."""
+        self._db.execute("DELETE FROM verdicts")
         self._db.execute("DELETE FROM segments")
         self._db.execute("VACUUM")
         for entry in self._segments.iterdir():
