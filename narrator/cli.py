@@ -30,7 +30,7 @@ from .documents import Document
 from .encode import FORMATS
 from .errors import AuthError, ConfigError, EndpointNotFound, InputError, NarratorError
 from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
-from .pipeline import DocumentReport, ProgressEvent, RunReport, Work, narrate_many
+from .pipeline import DocumentReport, Flag, ProgressEvent, RunReport, Work, narrate_many
 from .providers import make_provider
 from .settings import DEFAULT_BASE_URLS, KEY_VARIABLES, PROVIDERS, Settings
 from .sources import STDIN, Input, find_inputs, read_inputs, safe_filename
@@ -220,7 +220,7 @@ def _table(rows: Sequence[Sequence[str]], right: Sequence[int]) -> list[str]:
 
 def _summary(run: RunReport) -> None:
     """The table of documents on stdout; failures and the totals on stderr."""
-    rows = [("document", "status", "chunks", "characters", "audio", "output")]
+    rows = [("document", "status", "chunks", "characters", "audio", "flagged", "output")]
     for doc in run.documents:
         audio = _format_seconds(doc.audio_seconds) if doc.output and doc.ok else "-"
         rows.append(
@@ -230,21 +230,36 @@ def _summary(run: RunReport) -> None:
                 str(doc.chunks),
                 f"{doc.billing_characters:,}",
                 audio,
+                str(len(doc.flagged)),
                 doc.output if doc.ok else "",
             )
         )
     if run.documents:
-        print("\n".join(_table(rows, right=(2, 3, 4))))
+        print("\n".join(_table(rows, right=(2, 3, 4, 5))))
+    for doc in run.documents:
+        for flag in doc.flagged:
+            print(f"FLAGGED: {doc.input}: {_flag_line(flag)}", file=sys.stderr)
     for doc in run.documents:
         if doc.status not in ("done", "up-to-date"):
             first = doc.errors[0] if doc.errors else ""
             print(f"{doc.status.upper()}: {doc.input}: {first}", file=sys.stderr)
     totals = _totals(run)
     current = f", {totals['up_to_date']} up to date" if totals["up_to_date"] else ""
+    redone = f", {run.qa_resynthesized} redone for bad audio" if run.qa_resynthesized else ""
     print(
         f"{totals['done']} of {len(run.documents)} audiobooks written{current}; "
-        f"{run.requests} requests, {run.retries} retries, {run.seconds:.1f} s",
+        f"{run.requests} requests, {run.retries} retries{redone}, {run.seconds:.1f} s",
         file=sys.stderr,
+    )
+
+
+def _flag_line(flag: Flag) -> str:
+    """One flagged segment: where to listen, what is wrong, and its text."""
+    at = f"at {_format_seconds(flag.start)}, " if flag.start is not None else ""
+    text = " ".join(flag.text.split())
+    text = text if len(text) <= 50 else text[:49] + "…"
+    return (
+        f"chunk {flag.chunk} ({at}{flag.attempts} attempts): {flag.kind}: {flag.reason}: {text!r}"
     )
 
 
@@ -263,6 +278,7 @@ def _totals(run: RunReport) -> dict[str, int | float]:
         "requests": run.requests,
         "retries": run.retries,
         "errors": sum(len(d.errors) for d in docs if not d.ok),
+        "flagged": sum(len(d.flagged) for d in docs),
     }
 
 
@@ -273,6 +289,8 @@ def _write_report(path: Path, run: RunReport) -> None:
         "retries": run.retries,
         "throttled": run.throttled,
         "resynthesized": run.resynthesized,
+        "qa_resynthesized": run.qa_resynthesized,
+        "qa_budget_spent": run.qa_budget_spent,
         "seconds": run.seconds,
         "stopped": run.stopped,
         "ok": run.ok,
@@ -383,6 +401,9 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
         retries=args.retries,
         backoff_base=args.backoff,
         force=args.force,
+        qa=args.qa,
+        qa_retries=args.qa_retries,
+        qa_budget=args.qa_budget,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
     )
 
@@ -527,6 +548,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         credits=args.credits,
         retry_after=args.retry_after,
         seed=args.seed,
+        bad_audio_rate=args.bad_audio_rate,
+        bad_audio_kinds=tuple(args.bad_audio_kinds.split(",")),
     )
 
     async def main() -> None:
@@ -681,6 +704,77 @@ def _add_audiobook_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_qa_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--qa",
+        default="on",
+        choices=["on", "strict", "off"],
+        help="the audio quality gate: on (redo bad segments, keep and flag the best if "
+        "none passes), strict (a document with a flagged segment fails), off (default: on)",
+    )
+    p.add_argument(
+        "--qa-retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="times a bad segment is synthesized again, each billed (default: 2)",
+    )
+    p.add_argument(
+        "--qa-budget",
+        type=float,
+        default=5.0,
+        metavar="PCT",
+        help="re-syntheses for bad audio in a run, in %% of its chunks (default: 5)",
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check_documents, prepare_fix
+    from .store import Store
+
+    env = dict(os.environ)
+    if not args.fix:
+        # Nothing is sent: a placeholder key satisfies the settings (it goes nowhere).
+        variable = KEY_VARIABLES.get(args.provider)
+        if variable and not (args.api_key or env.get(variable)):
+            env[variable] = "check-only"
+    settings = _settings(args, env)
+    works, _, order = _works(args)
+    if not works:
+        raise ConfigError("nothing to check: every input was empty or unreadable")
+    store_dir = settings.store_dir
+    if not (store_dir / "narrator.sqlite3").exists():
+        raise ConfigError(f"no segment store in {store_dir}: narrate first (or pass --cache-dir)")
+    provider = make_provider(settings)
+    store = Store(store_dir)
+    try:
+        reports = check_documents(works, settings, provider, store)
+        marked = prepare_fix(reports, store) if args.fix else 0
+    finally:
+        store.close()
+        asyncio.run(provider.aclose())
+    for report in reports:
+        missing = f", {report.missing} not in the store" if report.missing else ""
+        print(
+            f"{report.input}: {report.checked} segments checked, "
+            f"{len(report.flagged)} flagged{missing}"
+        )
+        for flag in report.flagged:
+            print(f"  {_flag_line(flag)}")
+    if not args.fix:
+        flagged = sum(len(r.flagged) for r in reports)
+        return 1 if flagged or any(r.missing for r in reports) else 0
+    fixing = [w for w, r in zip(works, reports, strict=True) if r.flagged]
+    if not fixing:
+        print("nothing to fix")
+        return 0
+    print(
+        f"synthesizing {marked} flagged segments again (billed) and rebuilding {len(fixing)} books"
+    )
+    settings = dataclasses.replace(settings, force=True)
+    return _run_narrate(fixing, settings, quiet=args.quiet, report=args.report, inputs=order)
+
+
 def cmd_feed(args: argparse.Namespace) -> int:
     from .feed import write_feed
 
@@ -763,7 +857,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
     p.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_qa_options(p)
     p.set_defaults(func=cmd_narrate)
+    narrate = p
+
+    p = sub.add_parser(
+        "check",
+        parents=[narrate],
+        conflict_handler="resolve",
+        help="run the quality gate over stored segments (sends nothing); --fix redoes bad ones",
+        description="Judge the stored audio of each INPUT's chunks (the options say which: "
+        "the same as the narrate command's) and print the flagged segments with their "
+        "start time. Sends nothing unless --fix.",
+    )
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="synthesize the flagged segments again (billed) and rebuild the audiobooks",
+    )
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
         "estimate", help="requests, characters, cost and time a run would take; sends nothing"
@@ -803,6 +915,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--credits", type=int, help="billing characters the account may spend, then 403")
     p.add_argument("--retry-after", type=float, help="Retry-After seconds on 429 answers")
     p.add_argument("--seed", type=int, help="random seed for the fault knobs")
+    p.add_argument(
+        "--bad-audio-rate",
+        type=_rate,
+        default=0.0,
+        metavar="P",
+        help="share of answers whose audio is bad (billed like good ones)",
+    )
+    p.add_argument(
+        "--bad-audio-kinds",
+        default="silent,cut,runaway",
+        metavar="K,K",
+        help="which bad audio: silent, cut, runaway, comma-separated (default: all three)",
+    )
     p.add_argument(
         "--api",
         default="aimlapi",

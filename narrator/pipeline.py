@@ -135,7 +135,8 @@ class NarrationFailed(NarratorError):
         self.report = report
 
 
-def _gap(settings: Settings, previous: Chunk | None, chunk: Chunk) -> int:
+def chunk_gap_ms(settings: Settings, previous: Chunk | None, chunk: Chunk) -> int:
+    """The silence before ``chunk``, in milliseconds."""
     if previous is None:
         return 0
     if chunk.chapter != previous.chapter:
@@ -241,7 +242,7 @@ async def _narrate_one(
     previous: Chunk | None = None
     pieces = []
     for chunk, outcome in zip(chunks, outcomes, strict=True):
-        pieces.append(Piece(outcome.segment.path, _gap(settings, previous, chunk)))
+        pieces.append(Piece(outcome.segment.path, chunk_gap_ms(settings, previous, chunk)))
         previous = chunk
     try:
         book = await asyncio.to_thread(

@@ -43,7 +43,7 @@ from .errors import (
     TransientError,
 )
 from .providers import Audio, Provider
-from .quality import Gate, Measurement, Verdict, measure_file
+from .quality import Gate, Measurement, Verdict, measure_file, rate_of
 from .store import Segment, Store
 
 log = logging.getLogger("narrator")
@@ -374,8 +374,8 @@ class Pool:
         verdict = self.gate.judge(self.voice_key, job.text, outcome.measurement)
         if verdict.ok and verdict.provisional:
             return outcome  # still too little to go on: the prior's pass stands
-        if verdict.ok:
-            self._passed(job, verdict, outcome.measurement, outcome.attempts)
+        if verdict.ok:  # learned from the first time it passed
+            self._passed(job, verdict, outcome.measurement, outcome.attempts, learn=False)
             return dataclasses.replace(outcome, verdict=verdict)
         judged = await self._judged(
             job,
@@ -387,9 +387,16 @@ class Pool:
         )
         return judged
 
-    def _passed(self, job: Job, verdict: Verdict, m: Measurement, attempts: int) -> None:
+    def _passed(
+        self, job: Job, verdict: Verdict, m: Measurement, attempts: int, *, learn: bool = True
+    ) -> None:
         assert self.gate is not None
-        learned = None if verdict.provisional else self.gate.passed(self.voice_key, job.text, m)
+        # Provisional passes teach too: they are all the run has at first, and the
+        # median shrugs off the odd bad one among them.
+        if learn:
+            learned = self.gate.passed(self.voice_key, job.text, m)
+        else:
+            learned = rate_of(job.text, m)
         self.store.discard_aside(job.key)
         self.store.record_verdict(
             job.key,
@@ -460,8 +467,8 @@ class Pool:
                 )
                 self.stats.qa_flagged += 1
                 log.warning(
-                    "chunk %s…: %s (%s) after %d attempts; kept and flagged",
-                    job.text[:40], verdict.kind, verdict.reason, attempts,
+                    "chunk %r: %s (%s) after %d attempts; kept and flagged",
+                    _snippet(job.text), verdict.kind, verdict.reason, attempts,
                 )  # fmt: skip
                 return Outcome(segment, requests, retries, cached, verdict, m, attempts, True)
             if better:
@@ -484,8 +491,8 @@ class Pool:
                 self.qa_budget -= 1
             self.stats.qa_resynthesized += 1
             log.warning(
-                "chunk %s…: %s (%s); synthesizing it again (billed again)",
-                job.text[:40], verdict.kind, verdict.reason,
+                "chunk %r: %s (%s); synthesizing it again (billed again)",
+                _snippet(job.text), verdict.kind, verdict.reason,
             )  # fmt: skip
             segment, more_requests, more_retries = await self._synthesize(job, again=attempts)
             requests += more_requests
@@ -543,3 +550,9 @@ class Pool:
                 raise ChunkFailed(message, attempts=attempt) from error
             self.stats.retries += 1
             await self._sleep(self._delay(attempt, error))
+
+
+def _snippet(text: str) -> str:
+    """The start of a chunk's text on one line, for the log."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 40 else flat[:39] + "…"

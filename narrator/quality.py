@@ -351,6 +351,16 @@ def judge(m: Measurement, text: TextProfile, expect: Expectation) -> Verdict:
     return verdict("", "", distance)
 
 
+def rate_of(text: str, m: Measurement) -> tuple[str, float] | None:
+    """(script, seconds per weight unit) that a passed segment teaches; None for a chunk
+    too short or too mixed to teach anything."""
+    weighed = profile(text)
+    script = weighed.main
+    if script is None or m.span <= 0:
+        return None
+    return script, m.span / weighed.weight
+
+
 class Gate:
     """Judges segments against what the run has heard so far, per provider + voice."""
 
@@ -368,13 +378,10 @@ class Gate:
 
     def passed(self, voice_key: str, text: str, m: Measurement) -> tuple[str, float] | None:
         """Learn from a segment that passed; the (script, rate) learned, if any, to store."""
-        weighed = profile(text)
-        script = weighed.main
-        if script is None or m.span <= 0:
-            return None
-        rate = m.span / weighed.weight
-        self.rates(voice_key).add(script, rate)
-        return script, rate
+        learned = rate_of(text, m)
+        if learned is not None:
+            self.rates(voice_key).add(*learned)
+        return learned
 
     def warm(self, voice_key: str, rates: Iterable[tuple[str, float]]) -> None:
         """Start from rates stored by earlier runs (oldest first)."""

@@ -1,0 +1,136 @@
+"""``narrator check``: the quality gate over segments already in the store, sending nothing.
+
+For books made before the gate existed, and for tuning its thresholds: each document is
+split as a run would split it, its chunks' segments are looked up in the store and
+measured, and the gate judges them in two passes — the first learns the voice's speech
+rate from every segment (and what earlier runs stored), the second judges each segment
+against it, so no judgment rests on the prior alone when the book gives enough to go on.
+
+``prepare_fix`` marks the flagged segments for re-synthesis: the next narration judges
+them first (free) and synthesizes them again while they are bad, as a run does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .language import resolve_language
+from .pipeline import Flag, Work, chunk_gap_ms
+from .providers import Provider
+from .quality import Gate, Measurement, measure_file
+from .settings import Settings
+from .split import split_document
+from .store import Store, segment_key
+
+__all__ = ["CheckReport", "check_documents", "prepare_fix"]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """What the gate says of one document's stored segments.
+
+    ``missing``: chunks with no audio in the store (never narrated, or narrated with
+    other settings). ``flagged`` start times are where each chunk starts when the
+    segments are joined with the run's gaps (exact for WAV; with clean joins the book
+    trims each segment's own silence, so its times run a little earlier).
+    """
+
+    input: str
+    output: str
+    chunks: int
+    checked: int
+    missing: int
+    flagged: tuple[Flag, ...]
+    keys: tuple[str, ...]  # the flagged segments' store keys, in the same order
+
+
+def check_documents(
+    works: Sequence[Work], settings: Settings, provider: Provider, store: Store
+) -> list[CheckReport]:
+    """Judge the stored segments of ``works`` (see the module docstring). Sends nothing."""
+    max_chars = min(settings.max_chars, provider.max_chars)
+    voice_key = f"{provider.identity}\0{settings.voice}"
+    gate = Gate()
+    gate.warm(voice_key, store.learned_rates(voice_key))
+    plans = []
+    for work in works:
+        chunks = split_document(
+            work.document,
+            max_chars=max_chars,
+            lang=resolve_language(work.document, settings.lang),
+            count=provider.billing_chars,
+        )
+        measured: list[tuple[str, Measurement | None, float]] = []
+        for chunk in chunks:
+            key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+            segment = store.lookup(key)
+            m = measure_file(segment.path) if segment is not None else None
+            measured.append((key, m, segment.seconds if segment is not None else 0.0))
+            if m is not None and gate.judge(voice_key, chunk.text, m).ok:
+                gate.passed(voice_key, chunk.text, m)
+        plans.append((work, chunks, measured))
+    reports = []
+    for work, chunks, measured in plans:
+        flags: list[Flag] = []
+        keys: list[str] = []
+        start, previous = 0.0, None
+        for chunk, (key, m, seconds) in zip(chunks, measured, strict=True):
+            start += chunk_gap_ms(settings, previous, chunk) / 1000
+            previous = chunk
+            if m is not None:
+                verdict = gate.judge(voice_key, chunk.text, m)
+                stored = store.verdict(key)
+                if not verdict.ok:
+                    flags.append(
+                        Flag(
+                            chunk=chunk.index + 1,
+                            text=chunk.text,
+                            kind=verdict.kind,
+                            reason=verdict.reason,
+                            measured=round(verdict.measured, 2),
+                            expected=round(verdict.expected, 2),
+                            attempts=stored.attempts if stored is not None else 1,
+                            start=round(start, 3),
+                        )
+                    )
+                    keys.append(key)
+            start += seconds
+        checked = sum(m is not None for _, m, _ in measured)
+        reports.append(
+            CheckReport(
+                input=work.document.source,
+                output=str(work.output),
+                chunks=len(chunks),
+                checked=checked,
+                missing=len(chunks) - checked,
+                flagged=tuple(flags),
+                keys=tuple(keys),
+            )
+        )
+    return reports
+
+
+def prepare_fix(reports: Sequence[CheckReport], store: Store) -> int:
+    """Mark every flagged segment for re-synthesis; how many were marked."""
+    marked = 0
+    for report in reports:
+        for key in report.keys:
+            stored = store.verdict(key)
+            verdict = stored.verdict if stored is not None else {}
+            measurement = stored.measurement if stored is not None else {}
+            # "retrying" with no attempt counted: the next run judges the file (free),
+            # then synthesizes it again up to --qa-retries times, keeping the best.
+            store.record_verdict(
+                key, "retrying", attempts=0, verdict=verdict, measurement=measurement
+            )
+            marked += 1
+    return marked
+
+
+def as_dict(report: CheckReport) -> dict[str, object]:
+    """A report as JSON-ready data."""
+    data = dataclasses.asdict(report)
+    del data["keys"]
+    return data
