@@ -285,6 +285,12 @@ class SpeechRates:
             low += weight * lo
             high += weight * hi
             provisional = provisional or cold
+        if len(text.weights) > 1 and text.main is None:
+            # A chunk that switches scripts may switch voices, or read one script with
+            # the other's rules (eSpeak spells Han out in an English voice): the prior's
+            # wide bounds, not what pure chunks taught.
+            low = min(low, sum(w * PRIORS[s] * PRIOR_LOW for s, w in text.weights))
+            high = max(high, sum(w * PRIORS[s] * PRIOR_HIGH for s, w in text.weights))
         return Expectation(
             round(seconds, 3),
             round(max(0.0, low - SLACK_LOW), 3),

@@ -1,0 +1,117 @@
+"""The quality gate on real speech (eSpeak NG, 22050 Hz, and the emulator's 24 kHz) and on
+the emulator's three kinds of bad audio."""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import pytest
+
+from narrator.audio import parse_wav, tone_pcm
+from narrator.emulator import _espeak_wav, _spoil, _tone_wav
+from narrator.espeak import get_engine
+from narrator.quality import MIN_SAMPLES, NOISE_LIMIT, Gate, Measurement, measure_pcm, profile
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+ENGLISH = [
+    f"This is sentence number {i}, which is here to be read aloud. Another one follows it."
+    for i in range(12)
+]
+CHINESE = [f"这是第{i}个句子，它在这里是为了被朗读出来。后面还有一句话。" for i in range(12)]
+VOICE = "espeak\0Cherry"
+
+
+def espeak(text: str) -> Measurement:
+    """eSpeak's own output: 22050 Hz, not the 24 kHz of the service."""
+    engine = get_engine()
+    return measure_pcm(engine.synthesize(text, "Cherry"), rate=engine.sample_rate)
+
+
+def of_wav(wav: bytes) -> Measurement:
+    info = parse_wav(wav, len(wav))
+    pcm = wav[info.data_offset : info.data_offset + info.data_size]
+    return measure_pcm(pcm, rate=info.rate, channels=info.channels, width=info.width)
+
+
+def warmed(texts: list[str]) -> Gate:
+    gate = Gate()
+    for text in texts:
+        m = espeak(text)
+        assert gate.judge(VOICE, text, m).ok
+        gate.passed(VOICE, text, m)
+    return gate
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Yes.", "1234567890", "2024", "...", "—", "「」", "OK 好的 fine", "你好。", "Hi", "¿?"],
+)
+def test_awkward_chunks_are_fine_cold_and_warm(text: str) -> None:
+    m = espeak(text)
+    assert Gate().judge(VOICE, text, m).ok, Gate().judge(VOICE, text, m)
+    gate = warmed(ENGLISH + CHINESE)
+    verdict = gate.judge(VOICE, text, m)
+    assert verdict.ok and not verdict.provisional or not profile(text).speakable, verdict
+
+
+def test_a_mixed_book_is_judged_per_script_and_a_short_one_on_the_prior() -> None:
+    gate = warmed([t for pair in zip(ENGLISH, CHINESE, strict=True) for t in pair])
+    mixed = "Hello there, 你好，我们今天要讲一个故事。 And then we go home."
+    verdict = gate.judge(VOICE, mixed, espeak(mixed))
+    assert verdict.ok and not verdict.provisional
+    short = Gate().judge(VOICE, ENGLISH[0], espeak(ENGLISH[0]))
+    assert short.ok and short.provisional
+
+
+@pytest.mark.parametrize("make", [_espeak_wav, _tone_wav])
+@pytest.mark.parametrize("kind", ["silent", "cut", "runaway"])
+def test_each_bad_kind_is_caught_once_the_voice_is_known(make: object, kind: str) -> None:
+    gate = Gate()
+    for text in ENGLISH[1:]:
+        m = of_wav(make("Cherry", text))  # type: ignore[operator]
+        gate.passed(VOICE, text, m)
+    assert len(ENGLISH[1:]) >= MIN_SAMPLES
+    bad = of_wav(_spoil(make("Cherry", ENGLISH[0]), kind, random.Random(1)))  # type: ignore[operator]
+    verdict = gate.judge(VOICE, ENGLISH[0], bad)
+    assert verdict.kind == kind, verdict
+    assert not gate.judge(VOICE, ENGLISH[0], of_wav(make("Cherry", ENGLISH[0]))).kind  # type: ignore[operator]
+
+
+def test_silent_and_runaway_need_no_statistics() -> None:
+    rng = random.Random(2)
+    good = _espeak_wav("Cherry", ENGLISH[0])
+    assert Gate().judge(VOICE, ENGLISH[0], of_wav(_spoil(good, "silent", rng))).kind == "silent"
+    assert Gate().judge(VOICE, ENGLISH[0], of_wav(_spoil(good, "runaway", rng))).kind == "runaway"
+    empty = measure_pcm(b"", rate=24000)
+    assert Gate().judge(VOICE, "Hello.", empty).kind == "silent"
+
+
+def test_a_long_pause_then_sound_is_runaway_unless_a_paragraph_break_explains_it() -> None:
+    rate = 24000
+    tone = tone_pcm(1.5, rate)
+    pcm = tone + b"\0" * (2 * int(2.4 * rate)) + tone
+    m = measure_pcm(pcm, rate=rate)
+    assert 2.3 < m.pause < 2.5
+    text = "One short sentence here. And another one."
+    assert Gate().judge(VOICE, text, m).kind == "runaway"
+    assert Gate().judge(VOICE, text.replace(". ", ".\n\n"), m).ok
+
+
+def test_formats_other_than_16_bit_mono_are_measured_alike() -> None:
+    pcm = tone_pcm(2.0, 22050)
+    mono = measure_pcm(pcm, rate=22050)
+    stereo = measure_pcm(audioop.tostereo(pcm, 2, 1, 1), rate=22050, channels=2)
+    eight = measure_pcm(audioop.bias(audioop.lin2lin(pcm, 2, 1), 1, 128), rate=22050, width=1)
+    for m in (stereo, eight):
+        assert abs(m.span - mono.span) < 0.05 and m.voiced > 1.9 and m.noise == 0
+
+
+def test_noise_is_told_from_speech() -> None:
+    rng = random.Random(3)
+    noise = audioop.mul(rng.randbytes(2 * 24000 * 2), 2, 0.3)
+    assert measure_pcm(noise, rate=24000).noise >= 1.5
+    assert espeak(" ".join(ENGLISH)).noise < NOISE_LIMIT / 2  # an "s" is noise, briefly
