@@ -1,0 +1,147 @@
+"""The quality gate end to end: the real ``narrator`` process against an emulator that
+bills bad audio (silent, cut, runaway) as good.
+
+The emulator's tone voice is deterministic, so a book made through bad answers must be
+identical, sample for sample, to one made with none; and its counters say, per chunk,
+how many answers were billed and how many of them were bad: every bad one must have been
+paid for again exactly once, and no good one ever.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from narrator.emulator import EmulatorStats
+
+from .conftest import run_cli
+from .test_resilience import _spawn, _until, base_args, emulate, frames_of
+
+TEXT = "# Bad Answers\n\n" + " ".join(
+    f"Sentence {i} is here to be read aloud, and it says a little more than that."
+    for i in range(39)
+)
+BAD = ("--qa-retries", "8", "--qa-budget", "100")
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "book.txt"
+    path.write_text(TEXT)
+    return path
+
+
+@pytest.fixture
+async def reference(tmp_path: Path, source: Path) -> AsyncIterator[bytes]:
+    emulator = await emulate()
+    try:
+        out = tmp_path / "reference.wav"
+        args = base_args(emulator.url, tmp_path / "ref-cache")
+        result = await run_cli("narrate", str(source), "-o", str(out), *args)
+        assert result.code == 0, result.stderr
+        assert emulator.stats.requests == 40  # the chunks; the gate redid none
+        yield frames_of(out)
+    finally:
+        await emulator.close()
+
+
+def assert_each_bad_answer_paid_again_once(stats: EmulatorStats) -> None:
+    """Per chunk: billed = its bad answers + one good one. So every bad answer was
+    caught and sent again, and nothing good was ever sent twice."""
+    assert stats.bad_billed, "the emulator served no bad audio: the test proves nothing"
+    for key, billed in stats.billed.items():
+        assert billed == stats.bad_billed.get(key, 0) + 1, key
+
+
+async def test_bad_answers_never_reach_the_book(
+    tmp_path: Path, source: Path, reference: bytes
+) -> None:
+    emulator = await emulate(bad_audio_rate=0.25, seed=7)
+    out, report = tmp_path / "o.wav", tmp_path / "r.json"
+    cache = tmp_path / "c"
+    try:
+        result = await run_cli(
+            "narrate", str(source), "-o", str(out), "--report", str(report),
+            *base_args(emulator.url, cache, *BAD),
+        )  # fmt: skip
+        stats = emulator.stats
+    finally:
+        await emulator.close()
+    assert result.code == 0, result.stderr
+    assert set(stats.bad_audio) == {"silent", "cut", "runaway"}
+    assert_each_bad_answer_paid_again_once(stats)
+    assert frames_of(out) == reference
+    data = json.loads(report.read_text())
+    assert data["qa_resynthesized"] == sum(stats.bad_audio.values())
+    assert data["documents"][0]["flagged"] == [] and data["totals"]["flagged"] == 0
+    assert "billed again" in result.stderr
+    # The stored segments pass `narrator check`, which sends nothing.
+    # The emulator is gone: nothing could be sent. The options find the same segments.
+    check = await run_cli("check", str(source), "-o", str(out), "--cache-dir", str(cache),
+                          "--base-url", emulator.url, "--max-chars", "130")  # fmt: skip
+    assert check.code == 0, check.stdout + check.stderr
+    assert "40 segments checked, 0 flagged" in check.stdout
+
+
+async def test_a_chunk_bad_on_every_attempt_is_kept_flagged_and_the_run_ends(
+    tmp_path: Path, source: Path
+) -> None:
+    emulator = await emulate(bad_audio_rate=1.0, bad_audio_kinds=("runaway",), seed=1)
+    out, report = tmp_path / "o.wav", tmp_path / "r.json"
+    args = base_args(emulator.url, tmp_path / "c", "--qa-retries", "1")
+    try:
+        result = await run_cli("narrate", str(source), "-o", str(out), "--report", str(report),
+                               *args)  # fmt: skip
+        requests = emulator.stats.requests
+        strict = await run_cli("narrate", str(source), "-o", str(tmp_path / "s.wav"), *args,
+                               "--qa", "strict")  # fmt: skip
+    finally:
+        await emulator.close()
+    assert result.code == 0, result.stderr  # the book was written
+    doc = json.loads(report.read_text())["documents"][0]
+    # The budget (5% of 40 chunks = 2) stops re-synthesis early, with one warning.
+    assert result.stderr.count("quality budget is spent") == 1
+    assert requests == 40 + 2
+    assert len(doc["flagged"]) == 40
+    first = doc["flagged"][0]
+    assert first["kind"] == "runaway" and first["start"] == 0.0 and first["chunk"] == 1
+    starts = [f["start"] for f in doc["flagged"]]
+    assert starts == sorted(starts) and starts[-1] > 0
+    assert "flagged" in result.stdout.splitlines()[0]
+    assert result.stdout.splitlines()[1].split()[5] == "40"
+    assert strict.code == 1 and "--qa strict" in strict.stderr
+
+
+async def test_kill_9_never_rebills_what_passed(
+    tmp_path: Path, source: Path, reference: bytes
+) -> None:
+    emulator = await emulate(bad_audio_rate=0.25, seed=11)
+    out, cache = tmp_path / "o.wav", tmp_path / "c"
+    args = [
+        "narrate", str(source), "-o", str(out),
+        *base_args(emulator.url, cache, *BAD, "--rpm", "600", "--concurrency", "1"),
+    ]  # fmt: skip
+    try:
+        proc = await _spawn(*args)
+        await _until(lambda: emulator.stats.requests >= 15)
+        proc.kill()
+        await proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        db = sqlite3.connect(cache / "narrator.sqlite3")
+        passed = db.execute(
+            "SELECT COUNT(*) FROM verdicts WHERE status IN ('passed', 'provisional')"
+        ).fetchone()[0]
+        db.close()
+        assert passed >= 5
+        rerun = await run_cli(*args)
+        stats = emulator.stats
+    finally:
+        await emulator.close()
+    assert rerun.code == 0, rerun.stderr
+    assert_each_bad_answer_paid_again_once(stats)
+    assert frames_of(out) == reference
