@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import random
 import warnings
+from pathlib import Path
 
 import pytest
 
 from narrator.audio import parse_wav, tone_pcm
 from narrator.emulator import _espeak_wav, _spoil, _tone_wav
 from narrator.espeak import get_engine
+from narrator.pool import Job, Outcome, Pool
+from narrator.providers import Audio
 from narrator.quality import MIN_SAMPLES, NOISE_LIMIT, Gate, Measurement, measure_pcm
+from narrator.store import Store, segment_key
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -115,3 +119,86 @@ def test_noise_is_told_from_speech() -> None:
     noise = audioop.mul(rng.randbytes(2 * 24000 * 2), 2, 0.3)
     assert measure_pcm(noise, rate=24000).noise >= 1.5
     assert espeak(" ".join(ENGLISH)).noise < NOISE_LIMIT / 2  # an "s" is noise, briefly
+
+
+class ScriptedProvider:
+    """Answers each request with the next WAV of a script (inline, like the binary shape)."""
+
+    name = "scripted"
+    model = "scripted-1"
+    identity = "scripted"
+
+    def __init__(self, answers: list[bytes]) -> None:
+        self.answers = answers
+        self.requests = 0
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
+        self.requests += 1
+        return Audio(data=self.answers.pop(0))
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+        raise AssertionError("inline answers only")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def run_pool(store: Store, provider: ScriptedProvider, *, retries: int = 2) -> Outcome:
+    text = ENGLISH[0]
+    job = Job(segment_key(provider="scripted", voice="Cherry", text=text), text, len(text))
+    async with Pool(
+        provider, store, voice="Cherry", gate=Gate(), qa_retries=retries, backoff_base=0
+    ) as pool:  # type: ignore[arg-type]
+        outcome = await pool.submit(job)
+        return await pool.recheck(job, outcome)
+
+
+async def test_the_least_bad_attempt_is_kept_flagged_and_never_redone(tmp_path: Path) -> None:
+    good = _tone_wav("Cherry", ENGLISH[0])
+    rng = random.Random(4)
+    silent, runaway = _spoil(good, "silent", rng), _spoil(good, "runaway", rng)
+    store = Store(tmp_path)
+    provider = ScriptedProvider([silent, runaway, silent])
+    outcome = await run_pool(store, provider)
+    assert provider.requests == 3
+    assert outcome.flagged and outcome.attempts == 3 and outcome.verdict is not None
+    assert outcome.verdict.kind == "runaway"  # 8 s of noise beats no speech at all
+    assert outcome.segment.path.read_bytes() == runaway
+    assert not list((tmp_path / "segments" / "qa").iterdir())  # nothing left aside
+    stored = store.verdict(outcome.segment.key)
+    assert stored is not None and stored.status == "flagged"
+    again = ScriptedProvider([])
+    cached = await run_pool(store, again)  # a rerun keeps it: no request, still flagged
+    assert again.requests == 0 and cached.cached and cached.flagged
+    store.close()
+
+
+async def test_a_bad_answer_then_a_good_one_passes(tmp_path: Path) -> None:
+    good = _tone_wav("Cherry", ENGLISH[0])
+    store = Store(tmp_path)
+    provider = ScriptedProvider([_spoil(good, "silent", random.Random(5)), good])
+    outcome = await run_pool(store, provider)
+    assert provider.requests == 2 and not outcome.flagged and outcome.attempts == 2
+    assert outcome.segment.path.read_bytes() == good
+    stored = store.verdict(outcome.segment.key)
+    assert stored is not None and stored.status == "provisional"  # too little to go on
+    assert not list((tmp_path / "segments" / "qa").iterdir())
+    store.close()
+
+
+async def test_no_retries_and_the_gate_off(tmp_path: Path) -> None:
+    good = _tone_wav("Cherry", ENGLISH[0])
+    silent = _spoil(good, "silent", random.Random(6))
+    provider = ScriptedProvider([silent])
+    store = Store(tmp_path / "a")
+    outcome = await run_pool(store, provider, retries=0)
+    store.close()
+    assert provider.requests == 1 and outcome.flagged and outcome.attempts == 1
+    text = ENGLISH[0]
+    job = Job(segment_key(provider="scripted", voice="Cherry", text=text), text, len(text))
+    off = ScriptedProvider([silent])
+    store = Store(tmp_path / "b")
+    async with Pool(off, store, voice="Cherry") as pool:  # type: ignore[arg-type]
+        plain = await pool.submit(job)
+    store.close()
+    assert plain.verdict is None and not plain.flagged
