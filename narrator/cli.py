@@ -771,7 +771,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"synthesizing {marked} flagged segments again (billed) and rebuilding {len(fixing)} books"
     )
-    settings = dataclasses.replace(settings, force=True)
+    # The budget covers what was asked for: every flagged segment, with all its retries.
+    total = sum(r.chunks for r in reports if r.flagged)
+    needed = 100.0 * marked * (1 + settings.qa_retries) / max(1, total)
+    settings = dataclasses.replace(settings, force=True, qa_budget=max(settings.qa_budget, needed))
     return _run_narrate(fixing, settings, quiet=args.quiet, report=args.report, inputs=order)
 
 

@@ -10,6 +10,7 @@ paid for again exactly once, and no good one ever.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
@@ -145,3 +146,36 @@ async def test_kill_9_never_rebills_what_passed(
     assert rerun.code == 0, rerun.stderr
     assert_each_bad_answer_paid_again_once(stats)
     assert frames_of(out) == reference
+
+
+async def test_check_finds_bad_segments_of_an_old_cache_and_fix_redoes_only_those(
+    tmp_path: Path, source: Path, reference: bytes
+) -> None:
+    out, cache = tmp_path / "o.wav", tmp_path / "c"
+    bad = await emulate(bad_audio_rate=0.25, seed=5)
+    try:  # a cache made without the gate, as before it existed
+        old = await run_cli("narrate", str(source), "-o", str(out),
+                            *base_args(bad.url, cache, "--qa", "off"))  # fmt: skip
+        spoiled = len(bad.stats.bad_billed)
+    finally:
+        await bad.close()
+    assert old.code == 0, old.stderr
+    assert spoiled and frames_of(out) != reference
+    clean = await emulate(port=int(bad.url.rsplit(":", 1)[1]))  # same URL: same cache keys
+    options = [str(source), "-o", str(out), *base_args(clean.url, cache)]
+    try:
+        check = await run_cli("check", *options)
+        assert clean.stats.requests == 0
+        fix = await run_cli("check", "--fix", *options)
+        fixed_with = clean.stats.requests
+        after = await run_cli("check", *options)
+    finally:
+        await clean.close()
+    assert check.code == 1, check.stderr
+    assert f"40 segments checked, {spoiled} flagged" in check.stdout
+    lines = [line for line in check.stdout.splitlines() if line.startswith("  chunk ")]
+    assert len(lines) == spoiled and all(re.search(r"\(at \d+:\d\d, ", line) for line in lines)
+    assert fix.code == 0, fix.stderr
+    assert fixed_with == spoiled  # only the flagged ones were sent again
+    assert frames_of(out) == reference
+    assert after.code == 0 and "0 flagged" in after.stdout
