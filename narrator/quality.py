@@ -14,16 +14,18 @@ before it is stitched, and judges it with no model of speech, only its signal:
   loud noise (zero-crossing rate of white noise), or seconds of silence at either end.
 
 What a text "should take" is learned from the run itself: seconds of speech per *weight*
-(a billing character; a Han character counts 2 like the bill, a digit 6 since "1990" is
-read as four words) per provider + voice + script (Latin and other alphabets, Han,
-kana, Hangul), as the median and MAD of the segments that passed. Until a script has
-:data:`MIN_SAMPLES` of them, a wide prior stands in, so a slow voice, a fast emulator
-or a Chinese book are not "wrong"; judgments made then are ``provisional``. A mixed
-chunk expects the sum of its scripts' shares. The only absolute rules are for what
-speech cannot be: empty or silent.
+(a billing character; a Han character counts 2 like the bill) per provider + voice +
+script (Latin and other alphabets, Han, kana, Hangul), as the median and MAD of the
+segments that passed (the pool judges the ones passed before there were enough again
+once the document is in). Until a script has :data:`MIN_SAMPLES` of them, a wide
+prior stands in, so a slow voice, a fast emulator or a Chinese book are not "wrong";
+judgments made then are ``provisional``. A chunk expects the sum of its scripts'
+shares; digits take 3 to 8 Latin letters' time each ("1990" is two words, "1234567890"
+eleven); a chunk that mixes scripts gets the prior's wide bounds. The only absolute
+rules are for what speech cannot be: empty or silent.
 
 Everything here is plain Python over the PCM bytes (``audioop`` for the per-frame
-level and zero crossings, both in C): about a millisecond for a minute of audio.
+peak and zero crossings, both in C): about 0.03 ms per second of audio.
 """
 
 from __future__ import annotations
@@ -74,17 +76,21 @@ MIN_SAMPLES = 8  # passed segments of a script before its own statistics replace
 MAX_SAMPLES = 256  # the most recent ones are kept: a long run may drift
 MIN_WEIGHT = 12.0  # shorter chunks are mostly their fixed overhead: not learned from
 PURE = 0.85  # a chunk this much of one script teaches that script's rate
-SLACK_LOW = 0.5  # seconds: a short chunk's length is mostly noise in the estimate
+# Seconds added to each side: a short chunk's length is mostly its fixed overhead. Short
+# chunks run long rather than short, so the low side needs far less.
+SLACK_LOW = 0.15
 SLACK_HIGH = 1.5
 SIGMA_FLOOR = 0.1  # the spread never counts as less than 10% of the median
-LOW_SIGMAS = 4.0
+LOW_SIGMAS = 3.0  # so a segment 30% shorter than usual is cut, whatever the spread
 HIGH_SIGMAS = 6.0
 # Seconds of speech per weight unit before the run has taught better, and how far a
 # segment may stray from it. Wide on purpose: they cover Qwen's voices, eSpeak (22 kHz,
 # slower in Chinese) and the emulator's tone (faster in Chinese) alike.
 PRIORS = {"latin": 0.065, "han": 0.08, "kana": 0.1, "hangul": 0.1}
 PRIOR_LOW, PRIOR_HIGH = 0.3, 3.0
-DIGIT_WEIGHT = 6.0
+# A digit against a Latin letter: "1990" is two words, "1234567890" eleven; between those
+# a digit takes about 4 letters' time, at least 3, at most 8.
+DIGIT_CENTER, DIGIT_LOW, DIGIT_HIGH = 4.0, 3.0, 8.0
 
 _SCRIPTS = tuple(PRIORS)
 
@@ -204,18 +210,25 @@ class TextProfile:
 
     @property
     def main(self) -> str | None:
-        """The script that makes up at least :data:`PURE` of the weight, if any."""
+        """The script that makes up at least :data:`PURE` of a chunk long enough to teach
+        its rate, if any (never ``digits``: they are read too variously)."""
         total = self.weight
         for script, w in self.weights:
-            if total >= MIN_WEIGHT and w >= PURE * total:
+            if total >= MIN_WEIGHT and w >= PURE * total and script != "digits":
                 return script
         return None
 
+    @property
+    def mixed(self) -> bool:
+        """Two scripts (digits aside) with neither making up :data:`PURE` of the letters."""
+        letters = [w for script, w in self.weights if script != "digits"]
+        return len(letters) > 1 and max(letters) < PURE * sum(letters)
+
 
 def profile(text: str) -> TextProfile:
-    """Weigh a chunk's text: Han 2 (as billed), a digit :data:`DIGIT_WEIGHT`, any other
-    letter 1; spaces and punctuation 1, in the text's dominant script (they are pauses)."""
-    counts = dict.fromkeys(_SCRIPTS, 0.0)
+    """Weigh a chunk's text: Han 2 (as billed), any other letter or a digit 1 (a digit
+    in its own class); spaces and punctuation 1, in the dominant script (they are pauses)."""
+    counts = dict.fromkeys((*_SCRIPTS, "digits"), 0.0)
     quiet = 0
     for ch in text:
         script = _script(ch)
@@ -226,11 +239,11 @@ def profile(text: str) -> TextProfile:
         if script == "han":
             counts["han"] += 2
         elif ch.isdigit() and unicodedata.decimal(ch, None) is not None:
-            counts["latin"] += DIGIT_WEIGHT
+            counts["digits"] += 1
         else:
             counts[script] += 1
     speakable = any(counts.values())
-    dominant = max(counts, key=lambda s: counts[s]) if speakable else "latin"
+    dominant = max(_SCRIPTS, key=lambda s: counts[s])  # Latin for digits alone
     counts[dominant] += quiet
     weights = tuple((s, w) for s, w in counts.items() if w > 0)
     breaks = text.count("\n\n") + text.count("\u2029")
@@ -265,6 +278,9 @@ class SpeechRates:
 
     def bounds(self, script: str) -> tuple[float, float, float, bool]:
         """(center, low, high, provisional) seconds per weight unit for ``script``."""
+        if script == "digits":
+            center, low, high, cold = self.bounds("latin")
+            return center * DIGIT_CENTER, low * DIGIT_LOW, high * DIGIT_HIGH, cold
         seen = self.samples.get(script)
         if seen is None or len(seen) < MIN_SAMPLES:
             prior = PRIORS[script]
@@ -285,12 +301,13 @@ class SpeechRates:
             low += weight * lo
             high += weight * hi
             provisional = provisional or cold
-        if len(text.weights) > 1 and text.main is None:
+        if text.mixed:
             # A chunk that switches scripts may switch voices, or read one script with
             # the other's rules (eSpeak spells Han out in an English voice): the prior's
             # wide bounds, not what pure chunks taught.
-            low = min(low, sum(w * PRIORS[s] * PRIOR_LOW for s, w in text.weights))
-            high = max(high, sum(w * PRIORS[s] * PRIOR_HIGH for s, w in text.weights))
+            prior = SpeechRates()
+            low = min(low, sum(w * prior.bounds(s)[1] for s, w in text.weights))
+            high = max(high, sum(w * prior.bounds(s)[2] for s, w in text.weights))
         return Expectation(
             round(seconds, 3),
             round(max(0.0, low - SLACK_LOW), 3),

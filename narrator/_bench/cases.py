@@ -57,6 +57,7 @@ class Sizes:
     chinese_bytes: int = 300_000
     resume_chunks: int = 3000
     cost_chunks: int = 10_000
+    quality_chunks: int = 500  # the quality gate's runs (its CPU run has twice as many)
 
 
 FULL = Sizes()
@@ -70,6 +71,7 @@ QUICK = Sizes(
     chinese_bytes=30_000,
     resume_chunks=300,
     cost_chunks=1000,
+    quality_chunks=100,
 )
 
 
@@ -672,4 +674,10 @@ async def client_cost(sizes: Sizes, work: Workdir, progress: Progress) -> list[R
     ]
 
 
-CASES = (splitting, stitching, throughput, adaptive, resume, client_cost)
+def _cases() -> tuple[Callable[[Sizes, Workdir, Progress], Any], ...]:
+    from .quality import quality  # it needs this module's helpers: imported last
+
+    return (splitting, stitching, throughput, adaptive, resume, client_cost, quality)
+
+
+CASES = _cases()
