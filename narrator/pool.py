@@ -44,7 +44,7 @@ from .errors import (
 )
 from .providers import Audio, Provider
 from .quality import Gate, Measurement, Verdict, measure_file, rate_of
-from .store import Segment, Store
+from .store import Segment, Store, StoredVerdict
 
 log = logging.getLogger("narrator")
 
@@ -331,15 +331,17 @@ class Pool:
             temp.unlink(missing_ok=True)
 
     async def _run(self, job: Job) -> Outcome:
-        cached = self.store.lookup(job.key)
         if self.gate is None:
+            cached = self.store.lookup(job.key)
             if cached is not None:
                 return Outcome(cached, 0, 0, cached=True)
             segment, requests, retries = await self._synthesize(job)
             return Outcome(segment, requests, retries, cached=False)
+        cached, stored = self.store.lookup_judged(job.key)
+        # A bad attempt whose re-synthesis was cut short (by a kill, say) carries on.
+        retrying = stored if stored is not None and stored.status == "retrying" else None
         if cached is not None:
-            stored = self.store.verdict(job.key)
-            if stored is not None and stored.status != "retrying":
+            if stored is not None and retrying is None:
                 return Outcome(
                     cached,
                     0,
@@ -352,9 +354,9 @@ class Pool:
                 )
             # Never judged (made before the gate, or a kill came first), or a bad attempt
             # whose re-synthesis was cut short: judged now, which costs nothing.
-            return await self._judged(job, cached, 0, 0, cached=True)
+            return await self._judged(job, cached, 0, 0, cached=True, retrying=retrying)
         segment, requests, retries = await self._synthesize(job)
-        return await self._judged(job, segment, requests, retries, cached=False)
+        return await self._judged(job, segment, requests, retries, cached=False, retrying=retrying)
 
     async def recheck(self, job: Job, outcome: Outcome) -> Outcome:
         """Judge a provisional pass again, now that the run knows its voice better; a
@@ -377,18 +379,25 @@ class Pool:
         if verdict.ok:  # learned from the first time it passed
             self._passed(job, verdict, outcome.measurement, outcome.attempts, learn=False)
             return dataclasses.replace(outcome, verdict=verdict)
-        judged = await self._judged(
+        return await self._judged(
             job,
             outcome.segment,
             outcome.requests,
             outcome.retries,
             cached=outcome.cached,
+            done=outcome.attempts - 1,  # the same attempt, judged again
             first=(outcome.measurement, verdict),
         )
-        return judged
 
     def _passed(
-        self, job: Job, verdict: Verdict, m: Measurement, attempts: int, *, learn: bool = True
+        self,
+        job: Job,
+        verdict: Verdict,
+        m: Measurement,
+        attempts: int,
+        *,
+        learn: bool = True,
+        aside: bool = False,
     ) -> None:
         assert self.gate is not None
         # Provisional passes teach too: they are all the run has at first, and the
@@ -397,7 +406,8 @@ class Pool:
             learned = self.gate.passed(self.voice_key, job.text, m)
         else:
             learned = rate_of(job.text, m)
-        self.store.discard_aside(job.key)
+        if aside:  # a worse attempt than this one was kept aside
+            self.store.discard_aside(job.key)
         self.store.record_verdict(
             job.key,
             "provisional" if verdict.provisional else "passed",
@@ -415,15 +425,20 @@ class Pool:
         retries: int,
         *,
         cached: bool,
+        retrying: StoredVerdict | None = None,
+        done: int = 0,
         first: tuple[Measurement, Verdict] | None = None,
     ) -> Outcome:
-        """Judge ``segment``; synthesize it again while it is bad and retries are left."""
+        """Judge ``segment``; synthesize it again while it is bad and retries are left.
+
+        ``retrying``: the verdict row of an earlier run's unfinished retries (its attempts
+        and best attempt carry on); ``done``: attempts judged before this one.
+        """
         gate, store = self.gate, self.store
         assert gate is not None
-        stored = store.verdict(job.key)
-        retrying = stored is not None and stored.status == "retrying"
-        attempts = stored.attempts if retrying and stored is not None else 0
-        best = stored.best if retrying and stored is not None else None
+        attempts = retrying.attempts if retrying is not None else done
+        best = retrying.best if retrying is not None else None
+        aside = retrying is not None
         while True:
             attempts += 1
             if first is not None:
@@ -433,7 +448,7 @@ class Pool:
                 m = await asyncio.to_thread(measure_file, segment.path)
                 verdict = gate.judge(self.voice_key, job.text, m)
             if verdict.ok:
-                self._passed(job, verdict, m, attempts)
+                self._passed(job, verdict, m, attempts, aside=aside)
                 return Outcome(segment, requests, retries, cached, verdict, m, attempts)
             current = {"verdict": dataclasses.asdict(verdict), "measurement": dataclasses.asdict(m)}
             better = best is None or verdict.badness < best["verdict"]["badness"]
@@ -485,6 +500,7 @@ class Pool:
             )
             if better:
                 store.set_aside(job.key)
+                aside = True
             else:
                 store.drop_segment(job.key)
             if self.qa_budget is not None:

@@ -30,15 +30,18 @@ peak and zero crossings, both in C): about 0.03 ms per second of audio.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import re
 import statistics
-import unicodedata
 import warnings
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import regex
 
 from .audio import read_wav_info
 
@@ -180,20 +183,14 @@ def measure_file(path: Path) -> Measurement:
 # --- the text -----------------------------------------------------------------------------
 
 
-def _script(ch: str) -> str | None:
-    """The script class whose rate a spoken character follows; None for the unspoken."""
-    code = ord(ch)
-    if 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x3134F:
-        return "han"
-    if 0xF900 <= code <= 0xFAFF:
-        return "han"
-    if 0x3040 <= code <= 0x30FF or 0x31F0 <= code <= 0x31FF:
-        return "kana"
-    if 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF or 0x3130 <= code <= 0x318F:
-        return "hangul"
-    if ch.isalnum():
-        return "latin"
-    return None
+# Counted with regular expressions (in C): a Python loop over every character cost more
+# than measuring the audio.
+_HAN = regex.compile(r"\p{Han}")
+_KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
+_HANGUL = regex.compile(r"\p{Hangul}")
+_ALNUM = re.compile(r"[^\W_]")  # what str.isalnum() says yes to
+_DIGIT = re.compile(r"\d")  # decimal digits, in any script
+_BREAKS = re.compile(r"[^\S ]")  # whitespace but the plain space: line breaks and the like
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,24 +222,25 @@ class TextProfile:
         return len(letters) > 1 and max(letters) < PURE * sum(letters)
 
 
+@functools.lru_cache(maxsize=4096)
 def profile(text: str) -> TextProfile:
     """Weigh a chunk's text: Han 2 (as billed), any other letter or a digit 1 (a digit
     in its own class); spaces and punctuation 1, in the dominant script (they are pauses)."""
-    counts = dict.fromkeys((*_SCRIPTS, "digits"), 0.0)
-    quiet = 0
-    for ch in text:
-        script = _script(ch)
-        if script is None:
-            if not ch.isspace() or ch == " ":
-                quiet += 1
-            continue
-        if script == "han":
-            counts["han"] += 2
-        elif ch.isdigit() and unicodedata.decimal(ch, None) is not None:
-            counts["digits"] += 1
-        else:
-            counts[script] += 1
-    speakable = any(counts.values())
+    alnum = len(_ALNUM.findall(text))
+    han, kana, hangul, digits = (
+        len(pattern.findall(text)) if alnum and not (text.isascii() and pattern is not _DIGIT)
+        else 0
+        for pattern in (_HAN, _KANA, _HANGUL, _DIGIT)
+    )  # fmt: skip
+    counts = {
+        "latin": float(alnum - han - kana - hangul - digits),
+        "han": 2.0 * han,
+        "kana": float(kana),
+        "hangul": float(hangul),
+        "digits": float(digits),
+    }
+    quiet = len(text) - alnum - len(_BREAKS.findall(text))
+    speakable = alnum > 0
     dominant = max(_SCRIPTS, key=lambda s: counts[s])  # Latin for digits alone
     counts[dominant] += quiet
     weights = tuple((s, w) for s, w in counts.items() if w > 0)
@@ -271,10 +269,15 @@ class SpeechRates:
     """
 
     samples: dict[str, deque[float]] = field(default_factory=dict)
+    # (center, low, high) per script, and how many samples were added since: the median
+    # and MAD are worked out again only once the samples have changed by a sixteenth.
+    _stats: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    _fresh: dict[str, int] = field(default_factory=dict)
 
     def add(self, script: str, rate: float) -> None:
-        """One stored rate (from an earlier run)."""
+        """One rate learned (from this run, or stored by an earlier one)."""
         self.samples.setdefault(script, deque(maxlen=MAX_SAMPLES)).append(rate)
+        self._fresh[script] = self._fresh.get(script, 0) + 1
 
     def bounds(self, script: str) -> tuple[float, float, float, bool]:
         """(center, low, high, provisional) seconds per weight unit for ``script``."""
@@ -285,12 +288,15 @@ class SpeechRates:
         if seen is None or len(seen) < MIN_SAMPLES:
             prior = PRIORS[script]
             return prior, prior * PRIOR_LOW, prior * PRIOR_HIGH, True
-        ordered = sorted(seen)
-        center = statistics.median(ordered)
-        mad = statistics.median(abs(r - center) for r in ordered)
-        sigma = max(1.4826 * mad, SIGMA_FLOOR * center)
-        low = max(center - LOW_SIGMAS * sigma, PRIOR_LOW * center)
-        return center, low, center + HIGH_SIGMAS * sigma, False
+        cached = self._stats.get(script)
+        if cached is None or self._fresh[script] * 16 >= len(seen):
+            center = statistics.median(seen)
+            mad = statistics.median([abs(r - center) for r in seen])
+            sigma = max(1.4826 * mad, SIGMA_FLOOR * center)
+            low = max(center - LOW_SIGMAS * sigma, PRIOR_LOW * center)
+            cached = self._stats[script] = (center, low, center + HIGH_SIGMAS * sigma)
+            self._fresh[script] = 0
+        return (*cached, False)
 
     def expect(self, text: TextProfile) -> Expectation:
         seconds = low = high = 0.0

@@ -221,6 +221,30 @@ class Store:
             return None
         return str(row[0])
 
+    def lookup_judged(self, key: str) -> tuple[Segment | None, StoredVerdict | None]:
+        """:meth:`lookup` and :meth:`verdict` in one query (the pool asks both per chunk)."""
+        row = self._db.execute(
+            "SELECT s.state, s.path, s.frames, s.rate, s.channels, s.width, "
+            "v.status, v.attempts, v.verdict, v.measurement, v.best "
+            "FROM segments s LEFT JOIN verdicts v ON v.key = s.key WHERE s.key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None, None
+        stored = None
+        if row[6] is not None:
+            best = json.loads(row[10]) if row[10] else None
+            stored = StoredVerdict(
+                key, row[6], row[7], json.loads(row[8]), json.loads(row[9]), best
+            )
+        if row[0] != "downloaded":
+            return None, stored
+        path = self.root / row[1]
+        if not path.is_file():
+            self._set(key, state="pending", path=None)
+            return None, stored
+        return Segment(key, path, row[2], row[3], row[4], row[5]), stored
+
     def verdict(self, key: str) -> StoredVerdict | None:
         """The quality gate's verdict on ``key``'s audio, if it was judged."""
         row = self._db.execute(

@@ -10,6 +10,7 @@ which the report flags, or missed); more than that means a good answer was redon
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -152,17 +153,18 @@ async def _cost(sizes: Sizes, work: Workdir, progress: Progress) -> Row:
     source.write_text(text, encoding="utf-8")
     flags = ("--max-chars=101", "--concurrency=8", "--rpm=1000000", "--quiet")
     progress(f"quality: CPU, {n} chunks of 100 characters, gate off then on")
+    # Twice each, interleaved, the least of each kept: the machine may be shared.
+    cpu: dict[str, float] = {}
+    cache = work.path("cache")
     async with await start_emulator(EmulatorConfig(api_key=KEY, engine="tone")) as emulator:
         common = (str(source), "--base-url", emulator.url, "--api-key", KEY, *flags)
-        off = await run_child(
-            work, "cli", "narrate", "-o", str(work.path("off.wav")), *common,
-            "--cache-dir", str(work.path("cache")), "--qa", "off",
-        )  # fmt: skip
-        cache = work.path("cache")
-        on = await run_child(
-            work, "cli", "narrate", "-o", str(work.path("on.wav")), *common,
-            "--cache-dir", str(cache),
-        )  # fmt: skip
+        for qa in ("off", "on", "off", "on"):
+            cache = work.path("cache")
+            child = await run_child(
+                work, "cli", "narrate", "-o", str(work.path("book.wav")), *common,
+                "--cache-dir", str(cache), "--qa", qa,
+            )  # fmt: skip
+            cpu[qa] = min(cpu.get(qa, math.inf), child.cpu_seconds)
     segments = sorted(cache.glob("segments/*/*.wav"))
     gate = Gate()
     began = time.process_time()
@@ -170,12 +172,12 @@ async def _cost(sizes: Sizes, work: Workdir, progress: Progress) -> Row:
         m = measure_file(path)
         gate.judge("bench", "x" * 100, m)
     gate_ms = (time.process_time() - began) / max(1, len(segments)) * 1000
-    client_ms = off.cpu_seconds / n * 1000
+    client_ms = cpu["off"] / n * 1000
     share = gate_ms / client_ms
-    whole = (on.cpu_seconds - off.cpu_seconds) / off.cpu_seconds
+    whole = (cpu["on"] - cpu["off"]) / cpu["off"]
     return Row(
         f"quality gate: CPU per segment ({n:,} chunks of 100 characters, ~6.7 s of audio each)",
-        f"{gate_ms:.3f} ms (gate on vs off, whole process: {whole:+.0%})",
+        f"{gate_ms:.3f} ms (whole process, gate on vs off: {whole:+.0%})",
         f"client, gate off: {client_ms:.2f} ms per chunk",
         share,
         f"{share:.1%}",
@@ -185,7 +187,7 @@ async def _cost(sizes: Sizes, work: Workdir, progress: Progress) -> Row:
             "segments": len(segments),
             "gate_ms": gate_ms,
             "client_ms": client_ms,
-            "cpu_on": on.cpu_seconds,
-            "cpu_off": off.cpu_seconds,
+            "cpu_on": cpu["on"],
+            "cpu_off": cpu["off"],
         },
     )
