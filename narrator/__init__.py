@@ -9,6 +9,7 @@ from .documents import Chapter, Document, load_document, parse_text
 from .errors import NarratorError
 from .pipeline import (
     DocumentReport,
+    Flag,
     NarrationFailed,
     ProgressEvent,
     RunReport,
@@ -25,6 +26,7 @@ __all__ = [
     "Chapter",
     "Document",
     "DocumentReport",
+    "Flag",
     "NarrationFailed",
     "NarratorError",
     "ProgressEvent",

@@ -391,11 +391,13 @@ def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Ch
 
 
 # Settings that change how a run goes, not what it makes; changing them keeps a book current.
+# The quality gate's are among them: a book already written is judged by `narrator check`
+# (and upgrading to the gate leaves every fingerprint, so every book, as it was).
 _RUN_ONLY_SETTINGS = frozenset(
     (
         "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
-        "qa_retries", "qa_budget",
+        "qa", "qa_retries", "qa_budget",
     )
 )  # fmt: skip
 

@@ -30,6 +30,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import (
     AudioError,
@@ -412,8 +413,8 @@ class Pool:
             job.key,
             "provisional" if verdict.provisional else "passed",
             attempts=attempts,
-            verdict=dataclasses.asdict(verdict),
-            measurement=dataclasses.asdict(m),
+            verdict=_fields(verdict),
+            measurement=_fields(m),
             learned=(self.voice_key, *learned) if learned else None,
         )
 
@@ -450,7 +451,7 @@ class Pool:
             if verdict.ok:
                 self._passed(job, verdict, m, attempts, aside=aside)
                 return Outcome(segment, requests, retries, cached, verdict, m, attempts)
-            current = {"verdict": dataclasses.asdict(verdict), "measurement": dataclasses.asdict(m)}
+            current = {"verdict": _fields(verdict), "measurement": _fields(m)}
             better = best is None or verdict.badness < best["verdict"]["badness"]
             more = attempts <= self.qa_retries
             if more and self._stopping:  # judged again on the next run, for nothing
@@ -572,3 +573,8 @@ def _snippet(text: str) -> str:
     """The start of a chunk's text on one line, for the log."""
     flat = " ".join(text.split())
     return flat if len(flat) <= 40 else flat[:39] + "…"
+
+
+def _fields(item: Verdict | Measurement) -> dict[str, Any]:
+    """A flat dataclass as a dict (``dataclasses.asdict`` deep-copies: slower, per chunk)."""
+    return {name: getattr(item, name) for name in item.__slots__}
