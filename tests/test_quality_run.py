@@ -21,7 +21,7 @@ import pytest
 from narrator.emulator import EmulatorStats
 
 from .conftest import run_cli
-from .test_resilience import _spawn, _until, base_args, emulate, frames_of
+from .test_resilience import _spawn, _wait_until_quiet, base_args, emulate, frames_of
 
 TEXT = "# Bad Answers\n\n" + " ".join(
     f"Sentence {i} is here to be read aloud, and it says a little more than that."
@@ -129,8 +129,10 @@ async def test_kill_9_never_rebills_what_passed(
     ]  # fmt: skip
     try:
         proc = await _spawn(*args)
-        await _until(lambda: emulator.stats.requests >= 15)
+        # Between requests: an answer billed but not yet received is lost to any kill.
+        await _wait_until_quiet(emulator, requests=15)
         proc.kill()
+        assert emulator.stats.bad_billed  # it was killed with bad answers behind it
         await proc.wait()
         assert proc.returncode == -signal.SIGKILL
         db = sqlite3.connect(cache / "narrator.sqlite3")
