@@ -29,6 +29,7 @@ from narrator.emulator import (
     start_emulator,
 )
 from narrator.errors import ConfigError
+from narrator.quality import measure_pcm
 
 KEY = {"Authorization": "Bearer test-key"}
 ERROR_KEYS = {"message", "path", "requestId", "statusCode", "timestamp"}
@@ -243,6 +244,30 @@ async def test_binary_shape_is_the_wav_itself(start: Start, http: aiohttp.Client
     assert isinstance(data, bytes)
     wav_info(data)
     assert emulator.stats.billed_characters == len("Hello there.")
+
+
+@pytest.mark.parametrize("kind", ["silent", "cut", "runaway"])
+async def test_bad_audio_is_billed_like_good_audio_and_counted(
+    start: Start, http: aiohttp.ClientSession, kind: str
+) -> None:
+    emulator = await start(shape="binary", bad_audio_rate=1.0, bad_audio_kinds=(kind,))
+    status, data, _ = await post(http, emulator)
+    assert status == 201 and isinstance(data, bytes)
+    good = await start(shape="binary")
+    _, clean, _ = await post(http, good)
+    assert isinstance(clean, bytes)
+    bad, fine = wav_info(data), wav_info(clean)  # a valid header, 24 kHz mono 16-bit
+    samples = data[bad.data_offset : bad.data_offset + bad.data_size]
+    if kind == "silent":
+        assert bad.frames == fine.frames
+        assert measure_pcm(samples, rate=24000).peak_dbfs < -60  # a faint hiss
+    elif kind == "cut":
+        assert bad.frames == int(fine.frames * 0.4)
+    else:
+        assert bad.frames == fine.frames + 11 * 24000
+    assert emulator.stats.billed_characters == len("Hello there.")
+    assert emulator.stats.bad_audio == {kind: 1}
+    assert list(emulator.stats.bad_billed.values()) == [1]
 
 
 async def test_mixed_rotates_through_every_shape_and_status(
@@ -503,6 +528,9 @@ async def test_create_app_exposes_stats_and_running_emulator_is_a_context_manage
         {"url_ttl": 0},
         {"api_key": ""},
         {"latency": -1},
+        {"bad_audio_rate": 2},
+        {"bad_audio_kinds": ("silent", "garbled")},
+        {"bad_audio_kinds": ()},
     ],
 )
 def test_bad_config_is_refused_with_a_hint(knobs: dict[str, Any]) -> None:
