@@ -25,7 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
 from .audiobook import AudiobookOptions
-from .config import apply_config, find_config, load_config, option_names
+from .config import apply_config, endpoint_setting, find_config, load_config, option_names
 from .documents import Document
 from .encode import FORMATS
 from .errors import AuthError, ConfigError, EndpointNotFound, InputError, NarratorError
@@ -37,6 +37,9 @@ from .sources import STDIN, Input, find_inputs, read_inputs, safe_filename
 from .split import billing_chars
 
 log = logging.getLogger("narrator")
+# Without --max-cost, a run estimated above this many dollars needs --yes: more than a
+# long novel costs at the default price, so only a surprise (a document bomb) trips it.
+DEFAULT_CONFIRM_ABOVE = 10.0
 
 
 def default_cache_dir(env: os._Environ[str] | dict[str, str] = os.environ) -> Path:
@@ -349,11 +352,51 @@ def _run_narrate(
     return 0 if run.ok else 1
 
 
+def _endpoint_origin(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) -> str:
+    """Where the base URL came from, in words; refuses one from a settings file that was
+    found in the current folder, not named by the user, unless confirmed."""
+    source = getattr(args, "endpoint_source", None)
+    if source is None:
+        return "--base-url" if args.base_url else "$NARRATOR_BASE_URL"
+    path, key, named = source
+    if named:
+        return f"--config {path}"
+    if getattr(args, "trust_settings", False):
+        return f"{path}, trusted with --trust-settings"
+    variable = KEY_VARIABLES.get(args.provider)
+    if args.provider != "espeak" and (args.api_key or (variable and env.get(variable))):
+        raise ConfigError(
+            f"{path}: {key} = {_printable(str(args.base_url))!r} would receive your API key, "
+            "and that settings file was found in the current folder, not named by you; "
+            f"confirm with --base-url {_printable(str(args.base_url))} (or --trust-settings), "
+            "or remove the setting"
+        )
+    return str(path)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    from .sanitize import clean_line
+
+    return clean_line(text, limit=limit)
+
+
+def announce_endpoint(settings: Settings, origin: str) -> None:
+    """Say once where the key goes when it is not the provider's own service."""
+    if settings.provider == "espeak" or not settings.api_key:
+        return
+    where = "dashscope/cn" if settings.provider == "dashscope" and settings.region == "cn" else ""
+    if settings.base_url.rstrip("/") == DEFAULT_BASE_URLS[where or settings.provider]:
+        return
+    log.warning("sending the API key to %s (from %s)", settings.base_url, origin)
+
+
 def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) -> Settings:
     variable = KEY_VARIABLES.get(args.provider)
     api_key = args.api_key or (env.get(variable) if variable else None) or None
     # Empty base URL, model and voice: the provider's own defaults (see settings.py).
     base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
+    if base_url:
+        args.endpoint_origin = _endpoint_origin(args, env)
     return Settings(
         provider=args.provider,
         api_key=api_key,
@@ -469,6 +512,17 @@ def cmd_narrate(args: argparse.Namespace) -> int:
                 f"{format_cost(result.price_per_10k_chars)} per 10,000), over --max-cost "
                 f"{format_cost(args.max_cost)}; nothing was sent"
             )
+    elif not args.yes and settings.provider != "espeak":
+        # No limit given: a run that would cost more than a usual book must be confirmed.
+        result = _estimate(args, [work.document for work in works])
+        if result.cost > args.confirm_above:
+            raise ConfigError(
+                f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
+                f"{result.billing_characters:,} billing characters, over "
+                f"{format_cost(args.confirm_above)} (--confirm-above); nothing was sent. "
+                "Check the inputs with `narrator estimate`, then pass --yes or --max-cost USD"
+            )
+    announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
     return _run_narrate(
         works, settings, quiet=args.quiet, report=args.report, unread=unread, inputs=order
     )
@@ -716,6 +770,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse to start when the estimated cost is higher",
     )
     p.add_argument(
+        "--confirm-above",
+        type=float,
+        default=DEFAULT_CONFIRM_ABOVE,
+        metavar="USD",
+        help="without --max-cost, refuse to start when the estimate is higher, unless --yes "
+        f"(default: {DEFAULT_CONFIRM_ABOVE:g})",
+    )
+    p.add_argument(
+        "--yes", action="store_true", help="start even when the estimate is over --confirm-above"
+    )
+    p.add_argument(
+        "--trust-settings",
+        action="store_true",
+        help="send the API key to the base_url of ./narrator.toml (found, not named with --config)",
+    )
+    p.add_argument(
         "--voice", help="voice name (default: Cherry; alloy for openai; see `narrator voices`)"
     )
     p.add_argument("--provider", default="aimlapi", choices=PROVIDERS, help="the TTS service")
@@ -849,7 +919,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     known = set().union(*(option_names(p) for p in commands.choices.values()))
     settings = load_config(path)
     apply_config(commands.choices[args.command], settings, source=str(path), known_elsewhere=known)
-    return parser.parse_args(argv)
+    given_url = getattr(args, "base_url", None)
+    args = parser.parse_args(argv)
+    endpoint = endpoint_setting(settings)
+    if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
+        # Where the endpoint came from, so the key is not sent there unconfirmed.
+        args.endpoint_source = (path, endpoint[0], args.config is not None)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,6 @@ The body's bytes decide which (RIFF magic or JSON), never the Content-Type.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aiohttp
@@ -25,7 +24,7 @@ from ..errors import (
     TransientError,
 )
 from . import Audio, Voice, qwen
-from .http import HttpProvider, error_message, post_json
+from .http import HttpProvider, error_message, loads, post_json
 
 
 class AimlApiProvider(HttpProvider):
@@ -77,8 +76,8 @@ def _parse_success(body: bytes) -> Audio:
     if body[:4] == b"RIFF":
         return Audio(data=body)
     try:
-        data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data: Any = loads(body)
+    except ValueError as exc:
         raise TransientError("the service answered success with neither JSON nor WAV") from exc
     audio = data.get("audio") if isinstance(data, dict) else None
     if isinstance(audio, dict):

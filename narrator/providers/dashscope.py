@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 import aiohttp
@@ -38,7 +37,7 @@ from ..errors import (
     TransientError,
 )
 from . import Audio, Voice, qwen
-from .http import HttpProvider, error_code, error_message, post_json
+from .http import HttpProvider, error_code, error_message, loads, post_json
 
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
@@ -141,8 +140,8 @@ class DashScopeProvider(HttpProvider):
 
     def _parse_success(self, body: bytes) -> Audio:
         try:
-            data: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            data: Any = loads(body)
+        except ValueError as exc:
             raise TransientError("DashScope answered success with no JSON") from exc
         output = data.get("output") if isinstance(data, dict) else None
         audio = output.get("audio") if isinstance(output, dict) else None

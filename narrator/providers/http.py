@@ -13,9 +13,27 @@ import aiofiles
 import aiohttp
 
 from ..audio import read_wav_info
-from ..errors import AudioError, BadDownload, BadRequest, LinkExpired, TransientError
+from ..errors import AudioError, AuthError, BadDownload, BadRequest, LinkExpired, TransientError
+from ..sanitize import clean_line
 
 _BLOCK = 64 * 1024
+# The most the answer to a request may hold: a JSON body, or audio sent inline (base64
+# makes it a third bigger than the 50 MB download cap). Read whole, so it is bounded.
+MAX_ANSWER_BYTES = 72 * 1024 * 1024
+
+
+def loads(body: bytes) -> object:
+    """``body`` as JSON; ``ValueError`` for anything that is not, however it fails.
+
+    Deeply nested JSON makes the parser raise RecursionError; it is an answer that cannot
+    be used like any other, not a crash.
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc)) from exc
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -36,12 +54,17 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
 
 
 def error_message(body: bytes, status: int) -> str:
-    """The service's own words from an error body, else the status."""
+    """The service's own words from an error body, else the status: one line of at most
+    :data:`~narrator.sanitize.MESSAGE_LIMIT` characters, with no control characters."""
+    return clean_line(_error_message(body, status)) or f"HTTP {status}"
+
+
+def _error_message(body: bytes, status: int) -> str:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        text = body.decode("utf-8", "replace").strip()
-        return text[:200] if text else f"HTTP {status}"
+        data = loads(body)
+    except ValueError:
+        text = body[:4096].decode("utf-8", "replace").strip()
+        return text if text else f"HTTP {status}"
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         data = data["error"]  # OpenAI: {"error": {"message", "type", "code"}}
     message = data.get("message") if isinstance(data, dict) else None
@@ -60,15 +83,15 @@ def error_code(body: bytes) -> str:
     """The machine-readable code of an error body (DashScope ``code``, OpenAI
     ``error.code`` or ``error.type``), else ``""``."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = loads(body)
+    except ValueError:
         return ""
     if not isinstance(data, dict):
         return ""
     if isinstance(data.get("error"), dict):
         data = data["error"]
     code = data.get("code") or data.get("type")
-    return code if isinstance(code, str) else ""
+    return clean_line(code, limit=80) if isinstance(code, str) else ""
 
 
 async def post_json(
@@ -78,20 +101,36 @@ async def post_json(
     *,
     headers: Mapping[str, str],
     timeout: float,
+    max_bytes: int = MAX_ANSWER_BYTES,
 ) -> tuple[int, bytes, float | None]:
     """POST ``payload`` as JSON: (status, body, Retry-After seconds).
 
-    A failure on the wire, or no answer in ``timeout`` seconds, is a ``TransientError``.
+    A failure on the wire, no answer in ``timeout`` seconds, or an answer over
+    ``max_bytes`` (announced or not) is a ``TransientError``. A header aiohttp refuses
+    to send (the key holds a line break, say) stops the run: every request would fail.
     """
     try:
         async with session.post(
             url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as resp:
-            return resp.status, await resp.read(), parse_retry_after(resp.headers)
+            too_big = f"the answer exceeds the {max_bytes:,}-byte cap"
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise TransientError(too_big, status=resp.status)
+            body = bytearray()
+            async for block in resp.content.iter_chunked(_BLOCK):
+                body += block
+                if len(body) > max_bytes:
+                    raise TransientError(too_big, status=resp.status)
+            return resp.status, bytes(body), parse_retry_after(resp.headers)
     except aiohttp.ClientError as exc:
         raise TransientError(f"request failed: {type(exc).__name__}") from exc
     except TimeoutError as exc:
         raise TransientError("request timed out") from exc
+    except ValueError as exc:  # aiohttp checks header values as it writes them
+        raise AuthError(
+            "the request could not be sent: a header value is invalid "
+            "(does the API key hold a line break or another control character?)"
+        ) from exc
 
 
 async def download(
