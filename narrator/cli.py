@@ -29,6 +29,8 @@ from .config import apply_config, endpoint_setting, find_config, load_config, op
 from .documents import Document
 from .encode import FORMATS
 from .errors import AuthError, ConfigError, EndpointNotFound, InputError, NarratorError
+from .limits import DEFAULT_MAX_TEXT_BYTES
+from .netpolicy import NetPolicy
 from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
 from .pipeline import DocumentReport, ProgressEvent, RunReport, Work, narrate_many
 from .providers import make_provider
@@ -115,12 +117,21 @@ def _unread(item: Input, status: str, error: str) -> DocumentReport:
     )  # fmt: skip
 
 
+def _network(args: argparse.Namespace, endpoint: str | None = None) -> NetPolicy:
+    """What URL inputs and audio links may reach besides public addresses."""
+    return NetPolicy.make(
+        endpoint=endpoint,
+        hosts=getattr(args, "allow_host", None) or (),
+        allow_private=getattr(args, "allow_private_network", False),
+    )
+
+
 def _load(
-    args: argparse.Namespace, *, outputs: bool = True
+    args: argparse.Namespace, *, outputs: bool = True, endpoint: str | None = None
 ) -> tuple[list[tuple[Input, Document]], list[DocumentReport], bool, list[str]]:
     """Find and read every input: the documents, reports of those that failed, whether
     there are several, and every input in order. ``outputs``: check -o first (not for
-    an estimate)."""
+    an estimate). URL inputs may be on ``endpoint``'s host, like its audio links."""
     inputs = args.inputs
     include, exclude = getattr(args, "include", None), getattr(args, "exclude", None)
     items, many = find_inputs(inputs, include=include or (), exclude=exclude or ())
@@ -135,6 +146,8 @@ def _load(
             stdin=stdin,
             timeout=getattr(args, "fetch_timeout", 30.0),
             max_bytes=int(getattr(args, "max_page_mb", 20.0) * 1_000_000),
+            max_text_bytes=int(getattr(args, "max_text_mb", 20.0) * 1_000_000),
+            policy=_network(args, endpoint),
         )
     )
     loaded: list[tuple[Input, Document]] = []
@@ -154,10 +167,12 @@ def _load(
     return loaded, unread, many, [item.location for item in items]
 
 
-def _works(args: argparse.Namespace) -> tuple[list[Work], list[DocumentReport], list[str]]:
+def _works(
+    args: argparse.Namespace, endpoint: str | None = None
+) -> tuple[list[Work], list[DocumentReport], list[str]]:
     """The documents to narrate with their outputs, reports of inputs left out, and
     every input's name in order."""
-    loaded, unread, many, order = _load(args)
+    loaded, unread, many, order = _load(args, endpoint=endpoint)
     fmt = getattr(args, "format", None)
     outputs = _plan_outputs(loaded, many, args.output, fmt) if loaded else []
     works = [Work(doc, out) for (_, doc), out in zip(loaded, outputs, strict=True)]
@@ -426,6 +441,8 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
         retries=args.retries,
         backoff_base=args.backoff,
         force=args.force,
+        allow_hosts=tuple(args.allow_host or ()),
+        allow_private_network=args.allow_private_network,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
     )
 
@@ -500,7 +517,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cmd_estimate(args)
     settings = _settings(args, os.environ)
-    works, unread, order = _works(args)
+    works, unread, order = _works(args, settings.base_url)
     if not works and not any(report.status == "failed" for report in unread):
         raise ConfigError("nothing to narrate: every input was empty or unreadable")
     if args.max_cost is not None:
@@ -681,6 +698,24 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-page-mb", type=_positive_float, default=20.0, help="largest page or file to fetch"
+    )
+    p.add_argument(
+        "--max-text-mb",
+        type=_positive_float,
+        default=DEFAULT_MAX_TEXT_BYTES / 1e6,
+        help="most text one document may hold, and an EPUB inflate to (default: %(default)g)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="HOST",
+        help="fetch URL inputs and audio links from HOST though it is loopback or private "
+        "(repeatable; the endpoint's own host always is)",
+    )
+    p.add_argument(
+        "--allow-private-network",
+        action="store_true",
+        help="fetch from any loopback, link-local or private address",
     )
     p.add_argument(
         "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"

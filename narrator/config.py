@@ -29,7 +29,7 @@ _SECRET = re.compile(r"key|token|secret|password", re.IGNORECASE)
 _NOT_FROM_FILE = frozenset(
     (
         "config", "help", "inputs", "func", "command", "trust_settings", "yes",
-        "allow_private_network", "follow_symlinks",
+        "allow_private_network", "allow_host", "follow_symlinks",
     )
 )  # fmt: skip
 # Settings that say where requests (and so the API key) go.

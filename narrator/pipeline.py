@@ -308,6 +308,7 @@ _RUN_ONLY_SETTINGS = frozenset(
     (
         "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
+        "allow_hosts", "allow_private_network",
     )
 )  # fmt: skip
 

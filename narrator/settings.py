@@ -78,6 +78,10 @@ class Settings:
     adaptive_rate: bool = True
     request_timeout: float = 120.0
     max_segment_bytes: int = 50 * 1024 * 1024
+    # Audio links to these hosts, or (True) to any loopback/private address, are fetched
+    # although they are not public; the endpoint's own host always is (see netpolicy).
+    allow_hosts: tuple[str, ...] = ()
+    allow_private_network: bool = False
     force: bool = False  # make audiobooks again even when they are up to date
 
     def __post_init__(self) -> None:

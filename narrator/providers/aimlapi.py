@@ -24,6 +24,7 @@ from ..errors import (
     TransientError,
 )
 from . import Audio, Voice, qwen
+from ..netpolicy import NetPolicy
 from .http import HttpProvider, error_message, loads, post_json
 
 
@@ -44,6 +45,7 @@ class AimlApiProvider(HttpProvider):
         model: str = "alibaba/qwen3-tts-flash",
         timeout: float = 120.0,
         session: aiohttp.ClientSession | None = None,
+        network: NetPolicy | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -51,6 +53,7 @@ class AimlApiProvider(HttpProvider):
             model=model,
             timeout=timeout,
             session=session,
+            network=network,
         )
         # Audio from another endpoint (the emulator, a proxy) must never be mistaken for this one's.
         self.identity = f"{self.name}|{self._endpoint}|{model}"

@@ -37,6 +37,7 @@ from ..errors import (
     TransientError,
 )
 from . import Audio, Voice, qwen
+from ..netpolicy import NetPolicy
 from .http import HttpProvider, error_code, error_message, loads, post_json
 
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
@@ -101,6 +102,7 @@ class DashScopeProvider(HttpProvider):
         lang: str | None = None,
         timeout: float = 120.0,
         session: aiohttp.ClientSession | None = None,
+        network: NetPolicy | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -108,6 +110,7 @@ class DashScopeProvider(HttpProvider):
             model=model,
             timeout=timeout,
             session=session,
+            network=network,
         )
         self.lang = lang
         # language_type changes the audio, so the document's language is part of it.

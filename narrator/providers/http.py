@@ -14,6 +14,8 @@ import aiohttp
 
 from ..audio import read_wav_info
 from ..errors import AudioError, AuthError, BadDownload, BadRequest, LinkExpired, TransientError
+from .. import netpolicy
+from ..netpolicy import NetPolicy, Refused
 from ..sanitize import clean_line
 
 _BLOCK = 64 * 1024
@@ -134,16 +136,26 @@ async def post_json(
 
 
 async def download(
-    session: aiohttp.ClientSession, url: str, dest: Path, *, max_bytes: int, timeout: float
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    timeout: float,
+    policy: NetPolicy | None = None,
 ) -> None:
     """Stream the WAV at ``url`` into ``dest`` and check it is whole RIFF/WAVE PCM.
 
     The signed link carries its own credentials, so no Authorization header is sent.
+    Every hop of the link must pass ``policy`` (:mod:`narrator.netpolicy`), else the
+    chunk fails with :class:`BadRequest`.
     """
     if not url.startswith(("http://", "https://")):
         raise BadRequest(f"refusing to download audio from a non-HTTP link: {url[:60]!r}")
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with netpolicy.get(
+            session, url, policy=policy or NetPolicy(), timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
             if resp.status in (403, 404):
                 raise LinkExpired(f"audio link answered {resp.status}", status=resp.status)
             if resp.status != 200:
@@ -159,6 +171,8 @@ async def download(
                     if size > max_bytes:
                         raise BadRequest(f"audio segment exceeds the {max_bytes}-byte cap")
                     await fh.write(block)
+    except Refused as exc:
+        raise BadRequest(f"the service's audio link: {exc}") from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
         raise BadDownload(f"audio download cut short ({type(exc).__name__})") from exc
     except aiohttp.ClientError as exc:
@@ -185,10 +199,13 @@ class HttpProvider:
         model: str,
         timeout: float,
         session: aiohttp.ClientSession | None,
+        network: NetPolicy | None = None,
     ) -> None:
         self.model = model
         self._key = api_key
         self._endpoint = endpoint
+        # Audio links may lead to the endpoint's own host, else only to public addresses.
+        self._network = network or NetPolicy.make(endpoint=endpoint)
         self._timeout = timeout
         self._session = session
         self._own_session = session is None  # a session passed in is the caller's to close
@@ -204,7 +221,14 @@ class HttpProvider:
 
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
         """Stream the audio at ``url`` into ``dest``; see :func:`download`."""
-        await download(self.session, url, dest, max_bytes=max_bytes, timeout=self._timeout)
+        await download(
+            self.session,
+            url,
+            dest,
+            max_bytes=max_bytes,
+            timeout=self._timeout,
+            policy=self._network,
+        )
 
     async def aclose(self) -> None:
         if self._session is not None and self._own_session:
