@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import struct
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -347,3 +349,138 @@ async def test_a_service_message_is_cleaned_and_cut(
     errors = report["errors"]
     assert isinstance(errors, list)
     assert all(len(e) < 1_000 and "\x1b" not in e for e in errors)
+
+
+# --- document bombs and the spending guard --------------------------------------------------
+
+CONTAINER = b"""<?xml version="1.0"?>
+<container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">
+<rootfiles><rootfile full-path="content.opf" media-type="application/oebps-package+xml"/></rootfiles>
+</container>"""
+OPF = b"""<?xml version="1.0"?>
+<package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="id">
+<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:identifier id="id">x</dc:identifier>
+<dc:title>Bomb</dc:title><dc:language>en</dc:language></metadata>
+<manifest><item id="c1" href="c1.xhtml" media-type="application/xhtml+xml"/></manifest>
+<spine><itemref idref="c1"/></spine></package>"""
+
+
+def make_epub(path: Path, blocks: Callable[[], Iterator[bytes]]) -> Path:
+    """An EPUB whose one chapter is the ``blocks``, streamed into the archive."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("mimetype", "application/epub+zip", zipfile.ZIP_STORED)
+        archive.writestr("META-INF/container.xml", CONTAINER)
+        archive.writestr("content.opf", OPF)
+        with archive.open("c1.xhtml", "w", force_zip64=True) as chapter:
+            chapter.write(b'<html xmlns="http://www.w3.org/1999/xhtml"><body><p>')
+            for block in blocks():
+                chapter.write(block)
+            chapter.write(b"</p></body></html>")
+    return path
+
+
+def sentences(count: int) -> Iterator[bytes]:
+    """Varied sentences, so the archive stays modest (no bomb) but the text is long."""
+    rng = random.Random(7)
+    for _ in range(count // 100):
+        yield b" ".join(
+            b" ".join(rng.choices(WORDS, k=12)).capitalize() + b"." for _ in range(100)
+        )
+
+
+WORDS = (
+    b"the of and to in is was he for it with as his on be at by had not are but from or "
+    b"have an they which one you were her all she there would their we him been has when "
+    b"who will more no if out so said what up its about into than them can only other new"
+).split()
+
+
+async def test_an_epub_bomb_is_refused_before_it_is_inflated(
+    serve: Callable[[Handler], Awaitable[Hostile]], tmp_path: Path
+) -> None:
+    bomb = make_epub(tmp_path / "bomb.epub", lambda: (b"a " * 512 * 1024 for _ in range(256)))
+    assert bomb.stat().st_size < 1_000_000  # 256 MB of text in well under a megabyte
+    estimate = await narrator("estimate", str(bomb))
+    assert "Traceback" not in estimate.stderr
+    assert "inflate to 268 MB" in estimate.stderr and "--max-text-mb" in estimate.stderr
+    server = await serve(good)
+    narrate = await narrator(
+        "narrate", str(bomb), *run_args(server.url, tmp_path), env={"AIMLAPI_KEY": KEY}
+    )
+    assert narrate.code == 2 and "inflate to" in narrate.stderr
+    assert "Traceback" not in narrate.stderr and server.seen == []
+
+
+async def test_a_run_costing_more_than_a_book_needs_yes(
+    serve: Callable[[Handler], Awaitable[Hostile]], tmp_path: Path
+) -> None:
+    book = make_epub(tmp_path / "long.epub", lambda: sentences(20_000))
+    assert book.stat().st_size < 1_000_000
+    server = await serve(good)
+    args = run_args(server.url, tmp_path, "--max-chars", "600")
+    refused = await narrator("narrate", str(book), *args, env={"AIMLAPI_KEY": KEY})
+    assert refused.code == 2 and server.seen == []
+    assert "over $10.00 (--confirm-above)" in refused.stderr and "--yes" in refused.stderr
+    # The threshold is a setting; --yes (or a --max-cost) lets the run go.
+    short = source(tmp_path)
+    low = ["--confirm-above", "0.0001"]
+    assert (await narrator("narrate", str(short), *args, *low, env={"AIMLAPI_KEY": KEY})).code == 2
+    assert server.seen == []
+    yes = await narrator("narrate", str(short), *args, *low, "--yes", env={"AIMLAPI_KEY": KEY})
+    assert yes.code == 0, yes.stderr
+    assert server.seen
+
+
+# --- where links and pages may lead ----------------------------------------------------------
+
+
+async def test_audio_links_to_private_addresses_are_refused_at_every_hop(
+    serve: Callable[..., Awaitable[Hostile]], tmp_path: Path
+) -> None:
+    inside = await serve(good, "127.0.0.2")  # another loopback address: not the endpoint's
+
+    async def links(request: web.Request, _n: int) -> web.StreamResponse:
+        if request.method == "POST":
+            to = f"{inside.url}/a.wav" if "direct" in mode else f"{endpoint.url}/hop"
+            return web.json_response({"audio": {"url": to}}, status=201)
+        raise web.HTTPFound(f"{inside.url}/a.wav")  # the endpoint's own link redirects inside
+
+    endpoint = await serve(links)
+    (tmp_path / "t.txt").write_text("One short sentence.")
+    for mode in ("direct", "redirect"):
+        result = await narrator(
+            "narrate", str(tmp_path / "t.txt"), *run_args(endpoint.url, tmp_path, "--force"),
+            env={"AIMLAPI_KEY": KEY},
+        )  # fmt: skip
+        assert_clean_failure(result, tmp_path, "refusing 127.0.0.2", "--allow-host 127.0.0.2")
+        assert inside.seen == []
+    allowed = await narrator(
+        "narrate", str(tmp_path / "t.txt"),
+        *run_args(endpoint.url, tmp_path, "--force", "--allow-host", "127.0.0.2"),
+        env={"AIMLAPI_KEY": KEY},
+    )  # fmt: skip
+    assert allowed.code == 0, allowed.stderr
+    assert inside.seen and all(auth is None for _, _, auth in inside.seen)
+
+
+async def test_url_inputs_on_private_addresses_are_refused_at_every_hop(
+    serve: Callable[..., Awaitable[Hostile]], tmp_path: Path
+) -> None:
+    async def page(_request: web.Request, _n: int) -> web.StreamResponse:
+        return web.Response(text="A private page. It must stay private.", content_type="text/plain")
+
+    inside = await serve(page, "127.0.0.2")
+
+    async def redirect(request: web.Request, _n: int) -> web.StreamResponse:
+        if request.path == "/away":
+            raise web.HTTPFound(f"{inside.url}/secret")
+        return web.Response(text="A page on loopback. It is fine.", content_type="text/plain")
+
+    outside = await serve(redirect)
+    refused = await narrator("estimate", f"{outside.url}/page")
+    assert refused.code == 1 and "refusing 127.0.0.1" in refused.stderr
+    allowed = await narrator("estimate", f"{outside.url}/page", "--allow-host", "127.0.0.1")
+    assert allowed.code == 0 and "total (1 documents)" in allowed.stdout
+    hop = await narrator("estimate", f"{outside.url}/away", "--allow-host", "127.0.0.1")
+    assert hop.code == 1 and "refusing 127.0.0.2" in hop.stderr
+    assert inside.seen == [] and "Traceback" not in refused.stderr + hop.stderr
