@@ -29,9 +29,9 @@ from .config import apply_config, endpoint_setting, find_config, load_config, op
 from .documents import Document
 from .encode import FORMATS
 from .errors import AuthError, ConfigError, EndpointNotFound, InputError, NarratorError
+from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
 from .limits import DEFAULT_MAX_TEXT_BYTES
 from .netpolicy import NetPolicy
-from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
 from .pipeline import DocumentReport, ProgressEvent, RunReport, Work, narrate_many
 from .providers import make_provider
 from .settings import DEFAULT_BASE_URLS, KEY_VARIABLES, PROVIDERS, Settings

@@ -48,7 +48,11 @@ class NetPolicy:
 
     @classmethod
     def make(
-        cls, *, endpoint: str | None = None, hosts: Collection[str] = (), allow_private: bool = False
+        cls,
+        *,
+        endpoint: str | None = None,
+        hosts: Collection[str] = (),
+        allow_private: bool = False,
     ) -> NetPolicy:
         allowed = {h.lower().strip("[]") for h in hosts}
         if endpoint:

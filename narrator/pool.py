@@ -25,6 +25,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from .audio import WavInfo
 from .errors import (
     AudioError,
     BadDownload,
@@ -36,7 +37,6 @@ from .errors import (
     StopRun,
     TransientError,
 )
-from .audio import WavInfo
 from .providers import Audio, Provider
 from .sanity import Format, check_segment, format_of
 from .store import Segment, Store

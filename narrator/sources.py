@@ -19,9 +19,8 @@ from pathlib import Path, PurePosixPath
 
 import aiohttp
 
-from . import __version__
+from . import __version__, netpolicy
 from .documents import Document, decode, kind_of, parse_bytes, parse_text
-from . import netpolicy
 from .errors import ConfigError, InputError
 from .limits import DEFAULT_MAX_TEXT_BYTES, check_text_size
 from .netpolicy import NetPolicy, Refused
@@ -142,7 +141,9 @@ async def fetch(
     }
     limit = f"larger than {max_bytes / 1e6:g} MB (see --max-page-mb)"
     try:
-        async with netpolicy.get(session, url, policy=policy or NetPolicy(), headers=headers) as response:
+        async with netpolicy.get(
+            session, url, policy=policy or NetPolicy(), headers=headers
+        ) as response:
             if response.status >= 400:
                 raise InputError(f"{url}: HTTP {response.status} {response.reason or ''}".strip())
             if response.content_length is not None and response.content_length > max_bytes:

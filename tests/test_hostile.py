@@ -14,6 +14,7 @@ import os
 import random
 import struct
 import sys
+import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -97,7 +98,9 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Hostile]]]:
         await server.close()
 
 
-async def narrator(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliResult:
+async def narrator(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> CliResult:
     """The real ``narrator`` process, killed if it runs past a minute (a hang is a failure)."""
     full_env = {
         k: v
@@ -286,7 +289,9 @@ def test_the_stitcher_refuses_a_piece_or_gap_beyond_its_bound(tmp_path: Path) ->
 HUGE = 80 * 1024 * 1024  # over the 72 MiB cap on an answer
 
 
-async def stream(request: web.Request, head: bytes, fill: bytes, *, status: int) -> web.StreamResponse:
+async def stream(
+    request: web.Request, head: bytes, fill: bytes, *, status: int
+) -> web.StreamResponse:
     response = web.StreamResponse(status=status)
     response.enable_chunked_encoding()  # no Content-Length: the cap must hold while reading
     await response.prepare(request)
@@ -304,7 +309,9 @@ async def test_a_huge_answer_is_cut_off_at_the_cap(
     async def huge(request: web.Request, _n: int) -> web.StreamResponse:
         if kind == "json":
             return await stream(request, b'{"audio": "', b"x", status=201)
-        return await stream(request, wav_header(rate=24_000, channels=1, bits=16, data=HUGE), b"\0", status=200)
+        return await stream(
+            request, wav_header(rate=24_000, channels=1, bits=16, data=HUGE), b"\0", status=200
+        )
 
     server = await serve(huge)
     (tmp_path / "t.txt").write_text("One short sentence.")
@@ -355,7 +362,9 @@ async def test_a_service_message_is_cleaned_and_cut(
 
 CONTAINER = b"""<?xml version="1.0"?>
 <container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">
-<rootfiles><rootfile full-path="content.opf" media-type="application/oebps-package+xml"/></rootfiles>
+<rootfiles>
+<rootfile full-path="content.opf" media-type="application/oebps-package+xml"/>
+</rootfiles>
 </container>"""
 OPF = b"""<?xml version="1.0"?>
 <package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="id">
@@ -383,9 +392,7 @@ def sentences(count: int) -> Iterator[bytes]:
     """Varied sentences, so the archive stays modest (no bomb) but the text is long."""
     rng = random.Random(7)
     for _ in range(count // 100):
-        yield b" ".join(
-            b" ".join(rng.choices(WORDS, k=12)).capitalize() + b"." for _ in range(100)
-        )
+        yield b" ".join(b" ".join(rng.choices(WORDS, k=12)).capitalize() + b"." for _ in range(100))
 
 
 WORDS = (
@@ -441,13 +448,15 @@ async def test_audio_links_to_private_addresses_are_refused_at_every_hop(
 
     async def links(request: web.Request, _n: int) -> web.StreamResponse:
         if request.method == "POST":
-            to = f"{inside.url}/a.wav" if "direct" in mode else f"{endpoint.url}/hop"
+            to = f"{inside.url}/a.wav" if mode[-1] == "direct" else f"{endpoint.url}/hop"
             return web.json_response({"audio": {"url": to}}, status=201)
         raise web.HTTPFound(f"{inside.url}/a.wav")  # the endpoint's own link redirects inside
 
     endpoint = await serve(links)
     (tmp_path / "t.txt").write_text("One short sentence.")
-    for mode in ("direct", "redirect"):
+    mode: list[str] = []
+    for how in ("direct", "redirect"):
+        mode.append(how)
         result = await narrator(
             "narrate", str(tmp_path / "t.txt"), *run_args(endpoint.url, tmp_path, "--force"),
             env={"AIMLAPI_KEY": KEY},
@@ -484,3 +493,22 @@ async def test_url_inputs_on_private_addresses_are_refused_at_every_hop(
     hop = await narrator("estimate", f"{outside.url}/away", "--allow-host", "127.0.0.1")
     assert hop.code == 1 and "refusing 127.0.0.2" in hop.stderr
     assert inside.seen == [] and "Traceback" not in refused.stderr + hop.stderr
+
+
+async def test_control_characters_never_reach_tags_or_the_feed(
+    serve: Callable[[Handler], Awaitable[Hostile]], tmp_path: Path
+) -> None:
+    server = await serve(good)
+    (tmp_path / "t.txt").write_text("One short sentence.")
+    shelf = tmp_path / "shelf"
+    made = await narrator(
+        "narrate", str(tmp_path / "t.txt"), *run_args(server.url, tmp_path)[:-2],
+        "-o", str(shelf / "book.mp3"), "--title", "Bell\x07 and \x1b[31mred\x1b[0m\x0b",
+        "--author", "A\x01uthor", env={"AIMLAPI_KEY": KEY},
+    )  # fmt: skip
+    assert made.code == 0, made.stderr
+    fed = await narrator("feed", str(shelf), "--base-url", "http://h/", "--title", "Pod\x02cast")
+    assert fed.code == 0, fed.stderr
+    channel = ET.parse(shelf / "feed.xml").getroot()[0]  # parses: the XML is valid
+    assert channel.findtext("title") == "Pod cast"
+    assert channel.findtext("item/title") == "Bell and red"

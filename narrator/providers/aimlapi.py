@@ -23,8 +23,8 @@ from ..errors import (
     RateLimited,
     TransientError,
 )
-from . import Audio, Voice, qwen
 from ..netpolicy import NetPolicy
+from . import Audio, Voice, qwen
 from .http import HttpProvider, error_message, loads, post_json
 
 

@@ -36,8 +36,8 @@ from ..errors import (
     RateLimited,
     TransientError,
 )
-from . import Audio, Voice, qwen
 from ..netpolicy import NetPolicy
+from . import Audio, Voice, qwen
 from .http import HttpProvider, error_code, error_message, loads, post_json
 
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"

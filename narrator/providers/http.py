@@ -12,9 +12,9 @@ from pathlib import Path
 import aiofiles
 import aiohttp
 
+from .. import netpolicy
 from ..audio import read_wav_info
 from ..errors import AudioError, AuthError, BadDownload, BadRequest, LinkExpired, TransientError
-from .. import netpolicy
 from ..netpolicy import NetPolicy, Refused
 from ..sanitize import clean_line
 
