@@ -30,6 +30,7 @@ from .documents import Document
 from .encode import FORMATS
 from .errors import AuthError, ConfigError, EndpointNotFound, InputError, NarratorError
 from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
+from .folders import check_writable, output_folder
 from .limits import DEFAULT_MAX_TEXT_BYTES
 from .netpolicy import NetPolicy
 from .pipeline import DocumentReport, ProgressEvent, RunReport, Work, narrate_many
@@ -134,7 +135,12 @@ def _load(
     an estimate). URL inputs may be on ``endpoint``'s host, like its audio links."""
     inputs = args.inputs
     include, exclude = getattr(args, "include", None), getattr(args, "exclude", None)
-    items, many = find_inputs(inputs, include=include or (), exclude=exclude or ())
+    items, many = find_inputs(
+        inputs,
+        include=include or (),
+        exclude=exclude or (),
+        follow_symlinks=getattr(args, "follow_symlinks", False),
+    )
     if not items:
         raise ConfigError("no documents found in " + ", ".join(inputs))
     if outputs:
@@ -517,7 +523,15 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cmd_estimate(args)
     settings = _settings(args, os.environ)
+    # Before anything is fetched, sent or paid for: every folder the run writes to.
+    check_writable(settings.store_dir, what="--cache-dir")
+    if args.report:
+        check_writable(Path(args.report).parent, what="--report")
+    if args.output:
+        check_writable(output_folder(args.output), what="-o")
     works, unread, order = _works(args, settings.base_url)
+    for folder in sorted({work.output.parent for work in works}):
+        check_writable(folder, what="the audiobook's folder")
     if not works and not any(report.status == "failed" for report in unread):
         raise ConfigError("nothing to narrate: every input was empty or unreadable")
     if args.max_cost is not None:
@@ -711,6 +725,11 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         metavar="HOST",
         help="fetch URL inputs and audio links from HOST though it is loopback or private "
         "(repeatable; the endpoint's own host always is)",
+    )
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="in folders, read links that lead outside the folder (default: skipped)",
     )
     p.add_argument(
         "--allow-private-network",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from .errors import ConfigError, InputError
 from .limits import DEFAULT_MAX_TEXT_BYTES, check_text_size
 from .netpolicy import NetPolicy, Refused
 
+log = logging.getLogger("narrator")
 DEFAULT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".epub")
 STDIN = "-"
 _CONTENT_KINDS = {
@@ -68,13 +70,19 @@ def _matches(relative: PurePosixPath, patterns: Sequence[str]) -> bool:
 
 
 def find_inputs(
-    inputs: Sequence[str], *, include: Sequence[str] = (), exclude: Sequence[str] = ()
+    inputs: Sequence[str],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    follow_symlinks: bool = False,
 ) -> tuple[list[Input], bool]:
     """Expand files, folders, ``-`` and URLs into inputs, in the order given.
 
     A folder contributes every file below it whose suffix is one of
     :data:`DEFAULT_SUFFIXES` (or that matches an ``include`` glob, when any is given),
-    minus those matching an ``exclude`` glob; hidden files and folders are skipped.
+    minus those matching an ``exclude`` glob; hidden files and folders are skipped, and
+    so (with a warning) is a symbolic link that leads out of the folder, unless
+    ``follow_symlinks``: a shared folder must not make narrator read ``/etc/passwd``.
     The flag is True when the inputs make several documents (a folder or many inputs).
     Raises :class:`ConfigError` for a path that does not exist.
     """
@@ -97,8 +105,15 @@ def find_inputs(
                 wanted = (
                     _matches(rel, include) if include else file.suffix.lower() in DEFAULT_SUFFIXES
                 )
-                if wanted and not _matches(rel, exclude):
-                    found.append(Input(str(file), Path(rel).with_suffix("")))
+                if not wanted or _matches(rel, exclude):
+                    continue
+                if not follow_symlinks and not file.resolve().is_relative_to(path.resolve()):
+                    log.warning(
+                        "skipped %s: a link to %s, outside %s (--follow-symlinks reads it)",
+                        file, file.resolve(), raw,
+                    )  # fmt: skip
+                    continue
+                found.append(Input(str(file), Path(rel).with_suffix("")))
         elif path.is_file():
             found.append(Input(raw, Path(path.stem)))
         else:

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import struct
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 import zipfile
@@ -512,3 +513,67 @@ async def test_control_characters_never_reach_tags_or_the_feed(
     channel = ET.parse(shelf / "feed.xml").getroot()[0]  # parses: the XML is valid
     assert channel.findtext("title") == "Pod cast"
     assert channel.findtext("item/title") == "Bell and red"
+
+
+# --- folders: links out, and places that cannot be written ---------------------------------
+
+
+async def test_a_link_out_of_an_input_folder_is_skipped_unless_followed(tmp_path: Path) -> None:
+    folder, outside = tmp_path / "in", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "a.txt").write_text("A document of the folder.")
+    (outside / "secret.txt").write_text("A secret that lives elsewhere.")
+    (folder / "passwd.txt").symlink_to(outside / "secret.txt")
+    (folder / "inner.txt").symlink_to(folder / "a.txt")  # a link within the folder is fine
+    result = await narrator("estimate", str(folder))
+    assert result.code == 0, result.stderr
+    assert "passwd.txt" not in result.stdout and "inner.txt" in result.stdout
+    assert "passwd.txt: a link to" in result.stderr and "--follow-symlinks" in result.stderr
+    followed = await narrator("estimate", str(folder), "--follow-symlinks")
+    assert "passwd.txt" in followed.stdout
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    """A read-only filesystem (root writes anywhere else); CI must be able to make one."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs in CI: {mounted.stderr.decode()}")
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+async def test_unwritable_folders_are_one_line_before_any_request(
+    serve: Callable[[Handler], Awaitable[Hostile]], tmp_path: Path, read_only: Path
+) -> None:
+    server = await serve(good)
+    text = source(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    cases = [
+        (["--cache-dir", str(read_only / "cache")], "--cache-dir", "Read-only file system"),
+        (["--report", str(read_only / "r.json")], "--report", "Read-only file system"),
+        (["-o", str(read_only / "book.wav")], "-o", "Read-only file system"),
+        (["-o", str(blocker / "sub" / "book.wav")], "-o", "is a file"),
+        (["--cache-dir", str(blocker / "cache")], "--cache-dir", "is a file"),
+    ]
+    for extra, option, reason in cases:
+        result = await narrator(
+            "narrate", str(text), *run_args(server.url, tmp_path), *extra,
+            env={"AIMLAPI_KEY": KEY},
+        )  # fmt: skip
+        assert result.code == 2, (extra, result.stderr)
+        assert result.stderr.startswith(f"narrator: {option} ") and reason in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert server.seen == []
