@@ -546,3 +546,18 @@ def test_serve_runs_in_another_process_until_interrupted() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+async def test_per_request_records_are_bounded(
+    start: Start, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("narrator.emulator._RECORDED", 10)
+    emulator = await start()
+    for n in range(25):
+        headers = {**KEY, "X-Client-Request-Id": f"id-{n}" + "x" * 1000}
+        await post(http, emulator, body(text=f"Text {n}."), headers=headers)
+    stats = emulator.stats
+    assert stats.requests == 25
+    assert len(stats.starts) <= 10 and len(stats.request_ids) <= 10 and len(stats.billed) <= 10
+    assert stats.request_ids[-1].startswith("id-24") and len(stats.request_ids[-1]) == 128
+    assert billed_key("Cherry", "Text 24.") in stats.billed
