@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .audio import WavInfo
 from .errors import (
     AudioError,
     BadDownload,
@@ -45,6 +46,7 @@ from .errors import (
 )
 from .providers import Audio, Provider
 from .quality import Gate, Measurement, Verdict, measure_file, rate_of
+from .sanity import Format, check_segment, format_of
 from .store import Segment, Store, StoredVerdict
 
 log = logging.getLogger("narrator")
@@ -217,6 +219,8 @@ class Pool:
         self.max_segment_bytes = max_segment_bytes
         self.stats = PoolStats()
         self.stop_reason: StopRun | None = None
+        # The format of the first segment stored in this run; every other must match it.
+        self.format: Format | None = None
         self.gate = gate
         self.qa_retries = qa_retries
         self.qa_budget = qa_budget  # re-syntheses left for bad audio; None: no limit
@@ -320,14 +324,36 @@ class Pool:
         self.rate.succeeded()
         return audio
 
-    async def _fetch(self, key: str, url: str) -> Segment:
-        temp = self.store.temp_path(key)
+    def _checker(self, job: Job) -> Callable[[WavInfo], None]:
+        """The check a new segment of ``job`` passes before it is stored."""
+
+        def check(info: WavInfo) -> None:
+            check_segment(info, billing_chars=job.billing_chars, expected=self.format)
+            if self.format is None:
+                self.format = format_of(info)
+
+        return check
+
+    def _still_good(self, segment: Segment, job: Job) -> bool:
+        """A cached segment passes today's checks too (it may predate them)."""
+        frame = segment.channels * segment.width
+        info = WavInfo(segment.rate, segment.channels, segment.width, 0, segment.frames * frame)
+        try:
+            check_segment(info, billing_chars=job.billing_chars)
+        except AudioError as exc:
+            log.warning("a cached segment is unusable (%s); synthesizing it again", exc)
+            return False
+        return True
+
+    async def _fetch(self, job: Job, url: str) -> Segment:
+        temp = self.store.temp_path(job.key)
         self.stats.downloads += 1
         try:
             await self.provider.download(url, temp, max_bytes=self.max_segment_bytes)
-            return await self.store.commit(key, temp)
+            return await self.store.commit(job.key, temp, check=self._checker(job))
         except AudioError as exc:
-            raise TransientError(str(exc)) from exc
+            # Counted as a broken download: after a few, the chunk is synthesized again.
+            raise BadDownload(f"the service sent unusable audio: {exc}") from exc
         finally:
             temp.unlink(missing_ok=True)
 
@@ -335,10 +361,15 @@ class Pool:
         if self.gate is None:
             cached = self.store.lookup(job.key)
             if cached is not None:
-                return Outcome(cached, 0, 0, cached=True)
+                if self._still_good(cached, job):
+                    return Outcome(cached, 0, 0, cached=True)
+                self.store.discard(job.key)
             segment, requests, retries = await self._synthesize(job)
             return Outcome(segment, requests, retries, cached=False)
         cached, stored = self.store.lookup_judged(job.key)
+        if cached is not None and not self._still_good(cached, job):
+            self.store.discard(job.key)
+            cached = None
         # A bad attempt whose re-synthesis was cut short (by a kill, say) carries on.
         retrying = stored if stored is not None and stored.status == "retrying" else None
         if cached is not None:
@@ -532,14 +563,16 @@ class Pool:
                     audio = await self._request(job, attempt, again)
                     if audio.data is not None:
                         try:
-                            segment = await store.commit_bytes(job.key, audio.data)
+                            segment = await store.commit_bytes(
+                                job.key, audio.data, check=self._checker(job)
+                            )
                         except AudioError as exc:
                             raise TransientError(f"the service sent unusable audio: {exc}") from exc
                         return segment, requests, attempt
                     assert audio.url is not None
                     url = audio.url
                     store.record_link(job.key, url)
-                segment = await self._fetch(job.key, url)
+                segment = await self._fetch(job, url)
                 return segment, requests, attempt
             except BadRequest as exc:
                 store.record_failure(job.key, str(exc))
