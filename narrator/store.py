@@ -5,13 +5,15 @@ Layout under the cache directory::
     narrator.sqlite3          one row per segment key (WAL mode)
     segments/ab/abcdef....wav  the audio of that key, written atomically
     segments/tmp/              downloads in progress
+    segments/qa/               the least bad attempt of a segment being synthesized again
 
 A segment's key hashes everything that changes its audio (provider, model, voice,
 text), so a rerun finds finished work and an edited paragraph misses only its own
 chunks. States: ``pending`` (known, nothing usable yet), ``synthesized`` (the service
 made it; its link is kept so a crash before the download bills nothing twice),
 ``downloaded`` (the file is in place), ``failed`` (the last try failed; retried on the
-next run).
+next run). The quality gate's verdict on each segment's audio is a row of its own table
+(``verdicts``, below).
 """
 
 from __future__ import annotations
