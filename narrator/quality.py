@@ -356,8 +356,10 @@ def judge(m: Measurement, text: TextProfile, expect: Expectation) -> Verdict:
             round(badness, 3),
         )  # fmt: skip
 
-    if m.seconds <= 0:
-        return verdict("silent", "empty: no samples", 1000.0)
+    if m.seconds <= 0:  # nothing at all: fine only for a text with nothing to say
+        return (
+            verdict("silent", "empty: no samples", 1000.0) if text.speakable else verdict("", "", 0)
+        )
     # How far the length is from the expected one, in log terms: orders the attempts.
     distance = abs(math.log((m.span + 0.1) / (expect.seconds + 0.1)))
     if text.speakable and (m.voiced < SILENT_VOICED or m.peak_dbfs < FLOOR_DBFS):

@@ -181,3 +181,36 @@ async def test_check_finds_bad_segments_of_an_old_cache_and_fix_redoes_only_thos
     assert fixed_with == spoiled  # only the flagged ones were sent again
     assert frames_of(out) == reference
     assert after.code == 0 and "0 flagged" in after.stdout
+
+
+# A heading is a chunk of its own: one word, digits, punctuation alone.
+AWKWARD = """# 1990
+
+# Yes.
+
+# …
+
+# 1234567890
+
+Hello there, 你好，我们今天要讲一个故事。 And then we go home.
+
+这是一个完全用中文写的段落，它在这里是为了被朗读出来。
+
+A last, ordinary sentence to end the short document on.
+"""
+
+
+async def test_awkward_chunks_of_a_short_mixed_document_pass_offline(tmp_path: Path) -> None:
+    source = tmp_path / "awkward.txt"
+    source.write_text(AWKWARD)
+    report = tmp_path / "r.json"
+    result = await run_cli(
+        "narrate", str(source), "-o", str(tmp_path / "a.wav"), "--provider", "espeak",
+        "--cache-dir", str(tmp_path / "c"), "--report", str(report), "--max-chars", "60",
+        "--quiet",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert data["documents"][0]["chunks"] >= 7
+    assert data["qa_resynthesized"] == 0 and data["totals"]["flagged"] == 0, result.stderr
+    assert "again" not in result.stderr
