@@ -121,6 +121,7 @@ def _dbfs(level: float, full: float) -> float:
 
 def measure_pcm(pcm: bytes, *, rate: int, channels: int = 1, width: int = 2) -> Measurement:
     """Measure little-endian PCM samples (any rate, 8-32 bit, mono or interleaved)."""
+    pcm = pcm[: len(pcm) - len(pcm) % (width * channels)]  # whole frames only
     if width == 1:  # WAV's 8-bit samples are unsigned; audioop wants them signed
         pcm = audioop.bias(pcm, 1, -128)
     if channels == 2:
