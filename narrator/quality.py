@@ -163,7 +163,7 @@ def measure_pcm(pcm: bytes, *, rate: int, channels: int = 1, width: int = 2) -> 
     return Measurement(
         seconds=round(seconds, 4),
         peak_dbfs=round(peak, 2),
-        voiced=round(len(loud) * frame, 4),
+        voiced=round(min(seconds, len(loud) * frame), 4),
         lead=round(first * frame, 4),
         span=round(span_end - first * frame, 4),
         tail=round(max(0.0, seconds - span_end), 4),
