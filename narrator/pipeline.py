@@ -316,7 +316,11 @@ async def narrate_many(
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.store_dir)
     fingerprints = {work.output: book_fingerprint(provider, settings, c) for work, c in plans}
-    current = [] if settings.force else _up_to_date(plans, store, fingerprints)
+
+    def key_of(chunk: Chunk) -> str:
+        return segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+
+    current = [] if settings.force else _up_to_date(plans, store, fingerprints, key_of)
     done_before = {report.output for report in current}
     plans = [(work, chunks) for work, chunks in plans if str(work.output) not in done_before]
     progress(
@@ -405,9 +409,13 @@ _RUN_ONLY_SETTINGS = frozenset(
 
 
 def _up_to_date(
-    plans: Sequence[tuple[Work, list[Chunk]]], store: Store, fingerprints: dict[Path, str]
+    plans: Sequence[tuple[Work, list[Chunk]]],
+    store: Store,
+    fingerprints: dict[Path, str],
+    key_of: Callable[[Chunk], str],
 ) -> list[DocumentReport]:
-    """Reports for the documents whose audiobook is already made from the same chunks."""
+    """Reports for the documents whose audiobook is already made from the same chunks
+    (with the segments the quality gate flagged in it; their start times are not kept)."""
     current = []
     for work, chunks in plans:
         if not chunks:
@@ -416,6 +424,20 @@ def _up_to_date(
         if seconds is None:
             continue
         log.info("%s: up to date, skipped (--force makes it again)", work.output)
+        flagged = store.flagged([key_of(chunk) for chunk in chunks])
+        flags = [
+            Flag(
+                chunk=chunk.index + 1,
+                text=chunk.text,
+                kind=stored.verdict["kind"],
+                reason=stored.verdict["reason"],
+                measured=round(stored.verdict["measured"], 2),
+                expected=round(stored.verdict["expected"], 2),
+                attempts=stored.attempts,
+            )
+            for chunk in chunks
+            if (stored := flagged.get(key_of(chunk))) is not None
+        ]
         current.append(
             DocumentReport(
                 input=work.document.source,
@@ -428,6 +450,7 @@ def _up_to_date(
                 requests=0,
                 retries=0,
                 cached_chunks=0,
+                flagged=tuple(flags),
             )
         )
     return current

@@ -259,6 +259,22 @@ class Store:
         best = json.loads(row[4]) if row[4] else None
         return StoredVerdict(key, row[0], row[1], json.loads(row[2]), json.loads(row[3]), best)
 
+    def flagged(self, keys: list[str]) -> dict[str, StoredVerdict]:
+        """The verdicts of those of ``keys`` that the quality gate flagged."""
+        found: dict[str, StoredVerdict] = {}
+        for start in range(0, len(keys), 500):  # SQLite caps the parameters of one query
+            batch = keys[start : start + 500]
+            rows = self._db.execute(
+                "SELECT key, attempts, verdict, measurement FROM verdicts "
+                f"WHERE status = 'flagged' AND key IN ({','.join('?' * len(batch))})",
+                batch,
+            )
+            for key, attempts, verdict, measurement in rows:
+                found[key] = StoredVerdict(
+                    key, "flagged", attempts, json.loads(verdict), json.loads(measurement), None
+                )
+        return found
+
     def learned_rates(self, voice_key: str, *, limit: int = 256) -> list[tuple[str, float]]:
         """(script, seconds per weight unit) of the latest passed segments of a voice, oldest
         first."""

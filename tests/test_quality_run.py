@@ -99,6 +99,9 @@ async def test_a_chunk_bad_on_every_attempt_is_kept_flagged_and_the_run_ends(
         result = await run_cli("narrate", str(source), "-o", str(out), "--report", str(report),
                                *args)  # fmt: skip
         requests = emulator.stats.requests
+        again = await run_cli("narrate", str(source), "-o", str(out), "--report",
+                              str(tmp_path / "again.json"), *args)  # fmt: skip
+        assert emulator.stats.requests == requests  # flagged is final: never paid again
         strict = await run_cli("narrate", str(source), "-o", str(tmp_path / "s.wav"), *args,
                                "--qa", "strict")  # fmt: skip
     finally:
@@ -116,6 +119,11 @@ async def test_a_chunk_bad_on_every_attempt_is_kept_flagged_and_the_run_ends(
     assert "flagged" in result.stdout.splitlines()[0]
     assert result.stdout.splitlines()[1].split()[5] == "40"
     assert strict.code == 1 and "--qa strict" in strict.stderr
+    # The book is up to date; its flagged segments are still reported (without times).
+    assert again.code == 0, again.stderr
+    rerun = json.loads((tmp_path / "again.json").read_text())["documents"][0]
+    assert rerun["status"] == "up-to-date" and len(rerun["flagged"]) == 40
+    assert rerun["flagged"][0]["start"] is None and rerun["flagged"][0]["kind"] == "runaway"
 
 
 async def test_kill_9_never_rebills_what_passed(
