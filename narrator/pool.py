@@ -16,21 +16,19 @@ What is retried, and how (nothing else is):
 ``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits) stops the pool.
 
 With a quality gate (:mod:`narrator.quality`), every segment is judged once it is in
-the store: a bad one is synthesized again (billed again) up to ``qa_retries`` times, as
-long as the run's ``qa_budget`` of such re-syntheses lasts; the least bad attempt is
-kept, and flagged, when none passes.
+the store, and a bad one synthesized again: :mod:`narrator.retakes` does that, through
+this pool's requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .audio import WavInfo
 from .errors import (
@@ -45,9 +43,12 @@ from .errors import (
     TransientError,
 )
 from .providers import Audio, Provider
-from .quality import Gate, Measurement, Verdict, measure_file, rate_of
+from .quality import Gate, Measurement, Verdict
 from .sanity import Format, check_segment, format_of
-from .store import Segment, Store, StoredVerdict
+from .store import Segment, Store
+
+if TYPE_CHECKING:
+    from .retakes import Retakes
 
 log = logging.getLogger("narrator")
 
@@ -222,13 +223,20 @@ class Pool:
         # The format of the first segment stored in this run; every other must match it.
         self.format: Format | None = None
         self.gate = gate
-        self.qa_retries = qa_retries
-        self.qa_budget = qa_budget  # re-syntheses left for bad audio; None: no limit
-        # Rates are learned per provider and voice: another voice speaks at another pace.
-        self.voice_key = f"{provider.identity}\0{voice}"
+        self.retakes: Retakes | None = None
         if gate is not None:
-            gate.warm(self.voice_key, store.learned_rates(self.voice_key))
-        self._rechecks: dict[str, asyncio.Future[Outcome]] = {}
+            from .retakes import Retakes  # it builds on this module's types
+
+            self.retakes = Retakes(
+                gate,
+                store,
+                voice_key=f"{provider.identity}\0{voice}",
+                retries=qa_retries,
+                budget=qa_budget,
+                stats=self.stats,
+                synthesize=self._synthesize,
+                stopped=self._stopped,
+            )
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(concurrency)
@@ -276,6 +284,12 @@ class Pool:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    def _stopped(self) -> NarratorError | None:
+        """What to raise instead of starting more work, if the pool is stopping."""
+        if not self._stopping:
+            return None
+        return self.stop_reason or Stopped("the run was stopped")
 
     async def _work(self) -> None:
         while True:
@@ -358,7 +372,7 @@ class Pool:
             temp.unlink(missing_ok=True)
 
     async def _run(self, job: Job) -> Outcome:
-        if self.gate is None:
+        if self.retakes is None:
             cached = self.store.lookup(job.key)
             if cached is not None:
                 if self._still_good(cached, job):
@@ -370,184 +384,13 @@ class Pool:
         if cached is not None and not self._still_good(cached, job):
             self.store.discard(job.key)
             cached = None
-        # A bad attempt whose re-synthesis was cut short (by a kill, say) carries on.
-        retrying = stored if stored is not None and stored.status == "retrying" else None
-        if cached is not None:
-            if stored is not None and retrying is None:
-                return Outcome(
-                    cached,
-                    0,
-                    0,
-                    cached=True,
-                    verdict=Verdict(**stored.verdict),
-                    measurement=Measurement(**stored.measurement),
-                    attempts=stored.attempts,
-                    flagged=stored.status == "flagged",
-                )
-            # Never judged (made before the gate, or a kill came first), or a bad attempt
-            # whose re-synthesis was cut short: judged now, which costs nothing.
-            return await self._judged(job, cached, 0, 0, cached=True, retrying=retrying)
-        segment, requests, retries = await self._synthesize(job)
-        return await self._judged(job, segment, requests, retries, cached=False, retrying=retrying)
+        return await self.retakes.run(job, cached, stored)
 
     async def recheck(self, job: Job, outcome: Outcome) -> Outcome:
-        """Judge a provisional pass again, now that the run knows its voice better; a
-        segment that fails now is synthesized again like any other bad one."""
-        if self.gate is None or outcome.verdict is None or not outcome.verdict.provisional:
-            return outcome
-        if outcome.flagged or outcome.measurement is None:
-            return outcome
-        future = self._rechecks.get(job.key)
-        if future is None:  # one chunk text twice in a run is judged once
-            future = asyncio.ensure_future(self._recheck(job, outcome))
-            self._rechecks[job.key] = future
-        return await asyncio.shield(future)
+        """Judge a provisional pass again once the document is in (see :mod:`.retakes`)."""
+        return outcome if self.retakes is None else await self.retakes.recheck(job, outcome)
 
-    async def _recheck(self, job: Job, outcome: Outcome) -> Outcome:
-        assert self.gate is not None and outcome.measurement is not None
-        verdict = self.gate.judge(self.voice_key, job.text, outcome.measurement)
-        if verdict.ok and verdict.provisional:
-            return outcome  # still too little to go on: the prior's pass stands
-        if verdict.ok:  # learned from the first time it passed
-            self._passed(job, verdict, outcome.measurement, outcome.attempts, learn=False)
-            return dataclasses.replace(outcome, verdict=verdict)
-        return await self._judged(
-            job,
-            outcome.segment,
-            outcome.requests,
-            outcome.retries,
-            cached=outcome.cached,
-            done=outcome.attempts - 1,  # the same attempt, judged again
-            first=(outcome.measurement, verdict),
-        )
-
-    def _passed(
-        self,
-        job: Job,
-        verdict: Verdict,
-        m: Measurement,
-        attempts: int,
-        *,
-        learn: bool = True,
-        aside: bool = False,
-    ) -> None:
-        assert self.gate is not None
-        # Provisional passes teach too: they are all the run has at first, and the
-        # median shrugs off the odd bad one among them.
-        if learn:
-            learned = self.gate.passed(self.voice_key, job.text, m)
-        else:
-            learned = rate_of(job.text, m)
-        if aside:  # a worse attempt than this one was kept aside
-            self.store.discard_aside(job.key)
-        self.store.record_verdict(
-            job.key,
-            "provisional" if verdict.provisional else "passed",
-            attempts=attempts,
-            verdict=_fields(verdict),
-            measurement=_fields(m),
-            learned=(self.voice_key, *learned) if learned else None,
-        )
-
-    async def _judged(
-        self,
-        job: Job,
-        segment: Segment,
-        requests: int,
-        retries: int,
-        *,
-        cached: bool,
-        retrying: StoredVerdict | None = None,
-        done: int = 0,
-        first: tuple[Measurement, Verdict] | None = None,
-    ) -> Outcome:
-        """Judge ``segment``; synthesize it again while it is bad and retries are left.
-
-        ``retrying``: the verdict row of an earlier run's unfinished retries (its attempts
-        and best attempt carry on); ``done``: attempts judged before this one.
-        """
-        gate, store = self.gate, self.store
-        assert gate is not None
-        attempts = retrying.attempts if retrying is not None else done
-        best = retrying.best if retrying is not None else None
-        aside = retrying is not None
-        while True:
-            attempts += 1
-            if first is not None:
-                m, verdict = first
-                first = None
-            else:
-                m = await asyncio.to_thread(measure_file, segment.path)
-                verdict = gate.judge(self.voice_key, job.text, m)
-            if verdict.ok:
-                self._passed(job, verdict, m, attempts, aside=aside)
-                return Outcome(segment, requests, retries, cached, verdict, m, attempts)
-            current = {"verdict": _fields(verdict), "measurement": _fields(m)}
-            better = best is None or verdict.badness < best["verdict"]["badness"]
-            more = attempts <= self.qa_retries
-            if more and self._stopping:  # judged again on the next run, for nothing
-                raise self.stop_reason or Stopped("the run was stopped")
-            if more and self.qa_budget is not None and self.qa_budget <= 0:
-                more = False
-                if not self.stats.qa_budget_spent:
-                    self.stats.qa_budget_spent = True
-                    log.warning(
-                        "the quality budget is spent (--qa-budget): bad segments are kept and "
-                        "flagged from now on, not synthesized again; a voice that always "
-                        "trips the gate? `narrator check` shows what was flagged"
-                    )
-            if not more:
-                if not better:
-                    restored = await store.restore_aside(job.key)
-                    if restored is not None and best is not None:
-                        segment = restored
-                        verdict = Verdict(**best["verdict"])
-                        m = Measurement(**best["measurement"])
-                        current = best
-                store.discard_aside(job.key)
-                store.record_verdict(
-                    job.key,
-                    "flagged",
-                    attempts=attempts,
-                    verdict=current["verdict"],
-                    measurement=current["measurement"],
-                )
-                self.stats.qa_flagged += 1
-                log.warning(
-                    "chunk %r: %s (%s) after %d attempts; kept and flagged",
-                    _snippet(job.text), verdict.kind, verdict.reason, attempts,
-                )  # fmt: skip
-                return Outcome(segment, requests, retries, cached, verdict, m, attempts, True)
-            if better:
-                best = current
-            # The verdict first: killed before the file moves, the next run judges it again
-            # (free); the other way round it could not tell a retry from a first try.
-            store.record_verdict(
-                job.key,
-                "retrying",
-                attempts=attempts,
-                verdict=current["verdict"],
-                measurement=current["measurement"],
-                best=best,
-            )
-            if better:
-                store.set_aside(job.key)
-                aside = True
-            else:
-                store.drop_segment(job.key)
-            if self.qa_budget is not None:
-                self.qa_budget -= 1
-            self.stats.qa_resynthesized += 1
-            log.warning(
-                "chunk %r: %s (%s); synthesizing it again (billed again)",
-                _snippet(job.text), verdict.kind, verdict.reason,
-            )  # fmt: skip
-            segment, more_requests, more_retries = await self._synthesize(job, again=attempts)
-            requests += more_requests
-            retries += more_retries
-            cached = False
-
-    async def _synthesize(self, job: Job, *, again: int = 0) -> tuple[Segment, int, int]:
+    async def _synthesize(self, job: Job, again: int = 0) -> tuple[Segment, int, int]:
         """The chunk's audio from the service: (segment, requests, retries). ``again``
         counts the earlier answers the quality gate turned down."""
         store = self.store
@@ -600,14 +443,3 @@ class Pool:
                 raise ChunkFailed(message, attempts=attempt) from error
             self.stats.retries += 1
             await self._sleep(self._delay(attempt, error))
-
-
-def _snippet(text: str) -> str:
-    """The start of a chunk's text on one line, for the log."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= 40 else flat[:39] + "…"
-
-
-def _fields(item: Verdict | Measurement) -> dict[str, Any]:
-    """A flat dataclass as a dict (``dataclasses.asdict`` deep-copies: slower, per chunk)."""
-    return {name: getattr(item, name) for name in item.__slots__}
