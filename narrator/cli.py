@@ -230,9 +230,11 @@ def _summary(run: RunReport) -> None:
                 str(doc.chunks),
                 f"{doc.billing_characters:,}",
                 audio,
-                doc.output if doc.ok else "",
+                (doc.files[0] if len(doc.files) > 1 else doc.output) if doc.ok else "",
             )
         )
+        if doc.ok and len(doc.files) > 1:  # a split book: each part on its own line
+            rows += [("", "", "", "", "", part) for part in doc.files[1:]]
     if run.documents:
         print("\n".join(_table(rows, right=(2, 3, 4))))
     for doc in run.documents:

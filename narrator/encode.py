@@ -237,8 +237,7 @@ def _ffmetadata(meta: Metadata, chapters: Sequence[ChapterMark], end: float) -> 
     lines = [";FFMETADATA1"]
     for key, value in _tag_values(meta).items():
         lines.append(f"{key}={_escape(value)}")
-    for mark, following in zip(chapters, [*chapters[1:], None], strict=True):
-        stop = following.start if following else end
+    for mark, stop in _spans(chapters, end):
         lines += [
             "[CHAPTER]",
             "TIMEBASE=1/1000",
@@ -247,6 +246,15 @@ def _ffmetadata(meta: Metadata, chapters: Sequence[ChapterMark], end: float) -> 
             f"title={_escape(mark.title)}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _spans(chapters: Sequence[ChapterMark], end: float) -> list[tuple[ChapterMark, float]]:
+    """Each chapter with where it stops: the next one's start, the last one at ``end``.
+
+    Empty for no chapters (a document without headings has none).
+    """
+    stops = [mark.start for mark in chapters[1:]] + [end]
+    return list(zip(chapters, stops[: len(chapters)], strict=True))
 
 
 def _tag_values(meta: Metadata) -> dict[str, str]:
@@ -362,9 +370,9 @@ def _tag_mp3(path: Path, meta: Metadata, chapters: Sequence[ChapterMark]) -> Non
         info = MP3(path).info
         total_ms = round(info.length * 1000) if info else round(chapters[-1].start * 1000)
         ids = [f"ch{i}" for i in range(len(chapters))]
-        for cid, mark, following in zip(ids, chapters, [*chapters[1:], None], strict=True):
+        for cid, (mark, stop_s) in zip(ids, _spans(chapters, total_ms / 1000), strict=True):
             begin = round(mark.start * 1000)
-            stop = round(following.start * 1000) if following else total_ms
+            stop = round(stop_s * 1000)
             tags.add(
                 CHAP(
                     element_id=cid,

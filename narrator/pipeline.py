@@ -265,7 +265,12 @@ async def narrate_many(
         for report in reports:
             fingerprint = fingerprints.get(Path(report.output))
             if report.status == "done" and fingerprint is not None:
-                store.record_book(Path(report.output), fingerprint, report.audio_seconds)
+                store.record_book(
+                    Path(report.output),
+                    fingerprint,
+                    report.audio_seconds,
+                    files=[Path(f) for f in report.files],
+                )
     finally:
         if own_provider:
             await provider.aclose()
@@ -318,8 +323,8 @@ def _up_to_date(
     for work, chunks in plans:
         if not chunks:
             continue
-        seconds = store.current_book(work.output, fingerprints[work.output])
-        if seconds is None:
+        book = store.current_book(work.output, fingerprints[work.output])
+        if book is None:
             continue
         log.info("%s: up to date, skipped (--force makes it again)", work.output)
         current.append(
@@ -330,10 +335,12 @@ def _up_to_date(
                 status="up-to-date",
                 chunks=len(chunks),
                 billing_characters=sum(c.billing_chars for c in chunks),
-                audio_seconds=seconds,
+                audio_seconds=book.seconds,
                 requests=0,
                 retries=0,
                 cached_chunks=0,
+                # parts sit beside the output: named as the output was given
+                files=tuple(str(work.output.with_name(f.name)) for f in book.files),
             )
         )
     return current

@@ -25,6 +25,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,18 @@ CREATE TABLE IF NOT EXISTS books (
     updated     REAL NOT NULL
 )
 """
+# The audio files of each book: one row, or one per part when --split-hours cut it.
+# A book with rows here is checked file by file (its own name may not exist at all).
+_BOOK_FILES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS book_files (
+    output   TEXT NOT NULL,
+    number   INTEGER NOT NULL,
+    path     TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    PRIMARY KEY (output, number)
+)
+"""
 _STALE_TEMP_SECONDS = 3600.0  # older temp files belong to no live run
 
 
@@ -82,6 +95,14 @@ class Segment:
     @property
     def seconds(self) -> float:
         return self.frames / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class BookRecord:
+    """An audiobook as it was last written: its length and its audio files."""
+
+    seconds: float
+    files: tuple[Path, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +130,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._db.execute(_BOOKS_SCHEMA)
+        self._db.execute(_BOOK_FILES_SCHEMA)
         self._sweep_temp()
 
     def close(self) -> None:
@@ -116,38 +138,56 @@ class Store:
 
     # --- finished audiobooks -------------------------------------------------------------
 
-    def current_book(self, output: Path, fingerprint: str) -> float | None:
-        """The audio seconds of ``output`` if it was written from ``fingerprint`` and has
-        not changed on disk since; None when it must be made (again)."""
+    def current_book(self, output: Path, fingerprint: str) -> BookRecord | None:
+        """What ``output`` was written as, if it was written from ``fingerprint`` and none
+        of its files has changed on disk since; None when it must be made (again)."""
+        name = str(output.absolute())
         row = self._db.execute(
-            "SELECT fingerprint, size, mtime_ns, seconds FROM books WHERE output = ?",
-            (str(output.absolute()),),
+            "SELECT fingerprint, size, mtime_ns, seconds FROM books WHERE output = ?", (name,)
         ).fetchone()
         if row is None or row[0] != fingerprint:
             return None
-        try:
-            stat = output.stat()
-        except OSError:
-            return None
-        if (stat.st_size, stat.st_mtime_ns) != (row[1], row[2]):
-            return None
-        return float(row[3])
+        files = self._db.execute(
+            "SELECT path, size, mtime_ns FROM book_files WHERE output = ? ORDER BY number",
+            (name,),
+        ).fetchall()
+        # A book recorded before parts were recorded is its own one file.
+        expected = [(path, size, mtime) for path, size, mtime in files] or [
+            (name, row[1], row[2])
+        ]
+        for path, size, mtime in expected:
+            try:
+                stat = Path(path).stat()
+            except OSError:
+                return None
+            if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
+                return None
+        return BookRecord(float(row[3]), tuple(Path(path) for path, _, _ in expected))
 
-    def record_book(self, output: Path, fingerprint: str, seconds: float) -> None:
-        """Remember that ``output`` was just written from ``fingerprint``."""
-        stat = output.stat()
-        self._db.execute(
-            "INSERT OR REPLACE INTO books (output, fingerprint, size, mtime_ns, seconds, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                str(output.absolute()),
-                fingerprint,
-                stat.st_size,
-                stat.st_mtime_ns,
-                seconds,
-                time.time(),
-            ),
-        )
+    def record_book(
+        self, output: Path, fingerprint: str, seconds: float, *, files: Sequence[Path] = ()
+    ) -> None:
+        """Remember that ``output`` was just written from ``fingerprint`` as ``files``
+        (its parts when it was split; ``output`` itself when ``files`` is empty)."""
+        files = list(files) or [output]
+        stats = [path.stat() for path in files]
+        name = str(output.absolute())
+        with self._db:  # the row and its files together, or neither
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT OR REPLACE INTO books (output, fingerprint, size, mtime_ns, seconds, "
+                "updated) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, fingerprint, stats[0].st_size, stats[0].st_mtime_ns, seconds, time.time()),
+            )
+            self._db.execute("DELETE FROM book_files WHERE output = ?", (name,))
+            self._db.executemany(
+                "INSERT INTO book_files (output, number, path, size, mtime_ns) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (name, n, str(path.absolute()), st.st_size, st.st_mtime_ns)
+                    for n, (path, st) in enumerate(zip(files, stats, strict=True), start=1)
+                ],
+            )
 
     def _sweep_temp(self) -> None:
         cutoff = time.time() - _STALE_TEMP_SECONDS
