@@ -152,9 +152,7 @@ class Store:
             (name,),
         ).fetchall()
         # A book recorded before parts were recorded is its own one file.
-        expected = [(path, size, mtime) for path, size, mtime in files] or [
-            (name, row[1], row[2])
-        ]
+        expected = [(path, size, mtime) for path, size, mtime in files] or [(name, row[1], row[2])]
         for path, size, mtime in expected:
             try:
                 stat = Path(path).stat()
