@@ -147,7 +147,8 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def decoded_seconds(path: Path) -> float:
     """Decode the whole file with ffmpeg; its length from the samples that came out."""
     done = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "8000", "-"],
+        [ffmpeg_exe(), "-v", "error", "-i", str(path),
+         "-f", "s16le", "-ac", "1", "-ar", "8000", "-"],
         capture_output=True, check=False, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr.decode()
