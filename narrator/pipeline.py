@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .audiobook import make_audiobook
+from .diskspace import BYTES_PER_CHAR, check_room, disk_full, is_disk_full
 from .documents import Document, load_document, parse_text
-from .encode import ChapterMark
-from .errors import NarratorError, StopRun
+from .encode import ChapterMark, format_of
+from .errors import DiskFull, NarratorError, StopRun
 from .language import resolve_language
 from .pool import ChunkFailed, Job, Outcome, Pool, Stopped
 from .providers import Provider, make_provider
@@ -194,6 +196,10 @@ async def _narrate_one(
             make_audiobook, doc, chunks, pieces, work.output, settings.audiobook
         )
     except (NarratorError, OSError) as exc:
+        if is_disk_full(exc):
+            full = disk_full(work.output.absolute().parent)
+            pool.stop(full)
+            return report("stopped", errors=[f"writing {work.output}: the disk is full"])
         return report("failed", errors=[f"writing {work.output}: {exc}"])
     return report("done", seconds=book.seconds, chapters=book.chapters, files=book.files)
 
@@ -244,6 +250,13 @@ async def narrate_many(
         )
     )
     try:
+        check_room(_room_needed(plans, store, provider, settings))
+    except DiskFull:
+        store.close()
+        if own_provider:
+            await provider.aclose()
+        raise
+    try:
         pool = Pool(
             provider,
             store,
@@ -265,12 +278,23 @@ async def narrate_many(
         for report in reports:
             fingerprint = fingerprints.get(Path(report.output))
             if report.status == "done" and fingerprint is not None:
-                store.record_book(
-                    Path(report.output),
-                    fingerprint,
-                    report.audio_seconds,
-                    files=[Path(f) for f in report.files],
-                )
+                try:
+                    store.record_book(
+                        Path(report.output),
+                        fingerprint,
+                        report.audio_seconds,
+                        files=[Path(f) for f in report.files],
+                    )
+                except sqlite3.Error as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    pool.stop(disk_full(settings.store_dir))  # the book is there; only not noted
+        if isinstance(pool.stop_reason, DiskFull):
+            # Say how much the rest needs in the full folder, now that some of it is done.
+            full = Path(pool.stop_reason.folder)
+            needs = _room_needed(plans, store, provider, settings)
+            same = [n for folder, n in needs.items() if _same_filesystem(folder, full)]
+            pool.stop_reason = disk_full(full, sum(same) or None)
     finally:
         if own_provider:
             await provider.aclose()
@@ -290,6 +314,41 @@ async def narrate_many(
         rate_changes=tuple(pool.stats.rate_changes),
         stop_error=pool.stop_reason,
     )
+
+
+def _room_needed(
+    plans: Sequence[tuple[Work, list[Chunk]]], store: Store, provider: Provider, settings: Settings
+) -> dict[Path, int]:
+    """Bytes each folder will need, estimated from the text: the cache for the audio not
+    yet in it, each output folder for its books (the stitched WAV, a normalised copy,
+    the encoded file, all on disk at once while a book is encoded)."""
+    needs: dict[Path, int] = {}
+    missing: dict[str, int] = {}
+    for _, chunks in plans:
+        for chunk in chunks:
+            key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+            if key not in missing and store.lookup(key) is None:
+                missing[key] = chunk.billing_chars
+    cache = settings.store_dir.absolute()
+    needs[cache] = sum(missing.values()) * BYTES_PER_CHAR
+    options = settings.audiobook
+    for work, chunks in plans:
+        wav = sum(c.billing_chars for c in chunks) * BYTES_PER_CHAR
+        try:
+            fmt = format_of(work.output, options.format)
+        except NarratorError:
+            fmt = "wav"
+        encoded = wav if fmt in ("wav", "flac") else wav // 4
+        folder = work.output.absolute().parent
+        needs[folder] = needs.get(folder, 0) + wav * (2 if options.normalize else 1) + encoded
+    return needs
+
+
+def _same_filesystem(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_dev == b.stat().st_dev
+    except OSError:
+        return a == b
 
 
 def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Chunk]) -> str:

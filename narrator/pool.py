@@ -22,9 +22,11 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from .diskspace import disk_full, is_disk_full
 from .errors import (
     AudioError,
     BadDownload,
@@ -257,6 +259,15 @@ class Pool:
                 future.set_exception(exc)
             except (NarratorError, AudioError) as exc:
                 future.set_exception(exc)
+            except (OSError, sqlite3.Error) as exc:
+                if not is_disk_full(exc):
+                    raise
+                # Every later write would fail too: stop the run, keep what is finished,
+                # and free the store's reserve so the requests in flight can note their links.
+                self.store.release_reserve()
+                full = disk_full(self.store.root)
+                self.stop(full)
+                future.set_exception(self.stop_reason or full)
             else:
                 future.set_result(outcome)
 
@@ -288,6 +299,16 @@ class Pool:
                 raise
         self.rate.succeeded()
         return audio
+
+    def _note_link(self, key: str, url: str) -> None:
+        """Write down a link just paid for, even on a full disk (from the store's reserve)."""
+        try:
+            self.store.record_link(key, url)
+        except sqlite3.Error as exc:
+            if not is_disk_full(exc) or not self.store.release_reserve():
+                raise
+            self.store.record_link(key, url)
+            raise  # the link is kept; the full disk still stops the run
 
     async def _fetch(self, key: str, url: str) -> Segment:
         temp = self.store.temp_path(key)
@@ -323,7 +344,7 @@ class Pool:
                         return Outcome(segment, requests, attempt, cached=False)
                     assert audio.url is not None
                     url = audio.url
-                    store.record_link(job.key, url)
+                    self._note_link(job.key, url)
                 segment = await self._fetch(job.key, url)
                 return Outcome(segment, requests, attempt, cached=False)
             except BadRequest as exc:

@@ -72,7 +72,10 @@ CREATE TABLE IF NOT EXISTS book_files (
     PRIMARY KEY (output, number)
 )
 """
-_STALE_TEMP_SECONDS = 3600.0  # older temp files belong to no live run
+_STALE_TEMP_SECONDS = 3600.0
+# Room kept on the cache's disk (a file of zeros) and given up when the disk fills, so the
+# links of requests already paid for can still be written down: resume bills them once.
+_RESERVE_BYTES = 512 * 1024  # older temp files belong to no live run
 
 
 def segment_key(*, provider: str, voice: str, text: str) -> str:
@@ -132,9 +135,31 @@ class Store:
         self._db.execute(_BOOKS_SCHEMA)
         self._db.execute(_BOOK_FILES_SCHEMA)
         self._sweep_temp()
+        self._reserve = root / "reserve"
+        self._keep_reserve()
 
     def close(self) -> None:
         self._db.close()
+
+    def _keep_reserve(self) -> None:
+        with contextlib.suppress(OSError):  # a disk already full has nothing to spare
+            if not self._reserve.exists():
+                tmp = self._tmp / f"reserve.{uuid.uuid4().hex[:8]}"
+                try:
+                    with tmp.open("wb") as fh:
+                        fh.write(bytes(_RESERVE_BYTES))  # real blocks, not a sparse file
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, self._reserve)
+                finally:
+                    tmp.unlink(missing_ok=True)
+
+    def release_reserve(self) -> bool:
+        """Give the room kept for a full disk back; True if there was any."""
+        try:
+            self._reserve.unlink()
+        except OSError:
+            return False
+        return True
 
     # --- finished audiobooks -------------------------------------------------------------
 

@@ -1,0 +1,139 @@
+"""A full disk, for real: a small tmpfs mounted by the test, the real `narrator` process
+and the emulator on a loopback port counting what it bills."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from narrator.emulator import EmulatorConfig, start_emulator
+
+from .conftest import TEST_KEY, run_cli
+
+
+def _mount(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True, check=False, timeout=30,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk-{len(mounted)}"
+        if not _mount(folder, size):
+            if os.environ.get("CI"):
+                pytest.fail("cannot mount a tmpfs (root is needed); CI must run this test")
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(folder)
+        return folder
+
+    try:
+        yield mount
+    finally:
+        for folder in mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False, timeout=30)
+
+
+def _text(paragraphs: int) -> str:
+    return "\n\n".join(
+        f"Paragraph {n}: the tide came in slowly over the flats, and the birds moved up the "
+        f"shore ahead of it, a few steps at a time, number {n}."
+        for n in range(paragraphs)
+    )
+
+
+def _fill(folder: Path) -> Path:
+    """Write zeros into ``folder`` until its filesystem is full."""
+    filler = folder / "filler"
+    block = bytes(256 * 1024)
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(block)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return filler
+
+
+async def test_a_book_that_will_not_fit_is_refused_before_any_request(
+    tmp_path: Path,
+    small_disk: callable,  # type: ignore[valid-type]
+) -> None:
+    disk = small_disk("2m")
+    (tmp_path / "long.txt").write_text(_text(60))
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone"))
+    try:
+        result = await run_cli(
+            "narrate", str(tmp_path / "long.txt"), "-o", str(disk / "long.mp3"),
+            "--cache-dir", str(disk / "cache"), "--base-url", emulator.url, "--quiet",
+            env={"AIMLAPI_KEY": TEST_KEY},
+        )  # fmt: skip
+        assert emulator.stats.requests == 0
+    finally:
+        await emulator.close()
+    assert result.code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "not enough space in" in lines[0] and str(disk) in lines[0]
+    assert "MB" in lines[0] and "nothing was sent" in lines[0]
+
+
+async def test_a_disk_that_fills_mid_run_stops_it_and_resume_bills_nothing_twice(
+    tmp_path: Path,
+    small_disk: callable,  # type: ignore[valid-type]
+) -> None:
+    disk = small_disk("24m")
+    source = tmp_path / "tides.txt"
+    source.write_text(_text(40))
+    cache = disk / "cache"
+    args = (
+        "narrate", str(source), "-o", str(tmp_path / "tides.mp3"), "--cache-dir", str(cache),
+        "--concurrency", "2", "--rpm", "100000", "--quiet", "--report", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.05))
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "NARRATOR_BASE_URL"}
+        env |= {"AIMLAPI_KEY": TEST_KEY}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "narrator", *args, "--base-url", emulator.url,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        for _ in range(600):  # the disk fills once a few chunks are stored
+            if len(list((cache / "segments").glob("??/*.wav"))) >= 3 or proc.returncode:
+                break
+            await asyncio.sleep(0.05)
+        filler = await asyncio.to_thread(_fill, disk)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+        stderr = err.decode()
+        assert proc.returncode == 1, stderr
+        assert "Traceback" not in stderr and "never retrieved" not in stderr
+        (line,) = [x for x in stderr.splitlines() if x.startswith("narrator: ")]
+        assert f"disk full: {cache}" in line and "needs about" in line
+        first = emulator.stats.requests
+        assert not (tmp_path / "tides.mp3").exists()
+
+        filler.unlink()  # space again: the same command resumes
+        again = await run_cli(*args, "--base-url", emulator.url, env={"AIMLAPI_KEY": TEST_KEY})
+        assert again.code == 0, again.stderr
+        assert (tmp_path / "tides.mp3").stat().st_size > 0
+        billed = emulator.stats.billed
+        chunks = json.loads((tmp_path / "r.json").read_text())["documents"][0]["chunks"]
+        assert first < chunks  # it stopped, not sending the rest into a full disk
+        assert len(billed) == chunks and set(billed.values()) == {1}, billed
+    finally:
+        await emulator.close()
