@@ -118,7 +118,7 @@ async def test_a_disk_that_fills_mid_run_stops_it_and_resume_bills_nothing_twice
                 break
             await asyncio.sleep(0.05)
         filler = await asyncio.to_thread(_fill, disk)
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
         stderr = err.decode()
         assert proc.returncode == 1, stderr
         assert "Traceback" not in stderr and "never retrieved" not in stderr
