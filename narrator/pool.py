@@ -76,6 +76,10 @@ class ChunkFailed(NarratorError):
         self.attempts = attempts
 
 
+class _ClaimedElsewhere(Exception):
+    """Another process sharing the cache is synthesizing this chunk right now."""
+
+
 class Stopped(NarratorError):
     """The pool stopped before this job ran (a fatal error or an interrupt)."""
 
@@ -185,6 +189,8 @@ class Pool:
         backoff_max: float = 30.0,
         adaptive: bool = True,
         max_segment_bytes: int = 50 * 1024 * 1024,
+        lease: float = 300.0,
+        claim_poll: float = 0.25,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -197,6 +203,9 @@ class Pool:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.max_segment_bytes = max_segment_bytes
+        # A claim outlives one attempt (request and download); it is renewed before each.
+        self.lease = lease
+        self.claim_poll = claim_poll
         self.stats = PoolStats()
         self.stop_reason: StopRun | None = None
         self._sleep = sleep
@@ -254,6 +263,14 @@ class Pool:
                 continue
             try:
                 outcome = await self._run(job)
+            except _ClaimedElsewhere:
+                # Its audio will be in the store soon; look again after the other jobs.
+                if self._stopping:
+                    future.set_exception(self.stop_reason or Stopped("the run was stopped"))
+                else:
+                    self._queue.put_nowait((job, future))
+                    await asyncio.sleep(self.claim_poll)  # another process's pace, not ours
+                continue
             except StopRun as exc:
                 self.stop(exc)
                 future.set_exception(exc)
@@ -325,6 +342,19 @@ class Pool:
         cached = self.store.lookup(job.key)
         if cached is not None:
             return Outcome(cached, 0, 0, cached=True)
+        if not self.store.claim(job.key, seconds=self.lease):
+            raise _ClaimedElsewhere(job.key)
+        try:
+            # Between our lookup and our claim, the other process may have finished it.
+            cached = self.store.lookup(job.key)
+            if cached is not None:
+                return Outcome(cached, 0, 0, cached=True)
+            return await self._synthesize(job)
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
+                self.store.release(job.key)
+
+    async def _synthesize(self, job: Job) -> Outcome:
         store = self.store
         store.begin(job.key, job.billing_chars)
         url = store.pending_link(job.key, max_age=LINK_MAX_AGE)
@@ -332,6 +362,8 @@ class Pool:
         while True:
             if self._stopping:
                 raise self.stop_reason or Stopped("the run was stopped")
+            if not store.claim(job.key, seconds=self.lease):  # renewed: this attempt is ours
+                raise _ClaimedElsewhere(job.key)  # ours lapsed during a long backoff
             try:
                 if url is None:
                     requests += 1

@@ -22,14 +22,18 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .audio import WavInfo, read_wav_info
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -72,7 +76,20 @@ CREATE TABLE IF NOT EXISTS book_files (
     PRIMARY KEY (output, number)
 )
 """
+# Who is synthesizing a chunk right now, when several processes share one cache: a
+# process claims a key before it sends the request, and the others wait for its audio.
+# A claim lapses at ``expires`` (wall-clock seconds), so a killed process blocks no one.
+_CLAIMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS claims (
+    key     TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    expires REAL NOT NULL
+)
+"""
 _STALE_TEMP_SECONDS = 3600.0
+# SQLite's own busy wait (the connection timeout) covers most contention; a write that
+# still finds the database locked is tried again this many times before it is an error.
+_LOCKED_RETRIES = 20
 # Room kept on the cache's disk (a file of zeros) and given up when the disk fills, so the
 # links of requests already paid for can still be written down: resume bills them once.
 _RESERVE_BYTES = 512 * 1024  # older temp files belong to no live run
@@ -127,6 +144,15 @@ class Store:
         self._tmp = self._segments / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(root / "narrator.sqlite3", isolation_level=None, timeout=30)
+        self._retry_locked(self._prepare)  # several processes may open one cache at once
+        # This store's name on its claims: where it runs, so a claim of a process that has
+        # died on this machine lapses at once rather than when it expires.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._sweep_temp()
+        self._reserve = root / "reserve"
+        self._keep_reserve()
+
+    def _prepare(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # WAL with NORMAL survives a killed process; only a power cut can lose the last rows,
         # and then the files they point to are checked again anyway.
@@ -134,12 +160,56 @@ class Store:
         self._db.execute(_SCHEMA)
         self._db.execute(_BOOKS_SCHEMA)
         self._db.execute(_BOOK_FILES_SCHEMA)
-        self._sweep_temp()
-        self._reserve = root / "reserve"
-        self._keep_reserve()
+        self._db.execute(_CLAIMS_SCHEMA)
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._retry_locked(
+                lambda: self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
+            )
         self._db.close()
+
+    def _retry_locked(self, write: Callable[[], T]) -> T:
+        """Run ``write``, again after a short pause while another process holds the lock."""
+        for attempt in range(_LOCKED_RETRIES):
+            try:
+                return write()
+            except sqlite3.OperationalError as exc:
+                if attempt + 1 == _LOCKED_RETRIES or not _is_locked(exc):
+                    raise
+                time.sleep(min(1.0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    # --- claims between processes --------------------------------------------------------
+
+    def claim(self, key: str, *, seconds: float) -> bool:
+        """Claim ``key`` for ``seconds`` (or renew this store's claim); False when another
+        process holds a claim on it that has not lapsed."""
+
+        def attempt() -> bool:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                now = time.time()
+                row = self._db.execute(
+                    "SELECT owner, expires FROM claims WHERE key = ?", (key,)
+                ).fetchone()
+                if row is not None and row[0] != self.owner and row[1] > now and _alive(row[0]):
+                    return False
+                self._db.execute(
+                    "INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)",
+                    (key, self.owner, now + seconds),
+                )
+                return True
+
+        return self._retry_locked(attempt)
+
+    def release(self, key: str) -> None:
+        """Give up this store's claim on ``key`` (its audio is in, or it failed)."""
+        self._retry_locked(
+            lambda: self._db.execute(
+                "DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner)
+            )
+        )
 
     def _keep_reserve(self) -> None:
         with contextlib.suppress(OSError):  # a disk already full has nothing to spare
@@ -195,6 +265,16 @@ class Store:
         files = list(files) or [output]
         stats = [path.stat() for path in files]
         name = str(output.absolute())
+        self._retry_locked(lambda: self._write_book(name, fingerprint, seconds, files, stats))
+
+    def _write_book(
+        self,
+        name: str,
+        fingerprint: str,
+        seconds: float,
+        files: Sequence[Path],
+        stats: Sequence[os.stat_result],
+    ) -> None:
         with self._db:  # the row and its files together, or neither
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
@@ -268,22 +348,28 @@ class Store:
     def _set(self, key: str, **fields: object) -> None:
         fields["updated"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._db.execute(
-            f"UPDATE segments SET {assignments} WHERE key = ?", (*fields.values(), key)
+        self._retry_locked(
+            lambda: self._db.execute(
+                f"UPDATE segments SET {assignments} WHERE key = ?", (*fields.values(), key)
+            )
         )
 
     def begin(self, key: str, billing_chars: int) -> None:
         """Make sure ``key`` has a row."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO segments (key, state, billing_chars, updated) "
-            "VALUES (?, 'pending', ?, ?)",
-            (key, billing_chars, time.time()),
+        self._retry_locked(
+            lambda: self._db.execute(
+                "INSERT OR IGNORE INTO segments (key, state, billing_chars, updated) "
+                "VALUES (?, 'pending', ?, ?)",
+                (key, billing_chars, time.time()),
+            )
         )
 
     def record_attempt(self, key: str) -> None:
-        self._db.execute(
-            "UPDATE segments SET attempts = attempts + 1, updated = ? WHERE key = ?",
-            (time.time(), key),
+        self._retry_locked(
+            lambda: self._db.execute(
+                "UPDATE segments SET attempts = attempts + 1, updated = ? WHERE key = ?",
+                (time.time(), key),
+            )
         )
 
     def record_link(self, key: str, url: str) -> None:
@@ -335,6 +421,26 @@ class Store:
         for entry in self._segments.iterdir():
             if entry.is_dir() and entry != self._tmp:
                 shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process named in a claim may still be working on it."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine on a shared disk: only the expiry tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # alive, owned by someone else
+    return True
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc)
+    return "database is locked" in message or "database is busy" in message
 
 
 def _place(temp: Path, final: Path) -> WavInfo:
