@@ -274,7 +274,12 @@ async def narrate_many(
                 asyncio.create_task(_narrate_one(pool, provider, work, chunks, settings, progress))
                 for work, chunks in plans
             ]
-            reports = await _collect(tasks, pool, stop, grace, progress)
+            collected = await _collect(tasks, pool, stop, grace, progress)
+            # A document cut off by the stop is still one of the run's documents.
+            reports = [
+                report or _stopped(work, chunks)
+                for report, (work, chunks) in zip(collected, plans, strict=True)
+            ]
         for report in reports:
             fingerprint = fingerprints.get(Path(report.output))
             if report.status == "done" and fingerprint is not None:
@@ -405,6 +410,23 @@ def _up_to_date(
     return current
 
 
+def _stopped(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:
+    """The report of a document the run stopped before it finished."""
+    return DocumentReport(
+        input=work.document.source,
+        output=str(work.output),
+        title=work.document.title,
+        status="stopped",
+        chunks=len(chunks),
+        billing_characters=sum(c.billing_chars for c in chunks),
+        audio_seconds=0.0,
+        requests=0,
+        retries=0,
+        cached_chunks=0,
+        errors=("the run stopped before this document finished",),
+    )
+
+
 def _announce(progress: ProgressCallback, task: asyncio.Task[DocumentReport]) -> None:
     if not task.cancelled() and task.exception() is None:
         progress(ProgressEvent("document", report=task.result()))
@@ -416,28 +438,31 @@ async def _collect(
     stop: asyncio.Event | None,
     grace: float,
     progress: ProgressCallback,
-) -> list[DocumentReport]:
+) -> list[DocumentReport | None]:
     """Wait for every document; on ``stop``, give in-flight work ``grace`` seconds."""
     for task in tasks:
         task.add_done_callback(functools.partial(_announce, progress))
-    everything = asyncio.gather(*tasks)
+    if not tasks:
+        return []
     if stop is None:
-        await everything
+        await asyncio.wait(tasks)
     else:
         stopper = asyncio.ensure_future(stop.wait())
-        either: list[asyncio.Future[Any]] = [everything, stopper]
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        either: list[asyncio.Future[Any]] = [*tasks, stopper]
+        while not stopper.done() and not all(task.done() for task in tasks):
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if not everything.done():
+        if not all(task.done() for task in tasks):
             pool.stop()
             _, late = await asyncio.wait(tasks, timeout=grace)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks)
     for task in tasks:  # a bug inside a document task surfaces here
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
-    return [task.result() for task in tasks if not task.cancelled()]
+    # None for a document cut off by the stop
+    return [None if task.cancelled() else task.result() for task in tasks]
 
 
 def _as_document(source: str | Path | Document) -> Document:
