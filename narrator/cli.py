@@ -383,6 +383,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
             clean_joins=args.clean_joins,
         ),
         retries=args.retries,
+        stall_timeout=args.stall_timeout,
         backoff_base=args.backoff,
         force=args.force,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
@@ -755,6 +756,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_audiobook_options(p)
     p.add_argument("--retries", type=_positive_int, default=8, help="attempts per chunk")
+    p.add_argument(
+        "--stall-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="fail the run when no chunk progresses for S seconds "
+        "(default: twice the request timeout plus three minutes, 420 s)",
+    )
     p.add_argument(
         "--backoff",
         type=float,

@@ -10,7 +10,8 @@ The tree::
     │   ├── AuthError              401: the key was rejected (exit 2)
     │   ├── OutOfCredits           403: the account has no credits left (exit 1)
     │   ├── EndpointNotFound       404 from the API itself: a wrong --base-url (exit 2)
-    │   └── DiskFull               no space left (ENOSPC/EDQUOT) where narrator writes (exit 1)
+    │   ├── DiskFull               no space left (ENOSPC/EDQUOT) where narrator writes (exit 1)
+    │   └── Stalled                no chunk progressed for --stall-timeout seconds (exit 1)
     └── ProviderError              one request failed; ``retryable`` says what the pool does
         ├── BadRequest             400: the service refused this chunk; never retried
         ├── RateLimited            429: retried, and the whole run slows down
@@ -68,6 +69,10 @@ class DiskFull(StopRun):
         super().__init__(message)
         self.folder = folder
         self.needed = needed
+
+
+class Stalled(StopRun):
+    """No chunk made progress for too long; the message says what the run waited for."""
 
 
 class ProviderError(NarratorError):

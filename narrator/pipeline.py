@@ -14,6 +14,7 @@ import json
 import logging
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from .settings import Settings
 from .split import Chunk, split_document
 from .stitch import Piece
 from .store import Store, segment_key
+from .watchdog import watch
 
 log = logging.getLogger("narrator")
 
@@ -268,13 +270,21 @@ async def narrate_many(
             backoff_max=settings.backoff_max,
             adaptive=settings.adaptive_rate,
             max_segment_bytes=settings.max_segment_bytes,
+            lease=2 * settings.request_timeout + 60,  # one attempt: a request and a download
         )
         async with pool:
+            dog = asyncio.create_task(
+                watch(pool, seconds=settings.stall_seconds, what=_service(settings)),
+                name="narrator-watchdog",
+            )
             tasks = [
                 asyncio.create_task(_narrate_one(pool, provider, work, chunks, settings, progress))
                 for work, chunks in plans
             ]
-            collected = await _collect(tasks, pool, stop, grace, progress)
+            try:
+                collected = await _collect(tasks, pool, stop, grace, progress)
+            finally:
+                dog.cancel()
             # A document cut off by the stop is still one of the run's documents.
             reports = [
                 report or _stopped(work, chunks)
@@ -349,6 +359,13 @@ def _room_needed(
     return needs
 
 
+def _service(settings: Settings) -> str:
+    """The service a run talks to, as the watchdog names it."""
+    if settings.provider == "espeak":
+        return "the offline voice"
+    return urllib.parse.urlsplit(settings.base_url).netloc or settings.base_url
+
+
 def _same_filesystem(a: Path, b: Path) -> bool:
     try:
         return a.stat().st_dev == b.stat().st_dev
@@ -375,6 +392,7 @@ _RUN_ONLY_SETTINGS = frozenset(
     (
         "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
+        "stall_timeout",
     )
 )  # fmt: skip
 

@@ -173,6 +173,11 @@ class AdaptiveRate:
             self._successes = 0
 
 
+def _fail(future: asyncio.Future[Outcome], error: BaseException) -> None:
+    if not future.done():  # an abort may have failed it already
+        future.set_exception(error)
+
+
 class Pool:
     """Runs jobs through a provider with bounded concurrency, a rate limit and retries."""
 
@@ -215,8 +220,35 @@ class Pool:
         self._futures: dict[str, asyncio.Future[Outcome]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
+        # What the watchdog reads: when a chunk last progressed, and what is under way.
+        self.last_progress = 0.0
+        self.requests_in_flight = 0
+        self.downloads_in_flight = 0
+        self._waiting: set[str] = set()  # keys another process holds a claim on
+
+    @property
+    def pending(self) -> int:
+        """Chunks submitted and not finished."""
+        return sum(not future.done() for future in self._futures.values())
+
+    @property
+    def waiting_for_others(self) -> int:
+        return len(self._waiting)
+
+    def _progressed(self) -> None:
+        self.last_progress = asyncio.get_running_loop().time()
+
+    def abort(self, reason: StopRun) -> None:
+        """Stop at once: no grace for work under way, whose chunks fail with ``reason``."""
+        self.stop(reason)
+        for task in self._workers:
+            task.cancel()
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(self.stop_reason or reason)
 
     async def __aenter__(self) -> Pool:
+        self._progressed()
         # Twice the request slots, so downloads overlap with the next requests.
         self._workers = [
             asyncio.create_task(self._work(), name=f"narrator-worker-{i}")
@@ -265,17 +297,18 @@ class Pool:
                 outcome = await self._run(job)
             except _ClaimedElsewhere:
                 # Its audio will be in the store soon; look again after the other jobs.
+                self._waiting.add(job.key)
                 if self._stopping:
-                    future.set_exception(self.stop_reason or Stopped("the run was stopped"))
+                    _fail(future, self.stop_reason or Stopped("the run was stopped"))
                 else:
                     self._queue.put_nowait((job, future))
                     await asyncio.sleep(self.claim_poll)  # another process's pace, not ours
-                continue
+                continue  # waiting on another process is not progress
             except StopRun as exc:
                 self.stop(exc)
-                future.set_exception(exc)
+                _fail(future, exc)
             except (NarratorError, AudioError) as exc:
-                future.set_exception(exc)
+                _fail(future, exc)
             except (OSError, sqlite3.Error) as exc:
                 if not is_disk_full(exc):
                     raise
@@ -284,9 +317,12 @@ class Pool:
                 self.store.release_reserve()
                 full = disk_full(self.store.root)
                 self.stop(full)
-                future.set_exception(self.stop_reason or full)
+                _fail(future, self.stop_reason or full)
             else:
-                future.set_result(outcome)
+                if not future.done():  # an abort may have failed it meanwhile
+                    future.set_result(outcome)
+            self._waiting.discard(job.key)
+            self._progressed()
 
     def _delay(self, attempt: int, error: ProviderError) -> float:
         if error.retry_after is not None:
@@ -301,6 +337,7 @@ class Pool:
             started = await self.rate.acquire()
             self.stats.requests += 1
             request_id = f"narrator-{job.key[:24]}-{attempt}"
+            self.requests_in_flight += 1
             try:
                 audio = await self.provider.synthesize(
                     job.text, voice=self.voice, request_id=request_id
@@ -314,6 +351,9 @@ class Pool:
                         self.rate.rpm,
                     )
                 raise
+            finally:
+                self.requests_in_flight -= 1
+                self._progressed()
         self.rate.succeeded()
         return audio
 
@@ -330,12 +370,15 @@ class Pool:
     async def _fetch(self, key: str, url: str) -> Segment:
         temp = self.store.temp_path(key)
         self.stats.downloads += 1
+        self.downloads_in_flight += 1
         try:
             await self.provider.download(url, temp, max_bytes=self.max_segment_bytes)
             return await self.store.commit(key, temp)
         except AudioError as exc:
             raise TransientError(str(exc)) from exc
         finally:
+            self.downloads_in_flight -= 1
+            self._progressed()
             temp.unlink(missing_ok=True)
 
     async def _run(self, job: Job) -> Outcome:
