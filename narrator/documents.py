@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .speakable import plain_headings, speakable
 
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _BLANK_LINES = re.compile(r"\n[ \t\f\v]*\n\s*")
@@ -82,11 +83,11 @@ class _Builder:
 
     def start(self, title: str | None) -> None:
         self.close()
-        self.heading = _clean(title) if title else None
+        self.heading = speakable(_clean(title)) if title else None
         self.first_heading = self.first_heading or self.heading
 
     def add(self, paragraph: str) -> None:
-        text = _clean(paragraph)
+        text = speakable(_clean(paragraph))
         if text:
             self.paragraphs.append(text)
 
@@ -110,7 +111,8 @@ def _paragraphs(lines: list[str]) -> list[str]:
     text = "\n".join(lines).strip()
     if not text:
         return []
-    return [p.strip() for p in _BLANK_LINES.split(text) if p.strip()]
+    spoken = (speakable(p) for p in _BLANK_LINES.split(text))
+    return [p for p in spoken if p]
 
 
 def _normalize_newlines(text: str) -> str:
@@ -119,7 +121,7 @@ def _normalize_newlines(text: str) -> str:
 
 def parse_text(text: str, *, title: str | None = None, source: str = "<text>") -> Document:
     """Build a document from plain text; headings (``# ...``) start chapters."""
-    text = _normalize_newlines(text)
+    text = plain_headings(_normalize_newlines(text))  # a README in reST or setext, too
     chapters: list[Chapter] = []
     heading: str | None = None
     body: list[str] = []
@@ -134,7 +136,7 @@ def parse_text(text: str, *, title: str | None = None, source: str = "<text>") -
         match = _HEADING.match(line)
         if match:
             close()
-            heading, body = match.group(2), []
+            heading, body = speakable(match.group(2)), []
             first_heading = first_heading or heading
         else:
             body.append(line)
