@@ -56,12 +56,13 @@ def _say_url(match: re.Match[str]) -> str:
 
 def speakable(text: str) -> str:
     """``text`` as it should be spoken: see the module docstring."""
+    # reST links and roles first: their targets are addresses nobody should hear
+    text = _REST_ROLE.sub(r"\1", text)
+    text = _REST_LINK.sub(r"\1", text)
     text = _BRACKETED.sub(r"\1", text)
     text = _EMAIL.sub(lambda m: f"{m['user']} at {_site(m['host'])}", text)
     text = _URL.sub(_say_url, text)
     text = _FOOTNOTE_MARK.sub("", text)
-    text = _REST_ROLE.sub(r"\1", text)
-    text = _REST_LINK.sub(r"\1", text)
     text = _LITERAL.sub(r"\1", text)
     text = _REST_SUBST.sub(r"\1", text)
     text = _DOUBLE_COLON.sub(":", text) if text.rstrip().endswith("::") else text
@@ -69,7 +70,13 @@ def speakable(text: str) -> str:
 
 
 _UNDERLINE = re.compile(r"^\s*([=\-~^*#+`'\"])\1{2,}\s*$")
-_DIRECTIVE = re.compile(r"^\.\.\s+(?:[\w:-]+::|_[^:]*:|\[[^\]]*\]|\|[^|]*\|)")
+_DIRECTIVE = re.compile(r"^\.\.\s+(?:([\w:-]+)::|_[^:]*:|\[[^\]]*\]|\|[^|]*\|)")
+# Directives whose body is prose (admonitions and the like): their words are kept.
+_PROSE_DIRECTIVES = frozenset(
+    "note tip hint important warning caution danger attention error admonition seealso "
+    "topic sidebar epigraph highlights pull-quote versionadded versionchanged deprecated".split()
+)
+_OPTION = re.compile(r"^\s+:[\w-]+:")
 _COMMENT = re.compile(r"^\.\.(\s|$)")
 
 
@@ -80,17 +87,37 @@ def plain_headings(text: str) -> str:
     # ".. " starts a comment only in a text that is reST at all: prose may start so too.
     rest = any(_DIRECTIVE.match(line) for line in lines)
     out: list[str] = []
-    skipping = False
+    skipping = keeping = False
     i = 0
     while i < len(lines):
         line = lines[i]
-        if skipping:
-            if not line.strip() or line[:1] in (" ", "\t"):
+        indented = line[:1] in (" ", "\t")
+        if skipping or keeping:
+            if keeping and indented and not _OPTION.match(line):
+                out.append(line.strip())  # an admonition's words, out of their indent
                 i += 1
                 continue
-            skipping = False
-        if _DIRECTIVE.match(line) or (rest and _COMMENT.match(line)):
-            skipping = True  # its indented body goes too
+            if not line.strip() or indented:
+                if keeping and not line.strip() and out and out[-1]:
+                    out.append("")  # paragraphs of a note stay apart
+                i += 1
+                continue
+            skipping = keeping = False
+        directive = _DIRECTIVE.match(line)
+        if directive or (rest and _COMMENT.match(line)):
+            # A note keeps its words; an image, code or a comment goes with its body.
+            keeping = bool(directive and directive.group(1) in _PROSE_DIRECTIVES)
+            skipping = not keeping
+            if out and out[-1]:
+                out.append("")
+            i += 1
+            continue
+        if rest and line.rstrip().endswith("::") and not line.startswith(".."):
+            # "...::" introduces a literal block (code): say the sentence, skip the block
+            out.append(
+                line.rstrip()[:-1] if not line.rstrip().endswith(" ::") else line.rstrip()[:-3]
+            )
+            skipping = True
             i += 1
             continue
         following = lines[i + 1] if i + 1 < len(lines) else ""
