@@ -50,8 +50,10 @@ def make_epub(path: Path) -> None:
     book.add_author("R. Okafor")
     ops = 'xmlns:epub="http://www.idpf.org/2007/ops"'
     pages = {
-        "cover": '<html><body><div class="cover"><img src="cover.jpg" alt="cover"/></div></body></html>',
-        "title": f'<html {ops}><body epub:type="frontmatter titlepage"><h1>The Lamplighter\'s Year</h1>'
+        "cover": '<html><body><div class="cover"><img src="cover.jpg" alt="cover"/></div>'
+        "</body></html>",
+        "title": f'<html {ops}><body epub:type="frontmatter titlepage">'
+        "<h1>The Lamplighter's Year</h1>"
         '<p class="author">R. Okafor</p></body></html>',
         "copyright": f'<html {ops}><body epub:type="frontmatter copyright-page">'
         "<p>Copyright © 2026 R. Okafor. All rights reserved.</p><p>No part of this book may be "
@@ -185,7 +187,8 @@ async def test_the_real_process_speaks_what_the_listener_expects(tmp_path: Path)
         (docs / name.replace("README.rst", "tidewatch.rst")).write_bytes((HERE / name).read_bytes())
     make_epub(docs / "lamp.epub")
     result = await run_cli(
-        "narrate", *sorted(map(str, docs.iterdir())), "-o", str(tmp_path / "out"), "--format", "mp3",
+        "narrate", *sorted(map(str, docs.iterdir())), "-o", str(tmp_path / "out"),
+        "--format", "mp3",
         "--subtitles", "srt", "--provider", "espeak", "--rpm", "100000",
         "--cache-dir", str(tmp_path / "c"), "--quiet",
     )  # fmt: skip
