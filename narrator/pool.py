@@ -26,6 +26,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from .audio import WavInfo
 from .diskspace import disk_full, is_disk_full
 from .errors import (
     AudioError,
@@ -39,6 +40,7 @@ from .errors import (
     TransientError,
 )
 from .providers import Audio, Provider
+from .sanity import Format, check_segment, format_of
 from .store import Segment, Store
 
 log = logging.getLogger("narrator")
@@ -213,6 +215,8 @@ class Pool:
         self.claim_poll = claim_poll
         self.stats = PoolStats()
         self.stop_reason: StopRun | None = None
+        # The format of the first segment stored in this run; every other must match it.
+        self.format: Format | None = None
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(concurrency)
@@ -367,15 +371,37 @@ class Pool:
             self.store.record_link(key, url)
             raise  # the link is kept; the full disk still stops the run
 
-    async def _fetch(self, key: str, url: str) -> Segment:
-        temp = self.store.temp_path(key)
+    def _checker(self, job: Job) -> Callable[[WavInfo], None]:
+        """The check a new segment of ``job`` passes before it is stored."""
+
+        def check(info: WavInfo) -> None:
+            check_segment(info, billing_chars=job.billing_chars, expected=self.format)
+            if self.format is None:
+                self.format = format_of(info)
+
+        return check
+
+    def _still_good(self, segment: Segment, job: Job) -> bool:
+        """A cached segment passes today's checks too (it may predate them)."""
+        frame = segment.channels * segment.width
+        info = WavInfo(segment.rate, segment.channels, segment.width, 0, segment.frames * frame)
+        try:
+            check_segment(info, billing_chars=job.billing_chars)
+        except AudioError as exc:
+            log.warning("a cached segment is unusable (%s); synthesizing it again", exc)
+            return False
+        return True
+
+    async def _fetch(self, job: Job, url: str) -> Segment:
+        temp = self.store.temp_path(job.key)
         self.stats.downloads += 1
         self.downloads_in_flight += 1
         try:
             await self.provider.download(url, temp, max_bytes=self.max_segment_bytes)
-            return await self.store.commit(key, temp)
+            return await self.store.commit(job.key, temp, check=self._checker(job))
         except AudioError as exc:
-            raise TransientError(str(exc)) from exc
+            # Counted as a broken download: after a few, the chunk is synthesized again.
+            raise BadDownload(f"the service sent unusable audio: {exc}") from exc
         finally:
             self.downloads_in_flight -= 1
             self._progressed()
@@ -384,14 +410,18 @@ class Pool:
     async def _run(self, job: Job) -> Outcome:
         cached = self.store.lookup(job.key)
         if cached is not None:
-            return Outcome(cached, 0, 0, cached=True)
+            if self._still_good(cached, job):
+                return Outcome(cached, 0, 0, cached=True)
+            self.store.discard(job.key)
         if not self.store.claim(job.key, seconds=self.lease):
             raise _ClaimedElsewhere(job.key)
         try:
             # Between our lookup and our claim, the other process may have finished it.
             cached = self.store.lookup(job.key)
             if cached is not None:
-                return Outcome(cached, 0, 0, cached=True)
+                if self._still_good(cached, job):
+                    return Outcome(cached, 0, 0, cached=True)
+                self.store.discard(job.key)
             return await self._synthesize(job)
         finally:
             with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
@@ -413,14 +443,16 @@ class Pool:
                     audio = await self._request(job, attempt)
                     if audio.data is not None:
                         try:
-                            segment = await store.commit_bytes(job.key, audio.data)
+                            segment = await store.commit_bytes(
+                                job.key, audio.data, check=self._checker(job)
+                            )
                         except AudioError as exc:
                             raise TransientError(f"the service sent unusable audio: {exc}") from exc
                         return Outcome(segment, requests, attempt, cached=False)
                     assert audio.url is not None
                     url = audio.url
                     self._note_link(job.key, url)
-                segment = await self._fetch(job.key, url)
+                segment = await self._fetch(job, url)
                 return Outcome(segment, requests, attempt, cached=False)
             except BadRequest as exc:
                 store.record_failure(job.key, str(exc))
