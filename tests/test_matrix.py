@@ -197,7 +197,7 @@ async def test_every_input_into_every_format(
     out = corpus / f"out-{fmt}"
     report = await narrate(
         "plain.txt", "headed.txt", "notes.md", "book.epub", "folder", site, "-",
-        "-o", str(out), "--format", fmt, "--cache-dir", str(cache),
+        "-o", str(out), "--format", fmt, "--cache-dir", str(cache), "--allow-host", "127.0.0.1",
         cwd=corpus, stdin=STDIN.encode(),
     )  # fmt: skip
     docs = report["documents"]
