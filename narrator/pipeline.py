@@ -220,7 +220,10 @@ async def narrate_many(
     """Narrate several documents through one pool and one rate limiter.
 
     Setting ``stop`` starts no new requests; requests in flight get ``grace`` seconds
-    to finish, and what finished is kept for the next run.
+    to finish, and what finished is kept for the next run. Raises
+    :class:`~narrator.errors.DiskFull` before any request when the cache or an output
+    folder lacks the room the text will need; a disk that fills during the run, or no
+    chunk progressing for ``settings.stall_seconds``, stops it (``RunReport.stop_error``).
     """
     began = time.monotonic()
     progress = on_progress or (lambda event: None)

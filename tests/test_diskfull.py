@@ -137,3 +137,64 @@ async def test_a_disk_that_fills_mid_run_stops_it_and_resume_bills_nothing_twice
         assert len(billed) == chunks and set(billed.values()) == {1}, billed
     finally:
         await emulator.close()
+
+
+class _FillsTheDiskLast:
+    """The offline voice, which fills ``disk`` as it hands over the last chunk: the disk
+    is full when the book is stitched, after the up-front check found room."""
+
+    def __init__(self, disk: Path, chunks: int) -> None:
+        from narrator.providers.espeak import EspeakProvider
+
+        self._voice = EspeakProvider()
+        self._disk = disk
+        self._left = chunks
+        self.identity = self._voice.identity
+        self.max_chars = self._voice.max_chars
+        self.billing_chars = self._voice.billing_chars
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> object:
+        audio = await self._voice.synthesize(text, voice=voice, request_id=request_id)
+        self._left -= 1
+        if self._left == 0:
+            _fill(self._disk)
+        return audio
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+        raise AssertionError("the offline voice has no links")
+
+    async def aclose(self) -> None:
+        await self._voice.aclose()
+
+
+async def test_a_disk_that_fills_before_the_book_is_written_stops_the_run_naming_it(
+    tmp_path: Path,
+    small_disk: callable,  # type: ignore[valid-type]
+) -> None:
+    from narrator.documents import parse_text
+    from narrator.errors import DiskFull
+    from narrator.pipeline import Work, narrate_many
+    from narrator.settings import Settings
+    from narrator.split import split_document
+
+    disk = small_disk("8m")
+    doc = parse_text(_text(3), title="tides")
+    settings = Settings(provider="espeak", cache_dir=tmp_path / "cache", rpm=100000)
+    chunks = len(split_document(doc, max_chars=600, lang="en"))
+    provider = _FillsTheDiskLast(disk, chunks)
+    run = await narrate_many(
+        [Work(doc, disk / "tides.mp3")],
+        settings,
+        provider=provider,  # type: ignore[arg-type]
+    )
+    assert isinstance(run.stop_error, DiskFull)
+    assert run.stop_error.folder == str(disk)
+    assert str(run.stop_error).startswith(f"disk full: {disk} ")
+    (report,) = run.documents
+    assert report.status == "stopped" and "the disk is full" in report.errors[0]
+    assert [p.name for p in disk.iterdir()] == ["filler"]  # no half-written book or scratch
+    # The audio is all in the cache: with space again, the book is made from it alone.
+    (disk / "filler").unlink()
+    again = await narrate_many([Work(doc, disk / "tides.mp3")], settings)
+    assert again.ok and again.documents[0].status == "done"
+    assert again.documents[0].cached_chunks == chunks
