@@ -309,6 +309,8 @@ async def narrate_many(
                     if not is_disk_full(exc):
                         raise
                     pool.stop(disk_full(settings.store_dir))  # the book is there; only not noted
+                except OSError as exc:  # gone already: the next run simply makes it again
+                    log.warning("%s: not noted as up to date (%s)", report.output, exc)
         if isinstance(pool.stop_reason, DiskFull):
             # Say how much the rest needs in the full folder, now that some of it is done.
             full = Path(pool.stop_reason.folder)
