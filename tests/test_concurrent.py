@@ -68,7 +68,7 @@ async def test_runs_sharing_a_cache_bill_each_chunk_once(
     _write_inputs(docs)
     cache = tmp_path / "cache"
     # Slow enough that the runs overlap for most chunks.
-    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.05))
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.2))
     try:
         outs = [tmp_path / f"out{n}" for n in range(len(plans))]
         for out in outs:
@@ -98,6 +98,8 @@ async def test_runs_sharing_a_cache_bill_each_chunk_once(
     # ... and each run reports only the requests it sent.
     reports = [json.loads((out / "report.json").read_text()) for out in outs]
     assert sum(r["requests"] for r in reports) == stats.requests == unique
+    # The runs really overlapped and shared the work (each alone takes over a second).
+    assert all(r["requests"] > 0 for r in reports), [r["requests"] for r in reports]
     # Identical books wherever two runs made the same document.
     books: dict[str, bytes] = {}
     for out in outs:
