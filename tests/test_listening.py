@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from ebooklib import epub
 
 from narrator.documents import Document, load_document
@@ -201,3 +202,34 @@ async def test_the_real_process_speaks_what_the_listener_expects(tmp_path: Path)
     nothing_unspeakable(cues)
     heard = " ".join(cues)
     assert "rowingclub.example.org" in heard and "Tomas carried the long pole" in heard
+
+
+@pytest.mark.parametrize(
+    ("text", "heard"),
+    [
+        ("See https://www.example.org/a/b?c=1&d=2. Then go.", "See example.org. Then go."),
+        ("(see www.bbc.co.uk/news)", "(see bbc.co.uk)"),
+        ("Tea https://en.wikipedia.org/wiki/Tea_(drink), hot", "Tea en.wikipedia.org, hot"),
+        ("Visit <https://docs.python.org/3/>!", "Visit docs.python.org!"),
+        ("port http://127.0.0.1:8080/v1 ok", "port 127.0.0.1 ok"),
+        ("Mail anna.k@example.co.uk today.", "Mail anna.k at example.co.uk today."),
+        ("an address <mailto:bob@x.org>", "an address bob at x.org"),
+        ("详见https://www.example.cn/news/1。谢谢", "详见example.cn。谢谢"),
+        ("写信到hello@example.cn，谢谢", "写信到hello at example.cn，谢谢"),
+        ("A note[^1] here.", "A note here."),
+        # what only looks like an address is left alone
+        ("Version 3.11.2 of file.txt, e.g. this, costs $4.50.", None),
+        ("He wrote @home and 10:30 am.", None),
+    ],
+)
+def test_what_an_address_sounds_like(text: str, heard: str | None) -> None:
+    from narrator.speakable import speakable
+
+    assert speakable(text) == (heard if heard is not None else text)
+
+
+def test_prose_that_starts_like_rest_is_kept_when_the_text_is_not_rest() -> None:
+    from narrator.documents import parse_text
+
+    doc = parse_text(".. and then she left.\n\nThe door closed.\n\nEnd of story::")
+    assert spoken(doc) == [".. and then she left.", "The door closed.", "End of story:"]
