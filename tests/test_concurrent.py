@@ -129,3 +129,24 @@ def test_a_live_claim_holds_and_a_dead_or_lapsed_one_does_not(tmp_path: Path) ->
     finally:
         first.close()
         second.close()
+
+
+def test_a_locked_database_is_tried_again_and_other_errors_are_not(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    calls: list[int] = []
+
+    def locked_twice() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return "written"
+
+    def broken() -> None:
+        raise sqlite3.OperationalError("no such table: nothing")
+
+    try:
+        assert store._retry_locked(locked_twice) == "written" and len(calls) == 3
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            store._retry_locked(broken)
+    finally:
+        store.close()
