@@ -249,13 +249,6 @@ async def narrate_many(
     current = [] if settings.force else _up_to_date(plans, store, fingerprints)
     done_before = {report.output for report in current}
     plans = [(work, chunks) for work, chunks in plans if str(work.output) not in done_before]
-    progress(
-        ProgressEvent(
-            "planned",
-            chunks=sum(len(chunks) for _, chunks in plans),
-            characters=sum(c.billing_chars for _, chunks in plans for c in chunks),
-        )
-    )
     try:
         check_room(_room_needed(plans, store, provider, settings))
     except DiskFull:
@@ -263,6 +256,13 @@ async def narrate_many(
         if own_provider:
             await provider.aclose()
         raise
+    progress(
+        ProgressEvent(
+            "planned",
+            chunks=sum(len(chunks) for _, chunks in plans),
+            characters=sum(c.billing_chars for _, chunks in plans for c in chunks),
+        )
+    )
     try:
         pool = Pool(
             provider,
