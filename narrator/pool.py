@@ -13,7 +13,13 @@ What is retried, and how (nothing else is):
   billed twice; after three broken downloads in a row, synthesize again.
 - ``LinkExpired``: synthesize again.
 
-``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits) stops the pool.
+``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits, a full disk)
+stops the pool.
+
+Several processes may share one cache: a worker claims its chunk in the store before it
+sends it (renewed before each attempt), and a chunk another process has claimed goes to
+the back of the queue until its audio is in the store or the claim lapses. So each chunk
+is billed once, whichever process gets to it first.
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ chunks. States: ``pending`` (known, nothing usable yet), ``synthesized`` (the se
 made it; its link is kept so a crash before the download bills nothing twice),
 ``downloaded`` (the file is in place), ``failed`` (the last try failed; retried on the
 next run).
+
+Beside the segments: ``books`` and ``book_files`` (each audiobook written, and its files,
+one per part when it was split, so a rerun can tell it is up to date), and ``claims``
+(which process is synthesizing which chunk, with an expiry). A small ``reserve`` file
+is given up when the disk fills, so the links of requests already paid for can still be
+written down.
 """
 
 from __future__ import annotations
