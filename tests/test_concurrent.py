@@ -150,3 +150,29 @@ def test_a_locked_database_is_tried_again_and_other_errors_are_not(tmp_path: Pat
             store._retry_locked(broken)
     finally:
         store.close()
+
+
+async def test_the_same_command_twice_at_once_makes_one_good_book(tmp_path: Path) -> None:
+    """A cron job and a manual run of the very same command: one output, billed once."""
+    docs = tmp_path / "docs"
+    _write_inputs(docs)
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.2))
+    out = tmp_path / "out"
+    out.mkdir()
+    args = _args([docs / "harbour.txt"], out, tmp_path / "cache", emulator.url)
+    args = [a for a in args if a not in ("--report", str(out / "report.json"))]
+    try:
+        results = await asyncio.wait_for(asyncio.gather(run_cli(*args), run_cli(*args)), 120)
+        billed = emulator.stats.billed
+        again = await run_cli(*args, "--report", str(out / "again.json"))
+    finally:
+        await emulator.close()
+    assert [r.code for r in results] == [0, 0], [r.stderr for r in results]
+    assert billed and set(billed.values()) == {1}
+    assert sorted(p.name for p in out.iterdir()) == ["again.json", "harbour.wav"]  # no leftovers
+    with wave.open(str(out / "harbour.wav"), "rb") as w:
+        assert w.getnframes() > 0
+    # whichever run wrote it last, the store knows the book as it is on disk
+    assert again.code == 0
+    report = json.loads((out / "again.json").read_text())
+    assert report["documents"][0]["status"] == "up-to-date" and report["requests"] == 0
