@@ -255,9 +255,11 @@ def _summary(run: RunReport) -> None:
                 f"{doc.billing_characters:,}",
                 audio,
                 str(len(doc.flagged)),
-                doc.output if doc.ok else "",
+                (doc.files[0] if len(doc.files) > 1 else doc.output) if doc.ok else "",
             )
         )
+        if doc.ok and len(doc.files) > 1:  # a split book: each part on its own line
+            rows += [("", "", "", "", "", "", part) for part in doc.files[1:]]
     if run.documents:
         print("\n".join(_table(rows, right=(2, 3, 4, 5))))
     for doc in run.documents:
@@ -463,6 +465,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
             clean_joins=args.clean_joins,
         ),
         retries=args.retries,
+        stall_timeout=args.stall_timeout,
         backoff_base=args.backoff,
         force=args.force,
         allow_hosts=tuple(args.allow_host or ()),
@@ -975,6 +978,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_audiobook_options(p)
     p.add_argument("--retries", type=_positive_int, default=8, help="attempts per chunk")
+    p.add_argument(
+        "--stall-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="fail the run when no chunk progresses for S seconds "
+        "(default: twice the request timeout plus three minutes, 420 s)",
+    )
     p.add_argument(
         "--backoff",
         type=float,

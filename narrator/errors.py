@@ -9,7 +9,9 @@ The tree::
     ├── StopRun                    ends the whole run, not just one chunk
     │   ├── AuthError              401: the key was rejected (exit 2)
     │   ├── OutOfCredits           403: the account has no credits left (exit 1)
-    │   └── EndpointNotFound       404 from the API itself: a wrong --base-url (exit 2)
+    │   ├── EndpointNotFound       404 from the API itself: a wrong --base-url (exit 2)
+    │   ├── DiskFull               no space left (ENOSPC/EDQUOT) where narrator writes (exit 1)
+    │   └── Stalled                no chunk progressed for --stall-timeout seconds (exit 1)
     └── ProviderError              one request failed; ``retryable`` says what the pool does
         ├── BadRequest             400: the service refused this chunk; never retried
         ├── RateLimited            429: retried, and the whole run slows down
@@ -54,6 +56,23 @@ class OutOfCredits(StopRun):
 
 class EndpointNotFound(StopRun):
     """The API answered 404: the base URL does not point at the service."""
+
+
+class DiskFull(StopRun):
+    """A folder narrator writes to is full; the work done so far is kept.
+
+    ``folder`` is where the write failed (or would fail); ``needed`` the bytes the rest
+    of the run needs there, as far as it can be estimated.
+    """
+
+    def __init__(self, message: str, *, folder: str, needed: int | None = None) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.needed = needed
+
+
+class Stalled(StopRun):
+    """No chunk made progress for too long; the message says what the run waited for."""
 
 
 class ProviderError(NarratorError):

@@ -56,23 +56,33 @@ class Retakes:
         self._rechecks: dict[str, asyncio.Future[Outcome]] = {}
         gate.warm(voice_key, store.learned_rates(voice_key))
 
+    @staticmethod
+    def settled(stored: StoredVerdict | None) -> bool:
+        """The stored segment was judged and nothing is left to do for it."""
+        return stored is not None and stored.status != "retrying"
+
+    @staticmethod
+    def settled_outcome(cached: Segment, stored: StoredVerdict) -> Outcome:
+        """The outcome of a stored segment already judged: no request, no judging."""
+        return Outcome(
+            cached,
+            0,
+            0,
+            cached=True,
+            verdict=Verdict(**stored.verdict),
+            measurement=Measurement(**stored.measurement),
+            attempts=stored.attempts,
+            flagged=stored.status == "flagged",
+        )
+
     async def run(self, job: Job, cached: Segment | None, stored: StoredVerdict | None) -> Outcome:
         """The outcome of ``job`` given what the store holds: its segment (if any still
-        good) and the verdict on it (if any)."""
+        good) and the verdict on it (if any). The pool holds the chunk's claim."""
         # A bad attempt whose re-synthesis was cut short (by a kill, say) carries on.
         retrying = stored if stored is not None and stored.status == "retrying" else None
         if cached is not None:
             if stored is not None and retrying is None:
-                return Outcome(
-                    cached,
-                    0,
-                    0,
-                    cached=True,
-                    verdict=Verdict(**stored.verdict),
-                    measurement=Measurement(**stored.measurement),
-                    attempts=stored.attempts,
-                    flagged=stored.status == "flagged",
-                )
+                return self.settled_outcome(cached, stored)
             # Never judged (made before the gate, or a kill came first), or a bad attempt
             # whose re-synthesis was cut short: judged now, which costs nothing.
             return await self._judged(job, cached, 0, 0, cached=True, retrying=retrying)
