@@ -14,6 +14,15 @@ What is retried, and how (nothing else is):
 - ``LinkExpired``: synthesize again.
 
 ``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits) stops the pool.
+
+Until the service has answered one request well, requests go one at a time (the
+probe): a wrong key, voice, model or address then costs one request, not one per
+chunk. Before that first good answer, a refused connection or an unknown host stops
+the run (:class:`Unreachable`), and so does a 400 that is not about the chunk's text
+(:class:`SettingsRejected`); afterwards they are what they always are.
+
+Any other exception in a worker fails its chunk with a message, or stops the run when
+it is not about one chunk (SQLite, the disk): a worker never dies with a future unset.
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
+import sqlite3
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -29,12 +41,16 @@ from .errors import (
     AudioError,
     BadDownload,
     BadRequest,
+    ConnectFailed,
+    InternalFailure,
     LinkExpired,
     NarratorError,
     ProviderError,
     RateLimited,
+    SettingsRejected,
     StopRun,
     TransientError,
+    Unreachable,
 )
 from .providers import Audio, Provider
 from .store import Segment, Store
@@ -45,6 +61,9 @@ log = logging.getLogger("narrator")
 LINK_MAX_AGE = 20 * 3600.0
 # A link whose download comes back broken this many times running is synthesized again.
 BROKEN_LINK_LIMIT = 3
+# A 400 whose message names the text is about that chunk; any other 400 on the first
+# request (the voice, the model, the body) would be every chunk's answer.
+_ABOUT_TEXT = re.compile(r"\b(text|input|characters?|length|content|too long)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +221,13 @@ class Pool:
         self._slots = asyncio.Semaphore(concurrency)
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Outcome]]] = asyncio.Queue()
         self._futures: dict[str, asyncio.Future[Outcome]] = {}
+        self._owners: dict[str, object] = {}  # who first asked for each key
+        self._requests: Counter[str] = Counter()  # requests sent per key
+        self._retries: Counter[str] = Counter()
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._answered = False  # the service has answered one request well
+        self._probe = asyncio.Lock()
 
     async def __aenter__(self) -> Pool:
         # Twice the request slots, so downloads overlap with the next requests.
@@ -219,8 +243,13 @@ class Pool:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
 
-    def submit(self, job: Job) -> asyncio.Future[Outcome]:
-        """Queue a job; the same key twice shares one future (and one request)."""
+    def submit(self, job: Job, *, owner: object = None) -> asyncio.Future[Outcome]:
+        """Queue a job; the same key twice shares one future (and one request).
+
+        ``owner`` (a document, say) is remembered for the first submission of a key,
+        so :meth:`spent` can count each request once.
+        """
+        self._owners.setdefault(job.key, owner)
         future = self._futures.get(job.key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -230,6 +259,13 @@ class Pool:
             else:
                 self._queue.put_nowait((job, future))
         return future
+
+    def spent(self, key: str, owner: object) -> tuple[int, int]:
+        """(requests, retries) spent on ``key`` if ``owner`` first asked for it, else zeros:
+        a chunk that several documents share is paid for once, by the first."""
+        if self._owners.get(key) is not owner:
+            return 0, 0
+        return self._requests[key], self._retries[key]
 
     def stop(self, reason: StopRun | None = None) -> None:
         """Start no new jobs; queued ones fail with :class:`Stopped` (or ``reason``)."""
@@ -255,8 +291,18 @@ class Pool:
             except StopRun as exc:
                 self.stop(exc)
                 future.set_exception(exc)
-            except (NarratorError, AudioError) as exc:
+            except NarratorError as exc:
                 future.set_exception(exc)
+            except (sqlite3.Error, OSError) as exc:
+                # The store or the disk: every other chunk would meet it too.
+                failure = InternalFailure(f"the run stopped: {type(exc).__name__}: {exc}")
+                self.stop(failure)
+                future.set_exception(failure)
+            except Exception as exc:  # noqa: BLE001 - a worker must never die with its future unset
+                log.debug("chunk failed unexpectedly", exc_info=True)
+                future.set_exception(
+                    ChunkFailed(f"unexpected {type(exc).__name__}: {exc}", attempts=1)
+                )
             else:
                 future.set_result(outcome)
 
@@ -267,11 +313,35 @@ class Pool:
         return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
 
     async def _request(self, job: Job, attempt: int) -> Audio:
+        if not self._answered:
+            async with self._probe:
+                if not self._answered:
+                    return await self._first_request(job, attempt)
+        return await self._send(job, attempt)
+
+    async def _first_request(self, job: Job, attempt: int) -> Audio:
+        """The probe: what a request with these settings gets, before the others go."""
+        try:
+            audio = await self._send(job, attempt)
+        except ConnectFailed as exc:
+            raise Unreachable(str(exc)) from exc
+        except BadRequest as exc:
+            if _ABOUT_TEXT.search(str(exc)):
+                raise  # this chunk's problem: the next request probes again
+            raise SettingsRejected(
+                f"{exc} (voice {self.voice!r}); nothing else was sent, since every "
+                "request would be refused the same way"
+            ) from exc
+        self._answered = True
+        return audio
+
+    async def _send(self, job: Job, attempt: int) -> Audio:
         async with self._slots:
             if self._stopping:
                 raise self.stop_reason or Stopped("the run was stopped")
             started = await self.rate.acquire()
             self.stats.requests += 1
+            self._requests[job.key] += 1
             request_id = f"narrator-{job.key[:24]}-{attempt}"
             try:
                 audio = await self.provider.synthesize(
@@ -351,4 +421,5 @@ class Pool:
                 store.record_failure(job.key, message)
                 raise ChunkFailed(message, attempts=attempt) from error
             self.stats.retries += 1
+            self._retries[job.key] += 1
             await self._sleep(self._delay(attempt, error))

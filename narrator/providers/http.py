@@ -13,7 +13,14 @@ import aiofiles
 import aiohttp
 
 from ..audio import read_wav_info
-from ..errors import AudioError, BadDownload, BadRequest, LinkExpired, TransientError
+from ..errors import (
+    AudioError,
+    BadDownload,
+    BadRequest,
+    ConnectFailed,
+    LinkExpired,
+    TransientError,
+)
 
 _BLOCK = 64 * 1024
 
@@ -88,6 +95,16 @@ async def post_json(
             url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as resp:
             return resp.status, await resp.read(), parse_retry_after(resp.headers)
+    except aiohttp.ClientConnectorError as exc:
+        # Name the address: "ClientConnectorError" alone does not say which one is wrong.
+        where = f"{exc.host}:{exc.port}"
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            why = "no such host"
+        else:
+            why = getattr(exc.os_error, "strerror", None) or str(exc.os_error)
+        raise ConnectFailed(
+            f"cannot connect to {where} ({why.lower()}): check --base-url", where=where
+        ) from exc
     except aiohttp.ClientError as exc:
         raise TransientError(f"request failed: {type(exc).__name__}") from exc
     except TimeoutError as exc:
