@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -101,7 +102,8 @@ async def post_json(
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
             why = "no such host"
         else:
-            why = getattr(exc.os_error, "strerror", None) or str(exc.os_error)
+            code = getattr(exc.os_error, "errno", None)
+            why = os.strerror(code) if isinstance(code, int) else str(exc.os_error)
         raise ConnectFailed(
             f"cannot connect to {where} ({why.lower()}): check --base-url", where=where
         ) from exc
