@@ -41,6 +41,7 @@ from .errors import (
 )
 from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
 from .pipeline import DocumentReport, ProgressEvent, RunReport, Work, narrate_many
+from .preflight import check_lang
 from .providers import make_provider
 from .settings import (
     DEFAULT_BASE_URLS,
@@ -51,7 +52,6 @@ from .settings import (
     describe_pace,
 )
 from .sources import STDIN, Input, find_inputs, read_inputs, safe_filename
-from .preflight import check_lang
 from .split import billing_chars
 
 log = logging.getLogger("narrator")
@@ -284,8 +284,16 @@ def _totals(run: RunReport) -> dict[str, int | float]:
     }
 
 
-def _write_report(path: Path, run: RunReport) -> None:
+def _write_report(path: Path, run: RunReport, settings: Settings | None = None) -> None:
+    """The run as JSON. Each document's ``chunks`` and ``billing_characters`` count every
+    chunk it is made of; its ``requests`` and ``retries`` count a chunk that several
+    documents share once, in the first that asked for it, so they add up to the run's."""
+    pace = {}
+    if settings is not None:  # what the run was allowed: null rpm means no limit
+        rpm = None if math.isinf(settings.rpm) else settings.rpm
+        pace = {"provider": settings.provider, "rpm": rpm, "concurrency": settings.concurrency}
     data = {
+        **pace,
         "documents": [dataclasses.asdict(d) for d in run.documents],
         "requests": run.requests,
         "retries": run.retries,
@@ -345,7 +353,7 @@ def _run_narrate(
         merged = sorted([*unread, *run.documents], key=lambda d: order.get(d.input, 0))
         run = dataclasses.replace(run, documents=tuple(merged))
     if report:
-        _write_report(Path(report), run)
+        _write_report(Path(report), run, settings)
     _summary(run)
     if interrupted:
         print(

@@ -11,7 +11,7 @@ The tree::
     │   ├── OutOfCredits           403: the account has no credits left (exit 1)
     │   ├── EndpointNotFound       404 from the API itself: a wrong --base-url (exit 2)
     │   ├── Unreachable            the service was never reached: refused, no such host (exit 2)
-    │   ├── SettingsRejected       the first request's 400 is about the settings, not the text (exit 2)
+    │   ├── SettingsRejected       the first request's 400 is not about its text (exit 2)
     │   └── InternalFailure        an unexpected failure not about one chunk (the store...) (exit 1)
     └── ProviderError              one request failed; ``retryable`` says what the pool does
         ├── BadRequest             400: the service refused this chunk; never retried

@@ -298,7 +298,7 @@ class Pool:
                 failure = InternalFailure(f"the run stopped: {type(exc).__name__}: {exc}")
                 self.stop(failure)
                 future.set_exception(failure)
-            except Exception as exc:  # noqa: BLE001 - a worker must never die with its future unset
+            except Exception as exc:  # a worker must never die with its future unset
                 log.debug("chunk failed unexpectedly", exc_info=True)
                 future.set_exception(
                     ChunkFailed(f"unexpected {type(exc).__name__}: {exc}", attempts=1)

@@ -69,10 +69,8 @@ async def test_a_voice_in_any_case_is_the_services_spelling(
 
 @pytest.mark.parametrize("command", ["narrate", "estimate"])
 async def test_an_unknown_language_exits_2(tmp_path: Path, command: str) -> None:
-    result = await run_cli(
-        command, str(book(tmp_path)), "-o", str(tmp_path / "b.wav"), "--provider", "espeak",
-        "--lang", "xx", "--cache-dir", str(tmp_path / "c"),
-    ) if command == "narrate" else await run_cli(command, str(book(tmp_path)), "--lang", "xx")  # fmt: skip
+    extra = ["-o", str(tmp_path / "b.wav"), "--provider", "espeak"] if command == "narrate" else []
+    result = await run_cli(command, str(book(tmp_path)), "--lang", "xx", *extra)
     assert result.code == 2
     (line,) = result.stderr.strip().splitlines()
     assert "--lang xx" in line and "auto" in line and " de," in line
@@ -298,3 +296,126 @@ def test_a_locked_database_stops_the_run(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "OperationalError: database is locked" in result.stderr
+
+
+# --- true figures ------------------------------------------------------------------------
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the other side of the terminal closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+async def test_ctrl_c_leaves_the_bar_at_what_finished(tmp_path: Path) -> None:
+    import asyncio
+    import fcntl
+    import pty
+    import re
+    import signal
+    import struct
+    import termios
+
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.3))
+    # The bar is drawn on a terminal only: stderr is a pseudo-terminal here.
+    master, slave = pty.openpty()
+    # 24 rows, 120 columns: a terminal of no size gets a bar of no width
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "narrator", "narrate", str(book(tmp_path)),
+            "-o", str(tmp_path / "b.wav"), "--base-url", emulator.url, "--api-key", TEST_KEY,
+            "--cache-dir", str(tmp_path / "c"), "--max-chars", "40", "--concurrency", "2",
+            "--rpm", "6000", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=slave,
+        )  # fmt: skip
+        os.close(slave)
+        reader = asyncio.ensure_future(asyncio.to_thread(_read_all, master))
+        for _ in range(600):  # bounded: at most about a minute
+            if emulator.stats.requests >= 4:
+                break
+            await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 60)
+        err = (await asyncio.wait_for(reader, 60)).decode(errors="replace")
+        answered = emulator.stats.requests
+    finally:
+        os.close(master)
+        await emulator.close()
+    assert proc.returncode == 130, err
+    counts = re.findall(r"(\d+)/(\d+) \[", err)
+    assert counts, err
+    done, total = map(int, counts[-1])
+    assert total > 20
+    assert 0 < done <= answered < total
+
+
+async def test_document_figures_add_up_to_the_runs_when_chunks_are_shared(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    repeated = "The same paragraph again. " * 3
+    (folder / "a.txt").write_text("\n\n".join([repeated] * 6 + ["Only in a."]))
+    (folder / "b.txt").write_text("\n\n".join([repeated] * 4 + ["Only in b."]))
+    result = await run_cli(
+        "narrate", str(folder), "-o", str(tmp_path / "out"),
+        *fast(emulator, tmp_path / "c", "--report", str(tmp_path / "r.json")),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    docs = report["documents"]
+    assert report["requests"] == emulator.stats.requests == 3  # one per distinct text
+    assert sum(d["requests"] for d in docs) == report["requests"]
+    assert sum(d["retries"] for d in docs) == report["retries"]
+    assert report["totals"]["chunks"] == sum(d["chunks"] for d in docs) == 12
+    assert report["totals"]["billing_characters"] == sum(d["billing_characters"] for d in docs)
+
+
+async def test_the_estimate_for_the_offline_voice_is_free(tmp_path: Path) -> None:
+    result = await run_cli("estimate", str(book(tmp_path)), "--provider", "espeak")
+    assert result.code == 0, result.stderr
+    total = next(line for line in result.stdout.splitlines() if line.startswith("total"))
+    assert "free" in total and "$" not in result.stdout
+    assert "no rate limit" in result.stdout
+
+
+def test_an_offline_book_is_not_held_to_a_rate(tmp_path: Path) -> None:
+    source = tmp_path / "long.txt"
+    source.write_text("\n\n".join(f"Paragraph {i} is short. It ends here." for i in range(100)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "narrator", "narrate", str(source), "-o", str(tmp_path / "l.wav"),
+         "--provider", "espeak", "--cache-dir", str(tmp_path / "c"), "--max-chars", "40",
+         "--quiet", "--report", str(tmp_path / "r.json")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["requests"] >= 100
+    assert report["rpm"] is None  # no limit at all
+    assert report["concurrency"] == (os.cpu_count() or 1)
+
+
+async def test_mp3_chapter_frames_are_in_chapter_order(tmp_path: Path) -> None:
+    import re
+
+    source = tmp_path / "c.txt"
+    # Titles of falling and rising length: mutagen wrote the frames by size.
+    titles = ["A much longer first title", "B", "Middle sized title", "D"]
+    source.write_text("\n\n".join(f"# {t}\n\nSome words for {t}." for t in titles))
+    out = tmp_path / "c.mp3"
+    result = await run_cli(
+        "narrate", str(source), "-o", str(out), "--provider", "espeak", "--quiet",
+        "--cache-dir", str(tmp_path / "cache"),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    head = out.read_bytes()[:20_000]
+    order = re.findall(rb"CHAP.{6}(ch\d+)\x00", head, flags=re.DOTALL)
+    assert order == [b"ch0", b"ch1", b"ch2", b"ch3"]

@@ -75,7 +75,7 @@ async def test_a_failed_document_raises_with_its_report(tmp_path: Path) -> None:
 
 
 def test_an_unknown_voice_is_refused_before_anything_is_sent() -> None:
-    with pytest.raises(narrator.NarratorError, match="--voice Nobody: .*Cherry, Ethan"):
+    with pytest.raises(narrator.NarratorError, match=r"--voice Nobody: .*Cherry, Ethan"):
         narrator.Settings(api_key=TEST_KEY, voice="Nobody")
     assert narrator.Settings(api_key=TEST_KEY, voice="cHeRrY").voice == "Cherry"
 
