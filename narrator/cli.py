@@ -158,11 +158,11 @@ def _load(
         if isinstance(result, InputError):
             # A page that cannot be had is a failure; a local file that is not a readable
             # document (a binary file in a folder, say) is only left out.
+            # Reported once, by the summary (or the estimate), which names the input itself.
             status = "failed" if item.is_url else "skipped"
-            log.warning("%s: %s", status, result)
-            unread.append(_unread(item, status, str(result)))
+            message = str(result).removeprefix(f"{item.location}: ")
+            unread.append(_unread(item, status, message))
         elif result.is_empty:
-            log.warning("skipped %s: empty", item.location)
             unread.append(_unread(item, "skipped", "empty: nothing to narrate"))
         else:
             loaded.append((item, result))
@@ -248,13 +248,18 @@ def _summary(run: RunReport) -> None:
                 str(doc.chunks),
                 f"{doc.billing_characters:,}",
                 audio,
-                doc.output if doc.ok else "",
+                # A skipped input's row says why, so it is reported once, here.
+                (doc.errors[0] if doc.errors else "")
+                if doc.status == "skipped"
+                else doc.output
+                if doc.ok
+                else "",
             )
         )
     if run.documents:
         print("\n".join(_table(rows, right=(2, 3, 4))))
     for doc in run.documents:
-        if doc.status not in ("done", "up-to-date"):
+        if doc.status not in ("done", "up-to-date", "skipped"):
             first = doc.errors[0] if doc.errors else ""
             print(f"{doc.status.upper()}: {doc.input}: {first}", file=sys.stderr)
     totals = _totals(run)

@@ -167,7 +167,7 @@ async def _narrate_one(
         for chunk in chunks
     ]
     if not chunks:
-        log.warning("%s: nothing to narrate, skipped", doc.source)
+        log.debug("%s: nothing to narrate, skipped", doc.source)  # the report says so
         return report("skipped", errors=["nothing to narrate"])
     futures = []
     for chunk, key in zip(chunks, keys, strict=True):

@@ -419,3 +419,77 @@ async def test_mp3_chapter_frames_are_in_chapter_order(tmp_path: Path) -> None:
     head = out.read_bytes()[:20_000]
     order = re.findall(rb"CHAP.{6}(ch\d+)\x00", head, flags=re.DOTALL)
     assert order == [b"ch0", b"ch1", b"ch2", b"ch3"]
+
+
+# --- a silent library --------------------------------------------------------------------
+
+_LIBRARY = """
+import sys
+from pathlib import Path
+
+import narrator
+
+out, cache = Path(sys.argv[1]), Path(sys.argv[2])
+settings = narrator.Settings(provider="espeak", cache_dir=cache)
+for source in ["   ", "", Path(sys.argv[3]), Path(sys.argv[4])]:
+    try:
+        narrator.narrate_sync(source, out / "x.wav", settings)
+    except narrator.NarratorError as exc:
+        print(type(exc).__name__)
+for bad in [{"voice": "Nobody"}, {"lang": "xx"}]:
+    try:
+        narrator.Settings(provider="espeak", **bad)
+    except narrator.NarratorError as exc:
+        print(type(exc).__name__)
+"""
+
+
+def test_the_library_says_nothing_on_stderr(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIBRARY, str(tmp_path), str(tmp_path / "c"), str(binary),
+         str(tmp_path / "missing.txt")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [
+        "NarrationFailed", "NarrationFailed", "InputError", "InputError", "ConfigError",
+        "ConfigError",
+    ]  # fmt: skip
+    assert proc.stderr == ""
+
+
+# --- reading: headings, inputs -----------------------------------------------------------
+
+
+async def test_a_heading_with_nothing_under_it_folds_into_the_next(tmp_path: Path) -> None:
+    source = tmp_path / "book.md"
+    source.write_text(
+        "# The Book\n\n## Chapter 1\n\nText of one.\n\n## Chapter 2\n\nText of two.\n"
+    )
+    result = await run_cli(
+        "narrate", str(source), "-o", str(tmp_path / "b.wav"), "--provider", "espeak",
+        "--quiet", "--cache-dir", str(tmp_path / "c"), "--report", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    (doc,) = json.loads((tmp_path / "r.json").read_text())["documents"]
+    assert [c["title"] for c in doc["chapters"]] == ["The Book. Chapter 1", "Chapter 2"]
+    assert doc["title"] == "The Book"
+
+
+async def test_each_skipped_or_failed_input_is_reported_once(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Hello there.")
+    (folder / "empty.txt").write_text("")
+    url = f"http://127.0.0.1:{_closed_port()}/article"
+    result = await run_cli(
+        "narrate", str(folder), url, "-o", str(tmp_path / "out"), "--provider", "espeak",
+        "--cache-dir", str(tmp_path / "c"),
+    )  # fmt: skip
+    assert result.code == 1
+    everything = result.stdout + result.stderr
+    assert everything.count("empty.txt") == 1
+    (failed,) = [line for line in everything.splitlines() if "FAILED" in line]
+    assert failed.count(url) == 1
