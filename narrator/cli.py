@@ -778,8 +778,8 @@ class _HelpFormatter(argparse.HelpFormatter):
             or not action.option_strings
         ):
             return text
-        shown = " ".join(default) if isinstance(default, list) else default
-        return f"{text} (default: {shown})"
+        shown = " ".join(default) if isinstance(default, list) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"  # argparse %-formats help
 
 
 class _Parser(argparse.ArgumentParser):
@@ -907,7 +907,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="files, folders or URLs to narrate (default: samples)",
     )
     p.add_argument("-o", "--output", default="out", help="folder for the audiobooks")
-    p.add_argument("--voice", default="Cherry", help="voice name (see `narrator voices`)")
+    p.add_argument("--voice", default="Cherry", help="voice name; `narrator voices` lists them")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 
