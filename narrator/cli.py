@@ -259,7 +259,8 @@ def _summary(run: RunReport) -> None:
     if run.documents:
         print("\n".join(_table(rows, right=(2, 3, 4))))
     for doc in run.documents:
-        if doc.status not in ("done", "up-to-date", "skipped"):
+        # Documents stopped with the run are in the table; the run's one line says why.
+        if doc.status == "failed" or (doc.status == "stopped" and run.stopped is None):
             first = doc.errors[0] if doc.errors else ""
             print(f"{doc.status.upper()}: {doc.input}: {first}", file=sys.stderr)
     totals = _totals(run)
