@@ -20,12 +20,21 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
+from .argtypes import (
+    HelpFormatter,
+    Parser,
+    as_int,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    share,
+)
 from .audiobook import AudiobookOptions
 from .config import apply_config, find_config, load_config, option_names
 from .documents import Document
@@ -624,57 +633,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
 # --- parsing ----------------------------------------------------------------------------
 
 
-def _whole(text: str, *, minimum: int | None = None) -> int:
-    form = "a whole number" if minimum is None else f"a whole number of at least {minimum}"
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}") from None
-    if minimum is not None and value < minimum:
-        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}")
-    return value
-
-
-def _number(
-    text: str, *, form: str = "a number", ok: Callable[[float], bool] = math.isfinite
-) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}")
-    return value
-
-
-def _int(text: str) -> int:
-    return _whole(text)
-
-
-def _non_negative_int(text: str) -> int:
-    return _whole(text, minimum=0)
-
-
-def _positive_int(text: str) -> int:
-    return _whole(text, minimum=1)
-
-
-def _float(text: str) -> float:
-    return _number(text)
-
-
-def _non_negative_float(text: str) -> float:
-    return _number(text, form="a number of at least 0", ok=lambda v: 0 <= v < math.inf)
-
-
-def _positive_float(text: str) -> float:
-    return _number(text, form="a number greater than 0", ok=lambda v: 0 < v < math.inf)
-
-
-def _rate(text: str) -> float:
-    return _number(text, form="a share between 0 and 1", ok=lambda v: 0 <= v <= 1)
-
-
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "inputs",
@@ -698,10 +656,10 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         help="language for sentence splitting: auto (detected per document) or en, zh, ja, ...",
     )
     p.add_argument(
-        "--fetch-timeout", type=_positive_float, default=30.0, help="seconds to fetch one URL"
+        "--fetch-timeout", type=positive_float, default=30.0, help="seconds to fetch one URL"
     )
     p.add_argument(
-        "--max-page-mb", type=_positive_float, default=20.0, help="largest page or file to fetch"
+        "--max-page-mb", type=positive_float, default=20.0, help="largest page or file to fetch"
     )
     p.add_argument(
         "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"
@@ -711,14 +669,14 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
 def _add_estimate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--price-per-10k-chars",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=DEFAULT_PRICE_PER_10K_CHARS,
         metavar="USD",
         help=f"assumed price of 10,000 billing characters (default: {DEFAULT_PRICE_PER_10K_CHARS})",
     )
     p.add_argument(
         "--assume-latency",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_LATENCY,
         metavar="S",
         help=f"assumed seconds per request, for the time estimate (default: {DEFAULT_LATENCY:g})",
@@ -741,7 +699,7 @@ def _add_audiobook_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--split-hours",
-        type=_positive_float,
+        type=positive_float,
         metavar="N",
         help="split into parts of at most N hours (NAME-01.EXT, ...), cut between chunks",
     )
@@ -767,36 +725,11 @@ def cmd_feed(args: argparse.Namespace) -> int:
 _PACE_HELP = "; ".join(f"{name}: {describe_pace(name)}" for name in PROVIDERS)
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default, unless it says it already."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        default = action.default
-        if (
-            "default" in text
-            or default in (None, False, argparse.SUPPRESS)
-            or not action.option_strings
-        ):
-            return text
-        shown = " ".join(default) if isinstance(default, list) else str(default)
-        return f"{text} (default: {shown.replace('%', '%%')})"  # argparse %-formats help
-
-
-class _Parser(argparse.ArgumentParser):
-    """One line for a usage error, naming the option and what it takes."""
-
-    def error(self, message: str) -> NoReturn:
-        # argparse's own message reads "argument --rpm: expected ..."; the usage block
-        # it would print first buries that line, and `--help` shows it on request.
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="narrator",
         description="Turn long text into audiobooks through text-to-speech services.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"narrator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -815,7 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-cost",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="USD",
         help="refuse to start when the estimated cost is higher",
     )
@@ -847,30 +780,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         help=f"requests in flight at most (default: the provider's; {_PACE_HELP})",
     )
     p.add_argument(
         "--rpm",
-        type=_positive_float,
+        type=positive_float,
         help="requests per minute at most, spread evenly (default: the provider's)",
     )
-    p.add_argument("--max-chars", type=_int, default=600, help="billing characters per chunk")
-    p.add_argument("--gap-ms", type=_non_negative_int, default=300, help="silence between chunks")
+    p.add_argument("--max-chars", type=as_int, default=600, help="billing characters per chunk")
+    p.add_argument("--gap-ms", type=non_negative_int, default=300, help="silence between chunks")
     p.add_argument(
-        "--chapter-gap-ms", type=_non_negative_int, default=1200, help="silence between chapters"
+        "--chapter-gap-ms", type=non_negative_int, default=1200, help="silence between chapters"
     )
     p.add_argument(
         "--paragraph-gap-ms",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=600,
         help="silence before a new paragraph",
     )
     _add_audiobook_options(p)
-    p.add_argument("--retries", type=_positive_int, default=8, help="attempts per chunk")
+    p.add_argument("--retries", type=positive_int, default=8, help="attempts per chunk")
     p.add_argument(
         "--backoff",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=0.5,
         metavar="S",
         help="first retry delay in seconds, doubling each time (jittered); 0 retries at once",
@@ -888,15 +821,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", default="aimlapi", choices=PROVIDERS, help="the TTS service")
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         help=f"requests in flight at most (default: the provider's; {_PACE_HELP})",
     )
     p.add_argument(
         "--rpm",
-        type=_positive_float,
+        type=positive_float,
         help="requests per minute at most, spread evenly (default: the provider's)",
     )
-    p.add_argument("--max-chars", type=_int, default=600, help="billing characters per chunk")
+    p.add_argument("--max-chars", type=as_int, default=600, help="billing characters per chunk")
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("demo", help="narrate through a local emulator of the AIML API (no key)")
@@ -914,14 +847,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the emulator of the AIML, DashScope or OpenAI API")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=_non_negative_int, default=8000, help="0 picks a free port")
+    p.add_argument("--port", type=non_negative_int, default=8000, help="0 picks a free port")
     p.add_argument("--api-key", help="the only key accepted (default: any)")
-    p.add_argument("--rpm", type=_positive_float, help="requests per minute allowed, then 429")
+    p.add_argument("--rpm", type=positive_float, help="requests per minute allowed, then 429")
     p.add_argument(
-        "--max-concurrency", type=_positive_int, help="requests in flight allowed, then 429"
+        "--max-concurrency", type=positive_int, help="requests in flight allowed, then 429"
     )
-    p.add_argument("--latency", type=_non_negative_float, default=0.0, help="seconds per request")
-    p.add_argument("--fail-rate", type=_rate, default=0.0, help="share of random 5xx answers")
+    p.add_argument("--latency", type=non_negative_float, default=0.0, help="seconds per request")
+    p.add_argument("--fail-rate", type=share, default=0.0, help="share of random 5xx answers")
     p.add_argument(
         "--shape",
         default="object",
@@ -929,18 +862,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="success body: audio URL in an object, as a string, the WAV itself, or rotating",
     )
     p.add_argument("--engine", default="espeak", choices=["espeak", "tone"], help="the voice")
-    p.add_argument("--url-ttl", type=_positive_float, default=86400.0, help="seconds a link lives")
-    p.add_argument("--drop-rate", type=_rate, default=0.0, help="share of dropped connections")
-    p.add_argument("--truncate-rate", type=_rate, default=0.0, help="share of cut-short downloads")
+    p.add_argument("--url-ttl", type=positive_float, default=86400.0, help="seconds a link lives")
+    p.add_argument("--drop-rate", type=share, default=0.0, help="share of dropped connections")
+    p.add_argument("--truncate-rate", type=share, default=0.0, help="share of cut-short downloads")
     p.add_argument(
         "--credits",
-        type=_non_negative_int,
+        type=non_negative_int,
         help="billing characters the account may spend, then 403",
     )
     p.add_argument(
-        "--retry-after", type=_non_negative_float, help="Retry-After seconds on 429 answers"
+        "--retry-after", type=non_negative_float, help="Retry-After seconds on 429 answers"
     )
-    p.add_argument("--seed", type=_int, help="random seed for the fault knobs")
+    p.add_argument("--seed", type=as_int, help="random seed for the fault knobs")
     p.add_argument(
         "--api",
         default="aimlapi",
@@ -975,7 +908,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
     p.set_defaults(func=cmd_cache)
     for command in sub.choices.values():
-        command.formatter_class = _HelpFormatter
+        command.formatter_class = HelpFormatter
     return parser
 
 
