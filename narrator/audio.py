@@ -31,6 +31,9 @@ class WavInfo:
     width: int  # bytes per sample
     data_offset: int
     data_size: int
+    # As the header says them; a sane file has rate * block_align and channels * width.
+    byte_rate: int = 0
+    block_align: int = 0
 
     @property
     def frame_size(self) -> int:
@@ -54,13 +57,15 @@ def parse_wav(head: bytes, total_size: int, *, name: str = "audio") -> WavInfo:
         raise AudioError(f"{name} is not a RIFF/WAVE file")
     pos = 12
     fmt: tuple[int, int, int, int] | None = None
+    sizes = (0, 0)
     while pos + 8 <= len(head):
         cid, size = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
         body = pos + 8
         if cid == b"fmt ":
             if size < 16 or body + 16 > len(head):
                 raise AudioError(f"{name} has a short fmt chunk")
-            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", head, body)
+            tag, channels, rate, byte_rate, align, bits = struct.unpack_from("<HHIIHH", head, body)
+            sizes = (byte_rate, align)
             if tag == _EXTENSIBLE and size >= 40 and body + 26 <= len(head):
                 tag = struct.unpack_from("<H", head, body + 24)[0]
             fmt = (tag, channels, rate, bits)
@@ -81,7 +86,7 @@ def parse_wav(head: bytes, total_size: int, *, name: str = "audio") -> WavInfo:
                 raise AudioError(f"{name} is truncated: {available} of {size} data bytes")
             width = bits // 8
             size -= size % (channels * width)
-            return WavInfo(rate, channels, width, body, size)
+            return WavInfo(rate, channels, width, body, size, *sizes)
         pos = body + size + (size & 1)
     raise AudioError(f"{name} has no data chunk in its first {len(head)} bytes")
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from .documents import Document
 from .encode import FORMATS, ChapterMark, Metadata, encode, format_of, image_mime, normalize_wav
 from .errors import ConfigError
+from .sanitize import strip_controls
 from .split import Chunk
 from .stitch import Piece, StitchResult, stitch_wav
 from .subtitles import SUBTITLE_KINDS, Cue, write_subtitles
@@ -54,6 +55,10 @@ class AudiobookOptions:
     clean_joins: bool | None = None
 
     def __post_init__(self) -> None:
+        for name in ("title", "author", "album", "year"):
+            value = getattr(self, name)
+            if value is not None:  # control characters make tags, and the feed, invalid
+                object.__setattr__(self, name, " ".join(strip_controls(value).split()))
         if self.format is not None and self.format.lower() not in FORMATS:
             raise ConfigError(f"--format {self.format}: choose one of {', '.join(FORMATS)}")
         if self.subtitles is not None and self.subtitles not in SUBTITLE_KINDS:

@@ -36,7 +36,7 @@ from .argtypes import (
     share,
 )
 from .audiobook import AudiobookOptions
-from .config import apply_config, find_config, load_config, option_names
+from .config import apply_config, endpoint_setting, find_config, load_config, option_names
 from .documents import Document
 from .encode import FORMATS
 from .errors import (
@@ -49,6 +49,9 @@ from .errors import (
     Unreachable,
 )
 from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
+from .folders import check_writable, output_folder
+from .limits import DEFAULT_MAX_TEXT_BYTES
+from .netpolicy import NetPolicy
 from .pipeline import DocumentReport, ProgressEvent, RunReport, Work, narrate_many
 from .preflight import check_lang
 from .providers import make_provider
@@ -64,6 +67,9 @@ from .sources import STDIN, Input, find_inputs, read_inputs, safe_filename
 from .split import billing_chars
 
 log = logging.getLogger("narrator")
+# Without --max-cost, a run estimated above this many dollars needs --yes: more than a
+# long novel costs at the default price, so only a surprise (a document bomb) trips it.
+DEFAULT_CONFIRM_ABOVE = 10.0
 
 
 def default_cache_dir(env: os._Environ[str] | dict[str, str] = os.environ) -> Path:
@@ -139,15 +145,29 @@ def _unread(item: Input, status: str, error: str) -> DocumentReport:
     )  # fmt: skip
 
 
+def _network(args: argparse.Namespace, endpoint: str | None = None) -> NetPolicy:
+    """What URL inputs and audio links may reach besides public addresses."""
+    return NetPolicy.make(
+        endpoint=endpoint,
+        hosts=getattr(args, "allow_host", None) or (),
+        allow_private=getattr(args, "allow_private_network", False),
+    )
+
+
 def _load(
-    args: argparse.Namespace, *, outputs: bool = True
+    args: argparse.Namespace, *, outputs: bool = True, endpoint: str | None = None
 ) -> tuple[list[tuple[Input, Document]], list[DocumentReport], bool, list[str]]:
     """Find and read every input: the documents, reports of those that failed, whether
     there are several, and every input in order. ``outputs``: check -o first (not for
-    an estimate)."""
+    an estimate). URL inputs may be on ``endpoint``'s host, like its audio links."""
     inputs = args.inputs
     include, exclude = getattr(args, "include", None), getattr(args, "exclude", None)
-    items, many = find_inputs(inputs, include=include or (), exclude=exclude or ())
+    items, many = find_inputs(
+        inputs,
+        include=include or (),
+        exclude=exclude or (),
+        follow_symlinks=getattr(args, "follow_symlinks", False),
+    )
     if not items:
         raise ConfigError("no documents found in " + ", ".join(inputs))
     if outputs:
@@ -159,6 +179,8 @@ def _load(
             stdin=stdin,
             timeout=getattr(args, "fetch_timeout", 30.0),
             max_bytes=int(getattr(args, "max_page_mb", 20.0) * 1_000_000),
+            max_text_bytes=int(getattr(args, "max_text_mb", 20.0) * 1_000_000),
+            policy=_network(args, endpoint),
         )
     )
     loaded: list[tuple[Input, Document]] = []
@@ -178,10 +200,12 @@ def _load(
     return loaded, unread, many, [item.location for item in items]
 
 
-def _works(args: argparse.Namespace) -> tuple[list[Work], list[DocumentReport], list[str]]:
+def _works(
+    args: argparse.Namespace, endpoint: str | None = None
+) -> tuple[list[Work], list[DocumentReport], list[str]]:
     """The documents to narrate with their outputs, reports of inputs left out, and
     every input's name in order."""
-    loaded, unread, many, order = _load(args)
+    loaded, unread, many, order = _load(args, endpoint=endpoint)
     fmt = getattr(args, "format", None)
     outputs = _plan_outputs(loaded, many, args.output, fmt) if loaded else []
     works = [Work(doc, out) for (_, doc), out in zip(loaded, outputs, strict=True)]
@@ -390,11 +414,51 @@ def _run_narrate(
     return 0 if run.ok else 1
 
 
+def _endpoint_origin(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) -> str:
+    """Where the base URL came from, in words; refuses one from a settings file that was
+    found in the current folder, not named by the user, unless confirmed."""
+    source = getattr(args, "endpoint_source", None)
+    if source is None:
+        return "--base-url" if args.base_url else "$NARRATOR_BASE_URL"
+    path, key, named = source
+    if named:
+        return f"--config {path}"
+    if getattr(args, "trust_settings", False):
+        return f"{path}, trusted with --trust-settings"
+    variable = KEY_VARIABLES.get(args.provider)
+    if args.provider != "espeak" and (args.api_key or (variable and env.get(variable))):
+        raise ConfigError(
+            f"{path}: {key} = {_printable(str(args.base_url))!r} would receive your API key, "
+            "and that settings file was found in the current folder, not named by you; "
+            f"confirm with --base-url {_printable(str(args.base_url))} (or --trust-settings), "
+            "or remove the setting"
+        )
+    return str(path)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    from .sanitize import clean_line
+
+    return clean_line(text, limit=limit)
+
+
+def announce_endpoint(settings: Settings, origin: str) -> None:
+    """Say once where the key goes when it is not the provider's own service."""
+    if settings.provider == "espeak" or not settings.api_key:
+        return
+    where = "dashscope/cn" if settings.provider == "dashscope" and settings.region == "cn" else ""
+    if settings.base_url.rstrip("/") == DEFAULT_BASE_URLS[where or settings.provider]:
+        return
+    log.warning("sending the API key to %s (from %s)", settings.base_url, origin)
+
+
 def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) -> Settings:
     variable = KEY_VARIABLES.get(args.provider)
     api_key = args.api_key or (env.get(variable) if variable else None) or None
     # Empty base URL, model and voice: the provider's own defaults (see settings.py).
     base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
+    if base_url:
+        args.endpoint_origin = _endpoint_origin(args, env)
     return Settings(
         provider=args.provider,
         api_key=api_key,
@@ -424,6 +488,8 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
         retries=args.retries,
         backoff_base=args.backoff,
         force=args.force,
+        allow_hosts=tuple(args.allow_host or ()),
+        allow_private_network=args.allow_private_network,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
     )
 
@@ -511,7 +577,15 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cmd_estimate(args)
     settings = _settings(args, os.environ)
-    works, unread, order = _works(args)
+    # Before anything is fetched, sent or paid for: every folder the run writes to.
+    check_writable(settings.store_dir, what="--cache-dir")
+    if args.report:
+        check_writable(Path(args.report).parent, what="--report")
+    if args.output:
+        check_writable(output_folder(args.output), what="-o")
+    works, unread, order = _works(args, settings.base_url)
+    for folder in sorted({work.output.parent for work in works}):
+        check_writable(folder, what="the audiobook's folder")
     if not works and not any(report.status == "failed" for report in unread):
         raise ConfigError("nothing to narrate: every input was empty or unreadable")
     if args.max_cost is not None:
@@ -523,6 +597,17 @@ def cmd_narrate(args: argparse.Namespace) -> int:
                 f"{format_cost(result.price_per_10k_chars)} per 10,000), over --max-cost "
                 f"{format_cost(args.max_cost)}; nothing was sent"
             )
+    elif not args.yes and settings.provider != "espeak":
+        # No limit given: a run that would cost more than a usual book must be confirmed.
+        result = _estimate(args, [work.document for work in works])
+        if result.cost > args.confirm_above:
+            raise ConfigError(
+                f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
+                f"{result.billing_characters:,} billing characters, over "
+                f"{format_cost(args.confirm_above)} (--confirm-above); nothing was sent. "
+                "Check the inputs with `narrator estimate`, then pass --yes or --max-cost USD"
+            )
+    announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
     return _run_narrate(
         works, settings, quiet=args.quiet, report=args.report, unread=unread, inputs=order
     )
@@ -662,6 +747,29 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         "--max-page-mb", type=positive_float, default=20.0, help="largest page or file to fetch"
     )
     p.add_argument(
+        "--max-text-mb",
+        type=_positive_float,
+        default=DEFAULT_MAX_TEXT_BYTES / 1e6,
+        help="most text one document may hold, and an EPUB inflate to (default: %(default)g)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="HOST",
+        help="fetch URL inputs and audio links from HOST though it is loopback or private "
+        "(repeatable; the endpoint's own host always is)",
+    )
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="in folders, read links that lead outside the folder (default: skipped)",
+    )
+    p.add_argument(
+        "--allow-private-network",
+        action="store_true",
+        help="fetch from any loopback, link-local or private address",
+    )
+    p.add_argument(
         "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"
     )
 
@@ -751,6 +859,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_float,
         metavar="USD",
         help="refuse to start when the estimated cost is higher",
+    )
+    p.add_argument(
+        "--confirm-above",
+        type=float,
+        default=DEFAULT_CONFIRM_ABOVE,
+        metavar="USD",
+        help="without --max-cost, refuse to start when the estimate is higher, unless --yes "
+        f"(default: {DEFAULT_CONFIRM_ABOVE:g})",
+    )
+    p.add_argument(
+        "--yes", action="store_true", help="start even when the estimate is over --confirm-above"
+    )
+    p.add_argument(
+        "--trust-settings",
+        action="store_true",
+        help="send the API key to the base_url of ./narrator.toml (found, not named with --config)",
     )
     p.add_argument(
         "--voice", help="voice name (default: Cherry; alloy for openai; see `narrator voices`)"
@@ -926,7 +1050,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     known = set().union(*(option_names(p) for p in commands.choices.values()))
     settings = load_config(path)
     apply_config(commands.choices[args.command], settings, source=str(path), known_elsewhere=known)
-    return parser.parse_args(argv)
+    given_url = getattr(args, "base_url", None)
+    args = parser.parse_args(argv)
+    endpoint = endpoint_setting(settings)
+    if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
+        # Where the endpoint came from, so the key is not sent there unconfirmed.
+        args.endpoint_source = (path, endpoint[0], args.config is not None)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

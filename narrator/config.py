@@ -6,6 +6,9 @@ the command line's would be. Precedence is flags > file > built-in defaults: the
 values become the parser's defaults, so a flag given on the command line still wins.
 Secrets (any key naming a key, token, secret or password) are refused: they belong in
 the environment or ``--api-key``, never in a file that gets shared or committed.
+A file found in the current folder (rather than named with ``--config``) may come with a
+downloaded project, so the CLI does not send the key to an endpoint it names unless the
+command line confirms it (see :data:`ENDPOINT_SETTINGS`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ from .errors import ConfigError
 
 CONFIG_NAME = "narrator.toml"
 _SECRET = re.compile(r"key|token|secret|password", re.IGNORECASE)
-_NOT_FROM_FILE = frozenset(("config", "help", "inputs", "func", "command"))
+# Flags that only the person at the command line may give: a settings file that sits
+# in a downloaded project must not be able to vouch for itself or lift a guard.
+_NOT_FROM_FILE = frozenset(
+    (
+        "config", "help", "inputs", "func", "command", "trust_settings", "yes",
+        "allow_private_network", "allow_host", "follow_symlinks",
+    )
+)  # fmt: skip
+# Settings that say where requests (and so the API key) go.
+ENDPOINT_SETTINGS = ("base_url",)
 
 
 def find_config(explicit: str | None, folder: Path) -> Path | None:
@@ -33,6 +45,14 @@ def find_config(explicit: str | None, folder: Path) -> Path | None:
         return path
     candidate = folder / CONFIG_NAME
     return candidate if candidate.is_file() else None
+
+
+def endpoint_setting(values: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """The first setting in ``values`` that names an endpoint, as (key as written, value)."""
+    for raw_key, value in values.items():
+        if raw_key.replace("-", "_") in ENDPOINT_SETTINGS:
+            return raw_key, value
+    return None
 
 
 def load_config(path: Path) -> dict[str, Any]:

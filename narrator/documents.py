@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .limits import DEFAULT_MAX_TEXT_BYTES, check_archive, check_text_size
 
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _BLANK_LINES = re.compile(r"\n[ \t\f\v]*\n\s*")
@@ -450,13 +451,21 @@ def decode(data: bytes, *, name: str) -> str:
 
 
 def parse_bytes(
-    data: bytes, *, kind: str, source: str, fallback_title: str | None = None
+    data: bytes,
+    *,
+    kind: str,
+    source: str,
+    fallback_title: str | None = None,
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
 ) -> Document:
     """Build a document from raw bytes of one ``kind``: text, markdown, html or epub.
 
-    ``fallback_title`` names a document that has no title of its own.
+    ``fallback_title`` names a document that has no title of its own. An EPUB that
+    inflates too much, or a document with more than ``max_text_bytes`` of text, is an
+    :class:`InputError` (see :mod:`narrator.limits`).
     """
     if kind == "epub":
+        check_archive(data, source=source, max_text_bytes=max_text_bytes)
         doc = parse_epub(data, source=source)
     elif kind == "html":
         doc = parse_html(data, source=source, url=source if "://" in source else None)
@@ -466,6 +475,9 @@ def parse_bytes(
         doc = parse_text(decode(data, name=source), source=source)
     else:
         raise InputError(f"{source}: cannot read {kind} documents")
+    # Characters, not bytes: a cheap bound that needs no encoding of a huge text.
+    size = sum(len(c.title or "") + sum(map(len, c.paragraphs)) for c in doc.chapters)
+    check_text_size(size, source=source, max_text_bytes=max_text_bytes, what="text in it")
     if doc.title == "Untitled" and fallback_title:
         doc = replace(doc, title=fallback_title)
     return doc
@@ -483,12 +495,16 @@ def kind_of(path: Path | str) -> str:
     return "text"
 
 
-def load_document(path: Path) -> Document:
+def load_document(path: Path, *, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> Document:
     """Read a file into a document: Markdown, HTML and EPUB by suffix, anything else as text.
 
-    It is titled by its own title or first heading, else by its file name.
+    It is titled by its own title or first heading, else by its file name. A file over
+    four times ``max_text_bytes`` (room for markup) is refused unread.
     """
     try:
+        check_text_size(
+            path.stat().st_size, source=str(path), max_text_bytes=4 * max_text_bytes, what="file"
+        )
         data = path.read_bytes()
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such file") from exc
@@ -497,4 +513,10 @@ def load_document(path: Path) -> Document:
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from exc
     fallback = path.stem.replace("_", " ").replace("-", " ")
-    return parse_bytes(data, kind=kind_of(path), source=str(path), fallback_title=fallback)
+    return parse_bytes(
+        data,
+        kind=kind_of(path),
+        source=str(path),
+        fallback_title=fallback,
+        max_text_bytes=max_text_bytes,
+    )

@@ -9,7 +9,8 @@ Routes::
 
     POST /v1/tts               the endpoint; see "Order of checks" below
     GET  /audio/<id>.wav       the signed links it hands out (object-storage style)
-    GET  /_emulator/stats      the :class:`EmulatorStats` as JSON (not in the real API)
+    GET  /_emulator/stats      the :class:`EmulatorStats` as JSON (not in the real API;
+                               it needs the key, as /v1/tts does)
 
 Order of checks for ``POST /v1/tts``, each rejecting with the documented error body
 ``{"message", "path", "requestId", "statusCode", "timestamp"}``:
@@ -241,6 +242,18 @@ class EmulatorStats:
         return data
 
 
+# Per-request records kept at most (starts, request ids, billed texts): a long-running
+# emulator, or a client sending junk ids, must not grow its memory without bound.
+_RECORDED = 100_000
+
+
+def _remember(records: list[Any], item: Any) -> None:
+    """Append ``item``, dropping the oldest half once there are more than _RECORDED."""
+    records.append(item)
+    if len(records) > _RECORDED:
+        del records[: len(records) // 2]
+
+
 def billed_key(voice: str, text: str) -> str:
     """The key of :attr:`EmulatorStats.billed`: sha256 of ``voice + "\\0" + text``."""
     return hashlib.sha256(f"{voice}\0{text}".encode()).hexdigest()
@@ -350,12 +363,12 @@ class _Emulator:
         stats = self.stats
         now = self.now()
         stats.requests += 1
-        stats.starts.append(now)
+        _remember(stats.starts, now)
         inference_id = str(uuid.uuid4())
         headers = {"x-inference-id": inference_id}
         client_id = request.headers.get("X-Client-Request-Id")
         if client_id is not None:
-            stats.request_ids.append(client_id)
+            _remember(stats.request_ids, client_id[:128])
             if _CLIENT_ID.fullmatch(client_id):
                 headers["X-Client-Request-Id"] = client_id
         self._store.purge(now)
@@ -379,7 +392,7 @@ class _Emulator:
     async def _tts(self, request: web.Request, headers: dict[str, str]) -> web.Response | None:
         """The response, or None to drop the connection; refusals raise :class:`_Reject`."""
         config, stats = self.config, self.stats
-        self._authorize(request.headers.get("Authorization"))
+        self.authorize(request.headers.get("Authorization"))
         if self._bucket is not None and not self._bucket.take(self.now()):
             raise _Reject(429, f"Too many requests: the limit is {config.rpm:g} per minute", "rate")
         if config.max_concurrency is not None and stats.in_flight >= config.max_concurrency:
@@ -409,9 +422,11 @@ class _Emulator:
         stats.billed_characters += billing
         key = billed_key(voice, text)
         stats.billed[key] = stats.billed.get(key, 0) + 1
+        if len(stats.billed) > _RECORDED:  # a long-running emulator forgets the oldest texts
+            del stats.billed[next(iter(stats.billed))]
         return self._success(request, wav, billing, headers)
 
-    def _authorize(self, header: str | None) -> None:
+    def authorize(self, header: str | None) -> None:
         match = _BEARER.fullmatch(header or "")
         expected = self.config.api_key
         if match is None:
@@ -757,7 +772,13 @@ def create_app(config: EmulatorConfig, *, clock: Clock | None = None) -> web.App
     app[_STATE] = emulator
     app[STATS] = emulator.stats
 
-    async def stats(_request: web.Request) -> web.Response:
+    async def stats(request: web.Request) -> web.Response:
+        # The counters show the texts' hashes and the request ids: they need the key, as
+        # the API itself does.
+        try:
+            emulator.authorize(request.headers.get("Authorization"))
+        except _Reject:
+            return web.json_response({"message": "the stats need the API key"}, status=401)
         return web.json_response(emulator.stats.to_json())
 
     async def warm_up(_app: web.Application) -> None:

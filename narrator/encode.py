@@ -39,6 +39,7 @@ from typing import Any
 
 from .audio import read_wav_info
 from .errors import AudioError, ConfigError
+from .sanitize import strip_controls
 
 __all__ = [
     "FORMATS",
@@ -230,8 +231,9 @@ def normalize_wav(
 
 
 def _escape(value: str) -> str:
-    """A value for an ffmetadata file: its special characters backslash-escaped."""
-    return re.sub(r"([=;#\\\n])", r"\\\1", value)
+    """A value for an ffmetadata file: control characters gone (a chapter title comes
+    from the document), its special characters backslash-escaped."""
+    return re.sub(r"([=;#\\\n])", r"\\\1", " ".join(strip_controls(value).split()))
 
 
 def _ffmetadata(meta: Metadata, chapters: Sequence[ChapterMark], end: float) -> str:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from .encode import FORMATS
 from .errors import ConfigError, InputError
+from .sanitize import strip_controls
 
 __all__ = ["Episode", "FeedResult", "write_feed"]
 
@@ -104,8 +105,8 @@ def _episodes(folder: Path, base_url: str) -> list[Episode]:
 
 
 def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, attrs)
-    element.text = text
+    element = ET.SubElement(parent, tag, {k: strip_controls(v) for k, v in attrs.items()})
+    element.text = strip_controls(text)  # XML 1.0 cannot hold most control characters
     return element
 
 

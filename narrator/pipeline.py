@@ -25,6 +25,7 @@ from .errors import NarratorError, StopRun
 from .language import resolve_language
 from .pool import ChunkFailed, Job, Outcome, Pool, Stopped
 from .providers import Provider, make_provider
+from .sanity import max_seconds
 from .settings import Settings
 from .split import Chunk, split_document
 from .stitch import Piece
@@ -193,7 +194,8 @@ async def _narrate_one(
     previous: Chunk | None = None
     pieces = []
     for chunk, outcome in zip(chunks, outcomes, strict=True):
-        pieces.append(Piece(outcome.segment.path, _gap(settings, previous, chunk)))
+        gap = _gap(settings, previous, chunk)
+        pieces.append(Piece(outcome.segment.path, gap, max_seconds(chunk.billing_chars)))
         previous = chunk
     try:
         book = await asyncio.to_thread(
@@ -312,6 +314,7 @@ _RUN_ONLY_SETTINGS = frozenset(
     (
         "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
+        "allow_hosts", "allow_private_network",
     )
 )  # fmt: skip
 

@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from .audio import WavInfo
 from .errors import (
     AudioError,
     BadDownload,
@@ -53,6 +54,7 @@ from .errors import (
     Unreachable,
 )
 from .providers import Audio, Provider
+from .sanity import Format, check_segment, format_of
 from .store import Segment, Store
 
 log = logging.getLogger("narrator")
@@ -216,6 +218,8 @@ class Pool:
         self.max_segment_bytes = max_segment_bytes
         self.stats = PoolStats()
         self.stop_reason: StopRun | None = None
+        # The format of the first segment stored in this run; every other must match it.
+        self.format: Format | None = None
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(concurrency)
@@ -359,21 +363,45 @@ class Pool:
         self.rate.succeeded()
         return audio
 
-    async def _fetch(self, key: str, url: str) -> Segment:
-        temp = self.store.temp_path(key)
+    def _checker(self, job: Job) -> Callable[[WavInfo], None]:
+        """The check a new segment of ``job`` passes before it is stored."""
+
+        def check(info: WavInfo) -> None:
+            check_segment(info, billing_chars=job.billing_chars, expected=self.format)
+            if self.format is None:
+                self.format = format_of(info)
+
+        return check
+
+    def _still_good(self, segment: Segment, job: Job) -> bool:
+        """A cached segment passes today's checks too (it may predate them)."""
+        frame = segment.channels * segment.width
+        info = WavInfo(segment.rate, segment.channels, segment.width, 0, segment.frames * frame)
+        try:
+            check_segment(info, billing_chars=job.billing_chars)
+        except AudioError as exc:
+            log.warning("a cached segment is unusable (%s); synthesizing it again", exc)
+            return False
+        return True
+
+    async def _fetch(self, job: Job, url: str) -> Segment:
+        temp = self.store.temp_path(job.key)
         self.stats.downloads += 1
         try:
             await self.provider.download(url, temp, max_bytes=self.max_segment_bytes)
-            return await self.store.commit(key, temp)
+            return await self.store.commit(job.key, temp, check=self._checker(job))
         except AudioError as exc:
-            raise TransientError(str(exc)) from exc
+            # Counted as a broken download: after a few, the chunk is synthesized again.
+            raise BadDownload(f"the service sent unusable audio: {exc}") from exc
         finally:
             temp.unlink(missing_ok=True)
 
     async def _run(self, job: Job) -> Outcome:
         cached = self.store.lookup(job.key)
         if cached is not None:
-            return Outcome(cached, 0, 0, cached=True)
+            if self._still_good(cached, job):
+                return Outcome(cached, 0, 0, cached=True)
+            self.store.discard(job.key)
         store = self.store
         store.begin(job.key, job.billing_chars)
         url = store.pending_link(job.key, max_age=LINK_MAX_AGE)
@@ -387,14 +415,16 @@ class Pool:
                     audio = await self._request(job, attempt)
                     if audio.data is not None:
                         try:
-                            segment = await store.commit_bytes(job.key, audio.data)
+                            segment = await store.commit_bytes(
+                                job.key, audio.data, check=self._checker(job)
+                            )
                         except AudioError as exc:
                             raise TransientError(f"the service sent unusable audio: {exc}") from exc
                         return Outcome(segment, requests, attempt, cached=False)
                     assert audio.url is not None
                     url = audio.url
                     store.record_link(job.key, url)
-                segment = await self._fetch(job.key, url)
+                segment = await self._fetch(job, url)
                 return Outcome(segment, requests, attempt, cached=False)
             except BadRequest as exc:
                 store.record_failure(job.key, str(exc))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .audiobook import AudiobookOptions
 from .errors import ConfigError
+from .sanity import MAX_GAP_MS
 
 PROVIDERS = ("aimlapi", "dashscope", "openai", "espeak")
 REGIONS = ("intl", "cn")
@@ -105,6 +106,10 @@ class Settings:
     adaptive_rate: bool = True
     request_timeout: float = 120.0
     max_segment_bytes: int = 50 * 1024 * 1024
+    # Audio links to these hosts, or (True) to any loopback/private address, are fetched
+    # although they are not public; the endpoint's own host always is (see netpolicy).
+    allow_hosts: tuple[str, ...] = ()
+    allow_private_network: bool = False
     force: bool = False  # make audiobooks again even when they are up to date
 
     def __post_init__(self) -> None:
@@ -144,6 +149,8 @@ class Settings:
             raise ConfigError("--max-chars must be at least 2 (a Han character counts 2)")
         if min(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) < 0:
             raise ConfigError("gaps cannot be negative")
+        if max(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) > MAX_GAP_MS:
+            raise ConfigError(f"gaps are at most {MAX_GAP_MS:,} ms (a minute)")
         if self.backoff_base < 0:
             raise ConfigError("--backoff cannot be negative")
         if self.retries < 1:
@@ -151,6 +158,13 @@ class Settings:
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"--base-url must start with http:// or https://, not {self.base_url!r}"
+            )
+        if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
+            # It goes into an HTTP header: a line break there is refused by aiohttp at the
+            # first request, or worse, read by a server as a header of its own.
+            raise ConfigError(
+                "the API key holds a control character (a line break?) or non-ASCII text; "
+                "check the variable or --api-key for stray characters"
             )
         if self.provider in ("aimlapi", "dashscope") and not self.api_key:
             # The OpenAI-compatible provider may go without: local servers want none.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -19,10 +20,13 @@ from pathlib import Path, PurePosixPath
 
 import aiohttp
 
-from . import __version__
+from . import __version__, netpolicy
 from .documents import Document, decode, kind_of, parse_bytes, parse_text
 from .errors import ConfigError, InputError
+from .limits import DEFAULT_MAX_TEXT_BYTES, check_text_size
+from .netpolicy import NetPolicy, Refused
 
+log = logging.getLogger("narrator")
 DEFAULT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".epub")
 STDIN = "-"
 _CONTENT_KINDS = {
@@ -66,13 +70,19 @@ def _matches(relative: PurePosixPath, patterns: Sequence[str]) -> bool:
 
 
 def find_inputs(
-    inputs: Sequence[str], *, include: Sequence[str] = (), exclude: Sequence[str] = ()
+    inputs: Sequence[str],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    follow_symlinks: bool = False,
 ) -> tuple[list[Input], bool]:
     """Expand files, folders, ``-`` and URLs into inputs, in the order given.
 
     A folder contributes every file below it whose suffix is one of
     :data:`DEFAULT_SUFFIXES` (or that matches an ``include`` glob, when any is given),
-    minus those matching an ``exclude`` glob; hidden files and folders are skipped.
+    minus those matching an ``exclude`` glob; hidden files and folders are skipped, and
+    so (with a warning) is a symbolic link that leads out of the folder, unless
+    ``follow_symlinks``: a shared folder must not make narrator read ``/etc/passwd``.
     The flag is True when the inputs make several documents (a folder or many inputs).
     Raises :class:`ConfigError` for a path that does not exist.
     """
@@ -95,8 +105,15 @@ def find_inputs(
                 wanted = (
                     _matches(rel, include) if include else file.suffix.lower() in DEFAULT_SUFFIXES
                 )
-                if wanted and not _matches(rel, exclude):
-                    found.append(Input(str(file), Path(rel).with_suffix("")))
+                if not wanted or _matches(rel, exclude):
+                    continue
+                if not follow_symlinks and not file.resolve().is_relative_to(path.resolve()):
+                    log.warning(
+                        "skipped %s: a link to %s, outside %s (--follow-symlinks reads it)",
+                        file, file.resolve(), raw,
+                    )  # fmt: skip
+                    continue
+                found.append(Input(str(file), Path(rel).with_suffix("")))
         elif path.is_file():
             found.append(Input(raw, Path(path.stem)))
         else:
@@ -125,12 +142,13 @@ def safe_filename(title: str) -> str:
 
 
 async def fetch(
-    session: aiohttp.ClientSession, url: str, *, max_bytes: int
+    session: aiohttp.ClientSession, url: str, *, max_bytes: int, policy: NetPolicy | None = None
 ) -> tuple[bytes, str | None]:
     """The body of ``url`` and its content type; :class:`InputError` when it cannot be had.
 
     The session carries the timeout; a body over ``max_bytes`` is refused, whether its
-    size is announced or not.
+    size is announced or not. ``url`` and every redirect must pass ``policy`` (by
+    default: public addresses only, see :mod:`narrator.netpolicy`).
     """
     headers = {
         "User-Agent": f"narrator/{__version__} (+audiobook maker)",
@@ -138,7 +156,9 @@ async def fetch(
     }
     limit = f"larger than {max_bytes / 1e6:g} MB (see --max-page-mb)"
     try:
-        async with session.get(url, headers=headers, max_redirects=10) as response:
+        async with netpolicy.get(
+            session, url, policy=policy or NetPolicy(), headers=headers
+        ) as response:
             if response.status >= 400:
                 raise InputError(f"{url}: HTTP {response.status} {response.reason or ''}".strip())
             if response.content_length is not None and response.content_length > max_bytes:
@@ -149,6 +169,8 @@ async def fetch(
                 if len(body) > max_bytes:
                     raise InputError(f"{url}: {limit}")
             return bytes(body), response.content_type
+    except Refused as exc:
+        raise InputError(f"{url}: {exc}") from exc
     except TimeoutError as exc:
         raise InputError(f"{url}: no complete answer within the timeout") from exc
     except aiohttp.InvalidURL as exc:
@@ -158,10 +180,16 @@ async def fetch(
 
 
 async def _read_url(
-    session: aiohttp.ClientSession, gate: asyncio.Semaphore, url: str, *, max_bytes: int
+    session: aiohttp.ClientSession,
+    gate: asyncio.Semaphore,
+    url: str,
+    *,
+    max_bytes: int,
+    max_text_bytes: int,
+    policy: NetPolicy | None,
 ) -> Document:
     async with gate:
-        body, content_type = await fetch(session, url, max_bytes=max_bytes)
+        body, content_type = await fetch(session, url, max_bytes=max_bytes, policy=policy)
     kind = _CONTENT_KINDS.get((content_type or "").lower())
     if kind is None:
         path_kind = kind_of(url.partition("?")[0])
@@ -170,17 +198,20 @@ async def _read_url(
         else:
             raise InputError(f"{url}: cannot narrate a {content_type} page")
     # Parsing a big page takes a while; keep the other downloads going meanwhile.
-    return await asyncio.to_thread(parse_bytes, body, kind=kind, source=url)
+    return await asyncio.to_thread(
+        parse_bytes, body, kind=kind, source=url, max_text_bytes=max_text_bytes
+    )
 
 
-def _read_file(item: Input, stdin: bytes | None) -> Document:
+def _read_file(item: Input, stdin: bytes | None, max_text_bytes: int) -> Document:
     from .documents import load_document
 
     if item.location == STDIN:
         if stdin is None:
             raise InputError("-: standard input is not available")
+        check_text_size(len(stdin), source="standard input", max_text_bytes=max_text_bytes)
         return parse_text(decode(stdin, name="standard input"), title="stdin", source=STDIN)
-    return load_document(Path(item.location))
+    return load_document(Path(item.location), max_text_bytes=max_text_bytes)
 
 
 async def read_inputs(
@@ -189,11 +220,15 @@ async def read_inputs(
     stdin: bytes | None = None,
     timeout: float = 30.0,
     max_bytes: int = 20_000_000,
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+    policy: NetPolicy | None = None,
 ) -> list[Document | InputError]:
     """Read every input; each gives its document, or the :class:`InputError` that stopped it.
 
     ``stdin`` is what standard input held (the caller reads it); URLs are fetched a few
-    at a time, each within ``timeout`` seconds and ``max_bytes`` bytes.
+    at a time, each within ``timeout`` seconds and ``max_bytes`` bytes, from the
+    addresses ``policy`` allows (default: public ones). No document may hold more than
+    ``max_text_bytes`` of text (:mod:`narrator.limits`).
     """
     results: list[Document | InputError] = []
     urls: dict[int, str] = {}
@@ -203,7 +238,7 @@ async def read_inputs(
             results.append(InputError("not fetched"))
             continue
         try:
-            results.append(await asyncio.to_thread(_read_file, item, stdin))
+            results.append(await asyncio.to_thread(_read_file, item, stdin, max_text_bytes))
         except InputError as exc:
             results.append(exc)
     if urls:
@@ -211,7 +246,17 @@ async def read_inputs(
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         async with aiohttp.ClientSession(timeout=client_timeout) as session:
             fetched = await asyncio.gather(
-                *(_read_url(session, gate, url, max_bytes=max_bytes) for url in urls.values()),
+                *(
+                    _read_url(
+                        session,
+                        gate,
+                        url,
+                        max_bytes=max_bytes,
+                        max_text_bytes=max_text_bytes,
+                        policy=policy,
+                    )
+                    for url in urls.values()
+                ),
                 return_exceptions=True,
             )
         for index, outcome in zip(urls, fetched, strict=True):

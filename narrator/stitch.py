@@ -19,6 +19,10 @@ copied sample-exact.
 A book over the 4 GiB a RIFF file can hold is written as RF64 (EBU Tech 3306), which
 ffmpeg and most audio software read; it is never truncated.
 
+Every piece is checked first (:mod:`narrator.sanity`): a header no speech service
+sends, a piece longer than its ``max_seconds`` or a gap over :data:`MAX_GAP_MS` is an
+:class:`AudioError` before a byte is written, so the output is bounded by the text.
+
 The output appears atomically: it is written to a temporary file in the same folder,
 synced, and only then renamed over ``output``, so a crash never leaves a half-written
 audiobook where a finished one is expected.
@@ -41,6 +45,7 @@ from typing import BinaryIO
 
 from .audio import WavInfo, read_wav_info
 from .errors import AudioError
+from .sanity import MAX_GAP_MS, check_format
 
 with warnings.catch_warnings():
     # pydub imports audioop (deprecated since Python 3.11; audioop-lts replaces it on
@@ -80,6 +85,8 @@ class Piece:
 
     path: Path  # a RIFF/WAVE PCM file
     gap_before_ms: int
+    # The longest this piece's audio may be (see sanity.max_seconds); None: unbounded.
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.gap_before_ms < 0:
@@ -121,6 +128,8 @@ def stitch_wav(pieces: Iterable[Piece], output: Path, *, clean: bool = False) ->
     probed = [(piece, _probe(piece.path)) for piece in pieces]
     if not probed:
         raise AudioError("nothing to stitch")
+    for piece, info in probed:
+        _check_piece(piece, info)
     target = probed[0][1]
     # The estimate is an upper bound (trimming only shortens), so the layout is chosen
     # before writing; a frame per piece covers resampling's rounding.
@@ -158,6 +167,26 @@ def _probe(path: Path) -> WavInfo:
         return read_wav_info(path)
     except OSError as exc:
         raise AudioError(f"cannot read segment {path}: {exc.strerror or exc}") from exc
+
+
+def _check_piece(piece: Piece, info: WavInfo) -> None:
+    """Refuse, before writing anything, a piece or gap that would make a book far longer
+    than its text: a hostile header must not fill the disk."""
+    check_format(info, name=f"segment {piece.path.name}")
+    if piece.max_seconds is not None and info.seconds > piece.max_seconds:
+        raise AudioError(
+            f"segment {piece.path.name} lasts {info.seconds:,.0f} s, more than its text "
+            f"allows ({piece.max_seconds:,.0f} s)"
+        )
+    if piece.gap_before_ms > MAX_GAP_MS:
+        raise AudioError(f"a gap of {piece.gap_before_ms:,} ms is over the {MAX_GAP_MS:,} ms cap")
+
+
+def _allowed_bytes(piece: Piece, target: WavInfo) -> int | None:
+    """The most bytes a piece may take in the output, converted or not."""
+    if piece.max_seconds is None:
+        return None
+    return (int(piece.max_seconds * target.rate) + 1) * target.frame_size
 
 
 def _same_format(a: WavInfo, b: WavInfo) -> bool:
@@ -263,6 +292,9 @@ def _write(
             source = _FileSource(piece.path, info)
         else:
             source = _BytesSource(_convert(piece.path, info, target))
+        allowed = _allowed_bytes(piece, target)
+        if allowed is not None and source.size > allowed:  # a conversion that grew too much
+            raise AudioError(f"segment {piece.path.name} came out longer than its text allows")
         with source:
             size = _put(source, target, out, buffer, clean=clean)
         del source  # do not keep one converted segment alive while copying the next

@@ -25,6 +25,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,11 +237,17 @@ class Store:
         """A fresh temporary file name for a download of ``key``."""
         return self._tmp / f"{key}.{uuid.uuid4().hex[:8]}.part"
 
-    async def commit(self, key: str, temp: Path) -> Segment:
-        """Move a checked download into place atomically and mark ``key`` downloaded."""
+    async def commit(
+        self, key: str, temp: Path, *, check: Callable[[WavInfo], None] | None = None
+    ) -> Segment:
+        """Move a checked download into place atomically and mark ``key`` downloaded.
+
+        ``check`` sees the header first and raises :class:`AudioError` to refuse the
+        audio, which then never reaches the store.
+        """
         final = self._final_path(key)
         try:
-            info = await asyncio.to_thread(_place, temp, final)
+            info = await asyncio.to_thread(_place, temp, final, check)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
@@ -259,11 +266,20 @@ class Store:
         )
         return Segment(key, final, info.frames, info.rate, info.channels, info.width)
 
-    async def commit_bytes(self, key: str, data: bytes) -> Segment:
-        """Store audio that came inline in the response."""
+    async def commit_bytes(
+        self, key: str, data: bytes, *, check: Callable[[WavInfo], None] | None = None
+    ) -> Segment:
+        """Store audio that came inline in the response (``check`` as for :meth:`commit`)."""
         temp = self.temp_path(key)
         await asyncio.to_thread(temp.write_bytes, data)
-        return await self.commit(key, temp)
+        return await self.commit(key, temp, check=check)
+
+    def discard(self, key: str) -> None:
+        """Forget ``key``'s audio (it failed a check): its file goes, its row is pending."""
+        segment = self.lookup(key)
+        if segment is not None:
+            segment.path.unlink(missing_ok=True)
+        self._set(key, state="pending", path=None)
 
     def clear(self) -> None:
         """Forget every segment and delete every file."""
@@ -274,8 +290,10 @@ class Store:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def _place(temp: Path, final: Path) -> WavInfo:
+def _place(temp: Path, final: Path, check: Callable[[WavInfo], None] | None) -> WavInfo:
     info = read_wav_info(temp)  # raises AudioError for anything but whole PCM WAV
+    if check is not None:
+        check(info)
     with temp.open("rb+") as fh:
         os.fsync(fh.fileno())
     final.parent.mkdir(exist_ok=True)

@@ -227,8 +227,9 @@ async def test_settings_file_sits_between_flags_and_defaults(
     flagged = await run_cli("estimate", "t.txt", "--max-chars", "400", env=ENV, cwd=tmp_path)
     row = next(line for line in flagged.stdout.splitlines() if line.startswith("t.txt"))
     assert row.split()[2] == "3"
-    # narrate takes the output folder, the server and the cache from the file.
-    run = await run_cli("narrate", str(source), env=ENV, cwd=tmp_path)
+    # narrate takes the output folder, the server and the cache from the file (the server
+    # only once confirmed: a file found in the current folder is not the user's own).
+    run = await run_cli("narrate", str(source), "--trust-settings", env=ENV, cwd=tmp_path)
     assert run.code == 0, run.stderr
     assert (tmp_path / "books" / "t.wav").exists() and emulator.stats.requests == 10
 

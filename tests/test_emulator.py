@@ -472,6 +472,8 @@ async def test_stats_count_requests_statuses_billing_and_downloads(
     assert (stats.in_flight, stats.max_in_flight) == (0, 1)
 
     async with http.get(emulator.url + "/_emulator/stats") as resp:
+        assert resp.status == 401  # the counters need the key, like the API
+    async with http.get(emulator.url + "/_emulator/stats", headers=KEY) as resp:
         served = await resp.json()
     assert served["requests"] == 4
     assert served["statuses"] == {"201": 3, "401": 1}
@@ -521,11 +523,14 @@ def test_serve_runs_in_another_process_until_interrupted() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    stats_request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/_emulator/stats", headers={"Authorization": "Bearer any"}
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/stats") as resp:
+                with urllib.request.urlopen(stats_request) as resp:
                     stats = json.load(resp)
                 break
             except OSError:
@@ -541,3 +546,18 @@ def test_serve_runs_in_another_process_until_interrupted() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+async def test_per_request_records_are_bounded(
+    start: Start, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("narrator.emulator._RECORDED", 10)
+    emulator = await start()
+    for n in range(25):
+        headers = {**KEY, "X-Client-Request-Id": f"id-{n}" + "x" * 1000}
+        await post(http, emulator, body(text=f"Text {n}."), headers=headers)
+    stats = emulator.stats
+    assert stats.requests == 25
+    assert len(stats.starts) <= 10 and len(stats.request_ids) <= 10 and len(stats.billed) <= 10
+    assert stats.request_ids[-1].startswith("id-24") and len(stats.request_ids[-1]) == 128
+    assert billed_key("Cherry", "Text 24.") in stats.billed

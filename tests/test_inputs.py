@@ -12,7 +12,10 @@ from ebooklib import epub
 from narrator.documents import Document, load_document, parse_markdown
 from narrator.errors import ConfigError, InputError
 from narrator.language import detect_language, resolve_language
+from narrator.netpolicy import NetPolicy
 from narrator.sources import find_inputs, read_inputs, safe_filename
+
+LOOPBACK = NetPolicy.make(hosts=["127.0.0.1"])  # the test site is on loopback, by choice
 
 MARKDOWN = """---
 title: front matter is not read out
@@ -284,7 +287,9 @@ async def test_urls_are_fetched_and_each_failure_stays_its_own(site: str, tmp_pa
     ]
     items, many = find_inputs([*urls, str(text), "-"])
     assert many and [i.relative for i in items][:5] == [None] * 5
-    results = await read_inputs(items, stdin=b"From standard input.", max_bytes=200_000)
+    results = await read_inputs(
+        items, stdin=b"From standard input.", max_bytes=200_000, policy=LOOPBACK
+    )
     article, missing, nav, huge, image, note, stdin = results
     assert isinstance(article, Document)
     assert article.title == "The Lighthouse Keeper" and article.source == f"{site}/article"
@@ -299,5 +304,7 @@ async def test_urls_are_fetched_and_each_failure_stays_its_own(site: str, tmp_pa
 
 async def test_an_unreachable_url_is_an_input_error() -> None:
     # Port 9 (discard) on loopback is closed on any test machine: the connection is refused.
-    (result,) = await read_inputs(find_inputs(["http://127.0.0.1:9/x"])[0], timeout=5)
+    (result,) = await read_inputs(
+        find_inputs(["http://127.0.0.1:9/x"])[0], timeout=5, policy=LOOPBACK
+    )
     assert isinstance(result, InputError) and "127.0.0.1:9" in str(result)

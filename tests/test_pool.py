@@ -270,3 +270,33 @@ def test_adaptive_rate_can_be_switched_off() -> None:
     rate = AdaptiveRate(600, adaptive=False)
     assert not rate.throttled(0.0)
     assert rate.rpm == 600
+
+
+async def test_a_cached_segment_that_fails_todays_checks_is_made_again(store: Store) -> None:
+    # Stored before the checks existed: ten minutes of audio for a three-word chunk.
+    stale = job("Three words here.")
+    await store.commit_bytes(stale.key, wav_bytes(b"\0" * 24_000 * 2 * 600, 24_000))
+    old_path = store.lookup(stale.key).path  # type: ignore[union-attr]
+    provider = FakeProvider(inline=True)
+    async with make_pool(provider, store) as pool:
+        outcome = await pool.submit(stale)
+    assert not outcome.cached and provider.texts == ["Three words here."]
+    assert outcome.segment.seconds == pytest.approx(0.05)
+    assert store.lookup(stale.key) == outcome.segment and old_path == outcome.segment.path
+
+
+async def test_a_segment_unlike_the_runs_is_refused_then_the_chunk_fails(store: Store) -> None:
+    class OtherRate(FakeProvider):
+        async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
+            await super().synthesize(text, voice=voice, request_id=request_id)
+            rate = 24_000 if text == "first" else 16_000
+            return Audio(data=wav_bytes(tone_pcm(0.05, rate), rate))
+
+    provider = OtherRate()
+    async with make_pool(provider, store, retries=2) as pool:
+        first = await pool.submit(job("first"))
+        with pytest.raises(ChunkFailed, match="unlike the run's other segments"):
+            await pool.submit(job("second"))
+    assert first.segment.rate == 24_000 and pool.format == (24_000, 1, 2)
+    assert store.lookup(job("second").key) is None  # never stored
+    assert provider.texts == ["first", "second", "second"]

@@ -214,6 +214,7 @@ async def narrate(
         "--report",
         str(report_path),
         "--quiet",
+        "--yes",  # the emulator is free, whatever the estimate says
         *flags,
         time_limit=time_limit,
     )

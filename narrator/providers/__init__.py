@@ -94,6 +94,13 @@ def make_provider(settings: Settings) -> Provider:
             timeout=settings.request_timeout,
         )
     assert settings.api_key is not None  # Settings validated it
+    from ..netpolicy import NetPolicy
+
+    network = NetPolicy.make(
+        endpoint=settings.base_url,
+        hosts=settings.allow_hosts,
+        allow_private=settings.allow_private_network,
+    )
     if settings.provider == "dashscope":
         from .dashscope import DashScopeProvider
 
@@ -103,6 +110,7 @@ def make_provider(settings: Settings) -> Provider:
             model=settings.model,
             lang=settings.lang,
             timeout=settings.request_timeout,
+            network=network,
         )
     from .aimlapi import AimlApiProvider
 
@@ -111,4 +119,5 @@ def make_provider(settings: Settings) -> Provider:
         base_url=settings.base_url,
         model=settings.model,
         timeout=settings.request_timeout,
+        network=network,
     )

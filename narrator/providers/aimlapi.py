@@ -11,7 +11,6 @@ The body's bytes decide which (RIFF magic or JSON), never the Content-Type.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aiohttp
@@ -24,8 +23,9 @@ from ..errors import (
     RateLimited,
     TransientError,
 )
+from ..netpolicy import NetPolicy
 from . import Audio, Voice, qwen
-from .http import HttpProvider, error_message, post_json
+from .http import HttpProvider, error_message, loads, post_json
 
 
 class AimlApiProvider(HttpProvider):
@@ -45,6 +45,7 @@ class AimlApiProvider(HttpProvider):
         model: str = "alibaba/qwen3-tts-flash",
         timeout: float = 120.0,
         session: aiohttp.ClientSession | None = None,
+        network: NetPolicy | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -52,6 +53,7 @@ class AimlApiProvider(HttpProvider):
             model=model,
             timeout=timeout,
             session=session,
+            network=network,
         )
         # Audio from another endpoint (the emulator, a proxy) must never be mistaken for this one's.
         self.identity = f"{self.name}|{self._endpoint}|{model}"
@@ -77,8 +79,8 @@ def _parse_success(body: bytes) -> Audio:
     if body[:4] == b"RIFF":
         return Audio(data=body)
     try:
-        data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data: Any = loads(body)
+    except ValueError as exc:
         raise TransientError("the service answered success with neither JSON nor WAV") from exc
     audio = data.get("audio") if isinstance(data, dict) else None
     if isinstance(audio, dict):

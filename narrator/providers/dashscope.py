@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 import aiohttp
@@ -37,8 +36,9 @@ from ..errors import (
     RateLimited,
     TransientError,
 )
+from ..netpolicy import NetPolicy
 from . import Audio, Voice, qwen
-from .http import HttpProvider, error_code, error_message, post_json
+from .http import HttpProvider, error_code, error_message, loads, post_json
 
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
@@ -102,6 +102,7 @@ class DashScopeProvider(HttpProvider):
         lang: str | None = None,
         timeout: float = 120.0,
         session: aiohttp.ClientSession | None = None,
+        network: NetPolicy | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -109,6 +110,7 @@ class DashScopeProvider(HttpProvider):
             model=model,
             timeout=timeout,
             session=session,
+            network=network,
         )
         self.lang = lang
         # language_type changes the audio, so the document's language is part of it.
@@ -141,8 +143,8 @@ class DashScopeProvider(HttpProvider):
 
     def _parse_success(self, body: bytes) -> Audio:
         try:
-            data: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            data: Any = loads(body)
+        except ValueError as exc:
             raise TransientError("DashScope answered success with no JSON") from exc
         output = data.get("output") if isinstance(data, dict) else None
         audio = output.get("audio") if isinstance(output, dict) else None

@@ -13,17 +13,38 @@ from pathlib import Path
 import aiofiles
 import aiohttp
 
+from .. import netpolicy
 from ..audio import read_wav_info
 from ..errors import (
     AudioError,
+    AuthError,
     BadDownload,
     BadRequest,
     ConnectFailed,
     LinkExpired,
     TransientError,
 )
+from ..netpolicy import NetPolicy, Refused
+from ..sanitize import clean_line
 
 _BLOCK = 64 * 1024
+# The most the answer to a request may hold: a JSON body, or audio sent inline (base64
+# makes it a third bigger than the 50 MB download cap). Read whole, so it is bounded.
+MAX_ANSWER_BYTES = 72 * 1024 * 1024
+
+
+def loads(body: bytes) -> object:
+    """``body`` as JSON; ``ValueError`` for anything that is not, however it fails.
+
+    Deeply nested JSON makes the parser raise RecursionError; it is an answer that cannot
+    be used like any other, not a crash.
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc)) from exc
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -44,12 +65,17 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
 
 
 def error_message(body: bytes, status: int) -> str:
-    """The service's own words from an error body, else the status."""
+    """The service's own words from an error body, else the status: one line of at most
+    :data:`~narrator.sanitize.MESSAGE_LIMIT` characters, with no control characters."""
+    return clean_line(_error_message(body, status)) or f"HTTP {status}"
+
+
+def _error_message(body: bytes, status: int) -> str:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        text = body.decode("utf-8", "replace").strip()
-        return text[:200] if text else f"HTTP {status}"
+        data = loads(body)
+    except ValueError:
+        text = body[:4096].decode("utf-8", "replace").strip()
+        return text if text else f"HTTP {status}"
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         data = data["error"]  # OpenAI: {"error": {"message", "type", "code"}}
     message = data.get("message") if isinstance(data, dict) else None
@@ -68,15 +94,15 @@ def error_code(body: bytes) -> str:
     """The machine-readable code of an error body (DashScope ``code``, OpenAI
     ``error.code`` or ``error.type``), else ``""``."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = loads(body)
+    except ValueError:
         return ""
     if not isinstance(data, dict):
         return ""
     if isinstance(data.get("error"), dict):
         data = data["error"]
     code = data.get("code") or data.get("type")
-    return code if isinstance(code, str) else ""
+    return clean_line(code, limit=80) if isinstance(code, str) else ""
 
 
 async def post_json(
@@ -86,16 +112,27 @@ async def post_json(
     *,
     headers: Mapping[str, str],
     timeout: float,
+    max_bytes: int = MAX_ANSWER_BYTES,
 ) -> tuple[int, bytes, float | None]:
     """POST ``payload`` as JSON: (status, body, Retry-After seconds).
 
-    A failure on the wire, or no answer in ``timeout`` seconds, is a ``TransientError``.
+    A failure on the wire, no answer in ``timeout`` seconds, or an answer over
+    ``max_bytes`` (announced or not) is a ``TransientError``. A header aiohttp refuses
+    to send (the key holds a line break, say) stops the run: every request would fail.
     """
     try:
         async with session.post(
             url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as resp:
-            return resp.status, await resp.read(), parse_retry_after(resp.headers)
+            too_big = f"the answer exceeds the {max_bytes:,}-byte cap"
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise TransientError(too_big, status=resp.status)
+            body = bytearray()
+            async for block in resp.content.iter_chunked(_BLOCK):
+                body += block
+                if len(body) > max_bytes:
+                    raise TransientError(too_big, status=resp.status)
+            return resp.status, bytes(body), parse_retry_after(resp.headers)
     except aiohttp.ClientConnectorError as exc:
         # Name the address: "ClientConnectorError" alone does not say which one is wrong.
         where = f"{exc.host}:{exc.port}"
@@ -111,19 +148,34 @@ async def post_json(
         raise TransientError(f"request failed: {type(exc).__name__}") from exc
     except TimeoutError as exc:
         raise TransientError("request timed out") from exc
+    except ValueError as exc:  # aiohttp checks header values as it writes them
+        raise AuthError(
+            "the request could not be sent: a header value is invalid "
+            "(does the API key hold a line break or another control character?)"
+        ) from exc
 
 
 async def download(
-    session: aiohttp.ClientSession, url: str, dest: Path, *, max_bytes: int, timeout: float
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    timeout: float,
+    policy: NetPolicy | None = None,
 ) -> None:
     """Stream the WAV at ``url`` into ``dest`` and check it is whole RIFF/WAVE PCM.
 
     The signed link carries its own credentials, so no Authorization header is sent.
+    Every hop of the link must pass ``policy`` (:mod:`narrator.netpolicy`), else the
+    chunk fails with :class:`BadRequest`.
     """
     if not url.startswith(("http://", "https://")):
         raise BadRequest(f"refusing to download audio from a non-HTTP link: {url[:60]!r}")
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with netpolicy.get(
+            session, url, policy=policy or NetPolicy(), timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
             if resp.status in (403, 404):
                 raise LinkExpired(f"audio link answered {resp.status}", status=resp.status)
             if resp.status != 200:
@@ -139,6 +191,8 @@ async def download(
                     if size > max_bytes:
                         raise BadRequest(f"audio segment exceeds the {max_bytes}-byte cap")
                     await fh.write(block)
+    except Refused as exc:
+        raise BadRequest(f"the service's audio link: {exc}") from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
         raise BadDownload(f"audio download cut short ({type(exc).__name__})") from exc
     except aiohttp.ClientError as exc:
@@ -165,10 +219,13 @@ class HttpProvider:
         model: str,
         timeout: float,
         session: aiohttp.ClientSession | None,
+        network: NetPolicy | None = None,
     ) -> None:
         self.model = model
         self._key = api_key
         self._endpoint = endpoint
+        # Audio links may lead to the endpoint's own host, else only to public addresses.
+        self._network = network or NetPolicy.make(endpoint=endpoint)
         self._timeout = timeout
         self._session = session
         self._own_session = session is None  # a session passed in is the caller's to close
@@ -184,7 +241,14 @@ class HttpProvider:
 
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
         """Stream the audio at ``url`` into ``dest``; see :func:`download`."""
-        await download(self.session, url, dest, max_bytes=max_bytes, timeout=self._timeout)
+        await download(
+            self.session,
+            url,
+            dest,
+            max_bytes=max_bytes,
+            timeout=self._timeout,
+            policy=self._network,
+        )
 
     async def aclose(self) -> None:
         if self._session is not None and self._own_session:
