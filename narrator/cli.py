@@ -573,6 +573,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "failed" for r in unread) else 0
 
 
+def _nothing_left(unread: Sequence[DocumentReport]) -> str:
+    """One line: nothing is left to narrate, and why (the first few inputs' reasons)."""
+    why = "; ".join(f"{r.input}: {r.errors[0]}" for r in unread[:3] if r.errors)
+    more = f"; and {len(unread) - 3} more" if len(unread) > 3 else ""
+    return f"nothing to narrate: every input was empty or unreadable ({why}{more})"
+
+
 def cmd_narrate(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cmd_estimate(args)
@@ -587,7 +594,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     for folder in sorted({work.output.parent for work in works}):
         check_writable(folder, what="the audiobook's folder")
     if not works and not any(report.status == "failed" for report in unread):
-        raise ConfigError("nothing to narrate: every input was empty or unreadable")
+        raise ConfigError(_nothing_left(unread))
     if args.max_cost is not None:
         result = _estimate(args, [work.document for work in works])
         if result.cost > args.max_cost:
@@ -616,9 +623,9 @@ def cmd_narrate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .emulator import EmulatorConfig, start_emulator
 
-    works, _, _ = _works(args)
+    works, unread, _ = _works(args)
     if not works:
-        raise ConfigError("nothing to narrate: every input was empty or unreadable")
+        raise ConfigError(_nothing_left(unread))
 
     with tempfile.TemporaryDirectory(prefix="narrator-demo-") as cache:
 
@@ -748,7 +755,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-text-mb",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_MAX_TEXT_BYTES / 1e6,
         help="most text one document may hold, and an EPUB inflate to (default: %(default)g)",
     )

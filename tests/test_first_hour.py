@@ -268,7 +268,7 @@ def test_a_runtime_error_from_the_voice_fails_its_chunk_and_the_run_ends(tmp_pat
 def test_an_os_error_stops_the_run_with_its_message(tmp_path: Path) -> None:
     fault = (
         "import errno, narrator.store as s\n"
-        "def commit_bytes(self, key, data):\n"
+        "def commit_bytes(self, key, data, **options):\n"
         "    raise OSError(errno.EIO, 'Input/output error')\n"
         "s.Store.commit_bytes = commit_bytes\n"
     )
