@@ -289,6 +289,18 @@ def _summary(run: RunReport) -> None:
                 else "",
             )
         )
+    if len(run.documents) > 1:  # the sums of the rows above, as in the JSON's totals
+        totals = _totals(run)
+        rows.append(
+            (
+                f"total ({len(run.documents)} documents)",
+                "",
+                str(totals["chunks"]),
+                f"{totals['billing_characters']:,}",
+                _format_seconds(totals["audio_seconds"]),
+                "",
+            )
+        )
     if run.documents:
         print("\n".join(_table(rows, right=(2, 3, 4))))
     for doc in run.documents:

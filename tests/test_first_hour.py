@@ -382,6 +382,9 @@ async def test_document_figures_add_up_to_the_runs_when_chunks_are_shared(
     assert sum(d["retries"] for d in docs) == report["retries"]
     assert report["totals"]["chunks"] == sum(d["chunks"] for d in docs) == 12
     assert report["totals"]["billing_characters"] == sum(d["billing_characters"] for d in docs)
+    # the table's total row is the same sums
+    total = next(line for line in result.stdout.splitlines() if line.startswith("total"))
+    assert total.split()[3:5] == ["12", f"{report['totals']['billing_characters']:,}"]
 
 
 async def test_the_estimate_for_the_offline_voice_is_free(tmp_path: Path) -> None:
