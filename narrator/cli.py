@@ -274,6 +274,12 @@ def _summary(run: RunReport) -> None:
     rows = [("document", "status", "chunks", "characters", "audio", "output")]
     for doc in run.documents:
         audio = _format_seconds(doc.audio_seconds) if doc.output and doc.ok else "-"
+        if doc.status == "skipped":
+            where = doc.errors[0] if doc.errors else ""  # why: reported once, here
+        elif doc.ok:
+            where = doc.files[0] if len(doc.files) > 1 else doc.output
+        else:
+            where = ""
         rows.append(
             (
                 _shorten(doc.input),
@@ -281,14 +287,11 @@ def _summary(run: RunReport) -> None:
                 str(doc.chunks),
                 f"{doc.billing_characters:,}",
                 audio,
-                # A skipped input's row says why, so it is reported once, here.
-                (doc.errors[0] if doc.errors else "")
-                if doc.status == "skipped"
-                else doc.output
-                if doc.ok
-                else "",
+                where,
             )
         )
+        if doc.ok and len(doc.files) > 1:  # a split book: each part on its own line
+            rows += [("", "", "", "", "", part) for part in doc.files[1:]]
     if len(run.documents) > 1:  # the sums of the rows above, as in the JSON's totals
         totals = _totals(run)
         rows.append(
@@ -498,6 +501,7 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
             clean_joins=args.clean_joins,
         ),
         retries=args.retries,
+        stall_timeout=args.stall_timeout,
         backoff_base=args.backoff,
         force=args.force,
         allow_hosts=tuple(args.allow_host or ()),
@@ -881,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--confirm-above",
-        type=float,
+        type=non_negative_float,
         default=DEFAULT_CONFIRM_ABOVE,
         metavar="USD",
         help="without --max-cost, refuse to start when the estimate is higher, unless --yes "
@@ -944,6 +948,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_audiobook_options(p)
     p.add_argument("--retries", type=positive_int, default=8, help="attempts per chunk")
+    p.add_argument(
+        "--stall-timeout",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="fail the run when no chunk progresses for S seconds "
+        "(default: twice the request timeout plus three minutes, 420 s)",
+    )
     p.add_argument(
         "--backoff",
         type=non_negative_float,

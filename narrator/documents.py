@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import InputError
 from .limits import DEFAULT_MAX_TEXT_BYTES, check_archive, check_text_size
+from .speakable import plain_headings, speakable
 
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _BLANK_LINES = re.compile(r"\n[ \t\f\v]*\n\s*")
@@ -86,11 +87,11 @@ class _Builder:
         if self.heading and not self.paragraphs:
             pending, self.heading = self.heading, None  # folded into the next title
         self.close()
-        self.heading = _fold(pending, _clean(title) if title else None)
+        self.heading = _fold(pending, speakable(_clean(title)) if title else None)
         self.first_heading = self.first_heading or self.heading
 
     def add(self, paragraph: str) -> None:
-        text = _clean(paragraph)
+        text = speakable(_clean(paragraph))
         if text:
             self.paragraphs.append(text)
 
@@ -125,7 +126,8 @@ def _paragraphs(lines: list[str]) -> list[str]:
     text = "\n".join(lines).strip()
     if not text:
         return []
-    return [p.strip() for p in _BLANK_LINES.split(text) if p.strip()]
+    spoken = (speakable(p) for p in _BLANK_LINES.split(text))
+    return [p for p in spoken if p]
 
 
 def _normalize_newlines(text: str) -> str:
@@ -134,7 +136,7 @@ def _normalize_newlines(text: str) -> str:
 
 def parse_text(text: str, *, title: str | None = None, source: str = "<text>") -> Document:
     """Build a document from plain text; headings (``# ...``) start chapters."""
-    text = _normalize_newlines(text)
+    text = plain_headings(_normalize_newlines(text))  # a README in reST or setext, too
     chapters: list[Chapter] = []
     heading: str | None = None
     body: list[str] = []
@@ -149,10 +151,10 @@ def parse_text(text: str, *, title: str | None = None, source: str = "<text>") -
         match = _HEADING.match(line)
         if match:
             if heading is not None and not _paragraphs(body):
-                heading, body = _fold(heading, match.group(2)), []
+                heading, body = _fold(heading, speakable(match.group(2))), []
                 continue
             close()
-            heading, body = match.group(2), []
+            heading, body = speakable(match.group(2)), []
             first_heading = first_heading or heading
         else:
             body.append(line)
@@ -307,7 +309,7 @@ def _html_blocks(root: Any) -> Iterator[tuple[bool, str]]:
 
     def walk(element: Any) -> Iterator[tuple[bool, str]]:
         tag = _local_name(element)
-        if tag in _SKIP_TAGS:
+        if tag in _SKIP_TAGS or _is_note_mark(element, tag):
             pending.append(" ")  # its tail still counts
         elif tag in _HEADING_TAGS:
             yield from flush()
@@ -331,6 +333,51 @@ def _html_blocks(root: Any) -> Iterator[tuple[bool, str]]:
 
     yield from walk(root)
     yield from flush()
+
+
+_NOTE_MARK = re.compile(r"^\W{0,2}[\d*†‡§¶]{1,3}\W{0,2}$")
+
+
+def _is_note_mark(element: Any, tag: str) -> bool:
+    """A footnote's mark in the text or its way back (``1``, ``*``): nothing to say."""
+    kind = element.get("epub:type") or element.get("role") or ""
+    if any(word in kind for word in ("noteref", "backlink", "doc-noteref", "doc-backlink")):
+        return True
+    if tag not in ("a", "sup"):
+        return False
+    text = "".join(element.itertext()).strip()
+    if not _NOTE_MARK.match(text):
+        return False
+    link = element if tag == "a" else element.find(".//a")
+    return tag == "sup" or (link is not None and "#" in (link.get("href") or ""))
+
+
+# Spine items that are not the book's text: what a listener never hears read out.
+_NOT_READ_TYPES = ("cover", "toc", "copyright-page", "landmarks", "loi", "lot", "index")
+_COPYRIGHT = re.compile(r"all rights reserved|\bISBN\b|©|\(c\) \d{4}", re.IGNORECASE)
+
+
+def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
+    """Cover pages, tables of contents and copyright pages (by their EPUB type, the
+    guide, or their shape: mostly links to other chapters, or a short legal notice)."""
+    if name in guide:
+        return True
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        kinds = (element.get("epub:type") or "").split()
+        if any(kind in _NOT_READ_TYPES for kind in kinds):
+            return True
+    text = _clean(" ".join(root.itertext()))
+    links = [
+        a
+        for a in root.iter("a")
+        if (a.get("href") or "").partition("#")[0].rsplit("/", 1)[-1] in spine
+    ]
+    linked = sum(len(_clean(" ".join(a.itertext()))) for a in links)
+    if len(links) >= 2 and linked >= 0.6 * len(text.replace(" ", "")):
+        return True  # a contents page: its words are the other chapters' titles
+    return len(text) < 1500 and len(_COPYRIGHT.findall(text)) >= 2
 
 
 def _local_name(element: Any) -> str:
@@ -360,6 +407,16 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
     except Exception as exc:  # ebooklib raises bare zipfile/KeyError/EpubException alike
         raise InputError(f"{source}: not a readable EPUB ({exc})") from exc
     toc_titles = dict(_toc_entries(book.toc))
+    guide = {
+        str(ref.get("href", "")).partition("#")[0]
+        for ref in book.guide
+        if ref.get("type") in ("cover", "toc", "copyright-page")
+    }
+    spine_names = set()
+    for entry in book.spine:
+        found = book.get_item_with_id(entry[0] if isinstance(entry, tuple) else entry)
+        if found is not None:
+            spine_names.add(found.get_name().rsplit("/", 1)[-1])
     builder = _Builder()
     for entry in book.spine:
         idref, linear = entry if isinstance(entry, tuple) else (entry, "yes")
@@ -374,6 +431,8 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
         try:
             root = lxml_html.fromstring(content)
         except Exception:  # an unparsable chapter is skipped, not the whole book
+            continue
+        if _not_read(root, item.get_name(), guide, spine_names):
             continue
         blocks = list(_html_blocks(root))
         toc_title = toc_titles.get(item.get_name())

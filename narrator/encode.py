@@ -155,11 +155,24 @@ def image_mime(path: Path) -> str:
     raise ConfigError(f"--cover {path}: not a JPEG or PNG image")
 
 
-def _run(args: Sequence[str], what: str) -> str:
+def _bound(seconds: float) -> float:
+    """How long ffmpeg may take over ``seconds`` of audio: real time plus ten minutes.
+
+    It works many times faster than real time, so only a stuck ffmpeg meets this bound.
+    """
+    return 600.0 + max(0.0, seconds)
+
+
+def _run(args: Sequence[str], what: str, *, audio_seconds: float = 0.0) -> str:
     """Run ffmpeg with ``args``; return its stderr, or raise AudioError with its last words."""
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", *args]
+    limit = _bound(audio_seconds)
     try:
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        done = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=limit
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AudioError(f"ffmpeg could not {what}: no result after {limit:.0f} s") from exc
     except OSError as exc:
         raise AudioError(f"cannot run ffmpeg ({cmd[0]}): {exc.strerror or exc}") from exc
     stderr = done.stderr.decode("utf-8", "replace")
@@ -181,6 +194,7 @@ def measure_loudness(
         ["-i", str(source), "-af", _loudnorm(target, true_peak, lra) + ":print_format=json",
          "-f", "null", "-"],
         f"measure the loudness of {source.name}",
+        audio_seconds=_longest(source),
     )  # fmt: skip
     found = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
     if found is None:
@@ -226,6 +240,7 @@ def normalize_wav(
         ["-y", "-i", str(source), "-af", second, "-c:a", _PCM_CODECS[width], "-rf64", "auto",
          "-f", "wav", str(output)],
         f"normalise the loudness of {source.name}",
+        audio_seconds=_longest(source),
     )  # fmt: skip
     return measured
 
@@ -240,8 +255,7 @@ def _ffmetadata(meta: Metadata, chapters: Sequence[ChapterMark], end: float) -> 
     lines = [";FFMETADATA1"]
     for key, value in _tag_values(meta).items():
         lines.append(f"{key}={_escape(value)}")
-    for mark, following in zip(chapters, [*chapters[1:], None], strict=True):
-        stop = following.start if following else end
+    for mark, stop in _spans(chapters, end):
         lines += [
             "[CHAPTER]",
             "TIMEBASE=1/1000",
@@ -250,6 +264,15 @@ def _ffmetadata(meta: Metadata, chapters: Sequence[ChapterMark], end: float) -> 
             f"title={_escape(mark.title)}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _spans(chapters: Sequence[ChapterMark], end: float) -> list[tuple[ChapterMark, float]]:
+    """Each chapter with where it stops: the next one's start, the last one at ``end``.
+
+    Empty for no chapters (a document without headings has none).
+    """
+    stops = [mark.start for mark in chapters[1:]] + [end]
+    return list(zip(chapters, stops[: len(chapters)], strict=True))
 
 
 def _tag_values(meta: Metadata) -> dict[str, str]:
@@ -305,7 +328,8 @@ def encode(
                 for key, value in _tag_values(metadata).items():
                     args += ["-metadata", f"{key}={value}"]
         args += [*spec.codec, "-f", spec.muxer, str(tmp)]
-        _run(args, f"write {output.name}")
+        seconds = (end if end is not None else _longest(source)) - start
+        _run(args, f"write {output.name}", audio_seconds=seconds)
         if fmt == "mp3":
             _tag_mp3(tmp, metadata, chapters)
         elif fmt in _VORBIS:
@@ -319,6 +343,17 @@ def encode(
         tmp.unlink(missing_ok=True)
         meta_file.unlink(missing_ok=True)
     return output
+
+
+def _longest(path: Path) -> float:
+    """The WAV's length, or for one we cannot read (RF64) the most its size can hold."""
+    seconds = _wav_seconds(path)
+    if seconds:
+        return seconds
+    try:
+        return path.stat().st_size / 8000  # 8 kHz 8-bit mono: no WAV is longer per byte
+    except OSError:
+        return 0.0
 
 
 def _wav_seconds(path: Path) -> float:
@@ -396,9 +431,9 @@ def _tag_mp3(path: Path, meta: Metadata, chapters: Sequence[ChapterMark]) -> Non
                 sub_frames=[TIT2(encoding=3, text=["Chapters"])],
             )
         )
-        for cid, mark, following in zip(ids, chapters, [*chapters[1:], None], strict=True):
+        for cid, (mark, stop_s) in zip(ids, _spans(chapters, total_ms / 1000), strict=True):
             begin = round(mark.start * 1000)
-            stop = round(following.start * 1000) if following else total_ms
+            stop = round(stop_s * 1000)
             tags.ordered.append(
                 CHAP(
                     element_id=cid,

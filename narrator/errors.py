@@ -12,7 +12,9 @@ The tree::
     │   ├── EndpointNotFound       404 from the API itself: a wrong --base-url (exit 2)
     │   ├── Unreachable            the service was never reached: refused, no such host (exit 2)
     │   ├── SettingsRejected       the first request's 400 is not about its text (exit 2)
-    │   └── InternalFailure        an unexpected failure not about one chunk (the store...) (exit 1)
+    │   ├── InternalFailure        an unexpected failure not about one chunk (the store...) (exit 1)
+    │   ├── DiskFull               no space left (ENOSPC/EDQUOT) where narrator writes (exit 1)
+    │   └── Stalled                no chunk progressed for --stall-timeout seconds (exit 1)
     └── ProviderError              one request failed; ``retryable`` says what the pool does
         ├── BadRequest             400: the service refused this chunk; never retried
         ├── RateLimited            429: retried, and the whole run slows down
@@ -72,6 +74,23 @@ class SettingsRejected(StopRun):
 class InternalFailure(StopRun):
     """An unexpected error that is not about one chunk (the store, the disk); the run
     stops with its message rather than hanging or failing chunk after chunk."""
+
+
+class DiskFull(StopRun):
+    """A folder narrator writes to is full; the work done so far is kept.
+
+    ``folder`` is where the write failed (or would fail); ``needed`` the bytes the rest
+    of the run needs there, as far as it can be estimated.
+    """
+
+    def __init__(self, message: str, *, folder: str, needed: int | None = None) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.needed = needed
+
+
+class Stalled(StopRun):
+    """No chunk made progress for too long; the message says what the run waited for."""
 
 
 class ProviderError(NarratorError):

@@ -12,16 +12,19 @@ import functools
 import hashlib
 import json
 import logging
+import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .audiobook import make_audiobook
+from .diskspace import BYTES_PER_CHAR, check_room, disk_full, is_disk_full
 from .documents import Document, load_document, parse_text
-from .encode import ChapterMark
-from .errors import NarratorError, StopRun
+from .encode import ChapterMark, format_of
+from .errors import DiskFull, NarratorError, StopRun
 from .language import resolve_language
 from .pool import ChunkFailed, Job, Outcome, Pool, Stopped
 from .providers import Provider, make_provider
@@ -30,6 +33,7 @@ from .settings import Settings
 from .split import Chunk, split_document
 from .stitch import Piece
 from .store import Store, segment_key
+from .watchdog import watch
 
 log = logging.getLogger("narrator")
 
@@ -202,6 +206,10 @@ async def _narrate_one(
             make_audiobook, doc, chunks, pieces, work.output, settings.audiobook
         )
     except (NarratorError, OSError) as exc:
+        if is_disk_full(exc):
+            full = disk_full(work.output.absolute().parent)
+            pool.stop(full)
+            return report("stopped", errors=[f"writing {work.output}: the disk is full"])
         return report("failed", errors=[f"writing {work.output}: {exc}"])
     return report("done", seconds=book.seconds, chapters=book.chapters, files=book.files)
 
@@ -218,7 +226,10 @@ async def narrate_many(
     """Narrate several documents through one pool and one rate limiter.
 
     Setting ``stop`` starts no new requests; requests in flight get ``grace`` seconds
-    to finish, and what finished is kept for the next run.
+    to finish, and what finished is kept for the next run. Raises
+    :class:`~narrator.errors.DiskFull` before any request when the cache or an output
+    folder lacks the room the text will need; a disk that fills during the run, or no
+    chunk progressing for ``settings.stall_seconds``, stops it (``RunReport.stop_error``).
     """
     began = time.monotonic()
     progress = on_progress or (lambda event: None)
@@ -244,6 +255,13 @@ async def narrate_many(
     current = [] if settings.force else _up_to_date(plans, store, fingerprints)
     done_before = {report.output for report in current}
     plans = [(work, chunks) for work, chunks in plans if str(work.output) not in done_before]
+    try:
+        check_room(_room_needed(plans, store, provider, settings))
+    except DiskFull:
+        store.close()
+        if own_provider:
+            await provider.aclose()
+        raise
     progress(
         ProgressEvent(
             "planned",
@@ -263,17 +281,48 @@ async def narrate_many(
             backoff_max=settings.backoff_max,
             adaptive=settings.adaptive_rate,
             max_segment_bytes=settings.max_segment_bytes,
+            lease=2 * settings.request_timeout + 60,  # one attempt: a request and a download
         )
         async with pool:
+            dog = asyncio.create_task(
+                watch(pool, seconds=settings.stall_seconds, what=_service(settings)),
+                name="narrator-watchdog",
+            )
             tasks = [
                 asyncio.create_task(_narrate_one(pool, provider, work, chunks, settings, progress))
                 for work, chunks in plans
             ]
-            reports = await _collect(tasks, pool, stop, grace, progress)
+            try:
+                collected = await _collect(tasks, pool, stop, grace, progress)
+            finally:
+                dog.cancel()
+            # A document cut off by the stop is still one of the run's documents.
+            reports = [
+                report or _stopped(work, chunks)
+                for report, (work, chunks) in zip(collected, plans, strict=True)
+            ]
         for report in reports:
             fingerprint = fingerprints.get(Path(report.output))
             if report.status == "done" and fingerprint is not None:
-                store.record_book(Path(report.output), fingerprint, report.audio_seconds)
+                try:
+                    store.record_book(
+                        Path(report.output),
+                        fingerprint,
+                        report.audio_seconds,
+                        files=[Path(f) for f in report.files],
+                    )
+                except sqlite3.Error as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    pool.stop(disk_full(settings.store_dir))  # the book is there; only not noted
+                except OSError as exc:  # gone already: the next run simply makes it again
+                    log.warning("%s: not noted as up to date (%s)", report.output, exc)
+        if isinstance(pool.stop_reason, DiskFull):
+            # Say how much the rest needs in the full folder, now that some of it is done.
+            full = Path(pool.stop_reason.folder)
+            needs = _room_needed(plans, store, provider, settings)
+            same = [n for folder, n in needs.items() if _same_filesystem(folder, full)]
+            pool.stop_reason = disk_full(full, sum(same) or None)
     finally:
         if own_provider:
             await provider.aclose()
@@ -295,6 +344,48 @@ async def narrate_many(
     )
 
 
+def _room_needed(
+    plans: Sequence[tuple[Work, list[Chunk]]], store: Store, provider: Provider, settings: Settings
+) -> dict[Path, int]:
+    """Bytes each folder will need, estimated from the text: the cache for the audio not
+    yet in it, each output folder for its books (the stitched WAV, a normalised copy,
+    the encoded file, all on disk at once while a book is encoded)."""
+    needs: dict[Path, int] = {}
+    missing: dict[str, int] = {}
+    for _, chunks in plans:
+        for chunk in chunks:
+            key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+            if key not in missing and store.lookup(key) is None:
+                missing[key] = chunk.billing_chars
+    cache = settings.store_dir.absolute()
+    needs[cache] = sum(missing.values()) * BYTES_PER_CHAR
+    options = settings.audiobook
+    for work, chunks in plans:
+        wav = sum(c.billing_chars for c in chunks) * BYTES_PER_CHAR
+        try:
+            fmt = format_of(work.output, options.format)
+        except NarratorError:
+            fmt = "wav"
+        encoded = wav if fmt in ("wav", "flac") else wav // 4
+        folder = work.output.absolute().parent
+        needs[folder] = needs.get(folder, 0) + wav * (2 if options.normalize else 1) + encoded
+    return needs
+
+
+def _service(settings: Settings) -> str:
+    """The service a run talks to, as the watchdog names it."""
+    if settings.provider == "espeak":
+        return "the offline voice"
+    return urllib.parse.urlsplit(settings.base_url).netloc or settings.base_url
+
+
+def _same_filesystem(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_dev == b.stat().st_dev
+    except OSError:
+        return a == b
+
+
 def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Chunk]) -> str:
     """What an audiobook is made from: its chunks' texts and chapters, the provider, and
     every setting but those that only change how fast it is made."""
@@ -314,7 +405,7 @@ _RUN_ONLY_SETTINGS = frozenset(
     (
         "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
-        "allow_hosts", "allow_private_network",
+        "allow_hosts", "allow_private_network", "stall_timeout",
     )
 )  # fmt: skip
 
@@ -327,8 +418,8 @@ def _up_to_date(
     for work, chunks in plans:
         if not chunks:
             continue
-        seconds = store.current_book(work.output, fingerprints[work.output])
-        if seconds is None:
+        book = store.current_book(work.output, fingerprints[work.output])
+        if book is None:
             continue
         log.info("%s: up to date, skipped (--force makes it again)", work.output)
         current.append(
@@ -339,13 +430,32 @@ def _up_to_date(
                 status="up-to-date",
                 chunks=len(chunks),
                 billing_characters=sum(c.billing_chars for c in chunks),
-                audio_seconds=seconds,
+                audio_seconds=book.seconds,
                 requests=0,
                 retries=0,
                 cached_chunks=0,
+                # parts sit beside the output: named as the output was given
+                files=tuple(str(work.output.with_name(f.name)) for f in book.files),
             )
         )
     return current
+
+
+def _stopped(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:
+    """The report of a document the run stopped before it finished."""
+    return DocumentReport(
+        input=work.document.source,
+        output=str(work.output),
+        title=work.document.title,
+        status="stopped",
+        chunks=len(chunks),
+        billing_characters=sum(c.billing_chars for c in chunks),
+        audio_seconds=0.0,
+        requests=0,
+        retries=0,
+        cached_chunks=0,
+        errors=("the run stopped before this document finished",),
+    )
 
 
 def _announce(progress: ProgressCallback, task: asyncio.Task[DocumentReport]) -> None:
@@ -359,28 +469,31 @@ async def _collect(
     stop: asyncio.Event | None,
     grace: float,
     progress: ProgressCallback,
-) -> list[DocumentReport]:
+) -> list[DocumentReport | None]:
     """Wait for every document; on ``stop``, give in-flight work ``grace`` seconds."""
     for task in tasks:
         task.add_done_callback(functools.partial(_announce, progress))
-    everything = asyncio.gather(*tasks)
+    if not tasks:
+        return []
     if stop is None:
-        await everything
+        await asyncio.wait(tasks)
     else:
         stopper = asyncio.ensure_future(stop.wait())
-        either: list[asyncio.Future[Any]] = [everything, stopper]
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        either: list[asyncio.Future[Any]] = [*tasks, stopper]
+        while not stopper.done() and not all(task.done() for task in tasks):
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if not everything.done():
+        if not all(task.done() for task in tasks):
             pool.stop()
             _, late = await asyncio.wait(tasks, timeout=grace)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks)
     for task in tasks:  # a bug inside a document task surfaces here
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
-    return [task.result() for task in tasks if not task.cancelled()]
+    # None for a document cut off by the stop
+    return [None if task.cancelled() else task.result() for task in tasks]
 
 
 def _as_document(source: str | Path | Document) -> Document:

@@ -13,7 +13,13 @@ What is retried, and how (nothing else is):
   billed twice; after three broken downloads in a row, synthesize again.
 - ``LinkExpired``: synthesize again.
 
-``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits) stops the pool.
+``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits, a full disk)
+stops the pool.
+
+Several processes may share one cache: a worker claims its chunk in the store before it
+sends it (renewed before each attempt), and a chunk another process has claimed goes to
+the back of the queue until its audio is in the store or the claim lapses. So each chunk
+is billed once, whichever process gets to it first.
 
 Until the service has answered one request well, requests go one at a time (the
 probe): a wrong key, voice, model or address then costs one request, not one per
@@ -38,6 +44,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .audio import WavInfo
+from .diskspace import disk_full, is_disk_full
 from .errors import (
     AudioError,
     BadDownload,
@@ -93,6 +100,10 @@ class ChunkFailed(NarratorError):
     def __init__(self, message: str, *, attempts: int) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class _ClaimedElsewhere(Exception):
+    """Another process sharing the cache is synthesizing this chunk right now."""
 
 
 class Stopped(NarratorError):
@@ -188,6 +199,11 @@ class AdaptiveRate:
             self._successes = 0
 
 
+def _fail(future: asyncio.Future[Outcome], error: BaseException) -> None:
+    if not future.done():  # an abort may have failed it already
+        future.set_exception(error)
+
+
 class Pool:
     """Runs jobs through a provider with bounded concurrency, a rate limit and retries."""
 
@@ -204,6 +220,8 @@ class Pool:
         backoff_max: float = 30.0,
         adaptive: bool = True,
         max_segment_bytes: int = 50 * 1024 * 1024,
+        lease: float = 300.0,
+        claim_poll: float = 0.25,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -216,6 +234,9 @@ class Pool:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.max_segment_bytes = max_segment_bytes
+        # A claim outlives one attempt (request and download); it is renewed before each.
+        self.lease = lease
+        self.claim_poll = claim_poll
         self.stats = PoolStats()
         self.stop_reason: StopRun | None = None
         # The format of the first segment stored in this run; every other must match it.
@@ -232,8 +253,35 @@ class Pool:
         self._stopping = False
         self._answered = False  # the service has answered one request well
         self._probe = asyncio.Lock()
+        # What the watchdog reads: when a chunk last progressed, and what is under way.
+        self.last_progress = 0.0
+        self.requests_in_flight = 0
+        self.downloads_in_flight = 0
+        self._waiting: set[str] = set()  # keys another process holds a claim on
+
+    @property
+    def pending(self) -> int:
+        """Chunks submitted and not finished."""
+        return sum(not future.done() for future in self._futures.values())
+
+    @property
+    def waiting_for_others(self) -> int:
+        return len(self._waiting)
+
+    def _progressed(self) -> None:
+        self.last_progress = asyncio.get_running_loop().time()
+
+    def abort(self, reason: StopRun) -> None:
+        """Stop at once: no grace for work under way, whose chunks fail with ``reason``."""
+        self.stop(reason)
+        for task in self._workers:
+            task.cancel()
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(self.stop_reason or reason)
 
     async def __aenter__(self) -> Pool:
+        self._progressed()
         # Twice the request slots, so downloads overlap with the next requests.
         self._workers = [
             asyncio.create_task(self._work(), name=f"narrator-worker-{i}")
@@ -292,23 +340,42 @@ class Pool:
                 continue
             try:
                 outcome = await self._run(job)
+            except _ClaimedElsewhere:
+                # Its audio will be in the store soon; look again after the other jobs.
+                self._waiting.add(job.key)
+                if self._stopping:
+                    _fail(future, self.stop_reason or Stopped("the run was stopped"))
+                else:
+                    self._queue.put_nowait((job, future))
+                    await asyncio.sleep(self.claim_poll)  # another process's pace, not ours
+                continue  # waiting on another process is not progress
             except StopRun as exc:
                 self.stop(exc)
-                future.set_exception(exc)
-            except NarratorError as exc:
-                future.set_exception(exc)
-            except (sqlite3.Error, OSError) as exc:
-                # The store or the disk: every other chunk would meet it too.
-                failure = InternalFailure(f"the run stopped: {type(exc).__name__}: {exc}")
-                self.stop(failure)
-                future.set_exception(failure)
+                _fail(future, exc)
+            except (NarratorError, AudioError) as exc:
+                _fail(future, exc)
+            except (OSError, sqlite3.Error) as exc:
+                if is_disk_full(exc):
+                    # Every later write would fail too: stop the run, keep what is finished,
+                    # and free the store's reserve so the requests in flight can note their
+                    # links.
+                    self.store.release_reserve()
+                    full = disk_full(self.store.root)
+                    self.stop(full)
+                    _fail(future, self.stop_reason or full)
+                else:
+                    # The store or the disk: every other chunk would meet it too.
+                    failure = InternalFailure(f"the run stopped: {type(exc).__name__}: {exc}")
+                    self.stop(failure)
+                    _fail(future, self.stop_reason or failure)
             except Exception as exc:  # a worker must never die with its future unset
                 log.debug("chunk failed unexpectedly", exc_info=True)
-                future.set_exception(
-                    ChunkFailed(f"unexpected {type(exc).__name__}: {exc}", attempts=1)
-                )
+                _fail(future, ChunkFailed(f"unexpected {type(exc).__name__}: {exc}", attempts=1))
             else:
-                future.set_result(outcome)
+                if not future.done():  # an abort may have failed it meanwhile
+                    future.set_result(outcome)
+            self._waiting.discard(job.key)
+            self._progressed()
 
     def _delay(self, attempt: int, error: ProviderError) -> float:
         if error.retry_after is not None:
@@ -347,6 +414,7 @@ class Pool:
             self.stats.requests += 1
             self._requests[job.key] += 1
             request_id = f"narrator-{job.key[:24]}-{attempt}"
+            self.requests_in_flight += 1
             try:
                 audio = await self.provider.synthesize(
                     job.text, voice=self.voice, request_id=request_id
@@ -360,8 +428,21 @@ class Pool:
                         self.rate.rpm,
                     )
                 raise
+            finally:
+                self.requests_in_flight -= 1
+                self._progressed()
         self.rate.succeeded()
         return audio
+
+    def _note_link(self, key: str, url: str) -> None:
+        """Write down a link just paid for, even on a full disk (from the store's reserve)."""
+        try:
+            self.store.record_link(key, url)
+        except sqlite3.Error as exc:
+            if not is_disk_full(exc) or not self.store.release_reserve():
+                raise
+            self.store.record_link(key, url)
+            raise  # the link is kept; the full disk still stops the run
 
     def _checker(self, job: Job) -> Callable[[WavInfo], None]:
         """The check a new segment of ``job`` passes before it is stored."""
@@ -387,6 +468,7 @@ class Pool:
     async def _fetch(self, job: Job, url: str) -> Segment:
         temp = self.store.temp_path(job.key)
         self.stats.downloads += 1
+        self.downloads_in_flight += 1
         try:
             await self.provider.download(url, temp, max_bytes=self.max_segment_bytes)
             return await self.store.commit(job.key, temp, check=self._checker(job))
@@ -394,6 +476,8 @@ class Pool:
             # Counted as a broken download: after a few, the chunk is synthesized again.
             raise BadDownload(f"the service sent unusable audio: {exc}") from exc
         finally:
+            self.downloads_in_flight -= 1
+            self._progressed()
             temp.unlink(missing_ok=True)
 
     async def _run(self, job: Job) -> Outcome:
@@ -402,6 +486,21 @@ class Pool:
             if self._still_good(cached, job):
                 return Outcome(cached, 0, 0, cached=True)
             self.store.discard(job.key)
+        if not self.store.claim(job.key, seconds=self.lease):
+            raise _ClaimedElsewhere(job.key)
+        try:
+            # Between our lookup and our claim, the other process may have finished it.
+            cached = self.store.lookup(job.key)
+            if cached is not None:
+                if self._still_good(cached, job):
+                    return Outcome(cached, 0, 0, cached=True)
+                self.store.discard(job.key)
+            return await self._synthesize(job)
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
+                self.store.release(job.key)
+
+    async def _synthesize(self, job: Job) -> Outcome:
         store = self.store
         store.begin(job.key, job.billing_chars)
         url = store.pending_link(job.key, max_age=LINK_MAX_AGE)
@@ -409,6 +508,8 @@ class Pool:
         while True:
             if self._stopping:
                 raise self.stop_reason or Stopped("the run was stopped")
+            if not store.claim(job.key, seconds=self.lease):  # renewed: this attempt is ours
+                raise _ClaimedElsewhere(job.key)  # ours lapsed during a long backoff
             try:
                 if url is None:
                     requests += 1
@@ -423,7 +524,7 @@ class Pool:
                         return Outcome(segment, requests, attempt, cached=False)
                     assert audio.url is not None
                     url = audio.url
-                    store.record_link(job.key, url)
+                    self._note_link(job.key, url)
                 segment = await self._fetch(job, url)
                 return Outcome(segment, requests, attempt, cached=False)
             except BadRequest as exc:

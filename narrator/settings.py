@@ -105,6 +105,9 @@ class Settings:
     backoff_max: float = 30.0  # also caps a service's Retry-After
     adaptive_rate: bool = True
     request_timeout: float = 120.0
+    # No chunk progressing this long fails the run; None: the slowest request and download
+    # (2 x request_timeout) plus three minutes.
+    stall_timeout: float | None = None
     max_segment_bytes: int = 50 * 1024 * 1024
     # Audio links to these hosts, or (True) to any loopback/private address, are fetched
     # although they are not public; the endpoint's own host always is (see netpolicy).
@@ -153,6 +156,8 @@ class Settings:
             raise ConfigError(f"gaps are at most {MAX_GAP_MS:,} ms (a minute)")
         if self.backoff_base < 0:
             raise ConfigError("--backoff cannot be negative")
+        if self.stall_timeout is not None and not self.stall_timeout > 0:
+            raise ConfigError("--stall-timeout must be greater than 0")
         if self.retries < 1:
             raise ConfigError("--retries must be at least 1")
         if not self.base_url.startswith(("http://", "https://")):
@@ -172,6 +177,13 @@ class Settings:
                 f"no API key: set {KEY_VARIABLES[self.provider]} (or pass --api-key), "
                 "or use --provider espeak to narrate offline"
             )
+
+    @property
+    def stall_seconds(self) -> float:
+        """How long the run may go without a chunk progressing."""
+        if self.stall_timeout is not None:
+            return self.stall_timeout
+        return 2 * self.request_timeout + 180.0
 
     @property
     def store_dir(self) -> Path:

@@ -12,6 +12,12 @@ chunks. States: ``pending`` (known, nothing usable yet), ``synthesized`` (the se
 made it; its link is kept so a crash before the download bills nothing twice),
 ``downloaded`` (the file is in place), ``failed`` (the last try failed; retried on the
 next run).
+
+Beside the segments: ``books`` and ``book_files`` (each audiobook written, and its files,
+one per part when it was split, so a rerun can tell it is up to date), and ``claims``
+(which process is synthesizing which chunk, with an expiry). A small ``reserve`` file
+is given up when the disk fills, so the links of requests already paid for can still be
+written down.
 """
 
 from __future__ import annotations
@@ -22,14 +28,18 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .audio import WavInfo, read_wav_info
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -60,7 +70,35 @@ CREATE TABLE IF NOT EXISTS books (
     updated     REAL NOT NULL
 )
 """
-_STALE_TEMP_SECONDS = 3600.0  # older temp files belong to no live run
+# The audio files of each book: one row, or one per part when --split-hours cut it.
+# A book with rows here is checked file by file (its own name may not exist at all).
+_BOOK_FILES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS book_files (
+    output   TEXT NOT NULL,
+    number   INTEGER NOT NULL,
+    path     TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    PRIMARY KEY (output, number)
+)
+"""
+# Who is synthesizing a chunk right now, when several processes share one cache: a
+# process claims a key before it sends the request, and the others wait for its audio.
+# A claim lapses at ``expires`` (wall-clock seconds), so a killed process blocks no one.
+_CLAIMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS claims (
+    key     TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    expires REAL NOT NULL
+)
+"""
+_STALE_TEMP_SECONDS = 3600.0
+# SQLite's own busy wait (the connection timeout) covers most contention; a write that
+# still finds the database locked is tried again this many times before it is an error.
+_LOCKED_RETRIES = 20
+# Room kept on the cache's disk (a file of zeros) and given up when the disk fills, so the
+# links of requests already paid for can still be written down: resume bills them once.
+_RESERVE_BYTES = 512 * 1024  # older temp files belong to no live run
 
 
 def segment_key(*, provider: str, voice: str, text: str) -> str:
@@ -86,6 +124,14 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class BookRecord:
+    """An audiobook as it was last written: its length and its audio files."""
+
+    seconds: float
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StoreInfo:
     """What ``narrator cache info`` shows."""
 
@@ -104,51 +150,153 @@ class Store:
         self._tmp = self._segments / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(root / "narrator.sqlite3", isolation_level=None, timeout=30)
+        self._retry_locked(self._prepare)  # several processes may open one cache at once
+        # This store's name on its claims: where it runs, so a claim of a process that has
+        # died on this machine lapses at once rather than when it expires.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._sweep_temp()
+        self._reserve = root / "reserve"
+        self._keep_reserve()
+
+    def _prepare(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # WAL with NORMAL survives a killed process; only a power cut can lose the last rows,
         # and then the files they point to are checked again anyway.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._db.execute(_BOOKS_SCHEMA)
-        self._sweep_temp()
+        self._db.execute(_BOOK_FILES_SCHEMA)
+        self._db.execute(_CLAIMS_SCHEMA)
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._retry_locked(
+                lambda: self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
+            )
         self._db.close()
+
+    def _retry_locked(self, write: Callable[[], T]) -> T:
+        """Run ``write``, again after a short pause while another process holds the lock."""
+        for attempt in range(_LOCKED_RETRIES):
+            try:
+                return write()
+            except sqlite3.OperationalError as exc:
+                if attempt + 1 == _LOCKED_RETRIES or not _is_locked(exc):
+                    raise
+                time.sleep(min(1.0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    # --- claims between processes --------------------------------------------------------
+
+    def claim(self, key: str, *, seconds: float) -> bool:
+        """Claim ``key`` for ``seconds`` (or renew this store's claim); False when another
+        process holds a claim on it that has not lapsed."""
+
+        def attempt() -> bool:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                now = time.time()
+                row = self._db.execute(
+                    "SELECT owner, expires FROM claims WHERE key = ?", (key,)
+                ).fetchone()
+                if row is not None and row[0] != self.owner and row[1] > now and _alive(row[0]):
+                    return False
+                self._db.execute(
+                    "INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)",
+                    (key, self.owner, now + seconds),
+                )
+                return True
+
+        return self._retry_locked(attempt)
+
+    def release(self, key: str) -> None:
+        """Give up this store's claim on ``key`` (its audio is in, or it failed)."""
+        self._retry_locked(
+            lambda: self._db.execute(
+                "DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner)
+            )
+        )
+
+    def _keep_reserve(self) -> None:
+        with contextlib.suppress(OSError):  # a disk already full has nothing to spare
+            if not self._reserve.exists():
+                tmp = self._tmp / f"reserve.{uuid.uuid4().hex[:8]}"
+                try:
+                    with tmp.open("wb") as fh:
+                        fh.write(bytes(_RESERVE_BYTES))  # real blocks, not a sparse file
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, self._reserve)
+                finally:
+                    tmp.unlink(missing_ok=True)
+
+    def release_reserve(self) -> bool:
+        """Give the room kept for a full disk back; True if there was any."""
+        try:
+            self._reserve.unlink()
+        except OSError:
+            return False
+        return True
 
     # --- finished audiobooks -------------------------------------------------------------
 
-    def current_book(self, output: Path, fingerprint: str) -> float | None:
-        """The audio seconds of ``output`` if it was written from ``fingerprint`` and has
-        not changed on disk since; None when it must be made (again)."""
+    def current_book(self, output: Path, fingerprint: str) -> BookRecord | None:
+        """What ``output`` was written as, if it was written from ``fingerprint`` and none
+        of its files has changed on disk since; None when it must be made (again)."""
+        name = str(output.absolute())
         row = self._db.execute(
-            "SELECT fingerprint, size, mtime_ns, seconds FROM books WHERE output = ?",
-            (str(output.absolute()),),
+            "SELECT fingerprint, size, mtime_ns, seconds FROM books WHERE output = ?", (name,)
         ).fetchone()
         if row is None or row[0] != fingerprint:
             return None
-        try:
-            stat = output.stat()
-        except OSError:
-            return None
-        if (stat.st_size, stat.st_mtime_ns) != (row[1], row[2]):
-            return None
-        return float(row[3])
+        files = self._db.execute(
+            "SELECT path, size, mtime_ns FROM book_files WHERE output = ? ORDER BY number",
+            (name,),
+        ).fetchall()
+        # A book recorded before parts were recorded is its own one file.
+        expected = [(path, size, mtime) for path, size, mtime in files] or [(name, row[1], row[2])]
+        for path, size, mtime in expected:
+            try:
+                stat = Path(path).stat()
+            except OSError:
+                return None
+            if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
+                return None
+        return BookRecord(float(row[3]), tuple(Path(path) for path, _, _ in expected))
 
-    def record_book(self, output: Path, fingerprint: str, seconds: float) -> None:
-        """Remember that ``output`` was just written from ``fingerprint``."""
-        stat = output.stat()
-        self._db.execute(
-            "INSERT OR REPLACE INTO books (output, fingerprint, size, mtime_ns, seconds, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                str(output.absolute()),
-                fingerprint,
-                stat.st_size,
-                stat.st_mtime_ns,
-                seconds,
-                time.time(),
-            ),
-        )
+    def record_book(
+        self, output: Path, fingerprint: str, seconds: float, *, files: Sequence[Path] = ()
+    ) -> None:
+        """Remember that ``output`` was just written from ``fingerprint`` as ``files``
+        (its parts when it was split; ``output`` itself when ``files`` is empty)."""
+        files = list(files) or [output]
+        stats = [path.stat() for path in files]
+        name = str(output.absolute())
+        self._retry_locked(lambda: self._write_book(name, fingerprint, seconds, files, stats))
+
+    def _write_book(
+        self,
+        name: str,
+        fingerprint: str,
+        seconds: float,
+        files: Sequence[Path],
+        stats: Sequence[os.stat_result],
+    ) -> None:
+        with self._db:  # the row and its files together, or neither
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT OR REPLACE INTO books (output, fingerprint, size, mtime_ns, seconds, "
+                "updated) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, fingerprint, stats[0].st_size, stats[0].st_mtime_ns, seconds, time.time()),
+            )
+            self._db.execute("DELETE FROM book_files WHERE output = ?", (name,))
+            self._db.executemany(
+                "INSERT INTO book_files (output, number, path, size, mtime_ns) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (name, n, str(path.absolute()), st.st_size, st.st_mtime_ns)
+                    for n, (path, st) in enumerate(zip(files, stats, strict=True), start=1)
+                ],
+            )
 
     def _sweep_temp(self) -> None:
         cutoff = time.time() - _STALE_TEMP_SECONDS
@@ -206,22 +354,28 @@ class Store:
     def _set(self, key: str, **fields: object) -> None:
         fields["updated"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._db.execute(
-            f"UPDATE segments SET {assignments} WHERE key = ?", (*fields.values(), key)
+        self._retry_locked(
+            lambda: self._db.execute(
+                f"UPDATE segments SET {assignments} WHERE key = ?", (*fields.values(), key)
+            )
         )
 
     def begin(self, key: str, billing_chars: int) -> None:
         """Make sure ``key`` has a row."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO segments (key, state, billing_chars, updated) "
-            "VALUES (?, 'pending', ?, ?)",
-            (key, billing_chars, time.time()),
+        self._retry_locked(
+            lambda: self._db.execute(
+                "INSERT OR IGNORE INTO segments (key, state, billing_chars, updated) "
+                "VALUES (?, 'pending', ?, ?)",
+                (key, billing_chars, time.time()),
+            )
         )
 
     def record_attempt(self, key: str) -> None:
-        self._db.execute(
-            "UPDATE segments SET attempts = attempts + 1, updated = ? WHERE key = ?",
-            (time.time(), key),
+        self._retry_locked(
+            lambda: self._db.execute(
+                "UPDATE segments SET attempts = attempts + 1, updated = ? WHERE key = ?",
+                (time.time(), key),
+            )
         )
 
     def record_link(self, key: str, url: str) -> None:
@@ -288,6 +442,26 @@ class Store:
         for entry in self._segments.iterdir():
             if entry.is_dir() and entry != self._tmp:
                 shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process named in a claim may still be working on it."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine on a shared disk: only the expiry tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # alive, owned by someone else
+    return True
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc)
+    return "database is locked" in message or "database is busy" in message
 
 
 def _place(temp: Path, final: Path, check: Callable[[WavInfo], None] | None) -> WavInfo:
