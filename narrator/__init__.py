@@ -5,6 +5,8 @@
 >>> narrator.narrate_sync("Hello there. This is narrator.", "hello.wav", settings)  # doctest: +SKIP
 """
 
+import logging
+
 from .documents import Chapter, Document, load_document, parse_text
 from .errors import NarratorError
 from .pipeline import (
@@ -21,6 +23,10 @@ from .pipeline import (
 from .settings import Settings
 
 __version__ = "0.1.0"
+
+# The library only logs; the application decides what is shown. Without a handler,
+# Python's last-resort handler would print warnings to stderr.
+logging.getLogger("narrator").addHandler(logging.NullHandler())
 
 __all__ = [
     "Chapter",

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -24,18 +25,44 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
+from .argtypes import (
+    HelpFormatter,
+    Parser,
+    as_int,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    share,
+)
 from .audiobook import AudiobookOptions
 from .config import apply_config, endpoint_setting, find_config, load_config, option_names
 from .documents import Document
 from .encode import FORMATS
-from .errors import AuthError, ConfigError, EndpointNotFound, InputError, NarratorError
+from .errors import (
+    AuthError,
+    ConfigError,
+    EndpointNotFound,
+    InputError,
+    NarratorError,
+    SettingsRejected,
+    Unreachable,
+)
 from .estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS, Estimate, estimate, format_cost
 from .folders import check_writable, output_folder
 from .limits import DEFAULT_MAX_TEXT_BYTES
 from .netpolicy import NetPolicy
 from .pipeline import DocumentReport, Flag, ProgressEvent, RunReport, Work, narrate_many
+from .preflight import check_lang
 from .providers import make_provider
-from .settings import DEFAULT_BASE_URLS, KEY_VARIABLES, PROVIDERS, Settings
+from .settings import (
+    DEFAULT_BASE_URLS,
+    KEY_VARIABLES,
+    PROVIDER_DEFAULTS,
+    PROVIDERS,
+    Settings,
+    describe_pace,
+)
 from .sources import STDIN, Input, find_inputs, read_inputs, safe_filename
 from .split import billing_chars
 
@@ -162,11 +189,11 @@ def _load(
         if isinstance(result, InputError):
             # A page that cannot be had is a failure; a local file that is not a readable
             # document (a binary file in a folder, say) is only left out.
+            # Reported once, by the summary (or the estimate), which names the input itself.
             status = "failed" if item.is_url else "skipped"
-            log.warning("%s: %s", status, result)
-            unread.append(_unread(item, status, str(result)))
+            message = str(result).removeprefix(f"{item.location}: ")
+            unread.append(_unread(item, status, message))
         elif result.is_empty:
-            log.warning("skipped %s: empty", item.location)
             unread.append(_unread(item, "skipped", "empty: nothing to narrate"))
         else:
             loaded.append((item, result))
@@ -247,6 +274,12 @@ def _summary(run: RunReport) -> None:
     rows = [("document", "status", "chunks", "characters", "audio", "flagged", "output")]
     for doc in run.documents:
         audio = _format_seconds(doc.audio_seconds) if doc.output and doc.ok else "-"
+        if doc.status == "skipped":
+            where = doc.errors[0] if doc.errors else ""  # why: reported once, here
+        elif doc.ok:
+            where = doc.files[0] if len(doc.files) > 1 else doc.output
+        else:
+            where = ""
         rows.append(
             (
                 _shorten(doc.input),
@@ -255,18 +288,32 @@ def _summary(run: RunReport) -> None:
                 f"{doc.billing_characters:,}",
                 audio,
                 str(len(doc.flagged)),
-                (doc.files[0] if len(doc.files) > 1 else doc.output) if doc.ok else "",
+                where,
             )
         )
         if doc.ok and len(doc.files) > 1:  # a split book: each part on its own line
             rows += [("", "", "", "", "", "", part) for part in doc.files[1:]]
+    if len(run.documents) > 1:  # the sums of the rows above, as in the JSON's totals
+        totals = _totals(run)
+        rows.append(
+            (
+                f"total ({len(run.documents)} documents)",
+                "",
+                str(totals["chunks"]),
+                f"{totals['billing_characters']:,}",
+                _format_seconds(totals["audio_seconds"]),
+                str(totals["flagged"]),
+                "",
+            )
+        )
     if run.documents:
         print("\n".join(_table(rows, right=(2, 3, 4, 5))))
     for doc in run.documents:
         for flag in doc.flagged:
             print(f"FLAGGED: {doc.input}: {_flag_line(flag)}", file=sys.stderr)
     for doc in run.documents:
-        if doc.status not in ("done", "up-to-date"):
+        # Documents stopped with the run are in the table; the run's one line says why.
+        if doc.status == "failed" or (doc.status == "stopped" and run.stopped is None):
             first = doc.errors[0] if doc.errors else ""
             print(f"{doc.status.upper()}: {doc.input}: {first}", file=sys.stderr)
     totals = _totals(run)
@@ -308,8 +355,16 @@ def _totals(run: RunReport) -> dict[str, int | float]:
     }
 
 
-def _write_report(path: Path, run: RunReport) -> None:
+def _write_report(path: Path, run: RunReport, settings: Settings | None = None) -> None:
+    """The run as JSON. Each document's ``chunks`` and ``billing_characters`` count every
+    chunk it is made of; its ``requests`` and ``retries`` count a chunk that several
+    documents share once, in the first that asked for it, so they add up to the run's."""
+    pace = {}
+    if settings is not None:  # what the run was allowed: null rpm means no limit
+        rpm = None if math.isinf(settings.rpm) else settings.rpm
+        pace = {"provider": settings.provider, "rpm": rpm, "concurrency": settings.concurrency}
     data = {
+        **pace,
         "documents": [dataclasses.asdict(d) for d in run.documents],
         "requests": run.requests,
         "retries": run.retries,
@@ -371,7 +426,7 @@ def _run_narrate(
         merged = sorted([*unread, *run.documents], key=lambda d: order.get(d.input, 0))
         run = dataclasses.replace(run, documents=tuple(merged))
     if report:
-        _write_report(Path(report), run)
+        _write_report(Path(report), run, settings)
     _summary(run)
     if interrupted:
         print(
@@ -381,7 +436,7 @@ def _run_narrate(
         )
         return interrupted
     if run.stop_error is not None:
-        if isinstance(run.stop_error, (AuthError, EndpointNotFound)):
+        if isinstance(run.stop_error, (AuthError, EndpointNotFound, Unreachable, SettingsRejected)):
             print(f"narrator: {run.stop_error}", file=sys.stderr)
             return 2
         print(
@@ -445,8 +500,8 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
         model=args.model or "",
         region=args.region,
         voice=args.voice or "",
-        concurrency=args.concurrency,
-        rpm=args.rpm,
+        concurrency=args.concurrency or 0,  # 0: the provider's default
+        rpm=args.rpm or 0.0,
         max_chars=args.max_chars,
         lang=args.lang,
         gap_ms=args.gap_ms,
@@ -489,17 +544,24 @@ def _counting(provider_name: str, max_chars: int) -> tuple[int, Callable[[str], 
 
 
 def _estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estimate:
-    max_chars, count = _counting(getattr(args, "provider", None) or "aimlapi", args.max_chars)
+    provider = getattr(args, "provider", None) or "aimlapi"
+    max_chars, count = _counting(provider, args.max_chars)
+    defaults = PROVIDER_DEFAULTS[provider]
     return estimate(
         documents,
         max_chars=max_chars,
         count=count,
         lang=args.lang,
-        rpm=args.rpm,
-        concurrency=args.concurrency,
-        price_per_10k_chars=args.price_per_10k_chars,
+        rpm=args.rpm or defaults.rpm,
+        concurrency=args.concurrency or defaults.concurrency,
+        # The offline voice runs on this machine: nothing to pay, whatever the flag says.
+        price_per_10k_chars=0.0 if provider == "espeak" else args.price_per_10k_chars,
         latency=args.assume_latency,
     )
+
+
+def _cost(result: Estimate, usd: float) -> str:
+    return "free" if result.price_per_10k_chars == 0 else format_cost(usd)
 
 
 def _print_estimate(result: Estimate) -> None:
@@ -511,7 +573,7 @@ def _print_estimate(result: Estimate) -> None:
                 doc.lang,
                 str(doc.chunks),
                 f"{doc.billing_characters:,}",
-                format_cost(doc.cost),
+                _cost(result, doc.cost),
                 _format_seconds(doc.seconds),
             )
         )
@@ -521,26 +583,39 @@ def _print_estimate(result: Estimate) -> None:
             "",
             str(result.chunks),
             f"{result.billing_characters:,}",
-            format_cost(result.cost),
+            _cost(result, result.cost),
             _format_seconds(result.seconds),
         )
     )
     print("\n".join(_table(rows, right=(2, 3, 4, 5))))
+    price = (
+        "nothing to pay (the voice runs offline)"
+        if result.price_per_10k_chars == 0
+        else f"{format_cost(result.price_per_10k_chars)} per 10,000 billing characters "
+        "(--price-per-10k-chars)"
+    )
+    rate = "no rate limit" if math.isinf(result.rpm) else f"--rpm {result.rpm:g}"
     print(
-        f"{result.chunks} requests, no retries counted. Assumes "
-        f"{format_cost(result.price_per_10k_chars)} per 10,000 billing characters "
-        f"(--price-per-10k-chars) and {result.latency:g} s per request (--assume-latency), "
-        f"at --rpm {result.rpm:g} and --concurrency {result.concurrency}; chunks already "
-        "in the cache are counted too."
+        f"{result.chunks} requests, no retries counted. Assumes {price} and "
+        f"{result.latency:g} s per request (--assume-latency), at {rate} and "
+        f"--concurrency {result.concurrency}; chunks already in the cache are counted too."
     )
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
+    check_lang(args.lang)
     loaded, unread, _, _ = _load(args, outputs=False)
     for report in unread:
         print(f"{report.status.upper()}: {report.input}: {report.errors[0]}", file=sys.stderr)
     _print_estimate(_estimate(args, [doc for _, doc in loaded]))
     return 1 if any(r.status == "failed" for r in unread) else 0
+
+
+def _nothing_left(unread: Sequence[DocumentReport]) -> str:
+    """One line: nothing is left to narrate, and why (the first few inputs' reasons)."""
+    why = "; ".join(f"{r.input}: {r.errors[0]}" for r in unread[:3] if r.errors)
+    more = f"; and {len(unread) - 3} more" if len(unread) > 3 else ""
+    return f"nothing to narrate: every input was empty or unreadable ({why}{more})"
 
 
 def cmd_narrate(args: argparse.Namespace) -> int:
@@ -557,7 +632,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     for folder in sorted({work.output.parent for work in works}):
         check_writable(folder, what="the audiobook's folder")
     if not works and not any(report.status == "failed" for report in unread):
-        raise ConfigError("nothing to narrate: every input was empty or unreadable")
+        raise ConfigError(_nothing_left(unread))
     if args.max_cost is not None:
         result = _estimate(args, [work.document for work in works])
         if result.cost > args.max_cost:
@@ -586,9 +661,9 @@ def cmd_narrate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .emulator import EmulatorConfig, start_emulator
 
-    works, _, _ = _works(args)
+    works, unread, _ = _works(args)
     if not works:
-        raise ConfigError("nothing to narrate: every input was empty or unreadable")
+        raise ConfigError(_nothing_left(unread))
 
     with tempfile.TemporaryDirectory(prefix="narrator-demo-") as cache:
 
@@ -659,8 +734,8 @@ def cmd_voices(args: argparse.Namespace) -> int:
 
     names = PROVIDERS if args.provider == "all" else (args.provider,)
     for name in names:
-        if len(names) > 1:
-            print(f"[{name}]")
+        default = PROVIDER_DEFAULTS[name]
+        print(f"[{name}] default voice {default.voice}; {describe_pace(name)}")
         for voice in provider_voices(name):
             print(f"{voice.name:<10} {voice.description}")
     return 0
@@ -690,27 +765,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
 # --- parsing ----------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
-
-
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "inputs",
@@ -734,14 +788,14 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         help="language for sentence splitting: auto (detected per document) or en, zh, ja, ...",
     )
     p.add_argument(
-        "--fetch-timeout", type=_positive_float, default=30.0, help="seconds to fetch one URL"
+        "--fetch-timeout", type=positive_float, default=30.0, help="seconds to fetch one URL"
     )
     p.add_argument(
-        "--max-page-mb", type=_positive_float, default=20.0, help="largest page or file to fetch"
+        "--max-page-mb", type=positive_float, default=20.0, help="largest page or file to fetch"
     )
     p.add_argument(
         "--max-text-mb",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_MAX_TEXT_BYTES / 1e6,
         help="most text one document may hold, and an EPUB inflate to (default: %(default)g)",
     )
@@ -770,14 +824,14 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
 def _add_estimate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--price-per-10k-chars",
-        type=float,
+        type=non_negative_float,
         default=DEFAULT_PRICE_PER_10K_CHARS,
         metavar="USD",
         help=f"assumed price of 10,000 billing characters (default: {DEFAULT_PRICE_PER_10K_CHARS})",
     )
     p.add_argument(
         "--assume-latency",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_LATENCY,
         metavar="S",
         help=f"assumed seconds per request, for the time estimate (default: {DEFAULT_LATENCY:g})",
@@ -800,7 +854,7 @@ def _add_audiobook_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--split-hours",
-        type=_positive_float,
+        type=positive_float,
         metavar="N",
         help="split into parts of at most N hours (NAME-01.EXT, ...), cut between chunks",
     )
@@ -825,14 +879,14 @@ def _add_qa_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--qa-retries",
-        type=int,
+        type=non_negative_int,
         default=2,
         metavar="N",
         help="times a bad segment is synthesized again, each billed (default: 2)",
     )
     p.add_argument(
         "--qa-budget",
-        type=float,
+        type=non_negative_float,
         default=5.0,
         metavar="PCT",
         help="re-syntheses for bad audio in a run, in %% of its chunks (default: 5)",
@@ -898,10 +952,14 @@ def cmd_feed(args: argparse.Namespace) -> int:
     return 0
 
 
+_PACE_HELP = "; ".join(f"{name}: {describe_pace(name)}" for name in PROVIDERS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="narrator",
         description="Turn long text into audiobooks through text-to-speech services.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"narrator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -920,13 +978,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-cost",
-        type=float,
+        type=non_negative_float,
         metavar="USD",
         help="refuse to start when the estimated cost is higher",
     )
     p.add_argument(
         "--confirm-above",
-        type=float,
+        type=non_negative_float,
         default=DEFAULT_CONFIRM_ABOVE,
         metavar="USD",
         help="without --max-cost, refuse to start when the estimate is higher, unless --yes "
@@ -967,20 +1025,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="dashscope region: intl (Singapore) or cn (Beijing); keys differ",
     )
     p.add_argument(
-        "--concurrency", type=_positive_int, default=4, help="requests in flight at most"
+        "--concurrency",
+        type=positive_int,
+        help=f"requests in flight at most (default: the provider's; {_PACE_HELP})",
     )
-    p.add_argument("--rpm", type=_positive_float, default=60.0, help="requests per minute at most")
-    p.add_argument("--max-chars", type=int, default=600, help="billing characters per chunk")
-    p.add_argument("--gap-ms", type=int, default=300, help="silence between chunks")
-    p.add_argument("--chapter-gap-ms", type=int, default=1200, help="silence between chapters")
     p.add_argument(
-        "--paragraph-gap-ms", type=int, default=600, help="silence before a new paragraph"
+        "--rpm",
+        type=positive_float,
+        help="requests per minute at most, spread evenly (default: the provider's)",
+    )
+    p.add_argument("--max-chars", type=as_int, default=600, help="billing characters per chunk")
+    p.add_argument("--gap-ms", type=non_negative_int, default=300, help="silence between chunks")
+    p.add_argument(
+        "--chapter-gap-ms", type=non_negative_int, default=1200, help="silence between chapters"
+    )
+    p.add_argument(
+        "--paragraph-gap-ms",
+        type=non_negative_int,
+        default=600,
+        help="silence before a new paragraph",
     )
     _add_audiobook_options(p)
-    p.add_argument("--retries", type=_positive_int, default=8, help="attempts per chunk")
+    p.add_argument("--retries", type=positive_int, default=8, help="attempts per chunk")
     p.add_argument(
         "--stall-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="S",
         help="fail the run when no chunk progresses for S seconds "
@@ -988,7 +1057,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--backoff",
-        type=float,
+        type=non_negative_float,
         default=0.5,
         metavar="S",
         help="first retry delay in seconds, doubling each time (jittered); 0 retries at once",
@@ -1023,40 +1092,63 @@ def build_parser() -> argparse.ArgumentParser:
     _add_estimate_options(p)
     p.add_argument("--provider", default="aimlapi", choices=PROVIDERS, help="the TTS service")
     p.add_argument(
-        "--concurrency", type=_positive_int, default=4, help="requests in flight at most"
+        "--concurrency",
+        type=positive_int,
+        help=f"requests in flight at most (default: the provider's; {_PACE_HELP})",
     )
-    p.add_argument("--rpm", type=_positive_float, default=60.0, help="requests per minute at most")
-    p.add_argument("--max-chars", type=int, default=600, help="billing characters per chunk")
+    p.add_argument(
+        "--rpm",
+        type=positive_float,
+        help="requests per minute at most, spread evenly (default: the provider's)",
+    )
+    p.add_argument("--max-chars", type=as_int, default=600, help="billing characters per chunk")
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("demo", help="narrate through a local emulator of the AIML API (no key)")
-    p.add_argument("inputs", nargs="*", default=["samples"], metavar="INPUT")
-    p.add_argument("-o", "--output", default="out")
-    p.add_argument("--voice", default="Cherry")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        default=["samples"],
+        metavar="INPUT",
+        help="files, folders or URLs to narrate (default: samples)",
+    )
+    p.add_argument("-o", "--output", default="out", help="folder for the audiobooks")
+    p.add_argument("--voice", default="Cherry", help="voice name; `narrator voices` lists them")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="run the emulator of the AIML, DashScope or OpenAI API")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=non_negative_int, default=8000, help="0 picks a free port")
     p.add_argument("--api-key", help="the only key accepted (default: any)")
-    p.add_argument("--rpm", type=_positive_float, help="requests per minute allowed, then 429")
+    p.add_argument("--rpm", type=positive_float, help="requests per minute allowed, then 429")
     p.add_argument(
-        "--max-concurrency", type=_positive_int, help="requests in flight allowed, then 429"
+        "--max-concurrency", type=positive_int, help="requests in flight allowed, then 429"
     )
-    p.add_argument("--latency", type=float, default=0.0, help="seconds per request")
-    p.add_argument("--fail-rate", type=_rate, default=0.0, help="share of random 5xx answers")
-    p.add_argument("--shape", default="object", choices=["object", "string", "binary", "mixed"])
+    p.add_argument("--latency", type=non_negative_float, default=0.0, help="seconds per request")
+    p.add_argument("--fail-rate", type=share, default=0.0, help="share of random 5xx answers")
+    p.add_argument(
+        "--shape",
+        default="object",
+        choices=["object", "string", "binary", "mixed"],
+        help="success body: audio URL in an object, as a string, the WAV itself, or rotating",
+    )
     p.add_argument("--engine", default="espeak", choices=["espeak", "tone"], help="the voice")
-    p.add_argument("--url-ttl", type=_positive_float, default=86400.0, help="seconds a link lives")
-    p.add_argument("--drop-rate", type=_rate, default=0.0, help="share of dropped connections")
-    p.add_argument("--truncate-rate", type=_rate, default=0.0, help="share of cut-short downloads")
-    p.add_argument("--credits", type=int, help="billing characters the account may spend, then 403")
-    p.add_argument("--retry-after", type=float, help="Retry-After seconds on 429 answers")
-    p.add_argument("--seed", type=int, help="random seed for the fault knobs")
+    p.add_argument("--url-ttl", type=positive_float, default=86400.0, help="seconds a link lives")
+    p.add_argument("--drop-rate", type=share, default=0.0, help="share of dropped connections")
+    p.add_argument("--truncate-rate", type=share, default=0.0, help="share of cut-short downloads")
+    p.add_argument(
+        "--credits",
+        type=non_negative_int,
+        help="billing characters the account may spend, then 403",
+    )
+    p.add_argument(
+        "--retry-after", type=non_negative_float, help="Retry-After seconds on 429 answers"
+    )
+    p.add_argument("--seed", type=as_int, help="random seed for the fault knobs")
     p.add_argument(
         "--bad-audio-rate",
-        type=_rate,
+        type=share,
         default=0.0,
         metavar="P",
         help="share of answers whose audio is bad (billed like good ones)",
@@ -1075,7 +1167,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("voices", help="list the voices and their languages or dialects")
+    p = sub.add_parser(
+        "voices", help="list the voices and their languages or dialects, and each provider's pace"
+    )
     p.add_argument(
         "--provider",
         default="aimlapi",
@@ -1085,7 +1179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_voices)
 
     p = sub.add_parser("feed", help="write DIR/feed.xml, a podcast feed of the audiobooks in DIR")
-    p.add_argument("folder", metavar="DIR")
+    p.add_argument("folder", metavar="DIR", help="folder of audiobooks; feed.xml is written there")
     p.add_argument(
         "--base-url", required=True, help="URL where DIR is served, e.g. https://host/x/"
     )
@@ -1093,9 +1187,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_feed)
 
     p = sub.add_parser("cache", help="show or clear the segment store")
-    p.add_argument("action", choices=["info", "clear"])
-    p.add_argument("--cache-dir")
+    p.add_argument(
+        "action", choices=["info", "clear"], help="info: size and states; clear: empty it"
+    )
+    p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
     p.set_defaults(func=cmd_cache)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
     return parser
 
 
@@ -1134,7 +1232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="narrator: %(message)s",
     )
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
+        return code
     except ConfigError as exc:
         print(f"narrator: {exc}", file=sys.stderr)
         return 2
@@ -1144,6 +1244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("narrator: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `narrator voices | head -3`: the reader has all it wanted. Point stdout at
+        # /dev/null so the flush at exit does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

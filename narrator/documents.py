@@ -83,8 +83,11 @@ class _Builder:
         self.first_heading: str | None = None
 
     def start(self, title: str | None) -> None:
+        pending = None
+        if self.heading and not self.paragraphs:
+            pending, self.heading = self.heading, None  # folded into the next title
         self.close()
-        self.heading = speakable(_clean(title)) if title else None
+        self.heading = _fold(pending, speakable(_clean(title)) if title else None)
         self.first_heading = self.first_heading or self.heading
 
     def add(self, paragraph: str) -> None:
@@ -101,6 +104,17 @@ class _Builder:
     def document(self, title: str | None, source: str) -> Document:
         self.close()
         return Document(title or self.first_heading or "Untitled", tuple(self.chapters), source)
+
+
+def _fold(heading: str | None, subheading: str | None) -> str | None:
+    """A heading with nothing under it joins the next one ("Part One. Chapter 1"), so no
+    chapter holds only its title."""
+    if not heading:
+        return subheading
+    if not subheading:
+        return heading
+    stop = "" if heading[-1] in ".!?:;。！？：；" else "."
+    return f"{heading}{stop} {subheading}"
 
 
 def _clean(text: str) -> str:
@@ -136,6 +150,9 @@ def parse_text(text: str, *, title: str | None = None, source: str = "<text>") -
     for line in text.split("\n"):
         match = _HEADING.match(line)
         if match:
+            if heading is not None and not _paragraphs(body):
+                heading, body = _fold(heading, speakable(match.group(2))), []
+                continue
             close()
             heading, body = speakable(match.group(2)), []
             first_heading = first_heading or heading

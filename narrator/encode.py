@@ -35,6 +35,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .audio import read_wav_info
 from .errors import AudioError, ConfigError
@@ -362,12 +363,35 @@ def _wav_seconds(path: Path) -> float:
         return 0.0  # RF64 or unreadable: ffmpeg ends the last chapter at the end anyway
 
 
+def _chapter_order_id3() -> type:
+    """An ID3 tag that writes its chapter frames last, in the order given.
+
+    mutagen sorts the frames it writes by size, so chapter frames came out in an order
+    of their titles' lengths (ch1, ch2, ch0); players that list CHAP frames as they find
+    them, rather than through the CTOC, then showed the chapters shuffled.
+    """
+    from mutagen.id3 import ID3
+    from mutagen.id3._tags import save_frame  # mutagen's own frame writer
+
+    class ChapterOrderID3(ID3):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ordered: list[Any] = []
+
+        def _write(self, config: Any) -> bytearray:
+            data: bytearray = super()._write(config)
+            for frame in self.ordered:
+                data += save_frame(frame, config=config)
+            return data
+
+    return ChapterOrderID3
+
+
 def _tag_mp3(path: Path, meta: Metadata, chapters: Sequence[ChapterMark]) -> None:
     from mutagen.id3 import (
         APIC,
         CHAP,
         CTOC,
-        ID3,
         TALB,
         TCON,
         TDRC,
@@ -378,7 +402,7 @@ def _tag_mp3(path: Path, meta: Metadata, chapters: Sequence[ChapterMark]) -> Non
         CTOCFlags,
     )
 
-    tags = ID3()
+    tags = _chapter_order_id3()()
     tags.add(TIT2(encoding=3, text=[meta.title]))
     tags.add(TCON(encoding=3, text=["Audiobook"]))
     if meta.author:
@@ -399,10 +423,18 @@ def _tag_mp3(path: Path, meta: Metadata, chapters: Sequence[ChapterMark]) -> Non
         info = MP3(path).info
         total_ms = round(info.length * 1000) if info else round(chapters[-1].start * 1000)
         ids = [f"ch{i}" for i in range(len(chapters))]
+        tags.ordered.append(
+            CTOC(
+                element_id="toc",
+                flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
+                child_element_ids=ids,
+                sub_frames=[TIT2(encoding=3, text=["Chapters"])],
+            )
+        )
         for cid, (mark, stop_s) in zip(ids, _spans(chapters, total_ms / 1000), strict=True):
             begin = round(mark.start * 1000)
             stop = round(stop_s * 1000)
-            tags.add(
+            tags.ordered.append(
                 CHAP(
                     element_id=cid,
                     start_time=begin,
@@ -413,14 +445,6 @@ def _tag_mp3(path: Path, meta: Metadata, chapters: Sequence[ChapterMark]) -> Non
                     sub_frames=[TIT2(encoding=3, text=[mark.title])],
                 )
             )
-        tags.add(
-            CTOC(
-                element_id="toc",
-                flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
-                child_element_ids=ids,
-                sub_frames=[TIT2(encoding=3, text=["Chapters"])],
-            )
-        )
     # ID3v2.3: what Apple's and most other players read reliably.
     tags.save(path, v2_version=3)
 

@@ -10,13 +10,17 @@ The tree::
     │   ├── AuthError              401: the key was rejected (exit 2)
     │   ├── OutOfCredits           403: the account has no credits left (exit 1)
     │   ├── EndpointNotFound       404 from the API itself: a wrong --base-url (exit 2)
+    │   ├── Unreachable            the service was never reached: refused, no such host (exit 2)
+    │   ├── SettingsRejected       the first request's 400 is not about its text (exit 2)
+    │   ├── InternalFailure        an unexpected failure not about one chunk (the store...) (exit 1)
     │   ├── DiskFull               no space left (ENOSPC/EDQUOT) where narrator writes (exit 1)
     │   └── Stalled                no chunk progressed for --stall-timeout seconds (exit 1)
     └── ProviderError              one request failed; ``retryable`` says what the pool does
         ├── BadRequest             400: the service refused this chunk; never retried
         ├── RateLimited            429: retried, and the whole run slows down
         ├── TransientError         5xx, timeouts, dropped connections: retried
-        │   └── BadDownload        a truncated or non-WAV download: fetched again
+        │   ├── BadDownload        a truncated or non-WAV download: fetched again
+        │   └── ConnectFailed      no connection (refused, DNS): retried once the service answered
         └── LinkExpired            403/404 on an audio link: synthesized again
 
 Lower-level exceptions (aiohttp, OSError) are translated once, where they happen,
@@ -56,6 +60,20 @@ class OutOfCredits(StopRun):
 
 class EndpointNotFound(StopRun):
     """The API answered 404: the base URL does not point at the service."""
+
+
+class Unreachable(StopRun):
+    """No connection to the service before it ever answered: nothing is worth retrying."""
+
+
+class SettingsRejected(StopRun):
+    """The service refused the first request for a reason that every request shares
+    (the voice, the model): sending the rest would be refused the same way."""
+
+
+class InternalFailure(StopRun):
+    """An unexpected error that is not about one chunk (the store, the disk); the run
+    stops with its message rather than hanging or failing chunk after chunk."""
 
 
 class DiskFull(StopRun):
@@ -109,6 +127,18 @@ class TransientError(ProviderError):
 
 class BadDownload(TransientError):
     """The downloaded audio was cut short or is not WAV; the same link is fetched again."""
+
+
+class ConnectFailed(TransientError):
+    """No connection could be made (refused, unknown host); ``where`` is ``host:port``.
+
+    Retried like any transient error once the service has answered; before that the
+    pool stops the run with :class:`Unreachable`, since the address is likely wrong.
+    """
+
+    def __init__(self, message: str, *, where: str) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class LinkExpired(ProviderError):

@@ -62,6 +62,9 @@ _INITIALIZE_DONT_EXIT = 0x8000  # without it a missing data file calls exit()
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
+# espeakLINELENGTH: lines shorter than this end a clause (a pause). Chunk texts keep a
+# newline only where a line means a line (a list item, verse: narrator.lines).
+_LINELENGTH, _EVERY_LINE = 13, 1_000_000
 _EE_OK = 0
 
 # int cb(short *wav, int numsamples, espeak_EVENT *events); events are not used.
@@ -189,6 +192,7 @@ class Engine:
         self._lib.espeak_SetParameter(_PITCH, info.pitch, 0)
         self._lib.espeak_SetParameter(_RANGE, 50, 0)
         self._lib.espeak_SetParameter(_VOLUME, 100, 0)
+        self._lib.espeak_SetParameter(_LINELENGTH, _EVERY_LINE, 0)
 
     def synthesize(self, text: str, voice: str = "Cherry") -> bytes:
         """Speak ``text`` with the stand-in for AIML ``voice``.

@@ -150,7 +150,10 @@ def chunk_gap_ms(settings: Settings, previous: Chunk | None, chunk: Chunk) -> in
 
 
 def _count(on_progress: ProgressCallback, chunk: Chunk, future: asyncio.Future[Outcome]) -> None:
-    cached = not future.cancelled() and future.exception() is None and future.result().cached
+    # A chunk stopped before it finished is not progress: a Ctrl-C must not fill the bar.
+    if future.cancelled() or isinstance(future.exception(), (StopRun, Stopped)):
+        return
+    cached = future.exception() is None and future.result().cached
     on_progress(ProgressEvent("chunk", chunks=1, characters=chunk.billing_chars, cached=cached))
 
 
@@ -181,8 +184,8 @@ async def _narrate_one(
             chunks=len(chunks),
             billing_characters=sum(c.billing_chars for c in chunks),
             audio_seconds=round(seconds, 3),
-            requests=sum(o.requests for o in outcomes),
-            retries=sum(o.retries for o in outcomes),
+            requests=sum(pool.spent(key, work)[0] for key in set(keys)),
+            retries=sum(pool.spent(key, work)[1] for key in set(keys)),
             cached_chunks=sum(o.cached for o in outcomes),
             errors=tuple(errors),
             chapters=tuple(ChapterMark(m.title, round(m.start, 3)) for m in chapters),
@@ -191,15 +194,19 @@ async def _narrate_one(
         )
 
     outcomes: list[Outcome] = []
+    keys = [
+        segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+        for chunk in chunks
+    ]
     if not chunks:
-        log.warning("%s: nothing to narrate, skipped", doc.source)
+        log.debug("%s: nothing to narrate, skipped", doc.source)  # the report says so
         return report("skipped", errors=["nothing to narrate"])
     futures = []
-    jobs = []
-    for chunk in chunks:
-        key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
-        jobs.append(Job(key, chunk.text, chunk.billing_chars))
-        future = pool.submit(jobs[-1])
+    jobs = [
+        Job(key, chunk.text, chunk.billing_chars) for chunk, key in zip(chunks, keys, strict=True)
+    ]
+    for chunk, job in zip(chunks, jobs, strict=True):
+        future = pool.submit(job, owner=work)
         future.add_done_callback(functools.partial(_count, on_progress, chunk))
         futures.append(future)
     results: list[Outcome | BaseException] = list(

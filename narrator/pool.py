@@ -21,6 +21,15 @@ sends it (renewed before each attempt), and a chunk another process has claimed 
 the back of the queue until its audio is in the store or the claim lapses. So each chunk
 is billed once, whichever process gets to it first.
 
+Until the service has answered one request well, requests go one at a time (the
+probe): a wrong key, voice, model or address then costs one request, not one per
+chunk. Before that first good answer, a refused connection or an unknown host stops
+the run (:class:`Unreachable`), and so does a 400 that is not about the chunk's text
+(:class:`SettingsRejected`); afterwards they are what they always are.
+
+Any other exception in a worker fails its chunk with a message, or stops the run when
+it is not about one chunk (SQLite, the disk): a worker never dies with a future unset.
+
 With a quality gate (:mod:`narrator.quality`), every segment is judged once it is in
 the store, and a bad one synthesized again, under the same claim: :mod:`narrator.retakes`
 does that, through this pool's requests.
@@ -32,7 +41,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import sqlite3
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -43,12 +54,16 @@ from .errors import (
     AudioError,
     BadDownload,
     BadRequest,
+    ConnectFailed,
+    InternalFailure,
     LinkExpired,
     NarratorError,
     ProviderError,
     RateLimited,
+    SettingsRejected,
     StopRun,
     TransientError,
+    Unreachable,
 )
 from .providers import Audio, Provider
 from .quality import Gate, Measurement, Verdict
@@ -64,6 +79,9 @@ log = logging.getLogger("narrator")
 LINK_MAX_AGE = 20 * 3600.0
 # A link whose download comes back broken this many times running is synthesized again.
 BROKEN_LINK_LIMIT = 3
+# A 400 whose message names the text is about that chunk; any other 400 on the first
+# request (the voice, the model, the body) would be every chunk's answer.
+_ABOUT_TEXT = re.compile(r"\b(text|input|characters?|length|content|too long)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +267,13 @@ class Pool:
         self._slots = asyncio.Semaphore(concurrency)
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Outcome]]] = asyncio.Queue()
         self._futures: dict[str, asyncio.Future[Outcome]] = {}
+        self._owners: dict[str, object] = {}  # who first asked for each key
+        self._requests: Counter[str] = Counter()  # requests sent per key
+        self._retries: Counter[str] = Counter()
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._answered = False  # the service has answered one request well
+        self._probe = asyncio.Lock()
         # What the watchdog reads: when a chunk last progressed, and what is under way.
         self.last_progress = 0.0
         self.requests_in_flight = 0
@@ -308,8 +331,13 @@ class Pool:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
 
-    def submit(self, job: Job) -> asyncio.Future[Outcome]:
-        """Queue a job; the same key twice shares one future (and one request)."""
+    def submit(self, job: Job, *, owner: object = None) -> asyncio.Future[Outcome]:
+        """Queue a job; the same key twice shares one future (and one request).
+
+        ``owner`` (a document, say) is remembered for the first submission of a key,
+        so :meth:`spent` can count each request once.
+        """
+        self._owners.setdefault(job.key, owner)
         future = self._futures.get(job.key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -319,6 +347,13 @@ class Pool:
             else:
                 self._queue.put_nowait((job, future))
         return future
+
+    def spent(self, key: str, owner: object) -> tuple[int, int]:
+        """(requests, retries) spent on ``key`` if ``owner`` first asked for it, else zeros:
+        a chunk that several documents share is paid for once, by the first."""
+        if self._owners.get(key) is not owner:
+            return 0, 0
+        return self._requests[key], self._retries[key]
 
     def stop(self, reason: StopRun | None = None) -> None:
         """Start no new jobs; queued ones fail with :class:`Stopped` (or ``reason``)."""
@@ -362,14 +397,22 @@ class Pool:
             except (NarratorError, AudioError) as exc:
                 _fail(future, exc)
             except (OSError, sqlite3.Error) as exc:
-                if not is_disk_full(exc):
-                    raise
-                # Every later write would fail too: stop the run, keep what is finished,
-                # and free the store's reserve so the requests in flight can note their links.
-                self.store.release_reserve()
-                full = disk_full(self.store.root)
-                self.stop(full)
-                _fail(future, self.stop_reason or full)
+                if is_disk_full(exc):
+                    # Every later write would fail too: stop the run, keep what is finished,
+                    # and free the store's reserve so the requests in flight can note their
+                    # links.
+                    self.store.release_reserve()
+                    full = disk_full(self.store.root)
+                    self.stop(full)
+                    _fail(future, self.stop_reason or full)
+                else:
+                    # The store or the disk: every other chunk would meet it too.
+                    failure = InternalFailure(f"the run stopped: {type(exc).__name__}: {exc}")
+                    self.stop(failure)
+                    _fail(future, self.stop_reason or failure)
+            except Exception as exc:  # a worker must never die with its future unset
+                log.debug("chunk failed unexpectedly", exc_info=True)
+                _fail(future, ChunkFailed(f"unexpected {type(exc).__name__}: {exc}", attempts=1))
             else:
                 if not future.done():  # an abort may have failed it meanwhile
                     future.set_result(outcome)
@@ -383,11 +426,35 @@ class Pool:
         return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
 
     async def _request(self, job: Job, attempt: int, again: int = 0) -> Audio:
+        if not self._answered:
+            async with self._probe:
+                if not self._answered:
+                    return await self._first_request(job, attempt, again)
+        return await self._send(job, attempt, again)
+
+    async def _first_request(self, job: Job, attempt: int, again: int) -> Audio:
+        """The probe: what a request with these settings gets, before the others go."""
+        try:
+            audio = await self._send(job, attempt, again)
+        except ConnectFailed as exc:
+            raise Unreachable(str(exc)) from exc
+        except BadRequest as exc:
+            if _ABOUT_TEXT.search(str(exc)):
+                raise  # this chunk's problem: the next request probes again
+            raise SettingsRejected(
+                f"{exc} (voice {self.voice!r}); nothing else was sent, since every "
+                "request would be refused the same way"
+            ) from exc
+        self._answered = True
+        return audio
+
+    async def _send(self, job: Job, attempt: int, again: int = 0) -> Audio:
         async with self._slots:
             if self._stopping:
                 raise self.stop_reason or Stopped("the run was stopped")
             started = await self.rate.acquire()
             self.stats.requests += 1
+            self._requests[job.key] += 1
             # Unique per request: a service that deduplicates by id must not hand a
             # re-synthesis the answer the gate turned down.
             retake = f"q{again}-" if again else ""
@@ -561,4 +628,5 @@ class Pool:
                 store.record_failure(job.key, message)
                 raise ChunkFailed(message, attempts=attempt) from error
             self.stats.retries += 1
+            self._retries[job.key] += 1
             await self._sleep(self._delay(attempt, error))

@@ -6,6 +6,8 @@ one from flags, the environment (secrets only) and defaults.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,18 +30,42 @@ DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com",
     "espeak": DEFAULT_BASE_URL,  # unused: eSpeak runs in-process
 }
-DEFAULT_MODELS = {
-    "aimlapi": DEFAULT_MODEL,
-    "dashscope": "qwen3-tts-flash",
-    "openai": "tts-1",
-    "espeak": "espeak-ng",
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderDefaults:
+    """What an unset model, voice, rate or concurrency means for one provider."""
+
+    model: str
+    voice: str
+    rpm: float  # requests per minute; math.inf: no limit at all
+    concurrency: int  # requests in flight
+
+
+# One row per provider, so a provider registry can take it over whole. The remote
+# rates are conservative starting points (AIML and DashScope allow about 180/minute per
+# account upstream; OpenAI's first tier 50); --rpm raises them. The offline voice has
+# no service to protect: no limit, and one request in flight per core.
+PROVIDER_DEFAULTS = {
+    "aimlapi": ProviderDefaults(DEFAULT_MODEL, "Cherry", rpm=60.0, concurrency=4),
+    "dashscope": ProviderDefaults("qwen3-tts-flash", "Cherry", rpm=60.0, concurrency=4),
+    "openai": ProviderDefaults("tts-1", "alloy", rpm=50.0, concurrency=4),
+    "espeak": ProviderDefaults(
+        "espeak-ng", "Cherry", rpm=math.inf, concurrency=os.cpu_count() or 1
+    ),
 }
-DEFAULT_VOICES = {
-    "aimlapi": "Cherry",
-    "dashscope": "Cherry",
-    "openai": "alloy",
-    "espeak": "Cherry",
-}
+DEFAULT_MODELS = {name: row.model for name, row in PROVIDER_DEFAULTS.items()}
+DEFAULT_VOICES = {name: row.voice for name, row in PROVIDER_DEFAULTS.items()}
+
+
+def describe_pace(provider: str) -> str:
+    """A provider's default rate and concurrency in words, for --help and `voices`."""
+    row = PROVIDER_DEFAULTS[provider]
+    if math.isinf(row.rpm):  # the offline voice
+        return f"no rate limit, one request in flight per core ({row.concurrency} here)"
+    return f"{row.rpm:g} requests/minute, {row.concurrency} in flight"
+
+
 # Where the CLI looks for each provider's key; the library itself never reads it.
 KEY_VARIABLES = {
     "aimlapi": "AIMLAPI_KEY",
@@ -53,8 +79,10 @@ class Settings:
     """How to narrate. Defaults suit the AIML API's ``alibaba/qwen3-tts-flash``.
 
     An empty ``base_url``, ``model`` or ``voice`` becomes the provider's default
-    (:data:`DEFAULT_BASE_URLS`, :data:`DEFAULT_MODELS`, :data:`DEFAULT_VOICES`);
-    ``region`` picks DashScope's international (Singapore) or Beijing endpoint.
+    (:data:`DEFAULT_BASE_URLS`, :data:`PROVIDER_DEFAULTS`); so does a ``rpm`` or
+    ``concurrency`` of 0. ``region`` picks DashScope's international (Singapore) or
+    Beijing endpoint. The voice is matched case-insensitively and stored in the
+    service's spelling; an unknown voice or ``lang`` is a :class:`ConfigError`.
     """
 
     provider: str = "aimlapi"
@@ -63,8 +91,8 @@ class Settings:
     model: str = ""
     voice: str = ""
     region: str = "intl"
-    concurrency: int = 4
-    rpm: float = 60.0
+    concurrency: int = 0  # 0: the provider's default
+    rpm: float = 0.0  # 0: the provider's default; math.inf: no limit
     max_chars: int = 600
     lang: str = "auto"  # a pysbd code, or "auto": detected per document from its text
     gap_ms: int = 300
@@ -108,10 +136,24 @@ class Settings:
             object.__setattr__(self, "model", DEFAULT_MODELS[self.provider])
         if not self.voice:
             object.__setattr__(self, "voice", DEFAULT_VOICES[self.provider])
+        defaults = PROVIDER_DEFAULTS[self.provider]
+        if self.concurrency == 0:
+            object.__setattr__(self, "concurrency", defaults.concurrency)
+        if self.rpm == 0:
+            object.__setattr__(self, "rpm", defaults.rpm)
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         if not self.rpm > 0:
             raise ConfigError("--rpm must be greater than 0")
+        from .preflight import check_lang, check_model, check_voice
+
+        check_model(self.provider, self.model)
+        object.__setattr__(
+            self,
+            "voice",
+            check_voice(self.provider, self.voice, model=self.model, base_url=self.base_url),
+        )
+        check_lang(self.lang)
         if self.max_chars < 2:
             raise ConfigError("--max-chars must be at least 2 (a Han character counts 2)")
         if min(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) < 0:

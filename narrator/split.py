@@ -27,6 +27,7 @@ import regex
 
 from .documents import Document
 from .errors import ConfigError
+from .lines import line_groups
 
 with warnings.catch_warnings():
     # pysbd 0.3.4 has invalid escape sequences ('\s'); compiling it without cached
@@ -247,10 +248,13 @@ def _add_paragraph(packer: _Packer, text: str, segmenter: Any) -> None:
 
 
 def _normalize(text: str) -> str:
-    """One paragraph on one line: whitespace runs become one space, CJK wraps vanish."""
-    if "\n" in text:
-        text = _WRAPPED_LINE.sub("", text)
-    return _SPACES.sub(" ", text).strip()
+    """One paragraph on one line: whitespace runs become one space, CJK wraps vanish;
+    a line break that means a line (a list item, verse, an address: see
+    :mod:`narrator.lines`) stays, as one newline, and is a sentence boundary."""
+    if "\n" not in text:
+        return _SPACES.sub(" ", text).strip()
+    lines = (_SPACES.sub(" ", _WRAPPED_LINE.sub("", group)).strip() for group in line_groups(text))
+    return "\n".join(line for line in lines if line)
 
 
 def _sentence_bounds(para: str, segmenter: Any) -> list[int]:
@@ -271,8 +275,9 @@ def _sentence_bounds(para: str, segmenter: Any) -> list[int]:
     cuts = {cut for start in found if (cut := _repair(para, start)) is not None}
     cuts.update(m.end() for m in _CJK_STOP.finditer(para))
     cuts.update(m.end() for m in _ELLIPSIS_STOP.finditer(para))
+    cuts.update(i + 1 for i, ch in enumerate(para) if ch == "\n")  # a line that means a line
     # A boundary always goes after the space between two sentences, never before it.
-    cuts = {cut + 1 if cut < n and para[cut] == " " else cut for cut in cuts}
+    cuts = {cut + 1 if cut < n and para[cut] in " \n" else cut for cut in cuts}
     return [0, *sorted(cut for cut in cuts if 0 < cut < n), n]
 
 
@@ -318,12 +323,12 @@ def _pysbd_starts(para: str, start: int, end: int, segmenter: Any) -> list[int]:
 
 def _repair(para: str, cut: int) -> int | None:
     """Fix a pysbd boundary that is not after whitespace; None drops it."""
-    if para[cut - 1] == " ":
+    if para[cut - 1] in " \n":
         return cut
     carry = _CARRY.match(para, cut)
     if carry:
         cut = carry.end()
-        if cut >= len(para) or para[cut - 1] == " ":
+        if cut >= len(para) or para[cut - 1] in " \n":
             return cut
     before, after = para[cut - 1], para[cut]
     if not (_WIDE.match(before) or _WIDE.match(after) or after.isupper()):
@@ -344,7 +349,7 @@ def _cut(
 
     ``level`` 0 cuts after clause punctuation, 1 at spaces, 2 between graphemes.
     """
-    core = end - 1 if para[end - 1] == " " else end
+    core = end - 1 if para[end - 1] in " \n" else end
     cost = count(para[start:core])
     if cost <= max_chars:
         return [(start, end, cost, end - core)]

@@ -29,6 +29,7 @@ TINY = Sizes(
     chinese_bytes=3000,
     resume_chunks=8,
     cost_chunks=12,
+    offline_chunks=6,
     quality_chunks=12,
 )
 
@@ -65,7 +66,7 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
     expected = [
         "split", "split", "stitch", "stitch", "stitch", "encode",
         "throughput", "throughput", "client CPU", "adaptive", "adaptive",
-        "resume", "resume", "client CPU", "client peak",
+        "resume", "resume", "client CPU", "client peak", "offline",
         "quality", "quality", "quality", "quality",
     ]  # fmt: skip
     assert [w.split(" ")[0].rstrip(":") for w in whats] == [e.split(" ")[0] for e in expected]

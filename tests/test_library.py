@@ -54,21 +54,35 @@ async def test_a_rejected_key_raises(emulator: RunningEmulator, tmp_path: Path) 
         await narrator.narrate("Some text.", tmp_path / "a.wav", settings)
 
 
-async def test_a_failed_document_raises_with_its_report(
-    emulator: RunningEmulator, tmp_path: Path
-) -> None:
-    settings = narrator.Settings(
-        api_key=TEST_KEY, base_url=emulator.url, cache_dir=tmp_path / "c", voice="Nobody", rpm=6000
-    )
-    with pytest.raises(narrator.NarrationFailed) as info:  # the service refuses the voice
-        await narrator.narrate("Some text.", tmp_path / "a.wav", settings)
+async def test_a_failed_document_raises_with_its_report(tmp_path: Path) -> None:
+    from narrator.errors import BadRequest
+
+    from .test_pool import FakeProvider
+
+    # The service refuses the one chunk's text: the document fails, nothing is written.
+    class Refusing(FakeProvider):
+        max_chars = 600
+
+        def billing_chars(self, text: str) -> int:
+            return len(text)
+
+    provider = Refusing(failures={"Some text.": [BadRequest("text must not be odd")]})
+    settings = narrator.Settings(provider="espeak", cache_dir=tmp_path / "c")
+    with pytest.raises(narrator.NarrationFailed) as info:
+        await narrator.narrate("Some text.", tmp_path / "a.wav", settings, provider=provider)
     assert info.value.report.status == "failed"
     assert not (tmp_path / "a.wav").exists()
+
+
+def test_an_unknown_voice_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(narrator.NarratorError, match=r"--voice Nobody: .*Cherry, Ethan"):
+        narrator.Settings(api_key=TEST_KEY, voice="Nobody")
+    assert narrator.Settings(api_key=TEST_KEY, voice="cHeRrY").voice == "Cherry"
 
 
 def test_settings_are_checked_once_with_a_hint() -> None:
     with pytest.raises(narrator.NarratorError, match="AIMLAPI_KEY"):
         narrator.Settings()
     with pytest.raises(narrator.NarratorError, match="at least 1"):
-        narrator.Settings(provider="espeak", concurrency=0)
+        narrator.Settings(provider="espeak", concurrency=-1)
     assert "secret" not in repr(narrator.Settings(api_key="secret"))

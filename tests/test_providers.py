@@ -410,7 +410,7 @@ async def test_missing_dashscope_key_is_one_line(tmp_path: Path) -> None:
 async def test_voices_lists_each_providers() -> None:
     result = await run_cli("voices", "--provider", "openai")
     assert result.code == 0
-    assert result.stdout.split()[0] == "alloy"
+    assert result.stdout.split("\n")[1].split()[0] == "alloy"
     everything = await run_cli("voices", "--provider", "all")
     for name in ("[aimlapi]", "[dashscope]", "[openai]", "[espeak]"):
         assert name in everything.stdout

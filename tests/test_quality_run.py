@@ -191,14 +191,17 @@ async def test_check_finds_bad_segments_of_an_old_cache_and_fix_redoes_only_thos
     assert after.code == 0 and "0 flagged" in after.stdout
 
 
-# A heading is a chunk of its own: one word, digits, punctuation alone.
+# A heading is a chunk of its own, and so is the body of a chapter this short: one word,
+# digits, punctuation alone.
 AWKWARD = """# 1990
 
-# Yes.
-
-# …
+Yes.
 
 # 1234567890
+
+…
+
+# Mixed
 
 Hello there, 你好，我们今天要讲一个故事。 And then we go home.
 

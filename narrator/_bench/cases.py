@@ -57,6 +57,7 @@ class Sizes:
     chinese_bytes: int = 300_000
     resume_chunks: int = 3000
     cost_chunks: int = 10_000
+    offline_chunks: int = 100  # the offline voice: a short book, no service, no rate
     quality_chunks: int = 500  # the quality gate's runs (its CPU run has twice as many)
 
 
@@ -675,10 +676,44 @@ async def client_cost(sizes: Sizes, work: Workdir, progress: Progress) -> list[R
     ]
 
 
+# --- 7: the offline voice ----------------------------------------------------------------
+
+
+async def offline(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
+    """A short book through eSpeak with the provider's defaults: no rate limit holds it."""
+    n = sizes.offline_chunks
+    text, _ = _chunked(n, 40)
+    source, report_path = work.path("book.txt"), work.path("report.json")
+    source.write_text(text, encoding="utf-8")
+    progress(f"offline: {n} chunks through eSpeak, default pace")
+    child = await run_child(
+        work, "cli", "narrate", str(source), "-o", str(work.path("book.wav")),
+        "--provider", "espeak", "--cache-dir", str(work.path("cache")), "--max-chars=41",
+        "--report", str(report_path), "--quiet",
+    )  # fmt: skip
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    # What the same run took when eSpeak kept the remote default of 60 requests/minute:
+    # one start a second, so at least n - 1 seconds.
+    held = float(n - 1)
+    return [
+        Row(
+            f"offline voice: {n} chunks, default pace (rpm {report.get('rpm') or 'no limit'}, "
+            f"{report.get('concurrency')} in flight)",
+            f"{child.wall:.2f} s, {report['requests']} requests",
+            f"at the old --rpm 60: at least {held:.0f} s",
+            child.wall / held,
+            f"{child.wall / held:.3f}",
+            "not held to a rate",
+            report.get("rpm") is None and child.wall < held,
+            {"chunks": n, "seconds": child.wall, "requests": report["requests"]},
+        )
+    ]
+
+
 def _cases() -> tuple[Callable[[Sizes, Workdir, Progress], Any], ...]:
     from .quality import quality  # it needs this module's helpers: imported last
 
-    return (splitting, stitching, throughput, adaptive, resume, client_cost, quality)
+    return (splitting, stitching, throughput, adaptive, resume, client_cost, offline, quality)
 
 
 CASES = _cases()

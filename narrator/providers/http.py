@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,15 @@ import aiohttp
 
 from .. import netpolicy
 from ..audio import read_wav_info
-from ..errors import AudioError, AuthError, BadDownload, BadRequest, LinkExpired, TransientError
+from ..errors import (
+    AudioError,
+    AuthError,
+    BadDownload,
+    BadRequest,
+    ConnectFailed,
+    LinkExpired,
+    TransientError,
+)
 from ..netpolicy import NetPolicy, Refused
 from ..sanitize import clean_line
 
@@ -124,6 +133,17 @@ async def post_json(
                 if len(body) > max_bytes:
                     raise TransientError(too_big, status=resp.status)
             return resp.status, bytes(body), parse_retry_after(resp.headers)
+    except aiohttp.ClientConnectorError as exc:
+        # Name the address: "ClientConnectorError" alone does not say which one is wrong.
+        where = f"{exc.host}:{exc.port}"
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            why = "no such host"
+        else:
+            code = getattr(exc.os_error, "errno", None)
+            why = os.strerror(code) if isinstance(code, int) else str(exc.os_error)
+        raise ConnectFailed(
+            f"cannot connect to {where} ({why.lower()}): check --base-url", where=where
+        ) from exc
     except aiohttp.ClientError as exc:
         raise TransientError(f"request failed: {type(exc).__name__}") from exc
     except TimeoutError as exc:

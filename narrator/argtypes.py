@@ -1,0 +1,94 @@
+"""Command-line argument types and help: one-line errors that name the option and what
+it takes, and help that shows every default."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import NoReturn
+
+__all__ = [
+    "HelpFormatter", "Parser", "as_int", "non_negative_float", "non_negative_int",
+    "positive_float", "positive_int", "share",
+]  # fmt: skip
+
+
+def _whole(text: str, *, minimum: int | None = None) -> int:
+    """``text`` as an int of at least ``minimum``, else an error saying what is wanted."""
+    form = "a whole number" if minimum is None else f"a whole number of at least {minimum}"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}") from None
+    if minimum is not None and value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}")
+    return value
+
+
+def _number(
+    text: str, *, form: str = "a number", ok: Callable[[float], bool] = math.isfinite
+) -> float:
+    """``text`` as a float that passes ``ok``, else an error saying what is wanted."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}")
+    return value
+
+
+def as_int(text: str) -> int:
+    """Any whole number."""
+    return _whole(text)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number, 0 or more."""
+    return _whole(text, minimum=0)
+
+
+def positive_int(text: str) -> int:
+    """A whole number, 1 or more."""
+    return _whole(text, minimum=1)
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number, 0 or more."""
+    return _number(text, form="a number of at least 0", ok=lambda v: 0 <= v < math.inf)
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0."""
+    return _number(text, form="a number greater than 0", ok=lambda v: 0 < v < math.inf)
+
+
+def share(text: str) -> float:
+    """A share from 0 to 1."""
+    return _number(text, form="a share between 0 and 1", ok=lambda v: 0 <= v <= 1)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        shown = " ".join(default) if isinstance(default, list) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"  # argparse %-formats help
+
+
+class Parser(argparse.ArgumentParser):
+    """One line for a usage error, naming the option and what it takes."""
+
+    def error(self, message: str) -> NoReturn:
+        # argparse's own message reads "argument --rpm: expected ..."; the usage block
+        # it would print first buries that line, and `--help` shows it on request.
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
