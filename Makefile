@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install
-	$(BIN)/python -m narrator.bench --json bench.json
+	$(BIN)/python -m narrator.tools.bench --json bench.json
 
 clean:
 	rm -rf $(VENV) out bench.json .pytest_cache .mypy_cache .ruff_cache .hypothesis

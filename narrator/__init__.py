@@ -7,8 +7,8 @@
 
 import logging
 
-from .documents import Chapter, Document, load_document, parse_text
 from .errors import NarratorError
+from .inputs.documents import Chapter, Document, load_document, parse_text
 from .pipeline import (
     DocumentReport,
     Flag,

@@ -16,13 +16,13 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .language import resolve_language
+from .chunks.language import resolve_language
+from .chunks.split import split_document
 from .pipeline import Flag, Work, chunk_gap_ms
-from .providers import Provider
-from .quality import Gate, Measurement, measure_file
 from .settings import Settings
-from .split import split_document
-from .store import Store, segment_key
+from .synth.providers import Provider
+from .synth.quality import Gate, Measurement, measure_file
+from .synth.store import Store, segment_key
 
 __all__ = ["CheckReport", "check_documents", "prepare_fix"]
 

@@ -12,9 +12,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .documents import Document
-from .language import resolve_language
-from .split import billing_chars, split_document
+from .chunks.language import resolve_language
+from .chunks.split import billing_chars, split_document
+from .inputs.documents import Document
 
 DEFAULT_PRICE_PER_10K_CHARS = 0.10  # USD; an assumption, check your plan's price
 DEFAULT_LATENCY = 3.0  # seconds per request; an assumption for a full 600-character chunk

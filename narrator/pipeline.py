@@ -21,21 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .audiobook import make_audiobook
-from .diskspace import BYTES_PER_CHAR, check_room, disk_full, is_disk_full
-from .documents import Document, load_document, parse_text
-from .encode import ChapterMark, format_of
+from .book.audiobook import make_audiobook
+from .book.encode import ChapterMark, format_of
+from .book.stitch import Piece
+from .chunks.language import resolve_language
+from .chunks.split import Chunk, split_document
 from .errors import DiskFull, NarratorError, StopRun
-from .language import resolve_language
-from .pool import ChunkFailed, Job, Outcome, Pool, Stopped
-from .providers import Provider, make_provider
-from .quality import Gate
-from .sanity import max_seconds
+from .inputs.documents import Document, load_document, parse_text
 from .settings import Settings
-from .split import Chunk, split_document
-from .stitch import Piece
-from .store import Store, segment_key
-from .watchdog import watch
+from .synth.pool import ChunkFailed, Job, Outcome, Pool, Stopped
+from .synth.providers import Provider, make_provider
+from .synth.quality import Gate
+from .synth.sanity import max_seconds
+from .synth.store import Store, segment_key
+from .synth.watchdog import watch
+from .util.diskspace import BYTES_PER_CHAR, check_room, disk_full, is_disk_full
 
 log = logging.getLogger("narrator")
 

@@ -45,8 +45,8 @@ def check_voice(provider: str, voice: str, *, model: str, base_url: str) -> str:
     OpenAI itself. Another model or an OpenAI-compatible server may have voices of its
     own, so there the name goes through as given (the first request tells).
     """
-    from .providers import provider_voices
     from .settings import DEFAULT_BASE_URLS, DEFAULT_MODELS
+    from .synth.providers import provider_voices
 
     names = [v.name for v in provider_voices(provider)]
     by_folded = {name.casefold(): name for name in names}

@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audiobook import AudiobookOptions
+from .book.audiobook import AudiobookOptions
 from .errors import ConfigError
-from .sanity import MAX_GAP_MS
+from .synth.sanity import MAX_GAP_MS
 
 PROVIDERS = ("aimlapi", "dashscope", "openai", "espeak")
 QA_MODES = ("on", "strict", "off")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from narrator.audio import tone_pcm, wav_bytes
-from narrator.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from narrator.util.wav import tone_pcm, wav_bytes
 
 TEST_KEY = "test-key-0123456789"
 

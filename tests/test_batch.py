@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from narrator.emulator import RunningEmulator
+from narrator.tools.emulator import RunningEmulator
 
 from .conftest import TEST_KEY, run_cli
 from .test_inputs import ARTICLE_HTML, MARKDOWN, make_epub

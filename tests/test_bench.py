@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from narrator import bench
-from narrator._bench import texts
-from narrator._bench.cases import Sizes
-from narrator.documents import parse_text
-from narrator.split import split_document
+from narrator.chunks.split import split_document
+from narrator.inputs.documents import parse_text
+from narrator.tools.bench import runner as bench
+from narrator.tools.bench import texts
+from narrator.tools.bench.cases import Sizes
 
 TINY = Sizes(
     chunks=6,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from narrator.audio import read_wav_info
-from narrator.documents import load_document
-from narrator.emulator import EmulatorConfig, RunningEmulator, start_emulator
-from narrator.split import split_document
-from narrator.store import Store, segment_key
+from narrator.chunks.split import split_document
+from narrator.inputs.documents import load_document
+from narrator.synth.store import Store, segment_key
+from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from narrator.util.wav import read_wav_info
 
 from .conftest import TEST_KEY, run_cli
 

@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from narrator.audio import read_wav_info, tone_pcm, wav_bytes
 from narrator.errors import (
     AuthError,
     BadDownload,
@@ -21,8 +20,9 @@ from narrator.errors import (
     RateLimited,
     TransientError,
 )
-from narrator.providers.aimlapi import AimlApiProvider
-from narrator.providers.http import parse_retry_after
+from narrator.synth.providers.aimlapi import AimlApiProvider
+from narrator.synth.providers.http import parse_retry_after
+from narrator.util.wav import read_wav_info, tone_pcm, wav_bytes
 
 BASE = "https://api.example.test"
 ENDPOINT = f"{BASE}/v1/tts"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from narrator.emulator import EmulatorConfig, start_emulator
-from narrator.store import Store
+from narrator.synth.store import Store
+from narrator.tools.emulator import EmulatorConfig, start_emulator
 
 from .conftest import TEST_KEY, run_cli
 

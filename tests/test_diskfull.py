@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from narrator.emulator import EmulatorConfig, start_emulator
+from narrator.tools.emulator import EmulatorConfig, start_emulator
 
 from .conftest import TEST_KEY, run_cli
 
@@ -144,7 +144,7 @@ class _FillsTheDiskLast:
     is full when the book is stitched, after the up-front check found room."""
 
     def __init__(self, disk: Path, chunks: int) -> None:
-        from narrator.providers.espeak import EspeakProvider
+        from narrator.synth.providers.espeak import EspeakProvider
 
         self._voice = EspeakProvider()
         self._disk = disk
@@ -171,11 +171,11 @@ async def test_a_disk_that_fills_before_the_book_is_written_stops_the_run_naming
     tmp_path: Path,
     small_disk: callable,  # type: ignore[valid-type]
 ) -> None:
-    from narrator.documents import parse_text
+    from narrator.chunks.split import split_document
     from narrator.errors import DiskFull
+    from narrator.inputs.documents import parse_text
     from narrator.pipeline import Work, narrate_many
     from narrator.settings import Settings
-    from narrator.split import split_document
 
     disk = small_disk("8m")
     doc = parse_text(_text(3), title="tides")

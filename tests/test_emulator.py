@@ -18,8 +18,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from narrator.audio import WavInfo, parse_wav
-from narrator.emulator import (
+from narrator.errors import ConfigError
+from narrator.synth.quality import measure_pcm
+from narrator.tools.emulator import (
     MODEL,
     STATS,
     EmulatorConfig,
@@ -28,8 +29,7 @@ from narrator.emulator import (
     create_app,
     start_emulator,
 )
-from narrator.errors import ConfigError
-from narrator.quality import measure_pcm
+from narrator.util.wav import WavInfo, parse_wav
 
 KEY = {"Authorization": "Bearer test-key"}
 ERROR_KEYS = {"message", "path", "requestId", "statusCode", "timestamp"}
@@ -545,7 +545,7 @@ def test_serve_runs_in_another_process_until_interrupted() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     code = (
-        "from narrator.emulator import EmulatorConfig, serve\n"
+        "from narrator.tools.emulator import EmulatorConfig, serve\n"
         f"serve(EmulatorConfig(engine='tone'), host='127.0.0.1', port={port})\n"
     )
     proc = subprocess.Popen(
@@ -579,7 +579,7 @@ def test_serve_runs_in_another_process_until_interrupted() -> None:
 async def test_per_request_records_are_bounded(
     start: Start, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("narrator.emulator._RECORDED", 10)
+    monkeypatch.setattr("narrator.tools.emulator._RECORDED", 10)
     emulator = await start()
     for n in range(25):
         headers = {**KEY, "X-Client-Request-Id": f"id-{n}" + "x" * 1000}

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from narrator.audio import tone_pcm, wav_bytes
-from narrator.audiobook import AudiobookOptions, make_audiobook, plan_parts
-from narrator.documents import parse_text
-from narrator.encode import FORMATS, ffmpeg_exe
+from narrator.book.audiobook import AudiobookOptions, make_audiobook, plan_parts
+from narrator.book.encode import FORMATS, ffmpeg_exe
+from narrator.book.stitch import Piece
+from narrator.chunks.split import Chunk
 from narrator.errors import ConfigError
-from narrator.split import Chunk
-from narrator.stitch import Piece
+from narrator.inputs.documents import parse_text
+from narrator.util.wav import tone_pcm, wav_bytes
 
 from .conftest import TEST_KEY, run_cli
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from narrator.espeak import VOICES, detect_language, get_engine
+from narrator.synth.espeakng import VOICES, detect_language, get_engine
 
 AIML_VOICES = (
     "Cherry Ethan Nofish Jennifer Ryan Katerina Elias Jada Dylan "

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from narrator.audio import tone_pcm, wav_bytes
-from narrator.audiobook import AudiobookOptions, make_audiobook
-from narrator.documents import parse_text
+from narrator.book.audiobook import AudiobookOptions, make_audiobook
+from narrator.book.feed import ITUNES, write_feed
+from narrator.book.stitch import Piece
+from narrator.chunks.split import Chunk
 from narrator.errors import ConfigError, InputError
-from narrator.feed import ITUNES, write_feed
-from narrator.split import Chunk
-from narrator.stitch import Piece
+from narrator.inputs.documents import parse_text
+from narrator.util.wav import tone_pcm, wav_bytes
 
 from .conftest import run_cli
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from narrator.audio import read_wav_info, tone_pcm, wav_bytes
+from narrator.book.stitch import Piece, stitch_wav
 from narrator.errors import AudioError
-from narrator.sanity import MAX_GAP_MS, check_format
-from narrator.stitch import Piece, stitch_wav
+from narrator.synth.sanity import MAX_GAP_MS, check_format
+from narrator.util.wav import read_wav_info, tone_pcm, wav_bytes
 
 from .conftest import CliResult
 

@@ -9,11 +9,11 @@ import pytest
 from aiohttp import web
 from ebooklib import epub
 
-from narrator.documents import Document, load_document, parse_markdown
+from narrator.chunks.language import detect_language, resolve_language
 from narrator.errors import ConfigError, InputError
-from narrator.language import detect_language, resolve_language
-from narrator.netpolicy import NetPolicy
-from narrator.sources import find_inputs, read_inputs, safe_filename
+from narrator.inputs.documents import Document, load_document, parse_markdown
+from narrator.inputs.sources import find_inputs, read_inputs, safe_filename
+from narrator.util.netpolicy import NetPolicy
 
 LOOPBACK = NetPolicy.make(hosts=["127.0.0.1"])  # the test site is on loopback, by choice
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import narrator
-from narrator.audio import read_wav_info
-from narrator.emulator import RunningEmulator
 from narrator.errors import AuthError
+from narrator.tools.emulator import RunningEmulator
+from narrator.util.wav import read_wav_info
 
 from .conftest import TEST_KEY
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from narrator.documents import parse_text
-from narrator.split import split_document
+from narrator.chunks.split import split_document
+from narrator.inputs.documents import parse_text
 
 from .conftest import run_cli
 

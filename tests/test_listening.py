@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ebooklib import epub
 
-from narrator.documents import Document, load_document
+from narrator.inputs.documents import Document, load_document
 
 from .conftest import run_cli
 
@@ -223,13 +223,13 @@ async def test_the_real_process_speaks_what_the_listener_expects(tmp_path: Path)
     ],
 )
 def test_what_an_address_sounds_like(text: str, heard: str | None) -> None:
-    from narrator.speakable import speakable
+    from narrator.inputs.speakable import speakable
 
     assert speakable(text) == (heard if heard is not None else text)
 
 
 def test_prose_that_starts_like_rest_is_kept_when_the_text_is_not_rest() -> None:
-    from narrator.documents import parse_text
+    from narrator.inputs.documents import parse_text
 
     doc = parse_text(".. and then she left.\n\nThe door closed.\n\nEnd of story::")
     assert spoken(doc) == [".. and then she left.", "The door closed.", "End of story:"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from ebooklib import epub
 
-from narrator.encode import FORMATS, ffmpeg_exe
+from narrator.book.encode import FORMATS, ffmpeg_exe
 
 from .conftest import run_cli
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from narrator.audio import tone_pcm, wav_bytes
 from narrator.errors import (
     AuthError,
     BadDownload,
@@ -21,9 +20,10 @@ from narrator.errors import (
     RateLimited,
     TransientError,
 )
-from narrator.pool import AdaptiveRate, ChunkFailed, Job, Pool, Stopped
-from narrator.providers import Audio
-from narrator.store import Store, segment_key
+from narrator.synth.pool import AdaptiveRate, ChunkFailed, Job, Pool, Stopped
+from narrator.synth.providers import Audio
+from narrator.synth.store import Store, segment_key
+from narrator.util.wav import tone_pcm, wav_bytes
 
 WAV = wav_bytes(tone_pcm(0.05, 24000), 24000)
 

@@ -18,9 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from narrator.audio import parse_wav
-from narrator.documents import load_document, parse_text
-from narrator.emulator import ENGINE_VOICES, EmulatorConfig, RunningEmulator, _tone_wav
+from narrator.chunks.split import split_document
 from narrator.errors import (
     AuthError,
     BadDownload,
@@ -34,10 +32,12 @@ from narrator.errors import (
     StopRun,
     TransientError,
 )
-from narrator.providers import Provider, make_provider
-from narrator.providers.dashscope import language_type
+from narrator.inputs.documents import load_document, parse_text
 from narrator.settings import KEY_VARIABLES, Settings
-from narrator.split import split_document
+from narrator.synth.providers import Provider, make_provider
+from narrator.synth.providers.dashscope import language_type
+from narrator.tools.emulator import ENGINE_VOICES, EmulatorConfig, RunningEmulator, _tone_wav
+from narrator.util.wav import parse_wav
 
 from .conftest import TEST_KEY, run_cli
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from narrator.audio import parse_wav, tone_pcm
-from narrator.emulator import _espeak_wav, _spoil, _tone_wav
-from narrator.espeak import get_engine
-from narrator.pool import Job, Outcome, Pool
-from narrator.providers import Audio
-from narrator.quality import MIN_SAMPLES, NOISE_LIMIT, Gate, Measurement, measure_pcm
-from narrator.store import Store, segment_key
+from narrator.synth.espeakng import get_engine
+from narrator.synth.pool import Job, Outcome, Pool
+from narrator.synth.providers import Audio
+from narrator.synth.quality import MIN_SAMPLES, NOISE_LIMIT, Gate, Measurement, measure_pcm
+from narrator.synth.store import Store, segment_key
+from narrator.tools.emulator import _espeak_wav, _spoil, _tone_wav
+from narrator.util.wav import parse_wav, tone_pcm
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

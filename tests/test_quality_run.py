@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from narrator.emulator import EmulatorStats
+from narrator.tools.emulator import EmulatorStats
 
 from .conftest import run_cli
 from .test_resilience import _spawn, _wait_until_quiet, base_args, emulate, frames_of

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from narrator.emulator import EmulatorConfig, RunningEmulator, billed_key, start_emulator
+from narrator.tools.emulator import EmulatorConfig, RunningEmulator, billed_key, start_emulator
 
 from .conftest import TEST_KEY, run_cli
 

@@ -10,9 +10,9 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from narrator.documents import Chapter, Document, parse_text
+from narrator.chunks.split import Chunk, billing_chars, split_document, split_text
 from narrator.errors import ConfigError
-from narrator.split import Chunk, billing_chars, split_document, split_text
+from narrator.inputs.documents import Chapter, Document, parse_text
 
 FAMILY = "👩\u200d👩\u200d👧"  # one grapheme, five code points
 E_ACUTE = "e\u0301"  # one grapheme, two code points

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from narrator.emulator import EmulatorConfig, start_emulator
+from narrator.tools.emulator import EmulatorConfig, start_emulator
 
 from .conftest import TEST_KEY
 

@@ -1,1 +1,0 @@
-"""Helpers of ``python -m narrator.bench``: inputs, measured child processes, the cases."""

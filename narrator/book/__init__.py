@@ -1,0 +1,1 @@
+"""Stage 4, book: stitching segments, encoding the audiobook, subtitles and the podcast feed."""

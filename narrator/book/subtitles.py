@@ -1,0 +1,64 @@
+"""Subtitle sidecars: one cue per chunk, timed by where its audio landed in the book.
+
+SRT and WebVTT differ only in their header, the decimal mark and WebVTT's need to
+escape ``&``, ``<`` and ``>``. A cue's text is the chunk's text on one line (a blank
+line would end an SRT cue early).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+
+__all__ = ["SUBTITLE_KINDS", "Cue", "render_subtitles", "write_subtitles"]
+
+SUBTITLE_KINDS = ("srt", "vtt")
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """Words shown from ``start`` to ``end`` seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+def _stamp(seconds: float, mark: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, ms = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{mark}{ms:03d}"
+
+
+def render_subtitles(cues: Sequence[Cue], kind: str) -> str:
+    """The subtitle file's text, ``kind`` being ``srt`` or ``vtt``."""
+    if kind not in SUBTITLE_KINDS:
+        raise ConfigError(f"--subtitles {kind}: choose srt or vtt")
+    mark = "," if kind == "srt" else "."
+    blocks = ["WEBVTT\n"] if kind == "vtt" else []
+    for number, cue in enumerate(cues, start=1):
+        text = " ".join(cue.text.split())
+        if kind == "vtt":
+            text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        timing = f"{_stamp(cue.start, mark)} --> {_stamp(cue.end, mark)}"
+        blocks.append(f"{number}\n{timing}\n{text}\n")
+    return "\n".join(blocks)
+
+
+def write_subtitles(cues: Sequence[Cue], path: Path, kind: str) -> Path:
+    """Write ``cues`` to ``path`` as SRT or WebVTT (UTF-8), atomically."""
+    text = render_subtitles(cues, kind)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

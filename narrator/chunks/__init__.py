@@ -1,0 +1,1 @@
+"""Stage 2, chunks: documents split into chunks by billing characters; language detection."""

@@ -1,0 +1,1 @@
+"""Stage 3, synthesis: the pool, rate limit, store, quality gate and the speech providers."""

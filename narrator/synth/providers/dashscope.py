@@ -1,0 +1,183 @@
+"""Alibaba Model Studio (DashScope), the native API of ``qwen3-tts-flash``.
+
+One request::
+
+    POST {base}/api/v1/services/aigc/multimodal-generation/generation
+    {"model": "qwen3-tts-flash",
+     "input": {"text": "...", "voice": "Cherry", "language_type": "English"}}
+
+``{base}`` is ``https://dashscope-intl.aliyuncs.com`` (Singapore) or
+``https://dashscope.aliyuncs.com`` (Beijing); the regions' keys differ. Success::
+
+    {"request_id": "...",
+     "output": {"finish_reason": "stop",
+                "audio": {"url": "http://...wav?Expires=...", "id": "...",
+                          "expires_at": 1761212494, "data": ""}},
+     "usage": {"characters": 12}}
+
+The audio is fetched from ``url`` (a signed link that lives about 24 hours), or taken
+from ``data`` (base64 WAV) when the link is empty. Errors carry
+``{"request_id", "code", "message"}``; the code decides (see :func:`_raise_for`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import aiohttp
+
+from ...errors import (
+    AuthError,
+    BadRequest,
+    EndpointNotFound,
+    OutOfCredits,
+    RateLimited,
+    TransientError,
+)
+from ...util.netpolicy import NetPolicy
+from . import Audio, Voice, qwen
+from .http import HttpProvider, error_code, error_message, loads, post_json
+
+PATH = "/api/v1/services/aigc/multimodal-generation/generation"
+
+#: ``language_type`` for a language code (``--lang``); anything else is ``Auto``.
+LANGUAGE_TYPES = {
+    "zh": "Chinese",
+    "cmn": "Chinese",
+    "yue": "Chinese",
+    "en": "English",
+    "de": "German",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "es": "Spanish",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "fr": "French",
+    "ru": "Russian",
+}
+# The script each non-Latin language_type is written in, as detect_language names it.
+_SCRIPTS = {"Chinese": "cmn", "Japanese": "ja", "Korean": "ko", "Russian": "ru"}
+_BY_SCRIPT = {script: language for language, script in _SCRIPTS.items()}
+
+
+def language_type(lang: str | None, text: str) -> str:
+    """The ``language_type`` to send for ``text`` when the document is in ``lang``.
+
+    The document's language, unless the chunk's script says otherwise (an English
+    quotation in a Chinese book, a Chinese book read with ``--lang en``): then ``Auto``,
+    and the service tells the language itself. With no language given (``auto``), a
+    chunk in Han, kana, Hangul or Cyrillic script is sent as that script's language.
+    """
+    from ..espeakng import detect_language
+
+    configured = _configured(lang)
+    script = detect_language(text)
+    if configured == "Auto":
+        return _BY_SCRIPT.get(script, "Auto")
+    if script != _SCRIPTS.get(configured, "en"):
+        return "Auto"
+    return configured
+
+
+def _configured(lang: str | None) -> str:
+    code = (lang or "").strip().lower().replace("_", "-").partition("-")[0]
+    return LANGUAGE_TYPES.get(code, "Auto")
+
+
+class DashScopeProvider(HttpProvider):
+    """Client for DashScope's multimodal-generation endpoint (``qwen3-tts-flash``)."""
+
+    name = "dashscope"
+    max_chars = qwen.MAX_CHARS
+    voices: tuple[Voice, ...] = qwen.VOICES
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = "https://dashscope-intl.aliyuncs.com",
+        model: str = "qwen3-tts-flash",
+        lang: str | None = None,
+        timeout: float = 120.0,
+        session: aiohttp.ClientSession | None = None,
+        network: NetPolicy | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            endpoint=base_url.rstrip("/") + PATH,
+            model=model,
+            timeout=timeout,
+            session=session,
+            network=network,
+        )
+        self.lang = lang
+        # language_type changes the audio, so the document's language is part of it.
+        self.identity = f"{self.name}|{self._endpoint}|{model}|{_configured(lang)}"
+
+    def billing_chars(self, text: str) -> int:
+        """A Han character counts 2."""
+        return qwen.billing_chars(text)
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
+        """One generation request; see the module docstring for what comes back."""
+        # DashScope has no client request id header; X-Request-Id is harmless and shows
+        # in proxies' logs.
+        headers = {"Authorization": f"Bearer {self._key}", "X-Request-Id": request_id}
+        payload = {
+            "model": self.model,
+            "input": {
+                "text": text,
+                "voice": voice,
+                "language_type": language_type(self.lang, text),
+            },
+        }
+        status, body, retry_after = await post_json(
+            self.session, self._endpoint, payload, headers=headers, timeout=self._timeout
+        )
+        if status == 200:
+            return self._parse_success(body)
+        _raise_for(status, error_code(body), error_message(body, status), retry_after)
+        raise AssertionError("unreachable")  # _raise_for always raises
+
+    def _parse_success(self, body: bytes) -> Audio:
+        try:
+            data: Any = loads(body)
+        except ValueError as exc:
+            raise TransientError("DashScope answered success with no JSON") from exc
+        output = data.get("output") if isinstance(data, dict) else None
+        audio = output.get("audio") if isinstance(output, dict) else None
+        if isinstance(audio, dict):
+            url, inline = audio.get("url"), audio.get("data")
+            if isinstance(url, str) and url:
+                return Audio(url=url)
+            if isinstance(inline, str) and inline:
+                try:
+                    return Audio(data=base64.b64decode(inline, validate=True))
+                except (binascii.Error, ValueError) as exc:
+                    raise TransientError("DashScope sent audio data that is not base64") from exc
+        code = error_code(body)
+        if code:  # an error dressed as a success
+            _raise_for(400, code, error_message(body, 200), None)
+        raise TransientError("DashScope answered success without audio")
+
+
+def _raise_for(status: int, code: str, message: str, retry_after: float | None) -> None:
+    """DashScope's error code decides; the status is the fallback for unknown codes."""
+    said = f"{message} ({code})" if code else message
+    if code.startswith("Throttling") or status == 429:
+        raise RateLimited(f"rate limited: {said}", status=status, retry_after=retry_after)
+    if code == "Arrearage":
+        raise OutOfCredits(f"the Alibaba Cloud account has an overdue balance: {said}")
+    if code == "InvalidApiKey" or status == 401:
+        raise AuthError(f"the API key was rejected: {said}; DashScope keys work in one region")
+    if code.startswith("AccessDenied") or status == 403:
+        raise AuthError(f"access denied: {said}; check the model, --region and the key's rights")
+    if code.startswith("InternalError") or status >= 500 or status == 408:
+        raise TransientError(
+            f"service error {status}: {said}", status=status, retry_after=retry_after
+        )
+    if status == 404:
+        raise EndpointNotFound(f"DashScope answered 404 ({said}): check --base-url and --region")
+    raise BadRequest(f"the service refused the chunk: {said}", status=status)

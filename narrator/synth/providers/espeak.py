@@ -1,0 +1,42 @@
+"""eSpeak NG in-process: narrate offline, with no server and no key."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ...chunks.split import billing_chars
+from ...errors import BadRequest
+from ...util.wav import wav_bytes
+from ..espeakng import VOICES
+from . import Audio, Voice
+
+
+class EspeakProvider:
+    """The offline voice that also speaks for the emulator."""
+
+    name = "espeak"
+    model = "espeak-ng"
+    identity = "espeak|espeak-ng"
+    max_chars = 600  # no service limit; chunks this size keep memory and progress steady
+    voices: tuple[Voice, ...] = tuple(Voice(v.name, v.description) for v in VOICES.values())
+
+    def billing_chars(self, text: str) -> int:
+        """Counted as the qwen voices it stands in for count, so chunks match theirs."""
+        return billing_chars(text)
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
+        from ..espeakng import get_engine
+
+        engine = await asyncio.to_thread(get_engine)
+        try:
+            pcm = await asyncio.to_thread(engine.synthesize, text, voice)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        return Audio(data=wav_bytes(pcm, engine.sample_rate))
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+        raise BadRequest("the espeak provider has no links to download")
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,256 @@
+"""HTTP pieces every networked provider shares: audio downloads, Retry-After, error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import aiofiles
+import aiohttp
+
+from ...errors import (
+    AudioError,
+    AuthError,
+    BadDownload,
+    BadRequest,
+    ConnectFailed,
+    LinkExpired,
+    TransientError,
+)
+from ...util import netpolicy
+from ...util.netpolicy import NetPolicy, Refused
+from ...util.sanitize import clean_line
+from ...util.wav import read_wav_info
+
+_BLOCK = 64 * 1024
+# The most the answer to a request may hold: a JSON body, or audio sent inline (base64
+# makes it a third bigger than the 50 MB download cap). Read whole, so it is bounded.
+MAX_ANSWER_BYTES = 72 * 1024 * 1024
+
+
+def loads(body: bytes) -> object:
+    """``body`` as JSON; ``ValueError`` for anything that is not, however it fails.
+
+    Deeply nested JSON makes the parser raise RecursionError; it is an answer that cannot
+    be used like any other, not a crash.
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc)) from exc
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_message(body: bytes, status: int) -> str:
+    """The service's own words from an error body, else the status: one line of at most
+    :data:`~narrator.util.sanitize.MESSAGE_LIMIT` characters, with no control characters."""
+    return clean_line(_error_message(body, status)) or f"HTTP {status}"
+
+
+def _error_message(body: bytes, status: int) -> str:
+    try:
+        data = loads(body)
+    except ValueError:
+        text = body[:4096].decode("utf-8", "replace").strip()
+        return text if text else f"HTTP {status}"
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        data = data["error"]  # OpenAI: {"error": {"message", "type", "code"}}
+    message = data.get("message") if isinstance(data, dict) else None
+    if not message and isinstance(data, dict):
+        message = data.get("detail")  # FastAPI servers (Kokoro-FastAPI, ...)
+        if isinstance(message, dict):
+            message = message.get("message") or message.get("error")
+        elif isinstance(message, list):  # 422: [{"loc", "msg", "type"}, ...]
+            message = [m.get("msg", m) if isinstance(m, dict) else m for m in message]
+    if isinstance(message, list):  # validation errors come as a list of strings
+        message = "; ".join(str(m) for m in message)
+    return str(message) if message else f"HTTP {status}"
+
+
+def error_code(body: bytes) -> str:
+    """The machine-readable code of an error body (DashScope ``code``, OpenAI
+    ``error.code`` or ``error.type``), else ``""``."""
+    try:
+        data = loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    if isinstance(data.get("error"), dict):
+        data = data["error"]
+    code = data.get("code") or data.get("type")
+    return clean_line(code, limit=80) if isinstance(code, str) else ""
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    payload: Mapping[str, object],
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    max_bytes: int = MAX_ANSWER_BYTES,
+) -> tuple[int, bytes, float | None]:
+    """POST ``payload`` as JSON: (status, body, Retry-After seconds).
+
+    A failure on the wire, no answer in ``timeout`` seconds, or an answer over
+    ``max_bytes`` (announced or not) is a ``TransientError``. A header aiohttp refuses
+    to send (the key holds a line break, say) stops the run: every request would fail.
+    """
+    try:
+        async with session.post(
+            url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            too_big = f"the answer exceeds the {max_bytes:,}-byte cap"
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise TransientError(too_big, status=resp.status)
+            body = bytearray()
+            async for block in resp.content.iter_chunked(_BLOCK):
+                body += block
+                if len(body) > max_bytes:
+                    raise TransientError(too_big, status=resp.status)
+            return resp.status, bytes(body), parse_retry_after(resp.headers)
+    except aiohttp.ClientConnectorError as exc:
+        # Name the address: "ClientConnectorError" alone does not say which one is wrong.
+        where = f"{exc.host}:{exc.port}"
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            why = "no such host"
+        else:
+            code = getattr(exc.os_error, "errno", None)
+            why = os.strerror(code) if isinstance(code, int) else str(exc.os_error)
+        raise ConnectFailed(
+            f"cannot connect to {where} ({why.lower()}): check --base-url", where=where
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise TransientError(f"request failed: {type(exc).__name__}") from exc
+    except TimeoutError as exc:
+        raise TransientError("request timed out") from exc
+    except ValueError as exc:  # aiohttp checks header values as it writes them
+        raise AuthError(
+            "the request could not be sent: a header value is invalid "
+            "(does the API key hold a line break or another control character?)"
+        ) from exc
+
+
+async def download(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    timeout: float,
+    policy: NetPolicy | None = None,
+) -> None:
+    """Stream the WAV at ``url`` into ``dest`` and check it is whole RIFF/WAVE PCM.
+
+    The signed link carries its own credentials, so no Authorization header is sent.
+    Every hop of the link must pass ``policy`` (:mod:`narrator.util.netpolicy`), else the
+    chunk fails with :class:`BadRequest`.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise BadRequest(f"refusing to download audio from a non-HTTP link: {url[:60]!r}")
+    try:
+        async with netpolicy.get(
+            session, url, policy=policy or NetPolicy(), timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            if resp.status in (403, 404):
+                raise LinkExpired(f"audio link answered {resp.status}", status=resp.status)
+            if resp.status != 200:
+                raise TransientError(f"audio download answered {resp.status}", status=resp.status)
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise BadRequest(
+                    f"audio segment of {resp.content_length} bytes exceeds the {max_bytes}-byte cap"
+                )
+            size = 0
+            async with aiofiles.open(dest, "wb") as fh:
+                async for block in resp.content.iter_chunked(_BLOCK):
+                    size += len(block)
+                    if size > max_bytes:
+                        raise BadRequest(f"audio segment exceeds the {max_bytes}-byte cap")
+                    await fh.write(block)
+    except Refused as exc:
+        raise BadRequest(f"the service's audio link: {exc}") from exc
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        raise BadDownload(f"audio download cut short ({type(exc).__name__})") from exc
+    except aiohttp.ClientError as exc:
+        raise TransientError(f"audio download failed: {type(exc).__name__}") from exc
+    except TimeoutError as exc:
+        raise TransientError("audio download timed out") from exc
+    try:
+        await asyncio.to_thread(read_wav_info, dest)
+    except AudioError as exc:
+        raise BadDownload(f"downloaded audio is unusable: {exc}") from exc
+
+
+class HttpProvider:
+    """What every networked provider shares: one lazily opened session, the endpoint,
+    audio downloads, and a ``repr`` that leaves the key out."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        endpoint: str,
+        model: str,
+        timeout: float,
+        session: aiohttp.ClientSession | None,
+        network: NetPolicy | None = None,
+    ) -> None:
+        self.model = model
+        self._key = api_key
+        self._endpoint = endpoint
+        # Audio links may lead to the endpoint's own host, else only to public addresses.
+        self._network = network or NetPolicy.make(endpoint=endpoint)
+        self._timeout = timeout
+        self._session = session
+        self._own_session = session is None  # a session passed in is the caller's to close
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r}, endpoint={self._endpoint!r})"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+        """Stream the audio at ``url`` into ``dest``; see :func:`download`."""
+        await download(
+            self.session,
+            url,
+            dest,
+            max_bytes=max_bytes,
+            timeout=self._timeout,
+            policy=self._network,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None

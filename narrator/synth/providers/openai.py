@@ -1,0 +1,132 @@
+"""OpenAI's speech endpoint, and every server that copies it (Kokoro-FastAPI, ...).
+
+One request::
+
+    POST {base}/v1/audio/speech
+    {"model": "tts-1", "input": "...", "voice": "alloy", "response_format": "wav", "speed": 1.0}
+
+The WAV is the response body (OpenAI streams it, so its header may give the length as
+unknown; :mod:`narrator.util.wav` takes that). ``{base}`` may end in ``/v1``, as OpenAI
+client libraries write it. The key is optional: local servers want none. Errors are
+``{"error": {"message", "type", "code"}}`` (OpenAI) or ``{"detail": ...}`` (FastAPI);
+a 429 whose code is ``insufficient_quota`` means the account is empty, not busy.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from ...errors import (
+    AuthError,
+    BadRequest,
+    EndpointNotFound,
+    OutOfCredits,
+    RateLimited,
+    TransientError,
+)
+from . import Audio, Voice
+from .http import HttpProvider, error_code, error_message, post_json
+
+MAX_CHARS = 4096  # code points of ``input``
+
+_MULTILINGUAL = "multilingual: speaks the language of the text"
+#: OpenAI's voices. Other servers have their own (Kokoro: af_heart, am_adam, ...);
+#: --voice passes any name through.
+VOICES: tuple[Voice, ...] = tuple(
+    Voice(name, f"{_MULTILINGUAL}{note}")
+    for name, note in (
+        ("alloy", ""),
+        ("ash", ""),
+        ("ballad", "; gpt-4o-mini-tts only"),
+        ("coral", ""),
+        ("echo", ""),
+        ("fable", ""),
+        ("nova", ""),
+        ("onyx", ""),
+        ("sage", ""),
+        ("shimmer", ""),
+        ("verse", "; gpt-4o-mini-tts only"),
+    )
+)
+
+
+def speech_endpoint(base_url: str) -> str:
+    """``{base}/v1/audio/speech``, whether or not ``base_url`` already ends in ``/v1``."""
+    base = base_url.rstrip("/")
+    return base + ("/audio/speech" if base.endswith("/v1") else "/v1/audio/speech")
+
+
+class OpenAiProvider(HttpProvider):
+    """Client for ``POST /v1/audio/speech`` (OpenAI-compatible servers)."""
+
+    name = "openai"
+    max_chars = MAX_CHARS
+    voices: tuple[Voice, ...] = VOICES
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str = "https://api.openai.com",
+        model: str = "tts-1",
+        speed: float = 1.0,
+        timeout: float = 120.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            endpoint=speech_endpoint(base_url),
+            model=model,
+            timeout=timeout,
+            session=session,
+        )
+        self.speed = speed
+        self.identity = f"{self.name}|{self._endpoint}|{model}|{speed:g}"
+
+    def billing_chars(self, text: str) -> int:
+        """Every code point counts 1 (OpenAI bills and limits ``input`` by characters)."""
+        return len(text)
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
+        """One ``POST /v1/audio/speech``; the WAV comes back as the body."""
+        headers = {"X-Request-Id": request_id}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        payload = {
+            "model": self.model,
+            "input": text,
+            "voice": voice,
+            "response_format": "wav",
+            "speed": self.speed,
+        }
+        status, body, retry_after = await post_json(
+            self.session, self._endpoint, payload, headers=headers, timeout=self._timeout
+        )
+        if status in (200, 201):
+            if body[:4] != b"RIFF":
+                # Asking again would bring the same: the server ignores response_format.
+                raise BadRequest(
+                    f"{self._endpoint} answered with something other than WAV "
+                    f"({body[:16]!r}); does the server support response_format=wav?"
+                )
+            return Audio(data=body)
+        _raise_for(status, error_code(body), error_message(body, status), retry_after)
+        raise AssertionError("unreachable")  # _raise_for always raises
+
+
+def _raise_for(status: int, code: str, message: str, retry_after: float | None) -> None:
+    if status == 429 and code == "insufficient_quota":
+        raise OutOfCredits(f"the account is out of credits: {message}")
+    if status == 429:
+        raise RateLimited(f"rate limited (429): {message}", status=status, retry_after=retry_after)
+    if status == 401:
+        raise AuthError(f"the API key was rejected (401): {message}")
+    if status == 403:
+        raise AuthError(f"access denied (403): {message}")
+    if status == 404:
+        raise EndpointNotFound(f"answered 404 ({message}): check --base-url and --model")
+    if status >= 500 or status == 408:
+        raise TransientError(
+            f"service error {status}: {message}", status=status, retry_after=retry_after
+        )
+    raise BadRequest(f"the service refused the chunk ({status}): {message}", status=status)

@@ -1,0 +1,256 @@
+"""Retakes: the quality gate at work in the pool.
+
+Every segment is judged (:mod:`narrator.synth.quality`) once it is in the store. A bad one is
+synthesized again — billed again, and the log says so — up to ``retries`` times while
+the run's ``budget`` of such re-syntheses lasts; the least bad attempt is set aside
+meanwhile (``segments/qa/``) and kept, flagged, when no attempt passes, so the book is
+finished and a chunk bad on every attempt never loops. Segments passed while the run
+knew too little of its voice (``provisional``) are judged again once their document is
+in. Every verdict is a row in the store: a rerun, or a run resumed after a kill, neither
+judges nor pays again for a segment that passed, and carries on a retry it cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..errors import NarratorError
+from .pool import Job, Outcome, PoolStats
+from .quality import Gate, Measurement, Verdict, measure_file, rate_of
+from .store import Segment, Store, StoredVerdict
+
+log = logging.getLogger("narrator")
+
+
+class Retakes:
+    """Judges a pool's segments and has the bad ones made again (see the module docstring).
+
+    ``synthesize(job, again)`` makes a chunk's audio once more (``again``: the answers
+    turned down so far); ``stopped()`` is what to raise rather than start more work.
+    """
+
+    def __init__(
+        self,
+        gate: Gate,
+        store: Store,
+        *,
+        voice_key: str,
+        retries: int,
+        budget: int | None,
+        stats: PoolStats,
+        synthesize: Callable[[Job, int], Awaitable[tuple[Segment, int, int]]],
+        stopped: Callable[[], NarratorError | None],
+    ) -> None:
+        self.gate = gate
+        self.store = store
+        self.voice_key = voice_key  # rates are learned per provider and voice
+        self.retries = retries
+        self.budget = budget  # re-syntheses left for bad audio; None: no limit
+        self.stats = stats
+        self._synthesize = synthesize
+        self._stopped = stopped
+        self._rechecks: dict[str, asyncio.Future[Outcome]] = {}
+        gate.warm(voice_key, store.learned_rates(voice_key))
+
+    @staticmethod
+    def settled(stored: StoredVerdict | None) -> bool:
+        """The stored segment was judged and nothing is left to do for it."""
+        return stored is not None and stored.status != "retrying"
+
+    @staticmethod
+    def settled_outcome(cached: Segment, stored: StoredVerdict) -> Outcome:
+        """The outcome of a stored segment already judged: no request, no judging."""
+        return Outcome(
+            cached,
+            0,
+            0,
+            cached=True,
+            verdict=Verdict(**stored.verdict),
+            measurement=Measurement(**stored.measurement),
+            attempts=stored.attempts,
+            flagged=stored.status == "flagged",
+        )
+
+    async def run(self, job: Job, cached: Segment | None, stored: StoredVerdict | None) -> Outcome:
+        """The outcome of ``job`` given what the store holds: its segment (if any still
+        good) and the verdict on it (if any). The pool holds the chunk's claim."""
+        # A bad attempt whose re-synthesis was cut short (by a kill, say) carries on.
+        retrying = stored if stored is not None and stored.status == "retrying" else None
+        if cached is not None:
+            if stored is not None and retrying is None:
+                return self.settled_outcome(cached, stored)
+            # Never judged (made before the gate, or a kill came first), or a bad attempt
+            # whose re-synthesis was cut short: judged now, which costs nothing.
+            return await self._judged(job, cached, 0, 0, cached=True, retrying=retrying)
+        segment, requests, retries = await self._synthesize(job, 0)
+        return await self._judged(job, segment, requests, retries, cached=False, retrying=retrying)
+
+    async def recheck(self, job: Job, outcome: Outcome) -> Outcome:
+        """Judge a provisional pass again, now that the run knows its voice better; a
+        segment that fails now is synthesized again like any other bad one."""
+        if outcome.verdict is None or not outcome.verdict.provisional:
+            return outcome
+        if outcome.flagged or outcome.measurement is None:
+            return outcome
+        future = self._rechecks.get(job.key)
+        if future is None:  # one chunk text twice in a run is judged once
+            future = asyncio.ensure_future(self._recheck(job, outcome))
+            self._rechecks[job.key] = future
+        return await asyncio.shield(future)
+
+    async def _recheck(self, job: Job, outcome: Outcome) -> Outcome:
+        assert outcome.measurement is not None
+        verdict = self.gate.judge(self.voice_key, job.text, outcome.measurement)
+        if verdict.ok and verdict.provisional:
+            return outcome  # still too little to go on: the prior's pass stands
+        if verdict.ok:  # learned from the first time it passed
+            self._passed(job, verdict, outcome.measurement, outcome.attempts, learn=False)
+            return dataclasses.replace(outcome, verdict=verdict)
+        return await self._judged(
+            job,
+            outcome.segment,
+            outcome.requests,
+            outcome.retries,
+            cached=outcome.cached,
+            done=outcome.attempts - 1,  # the same attempt, judged again
+            first=(outcome.measurement, verdict),
+        )
+
+    def _passed(
+        self,
+        job: Job,
+        verdict: Verdict,
+        m: Measurement,
+        attempts: int,
+        *,
+        learn: bool = True,
+        aside: bool = False,
+    ) -> None:
+        # Provisional passes teach too: they are all the run has at first, and the
+        # median shrugs off the odd bad one among them.
+        if learn:
+            learned = self.gate.passed(self.voice_key, job.text, m)
+        else:
+            learned = rate_of(job.text, m)
+        if aside:  # a worse attempt than this one was kept aside
+            self.store.discard_aside(job.key)
+        self.store.record_verdict(
+            job.key,
+            "provisional" if verdict.provisional else "passed",
+            attempts=attempts,
+            verdict=_fields(verdict),
+            measurement=_fields(m),
+            learned=(self.voice_key, *learned) if learned else None,
+        )
+
+    async def _judged(
+        self,
+        job: Job,
+        segment: Segment,
+        requests: int,
+        retries: int,
+        *,
+        cached: bool,
+        retrying: StoredVerdict | None = None,
+        done: int = 0,
+        first: tuple[Measurement, Verdict] | None = None,
+    ) -> Outcome:
+        """Judge ``segment``; synthesize it again while it is bad and retries are left.
+
+        ``retrying``: the verdict row of an earlier run's unfinished retries (its attempts
+        and best attempt carry on); ``done``: attempts judged before this one.
+        """
+        gate, store = self.gate, self.store
+        attempts = retrying.attempts if retrying is not None else done
+        best = retrying.best if retrying is not None else None
+        aside = retrying is not None
+        while True:
+            attempts += 1
+            if first is not None:
+                m, verdict = first
+                first = None
+            else:
+                m = await asyncio.to_thread(measure_file, segment.path)
+                verdict = gate.judge(self.voice_key, job.text, m)
+            if verdict.ok:
+                self._passed(job, verdict, m, attempts, aside=aside)
+                return Outcome(segment, requests, retries, cached, verdict, m, attempts)
+            current = {"verdict": _fields(verdict), "measurement": _fields(m)}
+            better = best is None or verdict.badness < best["verdict"]["badness"]
+            more = attempts <= self.retries
+            if more and (stop := self._stopped()) is not None:
+                raise stop  # judged again on the next run, for nothing
+            if more and self.budget is not None and self.budget <= 0:
+                more = False
+                if not self.stats.qa_budget_spent:
+                    self.stats.qa_budget_spent = True
+                    log.warning(
+                        "the quality budget is spent (--qa-budget): bad segments are kept and "
+                        "flagged from now on, not synthesized again; a voice that always "
+                        "trips the gate? `narrator check` shows what was flagged"
+                    )
+            if not more:
+                if not better:
+                    restored = await store.restore_aside(job.key)
+                    if restored is not None and best is not None:
+                        segment = restored
+                        verdict = Verdict(**best["verdict"])
+                        m = Measurement(**best["measurement"])
+                        current = best
+                store.discard_aside(job.key)
+                store.record_verdict(
+                    job.key,
+                    "flagged",
+                    attempts=attempts,
+                    verdict=current["verdict"],
+                    measurement=current["measurement"],
+                )
+                self.stats.qa_flagged += 1
+                log.warning(
+                    "chunk %r: %s (%s) after %d attempts; kept and flagged",
+                    _snippet(job.text), verdict.kind, verdict.reason, attempts,
+                )  # fmt: skip
+                return Outcome(segment, requests, retries, cached, verdict, m, attempts, True)
+            if better:
+                best = current
+            # The verdict first: killed before the file moves, the next run judges it again
+            # (free); the other way round it could not tell a retry from a first try.
+            store.record_verdict(
+                job.key,
+                "retrying",
+                attempts=attempts,
+                verdict=current["verdict"],
+                measurement=current["measurement"],
+                best=best,
+            )
+            if better:
+                store.set_aside(job.key)
+                aside = True
+            else:
+                store.drop_segment(job.key)
+            if self.budget is not None:
+                self.budget -= 1
+            self.stats.qa_resynthesized += 1
+            log.warning(
+                "chunk %r: %s (%s); synthesizing it again (billed again)",
+                _snippet(job.text), verdict.kind, verdict.reason,
+            )  # fmt: skip
+            segment, more_requests, more_retries = await self._synthesize(job, attempts)
+            requests += more_requests
+            retries += more_retries
+            cached = False
+
+
+def _snippet(text: str) -> str:
+    """The start of a chunk's text on one line, for the log."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 40 else flat[:39] + "…"
+
+
+def _fields(item: Verdict | Measurement) -> dict[str, Any]:
+    """A flat dataclass as a dict (``dataclasses.asdict`` deep-copies: slower, per chunk)."""
+    return {name: getattr(item, name) for name in item.__slots__}

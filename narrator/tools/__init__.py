@@ -1,0 +1,1 @@
+"""Outside the library's core: the loopback API emulator (``narrator serve``) and the bench."""

@@ -1,0 +1,1 @@
+"""Helpers of ``python -m narrator.tools.bench``: inputs, measured child processes, the cases."""

@@ -1,0 +1,37 @@
+"""Folders narrator will write to, checked before anything is sent or paid for.
+
+A cache, report or output folder that cannot be written was found only when the first
+file went there: after the requests were paid for, or (the report) after the book was
+written, and as a traceback. Each is tried up front instead, by making a file in the
+folder, or in the nearest existing folder above it when it is still to be made.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def check_writable(folder: Path, *, what: str) -> None:
+    """Raise a one-line :class:`ConfigError` naming ``what`` unless files can be made in
+    ``folder`` (or it can be made). Nothing is left behind."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {folder}: cannot be made, {existing} is a file")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".narrator-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"{what} {folder}: cannot write in {existing} ({reason})") from exc
+
+
+def output_folder(out: str) -> Path:
+    """The folder a ``-o`` value writes into: itself when it names a folder."""
+    path = Path(out)
+    return path if path.is_dir() or out.endswith(("/", os.sep)) else path.parent
