@@ -27,7 +27,6 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .. import __version__
 from ..book.audiobook import AudiobookOptions
 from ..book.encode import FORMATS
-from ..chunks.split import billing_chars
 from ..errors import (
     AuthError,
     ConfigError,
@@ -42,18 +41,11 @@ from ..inputs.documents import Document
 from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from ..inputs.sources import STDIN, Input, find_inputs, read_inputs, safe_filename
 from ..pipeline import DocumentReport, Flag, ProgressEvent, RunReport, Work, narrate_many
-from ..preflight import check_lang
-from ..settings import (
-    DEFAULT_BASE_URLS,
-    KEY_VARIABLES,
-    PROVIDER_DEFAULTS,
-    PROVIDERS,
-    Settings,
-    describe_pace,
-)
-from ..synth.providers import make_provider
+from ..settings import Settings, check_lang
+from ..synth.providers import counting, make_provider
 from ..util.folders import check_writable, output_folder
 from ..util.netpolicy import NetPolicy
+from ..util.registry import REGISTRY, describe_pace
 from .argtypes import (
     HelpFormatter,
     Parser,
@@ -459,7 +451,7 @@ def _endpoint_origin(args: argparse.Namespace, env: dict[str, str] | os._Environ
         return f"--config {path}"
     if getattr(args, "trust_settings", False):
         return f"{path}, trusted with --trust-settings"
-    variable = KEY_VARIABLES.get(args.provider)
+    variable = REGISTRY[args.provider].key_variable
     if args.provider != "espeak" and (args.api_key or (variable and env.get(variable))):
         raise ConfigError(
             f"{path}: {key} = {_printable(str(args.base_url))!r} would receive your API key, "
@@ -480,14 +472,13 @@ def announce_endpoint(settings: Settings, origin: str) -> None:
     """Say once where the key goes when it is not the provider's own service."""
     if settings.provider == "espeak" or not settings.api_key:
         return
-    where = "dashscope/cn" if settings.provider == "dashscope" and settings.region == "cn" else ""
-    if settings.base_url.rstrip("/") == DEFAULT_BASE_URLS[where or settings.provider]:
+    if settings.base_url.rstrip("/") == REGISTRY[settings.provider].base_url(settings.region):
         return
     log.warning("sending the API key to %s (from %s)", settings.base_url, origin)
 
 
 def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) -> Settings:
-    variable = KEY_VARIABLES.get(args.provider)
+    variable = REGISTRY[args.provider].key_variable
     api_key = args.api_key or (env.get(variable) if variable else None) or None
     # Empty base URL, model and voice: the provider's own defaults (see settings.py).
     base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
@@ -534,19 +525,14 @@ def _settings(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) 
 
 def _counting(provider_name: str, max_chars: int) -> tuple[int, Callable[[str], int]]:
     """The chunk limit and character count a run with this provider would split with."""
-    try:
-        # The key is never used: nothing is sent, and the provider opens no connection
-        # until its first request.
-        provider = make_provider(Settings(provider=provider_name, api_key="estimate-only"))
-    except NarratorError:
-        return max_chars, billing_chars
-    return min(max_chars, provider.max_chars), provider.billing_chars
+    limit, count = counting(provider_name)  # from the class: no client, no key
+    return min(max_chars, limit), count
 
 
 def _estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estimate:
     provider = getattr(args, "provider", None) or "aimlapi"
     max_chars, count = _counting(provider, args.max_chars)
-    defaults = PROVIDER_DEFAULTS[provider]
+    defaults = REGISTRY[provider]
     return estimate(
         documents,
         max_chars=max_chars,
@@ -554,8 +540,11 @@ def _estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estima
         lang=args.lang,
         rpm=args.rpm or defaults.rpm,
         concurrency=args.concurrency or defaults.concurrency,
-        # The offline voice runs on this machine: nothing to pay, whatever the flag says.
-        price_per_10k_chars=0.0 if provider == "espeak" else args.price_per_10k_chars,
+        # A provider with a price of its own (the offline voice: nothing to pay) has it
+        # whatever the flag says.
+        price_per_10k_chars=args.price_per_10k_chars
+        if defaults.price_per_10k_chars is None
+        else defaults.price_per_10k_chars,
         latency=args.assume_latency,
     )
 
@@ -732,10 +721,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_voices(args: argparse.Namespace) -> int:
     from ..synth.providers import provider_voices
 
-    names = PROVIDERS if args.provider == "all" else (args.provider,)
+    names = tuple(REGISTRY) if args.provider == "all" else (args.provider,)
     for name in names:
-        default = PROVIDER_DEFAULTS[name]
-        print(f"[{name}] default voice {default.voice}; {describe_pace(name)}")
+        print(f"[{name}] default voice {REGISTRY[name].voice}; {describe_pace(name)}")
         for voice in provider_voices(name):
             print(f"{voice.name:<10} {voice.description}")
     return 0
@@ -900,7 +888,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if not args.fix:
         # Nothing is sent: a placeholder key satisfies the settings (it goes nowhere).
-        variable = KEY_VARIABLES.get(args.provider)
+        variable = REGISTRY[args.provider].key_variable
         if variable and not (args.api_key or env.get(variable)):
             env[variable] = "check-only"
     settings = _settings(args, env)
@@ -952,7 +940,8 @@ def cmd_feed(args: argparse.Namespace) -> int:
     return 0
 
 
-_PACE_HELP = "; ".join(f"{name}: {describe_pace(name)}" for name in PROVIDERS)
+def _pace_help() -> str:
+    return "; ".join(f"{name}: {describe_pace(name)}" for name in REGISTRY)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1001,7 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--voice", help="voice name (default: Cherry; alloy for openai; see `narrator voices`)"
     )
-    p.add_argument("--provider", default="aimlapi", choices=PROVIDERS, help="the TTS service")
+    p.add_argument("--provider", default="aimlapi", choices=tuple(REGISTRY), help="the TTS service")
     p.add_argument(
         "--api-key",
         help="API key (default: $AIMLAPI_KEY, $DASHSCOPE_API_KEY or $OPENAI_API_KEY, "
@@ -1009,14 +998,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--base-url",
-        help=f"API root (default: $NARRATOR_BASE_URL, else the provider's: "
-        f"{DEFAULT_BASE_URLS['aimlapi']}, {DEFAULT_BASE_URLS['dashscope']}, "
-        f"{DEFAULT_BASE_URLS['openai']})",
+        help="API root (default: $NARRATOR_BASE_URL, else the provider's: "
+        + ", ".join(e.base_url() for e in REGISTRY.values() if e.networked)
+        + ")",
     )
     p.add_argument(
         "--model",
-        help="model (default: alibaba/qwen3-tts-flash for aimlapi, qwen3-tts-flash for "
-        "dashscope, tts-1 for openai)",
+        help="model (default: "
+        + ", ".join(f"{e.model} for {e.name}" for e in REGISTRY.values() if e.networked)
+        + ")",
     )
     p.add_argument(
         "--region",
@@ -1027,7 +1017,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--concurrency",
         type=positive_int,
-        help=f"requests in flight at most (default: the provider's; {_PACE_HELP})",
+        help=f"requests in flight at most (default: the provider's; {_pace_help()})",
     )
     p.add_argument(
         "--rpm",
@@ -1090,11 +1080,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_options(p)
     _add_estimate_options(p)
-    p.add_argument("--provider", default="aimlapi", choices=PROVIDERS, help="the TTS service")
+    p.add_argument("--provider", default="aimlapi", choices=tuple(REGISTRY), help="the TTS service")
     p.add_argument(
         "--concurrency",
         type=positive_int,
-        help=f"requests in flight at most (default: the provider's; {_PACE_HELP})",
+        help=f"requests in flight at most (default: the provider's; {_pace_help()})",
     )
     p.add_argument(
         "--rpm",
@@ -1173,7 +1163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--provider",
         default="aimlapi",
-        choices=[*PROVIDERS, "all"],
+        choices=[*REGISTRY, "all"],
         help="whose voices (default: aimlapi; all: every provider's)",
     )
     p.set_defaults(func=cmd_voices)
@@ -1220,11 +1210,23 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+# Settings whose flag is not the setting's name with dashes.
+_FLAGS = {"backoff_base": "--backoff"}
+
+
+def _as_flags(exc: ConfigError) -> str:
+    """The library's message about a setting, naming the flag that sets it instead."""
+    if exc.setting is None:
+        return str(exc)
+    flag = _FLAGS.get(exc.setting, "--" + exc.setting.replace("_", "-"))
+    return str(exc).replace(exc.setting, flag, 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parse(argv)
     except ConfigError as exc:
-        print(f"narrator: {exc}", file=sys.stderr)
+        print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         stream=sys.stderr,
@@ -1236,7 +1238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
         return code
     except ConfigError as exc:
-        print(f"narrator: {exc}", file=sys.stderr)
+        print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
         return 2
     except NarratorError as exc:
         print(f"narrator: {exc}", file=sys.stderr)
