@@ -34,10 +34,10 @@ from narrator.errors import (
 )
 from narrator.inputs.documents import load_document, parse_text
 from narrator.settings import Settings
-from narrator.util.registry import REGISTRY
 from narrator.synth.providers import Provider, make_provider
 from narrator.synth.providers.dashscope import language_type
 from narrator.tools.emulator import ENGINE_VOICES, EmulatorConfig, RunningEmulator, _tone_wav
+from narrator.util.registry import REGISTRY
 from narrator.util.wav import parse_wav
 
 from .conftest import TEST_KEY, run_cli
