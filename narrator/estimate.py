@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from .chunks.language import resolve_language
 from .chunks.split import billing_chars, split_document
 from .inputs.documents import Document
+from .settings import default
+from .util.registry import REGISTRY
 
 DEFAULT_PRICE_PER_10K_CHARS = 0.10  # USD; an assumption, check your plan's price
 DEFAULT_LATENCY = 3.0  # seconds per request; an assumption for a full 600-character chunk
+_PROVIDER = REGISTRY[default("provider")]  # the rate and concurrency a default run has
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +64,10 @@ def wall_clock(requests: int, *, rpm: float, concurrency: int, latency: float) -
 def estimate(
     documents: Sequence[Document],
     *,
-    max_chars: int = 600,
-    lang: str = "auto",
-    rpm: float = 60.0,
-    concurrency: int = 4,
+    max_chars: int = default("max_chars"),
+    lang: str = default("lang"),
+    rpm: float = _PROVIDER.rpm,
+    concurrency: int = _PROVIDER.concurrency,
     price_per_10k_chars: float = DEFAULT_PRICE_PER_10K_CHARS,
     latency: float = DEFAULT_LATENCY,
     count: Callable[[str], int] = billing_chars,

@@ -7,8 +7,9 @@ one from flags, the environment (secrets only) and defaults.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .util.image import image_mime
@@ -192,11 +193,26 @@ class Settings:
         """How long the run may go without a chunk progressing."""
         if self.stall_timeout is not None:
             return self.stall_timeout
-        return 2 * self.request_timeout + 180.0
+        return default_stall_seconds(self.request_timeout)
 
     @property
     def store_dir(self) -> Path:
         return self.cache_dir if self.cache_dir is not None else Path.home() / ".cache" / "narrator"
+
+
+def default(name: str) -> Any:
+    """The default of the setting ``name``, written once, in :class:`Settings` itself;
+    the command line's defaults and help, the estimate and the pool read it here."""
+    value = Settings.__dataclass_fields__[name].default
+    if value is MISSING:
+        raise KeyError(f"the setting {name!r} has no single default value")
+    return value
+
+
+def default_stall_seconds(request_timeout: float) -> float:
+    """The stall timeout unless set: the slowest request and download (2 x
+    ``request_timeout``) plus three minutes."""
+    return 2 * request_timeout + 180.0
 
 
 def check_lang(lang: str) -> None:

@@ -142,3 +142,19 @@ def test_the_command_line_offers_it(
     monkeypatch.setenv("HUM_KEY", "k")
     assert main(common) == 0
     assert read_wav_info(output).rate == RATE
+
+
+def test_the_command_line_has_no_defaults_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each default is written once, in Settings: a run with no flags is a default Settings.
+    from narrator.cli import _parse, _settings
+
+    monkeypatch.chdir(tmp_path)  # no narrator.toml
+    for provider in REGISTRY:
+        args = _parse(["narrate", "book.txt", "--provider", provider])
+        built = _settings(args, {"AIMLAPI_KEY": "k", "DASHSCOPE_API_KEY": "k"})
+        key = (
+            "k" if REGISTRY[provider].key_variable in ("AIMLAPI_KEY", "DASHSCOPE_API_KEY") else None
+        )
+        assert built == narrator.Settings(provider=provider, api_key=key, cache_dir=built.cache_dir)

@@ -41,7 +41,14 @@ from ..inputs.documents import Document
 from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from ..inputs.sources import STDIN, Input, find_inputs, read_inputs, safe_filename
 from ..pipeline import DocumentReport, Flag, ProgressEvent, RunReport, Work, narrate_many
-from ..settings import Settings, check_lang
+from ..settings import (
+    QA_MODES,
+    REGIONS,
+    Settings,
+    check_lang,
+    default,
+    default_stall_seconds,
+)
 from ..synth.providers import counting, make_provider
 from ..util.folders import check_writable, output_folder
 from ..util.netpolicy import NetPolicy
@@ -772,7 +779,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--lang",
-        default="auto",
+        default=default("lang"),
         help="language for sentence splitting: auto (detected per document) or en, zh, ja, ...",
     )
     p.add_argument(
@@ -860,24 +867,25 @@ def _add_audiobook_options(p: argparse.ArgumentParser) -> None:
 def _add_qa_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--qa",
-        default="on",
-        choices=["on", "strict", "off"],
+        default=default("qa"),
+        choices=QA_MODES,
         help="the audio quality gate: on (redo bad segments, keep and flag the best if "
-        "none passes), strict (a document with a flagged segment fails), off (default: on)",
+        "none passes), strict (a document with a flagged segment fails), off "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--qa-retries",
         type=non_negative_int,
-        default=2,
+        default=default("qa_retries"),
         metavar="N",
-        help="times a bad segment is synthesized again, each billed (default: 2)",
+        help="times a bad segment is synthesized again, each billed",
     )
     p.add_argument(
         "--qa-budget",
         type=non_negative_float,
-        default=5.0,
+        default=default("qa_budget"),
         metavar="PCT",
-        help="re-syntheses for bad audio in a run, in %% of its chunks (default: 5)",
+        help="re-syntheses for bad audio in a run, in %% of its chunks (default: %(default)g)",
     )
 
 
@@ -990,7 +998,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--voice", help="voice name (default: Cherry; alloy for openai; see `narrator voices`)"
     )
-    p.add_argument("--provider", default="aimlapi", choices=tuple(REGISTRY), help="the TTS service")
+    p.add_argument(
+        "--provider", default=default("provider"), choices=tuple(REGISTRY), help="the TTS service"
+    )
     p.add_argument(
         "--api-key",
         help="API key (default: $AIMLAPI_KEY, $DASHSCOPE_API_KEY or $OPENAI_API_KEY, "
@@ -1010,8 +1020,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--region",
-        default="intl",
-        choices=["intl", "cn"],
+        default=default("region"),
+        choices=REGIONS,
         help="dashscope region: intl (Singapore) or cn (Beijing); keys differ",
     )
     p.add_argument(
@@ -1024,31 +1034,50 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         help="requests per minute at most, spread evenly (default: the provider's)",
     )
-    p.add_argument("--max-chars", type=as_int, default=600, help="billing characters per chunk")
-    p.add_argument("--gap-ms", type=non_negative_int, default=300, help="silence between chunks")
     p.add_argument(
-        "--chapter-gap-ms", type=non_negative_int, default=1200, help="silence between chapters"
+        "--max-chars",
+        type=as_int,
+        default=default("max_chars"),
+        help="billing characters per chunk",
+    )
+    p.add_argument(
+        "--gap-ms",
+        type=non_negative_int,
+        default=default("gap_ms"),
+        help="silence between chunks",
+    )
+    p.add_argument(
+        "--chapter-gap-ms",
+        type=non_negative_int,
+        default=default("chapter_gap_ms"),
+        help="silence between chapters",
     )
     p.add_argument(
         "--paragraph-gap-ms",
         type=non_negative_int,
-        default=600,
+        default=default("paragraph_gap_ms"),
         help="silence before a new paragraph",
     )
     _add_audiobook_options(p)
-    p.add_argument("--retries", type=positive_int, default=8, help="attempts per chunk")
+    p.add_argument(
+        "--retries",
+        type=positive_int,
+        default=default("retries"),
+        help="attempts per chunk",
+    )
     p.add_argument(
         "--stall-timeout",
         type=positive_float,
         default=None,
         metavar="S",
         help="fail the run when no chunk progresses for S seconds "
-        "(default: twice the request timeout plus three minutes, 420 s)",
+        "(default: twice the request timeout plus three minutes, "
+        f"{default_stall_seconds(default('request_timeout')):g} s)",
     )
     p.add_argument(
         "--backoff",
         type=non_negative_float,
-        default=0.5,
+        default=default("backoff_base"),
         metavar="S",
         help="first retry delay in seconds, doubling each time (jittered); 0 retries at once",
     )
@@ -1080,7 +1109,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_options(p)
     _add_estimate_options(p)
-    p.add_argument("--provider", default="aimlapi", choices=tuple(REGISTRY), help="the TTS service")
+    p.add_argument(
+        "--provider", default=default("provider"), choices=tuple(REGISTRY), help="the TTS service"
+    )
     p.add_argument(
         "--concurrency",
         type=positive_int,
@@ -1091,7 +1122,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         help="requests per minute at most, spread evenly (default: the provider's)",
     )
-    p.add_argument("--max-chars", type=as_int, default=600, help="billing characters per chunk")
+    p.add_argument(
+        "--max-chars",
+        type=as_int,
+        default=default("max_chars"),
+        help="billing characters per chunk",
+    )
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("demo", help="narrate through a local emulator of the AIML API (no key)")
@@ -1162,9 +1198,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--provider",
-        default="aimlapi",
+        default=default("provider"),
         choices=[*REGISTRY, "all"],
-        help="whose voices (default: aimlapi; all: every provider's)",
+        help="whose voices (default: %(default)s; all: every provider's)",
     )
     p.set_defaults(func=cmd_voices)
 
