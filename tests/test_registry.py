@@ -158,3 +158,12 @@ def test_the_command_line_has_no_defaults_of_its_own(
             "k" if REGISTRY[provider].key_variable in ("AIMLAPI_KEY", "DASHSCOPE_API_KEY") else None
         )
         assert built == narrator.Settings(provider=provider, api_key=key, cache_dir=built.cache_dir)
+
+
+def test_the_settings_know_every_format_the_encoder_writes() -> None:
+    # AudiobookOptions (in settings, which imports no stage) names the formats that
+    # book.encode knows how to write; the two lists must not drift apart.
+    from narrator.book.encode import FORMATS
+    from narrator.settings import AUDIO_FORMATS
+
+    assert tuple(FORMATS) == AUDIO_FORMATS
