@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .util.folders import default_cache_dir
 from .util.image import image_mime
 from .util.registry import REGISTRY, spec
 from .util.sanitize import strip_controls
@@ -101,7 +102,7 @@ class Settings:
     paragraph_gap_ms: int = 600  # between chunks that start a new paragraph
     # the output: format, tags, loudness, sidecars
     audiobook: AudiobookOptions = field(default_factory=AudiobookOptions)
-    cache_dir: Path | None = None  # None: ~/.cache/narrator
+    cache_dir: Path | None = None  # None: util.folders.default_cache_dir(), XDG's
     retries: int = 8  # attempts per chunk, the first included
     backoff_base: float = 0.5  # seconds; 0 turns backoff off (tests)
     backoff_max: float = 30.0  # also caps a service's Retry-After
@@ -197,7 +198,7 @@ class Settings:
 
     @property
     def store_dir(self) -> Path:
-        return self.cache_dir if self.cache_dir is not None else Path.home() / ".cache" / "narrator"
+        return self.cache_dir if self.cache_dir is not None else default_cache_dir()
 
 
 def default(name: str) -> Any:

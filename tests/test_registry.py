@@ -148,12 +148,13 @@ def test_the_command_line_has_no_defaults_of_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Each default is written once, in Settings: a run with no flags is a default Settings.
-    from narrator.cli import _parse, _settings
+    from narrator.cli.build import make_settings
+    from narrator.cli.parser import parse
 
     monkeypatch.chdir(tmp_path)  # no narrator.toml
     for provider in REGISTRY:
-        args = _parse(["narrate", "book.txt", "--provider", provider])
-        built = _settings(args, {"AIMLAPI_KEY": "k", "DASHSCOPE_API_KEY": "k"})
+        args = parse(["narrate", "book.txt", "--provider", provider])
+        built = make_settings(args, {"AIMLAPI_KEY": "k", "DASHSCOPE_API_KEY": "k"})
         key = (
             "k" if REGISTRY[provider].key_variable in ("AIMLAPI_KEY", "DASHSCOPE_API_KEY") else None
         )
