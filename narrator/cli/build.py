@@ -89,7 +89,7 @@ def _endpoint_origin(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     if getattr(args, "trust_settings", False):
         return f"{path}, trusted with --trust-settings"
     variable = REGISTRY[args.provider].key_variable
-    if args.provider != "espeak" and (args.api_key or (variable and env.get(variable))):
+    if REGISTRY[args.provider].networked and (args.api_key or (variable and env.get(variable))):
         raise ConfigError(
             f"{path}: {key} = {_printable(str(args.base_url))!r} would receive your API key, "
             "and that settings file was found in the current folder, not named by you; "
@@ -105,7 +105,7 @@ def _printable(text: str, limit: int = 200) -> str:
 
 def announce_endpoint(settings: Settings, origin: str) -> None:
     """Say once where the key goes when it is not the provider's own service."""
-    if settings.provider == "espeak" or not settings.api_key:
+    if not REGISTRY[settings.provider].networked or not settings.api_key:
         return
     if settings.base_url.rstrip("/") == REGISTRY[settings.provider].base_url(settings.region):
         return

@@ -143,7 +143,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
                 f"{format_cost(result.price_per_10k_chars)} per 10,000), over --max-cost "
                 f"{format_cost(args.max_cost)}; nothing was sent"
             )
-    elif not args.yes and settings.provider != "espeak":
+    elif not args.yes and REGISTRY[settings.provider].price_per_10k_chars != 0:
         # No limit given: a run that would cost more than a usual book must be confirmed.
         result = make_estimate(args, [work.document for work in works])
         if result.cost > args.confirm_above:
