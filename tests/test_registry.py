@@ -87,6 +87,8 @@ def test_settings_fill_in_and_check_what_the_entry_declares(hum: ProviderSpec) -
         narrator.Settings(provider="hum")
     provider = make_provider(settings)
     assert isinstance(provider, HumProvider) and provider.model == "hum-1"
+    with pytest.raises(ConfigError, match="already registered"), register(hum):
+        pass
 
 
 def test_a_library_run_narrates_with_it(hum: ProviderSpec, tmp_path: Path) -> None:

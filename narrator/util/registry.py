@@ -24,7 +24,8 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 from ..errors import ConfigError
 
@@ -51,7 +52,7 @@ class ProviderSpec:
     # When is the voice list complete, so that an unknown voice is an error before any
     # request rather than the service's answer? "model": with the default model only;
     # "base_url": on the default endpoint only; "always"; "never".
-    voices_complete: str = "model"
+    voices_complete: Literal["model", "base_url", "always", "never"] = "model"
     description: str = ""  # one line for --help
     networked: bool = True  # False: runs in-process, no endpoint is contacted
 
@@ -88,7 +89,7 @@ _AIMLAPI = "https://api.aimlapi.com"
 # offline voice has no service to protect: no limit, and one request in flight per core.
 # DashScope's two regions are separate services with separate keys. "tts-1" is OpenAI's
 # model, and OpenAI-compatible servers (Kokoro-FastAPI, ...) accept it as an alias.
-REGISTRY: dict[str, ProviderSpec] = {
+_ENTRIES: dict[str, ProviderSpec] = {
     spec.name: spec
     for spec in (
         ProviderSpec(
@@ -146,6 +147,9 @@ REGISTRY: dict[str, ProviderSpec] = {
     )
 }
 
+#: Every provider by name, in the order --help lists them; read-only (see :func:`register`).
+REGISTRY: Mapping[str, ProviderSpec] = MappingProxyType(_ENTRIES)
+
 
 def spec(name: str) -> ProviderSpec:
     """The registered provider called ``name``; :class:`ConfigError` for an unknown one."""
@@ -161,13 +165,13 @@ def spec(name: str) -> ProviderSpec:
 @contextmanager
 def register(entry: ProviderSpec) -> Iterator[ProviderSpec]:
     """Add ``entry`` to the registry for the ``with`` block (plugins, tests)."""
-    if entry.name in REGISTRY:
+    if entry.name in _ENTRIES:
         raise ConfigError(f"a provider called {entry.name!r} is already registered")
-    REGISTRY[entry.name] = entry
+    _ENTRIES[entry.name] = entry
     try:
         yield entry
     finally:
-        del REGISTRY[entry.name]
+        del _ENTRIES[entry.name]
 
 
 def describe_pace(name: str) -> str:
