@@ -170,3 +170,18 @@ def test_the_settings_know_every_format_the_encoder_writes() -> None:
     from narrator.settings import AUDIO_FORMATS
 
     assert tuple(FORMATS) == AUDIO_FORMATS
+
+
+def test_the_library_estimate_reads_the_provider(hum: ProviderSpec) -> None:
+    from narrator.estimate import estimate
+    from narrator.inputs.documents import parse_text
+
+    doc = parse_text(TEXT)
+    hummed = estimate([doc], provider="hum", price_per_10k_chars=99.0)
+    # The class's limit and count, the entry's pace and price (its own, not the argument).
+    assert hummed.chunks >= math.ceil(hummed.billing_characters / 120) > 1
+    assert (hummed.rpm, hummed.concurrency, hummed.price_per_10k_chars) == (600.0, 2, 0.5)
+    assert hummed.cost == pytest.approx(hummed.billing_characters / 10_000 * 0.5)
+    default = estimate([doc])  # the default provider's: one 600-character chunk or so
+    assert (default.rpm, default.concurrency) == (60.0, 4) and default.chunks < hummed.chunks
+    assert estimate([doc], provider="espeak").cost == 0

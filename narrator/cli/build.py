@@ -8,7 +8,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..batch import Batch, Loaded, check_outputs, find_batch, plan_works, read_batch
@@ -17,8 +17,7 @@ from ..errors import ConfigError
 from ..estimate import Estimate, estimate
 from ..inputs.documents import Document
 from ..pipeline import DocumentReport, Work
-from ..settings import Settings
-from ..synth.providers import counting
+from ..settings import Settings, default
 from ..util.folders import default_cache_dir
 from ..util.netpolicy import NetPolicy
 from ..util.registry import REGISTRY
@@ -158,27 +157,14 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     )
 
 
-def _counting(provider_name: str, max_chars: int) -> tuple[int, Callable[[str], int]]:
-    """The chunk limit and character count a run with this provider would split with."""
-    limit, count = counting(provider_name)  # from the class: no client, no key
-    return min(max_chars, limit), count
-
-
 def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estimate:
-    provider = getattr(args, "provider", None) or "aimlapi"
-    max_chars, count = _counting(provider, args.max_chars)
-    defaults = REGISTRY[provider]
     return estimate(
         documents,
-        max_chars=max_chars,
-        count=count,
+        provider=getattr(args, "provider", None) or default("provider"),
+        max_chars=args.max_chars,
         lang=args.lang,
-        rpm=args.rpm or defaults.rpm,
-        concurrency=args.concurrency or defaults.concurrency,
-        # A provider with a price of its own (the offline voice: nothing to pay) has it
-        # whatever the flag says.
-        price_per_10k_chars=args.price_per_10k_chars
-        if defaults.price_per_10k_chars is None
-        else defaults.price_per_10k_chars,
+        rpm=args.rpm,  # None: the provider's
+        concurrency=args.concurrency,
+        price_per_10k_chars=args.price_per_10k_chars,
         latency=args.assume_latency,
     )
