@@ -85,10 +85,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ConfigError
-from ..synth.espeakng import VOICES, get_engine
-from ..synth.providers.openai import VOICES as OPENAI_VOICES
-from ..util.wav import parse_wav, tone_pcm, wav_bytes
+from ...errors import ConfigError
+from ...synth.espeakng import VOICES, get_engine
+from ...synth.providers.openai import VOICES as OPENAI_VOICES
+from ...util.wav import parse_wav, tone_pcm, wav_bytes
 
 with warnings.catch_warnings():
     # audioop is deprecated on 3.11-3.12 (audioop-lts provides it from 3.13); the
@@ -606,7 +606,7 @@ class _Emulator:
 
 def _validate(body: bytes, limit: int | None = None) -> tuple[str, str, int]:
     """(voice, text, billing characters) from a request body, or 400."""
-    from ..chunks.split import billing_chars
+    from ...chunks.split import billing_chars
 
     limit = limit or MAX_BILLING_CHARACTERS
 
@@ -653,7 +653,7 @@ def _object(body: bytes) -> dict[str, Any]:
 
 def _validate_dashscope(body: bytes, limit: int | None = None) -> tuple[str, str, int]:
     """(voice, text, billing characters) from a DashScope request, or 400 InvalidParameter."""
-    from ..chunks.split import billing_chars
+    from ...chunks.split import billing_chars
 
     limit = limit or MAX_BILLING_CHARACTERS
 
