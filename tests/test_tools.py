@@ -10,8 +10,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from narrator.synth.providers.dashscope import PATH as DASHSCOPE_PATH
+from narrator.tools.emulator import DIALECTS, EmulatorConfig, start_emulator
+from narrator.tools.emulator.dialect import Answer, Dialect, Reject, parse_object
 from narrator.util.wav import parse_wav, read_wav_info
 
 from .conftest import TEST_KEY, run_cli
@@ -121,3 +124,57 @@ async def test_demo_without_inputs_left_is_a_one_line_error(tmp_path: Path) -> N
     assert result.code == 2
     assert result.stderr.startswith("narrator: ") and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _echo_validate(body: bytes, limit: int | None) -> tuple[str, str, int]:
+    text = parse_object(body).get("say")
+    if not isinstance(text, str) or not text:
+        raise Reject(400, "say what?")
+    return "Cherry", text, len(text)
+
+
+def _echo_error(
+    status: int, code: str, message: str, path: str, request_id: str, headers: dict[str, str]
+) -> web.Response:
+    return web.json_response({"oops": code, "why": message}, status=status, headers=headers)
+
+
+def _echo_success(answer: Answer) -> web.Response:
+    return web.Response(status=200, body=answer.wav, content_type="audio/wav")
+
+
+ECHO_REFUSALS = {
+    "auth": (401, "key"), "rate": (429, "slow"), "busy": (429, "busy"),
+    "invalid": (400, "bad"), "credits": (402, "pay"), "server": (None, "down"),
+}  # fmt: skip
+
+
+async def test_a_dialect_is_one_module_and_one_registry_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    echo = Dialect("echo", "/speak", ECHO_REFUSALS, _echo_validate, _echo_error, _echo_success)
+    monkeypatch.setitem(DIALECTS, "echo", echo)
+    config = EmulatorConfig(api="echo", api_key=TEST_KEY, engine="tone", credits=3)
+    key = {"Authorization": f"Bearer {TEST_KEY}"}
+    async with await start_emulator(config) as emulator, aiohttp.ClientSession() as http:
+        url = emulator.url + "/speak"
+        async with http.post(url, json={"say": "Hi there"}, headers=key) as resp:
+            assert resp.status == 200
+            wav = await resp.read()
+            assert parse_wav(wav, len(wav)).data_size > 0
+        async with http.post(url, json={}, headers=key) as resp:
+            assert (resp.status, await resp.json()) == (400, {"oops": "bad", "why": "say what?"})
+        async with http.post(url, json={"say": "Hi"}) as resp:
+            assert resp.status == 401 and (await resp.json())["oops"] == "key"
+        async with http.post(url, json={"say": "Hi"}, headers=key) as resp:
+            assert resp.status == 402 and (await resp.json())["oops"] == "pay"  # 8 of 3 spent
+        async with http.post(emulator.url + "/v1/tts", json={"say": "Hi"}, headers=key) as resp:
+            assert resp.status == 404  # only the selected dialect is routed
+    assert emulator.stats.billed_characters == 8
+    assert emulator.stats.statuses == {200: 1, 400: 1, 401: 1, 402: 1}
+
+
+def test_a_dialect_must_name_every_refusal() -> None:
+    partial = {k: v for k, v in ECHO_REFUSALS.items() if k != "credits"}
+    with pytest.raises(ValueError, match="no refusal for credits"):
+        Dialect("echo", "/speak", partial, _echo_validate, _echo_error, _echo_success)

@@ -40,15 +40,16 @@ The modules:
 - :mod:`.server`: the checks above, the app, :func:`start_emulator` and :func:`serve`.
 - :mod:`.dialect`: what a dialect declares; one module per API with its route, refusal
   table, validator and answer shapes: :mod:`.aimlapi` (the default), :mod:`.dashscope`,
-  :mod:`.openai`. Only the selected API's endpoint is routed, so a client pointed at
-  the wrong one gets 404.
+  :mod:`.openai`, registered in :mod:`.dialects`. Only the selected API's endpoint is
+  routed, so a client pointed at the wrong one gets 404.
 - :mod:`.links`: the signed, expiring audio links; :mod:`.audio`: speech, tones, bad audio.
 """
 
 from .aimlapi import MODEL
 from .audio import SAMPLE_RATE
 from .config import BAD_AUDIO_KINDS, EmulatorConfig, EmulatorStats, billed_key
-from .server import DIALECTS, STATS, RunningEmulator, create_app, serve, start_emulator
+from .dialects import DIALECTS
+from .server import STATS, RunningEmulator, create_app, serve, start_emulator
 
 __all__ = [
     "BAD_AUDIO_KINDS",

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ...errors import ConfigError
+from .dialects import DIALECTS
 
 __all__ = [
     "APIS",
@@ -17,7 +18,7 @@ __all__ = [
     "billed_key",
 ]
 
-APIS = ("aimlapi", "dashscope", "openai")
+APIS = tuple(DIALECTS)  # as shipped; a dialect registered later is accepted too
 SHAPES = ("object", "string", "binary")
 BAD_AUDIO_KINDS = ("silent", "cut", "runaway")
 _ENGINES = ("espeak", "tone")
@@ -58,8 +59,8 @@ class EmulatorConfig:
     bad_audio_kinds: tuple[str, ...] = BAD_AUDIO_KINDS
 
     def __post_init__(self) -> None:
-        if self.api not in APIS:
-            raise ConfigError(f"api must be aimlapi, dashscope or openai, not {self.api!r}")
+        if self.api not in DIALECTS:
+            raise ConfigError(f"api must be {_either(tuple(DIALECTS))}, not {self.api!r}")
         if self.shape not in (*SHAPES, "mixed"):
             raise ConfigError(f"shape must be object, string, binary or mixed, not {self.shape!r}")
         if self.engine not in _ENGINES:
@@ -146,6 +147,11 @@ def _count(counts: dict[str, int], key: str) -> None:
     counts[key] = counts.get(key, 0) + 1
     if len(counts) > RECORDED:  # a long-running emulator forgets the oldest texts
         del counts[next(iter(counts))]
+
+
+def _either(names: tuple[str, ...]) -> str:
+    """``a, b or c``."""
+    return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
 
 
 def billed_key(voice: str, text: str) -> str:

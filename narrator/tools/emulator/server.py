@@ -21,14 +21,13 @@ from types import TracebackType
 from aiohttp import web
 
 from ...synth.espeakng import get_engine
-from . import aimlapi, dashscope, openai
 from .audio import espeak_wav, spoil, tone_wav
 from .config import SHAPES, EmulatorConfig, EmulatorStats, billed_key
-from .dialect import Answer, Dialect, Reject
+from .dialect import Answer, Reject
+from .dialects import DIALECTS
 from .links import Links
 
 __all__ = [
-    "DIALECTS",
     "STATS",
     "Clock",
     "RunningEmulator",
@@ -37,10 +36,6 @@ __all__ = [
     "start_emulator",
 ]
 
-#: The APIs the emulator plays, by :attr:`EmulatorConfig.api`.
-DIALECTS: dict[str, Dialect] = {
-    d.name: d for d in (aimlapi.DIALECT, dashscope.DIALECT, openai.DIALECT)
-}
 
 _SERVER_ERRORS = (500, 502, 503, 504)
 # The documented format of X-Client-Request-Id; other values are not echoed.
