@@ -1,4 +1,5 @@
-"""``narrator serve`` and ``narrator demo`` as the real processes a user starts."""
+"""The tools: ``narrator serve`` and ``narrator demo`` as the real processes a user starts,
+the emulator's dialect registry, and the tools' modules kept small."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+import narrator.tools
 from narrator.synth.providers.dashscope import PATH as DASHSCOPE_PATH
 from narrator.tools.emulator import DIALECTS, EmulatorConfig, start_emulator
 from narrator.tools.emulator.dialect import Answer, Dialect, Reject, parse_object
@@ -178,3 +180,12 @@ def test_a_dialect_must_name_every_refusal() -> None:
     partial = {k: v for k, v in ECHO_REFUSALS.items() if k != "credits"}
     with pytest.raises(ValueError, match="no refusal for credits"):
         Dialect("echo", "/speak", partial, _echo_validate, _echo_error, _echo_success)
+
+
+def test_the_tools_modules_stay_under_400_lines() -> None:
+    # Issue 16: the emulator split by dialect and the bench by concern; a module growing
+    # past this is the sign a concern should move out.
+    root = Path(narrator.tools.__file__).parent
+    sizes = {str(p.relative_to(root)): len(p.read_bytes().splitlines()) for p in root.rglob("*.py")}
+    assert len(sizes) > 10  # the tree was found
+    assert {name: n for name, n in sizes.items() if n > 400} == {}
