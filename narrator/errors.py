@@ -4,6 +4,7 @@ The tree::
 
     NarratorError                  base class; the CLI prints its message in one line
     ├── ConfigError                bad settings or usage (exit 2)
+    │   └── LexiconError           a lexicon file with bad TOML or a bad entry (names both)
     ├── InputError                 an input that cannot be read or narrated
     ├── AudioError                 bytes that are not a usable RIFF/WAVE PCM file
     ├── StopRun                    ends the whole run, not just one chunk
@@ -44,6 +45,11 @@ class ConfigError(NarratorError):
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+class LexiconError(ConfigError):
+    """A pronunciation lexicon cannot be read or has a bad entry; the message names the
+    file and the line (bad TOML) or the entry."""
 
 
 class InputError(NarratorError):

@@ -25,6 +25,7 @@ from .book.audiobook import make_audiobook
 from .book.encode import ChapterMark, format_of
 from .book.stitch import Piece
 from .chunks.language import resolve_language
+from .chunks.lexicon import Lexicon, combined
 from .chunks.split import Chunk, split_document
 from .errors import DiskFull, NarratorError, StopRun
 from .inputs.documents import Document, load_document, parse_text
@@ -105,6 +106,7 @@ class DocumentReport:
     chapters: tuple[ChapterMark, ...] = ()  # each chapter's title and start, in seconds
     files: tuple[str, ...] = ()  # the audio files written: one, or one per part
     flagged: tuple[Flag, ...] = ()  # segments the quality gate flagged
+    respelled_chunks: int = 0  # chunks a pronunciation lexicon changed
 
     @property
     def ok(self) -> bool:
@@ -192,6 +194,7 @@ async def _narrate_one(
             chapters=tuple(ChapterMark(m.title, round(m.start, 3)) for m in chapters),
             files=tuple(str(f) for f in files),
             flagged=_flags(chunks, outcomes, starts),
+            respelled_chunks=sum(c.written is not None for c in chunks),
         )
 
     outcomes: list[Outcome] = []
@@ -319,6 +322,13 @@ async def narrate_many(
     chunk progressing for ``settings.stall_seconds``, stops it (``RunReport.stop_error``).
     """
     began = time.monotonic()
+    # Every lexicon is read (and a bad one refused) before anything is sent.
+    files = {
+        w.document.source: combined(settings.lexicon, w.document.source, settings.lexicon_override)
+        for w in works
+    }
+    loaded = {paths: Lexicon.load(*paths) for paths in set(files.values())}
+    lexicons = {source: loaded[paths] for source, paths in files.items()}
     progress = on_progress or (lambda event: None)
     own_provider = provider is None
     provider = provider or make_provider(settings)  # opens no connection until used
@@ -332,6 +342,8 @@ async def narrate_many(
                 max_chars=max_chars,
                 lang=resolve_language(work.document, settings.lang),
                 count=provider.billing_chars,
+                lexicon=lexicons[work.document.source],
+                voice=settings.voice,
             ),
         )
         for work in works
@@ -507,7 +519,7 @@ _RUN_ONLY_SETTINGS = frozenset(
         "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
         "allow_hosts", "allow_private_network", "stall_timeout", "qa", "qa_retries",
-        "qa_budget",
+        "qa_budget", "lexicon", "lexicon_override",  # their effect is in the chunks' text
     )
 )  # fmt: skip
 
@@ -557,6 +569,7 @@ def _up_to_date(
                 # parts sit beside the output: named as the output was given
                 files=tuple(str(work.output.with_name(f.name)) for f in book.files),
                 flagged=tuple(flags),
+                respelled_chunks=sum(c.written is not None for c in chunks),
             )
         )
     return current

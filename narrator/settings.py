@@ -122,6 +122,11 @@ class Settings:
     qa: str = "on"
     qa_retries: int = 2  # re-syntheses of one bad segment
     qa_budget: float = 5.0  # re-syntheses of bad segments in a run, in % of its chunks
+    # Pronunciation lexicons (chunks/lexicon.py), later ones winning per term: ``lexicon``
+    # first (the settings file's), then each document's own (lexicon.toml in its folder,
+    # NAME.lexicon.toml beside it), then ``lexicon_override`` (the command line's).
+    lexicon: tuple[Path, ...] = ()
+    lexicon_override: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         provider = spec(self.provider)

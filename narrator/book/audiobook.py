@@ -159,7 +159,7 @@ def _encode_parts(
     cuts = [(end + start) / 2 for end, start in zip(ends, stitched.starts[1:], strict=False)]
     parts = plan_parts(stitched.seconds, cuts, options.split_hours)
     cues = [
-        Cue(s, e, chunk.text) for chunk, s, e in zip(chunks, stitched.starts, ends, strict=True)
+        Cue(s, e, chunk.shown) for chunk, s, e in zip(chunks, stitched.starts, ends, strict=True)
     ]
     title = options.title or document.title
     files: list[Path] = []

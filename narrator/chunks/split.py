@@ -28,6 +28,7 @@ import regex
 from ..errors import ConfigError
 from ..inputs.documents import Document
 from ..inputs.lines import line_groups
+from .lexicon import Lexicon, Respelled
 
 with warnings.catch_warnings():
     # pysbd 0.3.4 has invalid escape sequences ('\s'); compiling it without cached
@@ -98,6 +99,13 @@ class Chunk:
     text: str
     billing_chars: int  # billing_chars(text), or the ``count`` it was split with
     paragraph_start: bool  # begins a new paragraph (or a heading/chapter)
+    # The text as written when a lexicon respelled it (subtitles show this), else None.
+    written: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The text as written: what subtitles show."""
+        return self.text if self.written is None else self.written
 
 
 def split_document(
@@ -106,6 +114,8 @@ def split_document(
     max_chars: int = 600,
     lang: str = "en",
     count: Callable[[str], int] = billing_chars,
+    lexicon: Lexicon | None = None,
+    voice: str = "",
 ) -> list[Chunk]:
     """Cut a document into chunks of at most ``max_chars`` billing characters.
 
@@ -116,20 +126,34 @@ def split_document(
     ``billing_chars``; ``len`` for one that counts code points); it must count a string
     no less than the sum of its parts. Raises :class:`ConfigError` when ``max_chars``
     is below 2.
+
+    A ``lexicon`` respells each paragraph (for ``lang`` and ``voice``) before it is
+    cut, so the limit counts the spoken form; a chunk it changed keeps its written text
+    in ``Chunk.written``.
     """
     _check(max_chars)
     segmenter = _segmenter(lang)
     chunks: list[Chunk] = []
+    speak = None if lexicon is None or not lexicon.entries else (lexicon, lang, voice)
     for chapter in doc.chapters:
         packer = _Packer(max_chars, count)
         if chapter.title:
-            _add_paragraph(packer, chapter.title, segmenter)
+            _add_paragraph(packer, chapter.title, segmenter, speak)
             packer.flush()
         for paragraph in chapter.paragraphs:
-            _add_paragraph(packer, paragraph, segmenter)
+            _add_paragraph(packer, paragraph, segmenter, speak)
         packer.flush()
-        for text, cost, paragraph_start in packer.out:
-            chunks.append(Chunk(len(chunks), chapter.index, text, cost, paragraph_start))
+        for text, cost, paragraph_start, written in packer.out:
+            chunks.append(
+                Chunk(
+                    len(chunks),
+                    chapter.index,
+                    text,
+                    cost,
+                    paragraph_start,
+                    written if written != text else None,
+                )
+            )
     return chunks
 
 
@@ -150,7 +174,7 @@ def split_text(
     for paragraph in _PARAGRAPH_BREAK.split(_LINE_ENDINGS.sub("\n", text)):
         _add_paragraph(packer, paragraph, segmenter)
     packer.flush()
-    return [chunk_text for chunk_text, _, _ in packer.out]
+    return [chunk_text for chunk_text, _, _, _ in packer.out]
 
 
 def _check(max_chars: int) -> None:
@@ -183,6 +207,7 @@ class _Packer:
         "out",
         "para",
         "paragraph_start",
+        "respelled",
         "start",
         "ws",
     )
@@ -190,9 +215,12 @@ class _Packer:
     def __init__(self, max_chars: int, count: Callable[[str], int] = billing_chars) -> None:
         self.max_chars = max_chars
         self.count = count
-        self.out: list[tuple[str, int, bool]] = []  # (text, billing chars, paragraph_start)
-        self.done: list[str] = []  # whole paragraphs already in the open chunk
+        # (text, billing chars, paragraph_start, written text)
+        self.out: list[tuple[str, int, bool, str]] = []
+        # whole paragraphs already in the open chunk, as spoken and as written
+        self.done: list[tuple[str, str]] = []
         self.para = ""  # the paragraph the open chunk ends in, and its slice in it
+        self.respelled: Respelled | None = None  # how para was respelled, if it was
         self.start = self.end = 0
         self.cost = 0  # billing chars of the open chunk, without self.ws
         self.ws = 0  # the open slice's trailing space: counted only if more text follows
@@ -204,46 +232,76 @@ class _Packer:
             return self.max_chars
         return self.max_chars - self.cost - len(_PARAGRAPH_SEP)
 
-    def add(self, para: str, start: int, end: int, cost: int, ws: int, new: bool) -> None:
+    def add(
+        self,
+        para: str,
+        start: int,
+        end: int,
+        cost: int,
+        ws: int,
+        new: bool,
+        respelled: Respelled | None = None,
+    ) -> None:
         """Append para[start:end] (``cost`` without its ``ws`` trailing spaces)."""
         if self.end > self.start:
             sep = len(_PARAGRAPH_SEP) if new else self.ws
             if self.cost + sep + cost <= self.max_chars:
                 if new:
-                    self.done.append(self.para[self.start : self.end].strip())
-                    self.para, self.start = para, start
+                    self.done.append(self._slice())
+                    self.para, self.start, self.respelled = para, start, respelled
                 self.end, self.cost, self.ws = end, self.cost + sep + cost, ws
                 return
             self.flush()
-        self.para, self.start, self.end = para, start, end
+        self.para, self.start, self.end, self.respelled = para, start, end, respelled
         self.cost, self.ws, self.paragraph_start = cost, ws, new
 
     def flush(self) -> None:
         """Close the open chunk, if any."""
         if self.end > self.start:
-            self.done.append(self.para[self.start : self.end].strip())
-            text = _PARAGRAPH_SEP.join(self.done)
+            self.done.append(self._slice())
+            text = _PARAGRAPH_SEP.join(spoken for spoken, _ in self.done)
+            written = _PARAGRAPH_SEP.join(written for _, written in self.done)
             # Counted again: a space that starts a grapheme (" \u0301") may start a piece,
             # and strip() drops it, so self.cost can be one too high.
-            self.out.append((text, self.count(text), self.paragraph_start))
+            self.out.append((text, self.count(text), self.paragraph_start, written))
         self.done = []
-        self.para, self.start, self.end = "", 0, 0
+        self.para, self.start, self.end, self.respelled = "", 0, 0, None
+
+    def _slice(self) -> tuple[str, str]:
+        """The open slice of the paragraph, as spoken and as written."""
+        spoken = self.para[self.start : self.end].strip()
+        if self.respelled is None:
+            return spoken, spoken
+        return spoken, self.respelled.written_slice(self.start, self.end).strip()
 
 
-def _add_paragraph(packer: _Packer, text: str, segmenter: Any) -> None:
+def _add_paragraph(
+    packer: _Packer,
+    text: str,
+    segmenter: Any,
+    speak: tuple[Lexicon, str, str] | None = None,
+) -> None:
     para = _normalize(text)
     if not para:
         return
+    respelled = None
+    if speak is not None:
+        lexicon, lang, voice = speak
+        respelled = lexicon.respell(para, lang, voice)
+        if not respelled.spans:
+            respelled = None
+        else:
+            para = respelled.spoken
     cost = packer.count(para)
     if cost <= packer.room():
         # It fits whole: its sentence boundaries cannot matter, so skip pysbd (most of
         # the time splitting takes).
-        packer.add(para, 0, len(para), cost, 0, True)
+        packer.add(para, 0, len(para), cost, 0, True, respelled)
         return
     first = True
     for start, end in pairwise(_sentence_bounds(para, segmenter)):
         for piece in _cut(para, start, end, packer.max_chars, 0, packer.count):
-            packer.add(para, *piece, first)
+            packer.add(para, *piece, first, respelled)
             first = False
 
 

@@ -23,7 +23,10 @@ from ..util.netpolicy import NetPolicy
 from ..util.registry import REGISTRY
 from ..util.sanitize import clean_line
 
-__all__ = ["announce_endpoint", "load", "load_works", "make_estimate", "make_settings"]
+__all__ = [
+    "announce_endpoint", "lexicon_settings", "load", "load_works", "make_estimate",
+    "make_say_settings", "make_settings",
+]  # fmt: skip
 
 log = logging.getLogger("narrator")
 
@@ -154,6 +157,35 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         qa_retries=args.qa_retries,
         qa_budget=args.qa_budget,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
+        lexicon=lexicon_settings(args)[0],
+        lexicon_override=lexicon_settings(args)[1],
+    )
+
+
+def lexicon_settings(args: argparse.Namespace) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """The settings file's lexicons (they come first) and the command line's (last)."""
+    paths = [Path(p) for p in getattr(args, "lexicon", None) or ()]
+    first = getattr(args, "lexicon_from_file", 0)
+    return tuple(paths[:first]), tuple(paths[first:])
+
+
+def make_say_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """The settings ``narrator say`` needs: the service, the voice and the lexicons."""
+    variable = REGISTRY[args.provider].key_variable
+    base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
+    if base_url:
+        args.endpoint_origin = _endpoint_origin(args, env)
+    return Settings(
+        provider=args.provider,
+        api_key=args.api_key or (env.get(variable) if variable else None) or None,
+        base_url=base_url,
+        model=args.model or "",
+        region=args.region,
+        voice=args.voice or "",
+        lang=args.lang,
+        allow_private_network=args.allow_private_network,
+        lexicon=lexicon_settings(args)[0],
+        lexicon_override=lexicon_settings(args)[1],
     )
 
 

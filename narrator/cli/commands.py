@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..batch import with_unread, write_report
+from ..chunks.lexicon import Lexicon
 from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected, Unreachable
 from ..estimate import format_cost
 from ..pipeline import DocumentReport, RunReport, Work, narrate_many
@@ -122,6 +123,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cmd_estimate(args)
     settings = make_settings(args, os.environ)
+    Lexicon.load(*settings.lexicon, *settings.lexicon_override)  # a bad one: a clear error now
     # Before anything is fetched, sent or paid for: every folder the run writes to.
     check_writable(settings.store_dir, what="--cache-dir")
     if args.report:

@@ -19,8 +19,18 @@ from .argtypes import (
 
 __all__ = [
     "add_audiobook_options", "add_endpoint_options", "add_estimate_options", "add_input_options",
-    "add_pace_options", "add_provider", "add_qa_options",
+    "add_lexicon_option", "add_pace_options", "add_provider", "add_qa_options",
 ]  # fmt: skip
+
+
+def add_lexicon_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lexicon",
+        action="append",
+        metavar="FILE",
+        help="pronunciation lexicon (TOML; repeatable, later files win per term; after the "
+        "settings file's and each document's own lexicon.toml / NAME.lexicon.toml)",
+    )
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:

@@ -40,10 +40,12 @@ from .options import (
     add_endpoint_options,
     add_estimate_options,
     add_input_options,
+    add_lexicon_option,
     add_pace_options,
     add_provider,
     add_qa_options,
 )
+from .words import cmd_say, cmd_words
 
 __all__ = ["DEFAULT_CONFIRM_ABOVE", "build_parser", "parse"]
 
@@ -151,6 +153,7 @@ def _narrate(sub: _Commands) -> argparse.ArgumentParser:
     add_audiobook_options(p)
     _run_options(p)
     add_qa_options(p)
+    add_lexicon_option(p)
     p.set_defaults(func=cmd_narrate)
     return p
 
@@ -251,6 +254,42 @@ def _serve(sub: _Commands) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+def _words(sub: _Commands) -> None:
+    p = sub.add_parser(
+        "words",
+        help="list words a voice may read wrong (acronyms, names, symbols); sends nothing",
+    )
+    add_input_options(p)
+    p.add_argument("--voice", default="", help="the voice the lexicon's entries are scoped by")
+    p.add_argument(
+        "--format", default="text", choices=["text", "toml"], help="a table, or a lexicon skeleton"
+    )
+    add_lexicon_option(p)
+    p.set_defaults(func=cmd_words)
+
+
+def _say(sub: _Commands) -> None:
+    p = sub.add_parser(
+        "say", help="synthesize one short text (one request, the lexicon applied) into a WAV"
+    )
+    p.add_argument("text", metavar="TEXT", help="what to say")
+    p.add_argument("-o", "--output", metavar="FILE.wav", help="default: a new temporary file")
+    p.add_argument("--voice", help="voice name (see `narrator voices`)")
+    p.add_argument("--lang", default=default("lang"), help="the text's language, or auto")
+    add_provider(p)
+    add_endpoint_options(p)
+    add_lexicon_option(p)
+    p.add_argument(
+        "--allow-private-network",
+        action="store_true",
+        help="fetch audio links from any loopback, link-local or private address",
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"
+    )
+    p.set_defaults(func=cmd_say)
+
+
 def _voices(sub: _Commands) -> None:
     p = sub.add_parser(
         "voices", help="list the voices and their languages or dialects, and each provider's pace"
@@ -293,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"narrator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _check(sub, _narrate(sub))
-    for add in (_estimate, _demo, _serve, _voices, _feed, _cache):
+    for add in (_estimate, _words, _say, _demo, _serve, _voices, _feed, _cache):
         add(sub)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter
@@ -316,6 +355,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     apply_config(commands.choices[args.command], settings, source=str(path), known_elsewhere=known)
     given_url = getattr(args, "base_url", None)
     args = parser.parse_args(argv)
+    if hasattr(args, "lexicon"):  # the file's lexicons come before the command line's
+        given = settings.get("lexicon", [])
+        args.lexicon_from_file = len(given) if isinstance(given, list) else 1
     endpoint = endpoint_setting(settings)
     if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
         # Where the endpoint came from, so the key is not sent there unconfirmed.

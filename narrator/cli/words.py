@@ -1,0 +1,62 @@
+"""``narrator words`` and ``narrator say``: checking pronunciation before a long run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from ..audition import say
+from ..chunks.language import resolve_language
+from ..chunks.lexicon import Lexicon, combined
+from ..chunks.words import find_words, skeleton
+from ..settings import check_lang
+from .build import announce_endpoint, lexicon_settings, load, make_say_settings
+from .render import shorten, table
+
+__all__ = ["cmd_say", "cmd_words"]
+
+
+def cmd_words(args: argparse.Namespace) -> int:
+    check_lang(args.lang)
+    first, last = lexicon_settings(args)
+    Lexicon.load(*first, *last)  # a bad one: say so first
+    _, loaded = load(args, outputs=False)
+    for report in loaded.unread:
+        print(f"{report.status.upper()}: {report.input}: {report.errors[0]}", file=sys.stderr)
+    documents = [
+        (
+            doc,
+            resolve_language(doc, args.lang),
+            Lexicon.load(*combined(first, doc.source, last)),
+        )
+        for _, doc in loaded.documents
+    ]
+    words = find_words(documents, voice=args.voice, many=len(documents) > 1)
+    if args.format == "toml":
+        sys.stdout.write(skeleton(words))
+        return 0
+    rows = [("word", "kind", "count", "first", "lexicon")]
+    rows += [(shorten(w.text, 40), w.kind, str(w.count), w.first, w.covered) for w in words]
+    print("\n".join(table(rows, right=(2,))))
+    uncovered = sum(w.covered != "yes" for w in words)
+    print(
+        f"{len(words)} words a voice may read wrong, {uncovered} not covered by the lexicon; "
+        "`narrator words --format toml` writes a lexicon to start from",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    settings = make_say_settings(args, os.environ)
+    lexicon = Lexicon.load(*settings.lexicon, *settings.lexicon_override)
+    announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
+    output = Path(args.output) if args.output else None
+    made = asyncio.run(say(args.text, settings, output=output, lexicon=lexicon))
+    if made.spoken != " ".join(args.text.split()):
+        print(f"said: {made.spoken}", file=sys.stderr)
+    print(made.path)
+    return 0
