@@ -83,6 +83,8 @@ class Entry:
             if _wordy(self.term[-1:]):
                 body += r"(?!\w)"
         try:
+            if self.regex:
+                re.compile(self.term)  # its own error positions, before the boundaries
             pattern = re.compile(body, 0 if sensitive else re.IGNORECASE)
             pattern.sub(self.say, "")  # compiles the replacement: a bad \\1 shows now
         except re.error as exc:

@@ -48,8 +48,22 @@ def _word_list(lang: str) -> Callable[[str], bool] | None:
     code = lang.lower().replace("_", "-").partition("-")[0]
     if code not in SpellChecker.languages():
         return None
-    known = SpellChecker(language=code, case_sensitive=False, distance=1)
-    return known.__contains__
+    words = SpellChecker(language=code, case_sensitive=False, distance=1)
+    if code != "en":
+        return words.__contains__
+
+    def known(word: str) -> bool:
+        # The list has few inflected forms ("apps"): an English ending off, or an e back on.
+        if word in words:
+            return True
+        for ending, base in (("s", ""), ("es", ""), ("ies", "y"), ("ed", ""), ("ed", "e"),
+                             ("ing", ""), ("ing", "e"), ("er", ""), ("est", ""), ("ly", "")):
+            if word.endswith(ending) and len(word) > len(ending) + 2:
+                if word[: -len(ending)] + base in words:
+                    return True
+        return False
+
+    return known
 
 
 def kind_of(token: str, known: Callable[[str], bool] | None) -> str | None:

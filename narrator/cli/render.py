@@ -125,9 +125,11 @@ def print_summary(run: RunReport) -> None:
             print(f"{doc.status.upper()}: {doc.input}: {first}", file=sys.stderr)
     current = f", {totals['up_to_date']} up to date" if totals["up_to_date"] else ""
     redone = f", {run.qa_resynthesized} redone for bad audio" if run.qa_resynthesized else ""
+    respelled = sum(doc.respelled_chunks for doc in run.documents)
+    lexicon = f"; the lexicon respelled {respelled} chunks" if respelled else ""
     print(
         f"{totals['done']} of {len(run.documents)} audiobooks written{current}; "
-        f"{run.requests} requests, {run.retries} retries{redone}, {run.seconds:.1f} s",
+        f"{run.requests} requests, {run.retries} retries{redone}, {run.seconds:.1f} s{lexicon}",
         file=sys.stderr,
     )
 
