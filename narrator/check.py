@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .chunks.language import resolve_language
+from .chunks.lexicon import document_lexicon
 from .chunks.split import split_document
 from .pipeline import Flag, Work, chunk_gap_ms
 from .settings import Settings
@@ -61,6 +62,10 @@ def check_documents(
             max_chars=max_chars,
             lang=resolve_language(work.document, settings.lang),
             count=provider.billing_chars,
+            lexicon=document_lexicon(
+                work.document.source, settings.lexicon, settings.lexicon_override
+            ),
+            voice=settings.voice,
         )
         measured: list[tuple[str, Measurement | None, float]] = []
         for chunk in chunks:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .chunks.language import resolve_language
+from .chunks.lexicon import document_lexicon
 from .chunks.split import split_document
 from .inputs.documents import Document
 from .settings import default
@@ -72,6 +74,9 @@ def estimate(
     price_per_10k_chars: float = DEFAULT_PRICE_PER_10K_CHARS,
     latency: float = DEFAULT_LATENCY,
     count: Callable[[str], int] | None = None,
+    lexicons: Sequence[Path] = (),
+    lexicons_last: Sequence[Path] = (),
+    voice: str = "",
 ) -> Estimate:
     """Split every document as a run with ``provider`` would and total requests,
     characters, cost and time.
@@ -79,7 +84,8 @@ def estimate(
     Chunks are cut at the provider's limit (or ``max_chars``, if lower) and counted its
     way (unless ``count`` says otherwise); ``rpm`` and ``concurrency`` default to the
     provider's. A provider with a price of its own (the offline voice: nothing to pay)
-    is priced at it, whatever ``price_per_10k_chars`` says.
+    is priced at it, whatever ``price_per_10k_chars`` says. Each document is respelled
+    as a run would (``lexicons``, its own, then ``lexicons_last``; see ``Settings``).
     """
     entry = spec(provider)
     limit, provider_count = counting(provider)  # from the class: no client, no key
@@ -92,7 +98,10 @@ def estimate(
     per_doc = []
     for doc in documents:
         doc_lang = resolve_language(doc, lang)
-        chunks = split_document(doc, max_chars=max_chars, lang=doc_lang, count=count)
+        lexicon = document_lexicon(doc.source, lexicons, lexicons_last)
+        chunks = split_document(
+            doc, max_chars=max_chars, lang=doc_lang, count=count, lexicon=lexicon, voice=voice
+        )
         chars = sum(c.billing_chars for c in chunks)
         per_doc.append(
             DocumentEstimate(

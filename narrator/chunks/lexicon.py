@@ -37,7 +37,8 @@ import regex
 from ..errors import LexiconError
 
 __all__ = [
-    "LOCAL_NAMES", "Entry", "Lexicon", "LexiconError", "Respelled", "combined", "local_lexicons",
+    "LOCAL_NAMES", "Entry", "Lexicon", "LexiconError", "Respelled", "combined", "document_lexicon",
+    "local_lexicons",
 ]  # fmt: skip
 
 # A document's own lexicons, found beside it: one for its folder, one for itself.
@@ -301,6 +302,11 @@ def local_lexicons(source: str) -> list[Path]:
     path = Path(source)
     candidates = [path.parent / FOLDER_LEXICON, path.with_name(path.stem + DOCUMENT_SUFFIX)]
     return [c for c in candidates if c.is_file()]
+
+
+def document_lexicon(source: str, base: Sequence[Path] = (), over: Sequence[Path] = ()) -> Lexicon:
+    """The lexicon a document is read with: :func:`combined`'s files, loaded."""
+    return Lexicon.load(*combined(base, source, over))
 
 
 def combined(base: Sequence[Path], document: str, over: Iterable[Path] = ()) -> tuple[Path, ...]:

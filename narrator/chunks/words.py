@@ -56,8 +56,18 @@ def _word_list(lang: str) -> Callable[[str], bool] | None:
         # The list has few inflected forms ("apps"): an English ending off, or an e back on.
         if word in words:
             return True
-        for ending, base in (("s", ""), ("es", ""), ("ies", "y"), ("ed", ""), ("ed", "e"),
-                             ("ing", ""), ("ing", "e"), ("er", ""), ("est", ""), ("ly", "")):
+        for ending, base in (
+            ("s", ""),
+            ("es", ""),
+            ("ies", "y"),
+            ("ed", ""),
+            ("ed", "e"),
+            ("ing", ""),
+            ("ing", "e"),
+            ("er", ""),
+            ("est", ""),
+            ("ly", ""),
+        ):
             if word.endswith(ending) and len(word) > len(ending) + 2:
                 if word[: -len(ending)] + base in words:
                     return True

@@ -199,4 +199,7 @@ def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Es
         concurrency=args.concurrency,
         price_per_10k_chars=args.price_per_10k_chars,
         latency=args.assume_latency,
+        lexicons=lexicon_settings(args)[0],
+        lexicons_last=lexicon_settings(args)[1],
+        voice=getattr(args, "voice", None) or "",
     )

@@ -184,6 +184,7 @@ def _estimate(sub: _Commands) -> None:
     add_estimate_options(p)
     add_provider(p)
     add_pace_options(p)
+    add_lexicon_option(p)
     p.set_defaults(func=cmd_estimate)
 
 
