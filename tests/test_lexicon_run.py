@@ -141,14 +141,15 @@ async def test_a_bad_lexicon_stops_the_run_before_any_request(
 async def test_the_settings_file_lexicon_comes_first(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
+    (tmp_path / "conf").mkdir()
     (tmp_path / "doc.md").write_text("Say WCAG and SQL.")
-    (tmp_path / "global.toml").write_text('[words]\nWCAG = "wuh-cag"\nSQL = "sequel"')
+    # Named in the settings file, found beside it.
+    (tmp_path / "conf" / "global.toml").write_text('[words]\nWCAG = "wuh-cag"\nSQL = "sequel"')
+    (tmp_path / "conf" / "narrator.toml").write_text('lexicon = "global.toml"\n')
     (tmp_path / "mine.toml").write_text('[words]\nWCAG = "W C A G"')
-    (tmp_path / "narrator.toml").write_text(f'lexicon = "{tmp_path / "global.toml"}"\n')
     result = await run_cli(
-        "narrate", str(tmp_path / "doc.md"), "-o", str(tmp_path / "b.wav"),
-        "--lexicon", str(tmp_path / "mine.toml"), *args(emulator, tmp_path), env=ENV,
-        cwd=tmp_path,
+        "narrate", "doc.md", "-o", "b.wav", "--config", "conf/narrator.toml",
+        "--lexicon", "mine.toml", *args(emulator, tmp_path), env=ENV, cwd=tmp_path,
     )  # fmt: skip
     assert result.code == 0, result.stderr
     assert set(received(emulator)) == keys("Say W C A G and sequel.")

@@ -40,6 +40,15 @@ class Word:
     covered: str
 
 
+_CLITIC = re.compile(r"(n['’]t|['’](s|ll|ve|re|d|m))$")
+_AMERICAN = {"our": "or", "tre": "ter", "ise": "ize", "ised": "ized"}
+_BRITISH = re.compile(r"(our|tre|ised?)(?=s?$)")
+_ENDINGS = (
+    ("s", ""), ("es", ""), ("ies", "y"), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"),
+    ("er", ""), ("est", ""), ("ly", ""),
+)  # fmt: skip
+
+
 @lru_cache(maxsize=8)
 def _word_list(lang: str) -> Callable[[str], bool] | None:
     """Whether a lowercase word is known in ``lang``; None when there is no list."""
@@ -53,25 +62,15 @@ def _word_list(lang: str) -> Callable[[str], bool] | None:
         return words.__contains__
 
     def known(word: str) -> bool:
-        # The list has few inflected forms ("apps"): an English ending off, or an e back on.
-        if word in words:
-            return True
-        for ending, base in (
-            ("s", ""),
-            ("es", ""),
-            ("ies", "y"),
-            ("ed", ""),
-            ("ed", "e"),
-            ("ing", ""),
-            ("ing", "e"),
-            ("er", ""),
-            ("est", ""),
-            ("ly", ""),
-        ):
-            if word.endswith(ending) and len(word) > len(ending) + 2:
-                if word[: -len(ending)] + base in words:
-                    return True
-        return False
+        # The list is American and has few inflected forms ("apps"): try a clitic or an
+        # ending off (an e back on), and the American spelling of "metres", "harbour".
+        word = _CLITIC.sub("", word)
+        forms = {word, _BRITISH.sub(lambda m: _AMERICAN[m.group()], word)}
+        for form in list(forms):
+            for ending, base in _ENDINGS:
+                if form.endswith(ending) and len(form) > len(ending) + 2:
+                    forms.add(form[: -len(ending)] + base)
+        return any(form in words for form in forms)
 
     return known
 
@@ -89,8 +88,7 @@ def kind_of(token: str, known: Callable[[str], bool] | None) -> str | None:
         return "mixed case"
     if known is None:
         return None
-    base = re.sub(r"['’]s$", "", token.lower())
-    parts = [p for p in re.split(r"[-'’]", base) if p]
+    parts = [p for p in token.lower().split("-") if p]
     return "unknown" if any(not known(p) for p in parts) else None
 
 

@@ -356,9 +356,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     apply_config(commands.choices[args.command], settings, source=str(path), known_elsewhere=known)
     given_url = getattr(args, "base_url", None)
     args = parser.parse_args(argv)
-    if hasattr(args, "lexicon"):  # the file's lexicons come before the command line's
-        given = settings.get("lexicon", [])
-        args.lexicon_from_file = len(given) if isinstance(given, list) else 1
+    if hasattr(args, "lexicon") and "lexicon" in settings:
+        # The file's lexicons come first, before the command line's, and are found
+        # beside the file.
+        given = settings["lexicon"]
+        args.lexicon_from_file = n = len(given) if isinstance(given, list) else 1
+        args.lexicon[:n] = [str(path.parent / p) for p in args.lexicon[:n]]
     endpoint = endpoint_setting(settings)
     if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
         # Where the endpoint came from, so the key is not sent there unconfirmed.
