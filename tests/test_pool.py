@@ -20,8 +20,9 @@ from narrator.errors import (
     RateLimited,
     TransientError,
 )
-from narrator.synth.pool import AdaptiveRate, ChunkFailed, Job, Pool, Stopped
+from narrator.synth.pool import ChunkFailed, Job, Pool, Stopped
 from narrator.synth.providers import Audio
+from narrator.synth.rate import AdaptiveRate
 from narrator.synth.store import Store, segment_key
 from narrator.util.wav import tone_pcm, wav_bytes
 
