@@ -7,7 +7,7 @@ so documents collect their own chunks in order whatever order they finish in.
 
 What is retried, and how (nothing else is):
 
-- ``RateLimited`` (429): backoff, and the whole run slows down (:class:`~narrator.synth.rate.AdaptiveRate`).
+- ``RateLimited`` (429): backoff, and the whole run slows down (:mod:`.rate`).
 - ``TransientError`` (5xx, timeouts, dropped connections): backoff and resend.
 - ``BadDownload`` (a short or broken body): fetch the same link again, so nothing is
   billed twice; after three broken downloads in a row, synthesize again.
@@ -67,7 +67,7 @@ from ..util.diskspace import disk_full, is_disk_full
 from ..util.wav import WavInfo
 from .providers import Audio, Provider
 from .quality import Gate, Measurement, Verdict
-from .rate import AdaptiveRate
+from .rate import AdaptiveRate, Clock
 from .sanity import Format, check_segment, format_of
 from .store import Segment, Store, StoredVerdict
 
@@ -169,12 +169,13 @@ class Pool:
         qa_budget: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.provider = provider
         self.store = store
         self.voice = voice
         self.concurrency = concurrency
-        self.rate = AdaptiveRate(rpm, adaptive=adaptive)
+        self.rate = AdaptiveRate(rpm, adaptive=adaptive, clock=clock)
         self.retries = retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from typing import Protocol
 
-__all__ = ["AdaptiveRate"]
+__all__ = ["AdaptiveRate", "Clock", "LoopClock"]
+
+
+class Clock(Protocol):
+    """Where the limiter reads the time and waits: the loop's clock, or a test's."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class LoopClock:
+    """The running event loop's clock (the default)."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 class AdaptiveRate:
@@ -20,10 +38,14 @@ class AdaptiveRate:
     On a 429 from a request started after the last cut, the rate is cut (by ``cut``) and
     the throttled rate becomes the ceiling; then it climbs back quickly to just under the
     ceiling and probes above it slowly, so a run settles near what the service allows.
-    Every time read is the loop's clock.
+    Every time read and every wait goes through ``clock`` (the loop's by default), so
+    tests can run the pacing on a fake clock.
     """
 
-    def __init__(self, rpm: float, *, adaptive: bool = True, cut: float = 0.7) -> None:
+    def __init__(
+        self, rpm: float, *, adaptive: bool = True, cut: float = 0.7, clock: Clock | None = None
+    ) -> None:
+        self._clock = clock or LoopClock()
         self.max_rpm = self.rpm = float(rpm)
         self.adaptive = adaptive
         self._cut = cut
@@ -31,7 +53,7 @@ class AdaptiveRate:
         self._successes = 0
         self._last_cut = float("-inf")
         self._last_start = float("-inf")
-        self._next = float("-inf")  # no request may start before this loop time
+        self._next = float("-inf")  # no request may start before this clock time
         self._lock = asyncio.Lock()  # first come, first served
         self._changed = asyncio.Event()
 
@@ -45,14 +67,12 @@ class AdaptiveRate:
         self._changed.set()  # a waiter re-reads its start time
 
     async def acquire(self) -> float:
-        """Wait for the next start; returns the loop time of the start."""
-        loop = asyncio.get_running_loop()
+        """Wait for the next start; returns the clock time of the start."""
         async with self._lock:
-            while (wait := self._next - loop.time()) > 0:
+            while (wait := self._next - self._clock.now()) > 0:
                 self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wait)
-            now = loop.time()
+                await self._wait(wait)
+            now = self._clock.now()
             # A start the busy loop made a little late is made up for by the next one (never
             # more than half an interval, so no two starts are closer than that); a start
             # after an idle spell opens a new schedule.
@@ -61,6 +81,16 @@ class AdaptiveRate:
             self._last_start = now
             return now
 
+    async def _wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the rate changes meanwhile."""
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait((sleeper, changed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            changed.cancel()
+
     def throttled(self, started: float) -> bool:
         """A request started at ``started`` got a 429. True when the rate was cut."""
         # Requests sent before the last cut were paced at the old rate: they say nothing new.
@@ -68,7 +98,7 @@ class AdaptiveRate:
             return False
         self._ceiling = self.rpm
         self._set(self.rpm * self._cut)
-        self._last_cut = asyncio.get_running_loop().time()
+        self._last_cut = self._clock.now()
         self._successes = 0
         return True
 
