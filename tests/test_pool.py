@@ -160,7 +160,7 @@ async def test_fatal_errors_stop_the_run(store: Store, fatal: Exception) -> None
         futures = [pool.submit(job(f"t{i}")) for i in range(10)]
         results = await asyncio.gather(*futures, return_exceptions=True)
     assert isinstance(results[0], type(fatal))
-    assert all(isinstance(r, (type(fatal), Stopped)) for r in results[1:])
+    assert all(isinstance(r, (type(fatal), Stopped)) for r in results[1:]), results
     assert provider.texts == ["t0"]  # nothing was sent after the fatal answer
     assert pool.stop_reason is results[0]
 
@@ -240,7 +240,7 @@ async def test_a_link_saved_before_a_crash_is_downloaded_not_billed_again(store:
 async def test_a_cached_segment_that_fails_todays_checks_is_made_again(store: Store) -> None:
     # Stored before the checks existed: ten minutes of audio for a three-word chunk.
     stale = job("Three words here.")
-    await store.commit_bytes(stale.key, wav_bytes(b"\0" * 24_000 * 2 * 600, 24_000))
+    store.commit_bytes(stale.key, wav_bytes(b"\0" * 24_000 * 2 * 600, 24_000))
     old_path = store.lookup(stale.key).path  # type: ignore[union-attr]
     provider = FakeProvider(inline=True)
     async with make_pool(provider, store) as pool:

@@ -70,6 +70,7 @@ from .quality import Gate, Measurement, Verdict
 from .rate import AdaptiveRate, Clock
 from .sanity import Format, check_segment, format_of
 from .store import Segment, Store, StoredVerdict
+from .storethread import StoreThread
 
 if TYPE_CHECKING:
     from .retakes import Retakes
@@ -152,7 +153,7 @@ class Pool:
     def __init__(
         self,
         provider: Provider,
-        store: Store,
+        store: Store | StoreThread,
         *,
         voice: str,
         concurrency: int = 4,
@@ -172,7 +173,11 @@ class Pool:
         clock: Clock | None = None,
     ) -> None:
         self.provider = provider
-        self.store = store
+        # Every store call is awaited on the store's own thread: a store waiting for
+        # another process's lock must not stop the requests in flight.
+        self._own_thread = isinstance(store, Store)
+        self.db = StoreThread(store) if isinstance(store, Store) else store
+        self.store = self.db.store
         self.voice = voice
         self.concurrency = concurrency
         self.rate = AdaptiveRate(rpm, adaptive=adaptive, clock=clock)
@@ -211,7 +216,7 @@ class Pool:
 
             self.retakes = Retakes(
                 gate,
-                store,
+                self.db,
                 voice_key=f"{provider.identity}\0{voice}",
                 retries=qa_retries,
                 budget=qa_budget,
@@ -243,6 +248,8 @@ class Pool:
 
     async def __aenter__(self) -> Pool:
         self._progressed()
+        if self.retakes is not None:
+            await self.retakes.warm()
         # Twice the request slots, so downloads overlap with the next requests.
         self._workers = [
             asyncio.create_task(self._work(), name=f"narrator-worker-{i}")
@@ -255,6 +262,8 @@ class Pool:
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._own_thread:
+            await self.db.finish()
 
     def submit(self, job: Job, *, owner: object = None) -> asyncio.Future[Outcome]:
         """Queue a job; the same key twice shares one future (and one request).
@@ -326,7 +335,7 @@ class Pool:
                     # Every later write would fail too: stop the run, keep what is finished,
                     # and free the store's reserve so the requests in flight can note their
                     # links.
-                    self.store.release_reserve()
+                    await self.db.run(self.store.release_reserve)
                     full = disk_full(self.store.root)
                     self.stop(full)
                     _fail(future, self.stop_reason or full)
@@ -343,6 +352,18 @@ class Pool:
                     future.set_result(outcome)
             self._waiting.discard(job.key)
             self._progressed()
+
+    def _stop_now(self, exc: Exception) -> None:
+        """Stop at once for an error that stops the run, before the claim is let go (an
+        await, in which another worker could start a request); ``_work`` then fails the
+        chunk as always."""
+        if isinstance(exc, StopRun):
+            self.stop(exc)
+        elif isinstance(exc, (OSError, sqlite3.Error)):
+            if is_disk_full(exc):
+                self.stop(disk_full(self.store.root))
+            else:
+                self.stop(InternalFailure(f"the run stopped: {type(exc).__name__}: {exc}"))
 
     def _delay(self, attempt: int, error: ProviderError) -> float:
         if error.retry_after is not None:
@@ -404,14 +425,15 @@ class Pool:
         self.rate.succeeded()
         return audio
 
-    def _note_link(self, key: str, url: str) -> None:
+    async def _note_link(self, key: str, url: str) -> None:
         """Write down a link just paid for, even on a full disk (from the store's reserve)."""
+        db, store = self.db, self.store
         try:
-            self.store.record_link(key, url)
+            await db.run(store.record_link, key, url)
         except sqlite3.Error as exc:
-            if not is_disk_full(exc) or not self.store.release_reserve():
+            if not is_disk_full(exc) or not await db.run(store.release_reserve):
                 raise
-            self.store.record_link(key, url)
+            await db.run(store.record_link, key, url)
             raise  # the link is kept; the full disk still stops the run
 
     def _checker(self, job: Job) -> Callable[[WavInfo], None]:
@@ -441,7 +463,7 @@ class Pool:
         self.downloads_in_flight += 1
         try:
             await self.provider.download(url, temp, max_bytes=self.max_segment_bytes)
-            return await self.store.commit(job.key, temp, check=self._checker(job))
+            return await self.db.run(self.store.commit, job.key, temp, check=self._checker(job))
         except AudioError as exc:
             # Counted as a broken download: after a few, the chunk is synthesized again.
             raise BadDownload(f"the service sent unusable audio: {exc}") from exc
@@ -453,47 +475,54 @@ class Pool:
     async def _run(self, job: Job) -> Outcome:
         if self.retakes is not None:
             return await self._run_judged(job, self.retakes)
-        cached = self.store.lookup(job.key)
+        db, store = self.db, self.store
+        cached = await db.run(store.lookup, job.key)
         if cached is not None:
             if self._still_good(cached, job):
                 return Outcome(cached, 0, 0, cached=True)
-            self.store.discard(job.key)
-        if not self.store.claim(job.key, seconds=self.lease):
+            await db.run(store.discard, job.key)
+        if not await db.run(store.claim, job.key, seconds=self.lease):
             raise _ClaimedElsewhere(job.key)
         try:
             # Between our lookup and our claim, the other process may have finished it.
-            cached = self.store.lookup(job.key)
+            cached = await db.run(store.lookup, job.key)
             if cached is not None:
                 if self._still_good(cached, job):
                     return Outcome(cached, 0, 0, cached=True)
-                self.store.discard(job.key)
+                await db.run(store.discard, job.key)
             segment, requests, retries = await self._synthesize(job)
             return Outcome(segment, requests, retries, cached=False)
+        except Exception as exc:
+            self._stop_now(exc)
+            raise
         finally:
             with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
-                self.store.release(job.key)
+                await db.run(store.release, job.key)
 
-    def _stored(self, job: Job) -> tuple[Segment | None, StoredVerdict | None]:
+    async def _stored(self, job: Job) -> tuple[Segment | None, StoredVerdict | None]:
         """The segment of ``job`` if it passes today's checks, and the gate's verdict."""
-        cached, stored = self.store.lookup_judged(job.key)
+        cached, stored = await self.db.run(self.store.lookup_judged, job.key)
         if cached is not None and not self._still_good(cached, job):
-            self.store.discard(job.key)
+            await self.db.run(self.store.discard, job.key)
             cached = None
         return cached, stored
 
     async def _run_judged(self, job: Job, retakes: Retakes) -> Outcome:
-        cached, stored = self._stored(job)
+        cached, stored = await self._stored(job)
         if cached is not None and stored is not None and retakes.settled(stored):
             return retakes.settled_outcome(cached, stored)
         # Judging a segment may lead to its re-synthesis: that needs the claim too.
-        if not self.store.claim(job.key, seconds=self.lease):
+        if not await self.db.run(self.store.claim, job.key, seconds=self.lease):
             raise _ClaimedElsewhere(job.key)
         try:
-            cached, stored = self._stored(job)
+            cached, stored = await self._stored(job)
             return await retakes.run(job, cached, stored)
+        except Exception as exc:
+            self._stop_now(exc)
+            raise
         finally:
             with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
-                self.store.release(job.key)
+                await self.db.run(self.store.release, job.key)
 
     async def recheck(self, job: Job, outcome: Outcome) -> Outcome:
         """Judge a provisional pass again once the document is in (see :mod:`.retakes`)."""
@@ -502,14 +531,14 @@ class Pool:
     async def _synthesize(self, job: Job, again: int = 0) -> tuple[Segment, int, int]:
         """The chunk's audio from the service: (segment, requests, retries). ``again``
         counts the earlier answers the quality gate turned down."""
-        store = self.store
-        store.begin(job.key, job.billing_chars)
-        url = store.pending_link(job.key, max_age=LINK_MAX_AGE)
+        db, store = self.db, self.store
+        await db.run(store.begin, job.key, job.billing_chars)
+        url = await db.run(store.pending_link, job.key, max_age=LINK_MAX_AGE)
         requests = attempt = broken_downloads = 0
         while True:
             if self._stopping:
                 raise self.stop_reason or Stopped("the run was stopped")
-            if not store.claim(job.key, seconds=self.lease):  # renewed: this attempt is ours
+            if not await db.run(store.claim, job.key, seconds=self.lease):  # renewed: ours
                 raise _ClaimedElsewhere(job.key)  # ours lapsed during a long backoff
             try:
                 if url is None:
@@ -517,23 +546,23 @@ class Pool:
                     audio = await self._request(job, attempt, again)
                     if audio.data is not None:
                         try:
-                            segment = await store.commit_bytes(
-                                job.key, audio.data, check=self._checker(job)
+                            segment = await db.run(
+                                store.commit_bytes, job.key, audio.data, check=self._checker(job)
                             )
                         except AudioError as exc:
                             raise TransientError(f"the service sent unusable audio: {exc}") from exc
                         return segment, requests, attempt
                     assert audio.url is not None
                     url = audio.url
-                    self._note_link(job.key, url)
+                    await self._note_link(job.key, url)
                 segment = await self._fetch(job, url)
                 return segment, requests, attempt
             except BadRequest as exc:
-                store.record_failure(job.key, str(exc))
+                await db.run(store.record_failure, job.key, str(exc))
                 raise ChunkFailed(str(exc), attempts=attempt + 1) from exc
             except LinkExpired as exc:
                 self.stats.resynthesized += 1
-                store.forget_link(job.key)
+                await db.run(store.forget_link, job.key)
                 url = None
                 error: ProviderError = exc
                 log.info("audio link expired; synthesizing the chunk again")
@@ -542,15 +571,15 @@ class Pool:
                 broken_downloads += 1
                 if broken_downloads >= BROKEN_LINK_LIMIT:  # the audio is bad, not the wire
                     self.stats.resynthesized += 1
-                    store.forget_link(job.key)
+                    await db.run(store.forget_link, job.key)
                     url, broken_downloads = None, 0
             except (RateLimited, TransientError) as exc:  # 429s were counted in _request
                 error = exc
             attempt += 1
-            store.record_attempt(job.key)
+            await db.run(store.record_attempt, job.key)
             if attempt >= self.retries:
                 message = f"gave up after {attempt} attempts: {error}"
-                store.record_failure(job.key, message)
+                await db.run(store.record_failure, job.key, message)
                 raise ChunkFailed(message, attempts=attempt) from error
             self.stats.retries += 1
             self._retries[job.key] += 1

@@ -24,7 +24,6 @@ written down.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -183,7 +182,10 @@ class Store:
         self._segments = root / "segments"
         self._tmp = self._segments / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(root / "narrator.sqlite3", isolation_level=None, timeout=30)
+        # Used from the store's own thread (see storethread.py), one caller at a time.
+        self._db = sqlite3.connect(
+            root / "narrator.sqlite3", isolation_level=None, timeout=30, check_same_thread=False
+        )
         self._retry_locked(self._prepare)  # several processes may open one cache at once
         # This store's name on its claims: where it runs, so a claim of a process that has
         # died on this machine lapses at once rather than when it expires.
@@ -487,7 +489,7 @@ class Store:
         """A fresh temporary file name for a download of ``key``."""
         return self._tmp / f"{key}.{uuid.uuid4().hex[:8]}.part"
 
-    async def commit(
+    def commit(
         self, key: str, temp: Path, *, check: Callable[[WavInfo], None] | None = None
     ) -> Segment:
         """Move a checked download into place atomically and mark ``key`` downloaded.
@@ -497,7 +499,7 @@ class Store:
         """
         final = self._final_path(key)
         try:
-            info = await asyncio.to_thread(_place, temp, final, check)
+            info = _place(temp, final, check)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
@@ -516,13 +518,13 @@ class Store:
         )
         return Segment(key, final, info.frames, info.rate, info.channels, info.width)
 
-    async def commit_bytes(
+    def commit_bytes(
         self, key: str, data: bytes, *, check: Callable[[WavInfo], None] | None = None
     ) -> Segment:
         """Store audio that came inline in the response (``check`` as for :meth:`commit`)."""
         temp = self.temp_path(key)
-        await asyncio.to_thread(temp.write_bytes, data)
-        return await self.commit(key, temp, check=check)
+        temp.write_bytes(data)
+        return self.commit(key, temp, check=check)
 
     def discard(self, key: str) -> None:
         """Forget ``key``'s audio (it failed a check): its file goes, its row is pending."""
@@ -577,12 +579,12 @@ class Store:
     def discard_aside(self, key: str) -> None:
         self._aside_path(key).unlink(missing_ok=True)
 
-    async def restore_aside(self, key: str) -> Segment | None:
+    def restore_aside(self, key: str) -> Segment | None:
         """Put the attempt set aside back as ``key``'s audio; None if there is none."""
         aside = self._aside_path(key)
         if not aside.is_file():
             return None
-        return await self.commit(key, aside)
+        return self.commit(key, aside)
 
     def clear(self) -> None:
         """Forget every segment and delete every file."""
