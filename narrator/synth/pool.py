@@ -45,7 +45,6 @@ import re
 import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import (
@@ -65,8 +64,9 @@ from ..errors import (
 )
 from ..util.diskspace import disk_full, is_disk_full
 from ..util.wav import WavInfo
+from .jobs import Job, Outcome, PoolStats
 from .providers import Audio, Provider
-from .quality import Gate, Measurement, Verdict
+from .quality import Gate
 from .rate import AdaptiveRate, Clock
 from .sanity import Format, check_segment, format_of
 from .store import Segment, Store, StoredVerdict
@@ -86,31 +86,6 @@ BROKEN_LINK_LIMIT = 3
 _ABOUT_TEXT = re.compile(r"\b(text|input|characters?|length|content|too long)\b", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One chunk to turn into audio."""
-
-    key: str
-    text: str
-    billing_chars: int
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A finished job: its audio and what it took."""
-
-    segment: Segment
-    requests: int
-    retries: int
-    cached: bool
-    # The quality gate's word, when it runs: its verdict, what it measured, how many
-    # attempts were judged, and whether the segment is flagged (bad, kept anyway).
-    verdict: Verdict | None = None
-    measurement: Measurement | None = None
-    attempts: int = 1
-    flagged: bool = False
-
-
 class ChunkFailed(NarratorError):
     """A chunk gave up: its retries ran out or the service refused it."""
 
@@ -125,21 +100,6 @@ class _ClaimedElsewhere(Exception):
 
 class Stopped(NarratorError):
     """The pool stopped before this job ran (a fatal error or an interrupt)."""
-
-
-@dataclass
-class PoolStats:
-    """Counters for the report."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    resynthesized: int = 0
-    downloads: int = 0
-    rate_changes: list[tuple[float, float]] = field(default_factory=list)
-    qa_resynthesized: int = 0  # bad segments synthesized again
-    qa_flagged: int = 0  # segments kept although bad
-    qa_budget_spent: bool = False
 
 
 def _fail(future: asyncio.Future[Outcome], error: BaseException) -> None:
