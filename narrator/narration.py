@@ -16,6 +16,7 @@ from .chunks.split import Chunk
 from .errors import NarratorError, StopRun
 from .reports import DocumentReport, ProgressCallback, ProgressEvent, Work, flags_of
 from .settings import Settings
+from .status import Status
 from .synth.pool import ChunkFailed, Job, Outcome, Pool, Stopped
 from .synth.providers import Provider
 from .synth.sanity import max_seconds
@@ -55,7 +56,7 @@ async def narrate_one(
     doc = work.document
 
     def report(
-        status: str,
+        status: Status,
         *,
         seconds: float = 0.0,
         errors: Sequence[str] = (),
@@ -87,7 +88,7 @@ async def narrate_one(
     ]
     if not chunks:
         log.debug("%s: nothing to narrate, skipped", doc.source)  # the report says so
-        return report("skipped", errors=["nothing to narrate"])
+        return report(Status.SKIPPED, errors=["nothing to narrate"])
     futures = []
     jobs = [
         Job(key, chunk.text, chunk.billing_chars) for chunk, key in zip(chunks, keys, strict=True)
@@ -112,11 +113,11 @@ async def narrate_one(
                 raise result  # a bug, not a service failure: let it show
         if stopped:
             return report(
-                "stopped", errors=errors or ["the run stopped before this document finished"]
+                Status.STOPPED, errors=errors or ["the run stopped before this document finished"]
             )
         if errors:
             log.error("%s: %d of %d chunks failed", doc.source, len(errors), len(chunks))
-            return report("failed", errors=errors)
+            return report(Status.FAILED, errors=errors)
         if attempt or pool.gate is None:
             break
         # Segments passed while the run's speech rate was still a guess are judged again
@@ -131,7 +132,7 @@ async def narrate_one(
         flags = flags_of(chunks, outcomes, ())
         log.error("%s: %d segments still bad (--qa strict)", doc.source, len(flags))
         return report(
-            "failed",
+            Status.FAILED,
             errors=[
                 f"chunk {f.chunk}: {f.kind} audio ({f.reason}) after {f.attempts} attempts "
                 "(--qa strict)"
@@ -152,8 +153,12 @@ async def narrate_one(
         if is_disk_full(exc):
             full = disk_full(work.output.absolute().parent)
             pool.stop(full)
-            return report("stopped", errors=[f"writing {work.output}: the disk is full"])
-        return report("failed", errors=[f"writing {work.output}: {exc}"])
+            return report(Status.STOPPED, errors=[f"writing {work.output}: the disk is full"])
+        return report(Status.FAILED, errors=[f"writing {work.output}: {exc}"])
     return report(
-        "done", seconds=book.seconds, chapters=book.chapters, files=book.files, starts=book.starts
+        Status.DONE,
+        seconds=book.seconds,
+        chapters=book.chapters,
+        files=book.files,
+        starts=book.starts,
     )

@@ -35,6 +35,7 @@ from .reports import (
     stopped_report,
 )
 from .settings import Settings
+from .status import Status
 from .synth.pool import Pool
 from .synth.providers import Provider, make_provider
 from .synth.quality import Gate
@@ -163,7 +164,7 @@ async def narrate_many(
             ]
         for report in reports:
             fingerprint = fingerprints.get(Path(report.output))
-            if report.status == "done" and fingerprint is not None:
+            if report.status is Status.DONE and fingerprint is not None:
                 try:
                     await db.run(
                         store.record_book,
@@ -305,7 +306,7 @@ async def narrate(
     if run.stop_error is not None:
         raise run.stop_error
     report = run.documents[0]
-    if report.status not in ("done", "up-to-date"):
+    if report.status not in (Status.DONE, Status.UP_TO_DATE):
         raise NarrationFailed(report)
     return report
 

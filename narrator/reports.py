@@ -10,6 +10,7 @@ from .book.encode import ChapterMark
 from .chunks.split import Chunk
 from .errors import StopRun
 from .inputs.documents import Document
+from .status import Status
 from .synth.jobs import Outcome
 
 __all__ = [
@@ -77,7 +78,7 @@ class DocumentReport:
     input: str
     output: str
     title: str
-    status: str
+    status: Status
     chunks: int
     billing_characters: int
     audio_seconds: float
@@ -91,7 +92,7 @@ class DocumentReport:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("done", "up-to-date", "skipped")
+        return self.status.ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,7 @@ def stopped_report(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:
         input=work.document.source,
         output=str(work.output),
         title=work.document.title,
-        status="stopped",
+        status=Status.STOPPED,
         chunks=len(chunks),
         billing_characters=sum(c.billing_chars for c in chunks),
         audio_seconds=0.0,

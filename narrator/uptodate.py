@@ -14,6 +14,7 @@ from .chunks.split import Chunk
 from .errors import NarratorError
 from .reports import DocumentReport, Flag, Work
 from .settings import Settings
+from .status import Status
 from .synth.providers import Provider
 from .synth.store import Store, segment_key
 from .util.diskspace import BYTES_PER_CHAR
@@ -85,7 +86,7 @@ def up_to_date(
                 input=work.document.source,
                 output=str(work.output),
                 title=work.document.title,
-                status="up-to-date",
+                status=Status.UP_TO_DATE,
                 chunks=len(chunks),
                 billing_characters=sum(c.billing_chars for c in chunks),
                 audio_seconds=book.seconds,
