@@ -236,12 +236,16 @@ class Attempts:
             self._progressed()
             temp.unlink(missing_ok=True)
 
+    def _start(self, job: Job) -> str | None:
+        """On the store's thread: the chunk's row, and the link of audio already paid for."""
+        self.store.begin(job.key, job.billing_chars)
+        return self.store.pending_link(job.key, max_age=LINK_MAX_AGE)
+
     async def synthesize(self, job: Job, again: int = 0) -> tuple[Segment, int, int]:
         """The chunk's audio from the service: (segment, requests, retries). ``again``
         counts the earlier answers the quality gate turned down."""
         db, store = self.db, self.store
-        await db.run(store.begin, job.key, job.billing_chars)
-        url = await db.run(store.pending_link, job.key, max_age=LINK_MAX_AGE)
+        url = await db.run(self._start, job)
         requests = attempt = broken_downloads = 0
         while True:
             if (stop := self._stopped()) is not None:

@@ -312,23 +312,20 @@ class Pool:
         return True
 
     async def _run(self, job: Job) -> Outcome:
-        if self.retakes is not None:
-            return await self._run_judged(job, self.retakes)
-        db, store = self.db, self.store
-        cached = await db.run(store.lookup, job.key)
-        if cached is not None:
-            if self._still_good(cached, job):
+        retakes = self.retakes
+        # One trip to the store's thread: look, claim, look again (see _look_and_claim).
+        claimed, cached, stored = await self.db.run(self._look_and_claim, job)
+        if not claimed:
+            assert cached is not None
+            if retakes is None:
                 return Outcome(cached, 0, 0, cached=True)
-            await db.run(store.discard, job.key)
-        if not await db.run(store.claim, job.key, seconds=self.lease):
-            raise ClaimedElsewhere(job.key)
+            assert stored is not None
+            return retakes.settled_outcome(cached, stored)
         try:
-            # Between our lookup and our claim, the other process may have finished it.
-            cached = await db.run(store.lookup, job.key)
+            if retakes is not None:
+                return await retakes.run(job, cached, stored)
             if cached is not None:
-                if self._still_good(cached, job):
-                    return Outcome(cached, 0, 0, cached=True)
-                await db.run(store.discard, job.key)
+                return Outcome(cached, 0, 0, cached=True)
             segment, requests, retries = await self.attempts.synthesize(job)
             return Outcome(segment, requests, retries, cached=False)
         except Exception as exc:
@@ -336,32 +333,46 @@ class Pool:
             raise
         finally:
             with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
-                await db.run(store.release, job.key)
+                await self.db.run(self.store.release, job.key)
 
-    async def _stored(self, job: Job) -> tuple[Segment | None, StoredVerdict | None]:
-        """The segment of ``job`` if it passes today's checks, and the gate's verdict."""
-        cached, stored = await self.db.run(self.store.lookup_judged, job.key)
-        if cached is not None and not self._still_good(cached, job):
-            await self.db.run(self.store.discard, job.key)
-            cached = None
-        return cached, stored
+    def _look_and_claim(self, job: Job) -> tuple[bool, Segment | None, StoredVerdict | None]:
+        """On the store's thread: (claimed, segment, verdict) for ``job``.
 
-    async def _run_judged(self, job: Job, retakes: Retakes) -> Outcome:
-        cached, stored = await self._stored(job)
-        if cached is not None and stored is not None and retakes.settled(stored):
-            return retakes.settled_outcome(cached, stored)
-        # Judging a segment may lead to its re-synthesis: that needs the claim too.
-        if not await self.db.run(self.store.claim, job.key, seconds=self.lease):
+        A finished segment (judged and settled, with a quality gate) comes back unclaimed;
+        otherwise the chunk is claimed, and looked up again, since the other process may
+        have finished it between the first look and the claim. Raises
+        :class:`ClaimedElsewhere` when another process holds the claim.
+        """
+        cached, stored = self._stored(job)
+        if cached is not None and (
+            self.retakes is None or (stored is not None and self.retakes.settled(stored))
+        ):
+            return False, cached, stored
+        # With a gate, judging a segment may lead to its re-synthesis: that needs the claim.
+        if not self.store.claim(job.key, seconds=self.lease):
             raise ClaimedElsewhere(job.key)
         try:
-            cached, stored = await self._stored(job)
-            return await retakes.run(job, cached, stored)
-        except Exception as exc:
-            self._stop_now(exc)
+            cached, stored = self._stored(job)
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.store.release(job.key)
             raise
-        finally:
+        if cached is not None and self.retakes is None:
             with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
-                await self.db.run(self.store.release, job.key)
+                self.store.release(job.key)
+            return False, cached, stored
+        return True, cached, stored
+
+    def _stored(self, job: Job) -> tuple[Segment | None, StoredVerdict | None]:
+        """The segment of ``job`` if it passes today's checks, and the gate's verdict."""
+        if self.retakes is None:
+            cached, stored = self.store.lookup(job.key), None
+        else:
+            cached, stored = self.store.lookup_judged(job.key)
+        if cached is not None and not self._still_good(cached, job):
+            self.store.discard(job.key)
+            cached = None
+        return cached, stored
 
     async def recheck(self, job: Job, outcome: Outcome) -> Outcome:
         """Judge a provisional pass again once the document is in (see :mod:`.retakes`)."""
