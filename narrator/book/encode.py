@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AudioError, ConfigError
+from ..util.image import image_mime
 from ..util.sanitize import strip_controls
 from ..util.wav import read_wav_info
 
@@ -139,20 +140,6 @@ def format_of(path: Path, explicit: str | None = None) -> str:
             "(by the output's extension or --format)"
         )
     return name
-
-
-def image_mime(path: Path) -> str:
-    """``image/jpeg`` or ``image/png``, told from the file's first bytes."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise ConfigError(f"--cover {path}: {exc.strerror or exc}") from exc
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    raise ConfigError(f"--cover {path}: not a JPEG or PNG image")
 
 
 def _bound(seconds: float) -> float:
