@@ -84,6 +84,22 @@ def test_later_lexicons_win_per_term() -> None:
     assert second.then(first).apply("WCAG SQL") == "wuh-cag sequel"
 
 
+def test_an_entry_is_replaced_only_within_its_scope() -> None:
+    zh = Lexicon.parse('[[entry]]\nterm = "行"\nsay = "xíng"\nlang = "zh"')
+    ja = Lexicon.parse('[[entry]]\nterm = "行"\nsay = "gyō"\nlang = "ja"')
+    anywhere = Lexicon.parse('[words]\n"行" = "hang"')
+    both = zh.then(ja)
+    assert (both.apply("行", "zh"), both.apply("行", "ja"), both.apply("行", "en")) == (
+        "xíng",
+        "gyō",
+        "行",
+    )
+    # In scope together, the later entry wins where both match.
+    assert zh.then(anywhere).apply("行", "zh") == "hang"
+    assert anywhere.then(zh).apply("行", "zh") == "xíng"
+    assert anywhere.then(zh).apply("行", "en") == "hang"
+
+
 def test_load_combines_files_in_order(tmp_path: Path) -> None:
     (tmp_path / "lexicon.toml").write_text('[words]\nX = "folder"\nY = "folder"\nZ = "folder"')
     (tmp_path / "book.lexicon.toml").write_text('[words]\nY = "document"\nZ = "document"')

@@ -16,7 +16,8 @@ mangled name is a respelling (``WCAG`` -> ``W C A G``). A lexicon is a TOML file
     voice = ["Cherry"]           # only with these voices (default: all)
 
 Several lexicons combine in order, a later entry replacing an earlier one with the same
-``term``. Where matches overlap, the longest wins (then the earlier one in the text), so
+``term`` and scope (``lang``, ``voice``); where two entries match the same text, the
+later wins. Where matches overlap, the longest wins (then the earlier one in the text), so
 the result does not depend on the order of the entries. Only spoken text goes through it:
 the splitter keeps the written text beside each chunk for subtitles, and chapter titles
 in tags are the document's own.
@@ -63,6 +64,15 @@ class Entry:
     lang: tuple[str, ...] = ()
     voice: tuple[str, ...] = ()
     where: str = ""
+
+    @property
+    def identity(self) -> tuple[str, frozenset[str], frozenset[str]]:
+        """What a later entry must share to replace this one: the term and the scope."""
+        return (
+            self.term,
+            frozenset(_primary(x) for x in self.lang),
+            frozenset(v.casefold() for v in self.voice),
+        )
 
     def applies(self, lang: str, voice: str) -> bool:
         """Whether the entry is in scope for a document's language and the voice."""
@@ -114,11 +124,15 @@ class Respelled:
     spoken: str
     written: str
     spans: tuple[tuple[int, int, int, int], ...] = ()
+    _starts: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_starts", tuple(s[0] for s in self.spans))
 
     def written_at(self, offset: int) -> int:
         """The written offset of a spoken one; inside a respelling, the written word's end
         (a respelling is never shown cut in two)."""
-        n = bisect.bisect_right([s[0] for s in self.spans], offset) - 1
+        n = bisect.bisect_right(self._starts, offset) - 1
         if n < 0:
             return offset
         s_start, s_end, w_start, w_end = self.spans[n]
@@ -146,11 +160,11 @@ class Lexicon:
     )
 
     def __post_init__(self) -> None:
-        # Later entries with the same term replace earlier ones, in the earlier's place.
-        latest: dict[str, Entry] = {}
+        # A later entry with the same term and scope replaces the earlier one.
+        latest: dict[tuple[str, frozenset[str], frozenset[str]], Entry] = {}
         for entry in self.entries:
-            latest.pop(entry.term, None)
-            latest[entry.term] = entry
+            latest.pop(entry.identity, None)
+            latest[entry.identity] = entry
         entries = tuple(latest.values())
         object.__setattr__(self, "entries", entries)
         object.__setattr__(self, "_patterns", tuple(e.compile() for e in entries))
@@ -208,8 +222,12 @@ class Lexicon:
         """The replacements in ``text``: (start, end, spoken form), in order, none
         overlapping; where candidates overlap the longest wins, then the earliest."""
         found: list[tuple[int, int, int, str]] = []
+        folded = text.casefold()
         for order, (entry, pattern) in enumerate(zip(self.entries, self._patterns, strict=True)):
             if not entry.applies(lang, voice):
+                continue
+            # A plain term absent from the text needs no regex scan (most terms, most text).
+            if not entry.regex and entry.term.casefold() not in folded:
                 continue
             for m in pattern.finditer(text):
                 if m.end() > m.start():
