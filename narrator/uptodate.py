@@ -33,7 +33,16 @@ def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Ch
         if name not in _RUN_ONLY_SETTINGS
     }
     blob = json.dumps(
-        [provider.identity, made_with, [(c.chapter, c.text) for c in chunks]], ensure_ascii=False
+        # The written text too where a lexicon respelled it: the subtitles show it.
+        [
+            provider.identity,
+            made_with,
+            [
+                (c.chapter, c.text) if c.written is None else (c.chapter, c.text, c.written)
+                for c in chunks
+            ],
+        ],
+        ensure_ascii=False,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from narrator.chunks.lexicon import Lexicon, combined, local_lexicons
 from narrator.chunks.split import split_document
 from narrator.errors import ConfigError, LexiconError
+from narrator.estimate import estimate
 from narrator.inputs.documents import parse_text
 
 LEXICON = """
@@ -184,3 +185,11 @@ def test_the_written_text_is_kept_whole(parts: list[str]) -> None:
     assert "".join("".join(c.text for c in chunks).split()) == "".join(
         lexicon.apply(" ".join(text.split())).split()
     )
+
+
+def test_the_estimate_counts_the_spoken_form(tmp_path: Path) -> None:
+    (tmp_path / "lex.toml").write_text('[words]\nWCAG = "W C A G"')
+    doc = parse_text("WCAG " * 50)  # one chunk either way
+    plain = estimate([doc], provider="aimlapi")
+    spoken = estimate([doc], provider="aimlapi", lexicons=[tmp_path / "lex.toml"])
+    assert spoken.billing_characters - plain.billing_characters == 50 * 3

@@ -13,6 +13,7 @@ from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.words import find_words, skeleton
 from ..settings import check_lang
+from ..util.folders import check_writable
 from .build import announce_endpoint, lexicon_settings, load, make_say_settings
 from .render import shorten, table
 
@@ -55,6 +56,8 @@ def cmd_say(args: argparse.Namespace) -> int:
     lexicon = Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
     output = Path(args.output) if args.output else None
+    if output is not None:
+        check_writable(output.absolute().parent, what="-o")
     made = asyncio.run(say(args.text, settings, output=output, lexicon=lexicon))
     if made.spoken != " ".join(args.text.split()):
         print(f"said: {made.spoken}", file=sys.stderr)
