@@ -35,6 +35,7 @@ from .synth.providers import Provider, make_provider
 from .synth.quality import Gate
 from .synth.sanity import max_seconds
 from .synth.store import Store, segment_key
+from .synth.timeline import Series
 from .synth.watchdog import watch
 from .util.diskspace import BYTES_PER_CHAR, check_room, disk_full, is_disk_full
 
@@ -126,6 +127,7 @@ class RunReport:
     stop_error: StopRun | None = field(default=None, compare=False, repr=False)
     qa_resynthesized: int = 0  # bad segments synthesized again (each billed again)
     qa_budget_spent: bool = False
+    timeline: Series | None = None  # the pool's requests, 429s and retries over time
 
     @property
     def ok(self) -> bool:
@@ -440,6 +442,7 @@ async def narrate_many(
         stop_error=pool.stop_reason,
         qa_resynthesized=pool.stats.qa_resynthesized,
         qa_budget_spent=pool.stats.qa_budget_spent,
+        timeline=pool.stats.timeline.series(),
     )
 
 

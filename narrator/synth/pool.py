@@ -71,6 +71,7 @@ from .providers import Audio, Provider
 from .quality import Gate, Measurement, Verdict
 from .sanity import Format, check_segment, format_of
 from .store import Segment, Store, StoredVerdict
+from .timeline import Timeline
 
 if TYPE_CHECKING:
     from .retakes import Retakes
@@ -140,6 +141,7 @@ class PoolStats:
     qa_resynthesized: int = 0  # bad segments synthesized again
     qa_flagged: int = 0  # segments kept although bad
     qa_budget_spent: bool = False
+    timeline: Timeline = field(default_factory=Timeline)  # per second, for the report
 
 
 class AdaptiveRate:
@@ -463,13 +465,18 @@ class Pool:
             retake = f"q{again}-" if again else ""
             request_id = f"narrator-{job.key[:24]}-{retake}{attempt}"
             self.requests_in_flight += 1
+            self.stats.timeline.started(
+                started, in_flight=self.requests_in_flight, rpm=self.rate.rpm
+            )
             try:
                 audio = await self.provider.synthesize(
                     job.text, voice=self.voice, request_id=request_id
                 )
             except RateLimited:
                 self.stats.throttled += 1
-                if self.rate.throttled(started):
+                cut = self.rate.throttled(started)
+                self.stats.timeline.throttled(asyncio.get_running_loop().time(), cut=cut)
+                if cut:
                     self.stats.rate_changes.append((started, self.rate.rpm))
                     log.warning(
                         "rate limited by the service: slowing to %.0f requests/minute",
@@ -631,5 +638,6 @@ class Pool:
                 store.record_failure(job.key, message)
                 raise ChunkFailed(message, attempts=attempt) from error
             self.stats.retries += 1
+            self.stats.timeline.retried(asyncio.get_running_loop().time())
             self._retries[job.key] += 1
             await self._sleep(self._delay(attempt, error))
