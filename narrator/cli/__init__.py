@@ -40,6 +40,8 @@ def _as_flags(exc: ConfigError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse(argv)
+        # The command as typed, for the report's "run it again to resume".
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
         print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
         return 2
