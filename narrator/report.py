@@ -189,14 +189,17 @@ def _document_html(
     title = doc.title or Path(doc.input).name or doc.input
     price = context.price_per_10k_chars
     estimated = doc.billing_characters / 10_000 * price
-    spent = estimated * (doc.requests / doc.chunks) if doc.chunks else 0.0
+    # A request is billed when it is answered: every request but the failed attempts
+    # before a retry (429s, 5xx, drops), a few of which may have been billed anyway.
+    answered = max(0, doc.requests - doc.retries)
+    spent = estimated * answered / doc.chunks if doc.chunks else 0.0
     facts = [
         ("status", f'<span class="status {_e(doc.status)}">{_e(doc.status)}</span>'),
         ("input", f"<code>{_e(doc.input)}</code>"),
         ("chunks", f"{doc.chunks:,} ({doc.cached_chunks:,} from the cache)"),
         ("characters", f"{doc.billing_characters:,}"),
-        ("cost", f"{_usd(estimated, price)} estimated, about {_usd(spent, price)} spent "
-                 f"in this run ({doc.requests:,} requests, {doc.retries:,} retries)"),
+        ("cost", f"{_usd(estimated, price)} for the book; about {_usd(spent, price)} "
+                 f"billed in this run ({answered:,} requests answered, {doc.retries:,} retried)"),
         ("audio", _clock(doc.audio_seconds) if doc.audio_seconds else "none"),
     ]  # fmt: skip
     parts = [
@@ -216,7 +219,7 @@ def _document_html(
             link = _href(file, folder, base)
             parts.append(
                 f'<p class=player>{label}<audio id="{ident}" controls preload="none" '
-                f'src="{link}"></audio> <a href="{link}">{_e(file)}</a></p>'
+                f'src="{link}"></audio> <a href="{link}">{_e(Path(file).name)}</a></p>'
             )
     if doc.chapters:
         parts.append(
@@ -309,7 +312,7 @@ def _chart(title: str, summary: str, body: str, top: float, series: Series) -> s
         f'<svg viewBox="0 -4 {_CHART_W} {_CHART_H + 20}" role="img" '
         f'aria-label="{_e(title)}: {_e(summary)}"><title>{_e(title)}</title>'
         f'<line class=axis x1="0" y1="{_CHART_H}" x2="{_CHART_W}" y2="{_CHART_H}"/>'
-        f'<text class=top x="{_CHART_W}" y="6" text-anchor="end">{top:g}</text>'
+        f'<text class=top x="{_CHART_W}" y="6" text-anchor="end">{top:.0f}</text>'
         f"{body}{ticks}</svg></figure>"
     )
 
@@ -345,13 +348,14 @@ def _timeline_html(series: Series, context: RunContext) -> str:
     )
     rates = [r for r in series.rpm if r is not None]
     if rates:
-        top = max(max(rates), context.rpm or 0)
+        top = max(rates) * 1.1
         cuts = sum(series.cuts)
+        allowed = f" (allowed {context.rpm:g})" if context.rpm else ""
         charts.append(
             _chart(
                 "Pace (requests per minute)",
-                f"from {rates[0]:g} to {rates[-1]:g}, lowest {min(rates):g}; "
-                f"{cuts} cut{'s' if cuts != 1 else ''} after a 429",
+                f"from {rates[0]:g} to {rates[-1]:g}{allowed}, lowest {min(rates):g}; "
+                f"{cuts} cut{'s' if cuts != 1 else ''} after a 429 (red)",
                 _steps(series.rpm, top) + _bars(series.cuts, max(max(series.cuts), 1), "cuts"),
                 top,
                 series,

@@ -25,7 +25,7 @@ from narrator.report import RunContext, read_report, render_html, write_report
 from narrator.status import Status
 from narrator.synth.timeline import Timeline
 
-from .conftest import run_cli
+from .conftest import TEST_KEY, run_cli
 from .test_resilience import base_args, emulate
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -80,7 +80,9 @@ async def test_a_real_run_in_a_real_browser(tmp_path: Path) -> None:
     (books / "atlas.md").write_text(chapters("Atlas", 8))
     (books / "brook.md").write_text(chapters("Brook", 6))
     refused = "word " * 110  # 550 characters: this service refuses over 500
-    (books / "cinder.md").write_text(f"# Cinder\n\n## Fine\n\nA fine start.\n\n## Long\n\n{refused}.")
+    (books / "cinder.md").write_text(
+        f"# Cinder\n\n## Fine\n\nA fine start.\n\n## Long\n\n{refused}."
+    )
     emulator = await emulate(
         max_characters=500, rpm=300, fail_rate=0.15, bad_audio_rate=0.5,
         bad_audio_kinds=("silent", "runaway"), seed=5,
@@ -159,6 +161,10 @@ async def test_a_real_run_in_a_real_browser(tmp_path: Path) -> None:
     assert "500" in failed.xpath(".//div[@class='errors']//li")[0].text_content()
     command = failed.xpath(".//code[@class='command']")[0].text_content()
     assert command.startswith("narrator narrate ") and str(books) in command
+    # The key given on the command line is named, never written down.
+    assert '--api-key "$AIMLAPI_KEY"' in command
+    for written in (page, data, rerun):
+        assert TEST_KEY not in written.read_text()
     assert not failed.xpath(".//audio")
     # The timeline's small multiples show the run's 429s and retries.
     captions = [f.text_content() for f in dom.xpath(".//figure[@class='chart']/figcaption")]
@@ -176,7 +182,9 @@ async def test_a_real_run_in_a_real_browser(tmp_path: Path) -> None:
     later = lxml.html.fromstring(rerun.read_text())
     docs = later.xpath(".//article[contains(@class, 'document')]")
     assert [d.xpath(".//span[contains(@class, 'status')]")[0].text_content() for d in docs] == [
-        "up-to-date", "up-to-date", "failed"
+        "up-to-date",
+        "up-to-date",
+        "failed",
     ]
     assert len(later.xpath(".//tr[@class='flag']")) == flagged_total
     assert not later.xpath(".//tr[@class='flag']//a")
@@ -193,24 +201,38 @@ def synthetic_run(documents: int) -> RunReport:
     docs = []
     for i in range(documents):
         failed = i % 5 == 4
+        flags = tuple(
+            Flag(
+                chunk=3 + f,
+                text="A sentence the gate did not like. " * 3,
+                kind="runaway",
+                reason="3.2 s of silence, then sound",
+                measured=11.0,
+                expected=6.5,
+                attempts=3,
+                start=35.25 + 300 * f,
+            )
+            for f in range(i % 3)
+        )
         docs.append(
             DocumentReport(
-                input=f"in/book-{i:03d}.md", output=f"out/book-{i:03d}.m4b",
-                title=f"Book {i} <of> & the \"sea\"", status=Status.FAILED if failed else Status.DONE,
-                chunks=40, billing_characters=21_000, audio_seconds=0.0 if failed else 1400.0,
-                requests=40, retries=1, cached_chunks=0,
+                input=f"in/book-{i:03d}.md",
+                output=f"out/book-{i:03d}.m4b",
+                title=f'Book {i} <of> & the "sea"',
+                status=Status.FAILED if failed else Status.DONE,
+                chunks=40,
+                billing_characters=21_000,
+                audio_seconds=0.0 if failed else 1400.0,
+                requests=40,
+                retries=1,
+                cached_chunks=0,
                 errors=("chunk 7: gave up after 5 attempts: HTTP 503",) if failed else (),
-                chapters=() if failed else tuple(
-                    ChapterMark(f"Chapter {c}", c * 116.5) for c in range(12)
-                ),
+                chapters=()
+                if failed
+                else tuple(ChapterMark(f"Chapter {c}", c * 116.5) for c in range(12)),
                 files=() if failed else (f"out/book-{i:03d}.m4b",),
-                flagged=() if failed else tuple(
-                    Flag(chunk=3 + f, text="A sentence the gate did not like. " * 3,
-                         kind="runaway", reason="3.2 s of silence, then sound",
-                         measured=11.0, expected=6.5, attempts=3, start=35.25 + 300 * f)
-                    for f in range(i % 3)
-                ),
-            )  # fmt: skip
+                flagged=() if failed else flags,
+            )
         )
     return RunReport(
         documents=tuple(docs), requests=documents * 40, retries=documents // 2, throttled=9,
@@ -221,7 +243,9 @@ def synthetic_run(documents: int) -> RunReport:
 @pytest.mark.parametrize("documents", [1, 100])
 def test_pages_for_one_and_a_hundred_documents(tmp_path: Path, documents: int) -> None:
     run = synthetic_run(documents)
-    context = RunContext(provider="aimlapi", rpm=60.0, concurrency=4, command="narrator narrate in -o out")
+    context = RunContext(
+        provider="aimlapi", rpm=60.0, concurrency=4, command="narrator narrate in -o out"
+    )
     page = render_html(run, context, folder=tmp_path / "out", base=tmp_path)
     size = len(page.encode())
     # Reasonable for a 100-document run: a few kilobytes a book, the charts bounded.
@@ -239,7 +263,9 @@ def test_pages_for_one_and_a_hundred_documents(tmp_path: Path, documents: int) -
     if documents == 100:
         flags = sum(len(d.flagged) for d in run.documents)
         assert len(dom.xpath(".//tr[@class='flag']//a[contains(@class, 'play')]")) == flags > 0
-        assert len(dom.xpath(".//article[contains(@class, 'failed')]//code[@class='command']")) == 20
+        assert (
+            len(dom.xpath(".//article[contains(@class, 'failed')]//code[@class='command']")) == 20
+        )
         # The timeline is folded into at most 240 buckets, however long the run.
         assert run.timeline is not None and len(run.timeline.starts) <= 240
         assert len(dom.xpath(".//figure[@class='chart']")) == 5

@@ -66,6 +66,24 @@ async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tup
     return run, (128 + caught[0]) if caught else 0
 
 
+def _command(argv: Sequence[str], settings: Settings) -> str:
+    """The command as typed, for the report's "run it again": a key on it is never
+    written down, but named by its variable, so the line still runs."""
+    variable = REGISTRY[settings.provider].key_variable or "API_KEY"
+    words, hide = ["narrator"], False
+    for word in argv:
+        name, equals, _ = word.partition("=")
+        is_key = len(name) >= len("--api") and "--api-key".startswith(name)  # or abbreviated
+        if hide:
+            words.append(f'"${variable}"')
+        elif is_key and equals:
+            words.append(f'--api-key="${variable}"')
+        else:
+            words.append(shlex.quote(word))
+        hide = is_key and not equals
+    return " ".join(words)
+
+
 def _run_narrate(
     works: list[Work],
     settings: Settings,
@@ -83,7 +101,7 @@ def _run_narrate(
     # Inputs that never became documents take their place in the table, in input order.
     run = with_unread(run, unread, inputs)
     if report:
-        write_report(Path(report), run, settings, command=shlex.join(["narrator", *argv]))
+        write_report(Path(report), run, settings, command=_command(argv, settings))
     print_summary(run)
     if interrupted:
         print(
