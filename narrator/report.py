@@ -193,7 +193,7 @@ def _document_html(
     # before a retry (429s, 5xx, drops), a few of which may have been billed anyway.
     answered = max(0, doc.requests - doc.retries)
     spent = estimated * answered / doc.chunks if doc.chunks else 0.0
-    facts = [
+    facts: list[tuple[str, str]] = [
         ("status", f'<span class="status {_e(doc.status)}">{_e(doc.status)}</span>'),
         ("input", f"<code>{_e(doc.input)}</code>"),
         ("chunks", f"{doc.chunks:,} ({doc.cached_chunks:,} from the cache)"),
@@ -206,7 +206,10 @@ def _document_html(
         f'<article id="doc-{n}" class="document {_e(doc.status)}">',
         f"<h3>{_e(title)}</h3>",
         "<dl class=facts>",
-        *(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts),
+        *(
+            f"<div{' class=wide' if k == 'cost' else ''}><dt>{k}</dt><dd>{v}</dd></div>"
+            for k, v in facts
+        ),
         "</dl>",
     ]
     files = doc.files or ((doc.output,) if doc.output and doc.ok else ())
@@ -242,8 +245,10 @@ def _document_html(
                 play = _seek(href, player, flag.start, f"▶ {_clock(flag.start)}", cls="seek play")
             else:
                 play = "—"
+            # The gate's reason may open with the kind already ("silent: 0.00 s of sound").
+            why = flag.reason.removeprefix(f"{flag.kind}: ")
             reason = (
-                f"<b>{_e(flag.kind)}</b>: {_e(flag.reason)} "
+                f"<b>{_e(flag.kind)}</b>: {_e(why)} "
                 f"<small>({flag.measured:.1f} s measured, {flag.expected:.1f} s expected, "
                 f"{flag.attempts} attempts)</small>"
             )
@@ -288,12 +293,14 @@ def _bars(values: Sequence[float], top: float, cls: str) -> str:
 
 
 def _steps(values: Sequence[float | None], top: float) -> str:
+    """A step line on a log scale: a cut from 6,000 to 300 a minute and the climb back
+    from 250 to 300 both show."""
     width = _CHART_W / len(values)
     points: list[str] = []
     for i, value in enumerate(values):
         if value is None:
             continue
-        y = _CHART_H - value / top * (_CHART_H - 2)
+        y = _CHART_H - math.log1p(value) / math.log1p(top) * (_CHART_H - 2)
         points.append(f"{i * width:.1f},{y:.1f} {(i + 1) * width:.1f},{y:.1f}")
     return f'<polyline class=line points="{" ".join(points)}"/>' if points else ""
 
@@ -353,8 +360,8 @@ def _timeline_html(series: Series, context: RunContext) -> str:
         allowed = f" (allowed {context.rpm:g})" if context.rpm else ""
         charts.append(
             _chart(
-                "Pace (requests per minute)",
-                f"from {rates[0]:g} to {rates[-1]:g}{allowed}, lowest {min(rates):g}; "
+                "Pace (requests per minute, log scale)",
+                f"from {rates[0]:.0f} to {rates[-1]:.0f}{allowed}, lowest {min(rates):.0f}; "
                 f"{cuts} cut{'s' if cuts != 1 else ''} after a 429 (red)",
                 _steps(series.rpm, top) + _bars(series.cuts, max(max(series.cuts), 1), "cuts"),
                 top,
@@ -409,6 +416,7 @@ h2{border-bottom:1px solid var(--line);margin-top:2.5rem}
 dl.facts,dl.totals{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));
   gap:.25rem 1rem;margin:.5rem 0}
 dl div{min-width:0}
+dl div.wide{grid-column:span 2}
 dt{color:var(--muted);font-size:.8rem;text-transform:uppercase;letter-spacing:.03em}
 dd{margin:0;overflow-wrap:anywhere}
 .status{font-weight:600}

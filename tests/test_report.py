@@ -249,7 +249,7 @@ def test_pages_for_one_and_a_hundred_documents(tmp_path: Path, documents: int) -
     page = render_html(run, context, folder=tmp_path / "out", base=tmp_path)
     size = len(page.encode())
     # Reasonable for a 100-document run: a few kilobytes a book, the charts bounded.
-    assert size < 8_000 * documents + 60_000, size
+    assert size < 5_000 * documents + 40_000, size
     dom = lxml.html.fromstring(page)
     articles = dom.xpath(".//article[contains(@class, 'document')]")
     assert len(articles) == documents
