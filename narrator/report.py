@@ -257,6 +257,8 @@ def _document_html(
                 f"<td class=text>{_e(flag.text)}</td></tr>"
             )
         parts.append("</tbody></table>")
+    if doc.status is Status.SKIPPED and doc.errors:  # not a failure: only why
+        parts.append(f"<p>Left out: {_e(doc.errors[0])}</p>")
     if not doc.ok and doc.errors:
         parts.append("<div class=errors><h4>What went wrong</h4><ul>")
         parts.extend(f"<li>{_e(error)}</li>" for error in doc.errors)

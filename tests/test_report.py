@@ -261,6 +261,13 @@ def test_pages_for_one_and_a_hundred_documents(tmp_path: Path, documents: int) -
     assert [float(a.get("data-seek")) for a in links] == [c * 116.5 for c in range(12)]
     assert links[3].get("href") == "book-000.m4b#t=349.500"  # relative to the page's folder
     if documents == 100:
+        # Chromium reads the big page whole: every book is in the DOM it builds.
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "run.html").write_text(page)
+        built = lxml.html.fromstring(
+            chromium(tmp_path, "--dump-dom", (tmp_path / "out" / "run.html").as_uri())
+        )
+        assert len(built.xpath(".//article[contains(@class, 'document')]")) == 100
         flags = sum(len(d.flagged) for d in run.documents)
         assert len(dom.xpath(".//tr[@class='flag']//a[contains(@class, 'play')]")) == flags > 0
         assert (
@@ -282,3 +289,26 @@ def test_json_and_back(tmp_path: Path) -> None:
     assert data["totals"]["documents"] == 3  # batch's JSON report, with more beside it
     write_report(tmp_path / "r.html", run)
     assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+
+
+def test_the_timeline_folds_seconds_into_buckets() -> None:
+    timeline = Timeline()
+    assert timeline.series() is None  # nothing was sent
+    timeline.started(100.0, in_flight=1, rpm=120.0)  # the first request is second 0
+    timeline.started(100.5, in_flight=2, rpm=120.0)
+    timeline.throttled(101.2, cut=True)
+    timeline.started(102.0, in_flight=1, rpm=84.0)
+    timeline.retried(103.9)
+    series = timeline.series()
+    assert series is not None and series.bucket == 1
+    assert series.starts == (2, 0, 1, 0)
+    assert (series.throttled, series.cuts, series.retries) == ((0, 1, 0, 0),) * 2 + ((0, 0, 0, 1),)
+    assert series.peak == (2, 0, 1, 0)
+    assert series.rpm == (120.0, None, 84.0, None)
+    # Ten hours: at most 240 buckets, so 120 of 5 minutes; nothing is lost in the folding.
+    for second in range(0, 36_000, 7):
+        timeline.started(100.0 + second, in_flight=3, rpm=60.0)
+    long = timeline.series()
+    assert long is not None and long.bucket == 300 and len(long.starts) == 120
+    assert sum(long.starts) == 3 + len(range(0, 36_000, 7)) and max(long.peak) == 3
+    assert min(r for r in long.rpm if r is not None) == 60.0
