@@ -24,18 +24,8 @@ STAGES = ("inputs", "chunks", "synth", "book")
 SHARED = frozenset({"errors", "util", "settings"})
 # The library's operations and the shells around it: no stage imports them.
 ABOVE_STAGES = frozenset(
-    {
-        "pipeline",
-        "narration",
-        "reports",
-        "uptodate",
-        "batch",
-        "report",
-        "status",
-        "check",
-        "estimate",
-    }
-    | {"cli", "tools", ""}
+    {"pipeline", "narration", "reports", "uptodate", "batch", "status", "check", "estimate"}
+    | {"report", "cli", "tools", ""}
 )
 
 # Known arrows that break the rules, each to be removed by the next step of issue 16
