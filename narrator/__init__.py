@@ -7,6 +7,7 @@
 
 import logging
 
+from ._version import __version__
 from .errors import NarratorError
 from .inputs.documents import Chapter, Document, load_document, parse_text
 from .pipeline import (
@@ -21,8 +22,6 @@ from .pipeline import (
     narrate_sync,
 )
 from .settings import Settings
-
-__version__ = "0.1.0"
 
 # The library only logs; the application decides what is shown. Without a handler,
 # Python's last-resort handler would print warnings to stderr.

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import aiohttp
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ConfigError, InputError
 from ..util import netpolicy
 from ..util.netpolicy import NetPolicy, Refused
