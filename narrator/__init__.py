@@ -8,12 +8,11 @@
 import logging
 
 from ._version import __version__
-from .errors import NarratorError
+from .errors import NarrationFailed, NarratorError
 from .inputs.documents import Chapter, Document, load_document, parse_text
 from .pipeline import (
     DocumentReport,
     Flag,
-    NarrationFailed,
     ProgressEvent,
     RunReport,
     Work,

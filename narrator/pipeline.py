@@ -26,10 +26,10 @@ from .book.encode import ChapterMark, format_of
 from .book.stitch import Piece
 from .chunks.language import resolve_language
 from .chunks.split import Chunk, split_document
-from .errors import DiskFull, NarratorError, StopRun
+from .errors import ChunkFailed, DiskFull, NarrationFailed, NarratorError, Stopped, StopRun
 from .inputs.documents import Document, load_document, parse_text
 from .settings import Settings
-from .synth.pool import ChunkFailed, Job, Outcome, Pool, Stopped
+from .synth.pool import Job, Outcome, Pool
 from .synth.providers import Provider, make_provider
 from .synth.quality import Gate
 from .synth.sanity import max_seconds
@@ -129,15 +129,6 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return self.stopped is None and all(d.ok for d in self.documents)
-
-
-class NarrationFailed(NarratorError):
-    """A document could not be narrated; ``report`` says why."""
-
-    def __init__(self, report: DocumentReport) -> None:
-        first = report.errors[0] if report.errors else report.status
-        super().__init__(f"{report.input}: {first}")
-        self.report = report
 
 
 def chunk_gap_ms(settings: Settings, previous: Chunk | None, chunk: Chunk) -> int:

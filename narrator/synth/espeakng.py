@@ -14,6 +14,8 @@ import ctypes
 import threading
 from dataclasses import dataclass
 
+from ..errors import VoiceFailed
+
 __all__ = ["VOICES", "Engine", "VoiceInfo", "detect_language", "get_engine"]
 
 
@@ -162,7 +164,7 @@ class Engine:
         data = espeakng_loader.get_data_path().encode()
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, _INITIALIZE_DONT_EXIT)
         if rate <= 0:
-            raise RuntimeError(
+            raise VoiceFailed(
                 f"eSpeak NG failed to initialise (code {rate}); "
                 "reinstall the espeakng-loader package"
             )
@@ -186,7 +188,7 @@ class Engine:
             if self._lib.espeak_SetVoiceByName(name.encode()) == _EE_OK:
                 break
         else:
-            raise RuntimeError(f"eSpeak NG has no voice for {lang!r}, not even English")
+            raise VoiceFailed(f"eSpeak NG has no voice for {lang!r}, not even English")
         # Set after the voice: selecting a voice may reset them.
         self._lib.espeak_SetParameter(_RATE, info.rate, 0)
         self._lib.espeak_SetParameter(_PITCH, info.pitch, 0)
@@ -199,7 +201,7 @@ class Engine:
 
         Returns raw 16-bit little-endian mono PCM at :attr:`sample_rate` (``b""`` for
         empty text). Raises :class:`ValueError` for a voice that is not in
-        :data:`VOICES`.
+        :data:`VOICES`, :class:`VoiceFailed` when eSpeak NG cannot speak it.
         """
         info = VOICES.get(voice)
         if info is None:
@@ -217,7 +219,7 @@ class Engine:
                 )
                 self._lib.espeak_Synchronize()
                 if err != _EE_OK:
-                    raise RuntimeError(f"eSpeak NG failed to synthesize (code {err})")
+                    raise VoiceFailed(f"eSpeak NG failed to synthesize (code {err})")
                 return b"".join(self._chunks)
             finally:
                 self._chunks = []

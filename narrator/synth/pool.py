@@ -13,8 +13,8 @@ What is retried, and how (nothing else is):
   billed twice; after three broken downloads in a row, synthesize again.
 - ``LinkExpired``: synthesize again.
 
-``BadRequest`` fails its chunk at once; ``StopRun`` (bad key, no credits, a full disk)
-stops the pool.
+A ``ChunkRefused`` (a 400, audio over the cap, a refused link) fails its chunk at once;
+``StopRun`` (bad key, no credits, a full disk) stops the pool.
 
 Several processes may share one cache: a worker claims its chunk in the store before it
 sends it (renewed before each attempt), and a chunk another process has claimed goes to
@@ -52,6 +52,8 @@ from ..errors import (
     AudioError,
     BadDownload,
     BadRequest,
+    ChunkFailed,
+    ChunkRefused,
     ConnectFailed,
     InternalFailure,
     LinkExpired,
@@ -59,6 +61,7 @@ from ..errors import (
     ProviderError,
     RateLimited,
     SettingsRejected,
+    Stopped,
     StopRun,
     TransientError,
     Unreachable,
@@ -109,20 +112,8 @@ class Outcome:
     flagged: bool = False
 
 
-class ChunkFailed(NarratorError):
-    """A chunk gave up: its retries ran out or the service refused it."""
-
-    def __init__(self, message: str, *, attempts: int) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-
-
 class _ClaimedElsewhere(Exception):
     """Another process sharing the cache is synthesizing this chunk right now."""
-
-
-class Stopped(NarratorError):
-    """The pool stopped before this job ran (a fatal error or an interrupt)."""
 
 
 @dataclass
@@ -603,7 +594,7 @@ class Pool:
                     self._note_link(job.key, url)
                 segment = await self._fetch(job, url)
                 return segment, requests, attempt
-            except BadRequest as exc:
+            except ChunkRefused as exc:
                 store.record_failure(job.key, str(exc))
                 raise ChunkFailed(str(exc), attempts=attempt + 1) from exc
             except LinkExpired as exc:
