@@ -281,7 +281,7 @@ def test_a_failed_rename_removes_the_temp_file(
     def disk_gone(*args: object) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("narrator.book.stitch.os.replace", disk_gone)
+    monkeypatch.setattr("narrator.util.atomic.os.replace", disk_gone)
     before = listing(tmp_path)
 
     with pytest.raises(OSError, match="Input/output"):

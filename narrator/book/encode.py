@@ -23,14 +23,13 @@ Every output appears atomically: written to a temporary name beside it, then ren
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..util.atomic import atomic_path, temp_beside
 from ..util.sanitize import strip_controls
 from .ffmpeg import (
     Loudness,
@@ -150,9 +149,7 @@ def encode(
     """
     spec = FORMATS[fmt]
     output.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(4)
-    tmp = output.with_name(f".{output.name}.{token}.tmp")
-    meta_file = output.with_name(f".{output.name}.{token}.ffmeta")
+    meta_file = temp_beside(output).with_suffix(".ffmeta")
     args = ["-y"]
     if start > 0:
         args += ["-ss", f"{start:.6f}"]
@@ -160,29 +157,26 @@ def encode(
         args += ["-t", f"{end - start:.6f}"]
     args += ["-i", str(source)]
     try:
-        if fmt in ("m4b", "m4a"):
-            length = (end if end is not None else _wav_seconds(source)) - start
-            meta_file.write_text(_ffmetadata(metadata, chapters, length), encoding="utf-8")
-            args += ["-i", str(meta_file), "-map", "0:a", "-map_metadata", "1"]
-            args += ["-map_chapters", "1" if chapters else "-1"]
-        else:
-            args += ["-map", "0:a", "-map_metadata", "-1", "-map_chapters", "-1"]
-            if fmt == "wav":
-                for key, value in _tag_values(metadata).items():
-                    args += ["-metadata", f"{key}={value}"]
-        args += [*spec.codec, "-f", spec.muxer, str(tmp)]
-        seconds = (end if end is not None else _longest(source)) - start
-        _run(args, f"write {output.name}", audio_seconds=seconds)
-        if fmt == "mp3":
-            _tag_mp3(tmp, metadata, chapters)
-        elif fmt in _VORBIS:
-            _tag_vorbis(tmp, fmt, metadata, chapters)
-        elif fmt in ("m4b", "m4a") and metadata.cover:
-            _cover_mp4(tmp, metadata.cover)
-        with tmp.open("rb+") as fh:  # on disk before it takes the finished book's name
-            os.fsync(fh.fileno())
-        os.replace(tmp, output)
+        with atomic_path(output) as tmp:
+            if fmt in ("m4b", "m4a"):
+                length = (end if end is not None else _wav_seconds(source)) - start
+                meta_file.write_text(_ffmetadata(metadata, chapters, length), encoding="utf-8")
+                args += ["-i", str(meta_file), "-map", "0:a", "-map_metadata", "1"]
+                args += ["-map_chapters", "1" if chapters else "-1"]
+            else:
+                args += ["-map", "0:a", "-map_metadata", "-1", "-map_chapters", "-1"]
+                if fmt == "wav":
+                    for key, value in _tag_values(metadata).items():
+                        args += ["-metadata", f"{key}={value}"]
+            args += [*spec.codec, "-f", spec.muxer, str(tmp)]
+            seconds = (end if end is not None else _longest(source)) - start
+            _run(args, f"write {output.name}", audio_seconds=seconds)
+            if fmt == "mp3":
+                _tag_mp3(tmp, metadata, chapters)
+            elif fmt in _VORBIS:
+                _tag_vorbis(tmp, fmt, metadata, chapters)
+            elif fmt in ("m4b", "m4a") and metadata.cover:
+                _cover_mp4(tmp, metadata.cover)
     finally:
-        tmp.unlink(missing_ok=True)
         meta_file.unlink(missing_ok=True)
     return output

@@ -30,8 +30,6 @@ audiobook where a finished one is expected.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import BinaryIO
 
 from ..errors import AudioError
 from ..synth.sanity import MAX_GAP_MS, check_format
+from ..util.atomic import atomic_path
 from ..util.wav import WavInfo, read_wav_info
 from .joins import (
     FADE_MS,
@@ -118,20 +117,10 @@ def stitch_wav(pieces: Iterable[Piece], output: Path, *, clean: bool = False) ->
     rf64 = _too_big_for_riff(_estimate_size(probed, target) + len(probed) * target.frame_size)
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp")
     # "x" never clobbers a file we did not create. Not mkstemp: its files are private
     # (0600), while open() leaves the audiobook's permissions to the umask as usual.
-    fh = tmp.open("xb")
-    try:
-        with fh:
-            frames, starts, durations = _write(fh, probed, target, output, rf64=rf64, clean=clean)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(output.parent)
+    with atomic_path(output) as tmp, tmp.open("xb") as fh:
+        frames, starts, durations = _write(fh, probed, target, output, rf64=rf64, clean=clean)
     return StitchResult(
         path=output,
         rate=target.rate,
@@ -235,14 +224,3 @@ def _write(
     out.seek(0)
     out.write(header(target, written))
     return written // target.frame_size, starts, durations
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX only: Windows cannot open a folder)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

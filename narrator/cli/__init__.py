@@ -52,6 +52,7 @@ from ..settings import (
     describe_pace,
 )
 from ..synth.providers import make_provider
+from ..util.atomic import atomic_write
 from ..util.folders import check_writable, output_folder
 from ..util.netpolicy import NetPolicy
 from .argtypes import (
@@ -379,7 +380,7 @@ def _write_report(path: Path, run: RunReport, settings: Settings | None = None) 
         "totals": _totals(run),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tuple[RunReport, int]:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..util.atomic import replace_synced
 from ..util.wav import WavInfo, read_wav_info
 
 T = TypeVar("T")
@@ -259,8 +260,7 @@ class Store:
                 try:
                     with tmp.open("wb") as fh:
                         fh.write(bytes(_RESERVE_BYTES))  # real blocks, not a sparse file
-                        os.fsync(fh.fileno())
-                    os.replace(tmp, self._reserve)
+                    replace_synced(tmp, self._reserve)
                 finally:
                     tmp.unlink(missing_ok=True)
 
@@ -618,17 +618,6 @@ def _place(temp: Path, final: Path, check: Callable[[WavInfo], None] | None) -> 
     info = read_wav_info(temp)  # raises AudioError for anything but whole PCM WAV
     if check is not None:
         check(info)
-    with temp.open("rb+") as fh:
-        os.fsync(fh.fileno())
     final.parent.mkdir(exist_ok=True)
-    os.replace(temp, final)
-    _fsync_dir(final.parent)
+    replace_synced(temp, final)
     return info
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
