@@ -3,11 +3,20 @@
 >>> import narrator
 >>> settings = narrator.Settings(provider="espeak")
 >>> narrator.narrate_sync("Hello there. This is narrator.", "hello.wav", settings)  # doctest: +SKIP
+
+The public API is what this package exports (``narrator.__all__``) and the error tree in
+:mod:`narrator.errors`; both follow semantic versioning. Every other module is internal
+and may change in any release: the stages ``narrator.inputs``, ``narrator.chunks``,
+``narrator.synth`` and ``narrator.book``, the helpers in ``narrator.util``, the
+operations ``narrator.pipeline``, ``narrator.check``, ``narrator.estimate`` and
+``narrator.preflight``, ``narrator.settings`` (use ``narrator.Settings``), the command
+line ``narrator.cli`` and the tools ``narrator.tools`` (emulator, bench).
 """
 
 import logging
 
 from ._version import __version__
+from .book.audiobook import AudiobookOptions
 from .errors import NarrationFailed, NarratorError
 from .inputs.documents import Chapter, Document, load_document, parse_text
 from .pipeline import (
@@ -27,6 +36,7 @@ from .settings import Settings
 logging.getLogger("narrator").addHandler(logging.NullHandler())
 
 __all__ = [
+    "AudiobookOptions",
     "Chapter",
     "Document",
     "DocumentReport",

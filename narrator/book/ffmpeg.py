@@ -17,6 +17,9 @@ from pathlib import Path
 from ..errors import AudioError, ConfigError
 from ..util.wav import read_wav_info
 
+__all__ = ["Loudness", "ffmpeg_exe", "measure_loudness", "normalize_wav"]
+
+
 _PCM_CODECS = {1: "pcm_u8", 2: "pcm_s16le", 3: "pcm_s24le", 4: "pcm_s32le"}
 
 

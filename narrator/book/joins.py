@@ -24,6 +24,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
     from pydub import AudioSegment
 
+__all__ = ["FADE_MS", "KEEP_MS", "SILENCE_DBFS"]
+
+
 SILENCE_DBFS = -50.0  # quieter than this (peak) counts as silence when trimming
 KEEP_MS = 40  # silence kept before and after the speech, so soft onsets are never cut
 FADE_MS = 5  # fade in and out at every cut; short enough to be inaudible on speech

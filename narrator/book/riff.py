@@ -9,6 +9,9 @@ from pathlib import Path
 from ..errors import AudioError
 from ..util.wav import WavInfo
 
+__all__: list[str] = []
+
+
 _RIFF_LIMIT = 0xFFFF_FFFF  # RIFF sizes are 32-bit; larger files need RF64
 _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # canonical 44-byte PCM header
 _HEADER_AFTER_SIZE = _HEADER.size - 8  # what the RIFF size counts besides the data

@@ -12,6 +12,8 @@ from typing import Any
 
 from ..errors import AudioError, ConfigError
 
+__all__ = ["ChapterMark", "Metadata", "image_mime"]
+
 
 @dataclass(frozen=True, slots=True)
 class Metadata:

@@ -18,6 +18,9 @@ import regex
 
 from ..inputs.documents import Document
 
+__all__ = ["AUTO", "detect_language", "resolve_language", "script_language"]
+
+
 AUTO = "auto"
 _SAMPLE = 20_000  # characters looked at; a book's first pages tell its language
 

@@ -14,6 +14,9 @@ from ..errors import InputError
 from .model import Document, _Builder, _clean
 from .webpage import _html_blocks
 
+__all__ = ["parse_epub"]
+
+
 # Spine items that are not the book's text: what a listener never hears read out.
 _NOT_READ_TYPES = ("cover", "toc", "copyright-page", "landmarks", "loi", "lot", "index")
 _COPYRIGHT = re.compile(r"all rights reserved|\bISBN\b|©|\(c\) \d{4}", re.IGNORECASE)

@@ -8,6 +8,9 @@ from typing import Any
 
 from .model import Document, _Builder, _clean, _normalize_newlines
 
+__all__ = ["parse_markdown"]
+
+
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n.*?\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 
 

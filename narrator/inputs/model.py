@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from .speakable import plain_headings, speakable
 
+__all__ = ["Chapter", "Document", "parse_text"]
+
+
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _BLANK_LINES = re.compile(r"\n[ \t\f\v]*\n\s*")
 _SPACES = re.compile(r"\s+")

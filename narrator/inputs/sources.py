@@ -27,6 +27,18 @@ from ..util.netpolicy import NetPolicy
 from .documents import Document, decode, kind_of, parse_bytes, parse_text
 from .limits import DEFAULT_MAX_TEXT_BYTES, check_text_size
 
+__all__ = [
+    "DEFAULT_SUFFIXES",
+    "STDIN",
+    "Input",
+    "fetch",
+    "find_inputs",
+    "is_url",
+    "read_inputs",
+    "safe_filename",
+]
+
+
 log = logging.getLogger("narrator")
 DEFAULT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".epub")
 STDIN = "-"

@@ -12,6 +12,9 @@ from typing import Any
 from ..errors import InputError
 from .model import Document, _Builder, _clean
 
+__all__ = ["parse_html"]
+
+
 _BLOCK_TAGS = frozenset(
     "p div li dd dt blockquote figcaption td th address section article main "
     "aside header footer nav ul ol dl table tr tbody thead tfoot body".split()

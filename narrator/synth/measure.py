@@ -20,6 +20,18 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
+__all__ = [
+    "FLOOR_DBFS",
+    "FRAME",
+    "NOISE_FRAMES",
+    "NOISE_ZCR",
+    "RELATIVE_DB",
+    "Measurement",
+    "measure_file",
+    "measure_pcm",
+]
+
+
 FRAME = 0.04  # seconds per analysis frame: finer costs more and tells nothing new
 FLOOR_DBFS = -50.0  # a frame peaking below this is silence, whatever the segment's own level
 RELATIVE_DB = 40.0  # and so is one peaking this far below the segment's peak

@@ -13,6 +13,23 @@ from __future__ import annotations
 from ..errors import AudioError
 from ..util.wav import WavInfo
 
+__all__ = [
+    "BASE_SECONDS",
+    "MAX_CHANNELS",
+    "MAX_GAP_MS",
+    "MAX_RATE",
+    "MIN_RATE",
+    "SECONDS_PER_CHARACTER",
+    "WIDTHS",
+    "Format",
+    "check_format",
+    "check_segment",
+    "describe",
+    "format_of",
+    "max_seconds",
+]
+
+
 MIN_RATE = 8_000  # telephone quality; nothing sensible for speech is lower
 MAX_RATE = 192_000
 MAX_CHANNELS = 8

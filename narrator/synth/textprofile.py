@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 import regex
 
+__all__ = ["MIN_WEIGHT", "PURE", "TextProfile", "profile"]
+
+
 MIN_WEIGHT = 12.0  # shorter chunks are mostly their fixed overhead: not learned from
 PURE = 0.85  # a chunk this much of one script teaches that script's rate
 _SCRIPTS = ("latin", "han", "kana", "hangul")  # each has a prior in quality.PRIORS

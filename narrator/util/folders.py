@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
+__all__ = ["check_writable", "output_folder"]
+
 
 def check_writable(folder: Path, *, what: str) -> None:
     """Raise a one-line :class:`ConfigError` naming ``what`` unless files can be made in

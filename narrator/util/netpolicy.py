@@ -24,6 +24,9 @@ from yarl import URL
 
 from ..errors import AddressRefused
 
+__all__ = ["MAX_REDIRECTS", "NetPolicy", "get"]
+
+
 MAX_REDIRECTS = 10
 _REDIRECTS = (301, 302, 303, 307, 308)
 
