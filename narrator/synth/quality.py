@@ -24,8 +24,9 @@ shares; digits take 3 to 8 Latin letters' time each ("1990" is two words, "12345
 eleven); a chunk that mixes scripts gets the prior's wide bounds. The only absolute
 rules are for what speech cannot be: empty or silent.
 
-Everything here is plain Python over the PCM bytes (``audioop`` for the per-frame
-peak and zero crossings, both in C): about 0.02 ms per second of audio.
+The signal is read in :mod:`.measure` (plain Python over the PCM bytes, ``audioop``
+for the per-frame peak and zero crossings, both in C: about 0.02 ms per second of
+audio), the text weighed in :mod:`.textprofile`; this module judges.
 """
 
 from __future__ import annotations
