@@ -4,12 +4,13 @@
 >>> settings = narrator.Settings(provider="espeak")
 >>> narrator.narrate_sync("Hello there. This is narrator.", "hello.wav", settings)  # doctest: +SKIP
 
-The public API is what this package exports (``narrator.__all__``) and the error tree in
-:mod:`narrator.errors`; both follow semantic versioning. Every other module is internal
-and may change in any release: the stages ``narrator.inputs``, ``narrator.chunks``,
-``narrator.synth`` and ``narrator.book``, the helpers in ``narrator.util``, the
-operations ``narrator.pipeline``, ``narrator.check``, ``narrator.estimate`` and
-``narrator.preflight``, ``narrator.settings`` (use ``narrator.Settings``), the command
+The public API is what this package exports (``narrator.__all__``), the error tree in
+:mod:`narrator.errors` and many inputs at once in :mod:`narrator.batch`. Every other
+module is internal and may change in any release: the stages ``narrator.inputs``,
+``narrator.chunks``, ``narrator.synth`` and ``narrator.book``, the helpers in
+``narrator.util``, the operations ``narrator.pipeline``, ``narrator.check``,
+``narrator.estimate`` and ``narrator.preflight``, ``narrator.settings`` and
+``narrator.status`` (use ``narrator.Settings`` and ``narrator.Status``), the command
 line ``narrator.cli`` and the tools ``narrator.tools`` (emulator, bench).
 """
 
@@ -30,6 +31,8 @@ from .pipeline import (
     narrate_sync,
 )
 from .settings import Settings
+from .status import Status
+from .util.folders import default_cache_dir
 
 # The library only logs; the application decides what is shown. Without a handler,
 # Python's last-resort handler would print warnings to stderr.
@@ -46,8 +49,10 @@ __all__ = [
     "ProgressEvent",
     "RunReport",
     "Settings",
+    "Status",
     "Work",
     "__version__",
+    "default_cache_dir",
     "load_document",
     "narrate",
     "narrate_many",

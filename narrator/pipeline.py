@@ -29,6 +29,7 @@ from .chunks.split import Chunk, split_document
 from .errors import ChunkFailed, DiskFull, NarrationFailed, NarratorError, Stopped, StopRun
 from .inputs.documents import Document, load_document, parse_text
 from .settings import Settings
+from .status import Status
 from .synth.pool import Job, Outcome, Pool
 from .synth.providers import Provider, make_provider
 from .synth.quality import Gate
@@ -93,7 +94,7 @@ class DocumentReport:
     input: str
     output: str
     title: str
-    status: str
+    status: Status
     chunks: int
     billing_characters: int
     audio_seconds: float
@@ -107,7 +108,7 @@ class DocumentReport:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("done", "up-to-date", "skipped")
+        return self.status.ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,7 @@ async def _narrate_one(
     doc = work.document
 
     def report(
-        status: str,
+        status: Status,
         *,
         seconds: float = 0.0,
         errors: Sequence[str] = (),
@@ -191,7 +192,7 @@ async def _narrate_one(
     ]
     if not chunks:
         log.debug("%s: nothing to narrate, skipped", doc.source)  # the report says so
-        return report("skipped", errors=["nothing to narrate"])
+        return report(Status.SKIPPED, errors=["nothing to narrate"])
     futures = []
     jobs = [
         Job(key, chunk.text, chunk.billing_chars) for chunk, key in zip(chunks, keys, strict=True)
@@ -216,11 +217,11 @@ async def _narrate_one(
                 raise result  # a bug, not a service failure: let it show
         if stopped:
             return report(
-                "stopped", errors=errors or ["the run stopped before this document finished"]
+                Status.STOPPED, errors=errors or ["the run stopped before this document finished"]
             )
         if errors:
             log.error("%s: %d of %d chunks failed", doc.source, len(errors), len(chunks))
-            return report("failed", errors=errors)
+            return report(Status.FAILED, errors=errors)
         if attempt or pool.gate is None:
             break
         # Segments passed while the run's speech rate was still a guess are judged again
@@ -235,7 +236,7 @@ async def _narrate_one(
         flags = _flags(chunks, outcomes, ())
         log.error("%s: %d segments still bad (--qa strict)", doc.source, len(flags))
         return report(
-            "failed",
+            Status.FAILED,
             errors=[
                 f"chunk {f.chunk}: {f.kind} audio ({f.reason}) after {f.attempts} attempts "
                 "(--qa strict)"
@@ -256,10 +257,14 @@ async def _narrate_one(
         if is_disk_full(exc):
             full = disk_full(work.output.absolute().parent)
             pool.stop(full)
-            return report("stopped", errors=[f"writing {work.output}: the disk is full"])
-        return report("failed", errors=[f"writing {work.output}: {exc}"])
+            return report(Status.STOPPED, errors=[f"writing {work.output}: the disk is full"])
+        return report(Status.FAILED, errors=[f"writing {work.output}: {exc}"])
     return report(
-        "done", seconds=book.seconds, chapters=book.chapters, files=book.files, starts=book.starts
+        Status.DONE,
+        seconds=book.seconds,
+        chapters=book.chapters,
+        files=book.files,
+        starts=book.starts,
     )
 
 
@@ -386,7 +391,7 @@ async def narrate_many(
             ]
         for report in reports:
             fingerprint = fingerprints.get(Path(report.output))
-            if report.status == "done" and fingerprint is not None:
+            if report.status is Status.DONE and fingerprint is not None:
                 try:
                     store.record_book(
                         Path(report.output),
@@ -533,7 +538,7 @@ def _up_to_date(
                 input=work.document.source,
                 output=str(work.output),
                 title=work.document.title,
-                status="up-to-date",
+                status=Status.UP_TO_DATE,
                 chunks=len(chunks),
                 billing_characters=sum(c.billing_chars for c in chunks),
                 audio_seconds=book.seconds,
@@ -554,7 +559,7 @@ def _stopped(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:
         input=work.document.source,
         output=str(work.output),
         title=work.document.title,
-        status="stopped",
+        status=Status.STOPPED,
         chunks=len(chunks),
         billing_characters=sum(c.billing_chars for c in chunks),
         audio_seconds=0.0,
@@ -635,7 +640,7 @@ async def narrate(
     if run.stop_error is not None:
         raise run.stop_error
     report = run.documents[0]
-    if report.status not in ("done", "up-to-date"):
+    if report.status not in (Status.DONE, Status.UP_TO_DATE):
         raise NarrationFailed(report)
     return report
 

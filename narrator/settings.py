@@ -14,6 +14,7 @@ from pathlib import Path
 from .book.audiobook import AudiobookOptions
 from .errors import ConfigError
 from .synth.sanity import MAX_GAP_MS
+from .util.folders import default_cache_dir
 
 PROVIDERS = ("aimlapi", "dashscope", "openai", "espeak")
 QA_MODES = ("on", "strict", "off")
@@ -100,7 +101,7 @@ class Settings:
     paragraph_gap_ms: int = 600  # between chunks that start a new paragraph
     # the output: format, tags, loudness, sidecars
     audiobook: AudiobookOptions = field(default_factory=AudiobookOptions)
-    cache_dir: Path | None = None  # None: ~/.cache/narrator
+    cache_dir: Path | None = None  # None: util.folders.default_cache_dir(), XDG's
     retries: int = 8  # attempts per chunk, the first included
     backoff_base: float = 0.5  # seconds; 0 turns backoff off (tests)
     backoff_max: float = 30.0  # also caps a service's Retry-After
@@ -199,4 +200,4 @@ class Settings:
 
     @property
     def store_dir(self) -> Path:
-        return self.cache_dir if self.cache_dir is not None else Path.home() / ".cache" / "narrator"
+        return self.cache_dir if self.cache_dir is not None else default_cache_dir()

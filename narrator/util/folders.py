@@ -4,17 +4,28 @@ A cache, report or output folder that cannot be written was found only when the 
 file went there: after the requests were paid for, or (the report) after the book was
 written, and as a traceback. Each is tried up front instead, by making a file in the
 folder, or in the nearest existing folder above it when it is still to be made.
+
+:func:`default_cache_dir` is the library's one read of the environment (like finding
+``ffmpeg`` on ``PATH``): the library and the command line agree on where segments go.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError
 
-__all__ = ["check_writable", "output_folder"]
+__all__ = ["check_writable", "default_cache_dir", "output_folder"]
+
+
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/narrator``, else ``~/.cache/narrator``. ``env``: the
+    environment to read (default: the process's)."""
+    base = (os.environ if env is None else env).get("XDG_CACHE_HOME")
+    return Path(base or Path.home() / ".cache") / "narrator"
 
 
 def check_writable(folder: Path, *, what: str) -> None:

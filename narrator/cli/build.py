@@ -1,0 +1,187 @@
+"""From parsed arguments to the library's objects: settings, the works to narrate, an
+estimate. The environment is read here (keys, base URL, cache folder) and nowhere below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from ..batch import Batch, Loaded, check_outputs, find_batch, plan_works, read_batch
+from ..book.audiobook import AudiobookOptions
+from ..chunks.split import billing_chars
+from ..errors import ConfigError, NarratorError
+from ..estimate import Estimate, estimate
+from ..inputs.documents import Document
+from ..pipeline import DocumentReport, Work
+from ..settings import DEFAULT_BASE_URLS, KEY_VARIABLES, PROVIDER_DEFAULTS, Settings
+from ..synth.providers import make_provider
+from ..util.folders import default_cache_dir
+from ..util.netpolicy import NetPolicy
+from ..util.sanitize import clean_line
+
+__all__ = ["announce_endpoint", "load", "load_works", "make_estimate", "make_settings"]
+
+log = logging.getLogger("narrator")
+
+
+def _network(args: argparse.Namespace, endpoint: str | None = None) -> NetPolicy:
+    """What URL inputs and audio links may reach besides public addresses."""
+    return NetPolicy.make(
+        endpoint=endpoint,
+        hosts=getattr(args, "allow_host", None) or (),
+        allow_private=getattr(args, "allow_private_network", False),
+    )
+
+
+def load(
+    args: argparse.Namespace, *, outputs: bool = True, endpoint: str | None = None
+) -> tuple[Batch, Loaded]:
+    """Find and read every input: the batch (inputs in order, whether there are several)
+    and what was read (the documents, reports of inputs left out). ``outputs``: check -o
+    first (not for an estimate). URL inputs may be on ``endpoint``'s host, like its audio
+    links."""
+    batch = find_batch(
+        args.inputs,
+        include=getattr(args, "include", None) or (),
+        exclude=getattr(args, "exclude", None) or (),
+        follow_symlinks=getattr(args, "follow_symlinks", False),
+    )
+    if outputs:
+        check_outputs(batch, args.output, getattr(args, "format", None))
+    stdin = sys.stdin.buffer.read() if batch.reads_stdin else None
+    loaded = asyncio.run(
+        read_batch(
+            batch,
+            stdin=stdin,
+            timeout=getattr(args, "fetch_timeout", 30.0),
+            max_bytes=int(getattr(args, "max_page_mb", 20.0) * 1_000_000),
+            max_text_bytes=int(getattr(args, "max_text_mb", 20.0) * 1_000_000),
+            policy=_network(args, endpoint),
+        )
+    )
+    return batch, loaded
+
+
+def load_works(
+    args: argparse.Namespace, endpoint: str | None = None
+) -> tuple[list[Work], tuple[DocumentReport, ...], tuple[str, ...]]:
+    """The documents to narrate with their outputs, reports of inputs left out, and
+    every input's name in order."""
+    batch, loaded = load(args, endpoint=endpoint)
+    planned = plan_works(batch, loaded, args.output, getattr(args, "format", None))
+    return planned, loaded.unread, batch.order
+
+
+def _endpoint_origin(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    """Where the base URL came from, in words; refuses one from a settings file that was
+    found in the current folder, not named by the user, unless confirmed."""
+    source = getattr(args, "endpoint_source", None)
+    if source is None:
+        return "--base-url" if args.base_url else "$NARRATOR_BASE_URL"
+    path, key, named = source
+    if named:
+        return f"--config {path}"
+    if getattr(args, "trust_settings", False):
+        return f"{path}, trusted with --trust-settings"
+    variable = KEY_VARIABLES.get(args.provider)
+    if args.provider != "espeak" and (args.api_key or (variable and env.get(variable))):
+        raise ConfigError(
+            f"{path}: {key} = {_printable(str(args.base_url))!r} would receive your API key, "
+            "and that settings file was found in the current folder, not named by you; "
+            f"confirm with --base-url {_printable(str(args.base_url))} (or --trust-settings), "
+            "or remove the setting"
+        )
+    return str(path)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    return clean_line(text, limit=limit)
+
+
+def announce_endpoint(settings: Settings, origin: str) -> None:
+    """Say once where the key goes when it is not the provider's own service."""
+    if settings.provider == "espeak" or not settings.api_key:
+        return
+    where = "dashscope/cn" if settings.provider == "dashscope" and settings.region == "cn" else ""
+    if settings.base_url.rstrip("/") == DEFAULT_BASE_URLS[where or settings.provider]:
+        return
+    log.warning("sending the API key to %s (from %s)", settings.base_url, origin)
+
+
+def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    variable = KEY_VARIABLES.get(args.provider)
+    api_key = args.api_key or (env.get(variable) if variable else None) or None
+    # Empty base URL, model and voice: the provider's own defaults (see settings.py).
+    base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
+    if base_url:
+        args.endpoint_origin = _endpoint_origin(args, env)
+    return Settings(
+        provider=args.provider,
+        api_key=api_key,
+        base_url=base_url,
+        model=args.model or "",
+        region=args.region,
+        voice=args.voice or "",
+        concurrency=args.concurrency or 0,  # 0: the provider's default
+        rpm=args.rpm or 0.0,
+        max_chars=args.max_chars,
+        lang=args.lang,
+        gap_ms=args.gap_ms,
+        chapter_gap_ms=args.chapter_gap_ms,
+        paragraph_gap_ms=args.paragraph_gap_ms,
+        audiobook=AudiobookOptions(
+            format=args.format,
+            title=args.title,
+            author=args.author,
+            album=args.album,
+            year=args.year,
+            cover=Path(args.cover) if args.cover else None,
+            normalize=args.normalize,
+            split_hours=args.split_hours,
+            subtitles=args.subtitles,
+            clean_joins=args.clean_joins,
+        ),
+        retries=args.retries,
+        stall_timeout=args.stall_timeout,
+        backoff_base=args.backoff,
+        force=args.force,
+        allow_hosts=tuple(args.allow_host or ()),
+        allow_private_network=args.allow_private_network,
+        qa=args.qa,
+        qa_retries=args.qa_retries,
+        qa_budget=args.qa_budget,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
+    )
+
+
+def _counting(provider_name: str, max_chars: int) -> tuple[int, Callable[[str], int]]:
+    """The chunk limit and character count a run with this provider would split with."""
+    try:
+        # The key is never used: nothing is sent, and the provider opens no connection
+        # until its first request.
+        provider = make_provider(Settings(provider=provider_name, api_key="estimate-only"))
+    except NarratorError:
+        return max_chars, billing_chars
+    return min(max_chars, provider.max_chars), provider.billing_chars
+
+
+def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estimate:
+    provider = getattr(args, "provider", None) or "aimlapi"
+    max_chars, count = _counting(provider, args.max_chars)
+    defaults = PROVIDER_DEFAULTS[provider]
+    return estimate(
+        documents,
+        max_chars=max_chars,
+        count=count,
+        lang=args.lang,
+        rpm=args.rpm or defaults.rpm,
+        concurrency=args.concurrency or defaults.concurrency,
+        # The offline voice runs on this machine: nothing to pay, whatever the flag says.
+        price_per_10k_chars=0.0 if provider == "espeak" else args.price_per_10k_chars,
+        latency=args.assume_latency,
+    )

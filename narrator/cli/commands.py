@@ -1,0 +1,322 @@
+"""The commands: each takes the parsed arguments and returns the exit code.
+
+0 all done, 1 some document failed (or the account ran out of credits), 2 a usage or
+configuration error, 128 + the signal when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from ..batch import with_unread, write_report
+from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected, Unreachable
+from ..estimate import format_cost
+from ..pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..preflight import check_lang
+from ..settings import KEY_VARIABLES, PROVIDER_DEFAULTS, PROVIDERS, Settings, describe_pace
+from ..status import Status
+from ..synth.providers import make_provider
+from ..util.folders import check_writable, default_cache_dir, output_folder
+from .build import announce_endpoint, load, load_works, make_estimate, make_settings
+from .render import ProgressBar, flag_line, print_estimate, print_summary
+
+__all__ = [
+    "cmd_cache", "cmd_check", "cmd_demo", "cmd_estimate", "cmd_feed", "cmd_narrate",
+    "cmd_serve", "cmd_voices",
+]  # fmt: skip
+
+log = logging.getLogger("narrator")
+
+
+async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tuple[RunReport, int]:
+    stop = asyncio.Event()
+    caught: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if caught:  # a second Ctrl-C: stop waiting for requests in flight
+            raise KeyboardInterrupt
+        caught.append(signum)
+        log.warning("stopping: no new requests; waiting a few seconds for those in flight")
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    bar = ProgressBar(quiet)
+    try:
+        with logging_redirect_tqdm():
+            run = await narrate_many(works, settings, on_progress=bar, stop=stop)
+    finally:
+        bar.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return run, (128 + caught[0]) if caught else 0
+
+
+def _run_narrate(
+    works: list[Work],
+    settings: Settings,
+    *,
+    quiet: bool,
+    report: str | None,
+    unread: Sequence[DocumentReport] = (),
+    inputs: Sequence[str] = (),
+) -> int:
+    if works:
+        run, interrupted = asyncio.run(_narrate(works, settings, quiet=quiet))
+    else:  # every input failed to read: nothing to send, but still a table and a report
+        run, interrupted = RunReport((), 0, 0, 0, 0, 0.0), 0
+    # Inputs that never became documents take their place in the table, in input order.
+    run = with_unread(run, unread, inputs)
+    if report:
+        write_report(Path(report), run, settings)
+    print_summary(run)
+    if interrupted:
+        print(
+            "narrator: interrupted; finished chunks are saved, "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return interrupted
+    if run.stop_error is not None:
+        if isinstance(run.stop_error, (AuthError, EndpointNotFound, Unreachable, SettingsRejected)):
+            print(f"narrator: {run.stop_error}", file=sys.stderr)
+            return 2
+        print(
+            f"narrator: {run.stop_error}; everything finished so far is kept, "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 1
+    return 0 if run.ok else 1
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    check_lang(args.lang)
+    _, loaded = load(args, outputs=False)
+    for report in loaded.unread:
+        print(f"{report.status.upper()}: {report.input}: {report.errors[0]}", file=sys.stderr)
+    print_estimate(make_estimate(args, [doc for _, doc in loaded.documents]))
+    return 1 if any(r.status == Status.FAILED for r in loaded.unread) else 0
+
+
+def _nothing_left(unread: Sequence[DocumentReport]) -> str:
+    """One line: nothing is left to narrate, and why (the first few inputs' reasons)."""
+    why = "; ".join(f"{r.input}: {r.errors[0]}" for r in unread[:3] if r.errors)
+    more = f"; and {len(unread) - 3} more" if len(unread) > 3 else ""
+    return f"nothing to narrate: every input was empty or unreadable ({why}{more})"
+
+
+def cmd_narrate(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return cmd_estimate(args)
+    settings = make_settings(args, os.environ)
+    # Before anything is fetched, sent or paid for: every folder the run writes to.
+    check_writable(settings.store_dir, what="--cache-dir")
+    if args.report:
+        check_writable(Path(args.report).parent, what="--report")
+    if args.output:
+        check_writable(output_folder(args.output), what="-o")
+    works, unread, order = load_works(args, settings.base_url)
+    for folder in sorted({work.output.parent for work in works}):
+        check_writable(folder, what="the audiobook's folder")
+    if not works and not any(report.status == Status.FAILED for report in unread):
+        raise ConfigError(_nothing_left(unread))
+    if args.max_cost is not None:
+        result = make_estimate(args, [work.document for work in works])
+        if result.cost > args.max_cost:
+            raise ConfigError(
+                f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
+                f"{result.billing_characters:,} billing characters (at "
+                f"{format_cost(result.price_per_10k_chars)} per 10,000), over --max-cost "
+                f"{format_cost(args.max_cost)}; nothing was sent"
+            )
+    elif not args.yes and settings.provider != "espeak":
+        # No limit given: a run that would cost more than a usual book must be confirmed.
+        result = make_estimate(args, [work.document for work in works])
+        if result.cost > args.confirm_above:
+            raise ConfigError(
+                f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
+                f"{result.billing_characters:,} billing characters, over "
+                f"{format_cost(args.confirm_above)} (--confirm-above); nothing was sent. "
+                "Check the inputs with `narrator estimate`, then pass --yes or --max-cost USD"
+            )
+    announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
+    return _run_narrate(
+        works, settings, quiet=args.quiet, report=args.report, unread=unread, inputs=order
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..tools.emulator import EmulatorConfig, start_emulator
+
+    works, unread, _ = load_works(args)
+    if not works:
+        raise ConfigError(_nothing_left(unread))
+
+    with tempfile.TemporaryDirectory(prefix="narrator-demo-") as cache:
+
+        async def main() -> tuple[RunReport, int]:
+            emulator = await start_emulator(EmulatorConfig(api_key="demo-key"))
+            try:
+                print(
+                    f"narrator demo: the AIML API emulator is listening on {emulator.url}",
+                    file=sys.stderr,
+                )
+                settings = Settings(
+                    api_key="demo-key",
+                    base_url=emulator.url,
+                    voice=args.voice,
+                    rpm=600,
+                    concurrency=4,
+                    cache_dir=Path(cache),
+                )
+                return await _narrate(works, settings, quiet=args.quiet)
+            finally:
+                await emulator.close()
+
+        run, interrupted = asyncio.run(main())
+    print_summary(run)
+    if run.ok and not interrupted:
+        print(f"Audiobooks are in {Path(args.output).resolve()}/")
+    return interrupted or (0 if run.ok else 1)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..tools.emulator import DASHSCOPE_PATH, EmulatorConfig, start_emulator
+
+    config = EmulatorConfig(
+        api=args.api,
+        api_key=args.api_key,
+        rpm=args.rpm,
+        max_concurrency=args.max_concurrency,
+        latency=args.latency,
+        fail_rate=args.fail_rate,
+        shape=args.shape,
+        engine=args.engine,
+        url_ttl=args.url_ttl,
+        drop_rate=args.drop_rate,
+        truncate_rate=args.truncate_rate,
+        credits=args.credits,
+        retry_after=args.retry_after,
+        seed=args.seed,
+        bad_audio_rate=args.bad_audio_rate,
+        bad_audio_kinds=tuple(args.bad_audio_kinds.split(",")),
+    )
+
+    async def main() -> None:
+        emulator = await start_emulator(config, host=args.host, port=args.port)
+        path = {"aimlapi": "/v1/tts", "dashscope": DASHSCOPE_PATH, "openai": "/v1/audio/speech"}
+        print(f"narrator serve: listening on {emulator.url}{path[args.api]}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await emulator.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0
+
+
+def cmd_voices(args: argparse.Namespace) -> int:
+    from ..synth.providers import provider_voices
+
+    names = PROVIDERS if args.provider == "all" else (args.provider,)
+    for name in names:
+        default = PROVIDER_DEFAULTS[name]
+        print(f"[{name}] default voice {default.voice}; {describe_pace(name)}")
+        for voice in provider_voices(name):
+            print(f"{voice.name:<10} {voice.description}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from ..synth.store import Store
+
+    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if not (root / "narrator.sqlite3").exists():
+        print(f"{root}: empty")
+        return 0
+    store = Store(root)
+    try:
+        if args.action == "clear":
+            store.clear()
+            print(f"{root}: cleared")
+        else:
+            info = store.info()
+            states = ", ".join(f"{n} {s}" for s, n in sorted(info.states.items())) or "no segments"
+            print(f"{root}: {info.files} audio files, {info.bytes / 1e6:.1f} MB; {states}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..check import check_documents, prepare_fix
+    from ..synth.store import Store
+
+    env = dict(os.environ)
+    if not args.fix:
+        # Nothing is sent: a placeholder key satisfies the settings (it goes nowhere).
+        variable = KEY_VARIABLES.get(args.provider)
+        if variable and not (args.api_key or env.get(variable)):
+            env[variable] = "check-only"
+    settings = make_settings(args, env)
+    works, _, order = load_works(args, settings.base_url)
+    if not works:
+        raise ConfigError("nothing to check: every input was empty or unreadable")
+    store_dir = settings.store_dir
+    if not (store_dir / "narrator.sqlite3").exists():
+        raise ConfigError(f"no segment store in {store_dir}: narrate first (or pass --cache-dir)")
+    provider = make_provider(settings)
+    store = Store(store_dir)
+    try:
+        reports = check_documents(works, settings, provider, store)
+        marked = prepare_fix(reports, store) if args.fix else 0
+    finally:
+        store.close()
+        asyncio.run(provider.aclose())
+    for report in reports:
+        missing = f", {report.missing} not in the store" if report.missing else ""
+        print(
+            f"{report.input}: {report.checked} segments checked, "
+            f"{len(report.flagged)} flagged{missing}"
+        )
+        for flag in report.flagged:
+            print(f"  {flag_line(flag)}")
+    if not args.fix:
+        flagged = sum(len(r.flagged) for r in reports)
+        return 1 if flagged or any(r.missing for r in reports) else 0
+    fixing = [w for w, r in zip(works, reports, strict=True) if r.flagged]
+    if not fixing:
+        print("nothing to fix")
+        return 0
+    print(
+        f"synthesizing {marked} flagged segments again (billed) and rebuilding {len(fixing)} books"
+    )
+    # The budget covers what was asked for: every flagged segment, with all its retries.
+    total = sum(r.chunks for r in reports if r.flagged)
+    needed = 100.0 * marked * (1 + settings.qa_retries) / max(1, total)
+    settings = dataclasses.replace(settings, force=True, qa_budget=max(settings.qa_budget, needed))
+    announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
+    return _run_narrate(fixing, settings, quiet=args.quiet, report=args.report, inputs=order)
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    from ..book.feed import write_feed
+
+    result = write_feed(Path(args.folder), base_url=args.base_url, title=args.title)
+    print(f"{result.path}: {len(result.items)} episodes")
+    return 0

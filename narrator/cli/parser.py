@@ -1,0 +1,314 @@
+"""The command line's grammar: one parser per command, and the settings file under the flags.
+
+Flags > settings file > built-in defaults: :func:`parse` applies the file as new parser
+defaults and parses again.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..settings import PROVIDERS
+from .argtypes import (
+    HelpFormatter,
+    Parser,
+    as_int,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    share,
+)
+from .commands import (
+    cmd_cache,
+    cmd_check,
+    cmd_demo,
+    cmd_estimate,
+    cmd_feed,
+    cmd_narrate,
+    cmd_serve,
+    cmd_voices,
+)
+from .config import apply_config, endpoint_setting, find_config, load_config, option_names
+from .options import (
+    add_audiobook_options,
+    add_endpoint_options,
+    add_estimate_options,
+    add_input_options,
+    add_pace_options,
+    add_provider,
+    add_qa_options,
+)
+
+__all__ = ["DEFAULT_CONFIRM_ABOVE", "build_parser", "parse"]
+
+# Without --max-cost, a run estimated above this many dollars needs --yes: more than a
+# long novel costs at the default price, so only a surprise (a document bomb) trips it.
+DEFAULT_CONFIRM_ABOVE = 10.0
+
+# What add_subparsers returns; argparse names it only privately.
+_Commands = Any
+
+
+def _spending_options(p: argparse.ArgumentParser) -> None:
+    """What a run may cost and where the key may go, checked before anything is sent."""
+    p.add_argument(
+        "-o",
+        "--output",
+        help="FILE.mp3|.m4b|.m4a|.flac|.ogg|.opus|.wav for one input, a folder for several",
+    )
+    p.add_argument("--force", action="store_true", help="redo audiobooks that are up to date")
+    p.add_argument(
+        "--dry-run", action="store_true", help="only estimate requests, cost and time; send nothing"
+    )
+    p.add_argument(
+        "--max-cost",
+        type=non_negative_float,
+        metavar="USD",
+        help="refuse to start when the estimated cost is higher",
+    )
+    p.add_argument(
+        "--confirm-above",
+        type=non_negative_float,
+        default=DEFAULT_CONFIRM_ABOVE,
+        metavar="USD",
+        help="without --max-cost, refuse to start when the estimate is higher, unless --yes "
+        f"(default: {DEFAULT_CONFIRM_ABOVE:g})",
+    )
+    p.add_argument(
+        "--yes", action="store_true", help="start even when the estimate is over --confirm-above"
+    )
+    p.add_argument(
+        "--trust-settings",
+        action="store_true",
+        help="send the API key to the base_url of ./narrator.toml (found, not named with --config)",
+    )
+
+
+def _gap_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gap-ms", type=non_negative_int, default=300, help="silence between chunks")
+    p.add_argument(
+        "--chapter-gap-ms", type=non_negative_int, default=1200, help="silence between chapters"
+    )
+    p.add_argument(
+        "--paragraph-gap-ms",
+        type=non_negative_int,
+        default=600,
+        help="silence before a new paragraph",
+    )
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """Retries, the watchdog, the store, the report and the bar."""
+    p.add_argument("--retries", type=positive_int, default=8, help="attempts per chunk")
+    p.add_argument(
+        "--stall-timeout",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="fail the run when no chunk progresses for S seconds "
+        "(default: twice the request timeout plus three minutes, 420 s)",
+    )
+    p.add_argument(
+        "--backoff",
+        type=non_negative_float,
+        default=0.5,
+        metavar="S",
+        help="first retry delay in seconds, doubling each time (jittered); 0 retries at once",
+    )
+    p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
+    p.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _narrate(sub: _Commands) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "narrate", help="narrate texts into audiobooks (MP3, M4B, WAV, ...)"
+    )
+    add_input_options(p)
+    add_estimate_options(p)
+    _spending_options(p)
+    p.add_argument(
+        "--voice", help="voice name (default: Cherry; alloy for openai; see `narrator voices`)"
+    )
+    add_provider(p)
+    add_endpoint_options(p)
+    add_pace_options(p)
+    _gap_options(p)
+    add_audiobook_options(p)
+    _run_options(p)
+    add_qa_options(p)
+    p.set_defaults(func=cmd_narrate)
+    return p
+
+
+def _check(sub: _Commands, narrate: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "check",
+        parents=[narrate],
+        conflict_handler="resolve",
+        help="run the quality gate over stored segments (sends nothing); --fix redoes bad ones",
+        description="Judge the stored audio of each INPUT's chunks (the options say which: "
+        "the same as the narrate command's) and print the flagged segments with their "
+        "start time. Sends nothing unless --fix.",
+    )
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="synthesize the flagged segments again (billed) and rebuild the audiobooks",
+    )
+    p.set_defaults(func=cmd_check)
+
+
+def _estimate(sub: _Commands) -> None:
+    p = sub.add_parser(
+        "estimate", help="requests, characters, cost and time a run would take; sends nothing"
+    )
+    add_input_options(p)
+    add_estimate_options(p)
+    add_provider(p)
+    add_pace_options(p)
+    p.set_defaults(func=cmd_estimate)
+
+
+def _demo(sub: _Commands) -> None:
+    p = sub.add_parser("demo", help="narrate through a local emulator of the AIML API (no key)")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        default=["samples"],
+        metavar="INPUT",
+        help="files, folders or URLs to narrate (default: samples)",
+    )
+    p.add_argument("-o", "--output", default="out", help="folder for the audiobooks")
+    p.add_argument("--voice", default="Cherry", help="voice name; `narrator voices` lists them")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+
+
+def _serve(sub: _Commands) -> None:
+    p = sub.add_parser("serve", help="run the emulator of the AIML, DashScope or OpenAI API")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=non_negative_int, default=8000, help="0 picks a free port")
+    p.add_argument("--api-key", help="the only key accepted (default: any)")
+    p.add_argument("--rpm", type=positive_float, help="requests per minute allowed, then 429")
+    p.add_argument(
+        "--max-concurrency", type=positive_int, help="requests in flight allowed, then 429"
+    )
+    p.add_argument("--latency", type=non_negative_float, default=0.0, help="seconds per request")
+    p.add_argument("--fail-rate", type=share, default=0.0, help="share of random 5xx answers")
+    p.add_argument(
+        "--shape",
+        default="object",
+        choices=["object", "string", "binary", "mixed"],
+        help="success body: audio URL in an object, as a string, the WAV itself, or rotating",
+    )
+    p.add_argument("--engine", default="espeak", choices=["espeak", "tone"], help="the voice")
+    p.add_argument("--url-ttl", type=positive_float, default=86400.0, help="seconds a link lives")
+    p.add_argument("--drop-rate", type=share, default=0.0, help="share of dropped connections")
+    p.add_argument("--truncate-rate", type=share, default=0.0, help="share of cut-short downloads")
+    p.add_argument(
+        "--credits",
+        type=non_negative_int,
+        help="billing characters the account may spend, then 403",
+    )
+    p.add_argument(
+        "--retry-after", type=non_negative_float, help="Retry-After seconds on 429 answers"
+    )
+    p.add_argument("--seed", type=as_int, help="random seed for the fault knobs")
+    p.add_argument(
+        "--bad-audio-rate",
+        type=share,
+        default=0.0,
+        metavar="P",
+        help="share of answers whose audio is bad (billed like good ones)",
+    )
+    p.add_argument(
+        "--bad-audio-kinds",
+        default="silent,cut,runaway",
+        metavar="K,K",
+        help="which bad audio: silent, cut, runaway, comma-separated (default: all three)",
+    )
+    p.add_argument(
+        "--api",
+        default="aimlapi",
+        choices=["aimlapi", "dashscope", "openai"],
+        help="which service's endpoint to emulate",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def _voices(sub: _Commands) -> None:
+    p = sub.add_parser(
+        "voices", help="list the voices and their languages or dialects, and each provider's pace"
+    )
+    p.add_argument(
+        "--provider",
+        default="aimlapi",
+        choices=[*PROVIDERS, "all"],
+        help="whose voices (default: aimlapi; all: every provider's)",
+    )
+    p.set_defaults(func=cmd_voices)
+
+
+def _feed(sub: _Commands) -> None:
+    p = sub.add_parser("feed", help="write DIR/feed.xml, a podcast feed of the audiobooks in DIR")
+    p.add_argument("folder", metavar="DIR", help="folder of audiobooks; feed.xml is written there")
+    p.add_argument(
+        "--base-url", required=True, help="URL where DIR is served, e.g. https://host/x/"
+    )
+    p.add_argument("--title", help="the podcast's title (default: the folder's name)")
+    p.set_defaults(func=cmd_feed)
+
+
+def _cache(sub: _Commands) -> None:
+    p = sub.add_parser("cache", help="show or clear the segment store")
+    p.add_argument(
+        "action", choices=["info", "clear"], help="info: size and states; clear: empty it"
+    )
+    p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
+    p.set_defaults(func=cmd_cache)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``narrator`` parser, each command's ``func`` set to run it."""
+    parser = Parser(
+        prog="narrator",
+        description="Turn long text into audiobooks through text-to-speech services.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"narrator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _check(sub, _narrate(sub))
+    for add in (_estimate, _demo, _serve, _voices, _feed, _cache):
+        add(sub)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
+    return parser
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line over the settings file: flags > file > built-in defaults."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config"):
+        return args
+    path = find_config(args.config, Path.cwd())
+    if path is None:
+        return args
+    # argparse offers no public way to reach the subcommands' parsers.
+    (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known = set().union(*(option_names(p) for p in commands.choices.values()))
+    settings = load_config(path)
+    apply_config(commands.choices[args.command], settings, source=str(path), known_elsewhere=known)
+    given_url = getattr(args, "base_url", None)
+    args = parser.parse_args(argv)
+    endpoint = endpoint_setting(settings)
+    if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
+        # Where the endpoint came from, so the key is not sent there unconfirmed.
+        args.endpoint_source = (path, endpoint[0], args.config is not None)
+    return args
