@@ -16,7 +16,7 @@ from narrator.chunks.split import split_document
 from narrator.inputs.documents import parse_text
 from narrator.tools.bench import runner as bench
 from narrator.tools.bench import texts
-from narrator.tools.bench.cases import Sizes
+from narrator.tools.bench.harness import Sizes
 
 TINY = Sizes(
     chunks=6,

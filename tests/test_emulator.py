@@ -579,7 +579,7 @@ def test_serve_runs_in_another_process_until_interrupted() -> None:
 async def test_per_request_records_are_bounded(
     start: Start, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("narrator.tools.emulator._RECORDED", 10)
+    monkeypatch.setattr("narrator.tools.emulator.config.RECORDED", 10)
     emulator = await start()
     for n in range(25):
         headers = {**KEY, "X-Client-Request-Id": f"id-{n}" + "x" * 1000}

@@ -36,7 +36,9 @@ from narrator.inputs.documents import load_document, parse_text
 from narrator.settings import KEY_VARIABLES, Settings
 from narrator.synth.providers import Provider, make_provider
 from narrator.synth.providers.dashscope import language_type
-from narrator.tools.emulator import ENGINE_VOICES, EmulatorConfig, RunningEmulator, _tone_wav
+from narrator.tools.emulator import EmulatorConfig, RunningEmulator
+from narrator.tools.emulator.audio import tone_wav as _tone_wav
+from narrator.tools.emulator.openai import ENGINE_VOICES
 from narrator.util.wav import parse_wav
 
 from .conftest import TEST_KEY, run_cli

@@ -14,7 +14,9 @@ from narrator.synth.pool import Job, Outcome, Pool
 from narrator.synth.providers import Audio
 from narrator.synth.quality import MIN_SAMPLES, NOISE_LIMIT, Gate, Measurement, measure_pcm
 from narrator.synth.store import Store, segment_key
-from narrator.tools.emulator import _espeak_wav, _spoil, _tone_wav
+from narrator.tools.emulator.audio import espeak_wav as _espeak_wav
+from narrator.tools.emulator.audio import spoil as _spoil
+from narrator.tools.emulator.audio import tone_wav as _tone_wav
 from narrator.util.wav import parse_wav, tone_pcm
 
 with warnings.catch_warnings():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -195,7 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..tools.emulator import DASHSCOPE_PATH, EmulatorConfig, start_emulator
+    from ..tools.emulator import EmulatorConfig, serve
 
     config = EmulatorConfig(
         api=args.api,
@@ -216,17 +215,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         bad_audio_kinds=tuple(args.bad_audio_kinds.split(",")),
     )
 
-    async def main() -> None:
-        emulator = await start_emulator(config, host=args.host, port=args.port)
-        path = {"aimlapi": "/v1/tts", "dashscope": DASHSCOPE_PATH, "openai": "/v1/audio/speech"}
-        print(f"narrator serve: listening on {emulator.url}{path[args.api]}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await emulator.close()
+    def ready(endpoint: str) -> None:
+        print(f"narrator serve: listening on {endpoint}", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    serve(config, host=args.host, port=args.port, ready=ready)
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from ...synth.quality import Gate, measure_file
 from ..emulator import EmulatorConfig, EmulatorStats, start_emulator
 from . import texts
-from .cases import KEY, BenchError, ChildRun, Progress, Row, Sizes, Workdir, _chunked, run_child
+from .harness import KEY, BenchError, ChildRun, Progress, Row, Sizes, Workdir, chunked, run_child
 
 
 def _books(work: Workdir, n: int) -> list[Path]:
@@ -148,7 +148,7 @@ async def _cost(sizes: Sizes, work: Workdir, progress: Progress) -> Row:
     """The gate's own CPU per segment, timed in this process over a run's segments, as a
     share of what the narrator process spends per chunk with the gate off."""
     n = sizes.quality_chunks * 2
-    text, _ = _chunked(n, 100)
+    text, _ = chunked(n, 100)
     source = work.path("lines.txt")
     source.write_text(text, encoding="utf-8")
     flags = ("--max-chars=101", "--concurrency=8", "--rpm=1000000", "--quiet")

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
-from .cases import CASES, FULL, QUICK, BenchError, Row, Sizes, Workdir
+from .cases import CASES
+from .harness import FULL, QUICK, BenchError, Row, Sizes, Workdir
 
 __all__ = ["FULL", "QUICK", "Row", "Sizes", "format_table", "machine_info", "run", "to_json"]
 
