@@ -17,7 +17,6 @@ line ``narrator.cli`` and the tools ``narrator.tools`` (emulator, bench).
 import logging
 
 from ._version import __version__
-from .book.audiobook import AudiobookOptions
 from .errors import NarrationFailed, NarratorError
 from .inputs.documents import Chapter, Document, load_document, parse_text
 from .pipeline import (
@@ -30,7 +29,7 @@ from .pipeline import (
     narrate_many,
     narrate_sync,
 )
-from .settings import Settings
+from .settings import AudiobookOptions, Settings
 from .status import Status
 from .util.folders import default_cache_dir
 

@@ -80,7 +80,15 @@ class NarratorError(Exception):
 
 
 class ConfigError(NarratorError):
-    """The settings or the command line are wrong; the message says how to fix them."""
+    """The settings or the command line are wrong; the message says how to fix them.
+
+    ``setting`` names the :class:`~narrator.settings.Settings` field at fault, as the
+    message does; the CLI shows its own flag in its place.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class InputError(NarratorError):

@@ -13,8 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .chunks.language import resolve_language
-from .chunks.split import billing_chars, split_document
+from .chunks.split import split_document
 from .inputs.documents import Document
+from .settings import default
+from .synth.providers import counting
+from .util.registry import spec
 
 DEFAULT_PRICE_PER_10K_CHARS = 0.10  # USD; an assumption, check your plan's price
 DEFAULT_LATENCY = 3.0  # seconds per request; an assumption for a full 600-character chunk
@@ -61,18 +64,31 @@ def wall_clock(requests: int, *, rpm: float, concurrency: int, latency: float) -
 def estimate(
     documents: Sequence[Document],
     *,
-    max_chars: int = 600,
-    lang: str = "auto",
-    rpm: float = 60.0,
-    concurrency: int = 4,
+    provider: str = default("provider"),
+    max_chars: int = default("max_chars"),
+    lang: str = default("lang"),
+    rpm: float | None = None,
+    concurrency: int | None = None,
     price_per_10k_chars: float = DEFAULT_PRICE_PER_10K_CHARS,
     latency: float = DEFAULT_LATENCY,
-    count: Callable[[str], int] = billing_chars,
+    count: Callable[[str], int] | None = None,
 ) -> Estimate:
-    """Split every document as a run would and total requests, characters, cost and time.
+    """Split every document as a run with ``provider`` would and total requests,
+    characters, cost and time.
 
-    ``count`` and ``max_chars`` should be the provider's, as in a run.
+    Chunks are cut at the provider's limit (or ``max_chars``, if lower) and counted its
+    way (unless ``count`` says otherwise); ``rpm`` and ``concurrency`` default to the
+    provider's. A provider with a price of its own (the offline voice: nothing to pay)
+    is priced at it, whatever ``price_per_10k_chars`` says.
     """
+    entry = spec(provider)
+    limit, provider_count = counting(provider)  # from the class: no client, no key
+    max_chars = min(max_chars, limit)
+    count = count or provider_count
+    rpm = rpm or entry.rpm
+    concurrency = concurrency or entry.concurrency
+    if entry.price_per_10k_chars is not None:
+        price_per_10k_chars = entry.price_per_10k_chars
     per_doc = []
     for doc in documents:
         doc_lang = resolve_language(doc, lang)

@@ -6,81 +6,82 @@ one from flags, the environment (secrets only) and defaults.
 
 from __future__ import annotations
 
-import math
-import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .book.audiobook import AudiobookOptions
 from .errors import ConfigError
-from .synth.sanity import MAX_GAP_MS
 from .util.folders import default_cache_dir
+from .util.image import image_mime
+from .util.registry import REGISTRY, spec
+from .util.sanitize import strip_controls
 
-PROVIDERS = ("aimlapi", "dashscope", "openai", "espeak")
 QA_MODES = ("on", "strict", "off")
 REGIONS = ("intl", "cn")
-DEFAULT_BASE_URL = "https://api.aimlapi.com"
-DEFAULT_MODEL = "alibaba/qwen3-tts-flash"
-# What an empty base_url, model or voice means for each provider. DashScope's two
-# regions are separate services with separate keys. "tts-1" is OpenAI's model, and
-# OpenAI-compatible servers (Kokoro-FastAPI, ...) accept it as an alias of their own.
-DEFAULT_BASE_URLS = {
-    "aimlapi": DEFAULT_BASE_URL,
-    "dashscope": "https://dashscope-intl.aliyuncs.com",
-    "dashscope/cn": "https://dashscope.aliyuncs.com",
-    "openai": "https://api.openai.com",
-    "espeak": DEFAULT_BASE_URL,  # unused: eSpeak runs in-process
-}
+# The audiobook formats (book.encode holds how each is written) and subtitle kinds.
+AUDIO_FORMATS = ("mp3", "m4b", "m4a", "flac", "ogg", "opus", "wav")
+SUBTITLE_KINDS = ("srt", "vtt")
+MAX_GAP_MS = 60_000  # the longest silence a stitcher writes between two pieces
+# Sentence-splitting languages: pysbd's, plus those the splitter reads with English
+# rules on purpose (Korean, Portuguese) and DashScope's names for Chinese.
+LANGUAGES = (
+    "am ar bg cmn da de el en es fa fr hi hy it ja kk ko mr my nl pl pt ru sk ur yue zh"
+).split()
+_LANG = re.compile(r"(?P<code>[a-z]{2,3})(?:[-_][a-z0-9]{2,8})*")
+# Model names are path-like identifiers ("alibaba/qwen3-tts-flash", "tts-1").
+_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderDefaults:
-    """What an unset model, voice, rate or concurrency means for one provider."""
+class AudiobookOptions:
+    """How the finished audiobook is written.
 
-    model: str
-    voice: str
-    rpm: float  # requests per minute; math.inf: no limit at all
-    concurrency: int  # requests in flight
+    ``clean_joins`` trims each segment's own silence and fades every cut; ``None``
+    means on for every format except WAV, which by default keeps every segment's
+    samples exactly as the service sent them.
+    """
 
+    format: str | None = None  # None: from the output's extension
+    title: str | None = None  # None: the document's title
+    author: str | None = None
+    album: str | None = None
+    year: str | None = None
+    cover: Path | None = None  # JPEG or PNG
+    normalize: bool = False
+    target_lufs: float = -18.0
+    true_peak: float = -1.5
+    split_hours: float | None = None
+    subtitles: str | None = None  # srt | vtt
+    clean_joins: bool | None = None
 
-# One row per provider, so a provider registry can take it over whole. The remote
-# rates are conservative starting points (AIML and DashScope allow about 180/minute per
-# account upstream; OpenAI's first tier 50); --rpm raises them. The offline voice has
-# no service to protect: no limit, and one request in flight per core.
-PROVIDER_DEFAULTS = {
-    "aimlapi": ProviderDefaults(DEFAULT_MODEL, "Cherry", rpm=60.0, concurrency=4),
-    "dashscope": ProviderDefaults("qwen3-tts-flash", "Cherry", rpm=60.0, concurrency=4),
-    "openai": ProviderDefaults("tts-1", "alloy", rpm=50.0, concurrency=4),
-    "espeak": ProviderDefaults(
-        "espeak-ng", "Cherry", rpm=math.inf, concurrency=os.cpu_count() or 1
-    ),
-}
-DEFAULT_MODELS = {name: row.model for name, row in PROVIDER_DEFAULTS.items()}
-DEFAULT_VOICES = {name: row.voice for name, row in PROVIDER_DEFAULTS.items()}
-
-
-def describe_pace(provider: str) -> str:
-    """A provider's default rate and concurrency in words, for --help and `voices`."""
-    row = PROVIDER_DEFAULTS[provider]
-    if math.isinf(row.rpm):  # the offline voice
-        return f"no rate limit, one request in flight per core ({row.concurrency} here)"
-    return f"{row.rpm:g} requests/minute, {row.concurrency} in flight"
-
-
-# Where the CLI looks for each provider's key; the library itself never reads it.
-KEY_VARIABLES = {
-    "aimlapi": "AIMLAPI_KEY",
-    "dashscope": "DASHSCOPE_API_KEY",
-    "openai": "OPENAI_API_KEY",
-}
+    def __post_init__(self) -> None:
+        for name in ("title", "author", "album", "year"):
+            value = getattr(self, name)
+            if value is not None:  # control characters make tags, and the feed, invalid
+                object.__setattr__(self, name, " ".join(strip_controls(value).split()))
+        if self.format is not None and self.format.lower() not in AUDIO_FORMATS:
+            raise ConfigError(
+                f"format {self.format}: choose one of {', '.join(AUDIO_FORMATS)}", setting="format"
+            )
+        if self.subtitles is not None and self.subtitles not in SUBTITLE_KINDS:
+            raise ConfigError(f"subtitles {self.subtitles}: choose srt or vtt", setting="subtitles")
+        if self.split_hours is not None and not self.split_hours > 0:
+            raise ConfigError("split_hours must be greater than 0", setting="split_hours")
+        if not -70 <= self.target_lufs <= -5:
+            raise ConfigError("the loudness target must be between -70 and -5 LUFS")
+        if not -9 <= self.true_peak <= 0:
+            raise ConfigError("the true-peak limit must be between -9 and 0 dBTP")
+        if self.cover is not None:
+            image_mime(self.cover)  # fail now, not after the whole book is synthesized
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """How to narrate. Defaults suit the AIML API's ``alibaba/qwen3-tts-flash``.
 
-    An empty ``base_url``, ``model`` or ``voice`` becomes the provider's default
-    (:data:`DEFAULT_BASE_URLS`, :data:`PROVIDER_DEFAULTS`); so does a ``rpm`` or
+    An empty ``base_url``, ``model`` or ``voice`` becomes the provider's default (its
+    entry in :data:`narrator.util.registry.REGISTRY`); so does a ``rpm`` or
     ``concurrency`` of 0. ``region`` picks DashScope's international (Singapore) or
     Beijing endpoint. The voice is matched case-insensitively and stored in the
     service's spelling; an unknown voice or ``lang`` is a :class:`ConfigError`.
@@ -123,31 +124,26 @@ class Settings:
     qa_budget: float = 5.0  # re-syntheses of bad segments in a run, in % of its chunks
 
     def __post_init__(self) -> None:
-        if self.provider not in PROVIDERS:
-            raise ConfigError(
-                f"unknown provider {self.provider!r}; choose one of {', '.join(PROVIDERS)}"
-            )
+        provider = spec(self.provider)
         if self.region not in REGIONS:
-            raise ConfigError(f"unknown region {self.region!r}; choose intl or cn")
+            raise ConfigError(
+                f"unknown region {self.region!r}; choose intl or cn", setting="region"
+            )
         # Frozen: the defaults are filled in once, here, like the validation.
         if not self.base_url:
-            where = "dashscope/cn" if self.provider == "dashscope" and self.region == "cn" else ""
-            object.__setattr__(self, "base_url", DEFAULT_BASE_URLS[where or self.provider])
+            object.__setattr__(self, "base_url", provider.base_url(self.region))
         if not self.model:
-            object.__setattr__(self, "model", DEFAULT_MODELS[self.provider])
+            object.__setattr__(self, "model", provider.model)
         if not self.voice:
-            object.__setattr__(self, "voice", DEFAULT_VOICES[self.provider])
-        defaults = PROVIDER_DEFAULTS[self.provider]
+            object.__setattr__(self, "voice", provider.voice)
         if self.concurrency == 0:
-            object.__setattr__(self, "concurrency", defaults.concurrency)
+            object.__setattr__(self, "concurrency", provider.concurrency)
         if self.rpm == 0:
-            object.__setattr__(self, "rpm", defaults.rpm)
+            object.__setattr__(self, "rpm", provider.rpm)
         if self.concurrency < 1:
-            raise ConfigError("--concurrency must be at least 1")
+            raise ConfigError("concurrency must be at least 1", setting="concurrency")
         if not self.rpm > 0:
-            raise ConfigError("--rpm must be greater than 0")
-        from .preflight import check_lang, check_model, check_voice
-
+            raise ConfigError("rpm must be greater than 0", setting="rpm")
         check_model(self.provider, self.model)
         object.__setattr__(
             self,
@@ -156,26 +152,29 @@ class Settings:
         )
         check_lang(self.lang)
         if self.max_chars < 2:
-            raise ConfigError("--max-chars must be at least 2 (a Han character counts 2)")
+            raise ConfigError(
+                "max_chars must be at least 2 (a Han character counts 2)", setting="max_chars"
+            )
         if min(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) < 0:
             raise ConfigError("gaps cannot be negative")
         if max(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) > MAX_GAP_MS:
             raise ConfigError(f"gaps are at most {MAX_GAP_MS:,} ms (a minute)")
         if self.backoff_base < 0:
-            raise ConfigError("--backoff cannot be negative")
+            raise ConfigError("backoff_base cannot be negative", setting="backoff_base")
         if self.stall_timeout is not None and not self.stall_timeout > 0:
-            raise ConfigError("--stall-timeout must be greater than 0")
+            raise ConfigError("stall_timeout must be greater than 0", setting="stall_timeout")
         if self.retries < 1:
-            raise ConfigError("--retries must be at least 1")
+            raise ConfigError("retries must be at least 1", setting="retries")
         if self.qa not in QA_MODES:
-            raise ConfigError(f"--qa {self.qa}: choose on, strict or off")
+            raise ConfigError(f"qa {self.qa}: choose on, strict or off", setting="qa")
         if self.qa_retries < 0:
-            raise ConfigError("--qa-retries cannot be negative")
+            raise ConfigError("qa_retries cannot be negative", setting="qa_retries")
         if self.qa_budget < 0:
-            raise ConfigError("--qa-budget cannot be negative")
+            raise ConfigError("qa_budget cannot be negative", setting="qa_budget")
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"--base-url must start with http:// or https://, not {self.base_url!r}"
+                f"base_url must start with http:// or https://, not {self.base_url!r}",
+                setting="base_url",
             )
         if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
             # It goes into an HTTP header: a line break there is refused by aiohttp at the
@@ -184,10 +183,9 @@ class Settings:
                 "the API key holds a control character (a line break?) or non-ASCII text; "
                 "check the variable or --api-key for stray characters"
             )
-        if self.provider in ("aimlapi", "dashscope") and not self.api_key:
-            # The OpenAI-compatible provider may go without: local servers want none.
+        if provider.key_required and not self.api_key:
             raise ConfigError(
-                f"no API key: set {KEY_VARIABLES[self.provider]} (or pass --api-key), "
+                f"no API key: set {provider.key_variable} (or pass --api-key), "
                 "or use --provider espeak to narrate offline"
             )
 
@@ -196,8 +194,71 @@ class Settings:
         """How long the run may go without a chunk progressing."""
         if self.stall_timeout is not None:
             return self.stall_timeout
-        return 2 * self.request_timeout + 180.0
+        return default_stall_seconds(self.request_timeout)
 
     @property
     def store_dir(self) -> Path:
         return self.cache_dir if self.cache_dir is not None else default_cache_dir()
+
+
+def default(name: str) -> Any:
+    """The default of the setting ``name``, written once, in :class:`Settings` itself;
+    the command line's defaults and help, the estimate and the pool read it here."""
+    value = Settings.__dataclass_fields__[name].default
+    if value is MISSING:
+        raise KeyError(f"the setting {name!r} has no single default value")
+    return value
+
+
+def default_stall_seconds(request_timeout: float) -> float:
+    """The stall timeout unless set: the slowest request and download (2 x
+    ``request_timeout``) plus three minutes."""
+    return 2 * request_timeout + 180.0
+
+
+def check_lang(lang: str) -> None:
+    """Accept ``auto`` or a known language code, with or without a region (``en-US``)."""
+    value = lang.strip().lower()
+    match = _LANG.fullmatch(value)
+    if value == "auto" or (match and match["code"] in LANGUAGES):
+        return
+    raise ConfigError(
+        f"lang {lang}: unknown language; use auto or one of {', '.join(LANGUAGES)}",
+        setting="lang",
+    )
+
+
+def check_model(provider: str, model: str) -> None:
+    """A model name must look like one; the offline voice has exactly one."""
+    if not REGISTRY[provider].networked and model != REGISTRY[provider].model:
+        raise ConfigError(
+            f"model {model}: the {provider} provider has one model, {REGISTRY[provider].model}",
+            setting="model",
+        )
+    if not _MODEL.fullmatch(model) or len(model) > 200:
+        raise ConfigError(
+            f"model {model!r}: not a model name (e.g. alibaba/qwen3-tts-flash)", setting="model"
+        )
+
+
+def check_voice(provider: str, voice: str, *, model: str, base_url: str) -> str:
+    """The voice in the service's own spelling (``cherry`` becomes ``Cherry``).
+
+    Known voices are matched case-insensitively. An unknown voice is an error where the
+    list is complete (the registry says when: the qwen voices with the default model,
+    eSpeak's, OpenAI's on OpenAI itself). Another model or an OpenAI-compatible server
+    may have voices of its own, so there the name goes through as given (the first
+    request tells).
+    """
+    entry = REGISTRY[provider]
+    names = entry.voice_names()
+    found = {name.casefold(): name for name in names}.get(voice.strip().casefold())
+    if found is not None:
+        return found
+    if not entry.list_is_complete(model=model, base_url=base_url):
+        return voice
+    raise ConfigError(
+        f"voice {voice}: {provider} has no such voice; choose one of {', '.join(names)} "
+        f"(see `narrator voices --provider {provider}`)",
+        setting="voice",
+    )

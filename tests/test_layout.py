@@ -1,7 +1,7 @@
 """The tree follows the data: a stage imports only the stages before it.
 
 A document goes inputs -> chunks -> synth -> book; ``pipeline.py`` (with ``check``,
-``estimate`` and ``preflight``, the library's operations) joins the stages, ``cli`` is
+``estimate``, the library's operations) joins the stages, ``cli`` is
 the command line and ``tools`` (emulator, bench) sits outside the core. Every import in
 the package is read with :mod:`ast`, lazy and ``TYPE_CHECKING`` ones included, so an
 arrow pointing backwards fails here rather than in a reviewer's head.
@@ -23,22 +23,12 @@ STAGES = ("inputs", "chunks", "synth", "book")
 # Every module may import these; they in turn import only each other.
 SHARED = frozenset({"errors", "util", "settings", "_version"})
 # The library's operations and the shells around it: no stage imports them.
-ABOVE_STAGES = frozenset(
-    {"pipeline", "batch", "status", "check", "estimate", "preflight", "cli", "tools", ""}
-)
+ABOVE_STAGES = frozenset({"pipeline", "batch", "status", "check", "estimate", "cli", "tools", ""})
 
 # Known arrows that break the rules, each to be removed by the next step of issue 16
 # (one provider registry, one default per setting). Do not add to this set: fix the
 # import instead.
-ALLOWED = frozenset(
-    {
-        # Settings holds AudiobookOptions and the gap limit and validates voices through
-        # preflight; next step: defaults in one place that depends on no stage.
-        ("narrator.settings", "narrator.book.audiobook"),
-        ("narrator.settings", "narrator.synth.sanity"),
-        ("narrator.settings", "narrator.preflight"),
-    }
-)
+ALLOWED = frozenset({})
 
 # Where modules lived before the tree was split by stage: nothing may use these paths.
 OLD_PATHS = (

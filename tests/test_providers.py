@@ -33,12 +33,13 @@ from narrator.errors import (
     TransientError,
 )
 from narrator.inputs.documents import load_document, parse_text
-from narrator.settings import KEY_VARIABLES, Settings
+from narrator.settings import Settings
 from narrator.synth.providers import Provider, make_provider
 from narrator.synth.providers.dashscope import language_type
 from narrator.tools.emulator import EmulatorConfig, RunningEmulator
 from narrator.tools.emulator.audio import tone_wav as _tone_wav
 from narrator.tools.emulator.openai import ENGINE_VOICES
+from narrator.util.registry import REGISTRY
 from narrator.util.wav import parse_wav
 
 from .conftest import TEST_KEY, run_cli
@@ -291,7 +292,7 @@ async def test_a_local_openai_server_needs_no_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["aimlapi", "dashscope"])
 def test_qwen_providers_need_a_key(name: str) -> None:
-    with pytest.raises(ConfigError, match=KEY_VARIABLES[name]):
+    with pytest.raises(ConfigError, match=REGISTRY[name].key_variable):
         Settings(provider=name)
 
 
@@ -373,7 +374,7 @@ async def test_the_command_makes_the_expected_book_through_each_provider(
             "narrate", str(source), "-o", str(out), "--provider", spec.name,
             "--base-url", wire.url, "--cache-dir", str(tmp_path / "cache"), "--max-chars", "200",
             "--rpm", "6000", "--quiet", "--gap-ms", "300", "--chapter-gap-ms", "1000",
-            env={KEY_VARIABLES[spec.name]: TEST_KEY},
+            env={REGISTRY[spec.name].key_variable: TEST_KEY},
         )  # fmt: skip
         assert result.code == 0, result.stderr
         provider = provider_for(spec, wire.url)

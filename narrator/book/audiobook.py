@@ -22,55 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..chunks.split import Chunk
-from ..errors import ConfigError
 from ..inputs.documents import Document
-from ..util.sanitize import strip_controls
-from .encode import FORMATS, ChapterMark, Metadata, encode, format_of, image_mime, normalize_wav
+from ..settings import AudiobookOptions
+from .encode import ChapterMark, Metadata, encode, format_of, normalize_wav
 from .stitch import Piece, StitchResult, stitch_wav
-from .subtitles import SUBTITLE_KINDS, Cue, write_subtitles
+from .subtitles import Cue, write_subtitles
 
 __all__ = ["Audiobook", "AudiobookOptions", "chapter_marks", "make_audiobook", "plan_parts"]
-
-
-@dataclass(frozen=True, slots=True)
-class AudiobookOptions:
-    """How the finished audiobook is written.
-
-    ``clean_joins`` trims each segment's own silence and fades every cut; ``None``
-    means on for every format except WAV, which by default keeps every segment's
-    samples exactly as the service sent them.
-    """
-
-    format: str | None = None  # None: from the output's extension
-    title: str | None = None  # None: the document's title
-    author: str | None = None
-    album: str | None = None
-    year: str | None = None
-    cover: Path | None = None  # JPEG or PNG
-    normalize: bool = False
-    target_lufs: float = -18.0
-    true_peak: float = -1.5
-    split_hours: float | None = None
-    subtitles: str | None = None  # srt | vtt
-    clean_joins: bool | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("title", "author", "album", "year"):
-            value = getattr(self, name)
-            if value is not None:  # control characters make tags, and the feed, invalid
-                object.__setattr__(self, name, " ".join(strip_controls(value).split()))
-        if self.format is not None and self.format.lower() not in FORMATS:
-            raise ConfigError(f"--format {self.format}: choose one of {', '.join(FORMATS)}")
-        if self.subtitles is not None and self.subtitles not in SUBTITLE_KINDS:
-            raise ConfigError(f"--subtitles {self.subtitles}: choose srt or vtt")
-        if self.split_hours is not None and not self.split_hours > 0:
-            raise ConfigError("--split-hours must be greater than 0")
-        if not -70 <= self.target_lufs <= -5:
-            raise ConfigError("the loudness target must be between -70 and -5 LUFS")
-        if not -9 <= self.true_peak <= 0:
-            raise ConfigError("the true-peak limit must be between -9 and 0 dBTP")
-        if self.cover is not None:
-            image_mime(self.cover)  # fail now, not after the whole book is synthesized
 
 
 @dataclass(frozen=True, slots=True)

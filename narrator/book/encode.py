@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..util.atomic import atomic_path, temp_beside
+from ..util.image import image_mime
 from ..util.sanitize import strip_controls
 from .ffmpeg import (
     Loudness,
@@ -40,7 +41,7 @@ from .ffmpeg import (
     measure_loudness,
     normalize_wav,
 )
-from .tags import ChapterMark, Metadata, _cover_mp4, _spans, _tag_mp3, _tag_vorbis, image_mime
+from .tags import ChapterMark, Metadata, _cover_mp4, _spans, _tag_mp3, _tag_vorbis
 
 __all__ = [
     "FORMATS",

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..settings import SUBTITLE_KINDS
 from ..util.atomic import atomic_write
 
 __all__ = ["SUBTITLE_KINDS", "Cue", "render_subtitles", "write_subtitles"]
-
-SUBTITLE_KINDS = ("srt", "vtt")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AudioError, ConfigError
+from ..errors import AudioError
+from ..util.image import image_mime
 
-__all__ = ["ChapterMark", "Metadata", "image_mime"]
+__all__ = ["ChapterMark", "Metadata"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +34,6 @@ class ChapterMark:
 
     title: str
     start: float
-
-
-def image_mime(path: Path) -> str:
-    """``image/jpeg`` or ``image/png``, told from the file's first bytes."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise ConfigError(f"--cover {path}: {exc.strerror or exc}") from exc
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    raise ConfigError(f"--cover {path}: not a JPEG or PNG image")
 
 
 def _spans(chapters: Sequence[ChapterMark], end: float) -> list[tuple[ChapterMark, float]]:

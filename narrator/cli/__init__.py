@@ -25,11 +25,23 @@ from .parser import build_parser, parse
 __all__ = ["build_parser", "main"]
 
 
+# Settings whose flag is not the setting's name with dashes.
+_FLAGS = {"backoff_base": "--backoff"}
+
+
+def _as_flags(exc: ConfigError) -> str:
+    """The library's message about a setting, naming the flag that sets it instead."""
+    if exc.setting is None:
+        return str(exc)
+    flag = _FLAGS.get(exc.setting, "--" + exc.setting.replace("_", "-"))
+    return str(exc).replace(exc.setting, flag, 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse(argv)
     except ConfigError as exc:
-        print(f"narrator: {exc}", file=sys.stderr)
+        print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         stream=sys.stderr,
@@ -41,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
         return code
     except ConfigError as exc:
-        print(f"narrator: {exc}", file=sys.stderr)
+        print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
         return 2
     except NarratorError as exc:
         print(f"narrator: {exc}", file=sys.stderr)

@@ -8,20 +8,19 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..batch import Batch, Loaded, check_outputs, find_batch, plan_works, read_batch
 from ..book.audiobook import AudiobookOptions
-from ..chunks.split import billing_chars
-from ..errors import ConfigError, NarratorError
+from ..errors import ConfigError
 from ..estimate import Estimate, estimate
 from ..inputs.documents import Document
 from ..pipeline import DocumentReport, Work
-from ..settings import DEFAULT_BASE_URLS, KEY_VARIABLES, PROVIDER_DEFAULTS, Settings
-from ..synth.providers import make_provider
+from ..settings import Settings, default
 from ..util.folders import default_cache_dir
 from ..util.netpolicy import NetPolicy
+from ..util.registry import REGISTRY
 from ..util.sanitize import clean_line
 
 __all__ = ["announce_endpoint", "load", "load_works", "make_estimate", "make_settings"]
@@ -88,8 +87,8 @@ def _endpoint_origin(args: argparse.Namespace, env: Mapping[str, str]) -> str:
         return f"--config {path}"
     if getattr(args, "trust_settings", False):
         return f"{path}, trusted with --trust-settings"
-    variable = KEY_VARIABLES.get(args.provider)
-    if args.provider != "espeak" and (args.api_key or (variable and env.get(variable))):
+    variable = REGISTRY[args.provider].key_variable
+    if REGISTRY[args.provider].networked and (args.api_key or (variable and env.get(variable))):
         raise ConfigError(
             f"{path}: {key} = {_printable(str(args.base_url))!r} would receive your API key, "
             "and that settings file was found in the current folder, not named by you; "
@@ -105,16 +104,15 @@ def _printable(text: str, limit: int = 200) -> str:
 
 def announce_endpoint(settings: Settings, origin: str) -> None:
     """Say once where the key goes when it is not the provider's own service."""
-    if settings.provider == "espeak" or not settings.api_key:
+    if not REGISTRY[settings.provider].networked or not settings.api_key:
         return
-    where = "dashscope/cn" if settings.provider == "dashscope" and settings.region == "cn" else ""
-    if settings.base_url.rstrip("/") == DEFAULT_BASE_URLS[where or settings.provider]:
+    if settings.base_url.rstrip("/") == REGISTRY[settings.provider].base_url(settings.region):
         return
     log.warning("sending the API key to %s (from %s)", settings.base_url, origin)
 
 
 def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    variable = KEY_VARIABLES.get(args.provider)
+    variable = REGISTRY[args.provider].key_variable
     api_key = args.api_key or (env.get(variable) if variable else None) or None
     # Empty base URL, model and voice: the provider's own defaults (see settings.py).
     base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
@@ -159,29 +157,14 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     )
 
 
-def _counting(provider_name: str, max_chars: int) -> tuple[int, Callable[[str], int]]:
-    """The chunk limit and character count a run with this provider would split with."""
-    try:
-        # The key is never used: nothing is sent, and the provider opens no connection
-        # until its first request.
-        provider = make_provider(Settings(provider=provider_name, api_key="estimate-only"))
-    except NarratorError:
-        return max_chars, billing_chars
-    return min(max_chars, provider.max_chars), provider.billing_chars
-
-
 def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estimate:
-    provider = getattr(args, "provider", None) or "aimlapi"
-    max_chars, count = _counting(provider, args.max_chars)
-    defaults = PROVIDER_DEFAULTS[provider]
     return estimate(
         documents,
-        max_chars=max_chars,
-        count=count,
+        provider=getattr(args, "provider", None) or default("provider"),
+        max_chars=args.max_chars,
         lang=args.lang,
-        rpm=args.rpm or defaults.rpm,
-        concurrency=args.concurrency or defaults.concurrency,
-        # The offline voice runs on this machine: nothing to pay, whatever the flag says.
-        price_per_10k_chars=0.0 if provider == "espeak" else args.price_per_10k_chars,
+        rpm=args.rpm,  # None: the provider's
+        concurrency=args.concurrency,
+        price_per_10k_chars=args.price_per_10k_chars,
         latency=args.assume_latency,
     )

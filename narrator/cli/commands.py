@@ -23,11 +23,11 @@ from ..batch import with_unread, write_report
 from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected, Unreachable
 from ..estimate import format_cost
 from ..pipeline import DocumentReport, RunReport, Work, narrate_many
-from ..preflight import check_lang
-from ..settings import KEY_VARIABLES, PROVIDER_DEFAULTS, PROVIDERS, Settings, describe_pace
+from ..settings import Settings, check_lang
 from ..status import Status
 from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
+from ..util.registry import REGISTRY, describe_pace
 from .build import announce_endpoint, load, load_works, make_estimate, make_settings
 from .render import ProgressBar, flag_line, print_estimate, print_summary
 
@@ -142,7 +142,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
                 f"{format_cost(result.price_per_10k_chars)} per 10,000), over --max-cost "
                 f"{format_cost(args.max_cost)}; nothing was sent"
             )
-    elif not args.yes and settings.provider != "espeak":
+    elif not args.yes and REGISTRY[settings.provider].price_per_10k_chars != 0:
         # No limit given: a run that would cost more than a usual book must be confirmed.
         result = make_estimate(args, [work.document for work in works])
         if result.cost > args.confirm_above:
@@ -225,10 +225,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_voices(args: argparse.Namespace) -> int:
     from ..synth.providers import provider_voices
 
-    names = PROVIDERS if args.provider == "all" else (args.provider,)
+    names = tuple(REGISTRY) if args.provider == "all" else (args.provider,)
     for name in names:
-        default = PROVIDER_DEFAULTS[name]
-        print(f"[{name}] default voice {default.voice}; {describe_pace(name)}")
+        print(f"[{name}] default voice {REGISTRY[name].voice}; {describe_pace(name)}")
         for voice in provider_voices(name):
             print(f"{voice.name:<10} {voice.description}")
     return 0
@@ -262,7 +261,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if not args.fix:
         # Nothing is sent: a placeholder key satisfies the settings (it goes nowhere).
-        variable = KEY_VARIABLES.get(args.provider)
+        variable = REGISTRY[args.provider].key_variable
         if variable and not (args.api_key or env.get(variable)):
             env[variable] = "check-only"
     settings = make_settings(args, env)

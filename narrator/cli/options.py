@@ -7,7 +7,8 @@ import argparse
 from ..book.encode import FORMATS
 from ..estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS
 from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
-from ..settings import DEFAULT_BASE_URLS, PROVIDERS, describe_pace
+from ..settings import QA_MODES, REGIONS, default
+from ..util.registry import REGISTRY, describe_pace
 from .argtypes import (
     as_int,
     non_negative_float,
@@ -41,7 +42,7 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--lang",
-        default="auto",
+        default=default("lang"),
         help="language for sentence splitting: auto (detected per document) or en, zh, ja, ...",
     )
     p.add_argument(
@@ -129,29 +130,32 @@ def add_audiobook_options(p: argparse.ArgumentParser) -> None:
 def add_qa_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--qa",
-        default="on",
-        choices=["on", "strict", "off"],
+        default=default("qa"),
+        choices=QA_MODES,
         help="the audio quality gate: on (redo bad segments, keep and flag the best if "
-        "none passes), strict (a document with a flagged segment fails), off (default: on)",
+        "none passes), strict (a document with a flagged segment fails), off "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--qa-retries",
         type=non_negative_int,
-        default=2,
+        default=default("qa_retries"),
         metavar="N",
-        help="times a bad segment is synthesized again, each billed (default: 2)",
+        help="times a bad segment is synthesized again, each billed",
     )
     p.add_argument(
         "--qa-budget",
         type=non_negative_float,
-        default=5.0,
+        default=default("qa_budget"),
         metavar="PCT",
-        help="re-syntheses for bad audio in a run, in %% of its chunks (default: 5)",
+        help="re-syntheses for bad audio in a run, in %% of its chunks (default: %(default)g)",
     )
 
 
 def add_provider(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--provider", default="aimlapi", choices=PROVIDERS, help="the TTS service")
+    p.add_argument(
+        "--provider", default=default("provider"), choices=tuple(REGISTRY), help="the TTS service"
+    )
 
 
 def add_endpoint_options(p: argparse.ArgumentParser) -> None:
@@ -163,24 +167,27 @@ def add_endpoint_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--base-url",
-        help=f"API root (default: $NARRATOR_BASE_URL, else the provider's: "
-        f"{DEFAULT_BASE_URLS['aimlapi']}, {DEFAULT_BASE_URLS['dashscope']}, "
-        f"{DEFAULT_BASE_URLS['openai']})",
+        help="API root (default: $NARRATOR_BASE_URL, else the provider's: "
+        + ", ".join(e.base_url() for e in REGISTRY.values() if e.networked)
+        + ")",
     )
     p.add_argument(
         "--model",
-        help="model (default: alibaba/qwen3-tts-flash for aimlapi, qwen3-tts-flash for "
-        "dashscope, tts-1 for openai)",
+        help="model (default: "
+        + ", ".join(f"{e.model} for {e.name}" for e in REGISTRY.values() if e.networked)
+        + ")",
     )
     p.add_argument(
         "--region",
-        default="intl",
-        choices=["intl", "cn"],
+        default=default("region"),
+        choices=REGIONS,
         help="dashscope region: intl (Singapore) or cn (Beijing); keys differ",
     )
 
 
-_PACE_HELP = "; ".join(f"{name}: {describe_pace(name)}" for name in PROVIDERS)
+def _pace_help() -> str:
+    # Read when the parser is built, so a provider registered since is listed too.
+    return "; ".join(f"{name}: {describe_pace(name)}" for name in REGISTRY)
 
 
 def add_pace_options(p: argparse.ArgumentParser) -> None:
@@ -188,11 +195,16 @@ def add_pace_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--concurrency",
         type=positive_int,
-        help=f"requests in flight at most (default: the provider's; {_PACE_HELP})",
+        help=f"requests in flight at most (default: the provider's; {_pace_help()})",
     )
     p.add_argument(
         "--rpm",
         type=positive_float,
         help="requests per minute at most, spread evenly (default: the provider's)",
     )
-    p.add_argument("--max-chars", type=as_int, default=600, help="billing characters per chunk")
+    p.add_argument(
+        "--max-chars",
+        type=as_int,
+        default=default("max_chars"),
+        help="billing characters per chunk",
+    )

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..settings import PROVIDERS
+from ..settings import default, default_stall_seconds
+from ..util.registry import REGISTRY
 from .argtypes import (
     HelpFormatter,
     Parser,
@@ -90,33 +91,41 @@ def _spending_options(p: argparse.ArgumentParser) -> None:
 
 
 def _gap_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gap-ms", type=non_negative_int, default=300, help="silence between chunks")
     p.add_argument(
-        "--chapter-gap-ms", type=non_negative_int, default=1200, help="silence between chapters"
+        "--gap-ms", type=non_negative_int, default=default("gap_ms"), help="silence between chunks"
+    )
+    p.add_argument(
+        "--chapter-gap-ms",
+        type=non_negative_int,
+        default=default("chapter_gap_ms"),
+        help="silence between chapters",
     )
     p.add_argument(
         "--paragraph-gap-ms",
         type=non_negative_int,
-        default=600,
+        default=default("paragraph_gap_ms"),
         help="silence before a new paragraph",
     )
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     """Retries, the watchdog, the store, the report and the bar."""
-    p.add_argument("--retries", type=positive_int, default=8, help="attempts per chunk")
+    p.add_argument(
+        "--retries", type=positive_int, default=default("retries"), help="attempts per chunk"
+    )
     p.add_argument(
         "--stall-timeout",
         type=positive_float,
         default=None,
         metavar="S",
         help="fail the run when no chunk progresses for S seconds "
-        "(default: twice the request timeout plus three minutes, 420 s)",
+        "(default: twice the request timeout plus three minutes, "
+        f"{default_stall_seconds(default('request_timeout')):g} s)",
     )
     p.add_argument(
         "--backoff",
         type=non_negative_float,
-        default=0.5,
+        default=default("backoff_base"),
         metavar="S",
         help="first retry delay in seconds, doubling each time (jittered); 0 retries at once",
     )
@@ -248,9 +257,9 @@ def _voices(sub: _Commands) -> None:
     )
     p.add_argument(
         "--provider",
-        default="aimlapi",
-        choices=[*PROVIDERS, "all"],
-        help="whose voices (default: aimlapi; all: every provider's)",
+        default=default("provider"),
+        choices=[*REGISTRY, "all"],
+        help="whose voices (default: %(default)s; all: every provider's)",
     )
     p.set_defaults(func=cmd_voices)
 

@@ -66,7 +66,9 @@ from ..errors import (
     TransientError,
     Unreachable,
 )
+from ..settings import default
 from ..util.diskspace import disk_full, is_disk_full
+from ..util.registry import REGISTRY
 from ..util.wav import WavInfo
 from .providers import Audio, Provider
 from .quality import Gate, Measurement, Verdict
@@ -222,17 +224,18 @@ class Pool:
         store: Store,
         *,
         voice: str,
-        concurrency: int = 4,
-        rpm: float = 60.0,
-        retries: int = 8,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        adaptive: bool = True,
-        max_segment_bytes: int = 50 * 1024 * 1024,
+        # Unset knobs: what a default Settings has (one default per setting, there).
+        concurrency: int = REGISTRY[default("provider")].concurrency,
+        rpm: float = REGISTRY[default("provider")].rpm,
+        retries: int = default("retries"),
+        backoff_base: float = default("backoff_base"),
+        backoff_max: float = default("backoff_max"),
+        adaptive: bool = default("adaptive_rate"),
+        max_segment_bytes: int = default("max_segment_bytes"),
         lease: float = 300.0,
         claim_poll: float = 0.25,
         gate: Gate | None = None,
-        qa_retries: int = 2,
+        qa_retries: int = default("qa_retries"),
         qa_budget: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,

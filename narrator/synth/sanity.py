@@ -11,6 +11,7 @@ they stop what no speech service sends, not slow voices (judging how a segment
 from __future__ import annotations
 
 from ..errors import AudioError
+from ..settings import MAX_GAP_MS as MAX_GAP_MS  # the stitcher's bound, a setting's limit
 from ..util.wav import WavInfo
 
 __all__ = [
@@ -38,7 +39,6 @@ WIDTHS = (1, 2, 3, 4)  # bytes per sample
 # (a Han character, counted twice, about a quarter); plus room for leading silence.
 SECONDS_PER_CHARACTER = 0.5
 BASE_SECONDS = 10.0
-MAX_GAP_MS = 60_000  # the longest silence a stitcher writes between two pieces
 
 Format = tuple[int, int, int]  # rate, channels, bytes per sample
 

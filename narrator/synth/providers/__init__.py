@@ -3,7 +3,8 @@
 Each service implements :class:`Provider`: it synthesizes one chunk, says how long a
 chunk may be and how its characters are counted, lists its voices, and translates its
 own errors into :mod:`narrator.errors`. The splitter, pool, store and stitcher know
-nothing of any one service; :func:`make_provider` picks one from the settings.
+nothing of any one service; :func:`make_provider` picks one from the settings, through
+the registry (:mod:`narrator.util.registry`), where every service is declared once.
 
 Services: ``aimlapi`` (the AIML API), ``dashscope`` (Alibaba Model Studio's native
 API), ``openai`` (``POST /v1/audio/speech``: OpenAI and OpenAI-compatible servers such
@@ -12,11 +13,13 @@ as Kokoro-FastAPI) and ``espeak`` (offline).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ...settings import Settings
+from ...util.netpolicy import NetPolicy
+from ...util.registry import spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +47,9 @@ class Provider(Protocol):
     max_chars: int  # the most characters one request may carry, as billing_chars counts
     voices: tuple[Voice, ...]  # what `narrator voices` lists; not necessarily exhaustive
 
-    def billing_chars(self, text: str) -> int:
-        """Characters in ``text`` as this service counts them, for its limit and its bill."""
+    def billing_chars(self, text: str, /) -> int:
+        """Characters in ``text`` as this service counts them, for its limit and its bill
+        (a static method: the estimate counts with the class alone)."""
         ...
 
     async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
@@ -63,61 +67,59 @@ class Provider(Protocol):
         ...
 
 
+class ProviderConfig(Protocol):
+    """What :func:`make_provider` reads from the settings (a
+    :class:`~narrator.settings.Settings` is one)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def api_key(self) -> str | None: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def lang(self) -> str: ...
+    @property
+    def request_timeout(self) -> float: ...
+    @property
+    def allow_hosts(self) -> tuple[str, ...]: ...
+    @property
+    def allow_private_network(self) -> bool: ...
+
+
 def provider_voices(name: str) -> tuple[Voice, ...]:
-    """The voices of the provider called ``name`` (one of ``settings.PROVIDERS``)."""
-    if name == "espeak":
-        from .espeak import EspeakProvider
-
-        return EspeakProvider.voices
-    if name == "openai":
-        from .openai import VOICES
-
-        return VOICES
-    from .qwen import VOICES as QWEN_VOICES  # aimlapi and dashscope serve the same model
-
-    return QWEN_VOICES
+    """The voices of the registered provider called ``name``."""
+    voices: tuple[Voice, ...] = spec(name).provider_class().voices
+    return voices
 
 
-def make_provider(settings: Settings) -> Provider:
-    """The provider ``settings.provider`` names, configured from the settings."""
-    if settings.provider == "espeak":
-        from .espeak import EspeakProvider
+def counting(name: str) -> tuple[int, Callable[[str], int]]:
+    """The per-request limit and the character count of provider ``name``, read from its
+    class: what an estimate splits with, with no client made and no key needed."""
+    cls = spec(name).provider_class()
+    return cls.max_chars, cls.billing_chars
 
-        return EspeakProvider()
-    if settings.provider == "openai":
-        from .openai import OpenAiProvider
 
-        return OpenAiProvider(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            model=settings.model,
-            timeout=settings.request_timeout,
-        )
-    assert settings.api_key is not None  # Settings validated it
-    from ...util.netpolicy import NetPolicy
+def make_provider(settings: ProviderConfig) -> Provider:
+    """The provider ``settings.provider`` names, configured from the settings.
 
+    Every provider class takes the same keywords; one that needs no network or key
+    ignores them.
+    """
+    entry = spec(settings.provider)
     network = NetPolicy.make(
         endpoint=settings.base_url,
         hosts=settings.allow_hosts,
         allow_private=settings.allow_private_network,
     )
-    if settings.provider == "dashscope":
-        from .dashscope import DashScopeProvider
-
-        return DashScopeProvider(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            model=settings.model,
-            lang=settings.lang,
-            timeout=settings.request_timeout,
-            network=network,
-        )
-    from .aimlapi import AimlApiProvider
-
-    return AimlApiProvider(
+    provider: Provider = entry.provider_class()(
         api_key=settings.api_key,
         base_url=settings.base_url,
         model=settings.model,
+        lang=settings.lang,
         timeout=settings.request_timeout,
         network=network,
     )
+    return provider

@@ -17,7 +17,7 @@ One request::
 
 The audio is fetched from ``url`` (a signed link that lives about 24 hours), or taken
 from ``data`` (base64 WAV) when the link is empty. Errors carry
-``{"request_id", "code", "message"}``; the code decides (see :func:`_raise_for`).
+``{"request_id", "code", "message"}``; the code decides (see :func:`_error_for`).
 """
 
 from __future__ import annotations
@@ -26,20 +26,18 @@ import base64
 import binascii
 from typing import Any
 
-import aiohttp
-
 from ...chunks.language import script_language
 from ...errors import (
     AuthError,
     BadRequest,
     EndpointNotFound,
+    NarratorError,
     OutOfCredits,
     RateLimited,
     TransientError,
 )
-from ...util.netpolicy import NetPolicy
 from . import Audio, Voice, qwen
-from .http import HttpProvider, error_code, error_message, loads, post_json
+from .http import HttpProvider, error_code, error_message, loads
 
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
@@ -89,42 +87,24 @@ class DashScopeProvider(HttpProvider):
     """Client for DashScope's multimodal-generation endpoint (``qwen3-tts-flash``)."""
 
     name = "dashscope"
+    success_statuses = (200,)
     max_chars = qwen.MAX_CHARS
     voices: tuple[Voice, ...] = qwen.VOICES
+    billing_chars = staticmethod(qwen.billing_chars)  # a Han character counts 2
 
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        base_url: str = "https://dashscope-intl.aliyuncs.com",
-        model: str = "qwen3-tts-flash",
-        lang: str | None = None,
-        timeout: float = 120.0,
-        session: aiohttp.ClientSession | None = None,
-        network: NetPolicy | None = None,
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            endpoint=base_url.rstrip("/") + PATH,
-            model=model,
-            timeout=timeout,
-            session=session,
-            network=network,
-        )
-        self.lang = lang
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         # language_type changes the audio, so the document's language is part of it.
-        self.identity = f"{self.name}|{self._endpoint}|{model}|{_configured(lang)}"
+        self.identity = f"{self.identity}|{_configured(self.lang)}"
 
-    def billing_chars(self, text: str) -> int:
-        """A Han character counts 2."""
-        return qwen.billing_chars(text)
+    @staticmethod
+    def endpoint(base_url: str) -> str:
+        return base_url.rstrip("/") + PATH
 
-    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
-        """One generation request; see the module docstring for what comes back."""
-        # DashScope has no client request id header; X-Request-Id is harmless and shows
-        # in proxies' logs.
-        headers = {"Authorization": f"Bearer {self._key}", "X-Request-Id": request_id}
-        payload = {
+    def payload(self, text: str, voice: str) -> dict[str, object]:
+        # DashScope has no client request id header; the shared X-Request-Id is harmless
+        # and shows in proxies' logs.
+        return {
             "model": self.model,
             "input": {
                 "text": text,
@@ -132,15 +112,8 @@ class DashScopeProvider(HttpProvider):
                 "language_type": language_type(self.lang, text),
             },
         }
-        status, body, retry_after = await post_json(
-            self.session, self._endpoint, payload, headers=headers, timeout=self._timeout
-        )
-        if status == 200:
-            return self._parse_success(body)
-        _raise_for(status, error_code(body), error_message(body, status), retry_after)
-        raise AssertionError("unreachable")  # _raise_for always raises
 
-    def _parse_success(self, body: bytes) -> Audio:
+    def parse_success(self, body: bytes) -> Audio:
         try:
             data: Any = loads(body)
         except ValueError as exc:
@@ -156,27 +129,29 @@ class DashScopeProvider(HttpProvider):
                     return Audio(data=base64.b64decode(inline, validate=True))
                 except (binascii.Error, ValueError) as exc:
                     raise TransientError("DashScope sent audio data that is not base64") from exc
-        code = error_code(body)
-        if code:  # an error dressed as a success
-            _raise_for(400, code, error_message(body, 200), None)
+        if error_code(body):  # an error dressed as a success
+            raise _error_for(400, error_code(body), error_message(body, 200), None)
         raise TransientError("DashScope answered success without audio")
 
+    def error_for(self, status: int, body: bytes, retry_after: float | None) -> NarratorError:
+        return _error_for(status, error_code(body), error_message(body, status), retry_after)
 
-def _raise_for(status: int, code: str, message: str, retry_after: float | None) -> None:
+
+def _error_for(status: int, code: str, message: str, retry_after: float | None) -> NarratorError:
     """DashScope's error code decides; the status is the fallback for unknown codes."""
     said = f"{message} ({code})" if code else message
     if code.startswith("Throttling") or status == 429:
-        raise RateLimited(f"rate limited: {said}", status=status, retry_after=retry_after)
+        return RateLimited(f"rate limited: {said}", status=status, retry_after=retry_after)
     if code == "Arrearage":
-        raise OutOfCredits(f"the Alibaba Cloud account has an overdue balance: {said}")
+        return OutOfCredits(f"the Alibaba Cloud account has an overdue balance: {said}")
     if code == "InvalidApiKey" or status == 401:
-        raise AuthError(f"the API key was rejected: {said}; DashScope keys work in one region")
+        return AuthError(f"the API key was rejected: {said}; DashScope keys work in one region")
     if code.startswith("AccessDenied") or status == 403:
-        raise AuthError(f"access denied: {said}; check the model, --region and the key's rights")
+        return AuthError(f"access denied: {said}; check the model, --region and the key's rights")
     if code.startswith("InternalError") or status >= 500 or status == 408:
-        raise TransientError(
+        return TransientError(
             f"service error {status}: {said}", status=status, retry_after=retry_after
         )
     if status == 404:
-        raise EndpointNotFound(f"DashScope answered 404 ({said}): check --base-url and --region")
-    raise BadRequest(f"the service refused the chunk: {said}", status=status)
+        return EndpointNotFound(f"DashScope answered 404 ({said}): check --base-url and --region")
+    return BadRequest(f"the service refused the chunk: {said}", status=status)

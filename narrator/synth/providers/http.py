@@ -22,12 +22,15 @@ from ...errors import (
     ConnectFailed,
     LinkExpired,
     LinkRefused,
+    NarratorError,
     TransientError,
 )
 from ...util import netpolicy
 from ...util.netpolicy import NetPolicy
+from ...util.registry import spec
 from ...util.sanitize import clean_line
 from ...util.wav import read_wav_info
+from . import Audio
 
 _BLOCK = 64 * 1024
 # The most the answer to a request may hold: a JSON body, or audio sent inline (base64
@@ -209,31 +212,75 @@ async def download(
 
 class HttpProvider:
     """What every networked provider shares: one lazily opened session, the endpoint,
-    audio downloads, and a ``repr`` that leaves the key out."""
+    one request per chunk, audio downloads, and a ``repr`` that leaves the key out.
+
+    A service says how to reach it (:meth:`endpoint`), what to send (:meth:`headers`,
+    :meth:`payload`), which statuses are a success and what they hold
+    (:meth:`parse_success`), and which error each failure is (:meth:`error_for`).
+    Unset ``base_url`` and ``model`` are the registry's defaults for ``name``.
+    """
 
     name = "http"
+    success_statuses: tuple[int, ...] = (200, 201)
 
     def __init__(
         self,
         *,
-        api_key: str | None,
-        endpoint: str,
-        model: str,
-        timeout: float,
-        session: aiohttp.ClientSession | None,
+        api_key: str | None = None,
+        base_url: str = "",
+        model: str = "",
+        lang: str | None = None,
+        timeout: float = 120.0,
+        session: aiohttp.ClientSession | None = None,
         network: NetPolicy | None = None,
     ) -> None:
-        self.model = model
+        defaults = spec(self.name)
+        self.model = model or defaults.model
+        self.lang = lang
         self._key = api_key
-        self._endpoint = endpoint
+        self._endpoint = self.endpoint(base_url or defaults.base_url())
         # Audio links may lead to the endpoint's own host, else only to public addresses.
-        self._network = network or NetPolicy.make(endpoint=endpoint)
+        self._network = network or NetPolicy.make(endpoint=self._endpoint)
         self._timeout = timeout
         self._session = session
         self._own_session = session is None  # a session passed in is the caller's to close
+        # Audio from another endpoint (the emulator, a proxy) must never be mistaken for this one's.
+        self.identity = f"{self.name}|{self._endpoint}|{self.model}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, endpoint={self._endpoint!r})"
+
+    @staticmethod
+    def endpoint(base_url: str) -> str:
+        """The URL one request goes to, from the API root."""
+        raise NotImplementedError
+
+    def headers(self, request_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}", "X-Request-Id": request_id}
+
+    def payload(self, text: str, voice: str) -> dict[str, object]:
+        raise NotImplementedError
+
+    def parse_success(self, body: bytes) -> Audio:
+        raise NotImplementedError
+
+    def error_for(self, status: int, body: bytes, retry_after: float | None) -> NarratorError:
+        """The error a failed answer is, a ``ProviderError`` or a ``StopRun`` (returned,
+        for the caller to raise)."""
+        raise NotImplementedError
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
+        """One request; each service's module docstring says what comes back."""
+        status, body, retry_after = await post_json(
+            self.session,
+            self._endpoint,
+            self.payload(text, voice),
+            headers=self.headers(request_id),
+            timeout=self._timeout,
+        )
+        if status in self.success_statuses:
+            return self.parse_success(body)
+        raise self.error_for(status, body, retry_after)
 
     @property
     def session(self) -> aiohttp.ClientSession:

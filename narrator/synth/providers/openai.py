@@ -14,18 +14,19 @@ a 429 whose code is ``insufficient_quota`` means the account is empty, not busy.
 
 from __future__ import annotations
 
-import aiohttp
+from typing import Any
 
 from ...errors import (
     AuthError,
     BadRequest,
     EndpointNotFound,
+    NarratorError,
     OutOfCredits,
     RateLimited,
     TransientError,
 )
 from . import Audio, Voice
-from .http import HttpProvider, error_code, error_message, post_json
+from .http import HttpProvider, error_code, error_message
 
 MAX_CHARS = 4096  # code points of ``input``
 
@@ -63,70 +64,58 @@ class OpenAiProvider(HttpProvider):
     max_chars = MAX_CHARS
     voices: tuple[Voice, ...] = VOICES
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str = "https://api.openai.com",
-        model: str = "tts-1",
-        speed: float = 1.0,
-        timeout: float = 120.0,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            endpoint=speech_endpoint(base_url),
-            model=model,
-            timeout=timeout,
-            session=session,
-        )
+    def __init__(self, *, speed: float = 1.0, **options: Any) -> None:
+        super().__init__(**options)
         self.speed = speed
-        self.identity = f"{self.name}|{self._endpoint}|{model}|{speed:g}"
+        self.identity = f"{self.identity}|{speed:g}"
 
-    def billing_chars(self, text: str) -> int:
+    @staticmethod
+    def billing_chars(text: str, /) -> int:
         """Every code point counts 1 (OpenAI bills and limits ``input`` by characters)."""
         return len(text)
 
-    async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
-        """One ``POST /v1/audio/speech``; the WAV comes back as the body."""
+    endpoint = staticmethod(speech_endpoint)
+
+    def headers(self, request_id: str) -> dict[str, str]:
         headers = {"X-Request-Id": request_id}
-        if self._key:
+        if self._key:  # local servers want none
             headers["Authorization"] = f"Bearer {self._key}"
-        payload = {
+        return headers
+
+    def payload(self, text: str, voice: str) -> dict[str, object]:
+        return {
             "model": self.model,
             "input": text,
             "voice": voice,
             "response_format": "wav",
             "speed": self.speed,
         }
-        status, body, retry_after = await post_json(
-            self.session, self._endpoint, payload, headers=headers, timeout=self._timeout
-        )
-        if status in (200, 201):
-            if body[:4] != b"RIFF":
-                # Asking again would bring the same: the server ignores response_format.
-                raise BadRequest(
-                    f"{self._endpoint} answered with something other than WAV "
-                    f"({body[:16]!r}); does the server support response_format=wav?"
-                )
-            return Audio(data=body)
-        _raise_for(status, error_code(body), error_message(body, status), retry_after)
-        raise AssertionError("unreachable")  # _raise_for always raises
 
+    def parse_success(self, body: bytes) -> Audio:
+        if body[:4] != b"RIFF":
+            # Asking again would bring the same: the server ignores response_format.
+            raise BadRequest(
+                f"{self._endpoint} answered with something other than WAV "
+                f"({body[:16]!r}); does the server support response_format=wav?"
+            )
+        return Audio(data=body)
 
-def _raise_for(status: int, code: str, message: str, retry_after: float | None) -> None:
-    if status == 429 and code == "insufficient_quota":
-        raise OutOfCredits(f"the account is out of credits: {message}")
-    if status == 429:
-        raise RateLimited(f"rate limited (429): {message}", status=status, retry_after=retry_after)
-    if status == 401:
-        raise AuthError(f"the API key was rejected (401): {message}")
-    if status == 403:
-        raise AuthError(f"access denied (403): {message}")
-    if status == 404:
-        raise EndpointNotFound(f"answered 404 ({message}): check --base-url and --model")
-    if status >= 500 or status == 408:
-        raise TransientError(
-            f"service error {status}: {message}", status=status, retry_after=retry_after
-        )
-    raise BadRequest(f"the service refused the chunk ({status}): {message}", status=status)
+    def error_for(self, status: int, body: bytes, retry_after: float | None) -> NarratorError:
+        code, message = error_code(body), error_message(body, status)
+        if status == 429 and code == "insufficient_quota":
+            return OutOfCredits(f"the account is out of credits: {message}")
+        if status == 429:
+            return RateLimited(
+                f"rate limited (429): {message}", status=status, retry_after=retry_after
+            )
+        if status == 401:
+            return AuthError(f"the API key was rejected (401): {message}")
+        if status == 403:
+            return AuthError(f"access denied (403): {message}")
+        if status == 404:
+            return EndpointNotFound(f"answered 404 ({message}): check --base-url and --model")
+        if status >= 500 or status == 408:
+            return TransientError(
+                f"service error {status}: {message}", status=status, retry_after=retry_after
+            )
+        return BadRequest(f"the service refused the chunk ({status}): {message}", status=status)

@@ -15,12 +15,15 @@ from aiohttp import web
 
 from ...synth.espeakng import VOICES
 from ...synth.providers import qwen
+from ...synth.providers.aimlapi import AimlApiProvider
+from ...util.registry import REGISTRY
 from .dialect import Answer, Dialect, Reject, parse_object
 
 __all__ = ["DIALECT", "MODEL"]
 
-MODEL = "alibaba/qwen3-tts-flash"
-PATH = "/v1/tts"
+# The service's model and path, as the provider (and its registry entry) know them.
+MODEL = REGISTRY["aimlapi"].model
+PATH = AimlApiProvider.endpoint("")
 _USD_PER_CHARACTER = 0.13 / 10_000  # illustrative only: the price is not published
 
 

@@ -17,11 +17,12 @@ from aiohttp import web
 
 from ...synth.espeakng import VOICES
 from ...synth.providers import dashscope, qwen
+from ...util.registry import REGISTRY
 from .dialect import Answer, Dialect, Reject, parse_object
 
 __all__ = ["DIALECT", "LANGUAGES", "MODEL"]
 
-MODEL = "qwen3-tts-flash"
+MODEL = REGISTRY["dashscope"].model  # the provider's default, the one the service has
 LANGUAGES = (
     "Auto", "Chinese", "English", "German", "Italian", "Portuguese", "Spanish", "Japanese",
     "Korean", "French", "Russian",

@@ -18,7 +18,7 @@ from .dialect import Answer, Dialect, Reject, parse_object
 __all__ = ["DIALECT", "ENGINE_VOICES", "MODELS"]
 
 MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
-PATH = "/v1/audio/speech"
+PATH = openai.speech_endpoint("")
 # OpenAI's voice names, each read by one of the engine's (qwen-named) voices.
 ENGINE_VOICES = dict(zip((v.name for v in openai.VOICES), VOICES, strict=False))
 _TYPES = {
