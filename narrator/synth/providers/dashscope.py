@@ -39,6 +39,9 @@ from ...errors import (
 from . import Audio, Voice, qwen
 from .http import HttpProvider, error_code, error_message, loads
 
+__all__ = ["LANGUAGE_TYPES", "PATH", "DashScopeProvider", "language_type"]
+
+
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
 #: ``language_type`` for a language code (``--lang``); anything else is ``Auto``.

@@ -11,6 +11,8 @@ from ...util.wav import wav_bytes
 from ..espeakng import VOICES
 from . import Audio, Voice
 
+__all__ = ["EspeakProvider"]
+
 
 class EspeakProvider:
     """The offline voice that also speaks for the emulator."""

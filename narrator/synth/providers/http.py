@@ -32,6 +32,18 @@ from ...util.sanitize import clean_line
 from ...util.wav import read_wav_info
 from . import Audio
 
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "HttpProvider",
+    "download",
+    "error_code",
+    "error_message",
+    "loads",
+    "parse_retry_after",
+    "post_json",
+]
+
+
 _BLOCK = 64 * 1024
 # The most the answer to a request may hold: a JSON body, or audio sent inline (base64
 # makes it a third bigger than the 50 MB download cap). Read whole, so it is bounded.
