@@ -8,8 +8,9 @@ The public API is what this package exports (``narrator.__all__``), the error tr
 :mod:`narrator.errors` and many inputs at once in :mod:`narrator.batch`. Every other
 module is internal and may change in any release: the stages ``narrator.inputs``,
 ``narrator.chunks``, ``narrator.synth`` and ``narrator.book``, the helpers in
-``narrator.util``, the operations ``narrator.pipeline``, ``narrator.check``,
-``narrator.estimate`` and ``narrator.preflight``, ``narrator.settings`` and
+``narrator.util``, the operations ``narrator.pipeline`` (with ``narrator.narration``,
+``narrator.reports`` and ``narrator.uptodate``), ``narrator.check`` and
+``narrator.estimate``, ``narrator.settings`` and
 ``narrator.status`` (use ``narrator.Settings`` and ``narrator.Status``), the command
 line ``narrator.cli`` and the tools ``narrator.tools`` (emulator, bench).
 """

@@ -48,7 +48,11 @@ def test_every_exception_the_library_defines_is_in_errors() -> None:
                 and not attr.startswith("_")  # private control flow, never raised out
             ):
                 elsewhere.add(f"{name}.{attr}")
-    assert sorted(elsewhere - {f"narrator.errors.{n}" for n in errors.__all__}) == []
+    # Signals between the library's own parts, caught where they are raised: never seen
+    # by a caller, so not part of the tree.
+    internal = {"narrator.synth.attempts.ClaimedElsewhere"}
+    home = {f"narrator.errors.{n}" for n in errors.__all__}
+    assert sorted(elsewhere - home - internal) == []
 
 
 def test_the_docstring_tree_is_the_class_tree() -> None:

@@ -38,7 +38,7 @@ async def test_commit_moves_a_checked_file_into_place(
     store.begin(key, 10)
     temp = store.temp_path(key)
     temp.write_bytes(make_wav(0.25).read_bytes())
-    segment = await store.commit(key, temp)
+    segment = store.commit(key, temp)
     assert not temp.exists()
     assert segment.path == store.root / "segments" / "ab" / f"{key}.wav"
     assert segment.frames == 6000 and segment.rate == 24000
@@ -51,14 +51,14 @@ async def test_a_broken_file_is_refused_and_not_kept(store: Store) -> None:
     temp = store.temp_path(key)
     temp.write_bytes(b"RIFF....WAVEjunk")
     with pytest.raises(AudioError):
-        await store.commit(key, temp)
+        store.commit(key, temp)
     assert store.lookup(key) is None and not temp.exists()
 
 
 async def test_a_deleted_file_is_noticed(store: Store, make_wav: Callable[..., Path]) -> None:
     key = "ef" + "0" * 62
     store.begin(key, 10)
-    segment = await store.commit_bytes(key, make_wav().read_bytes())
+    segment = store.commit_bytes(key, make_wav().read_bytes())
     segment.path.unlink()
     assert store.lookup(key) is None
 
@@ -82,7 +82,7 @@ async def test_state_is_plain_sqlite_in_wal_mode(
 ) -> None:
     store.begin("k1", 5)
     store.record_failure("k1", "boom")
-    await store.commit_bytes("k2" + "0" * 62, make_wav().read_bytes())
+    store.commit_bytes("k2" + "0" * 62, make_wav().read_bytes())
     db = sqlite3.connect(store.root / "narrator.sqlite3")
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -93,7 +93,7 @@ async def test_state_is_plain_sqlite_in_wal_mode(
 
 
 async def test_info_and_clear(store: Store, make_wav: Callable[..., Path]) -> None:
-    await store.commit_bytes("aa" + "1" * 62, make_wav().read_bytes())
+    store.commit_bytes("aa" + "1" * 62, make_wav().read_bytes())
     store.begin("bb", 1)
     info = store.info()
     assert info.files == 1 and info.states == {"downloaded": 1, "pending": 1} and info.bytes > 0

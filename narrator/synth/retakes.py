@@ -21,7 +21,11 @@ from typing import Any
 from ..errors import NarratorError
 from .pool import Job, Outcome, PoolStats
 from .quality import Gate, Measurement, Verdict, measure_file, rate_of
-from .store import Segment, Store, StoredVerdict
+from .store import Segment, StoredVerdict
+from .storethread import StoreThread
+
+__all__ = ["Retakes"]
+
 
 log = logging.getLogger("narrator")
 
@@ -36,7 +40,7 @@ class Retakes:
     def __init__(
         self,
         gate: Gate,
-        store: Store,
+        db: StoreThread,
         *,
         voice_key: str,
         retries: int,
@@ -46,7 +50,8 @@ class Retakes:
         stopped: Callable[[], NarratorError | None],
     ) -> None:
         self.gate = gate
-        self.store = store
+        self.db = db
+        self.store = db.store
         self.voice_key = voice_key  # rates are learned per provider and voice
         self.retries = retries
         self.budget = budget  # re-syntheses left for bad audio; None: no limit
@@ -54,7 +59,11 @@ class Retakes:
         self._synthesize = synthesize
         self._stopped = stopped
         self._rechecks: dict[str, asyncio.Future[Outcome]] = {}
-        gate.warm(voice_key, store.learned_rates(voice_key))
+
+    async def warm(self) -> None:
+        """Start from this voice's speech rate as earlier runs measured it."""
+        learned = await self.db.run(self.store.learned_rates, self.voice_key)
+        self.gate.warm(self.voice_key, learned)
 
     @staticmethod
     def settled(stored: StoredVerdict | None) -> bool:
@@ -108,7 +117,7 @@ class Retakes:
         if verdict.ok and verdict.provisional:
             return outcome  # still too little to go on: the prior's pass stands
         if verdict.ok:  # learned from the first time it passed
-            self._passed(job, verdict, outcome.measurement, outcome.attempts, learn=False)
+            await self._passed(job, verdict, outcome.measurement, outcome.attempts, learn=False)
             return dataclasses.replace(outcome, verdict=verdict)
         return await self._judged(
             job,
@@ -120,7 +129,7 @@ class Retakes:
             first=(outcome.measurement, verdict),
         )
 
-    def _passed(
+    async def _passed(
         self,
         job: Job,
         verdict: Verdict,
@@ -137,8 +146,9 @@ class Retakes:
         else:
             learned = rate_of(job.text, m)
         if aside:  # a worse attempt than this one was kept aside
-            self.store.discard_aside(job.key)
-        self.store.record_verdict(
+            await self.db.run(self.store.discard_aside, job.key)
+        await self.db.run(
+            self.store.record_verdict,
             job.key,
             "provisional" if verdict.provisional else "passed",
             attempts=attempts,
@@ -164,7 +174,7 @@ class Retakes:
         ``retrying``: the verdict row of an earlier run's unfinished retries (its attempts
         and best attempt carry on); ``done``: attempts judged before this one.
         """
-        gate, store = self.gate, self.store
+        gate, db, store = self.gate, self.db, self.store
         attempts = retrying.attempts if retrying is not None else done
         best = retrying.best if retrying is not None else None
         aside = retrying is not None
@@ -177,7 +187,7 @@ class Retakes:
                 m = await asyncio.to_thread(measure_file, segment.path)
                 verdict = gate.judge(self.voice_key, job.text, m)
             if verdict.ok:
-                self._passed(job, verdict, m, attempts, aside=aside)
+                await self._passed(job, verdict, m, attempts, aside=aside)
                 return Outcome(segment, requests, retries, cached, verdict, m, attempts)
             current = {"verdict": _fields(verdict), "measurement": _fields(m)}
             better = best is None or verdict.badness < best["verdict"]["badness"]
@@ -195,14 +205,15 @@ class Retakes:
                     )
             if not more:
                 if not better:
-                    restored = await store.restore_aside(job.key)
+                    restored = await db.run(store.restore_aside, job.key)
                     if restored is not None and best is not None:
                         segment = restored
                         verdict = Verdict(**best["verdict"])
                         m = Measurement(**best["measurement"])
                         current = best
-                store.discard_aside(job.key)
-                store.record_verdict(
+                await db.run(store.discard_aside, job.key)
+                await db.run(
+                    store.record_verdict,
                     job.key,
                     "flagged",
                     attempts=attempts,
@@ -219,7 +230,8 @@ class Retakes:
                 best = current
             # The verdict first: killed before the file moves, the next run judges it again
             # (free); the other way round it could not tell a retry from a first try.
-            store.record_verdict(
+            await db.run(
+                store.record_verdict,
                 job.key,
                 "retrying",
                 attempts=attempts,
@@ -228,10 +240,10 @@ class Retakes:
                 best=best,
             )
             if better:
-                store.set_aside(job.key)
+                await db.run(store.set_aside, job.key)
                 aside = True
             else:
-                store.drop_segment(job.key)
+                await db.run(store.drop_segment, job.key)
             if self.budget is not None:
                 self.budget -= 1
             self.stats.qa_resynthesized += 1

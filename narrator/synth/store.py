@@ -15,16 +15,12 @@ made it; its link is kept so a crash before the download bills nothing twice),
 next run). The quality gate's verdict on each segment's audio is a row of its own table
 (``verdicts``, below).
 
-Beside the segments: ``books`` and ``book_files`` (each audiobook written, and its files,
-one per part when it was split, so a rerun can tell it is up to date), and ``claims``
-(which process is synthesizing which chunk, with an expiry). A small ``reserve`` file
-is given up when the disk fills, so the links of requests already paid for can still be
-written down.
+Beside the segments: ``books`` (:mod:`.store_books`), ``claims`` (:mod:`.store_claims`)
+and a ``reserve`` file given up when the disk fills (:mod:`.store_files`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -39,8 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..util.atomic import replace_synced
-from ..util.wav import WavInfo, read_wav_info
+from ..util.wav import WavInfo
+from . import store_books, store_verdicts
+from .store_books import BOOK_FILES_SCHEMA, BOOKS_SCHEMA, BookRecord
+from .store_claims import CLAIMS_SCHEMA, try_claim
+from .store_files import StoreInfo, disk_usage, keep_reserve, place, sweep_temp
+from .store_verdicts import VERDICTS_SCHEMA, StoredVerdict
+
+# The records its methods return are exported with it.
+__all__ = ["BookRecord", "Segment", "Store", "StoreInfo", "StoredVerdict", "segment_key"]
+
 
 T = TypeVar("T")
 
@@ -61,67 +65,9 @@ CREATE TABLE IF NOT EXISTS segments (
     updated       REAL NOT NULL
 )
 """
-# One row per audiobook written: what it was made from, and the file as it was left,
-# so a rerun can tell an up-to-date audiobook from a stale, edited or missing one.
-_BOOKS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS books (
-    output      TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    size        INTEGER NOT NULL,
-    mtime_ns    INTEGER NOT NULL,
-    seconds     REAL NOT NULL,
-    updated     REAL NOT NULL
-)
-"""
-# The audio files of each book: one row, or one per part when --split-hours cut it.
-# A book with rows here is checked file by file (its own name may not exist at all).
-_BOOK_FILES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS book_files (
-    output   TEXT NOT NULL,
-    number   INTEGER NOT NULL,
-    path     TEXT NOT NULL,
-    size     INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    PRIMARY KEY (output, number)
-)
-"""
-# Who is synthesizing a chunk right now, when several processes share one cache: a
-# process claims a key before it sends the request, and the others wait for its audio.
-# A claim lapses at ``expires`` (wall-clock seconds), so a killed process blocks no one.
-_CLAIMS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS claims (
-    key     TEXT PRIMARY KEY,
-    owner   TEXT NOT NULL,
-    expires REAL NOT NULL
-)
-"""
-_STALE_TEMP_SECONDS = 3600.0
 # SQLite's own busy wait (the connection timeout) covers most contention; a write that
 # still finds the database locked is tried again this many times before it is an error.
 _LOCKED_RETRIES = 20
-# Room kept on the cache's disk (a file of zeros) and given up when the disk fills, so the
-# links of requests already paid for can still be written down: resume bills them once.
-_RESERVE_BYTES = 512 * 1024  # older temp files belong to no live run
-# The quality gate's verdict on each segment's audio (see quality.py). ``status``:
-# passed; provisional (passed while the run's speech rate was still the prior's guess);
-# retrying (judged bad, synthesized again; ``best`` is the least bad attempt so far, its
-# file set aside under segments/qa/); flagged (bad on every attempt, the best one kept).
-# A pass also stores what it taught (``voice_key``, ``script``, ``rate``), so a later run
-# starts from this voice's measured speech rate instead of the prior.
-_VERDICTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS verdicts (
-    key         TEXT PRIMARY KEY,
-    status      TEXT NOT NULL CHECK (status IN ('passed','provisional','retrying','flagged')),
-    attempts    INTEGER NOT NULL,
-    verdict     TEXT NOT NULL,
-    measurement TEXT NOT NULL,
-    best        TEXT,
-    voice_key   TEXT,
-    script      TEXT,
-    rate        REAL,
-    updated     REAL NOT NULL
-)
-"""
 
 
 def segment_key(*, provider: str, voice: str, text: str) -> str:
@@ -146,36 +92,6 @@ class Segment:
         return self.frames / self.rate
 
 
-@dataclass(frozen=True, slots=True)
-class BookRecord:
-    """An audiobook as it was last written: its length and its audio files."""
-
-    seconds: float
-    files: tuple[Path, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StoredVerdict:
-    """A verdict row: the gate's judgment of a segment, as JSON-ready dicts."""
-
-    key: str
-    status: str
-    attempts: int
-    verdict: dict[str, Any]
-    measurement: dict[str, Any]
-    best: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class StoreInfo:
-    """What ``narrator cache info`` shows."""
-
-    root: Path
-    states: dict[str, int]
-    files: int
-    bytes: int
-
-
 class Store:
     """Chunk states in SQLite and their audio files; one per cache directory."""
 
@@ -184,14 +100,17 @@ class Store:
         self._segments = root / "segments"
         self._tmp = self._segments / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(root / "narrator.sqlite3", isolation_level=None, timeout=30)
+        # Used from the store's own thread (see storethread.py), one caller at a time.
+        self._db = sqlite3.connect(
+            root / "narrator.sqlite3", isolation_level=None, timeout=30, check_same_thread=False
+        )
         self._retry_locked(self._prepare)  # several processes may open one cache at once
         # This store's name on its claims: where it runs, so a claim of a process that has
         # died on this machine lapses at once rather than when it expires.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self._sweep_temp()
+        sweep_temp(self._tmp)
         self._reserve = root / "reserve"
-        self._keep_reserve()
+        keep_reserve(self._reserve, self._tmp)
 
     def _prepare(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -199,10 +118,10 @@ class Store:
         # and then the files they point to are checked again anyway.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
-        self._db.execute(_BOOKS_SCHEMA)
-        self._db.execute(_BOOK_FILES_SCHEMA)
-        self._db.execute(_CLAIMS_SCHEMA)
-        self._db.execute(_VERDICTS_SCHEMA)
+        self._db.execute(BOOKS_SCHEMA)
+        self._db.execute(BOOK_FILES_SCHEMA)
+        self._db.execute(CLAIMS_SCHEMA)
+        self._db.execute(VERDICTS_SCHEMA)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -226,24 +145,8 @@ class Store:
 
     def claim(self, key: str, *, seconds: float) -> bool:
         """Claim ``key`` for ``seconds`` (or renew this store's claim); False when another
-        process holds a claim on it that has not lapsed."""
-
-        def attempt() -> bool:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                now = time.time()
-                row = self._db.execute(
-                    "SELECT owner, expires FROM claims WHERE key = ?", (key,)
-                ).fetchone()
-                if row is not None and row[0] != self.owner and row[1] > now and _alive(row[0]):
-                    return False
-                self._db.execute(
-                    "INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)",
-                    (key, self.owner, now + seconds),
-                )
-                return True
-
-        return self._retry_locked(attempt)
+        process holds a claim on it that has not lapsed (see :mod:`.store_claims`)."""
+        return self._retry_locked(lambda: try_claim(self._db, key, self.owner, seconds))
 
     def release(self, key: str) -> None:
         """Give up this store's claim on ``key`` (its audio is in, or it failed)."""
@@ -252,17 +155,6 @@ class Store:
                 "DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner)
             )
         )
-
-    def _keep_reserve(self) -> None:
-        with contextlib.suppress(OSError):  # a disk already full has nothing to spare
-            if not self._reserve.exists():
-                tmp = self._tmp / f"reserve.{uuid.uuid4().hex[:8]}"
-                try:
-                    with tmp.open("wb") as fh:
-                        fh.write(bytes(_RESERVE_BYTES))  # real blocks, not a sparse file
-                    replace_synced(tmp, self._reserve)
-                finally:
-                    tmp.unlink(missing_ok=True)
 
     def release_reserve(self) -> bool:
         """Give the room kept for a full disk back; True if there was any."""
@@ -277,26 +169,7 @@ class Store:
     def current_book(self, output: Path, fingerprint: str) -> BookRecord | None:
         """What ``output`` was written as, if it was written from ``fingerprint`` and none
         of its files has changed on disk since; None when it must be made (again)."""
-        name = str(output.absolute())
-        row = self._db.execute(
-            "SELECT fingerprint, size, mtime_ns, seconds FROM books WHERE output = ?", (name,)
-        ).fetchone()
-        if row is None or row[0] != fingerprint:
-            return None
-        files = self._db.execute(
-            "SELECT path, size, mtime_ns FROM book_files WHERE output = ? ORDER BY number",
-            (name,),
-        ).fetchall()
-        # A book recorded before parts were recorded is its own one file.
-        expected = [(path, size, mtime) for path, size, mtime in files] or [(name, row[1], row[2])]
-        for path, size, mtime in expected:
-            try:
-                stat = Path(path).stat()
-            except OSError:
-                return None
-            if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
-                return None
-        return BookRecord(float(row[3]), tuple(Path(path) for path, _, _ in expected))
+        return store_books.current_book(self._db, output, fingerprint)
 
     def record_book(
         self, output: Path, fingerprint: str, seconds: float, *, files: Sequence[Path] = ()
@@ -306,39 +179,9 @@ class Store:
         files = list(files) or [output]
         stats = [path.stat() for path in files]
         name = str(output.absolute())
-        self._retry_locked(lambda: self._write_book(name, fingerprint, seconds, files, stats))
-
-    def _write_book(
-        self,
-        name: str,
-        fingerprint: str,
-        seconds: float,
-        files: Sequence[Path],
-        stats: Sequence[os.stat_result],
-    ) -> None:
-        with self._db:  # the row and its files together, or neither
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                "INSERT OR REPLACE INTO books (output, fingerprint, size, mtime_ns, seconds, "
-                "updated) VALUES (?, ?, ?, ?, ?, ?)",
-                (name, fingerprint, stats[0].st_size, stats[0].st_mtime_ns, seconds, time.time()),
-            )
-            self._db.execute("DELETE FROM book_files WHERE output = ?", (name,))
-            self._db.executemany(
-                "INSERT INTO book_files (output, number, path, size, mtime_ns) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
-                    (name, n, str(path.absolute()), st.st_size, st.st_mtime_ns)
-                    for n, (path, st) in enumerate(zip(files, stats, strict=True), start=1)
-                ],
-            )
-
-    def _sweep_temp(self) -> None:
-        cutoff = time.time() - _STALE_TEMP_SECONDS
-        for entry in self._tmp.iterdir():
-            with contextlib.suppress(OSError):
-                if entry.stat().st_mtime < cutoff:
-                    entry.unlink()
+        self._retry_locked(
+            lambda: store_books.write_book(self._db, name, fingerprint, seconds, files, stats)
+        )
 
     def _final_path(self, key: str) -> Path:
         return self._segments / key[:2] / f"{key}.wav"
@@ -381,12 +224,7 @@ class Store:
         ).fetchone()
         if row is None:
             return None, None
-        stored = None
-        if row[6] is not None:
-            best = json.loads(row[10]) if row[10] else None
-            stored = StoredVerdict(
-                key, row[6], row[7], json.loads(row[8]), json.loads(row[9]), best
-            )
+        stored = None if row[6] is None else store_verdicts.from_columns(key, *row[6:])
         if row[0] != "downloaded":
             return None, stored
         path = self.root / row[1]
@@ -397,40 +235,16 @@ class Store:
 
     def verdict(self, key: str) -> StoredVerdict | None:
         """The quality gate's verdict on ``key``'s audio, if it was judged."""
-        row = self._db.execute(
-            "SELECT status, attempts, verdict, measurement, best FROM verdicts WHERE key = ?",
-            (key,),
-        ).fetchone()
-        if row is None:
-            return None
-        best = json.loads(row[4]) if row[4] else None
-        return StoredVerdict(key, row[0], row[1], json.loads(row[2]), json.loads(row[3]), best)
+        return store_verdicts.verdict(self._db, key)
 
     def flagged(self, keys: list[str]) -> dict[str, StoredVerdict]:
         """The verdicts of those of ``keys`` that the quality gate flagged."""
-        found: dict[str, StoredVerdict] = {}
-        for start in range(0, len(keys), 500):  # SQLite caps the parameters of one query
-            batch = keys[start : start + 500]
-            rows = self._db.execute(
-                "SELECT key, attempts, verdict, measurement FROM verdicts "
-                f"WHERE status = 'flagged' AND key IN ({','.join('?' * len(batch))})",
-                batch,
-            )
-            for key, attempts, verdict, measurement in rows:
-                found[key] = StoredVerdict(
-                    key, "flagged", attempts, json.loads(verdict), json.loads(measurement), None
-                )
-        return found
+        return store_verdicts.flagged(self._db, keys)
 
     def learned_rates(self, voice_key: str, *, limit: int = 256) -> list[tuple[str, float]]:
         """(script, seconds per weight unit) of the latest passed segments of a voice, oldest
         first."""
-        rows = self._db.execute(
-            "SELECT script, rate FROM verdicts WHERE voice_key = ? AND status = 'passed' "
-            "AND script IS NOT NULL ORDER BY updated DESC LIMIT ?",
-            (voice_key, limit),
-        ).fetchall()
-        return [(str(script), float(rate)) for script, rate in reversed(rows)]
+        return store_verdicts.learned_rates(self._db, voice_key, limit)
 
     def attempts(self, key: str) -> int:
         row = self._db.execute("SELECT attempts FROM segments WHERE key = ?", (key,)).fetchone()
@@ -438,12 +252,7 @@ class Store:
 
     def info(self) -> StoreInfo:
         states = dict(self._db.execute("SELECT state, COUNT(*) FROM segments GROUP BY state"))
-        files = size = 0
-        for path in self._segments.glob("*/*.wav"):
-            files += 1
-            size += path.stat().st_size
-        db_size = sum(p.stat().st_size for p in self.root.glob("narrator.sqlite3*"))
-        return StoreInfo(self.root, states, files, size + db_size)
+        return StoreInfo(self.root, states, *disk_usage(self.root, self._segments))
 
     # --- writing -------------------------------------------------------------------------
 
@@ -487,7 +296,7 @@ class Store:
         """A fresh temporary file name for a download of ``key``."""
         return self._tmp / f"{key}.{uuid.uuid4().hex[:8]}.part"
 
-    async def commit(
+    def commit(
         self, key: str, temp: Path, *, check: Callable[[WavInfo], None] | None = None
     ) -> Segment:
         """Move a checked download into place atomically and mark ``key`` downloaded.
@@ -497,7 +306,7 @@ class Store:
         """
         final = self._final_path(key)
         try:
-            info = await asyncio.to_thread(_place, temp, final, check)
+            info = place(temp, final, check)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
@@ -516,13 +325,13 @@ class Store:
         )
         return Segment(key, final, info.frames, info.rate, info.channels, info.width)
 
-    async def commit_bytes(
+    def commit_bytes(
         self, key: str, data: bytes, *, check: Callable[[WavInfo], None] | None = None
     ) -> Segment:
         """Store audio that came inline in the response (``check`` as for :meth:`commit`)."""
         temp = self.temp_path(key)
-        await asyncio.to_thread(temp.write_bytes, data)
-        return await self.commit(key, temp, check=check)
+        temp.write_bytes(data)
+        return self.commit(key, temp, check=check)
 
     def discard(self, key: str) -> None:
         """Forget ``key``'s audio (it failed a check): its file goes, its row is pending."""
@@ -544,18 +353,8 @@ class Store:
         best: dict[str, Any] | None = None,
         learned: tuple[str, str, float] | None = None,  # (voice_key, script, rate)
     ) -> None:
-        voice_key, script, rate = learned or (None, None, None)
-        row = (
-            key, status, attempts, json.dumps(verdict), json.dumps(measurement),
-            json.dumps(best) if best is not None else None, voice_key, script, rate, time.time(),
-        )  # fmt: skip
-        self._retry_locked(
-            lambda: self._db.execute(
-                "INSERT OR REPLACE INTO verdicts (key, status, attempts, verdict, measurement, "
-                "best, voice_key, script, rate, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
-        )
+        row = store_verdicts.verdict_row(key, status, attempts, verdict, measurement, best, learned)
+        self._retry_locked(lambda: store_verdicts.write_verdict(self._db, row))
 
     def _aside_path(self, key: str) -> Path:
         return self._segments / "qa" / f"{key}.wav"
@@ -577,12 +376,12 @@ class Store:
     def discard_aside(self, key: str) -> None:
         self._aside_path(key).unlink(missing_ok=True)
 
-    async def restore_aside(self, key: str) -> Segment | None:
+    def restore_aside(self, key: str) -> Segment | None:
         """Put the attempt set aside back as ``key``'s audio; None if there is none."""
         aside = self._aside_path(key)
         if not aside.is_file():
             return None
-        return await self.commit(key, aside)
+        return self.commit(key, aside)
 
     def clear(self) -> None:
         """Forget every segment and delete every file."""
@@ -594,30 +393,6 @@ class Store:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def _alive(owner: str) -> bool:
-    """Whether the process named in a claim may still be working on it."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine on a shared disk: only the expiry tells
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # alive, owned by someone else
-    return True
-
-
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
     message = str(exc)
     return "database is locked" in message or "database is busy" in message
-
-
-def _place(temp: Path, final: Path, check: Callable[[WavInfo], None] | None) -> WavInfo:
-    info = read_wav_info(temp)  # raises AudioError for anything but whole PCM WAV
-    if check is not None:
-        check(info)
-    final.parent.mkdir(exist_ok=True)
-    replace_synced(temp, final)
-    return info

@@ -1,0 +1,157 @@
+"""What a run reports: per document, per run, and the progress events on the way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .book.encode import ChapterMark
+from .chunks.split import Chunk
+from .errors import StopRun
+from .inputs.documents import Document
+from .status import Status
+from .synth.jobs import Outcome
+
+__all__ = [
+    "DocumentReport",
+    "Flag",
+    "ProgressCallback",
+    "ProgressEvent",
+    "RunReport",
+    "Work",
+    "flags_of",
+    "stopped_report",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One document and where its audiobook goes."""
+
+    document: Document
+    output: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """What the progress callback receives.
+
+    ``kind`` is ``planned`` (totals for the run), ``chunk`` (one chunk finished, or
+    failed) or ``document`` (an audiobook was written, or a document failed).
+    """
+
+    kind: str
+    chunks: int = 0
+    characters: int = 0
+    cached: bool = False
+    report: DocumentReport | None = None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A segment the quality gate still found bad after its last attempt, kept in the book.
+
+    ``chunk`` counts from 1; ``start`` is where it begins in the finished audiobook, in
+    seconds (None when the audiobook was not written); ``measured`` and ``expected`` are
+    seconds of speech.
+    """
+
+    chunk: int
+    text: str
+    kind: str  # silent, cut or runaway
+    reason: str
+    measured: float
+    expected: float
+    attempts: int
+    start: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentReport:
+    """How one document went. ``status``: done, up-to-date (made before from the same
+    text and settings), failed, skipped (nothing to narrate) or stopped."""
+
+    input: str
+    output: str
+    title: str
+    status: Status
+    chunks: int
+    billing_characters: int
+    audio_seconds: float
+    requests: int
+    retries: int
+    cached_chunks: int
+    errors: tuple[str, ...] = ()
+    chapters: tuple[ChapterMark, ...] = ()  # each chapter's title and start, in seconds
+    files: tuple[str, ...] = ()  # the audio files written: one, or one per part
+    flagged: tuple[Flag, ...] = ()  # segments the quality gate flagged
+
+    @property
+    def ok(self) -> bool:
+        return self.status.ok
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """How a whole run went."""
+
+    documents: tuple[DocumentReport, ...]
+    requests: int
+    retries: int
+    throttled: int
+    resynthesized: int
+    seconds: float
+    stopped: str | None = None
+    rate_changes: tuple[tuple[float, float], ...] = ()
+    stop_error: StopRun | None = field(default=None, compare=False, repr=False)
+    qa_resynthesized: int = 0  # bad segments synthesized again (each billed again)
+    qa_budget_spent: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.stopped is None and all(d.ok for d in self.documents)
+
+
+def flags_of(
+    chunks: Sequence[Chunk], outcomes: Sequence[Outcome], starts: Sequence[float]
+) -> tuple[Flag, ...]:
+    """The flagged segments of a document, with their start in its audiobook if known."""
+    flags = []
+    for n, (chunk, outcome) in enumerate(zip(chunks, outcomes, strict=False)):
+        if not outcome.flagged or outcome.verdict is None:
+            continue
+        verdict = outcome.verdict
+        flags.append(
+            Flag(
+                chunk=chunk.index + 1,
+                text=chunk.text,
+                kind=verdict.kind,
+                reason=verdict.reason,
+                measured=round(verdict.measured, 2),
+                expected=round(verdict.expected, 2),
+                attempts=outcome.attempts,
+                start=round(starts[n], 3) if n < len(starts) else None,
+            )
+        )
+    return tuple(flags)
+
+
+def stopped_report(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:
+    """The report of a document the run stopped before it finished."""
+    return DocumentReport(
+        input=work.document.source,
+        output=str(work.output),
+        title=work.document.title,
+        status=Status.STOPPED,
+        chunks=len(chunks),
+        billing_characters=sum(c.billing_chars for c in chunks),
+        audio_seconds=0.0,
+        requests=0,
+        retries=0,
+        cached_chunks=0,
+        errors=("the run stopped before this document finished",),
+    )

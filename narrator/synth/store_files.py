@@ -1,0 +1,73 @@
+"""The store's files: placing a checked segment atomically, stale temp files, and the
+reserve, a small file of zeros given up when the disk fills, so the links of requests
+already paid for can still be written down (a resume then bills them once)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..util.atomic import replace_synced
+from ..util.wav import WavInfo, read_wav_info
+
+__all__ = ["StoreInfo", "disk_usage", "keep_reserve", "place", "sweep_temp"]
+
+STALE_TEMP_SECONDS = 3600.0  # older temp files belong to no live run
+# Room kept on the cache's disk (a file of zeros) and given up when the disk fills, so the
+# links of requests already paid for can still be written down: resume bills them once.
+RESERVE_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """What ``narrator cache info`` shows."""
+
+    root: Path
+    states: dict[str, int]
+    files: int
+    bytes: int
+
+
+def disk_usage(root: Path, segments: Path) -> tuple[int, int]:
+    """(segment files, bytes of the segments and the database) under the cache ``root``."""
+    files = size = 0
+    for path in segments.glob("*/*.wav"):
+        files += 1
+        size += path.stat().st_size
+    db_size = sum(p.stat().st_size for p in root.glob("narrator.sqlite3*"))
+    return files, size + db_size
+
+
+def sweep_temp(tmp: Path) -> None:
+    """Delete the temp files no live run can still be writing."""
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for entry in tmp.iterdir():
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime < cutoff:
+                entry.unlink()
+
+
+def keep_reserve(reserve: Path, tmp: Path) -> None:
+    """Make the reserve file, unless it is there (or the disk has nothing to spare)."""
+    with contextlib.suppress(OSError):  # a disk already full has nothing to spare
+        if not reserve.exists():
+            temp = tmp / f"reserve.{uuid.uuid4().hex[:8]}"
+            try:
+                with temp.open("wb") as fh:
+                    fh.write(bytes(RESERVE_BYTES))  # real blocks, not a sparse file
+                replace_synced(temp, reserve)
+            finally:
+                temp.unlink(missing_ok=True)
+
+
+def place(temp: Path, final: Path, check: Callable[[WavInfo], None] | None) -> WavInfo:
+    info = read_wav_info(temp)  # raises AudioError for anything but whole PCM WAV
+    if check is not None:
+        check(info)
+    final.parent.mkdir(exist_ok=True)
+    replace_synced(temp, final)
+    return info
