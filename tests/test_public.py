@@ -77,3 +77,13 @@ def test_the_type_marker_ships_with_the_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert "py.typed" in project["tool"]["setuptools"]["package-data"]["narrator"]
     assert project["tool"]["mypy"]["strict"] is True
+
+
+def test_no_module_is_over_400_lines() -> None:
+    # A module past this has grown a second concern: split it by concern, as the tree is.
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in MODULES
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
+    }
+    assert long == {}
