@@ -5,7 +5,8 @@
 >>> narrator.narrate_sync("Hello there. This is narrator.", "hello.wav", settings)  # doctest: +SKIP
 
 The public API is what this package exports (``narrator.__all__``), the error tree in
-:mod:`narrator.errors` and many inputs at once in :mod:`narrator.batch`. Every other
+:mod:`narrator.errors`, many inputs at once in :mod:`narrator.batch` and the run report
+(JSON or HTML) in :mod:`narrator.report`. Every other
 module is internal and may change in any release: the stages ``narrator.inputs``,
 ``narrator.chunks``, ``narrator.synth`` and ``narrator.book``, the helpers in
 ``narrator.util``, the operations ``narrator.pipeline`` (with ``narrator.narration``,

@@ -196,6 +196,7 @@ async def narrate_many(
         stop_error=pool.stop_reason,
         qa_resynthesized=pool.stats.qa_resynthesized,
         qa_budget_spent=pool.stats.qa_budget_spent,
+        timeline=pool.stats.timeline.series(),
     )
 
 

@@ -12,6 +12,7 @@ from .errors import StopRun
 from .inputs.documents import Document
 from .status import Status
 from .synth.jobs import Outcome
+from .synth.timeline import Series
 
 __all__ = [
     "DocumentReport",
@@ -110,6 +111,7 @@ class RunReport:
     stop_error: StopRun | None = field(default=None, compare=False, repr=False)
     qa_resynthesized: int = 0  # bad segments synthesized again (each billed again)
     qa_budget_spent: bool = False
+    timeline: Series | None = None  # the pool's requests, 429s and retries over time
 
     @property
     def ok(self) -> bool:

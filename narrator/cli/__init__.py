@@ -7,8 +7,8 @@ codes: 0 all done, 1 some document failed (or the account ran out of credits),
 Inside: :mod:`.parser` (the grammar, over :mod:`.options`, :mod:`.argtypes` and the
 settings file in :mod:`.config`), :mod:`.build` (arguments to settings, works and
 estimates), :mod:`.commands` (one function per command) and :mod:`.render` (the tables,
-the bar, the summary). Output planning and the JSON report are the library's
-(:mod:`narrator.batch`).
+the bar, the summary). Output planning and the run report are the library's
+(:mod:`narrator.batch`, :mod:`narrator.report`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def _as_flags(exc: ConfigError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse(argv)
+        # The command as typed, for the report's "run it again to resume".
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
         print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -19,10 +20,11 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..batch import with_unread, write_report
+from ..batch import with_unread
 from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected, Unreachable
 from ..estimate import format_cost
 from ..pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..report import read_report, render_html, write_report
 from ..settings import Settings, check_lang
 from ..status import Status
 from ..synth.providers import make_provider
@@ -33,7 +35,7 @@ from .render import ProgressBar, flag_line, print_estimate, print_summary
 
 __all__ = [
     "cmd_cache", "cmd_check", "cmd_demo", "cmd_estimate", "cmd_feed", "cmd_narrate",
-    "cmd_serve", "cmd_voices",
+    "cmd_report", "cmd_serve", "cmd_voices",
 ]  # fmt: skip
 
 log = logging.getLogger("narrator")
@@ -64,6 +66,24 @@ async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tup
     return run, (128 + caught[0]) if caught else 0
 
 
+def _command(argv: Sequence[str], settings: Settings) -> str:
+    """The command as typed, for the report's "run it again": a key on it is never
+    written down, but named by its variable, so the line still runs."""
+    variable = REGISTRY[settings.provider].key_variable or "API_KEY"
+    words, hide = ["narrator"], False
+    for word in argv:
+        name, equals, _ = word.partition("=")
+        is_key = len(name) >= len("--api") and "--api-key".startswith(name)  # or abbreviated
+        if hide:
+            words.append(f'"${variable}"')
+        elif is_key and equals:
+            words.append(f'--api-key="${variable}"')
+        else:
+            words.append(shlex.quote(word))
+        hide = is_key and not equals
+    return " ".join(words)
+
+
 def _run_narrate(
     works: list[Work],
     settings: Settings,
@@ -72,6 +92,7 @@ def _run_narrate(
     report: str | None,
     unread: Sequence[DocumentReport] = (),
     inputs: Sequence[str] = (),
+    argv: Sequence[str] = (),
 ) -> int:
     if works:
         run, interrupted = asyncio.run(_narrate(works, settings, quiet=quiet))
@@ -80,7 +101,7 @@ def _run_narrate(
     # Inputs that never became documents take their place in the table, in input order.
     run = with_unread(run, unread, inputs)
     if report:
-        write_report(Path(report), run, settings)
+        write_report(Path(report), run, settings, command=_command(argv, settings))
     print_summary(run)
     if interrupted:
         print(
@@ -154,7 +175,13 @@ def cmd_narrate(args: argparse.Namespace) -> int:
             )
     announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
     return _run_narrate(
-        works, settings, quiet=args.quiet, report=args.report, unread=unread, inputs=order
+        works,
+        settings,
+        quiet=args.quiet,
+        report=args.report,
+        unread=unread,
+        inputs=order,
+        argv=getattr(args, "argv", ()),
     )
 
 
@@ -302,7 +329,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     needed = 100.0 * marked * (1 + settings.qa_retries) / max(1, total)
     settings = dataclasses.replace(settings, force=True, qa_budget=max(settings.qa_budget, needed))
     announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
-    return _run_narrate(fixing, settings, quiet=args.quiet, report=args.report, inputs=order)
+    return _run_narrate(
+        fixing,
+        settings,
+        quiet=args.quiet,
+        report=args.report,
+        inputs=order,
+        argv=getattr(args, "argv", ()),
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run, context = read_report(Path(args.run))
+    out = Path(args.output)
+    check_writable(out.parent if str(out.parent) else Path("."), what="-o")
+    out.write_text(render_html(run, context, folder=out.parent), encoding="utf-8")
+    print(f"{out}: {len(run.documents)} documents")
+    return 0
 
 
 def cmd_feed(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from .commands import (
     cmd_estimate,
     cmd_feed,
     cmd_narrate,
+    cmd_report,
     cmd_serve,
     cmd_voices,
 )
@@ -130,7 +131,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="first retry delay in seconds, doubling each time (jittered); 0 retries at once",
     )
     p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
-    p.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
+    p.add_argument(
+        "--report",
+        metavar="FILE.json|FILE.html",
+        help="write a report of the run: JSON, or for .html a page to read and listen from",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -283,6 +288,13 @@ def _cache(sub: _Commands) -> None:
     p.set_defaults(func=cmd_cache)
 
 
+def _report(sub: _Commands) -> None:
+    p = sub.add_parser("report", help="render a JSON run report (narrate --report) as HTML")
+    p.add_argument("run", metavar="RUN.json", help="the JSON report of a run")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.html", help="the page to write")
+    p.set_defaults(func=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``narrator`` parser, each command's ``func`` set to run it."""
     parser = Parser(
@@ -293,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"narrator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _check(sub, _narrate(sub))
-    for add in (_estimate, _demo, _serve, _voices, _feed, _cache):
+    for add in (_estimate, _demo, _serve, _voices, _feed, _cache, _report):
         add(sub)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter

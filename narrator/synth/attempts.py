@@ -170,13 +170,18 @@ class Attempts:
             retake = f"q{again}-" if again else ""
             request_id = f"narrator-{job.key[:24]}-{retake}{attempt}"
             self.requests_in_flight += 1
+            self.stats.timeline.started(
+                started, in_flight=self.requests_in_flight, rpm=self.rate.rpm
+            )
             try:
                 audio = await self.provider.synthesize(
                     job.text, voice=self.voice, request_id=request_id
                 )
             except RateLimited:
                 self.stats.throttled += 1
-                if self.rate.throttled(started):
+                cut = self.rate.throttled(started)
+                self.stats.timeline.throttled(started, cut=cut)  # counted where it started
+                if cut:
                     self.stats.rate_changes.append((started, self.rate.rpm))
                     log.warning(
                         "rate limited by the service: slowing to %.0f requests/minute",
@@ -283,5 +288,6 @@ class Attempts:
                 await db.run(store.record_failure, job.key, message)
                 raise ChunkFailed(message, attempts=attempt) from error
             self.stats.retries += 1
+            self.stats.timeline.retried(asyncio.get_running_loop().time())
             self.retries_of[job.key] += 1
             await self._sleep(self._delay(attempt, error))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .quality import Measurement, Verdict
 from .store import Segment
+from .timeline import Timeline
 
 __all__ = ["Job", "Outcome", "PoolStats"]
 
@@ -48,3 +49,4 @@ class PoolStats:
     qa_resynthesized: int = 0  # bad segments synthesized again
     qa_flagged: int = 0  # segments kept although bad
     qa_budget_spent: bool = False
+    timeline: Timeline = field(default_factory=Timeline)  # per second, for the report
