@@ -37,6 +37,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", SyntaxWarning)
     import pysbd
 
+__all__ = ["Chunk", "billing_chars", "split_document", "split_text"]
+
+
 # The Han script: every CJK ideograph (all extensions, compatibility ideographs) plus a
 # few hundred radicals and marks such as 々 and 〇. Counting those 2 errs on the safe
 # side of the service's limit.
@@ -87,7 +90,8 @@ def billing_chars(text: str) -> int:
     """
     if text.isascii():
         return len(text)
-    return len(text) + _HAN.subn("", text)[1]
+    han: int = _HAN.subn("", text)[1]
+    return len(text) + han
 
 
 @dataclass(frozen=True, slots=True)
