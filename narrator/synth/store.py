@@ -127,15 +127,15 @@ class Store:
         links = links_in_reserve(self._reserve)
         if not links:
             return
+        rows = [(url, at, time.time(), key) for key, url, at in links]
         with contextlib.suppress(sqlite3.Error):
-            for key, url, at in links:
-                self._retry_locked(
-                    lambda key=key, url=url, at=at: self._db.execute(
-                        "UPDATE segments SET state = 'synthesized', url = ?, url_at = ?, "
-                        "error = NULL, updated = ? WHERE key = ? AND state != 'downloaded'",
-                        (url, at, time.time(), key),
-                    )
+            self._retry_locked(
+                lambda: self._db.executemany(
+                    "UPDATE segments SET state = 'synthesized', url = ?, url_at = ?, "
+                    "error = NULL, updated = ? WHERE key = ? AND state != 'downloaded'",
+                    rows,
                 )
+            )
             self._reserve.unlink(missing_ok=True)
 
     def _prepare(self) -> None:

@@ -104,7 +104,7 @@ def links_in_reserve(reserve: Path) -> list[tuple[str, str, float]]:
         return []
     links = []
     for line in data.split(b"\0", 1)[0].decode(errors="replace").splitlines():
-        key, at, url = (line.split("\t", 2) + ["", ""])[:3]
+        key, at, url = [*line.split("\t", 2), "", ""][:3]
         with contextlib.suppress(ValueError):
             if key and url:
                 links.append((key, url, float(at)))
