@@ -99,7 +99,9 @@ async def test_a_disk_that_fills_mid_run_stops_it_and_resume_bills_nothing_twice
     tmp_path: Path,
     small_disk: callable,  # type: ignore[valid-type]
 ) -> None:
-    disk = small_disk("24m")
+    # Room for the whole book (about 22 MB of segments, and the downloads in flight), so
+    # only the filler fills it, even when the run gets ahead of this test's polling.
+    disk = small_disk("32m")
     source = tmp_path / "tides.txt"
     source.write_text(_text(40))
     cache = disk / "cache"
@@ -107,7 +109,7 @@ async def test_a_disk_that_fills_mid_run_stops_it_and_resume_bills_nothing_twice
         "narrate", str(source), "-o", str(tmp_path / "tides.mp3"), "--cache-dir", str(cache),
         "--concurrency", "2", "--rpm", "100000", "--quiet", "--report", str(tmp_path / "r.json"),
     )  # fmt: skip
-    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.05))
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.15))
     try:
         env = {k: v for k, v in os.environ.items() if k != "NARRATOR_BASE_URL"}
         env |= {"AIMLAPI_KEY": TEST_KEY}
