@@ -39,7 +39,15 @@ from ..util.wav import WavInfo
 from . import store_books, store_verdicts
 from .store_books import BOOK_FILES_SCHEMA, BOOKS_SCHEMA, BookRecord
 from .store_claims import CLAIMS_SCHEMA, try_claim
-from .store_files import StoreInfo, disk_usage, keep_reserve, place, sweep_temp
+from .store_files import (
+    StoreInfo,
+    disk_usage,
+    keep_reserve,
+    links_in_reserve,
+    note_in_reserve,
+    place,
+    sweep_temp,
+)
 from .store_verdicts import VERDICTS_SCHEMA, StoredVerdict
 
 # The records its methods return are exported with it.
@@ -110,7 +118,25 @@ class Store:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         sweep_temp(self._tmp)
         self._reserve = root / "reserve"
+        self._recover_reserved_links()
         keep_reserve(self._reserve, self._tmp)
+
+    def _recover_reserved_links(self) -> None:
+        """Move the links a run on a full disk wrote into the reserve to their rows, then
+        let the reserve be made afresh (kept as it is if they cannot be written yet)."""
+        links = links_in_reserve(self._reserve)
+        if not links:
+            return
+        rows = [(url, at, time.time(), key) for key, url, at in links]
+        with contextlib.suppress(sqlite3.Error):
+            self._retry_locked(
+                lambda: self._db.executemany(
+                    "UPDATE segments SET state = 'synthesized', url = ?, url_at = ?, "
+                    "error = NULL, updated = ? WHERE key = ? AND state != 'downloaded'",
+                    rows,
+                )
+            )
+            self._reserve.unlink(missing_ok=True)
 
     def _prepare(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -155,6 +181,12 @@ class Store:
                 "DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner)
             )
         )
+
+    def note_link_in_reserve(self, key: str, url: str) -> bool:
+        """Write down a link paid for when the database cannot take it (a full disk): in
+        place, in the reserve's zeros; the next store opened here records it. False if
+        there is no reserve or no room in it."""
+        return note_in_reserve(self._reserve, key, url, time.time())
 
     def release_reserve(self) -> bool:
         """Give the room kept for a full disk back; True if there was any."""
