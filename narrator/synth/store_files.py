@@ -7,14 +7,13 @@ on the disk can take that room first, as they could once the reserve was deleted
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..util.atomic import replace_synced
+from ..util.atomic import replace_synced, sync_file
 from ..util.wav import WavInfo, read_wav_info
 
 __all__ = [
@@ -89,8 +88,7 @@ def note_in_reserve(reserve: Path, key: str, url: str, at: float) -> bool:
                 return False
             fh.seek(end)
             fh.write(line)  # over blocks the file has: no free space needed
-            fh.flush()
-            os.fsync(fh.fileno())
+            sync_file(fh)
     except OSError:
         return False
     return True

@@ -13,8 +13,16 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["atomic_path", "atomic_write", "fsync_dir", "replace_synced", "temp_beside"]
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "fsync_dir",
+    "replace_synced",
+    "sync_file",
+    "temp_beside",
+]
 
 
 def fsync_dir(folder: Path) -> None:
@@ -26,6 +34,13 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_file(fh: BinaryIO) -> None:
+    """Make what was written through ``fh`` durable, for the one write narrator does in
+    place (links noted in the store's reserve on a full disk, where no new file fits)."""
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 def temp_beside(target: Path) -> Path:
