@@ -1,0 +1,85 @@
+"""``narrator watch``: the command around :func:`narrator.watch.watch`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ..chunks.lexicon import Lexicon
+from ..errors import ConfigError
+from ..pipeline import DocumentReport
+from ..util.folders import check_writable
+from ..watch import WatchOptions, watch
+from .build import announce_endpoint, make_settings
+
+__all__ = ["cmd_watch"]
+
+log = logging.getLogger("narrator")
+
+
+def _line(report: DocumentReport) -> None:
+    """One line per document as it ends, for the journal (systemd) or a log file."""
+    why = f": {report.errors[0]}" if report.errors else ""
+    print(
+        f"{report.status}: {report.input} -> {report.output or '-'} "
+        f"({report.chunks} chunks, {report.requests} requests, "
+        f"{report.billing_characters} characters){why}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    if len(args.inputs) != 1 or not Path(args.inputs[0]).is_dir():
+        raise ConfigError("narrator watch takes one folder: narrator watch INBOX -o OUT")
+    if not args.output:
+        raise ConfigError("narrator watch needs -o DIR for the audiobooks")
+    settings = make_settings(args, os.environ)
+    Lexicon.load(*settings.lexicon, *settings.lexicon_override)
+    check_writable(settings.store_dir, what="--cache-dir")
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    check_writable(Path(args.output), what="-o")
+    announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
+    options = WatchOptions(
+        settle=args.settle,
+        fmt=getattr(args, "format", None),
+        include=args.include or (),
+        exclude=args.exclude or (),
+        on_done=args.on_done,
+        max_text_bytes=int(args.max_text_mb * 1_000_000),
+    )
+
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not "1 change detected"
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                return
+            log.warning("stopping: no new requests; waiting a few seconds for those in flight")
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal)
+        print(f"watching {args.inputs[0]} -> {args.output}", file=sys.stderr, flush=True)
+        await watch(
+            Path(args.inputs[0]),
+            Path(args.output),
+            settings,
+            stop=stop,
+            options=options,
+            on_report=_line,
+        )
+
+    asyncio.run(main())
+    # A stop asked for (SIGTERM from systemd, Ctrl-C) is a clean end: finished chunks
+    # are in the store and the next start resumes.
+    print("narrator: watcher stopped", file=sys.stderr)
+    return 0
