@@ -1,0 +1,177 @@
+"""``narrator watch``: the real process on an inbox folder, against the loopback emulator.
+
+Every wait is bounded; nothing asserts a duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from narrator.tools.emulator import RunningEmulator
+from narrator.watch import is_temporary
+
+from .conftest import TEST_KEY
+
+BOUND = 60.0  # seconds any one wait may take before the test fails
+
+TEXT = " ".join(f"Sentence {i} of a short article, read aloud." for i in range(12))
+
+
+class Watcher:
+    """A ``narrator watch`` process and the lines it has written to stderr."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.changed = asyncio.Event()
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, inbox: Path, out: Path, url: str, cache: Path, *extra: str) -> Watcher:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "narrator", "watch", str(inbox), "-o", str(out),
+            "--base-url", url, "--api-key", TEST_KEY, "--cache-dir", str(cache),
+            "--rpm", "6000", "--max-chars", "80", "--settle", "1.5", "--quiet", *extra,
+            env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return cls(proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            self.lines.append(raw.decode().rstrip("\n"))
+            self.changed.set()
+
+    def matching(self, pattern: str) -> list[str]:
+        return [line for line in self.lines if re.search(pattern, line)]
+
+    async def until(self, pattern: str, count: int = 1) -> list[str]:
+        """Wait (bounded) until ``count`` lines match ``pattern``."""
+        async with asyncio.timeout(BOUND):
+            while len(self.matching(pattern)) < count:
+                self.changed.clear()
+                if self.proc.returncode is not None:
+                    raise AssertionError("watcher exited:\n" + "\n".join(self.lines))
+                waiter = asyncio.ensure_future(self.changed.wait())
+                await asyncio.wait([waiter], timeout=0.5)
+                waiter.cancel()
+        return self.matching(pattern)
+
+    async def stop(self) -> int:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(BOUND):
+            code = await self.proc.wait()
+            await self.reader
+        return code
+
+
+def requests_of(line: str) -> int:
+    found = re.search(r"(\d+) requests", line)
+    assert found, line
+    return int(found.group(1))
+
+
+def test_temporary_names() -> None:
+    for name in (".draft.txt", "a.txt~", "a.txt.part", "a.txt.tmp", ".#a.txt", "~$a.txt"):
+        assert is_temporary(Path(name)), name
+    assert not is_temporary(Path("article.txt"))
+
+
+async def test_empty_inbox_then_files_slow_writer_and_sigterm(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    hook = tmp_path / "done.log"
+    watcher = await Watcher.start(
+        inbox, out, emulator.url, tmp_path / "cache",
+        "--on-done", f'echo "$NARRATOR_BOOK" >> {hook}; exit 3',
+    )  # fmt: skip
+    try:
+        await watcher.until("^watching")
+        (inbox / "copied.txt").write_text(TEXT)
+        (inbox / ".hidden.txt").write_text("Never read, it is hidden.")
+        (inbox / "draft.txt.part").write_text("Never read, it is a partial download.")
+        await watcher.until(r"^done: .*copied\.txt")
+        # Written in pieces, each well inside the settle time: read once, complete.
+        pieces = TEXT.split(". ")
+        with (inbox / "slow.txt").open("w") as slow:
+            for piece in pieces:
+                slow.write(piece + ". ")
+                slow.flush()
+                await asyncio.sleep(0.1)
+        await watcher.until(r"^done: .*slow\.txt")
+        (inbox / "last.txt").write_text("The last one, after the slow one.")
+        await watcher.until(r"^done: .*last\.txt")
+    finally:
+        code = await watcher.stop()
+    assert code == 0, watcher.lines
+    assert watcher.lines[-1] == "narrator: watcher stopped"
+    assert len(watcher.matching(r"slow\.txt")) == 1, watcher.lines
+    assert not watcher.matching(r"hidden|draft"), watcher.lines
+    assert sorted(p.name for p in out.iterdir()) == ["copied.wav", "last.wav", "slow.wav"]
+    # The slow file's book holds all of it: its chunks are the whole text's.
+    slow_chars = int(re.search(r"(\d+) characters", watcher.matching("slow")[0]).group(1))  # type: ignore[union-attr]
+    copied_chars = int(re.search(r"(\d+) characters", watcher.matching("copied")[0]).group(1))  # type: ignore[union-attr]
+    assert slow_chars >= copied_chars - len(pieces)
+    # The hook ran once per book, and its failure (exit 3) did not stop the watcher.
+    assert sorted(hook.read_text().split()) == sorted(
+        str(out / n) for n in ("copied.wav", "last.wav", "slow.wav")
+    )
+    assert len(watcher.matching("--on-done exited 3")) == 3
+
+
+async def test_restart_pays_nothing_twice(emulator: RunningEmulator, tmp_path: Path) -> None:
+    inbox, out, cache = tmp_path / "inbox", tmp_path / "out", tmp_path / "cache"
+    inbox.mkdir()
+    (inbox / "a.txt").write_text(TEXT)
+    (inbox / "sub").mkdir()
+    (inbox / "sub" / "b.md").write_text("# B\n\n" + TEXT.replace("Sentence", "Line"))
+    first = await Watcher.start(inbox, out, emulator.url, cache)
+    try:
+        done = await first.until(r"^done: ", 2)
+    finally:
+        assert await first.stop() == 0
+    paid = emulator.stats.requests
+    assert paid == sum(requests_of(line) for line in done) > 0
+    assert (out / "sub" / "b.wav").exists()
+    (inbox / "a.txt").unlink()  # a document deleted from the inbox keeps its book
+
+    second = await Watcher.start(inbox, out, emulator.url, cache)
+    try:
+        again = await second.until(r"^up-to-date: ")
+    finally:
+        assert await second.stop() == 0
+    assert [requests_of(line) for line in again] == [0]
+    assert emulator.stats.requests == paid
+    assert (out / "a.wav").exists()
+
+
+async def test_two_watchers_bill_each_chunk_once(emulator: RunningEmulator, tmp_path: Path) -> None:
+    inbox, cache = tmp_path / "inbox", tmp_path / "cache"
+    inbox.mkdir()
+    one = await Watcher.start(inbox, tmp_path / "out", emulator.url, cache)
+    two = await Watcher.start(inbox, tmp_path / "out", emulator.url, cache)
+    try:
+        await one.until("^watching")
+        await two.until("^watching")
+        for n in range(3):
+            (inbox / f"doc{n}.txt").write_text(TEXT.replace("short", f"short number {n}"))
+        await one.until(r"^(done|up-to-date): ", 3)
+        await two.until(r"^(done|up-to-date): ", 3)
+    finally:
+        codes = (await one.stop(), await two.stop())
+    assert codes == (0, 0)
+    assert emulator.stats.billed and set(emulator.stats.billed.values()) == {1}, (
+        emulator.stats.billed
+    )
+    lines = one.matching("^(done|up-to-date)") + two.matching("^(done|up-to-date)")
+    assert sum(requests_of(line) for line in lines) == emulator.stats.requests
