@@ -24,11 +24,14 @@ import watchfiles
 
 from .batch import Batch, find_batch, plan_works, read_batch
 from .errors import ConfigError
-from .pipeline import DocumentReport, RunReport, Work, narrate_many
+from .pipeline import DocumentReport, RunReport, Work, narrate_many, split_all
 from .settings import Settings
 from .status import Status
+from .synth.providers import make_provider
+from .synth.store import segment_key
+from .synth.store_spend import billed_since, paid_keys
 
-__all__ = ["WatchOptions", "is_temporary", "run_on_done", "watch"]
+__all__ = ["WatchOptions", "admit", "is_temporary", "run_on_done", "watch"]
 
 log = logging.getLogger("narrator")
 
@@ -52,6 +55,11 @@ class WatchOptions:
     exclude: Sequence[str] = ()
     on_done: str | None = None  # a shell command run once per finished book
     max_text_bytes: int | None = None
+    # At most this many billing characters in any window of budget_window seconds,
+    # counted from the store (so a restart does not reset it); None: no limit.
+    budget_chars: int | None = None
+    budget_window: float = 24 * 3600.0
+    recheck: float = 60.0  # seconds between looks at documents waiting for the budget
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -80,6 +88,9 @@ def run_on_done(command: str, report: DocumentReport) -> None:
         log.error("--on-done exited %d for %s", done.returncode, report.output)
 
 
+_WAITING = (-1, -1)  # the state of a file waiting for the budget
+
+
 class _Inbox:
     """Which files are new or changed and have stopped changing."""
 
@@ -90,7 +101,8 @@ class _Inbox:
         self.pending: dict[Path, tuple[tuple[int, int], float]] = {}  # state, seen since
 
     def scan(self, now: float) -> tuple[Batch | None, float | None]:
-        """The files ready to read, and when to look again for those still settling."""
+        """The files ready to read, and in how many seconds to look again for those still
+        settling or waiting for the budget."""
         try:
             batch = find_batch(
                 [str(self.folder)], include=self.options.include, exclude=self.options.exclude
@@ -98,7 +110,7 @@ class _Inbox:
         except ConfigError:  # an empty inbox
             return None, None
         ready = []
-        next_look: float | None = None
+        looks: list[float] = []
         for item in batch.items:
             path = Path(item.location)
             if is_temporary(path):
@@ -107,7 +119,12 @@ class _Inbox:
             if sig is None or self.handled.get(path) == sig:
                 continue
             state = self.pending.get(path)
-            if state is None or state[0] != sig:
+            if state is not None and state[0] == _WAITING:
+                if now < state[1]:
+                    looks.append(state[1] - now)
+                    continue
+                since = now - self.options.settle  # the budget's turn: ready as it is
+            elif state is None or state[0] != sig:
                 self.pending[path] = (sig, now)
                 since = now
             else:
@@ -115,11 +132,15 @@ class _Inbox:
             if now - since >= self.options.settle:
                 ready.append(item)
                 self.handled[path] = sig
-                del self.pending[path]
+                self.pending.pop(path, None)
             else:
-                wait = since + self.options.settle - now
-                next_look = wait if next_look is None else min(next_look, wait)
-        return (Batch(tuple(ready), True) if ready else None), next_look
+                looks.append(since + self.options.settle - now)
+        return (Batch(tuple(ready), True) if ready else None), min(looks, default=None)
+
+    def wait_for_budget(self, path: Path, until: float) -> None:
+        """Look at ``path`` again at ``until`` (monotonic), changed or not."""
+        self.handled.pop(path, None)
+        self.pending[path] = (_WAITING, until)
 
 
 async def watch(
@@ -160,7 +181,9 @@ async def watch(
             changed.clear()
             batch, next_look = box.scan(time.monotonic())
             if batch is not None:
-                await _narrate_batch(batch, out, settings, stop, options, run, report)
+                waiting = await _narrate_batch(batch, out, settings, stop, options, run, report)
+                for path in waiting:  # looked at again once the window has moved on
+                    box.wait_for_budget(path, time.monotonic() + options.recheck)
                 continue  # files may have arrived meanwhile
             if listener.done():
                 listener.result()  # the watch itself failed: say why
@@ -184,16 +207,67 @@ async def _narrate_batch(
     options: WatchOptions,
     run: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]],
     report: Callable[[DocumentReport], None],
-) -> None:
+) -> list[Path]:
+    """Narrate the documents of ``batch``; those the budget cannot pay for yet are left
+    out and returned (their paths), to be tried again later."""
     kwargs = {} if options.max_text_bytes is None else {"max_text_bytes": options.max_text_bytes}
     loaded = await read_batch(batch, **kwargs)  # type: ignore[arg-type]
     for unread in loaded.unread:
         report(unread)
     works = plan_works(batch, loaded, str(out), options.fmt)
     if not works:
-        return
+        return []
+    waiting: list[Work] = []
+    if options.budget_chars is not None:
+        works, waiting = await admit(works, settings, options)
+    held = {id(work.document) for work in waiting}
+    left = [Path(item.location) for item, doc in loaded.documents if id(doc) in held]
+    if not works:
+        return left
     result = await run(works, settings, stop)
     for document in result.documents:
         report(document)
         if options.on_done and document.status is Status.DONE:
             await asyncio.to_thread(run_on_done, options.on_done, document)
+    return left
+
+
+async def admit(
+    works: Sequence[Work], settings: Settings, options: WatchOptions, *, now: float | None = None
+) -> tuple[list[Work], list[Work]]:
+    """Split ``works`` into those the budget pays for now, in order, and those that wait.
+
+    A document costs what the store does not have yet: an up-to-date book or one half
+    done before a restart costs nothing, or only its missing chunks.
+    """
+    assert options.budget_chars is not None
+    provider = make_provider(settings)
+    try:
+        plans = await asyncio.to_thread(split_all, works, settings, provider)
+        identity = provider.identity
+    finally:
+        await provider.aclose()
+    now = time.time() if now is None else now
+    spent = await asyncio.to_thread(billed_since, settings.store_dir, now - options.budget_window)
+    left = options.budget_chars - spent
+    admitted: list[Work] = []
+    waiting: list[Work] = []
+    for work, chunks in plans:
+        keys = {
+            segment_key(provider=identity, voice=settings.voice, text=c.text): c.billing_chars
+            for c in chunks
+        }
+        paid = await asyncio.to_thread(paid_keys, settings.store_dir, keys)
+        cost = sum(chars for key, chars in keys.items() if key not in paid)
+        if cost <= left:
+            admitted.append(work)
+            left -= cost
+        else:
+            waiting.append(work)
+            log.warning(
+                "waiting for budget: %s needs %d billing characters, %d of %d left in the "
+                "last %g hours",
+                work.document.source, cost, max(left, 0), options.budget_chars,
+                options.budget_window / 3600,
+            )  # fmt: skip
+    return admitted, waiting

@@ -175,3 +175,36 @@ async def test_two_watchers_bill_each_chunk_once(emulator: RunningEmulator, tmp_
     )
     lines = one.matching("^(done|up-to-date)") + two.matching("^(done|up-to-date)")
     assert sum(requests_of(line) for line in lines) == emulator.stats.requests
+
+
+async def test_budget_per_day_holds_across_a_restart(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    inbox, out, cache = tmp_path / "inbox", tmp_path / "out", tmp_path / "cache"
+    inbox.mkdir()
+    for n in range(3):
+        (inbox / f"doc{n}.txt").write_text(TEXT.replace("short", f"short number {n}"))
+    # One dollar per character: the budget, in characters, fits one document, not two.
+    size = len(TEXT) + 20
+    budget = ["--price-per-10k-chars", "10000", "--budget-per-day", str(size * 3 // 2)]
+    first = await Watcher.start(inbox, out, emulator.url, cache, *budget)
+    try:
+        await first.until(r"^done: ")
+        await first.until(r"waiting for budget: .*doc", 2)
+    finally:
+        assert await first.stop() == 0
+    paid = emulator.stats.billed_characters
+    assert 0 < paid <= size * 3 // 2
+    assert len(first.matching("^done: ")) == 1
+
+    second = await Watcher.start(inbox, out, emulator.url, cache, *budget)
+    try:
+        # The book made is up to date (free); the other two still wait: the store
+        # remembers what the last 24 hours cost.
+        await second.until(r"^up-to-date: ")
+        await second.until(r"waiting for budget: .*doc", 2)
+    finally:
+        assert await second.stop() == 0
+    assert emulator.stats.billed_characters == paid
+    assert not second.matching("^done: ")
+    assert len(list(out.iterdir())) == 1

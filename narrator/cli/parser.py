@@ -169,6 +169,13 @@ def _watch(sub: _Commands) -> None:
         help="shell command run per finished book, with $NARRATOR_BOOK, $NARRATOR_INPUT "
         "and $NARRATOR_TITLE set; its failure is logged, never fatal",
     )
+    p.add_argument(
+        "--budget-per-day",
+        type=non_negative_float,
+        metavar="USD",
+        help="spend at most USD in any 24 hours (at --price-per-10k-chars), counted from the "
+        "store, across restarts; documents over it wait",
+    )
     p.set_defaults(func=cmd_watch)
 
 

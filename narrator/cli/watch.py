@@ -13,7 +13,9 @@ from pathlib import Path
 from ..chunks.lexicon import Lexicon
 from ..errors import ConfigError
 from ..pipeline import DocumentReport
+from ..settings import Settings
 from ..util.folders import check_writable
+from ..util.registry import REGISTRY
 from ..watch import WatchOptions, watch
 from .build import announce_endpoint, make_settings
 
@@ -34,6 +36,15 @@ def _line(report: DocumentReport) -> None:
     )
 
 
+def _budget_chars(args: argparse.Namespace, settings: Settings) -> int | None:
+    """--budget-per-day in billing characters; None when there is nothing to pay."""
+    price = REGISTRY[settings.provider].price_per_10k_chars
+    price = args.price_per_10k_chars if price is None else price
+    if args.budget_per_day is None or price == 0:
+        return None
+    return int(args.budget_per_day / price * 10_000)
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     if len(args.inputs) != 1 or not Path(args.inputs[0]).is_dir():
         raise ConfigError("narrator watch takes one folder: narrator watch INBOX -o OUT")
@@ -52,6 +63,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         exclude=args.exclude or (),
         on_done=args.on_done,
         max_text_bytes=int(args.max_text_mb * 1_000_000),
+        budget_chars=_budget_chars(args, settings),
     )
 
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not "1 change detected"
