@@ -29,9 +29,10 @@ from .settings import Settings
 from .status import Status
 from .synth.providers import make_provider
 from .synth.store import segment_key
+from .synth.store_queue import QueueRow, read_queue, record
 from .synth.store_spend import billed_since, paid_keys
 
-__all__ = ["WatchOptions", "admit", "is_temporary", "run_on_done", "watch"]
+__all__ = ["QueueEntry", "WatchOptions", "admit", "is_temporary", "queue", "run_on_done", "watch"]
 
 log = logging.getLogger("narrator")
 
@@ -99,6 +100,7 @@ class _Inbox:
         self.options = options
         self.handled: dict[Path, tuple[int, int]] = {}  # narrated (or tried) in this state
         self.pending: dict[Path, tuple[tuple[int, int], float]] = {}  # state, seen since
+        self.fresh: list[Path] = []  # new or changed since the last look, for the queue
 
     def scan(self, now: float) -> tuple[Batch | None, float | None]:
         """The files ready to read, and in how many seconds to look again for those still
@@ -126,6 +128,7 @@ class _Inbox:
                 since = now - self.options.settle  # the budget's turn: ready as it is
             elif state is None or state[0] != sig:
                 self.pending[path] = (sig, now)
+                self.fresh.append(path)
                 since = now
             else:
                 since = state[1]
@@ -180,6 +183,9 @@ async def watch(
         while not stop.is_set():
             changed.clear()
             batch, next_look = box.scan(time.monotonic())
+            fresh = [QueueRow(str(p), "", "waiting", "changing or just arrived") for p in box.fresh]
+            box.fresh.clear()
+            await asyncio.to_thread(record, settings.store_dir, fresh)
             if batch is not None:
                 waiting = await _narrate_batch(batch, out, settings, stop, options, run, report)
                 for path in waiting:  # looked at again once the window has moved on
@@ -212,51 +218,88 @@ async def _narrate_batch(
     out and returned (their paths), to be tried again later."""
     kwargs = {} if options.max_text_bytes is None else {"max_text_bytes": options.max_text_bytes}
     loaded = await read_batch(batch, **kwargs)  # type: ignore[arg-type]
+    store = settings.store_dir
     for unread in loaded.unread:
         report(unread)
+        row = QueueRow(unread.input, "", unread.status, "; ".join(unread.errors))
+        await asyncio.to_thread(record, store, [row])
     works = plan_works(batch, loaded, str(out), options.fmt)
     if not works:
         return []
+    keyed = await _keyed(works, settings)
+    source = {id(doc): item.location for item, doc in loaded.documents}
     waiting: list[Work] = []
     if options.budget_chars is not None:
-        works, waiting = await admit(works, settings, options)
-    held = {id(work.document) for work in waiting}
-    left = [Path(item.location) for item, doc in loaded.documents if id(doc) in held]
-    if not works:
-        return left
-    result = await run(works, settings, stop)
-    for document in result.documents:
-        report(document)
-        if options.on_done and document.status is Status.DONE:
-            await asyncio.to_thread(run_on_done, options.on_done, document)
-    return left
+        works, waiting = await admit(keyed, settings, options)
+    admitted = {id(work) for work in works}
+    rows = [
+        QueueRow(
+            source[id(work.document)],
+            str(work.output),
+            "in progress" if id(work) in admitted else "waiting for budget",
+            keys=tuple(keys),
+        )
+        for work, keys in keyed
+    ]
+    await asyncio.to_thread(record, store, rows)
+    if works:
+        result = await run(works, settings, stop)
+        ended = {row.output: row for row in rows}
+        for document in result.documents:
+            report(document)
+            started = ended.get(document.output)
+            if started is not None:
+                detail = "; ".join(document.errors)
+                done = QueueRow(
+                    started.input, started.output, document.status, detail, started.keys
+                )
+                await asyncio.to_thread(record, store, [done])
+            if options.on_done and document.status is Status.DONE:
+                await asyncio.to_thread(run_on_done, options.on_done, document)
+    return [Path(source[id(work.document)]) for work in waiting]
 
 
-async def admit(
-    works: Sequence[Work], settings: Settings, options: WatchOptions, *, now: float | None = None
-) -> tuple[list[Work], list[Work]]:
-    """Split ``works`` into those the budget pays for now, in order, and those that wait.
-
-    A document costs what the store does not have yet: an up-to-date book or one half
-    done before a restart costs nothing, or only its missing chunks.
-    """
-    assert options.budget_chars is not None
+async def _keyed(works: Sequence[Work], settings: Settings) -> list[tuple[Work, dict[str, int]]]:
+    """Each document with its chunks' segment keys and billing characters, as a run
+    would cut them."""
     provider = make_provider(settings)
     try:
         plans = await asyncio.to_thread(split_all, works, settings, provider)
         identity = provider.identity
     finally:
         await provider.aclose()
+    return [
+        (
+            work,
+            {
+                segment_key(provider=identity, voice=settings.voice, text=c.text): c.billing_chars
+                for c in chunks
+            },
+        )
+        for work, chunks in plans
+    ]
+
+
+async def admit(
+    keyed: Sequence[tuple[Work, dict[str, int]]],
+    settings: Settings,
+    options: WatchOptions,
+    *,
+    now: float | None = None,
+) -> tuple[list[Work], list[Work]]:
+    """Split the documents into those the budget pays for now, in order, and those that
+    wait.
+
+    A document costs what the store does not have yet: an up-to-date book or one half
+    done before a restart costs nothing, or only its missing chunks.
+    """
+    assert options.budget_chars is not None
     now = time.time() if now is None else now
     spent = await asyncio.to_thread(billed_since, settings.store_dir, now - options.budget_window)
     left = options.budget_chars - spent
     admitted: list[Work] = []
     waiting: list[Work] = []
-    for work, chunks in plans:
-        keys = {
-            segment_key(provider=identity, voice=settings.voice, text=c.text): c.billing_chars
-            for c in chunks
-        }
+    for work, keys in keyed:
         paid = await asyncio.to_thread(paid_keys, settings.store_dir, keys)
         cost = sum(chars for key, chars in keys.items() if key not in paid)
         if cost <= left:
@@ -271,3 +314,29 @@ async def admit(
                 options.budget_window / 3600,
             )  # fmt: skip
     return admitted, waiting
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One inbox document as ``narrator status`` shows it."""
+
+    input: str
+    output: str
+    state: str  # waiting, waiting for budget, in progress, done, up-to-date, failed, ...
+    detail: str
+    percent: float | None  # of its chunks in the store; None when not yet cut
+    updated: float  # seconds since the epoch
+
+
+def queue(store_dir: Path) -> list[QueueEntry]:
+    """What the watchers using ``store_dir`` have seen, read from the store: safe while
+    they run, from any process."""
+    entries = []
+    for row in read_queue(store_dir):
+        percent = None
+        if row.keys:
+            percent = 100.0 * len(paid_keys(store_dir, row.keys)) / len(row.keys)
+        entries.append(
+            QueueEntry(row.input, row.output, row.state, row.detail, percent, row.updated)
+        )
+    return entries

@@ -15,7 +15,7 @@ from pathlib import Path
 from narrator.tools.emulator import RunningEmulator
 from narrator.watch import is_temporary
 
-from .conftest import TEST_KEY
+from .conftest import TEST_KEY, run_cli
 
 BOUND = 60.0  # seconds any one wait may take before the test fails
 
@@ -191,11 +191,19 @@ async def test_budget_per_day_holds_across_a_restart(
     try:
         await first.until(r"^done: ")
         await first.until(r"waiting for budget: .*doc", 2)
+        # From another process, while the watcher runs: the queue, from the store.
+        status = await run_cli("status", "--store", str(cache))
     finally:
         assert await first.stop() == 0
     paid = emulator.stats.billed_characters
     assert 0 < paid <= size * 3 // 2
     assert len(first.matching("^done: ")) == 1
+    assert status.code == 0, status.stderr
+    rows = status.stdout.splitlines()
+    assert rows[-1] == "1 done, 2 waiting for budget", status.stdout
+    assert len([r for r in rows if re.match(r"done\s+100%  .*doc\d\.txt$", r)]) == 1, rows
+    waiting = [r for r in rows if re.match(r"waiting for budget\s+0%  .*doc\d\.txt$", r)]
+    assert len(waiting) == 2, rows
 
     second = await Watcher.start(inbox, out, emulator.url, cache, *budget)
     try:

@@ -46,7 +46,7 @@ from .options import (
     add_provider,
     add_qa_options,
 )
-from .watch import cmd_watch
+from .watch import cmd_status, cmd_watch
 from .words import cmd_say, cmd_words
 
 __all__ = ["DEFAULT_CONFIRM_ABOVE", "build_parser", "parse"]
@@ -177,6 +177,17 @@ def _watch(sub: _Commands) -> None:
         "store, across restarts; documents over it wait",
     )
     p.set_defaults(func=cmd_watch)
+
+
+def _status(sub: _Commands) -> None:
+    p = sub.add_parser("status", help="show the queue of `narrator watch`, from the store")
+    p.add_argument(
+        "--cache-dir",
+        "--store",
+        dest="cache_dir",
+        help="segment store (default: $XDG_CACHE_HOME/narrator)",
+    )
+    p.set_defaults(func=cmd_status)
 
 
 def _narrate_options(p: argparse.ArgumentParser) -> None:
@@ -378,7 +389,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"narrator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _check(sub, _narrate(sub))
-    for add in (_watch, _estimate, _words, _say, _demo, _serve, _voices, _feed, _cache, _report):
+    for add in (
+        _watch,
+        _status,
+        _estimate,
+        _words,
+        _say,
+        _demo,
+        _serve,
+        _voices,
+        _feed,
+        _cache,
+        _report,
+    ):
         add(sub)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter

@@ -14,12 +14,12 @@ from ..chunks.lexicon import Lexicon
 from ..errors import ConfigError
 from ..pipeline import DocumentReport
 from ..settings import Settings
-from ..util.folders import check_writable
+from ..util.folders import check_writable, default_cache_dir
 from ..util.registry import REGISTRY
-from ..watch import WatchOptions, watch
+from ..watch import WatchOptions, queue, watch
 from .build import announce_endpoint, make_settings
 
-__all__ = ["cmd_watch"]
+__all__ = ["cmd_status", "cmd_watch"]
 
 log = logging.getLogger("narrator")
 
@@ -94,4 +94,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
     # A stop asked for (SIGTERM from systemd, Ctrl-C) is a clean end: finished chunks
     # are in the store and the next start resumes.
     print("narrator: watcher stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The watchers' queue, from the store: state, percent done, input, why."""
+    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    entries = queue(root)
+    if not entries:
+        print(f"{root}: no watched documents")
+        return 0
+    width = max(len(e.state) for e in entries)
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.state] = counts.get(entry.state, 0) + 1
+        percent = "" if entry.percent is None else f"{entry.percent:3.0f}%"
+        detail = f"  ({entry.detail})" if entry.detail else ""
+        print(f"{entry.state:<{width}}  {percent:>4}  {entry.input}{detail}")
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0

@@ -20,7 +20,12 @@ def _connect(store_dir: Path) -> sqlite3.Connection | None:
     path = store_dir / "narrator.sqlite3"
     if not path.exists():  # nothing narrated yet: nothing paid
         return None
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    # A watcher's queue may have made the file before any segment was stored.
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'segments'").fetchone() is None:
+        db.close()
+        return None
+    return db
 
 
 def billed_since(store_dir: Path, since: float) -> int:
