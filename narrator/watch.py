@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
+import re
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +26,7 @@ import watchfiles
 
 from .batch import Batch, find_batch, plan_works, read_batch
 from .errors import ConfigError
+from .estimate import wall_clock
 from .pipeline import DocumentReport, RunReport, Work, narrate_many, split_all
 from .settings import Settings
 from .status import Status
@@ -32,7 +35,10 @@ from .synth.store import segment_key
 from .synth.store_queue import QueueRow, read_queue, record
 from .synth.store_spend import billed_since, paid_keys
 
-__all__ = ["QueueEntry", "WatchOptions", "admit", "is_temporary", "queue", "run_on_done", "watch"]
+__all__ = [
+    "QueueEntry", "WatchOptions", "admit", "is_temporary", "parse_until", "queue",
+    "run_on_done", "watch",
+]  # fmt: skip
 
 log = logging.getLogger("narrator")
 
@@ -61,6 +67,33 @@ class WatchOptions:
     budget_chars: int | None = None
     budget_window: float = 24 * 3600.0
     recheck: float = 60.0  # seconds between looks at documents waiting for the budget
+    # Finish by this time (seconds since the epoch): start only documents estimated to
+    # end before it, and stop at it. None: no deadline.
+    deadline: float | None = None
+    order: str = "shortest"  # shortest: the documents that cost least first; name: by path
+    latency: float = 3.0  # assumed seconds per request until the watcher has measured it
+
+
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_until(text: str, now: datetime.datetime) -> float:
+    """``HH:MM`` (the next time the clock of ``now`` shows it) or a duration (``8h``,
+    ``90m``, ``2h30m``, ``45s``) into seconds since the epoch."""
+    hours, colon, minutes = text.partition(":")
+    if colon and hours.isdigit() and minutes.isdigit():
+        h, m = int(hours), int(minutes)
+        if h > 23 or m > 59:
+            raise ConfigError(f"--until {text}: not a time of day (HH:MM, 00:00 to 23:59)")
+        at = now.replace(hour=h, minute=m, second=0, microsecond=0)
+        if at <= now:
+            at += datetime.timedelta(days=1)
+        return at.timestamp()
+    found = _DURATION.fullmatch(text.strip())
+    if not text.strip() or found is None or not any(found.groups()):
+        raise ConfigError(f"--until {text}: give a time of day (07:00) or a duration (8h, 90m)")
+    h, m, sec = (int(g or 0) for g in found.groups())
+    return now.timestamp() + h * 3600 + m * 60 + sec
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -177,7 +210,15 @@ async def watch(
         ):
             changed.set()
 
+    async def deadline(at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.time()))
+        if not stop.is_set():
+            log.warning("the --until deadline is reached: stopping; the rest waits for next time")
+            stop.set()
+
     listener = asyncio.create_task(listen())
+    timer = None if options.deadline is None else asyncio.create_task(deadline(options.deadline))
+    pace = _Pace(options.latency)
     box = _Inbox(inbox, options)
     try:
         while not stop.is_set():
@@ -187,7 +228,9 @@ async def watch(
             box.fresh.clear()
             await asyncio.to_thread(record, settings.store_dir, fresh)
             if batch is not None:
-                waiting = await _narrate_batch(batch, out, settings, stop, options, run, report)
+                waiting = await _narrate_batch(
+                    batch, out, settings, stop, options, run, report, pace
+                )
                 for path in waiting:  # looked at again once the window has moved on
                     box.wait_for_budget(path, time.monotonic() + options.recheck)
                 continue  # files may have arrived meanwhile
@@ -200,9 +243,11 @@ async def watch(
                 waiter.cancel()
     finally:
         stop.set()
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+        for task in (listener, timer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def _narrate_batch(
@@ -213,9 +258,11 @@ async def _narrate_batch(
     options: WatchOptions,
     run: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]],
     report: Callable[[DocumentReport], None],
+    pace: _Pace,
 ) -> list[Path]:
-    """Narrate the documents of ``batch``; those the budget cannot pay for yet are left
-    out and returned (their paths), to be tried again later."""
+    """Narrate the documents of ``batch``; those the budget cannot pay for yet, or that
+    would not finish by the deadline, are left out and returned (their paths), to be
+    tried again later."""
     kwargs = {} if options.max_text_bytes is None else {"max_text_bytes": options.max_text_bytes}
     loaded = await read_batch(batch, **kwargs)  # type: ignore[arg-type]
     store = settings.store_dir
@@ -228,22 +275,37 @@ async def _narrate_batch(
         return []
     keyed = await _keyed(works, settings)
     source = {id(doc): item.location for item, doc in loaded.documents}
+    unpaid = await asyncio.to_thread(_unpaid, store, keyed)
+    if options.order == "shortest":  # the most books finished by morning
+        keyed = sorted(keyed, key=lambda pair: unpaid[id(pair[0])][0])
+    else:
+        keyed = sorted(keyed, key=lambda pair: source[id(pair[0].document)])
+    works = [work for work, _ in keyed]
     waiting: list[Work] = []
+    reasons: dict[int, str] = {}
     if options.budget_chars is not None:
-        works, waiting = await admit(keyed, settings, options)
+        works, held = await admit(keyed, settings, options, unpaid=unpaid)
+        waiting += held
+        reasons.update((id(w), "waiting for budget") for w in held)
+    if options.deadline is not None:
+        works, late = pace.fit(works, unpaid, settings, options.deadline - time.time())
+        waiting += late
+        reasons.update((id(w), "waiting for deadline") for w in late)
     admitted = {id(work) for work in works}
     rows = [
         QueueRow(
             source[id(work.document)],
             str(work.output),
-            "in progress" if id(work) in admitted else "waiting for budget",
+            "in progress" if id(work) in admitted else reasons[id(work)],
             keys=tuple(keys),
         )
         for work, keys in keyed
     ]
     await asyncio.to_thread(record, store, rows)
     if works:
+        began = time.monotonic()
         result = await run(works, settings, stop)
+        pace.measured(result.requests, time.monotonic() - began)
         ended = {row.output: row for row in rows}
         for document in result.documents:
             report(document)
@@ -280,11 +342,71 @@ async def _keyed(works: Sequence[Work], settings: Settings) -> list[tuple[Work, 
     ]
 
 
+def _unpaid(
+    store_dir: Path, keyed: Sequence[tuple[Work, dict[str, int]]]
+) -> dict[int, tuple[int, int]]:
+    """Per document (by ``id`` of its work): the billing characters and the requests the
+    store does not have yet."""
+    result = {}
+    for work, keys in keyed:
+        paid = paid_keys(store_dir, keys)
+        missing = [chars for key, chars in keys.items() if key not in paid]
+        result[id(work)] = (sum(missing), len(missing))
+    return result
+
+
+class _Pace:
+    """Seconds a document will take: at the measured pace of this watcher's requests once
+    it has one, else as ``narrator estimate`` reckons (rate limit, concurrency, latency)."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.per_request: float | None = None
+
+    def measured(self, requests: int, seconds: float) -> None:
+        if requests > 0:
+            self.per_request = seconds / requests
+
+    def seconds(self, requests: int, settings: Settings) -> float:
+        if self.per_request is not None:
+            return requests * self.per_request
+        return wall_clock(
+            requests, rpm=settings.rpm, concurrency=settings.concurrency, latency=self.latency
+        )
+
+    def fit(
+        self,
+        works: Sequence[Work],
+        unpaid: dict[int, tuple[int, int]],
+        settings: Settings,
+        left: float,
+    ) -> tuple[list[Work], list[Work]]:
+        """Those of ``works`` (in order) that all finish within ``left`` seconds, and the
+        rest; a document that does not fit is skipped, a later shorter one may still."""
+        fits: list[Work] = []
+        late: list[Work] = []
+        requests = 0
+        for work in works:
+            more = unpaid[id(work)][1]
+            # Admitted together, they share one pool: their requests add up.
+            if self.seconds(requests + more, settings) <= left:
+                fits.append(work)
+                requests += more
+            else:
+                late.append(work)
+                log.warning(
+                    "waiting for deadline: %s needs about %.0f s more, %.0f s left",
+                    work.document.source, self.seconds(more, settings), max(left, 0.0),
+                )  # fmt: skip
+        return fits, late
+
+
 async def admit(
     keyed: Sequence[tuple[Work, dict[str, int]]],
     settings: Settings,
     options: WatchOptions,
     *,
+    unpaid: dict[int, tuple[int, int]] | None = None,
     now: float | None = None,
 ) -> tuple[list[Work], list[Work]]:
     """Split the documents into those the budget pays for now, in order, and those that
@@ -299,9 +421,10 @@ async def admit(
     left = options.budget_chars - spent
     admitted: list[Work] = []
     waiting: list[Work] = []
-    for work, keys in keyed:
-        paid = await asyncio.to_thread(paid_keys, settings.store_dir, keys)
-        cost = sum(chars for key, chars in keys.items() if key not in paid)
+    if unpaid is None:
+        unpaid = await asyncio.to_thread(_unpaid, settings.store_dir, keyed)
+    for work, _ in keyed:
+        cost = unpaid[id(work)][0]
         if cost <= left:
             admitted.append(work)
             left -= cost

@@ -6,14 +6,18 @@ Every wait is bounded; nothing asserts a duration.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import re
 import signal
 import sys
 from pathlib import Path
 
+import pytest
+
+from narrator.errors import ConfigError
 from narrator.tools.emulator import RunningEmulator
-from narrator.watch import is_temporary
+from narrator.watch import is_temporary, parse_until
 
 from .conftest import TEST_KEY, run_cli
 
@@ -216,3 +220,55 @@ async def test_budget_per_day_holds_across_a_restart(
     assert emulator.stats.billed_characters == paid
     assert not second.matching("^done: ")
     assert len(list(out.iterdir())) == 1
+
+
+def test_parse_until() -> None:
+    evening = datetime.datetime(2026, 3, 1, 23, 0, tzinfo=datetime.UTC)
+    morning = datetime.datetime(2026, 3, 2, 7, 0, tzinfo=datetime.UTC)
+    assert parse_until("07:00", evening) == morning.timestamp()
+    assert parse_until("23:30", evening) == evening.timestamp() + 1800
+    assert parse_until("8h", evening) == morning.timestamp()
+    assert parse_until("2h30m", evening) == evening.timestamp() + 9000
+    for bad in ("25:00", "soon", "", "7:60", "h"):
+        with pytest.raises(ConfigError, match="--until"):
+            parse_until(bad, evening)
+
+
+def sentences(n: int, word: str) -> str:
+    return " ".join(f"{word} sentence {i} is read aloud here." for i in range(n))
+
+
+async def test_until_starts_only_what_finishes_then_stops(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    inbox, out, cache = tmp_path / "inbox", tmp_path / "out", tmp_path / "cache"
+    inbox.mkdir()
+    # By name the long one comes first; shortest first, the two short ones fit.
+    (inbox / "a-long.txt").write_text(sentences(120, "Long"))
+    (inbox / "b-short.txt").write_text(sentences(3, "Short"))
+    (inbox / "c-medium.txt").write_text(sentences(6, "Medium"))
+    # 120 requests a minute: about half a second a request, so the long one (60
+    # requests of two sentences, about 30 s) cannot finish in 15 s and is not started.
+    pace = ["--rpm", "120", "--assume-latency", "0.2", "--until", "15s"]
+    watcher = await Watcher.start(inbox, out, emulator.url, cache, *pace)
+    done = await watcher.until(r"^done: ", 2)
+    status = await run_cli("status", "--store", str(cache))
+    async with asyncio.timeout(BOUND):  # it stops by itself at the deadline
+        code = await watcher.proc.wait()
+        await watcher.reader
+    assert code == 0, watcher.lines
+    assert watcher.matching("deadline is reached"), watcher.lines
+    assert sorted(p.name for p in out.iterdir()) == ["b-short.wav", "c-medium.wav"]
+    short = sum(requests_of(line) for line in done)
+    assert emulator.stats.requests == short  # nothing of the long one was paid for
+    assert re.search(r"^waiting for deadline\s+0%  .*a-long\.txt$", status.stdout, re.M)
+
+    # The next night, without a deadline: the long one, and only it, is narrated.
+    again = await Watcher.start(inbox, out, emulator.url, cache, "--rpm", "6000")
+    try:
+        (long,) = await again.until(r"^done: .*a-long")
+    finally:
+        assert await again.stop() == 0
+    assert requests_of(long) >= 30
+    assert emulator.stats.requests == short + requests_of(long)
+    assert set(emulator.stats.billed.values()) == {1}

@@ -176,6 +176,19 @@ def _watch(sub: _Commands) -> None:
         help="spend at most USD in any 24 hours (at --price-per-10k-chars), counted from the "
         "store, across restarts; documents over it wait",
     )
+    p.add_argument(
+        "--until",
+        metavar="HH:MM|DURATION",
+        help="finish by then (07:00, or 8h, 90m): start only the documents estimated to end "
+        "in time, at the measured pace, and stop cleanly at it",
+    )
+    p.add_argument(
+        "--order",
+        choices=["shortest", "name"],
+        default="shortest",
+        help="which documents go first: the shortest (the most books finished by a "
+        "deadline) or by name",
+    )
     p.set_defaults(func=cmd_watch)
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from ..chunks.lexicon import Lexicon
@@ -16,7 +17,7 @@ from ..pipeline import DocumentReport
 from ..settings import Settings
 from ..util.folders import check_writable, default_cache_dir
 from ..util.registry import REGISTRY
-from ..watch import WatchOptions, queue, watch
+from ..watch import WatchOptions, parse_until, queue, watch
 from .build import announce_endpoint, make_settings
 
 __all__ = ["cmd_status", "cmd_watch"]
@@ -64,6 +65,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
         on_done=args.on_done,
         max_text_bytes=int(args.max_text_mb * 1_000_000),
         budget_chars=_budget_chars(args, settings),
+        deadline=None
+        if args.until is None
+        else parse_until(args.until, datetime.now().astimezone()),
+        order=args.order,
+        latency=args.assume_latency,
     )
 
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not "1 change detected"
