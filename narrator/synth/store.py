@@ -42,6 +42,10 @@ from .store_claims import CLAIMS_SCHEMA, try_claim
 from .store_files import StoreInfo, disk_usage, keep_reserve, place, sweep_temp
 from .store_verdicts import VERDICTS_SCHEMA, StoredVerdict
 
+# The records its methods return are exported with it.
+__all__ = ["BookRecord", "Segment", "Store", "StoreInfo", "StoredVerdict", "segment_key"]
+
+
 T = TypeVar("T")
 
 _SCHEMA = """
