@@ -188,12 +188,14 @@ async def watch(
     options: WatchOptions = WatchOptions(),
     narrate: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]] | None = None,
     on_report: Callable[[DocumentReport], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Narrate every document in ``inbox`` into ``out`` (mirroring its tree), then each
     new or changed one once it has stopped changing, until ``stop`` is set.
 
     A document deleted from the inbox keeps its book. Documents ready together go
-    through one pool (one rate limiter, several documents in flight).
+    through one pool (one rate limiter, several documents in flight). ``on_ready`` is
+    called once the inbox is being watched.
     """
     run = narrate or (lambda works, s, ev: narrate_many(works, s, stop=ev))
     report = on_report or (lambda r: None)
@@ -220,6 +222,12 @@ async def watch(
     timer = None if options.deadline is None else asyncio.create_task(deadline(options.deadline))
     pace = _Pace(options.latency)
     box = _Inbox(inbox, options)
+    # The first look must come after the watch is set up (awatch does it before its
+    # first await), or a file arriving in between would wait for the next change.
+    for _ in range(3):
+        await asyncio.sleep(0)
+    if on_ready is not None:
+        on_ready()
     try:
         while not stop.is_set():
             changed.clear()

@@ -58,15 +58,21 @@ class Watcher:
 
     async def until(self, pattern: str, count: int = 1) -> list[str]:
         """Wait (bounded) until ``count`` lines match ``pattern``."""
-        async with asyncio.timeout(BOUND):
-            while len(self.matching(pattern)) < count:
-                self.changed.clear()
-                if self.proc.returncode is not None:
-                    raise AssertionError("watcher exited:\n" + "\n".join(self.lines))
-                waiter = asyncio.ensure_future(self.changed.wait())
-                await asyncio.wait([waiter], timeout=0.5)
-                waiter.cancel()
+        try:
+            async with asyncio.timeout(BOUND):
+                await self._until(pattern, count)
+        except TimeoutError:
+            raise AssertionError(f"no {pattern!r} yet:\n" + "\n".join(self.lines)) from None
         return self.matching(pattern)
+
+    async def _until(self, pattern: str, count: int) -> None:
+        while len(self.matching(pattern)) < count:
+            self.changed.clear()
+            if self.proc.returncode is not None:
+                raise AssertionError("watcher exited:\n" + "\n".join(self.lines))
+            waiter = asyncio.ensure_future(self.changed.wait())
+            await asyncio.wait([waiter], timeout=0.5)
+            waiter.cancel()
 
     async def stop(self) -> int:
         if self.proc.returncode is None:

@@ -86,7 +86,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal)
-        print(f"watching {args.inputs[0]} -> {args.output}", file=sys.stderr, flush=True)
         await watch(
             Path(args.inputs[0]),
             Path(args.output),
@@ -94,6 +93,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
             stop=stop,
             options=options,
             on_report=_line,
+            on_ready=lambda: print(
+                f"watching {args.inputs[0]} -> {args.output}", file=sys.stderr, flush=True
+            ),
         )
 
     asyncio.run(main())
