@@ -11,7 +11,8 @@ module is internal and may change in any release: the stages ``narrator.inputs``
 ``narrator.chunks``, ``narrator.synth`` and ``narrator.book``, the helpers in
 ``narrator.util``, the operations ``narrator.pipeline`` (with ``narrator.narration``,
 ``narrator.reports`` and ``narrator.uptodate``), ``narrator.check``,
-``narrator.estimate`` and ``narrator.audition`` (use ``narrator.say``), ``narrator.settings`` and
+``narrator.estimate`` and ``narrator.audition`` (use ``narrator.say``), the watcher
+``narrator.watch`` with ``narrator.schedule`` (``narrator watch``, ``narrator status``), ``narrator.settings`` and
 ``narrator.status`` (use ``narrator.Settings`` and ``narrator.Status``), the command
 line ``narrator.cli`` and the tools ``narrator.tools`` (emulator, bench).
 """

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import os
-import re
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,19 +24,13 @@ import watchfiles
 
 from .batch import Batch, find_batch, plan_works, read_batch
 from .errors import ConfigError
-from .estimate import wall_clock
-from .pipeline import DocumentReport, RunReport, Work, narrate_many, split_all
+from .pipeline import DocumentReport, RunReport, Work, narrate_many
+from .schedule import Pace, admit, keyed_chunks, unpaid
 from .settings import Settings
 from .status import Status
-from .synth.providers import make_provider
-from .synth.store import segment_key
-from .synth.store_queue import QueueRow, read_queue, record
-from .synth.store_spend import billed_since, paid_keys
+from .synth.store_queue import QueueRow, record
 
-__all__ = [
-    "QueueEntry", "WatchOptions", "admit", "is_temporary", "parse_until", "queue",
-    "run_on_done", "watch",
-]  # fmt: skip
+__all__ = ["WatchOptions", "is_temporary", "run_on_done", "watch"]
 
 log = logging.getLogger("narrator")
 
@@ -72,28 +64,6 @@ class WatchOptions:
     deadline: float | None = None
     order: str = "shortest"  # shortest: the documents that cost least first; name: by path
     latency: float = 3.0  # assumed seconds per request until the watcher has measured it
-
-
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-def parse_until(text: str, now: datetime.datetime) -> float:
-    """``HH:MM`` (the next time the clock of ``now`` shows it) or a duration (``8h``,
-    ``90m``, ``2h30m``, ``45s``) into seconds since the epoch."""
-    hours, colon, minutes = text.partition(":")
-    if colon and hours.isdigit() and minutes.isdigit():
-        h, m = int(hours), int(minutes)
-        if h > 23 or m > 59:
-            raise ConfigError(f"--until {text}: not a time of day (HH:MM, 00:00 to 23:59)")
-        at = now.replace(hour=h, minute=m, second=0, microsecond=0)
-        if at <= now:
-            at += datetime.timedelta(days=1)
-        return at.timestamp()
-    found = _DURATION.fullmatch(text.strip())
-    if not text.strip() or found is None or not any(found.groups()):
-        raise ConfigError(f"--until {text}: give a time of day (07:00) or a duration (8h, 90m)")
-    h, m, sec = (int(g or 0) for g in found.groups())
-    return now.timestamp() + h * 3600 + m * 60 + sec
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -220,7 +190,7 @@ async def watch(
 
     listener = asyncio.create_task(listen())
     timer = None if options.deadline is None else asyncio.create_task(deadline(options.deadline))
-    pace = _Pace(options.latency)
+    pace = Pace(options.latency)
     box = _Inbox(inbox, options)
     # The first look must come after the watch is set up (awatch does it before its
     # first await), or a file arriving in between would wait for the next change.
@@ -266,7 +236,7 @@ async def _narrate_batch(
     options: WatchOptions,
     run: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]],
     report: Callable[[DocumentReport], None],
-    pace: _Pace,
+    pace: Pace,
 ) -> list[Path]:
     """Narrate the documents of ``batch``; those the budget cannot pay for yet, or that
     would not finish by the deadline, are left out and returned (their paths), to be
@@ -281,22 +251,28 @@ async def _narrate_batch(
     works = plan_works(batch, loaded, str(out), options.fmt)
     if not works:
         return []
-    keyed = await _keyed(works, settings)
+    keyed = await keyed_chunks(works, settings)
     source = {id(doc): item.location for item, doc in loaded.documents}
-    unpaid = await asyncio.to_thread(_unpaid, store, keyed)
+    costs = await asyncio.to_thread(unpaid, store, keyed)
     if options.order == "shortest":  # the most books finished by morning
-        keyed = sorted(keyed, key=lambda pair: unpaid[id(pair[0])][0])
+        keyed = sorted(keyed, key=lambda pair: costs[id(pair[0])][0])
     else:
         keyed = sorted(keyed, key=lambda pair: source[id(pair[0].document)])
     works = [work for work, _ in keyed]
     waiting: list[Work] = []
     reasons: dict[int, str] = {}
     if options.budget_chars is not None:
-        works, held = await admit(keyed, settings, options, unpaid=unpaid)
+        works, held = await admit(
+            keyed,
+            settings,
+            budget_chars=options.budget_chars,
+            window=options.budget_window,
+            costs=costs,
+        )
         waiting += held
         reasons.update((id(w), "waiting for budget") for w in held)
     if options.deadline is not None:
-        works, late = pace.fit(works, unpaid, settings, options.deadline - time.time())
+        works, late = pace.fit(works, costs, settings, options.deadline - time.time())
         waiting += late
         reasons.update((id(w), "waiting for deadline") for w in late)
     admitted = {id(work) for work in works}
@@ -327,147 +303,3 @@ async def _narrate_batch(
             if options.on_done and document.status is Status.DONE:
                 await asyncio.to_thread(run_on_done, options.on_done, document)
     return [Path(source[id(work.document)]) for work in waiting]
-
-
-async def _keyed(works: Sequence[Work], settings: Settings) -> list[tuple[Work, dict[str, int]]]:
-    """Each document with its chunks' segment keys and billing characters, as a run
-    would cut them."""
-    provider = make_provider(settings)
-    try:
-        plans = await asyncio.to_thread(split_all, works, settings, provider)
-        identity = provider.identity
-    finally:
-        await provider.aclose()
-    return [
-        (
-            work,
-            {
-                segment_key(provider=identity, voice=settings.voice, text=c.text): c.billing_chars
-                for c in chunks
-            },
-        )
-        for work, chunks in plans
-    ]
-
-
-def _unpaid(
-    store_dir: Path, keyed: Sequence[tuple[Work, dict[str, int]]]
-) -> dict[int, tuple[int, int]]:
-    """Per document (by ``id`` of its work): the billing characters and the requests the
-    store does not have yet."""
-    result = {}
-    for work, keys in keyed:
-        paid = paid_keys(store_dir, keys)
-        missing = [chars for key, chars in keys.items() if key not in paid]
-        result[id(work)] = (sum(missing), len(missing))
-    return result
-
-
-class _Pace:
-    """Seconds a document will take: at the measured pace of this watcher's requests once
-    it has one, else as ``narrator estimate`` reckons (rate limit, concurrency, latency)."""
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-        self.per_request: float | None = None
-
-    def measured(self, requests: int, seconds: float) -> None:
-        if requests > 0:
-            self.per_request = seconds / requests
-
-    def seconds(self, requests: int, settings: Settings) -> float:
-        if self.per_request is not None:
-            return requests * self.per_request
-        return wall_clock(
-            requests, rpm=settings.rpm, concurrency=settings.concurrency, latency=self.latency
-        )
-
-    def fit(
-        self,
-        works: Sequence[Work],
-        unpaid: dict[int, tuple[int, int]],
-        settings: Settings,
-        left: float,
-    ) -> tuple[list[Work], list[Work]]:
-        """Those of ``works`` (in order) that all finish within ``left`` seconds, and the
-        rest; a document that does not fit is skipped, a later shorter one may still."""
-        fits: list[Work] = []
-        late: list[Work] = []
-        requests = 0
-        for work in works:
-            more = unpaid[id(work)][1]
-            # Admitted together, they share one pool: their requests add up.
-            if self.seconds(requests + more, settings) <= left:
-                fits.append(work)
-                requests += more
-            else:
-                late.append(work)
-                log.warning(
-                    "waiting for deadline: %s needs about %.0f s more, %.0f s left",
-                    work.document.source, self.seconds(more, settings), max(left, 0.0),
-                )  # fmt: skip
-        return fits, late
-
-
-async def admit(
-    keyed: Sequence[tuple[Work, dict[str, int]]],
-    settings: Settings,
-    options: WatchOptions,
-    *,
-    unpaid: dict[int, tuple[int, int]] | None = None,
-    now: float | None = None,
-) -> tuple[list[Work], list[Work]]:
-    """Split the documents into those the budget pays for now, in order, and those that
-    wait.
-
-    A document costs what the store does not have yet: an up-to-date book or one half
-    done before a restart costs nothing, or only its missing chunks.
-    """
-    assert options.budget_chars is not None
-    now = time.time() if now is None else now
-    spent = await asyncio.to_thread(billed_since, settings.store_dir, now - options.budget_window)
-    left = options.budget_chars - spent
-    admitted: list[Work] = []
-    waiting: list[Work] = []
-    if unpaid is None:
-        unpaid = await asyncio.to_thread(_unpaid, settings.store_dir, keyed)
-    for work, _ in keyed:
-        cost = unpaid[id(work)][0]
-        if cost <= left:
-            admitted.append(work)
-            left -= cost
-        else:
-            waiting.append(work)
-            log.warning(
-                "waiting for budget: %s needs %d billing characters, %d of %d left in the "
-                "last %g hours",
-                work.document.source, cost, max(left, 0), options.budget_chars,
-                options.budget_window / 3600,
-            )  # fmt: skip
-    return admitted, waiting
-
-
-@dataclass(frozen=True, slots=True)
-class QueueEntry:
-    """One inbox document as ``narrator status`` shows it."""
-
-    input: str
-    output: str
-    state: str  # waiting, waiting for budget, in progress, done, up-to-date, failed, ...
-    detail: str
-    percent: float | None  # of its chunks in the store; None when not yet cut
-    updated: float  # seconds since the epoch
-
-
-def queue(store_dir: Path) -> list[QueueEntry]:
-    """What the watchers using ``store_dir`` have seen, read from the store: safe while
-    they run, from any process."""
-    entries = []
-    for row in read_queue(store_dir):
-        percent = None
-        if row.keys:
-            percent = 100.0 * len(paid_keys(store_dir, row.keys)) / len(row.keys)
-        entries.append(
-            QueueEntry(row.input, row.output, row.state, row.detail, percent, row.updated)
-        )
-    return entries

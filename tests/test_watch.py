@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from narrator.errors import ConfigError
+from narrator.schedule import parse_until
 from narrator.tools.emulator import RunningEmulator
-from narrator.watch import is_temporary, parse_until
+from narrator.watch import is_temporary
 
 from .conftest import TEST_KEY, run_cli
 

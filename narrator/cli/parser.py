@@ -46,7 +46,7 @@ from .options import (
     add_provider,
     add_qa_options,
 )
-from .watch import cmd_status, cmd_watch
+from .watch import add_status, add_watch
 from .words import cmd_say, cmd_words
 
 __all__ = ["DEFAULT_CONFIRM_ABOVE", "build_parser", "parse"]
@@ -149,58 +149,6 @@ def _narrate(sub: _Commands) -> argparse.ArgumentParser:
     _narrate_options(p)
     p.set_defaults(func=cmd_narrate)
     return p
-
-
-def _watch(sub: _Commands) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "watch", help="narrate an inbox folder's documents as they arrive, until stopped"
-    )
-    _narrate_options(p)
-    p.add_argument(
-        "--settle",
-        type=non_negative_float,
-        default=2.0,
-        metavar="S",
-        help="read a file only once it has not changed for S seconds",
-    )
-    p.add_argument(
-        "--on-done",
-        metavar="CMD",
-        help="shell command run per finished book, with $NARRATOR_BOOK, $NARRATOR_INPUT "
-        "and $NARRATOR_TITLE set; its failure is logged, never fatal",
-    )
-    p.add_argument(
-        "--budget-per-day",
-        type=non_negative_float,
-        metavar="USD",
-        help="spend at most USD in any 24 hours (at --price-per-10k-chars), counted from the "
-        "store, across restarts; documents over it wait",
-    )
-    p.add_argument(
-        "--until",
-        metavar="HH:MM|DURATION",
-        help="finish by then (07:00, or 8h, 90m): start only the documents estimated to end "
-        "in time, at the measured pace, and stop cleanly at it",
-    )
-    p.add_argument(
-        "--order",
-        choices=["shortest", "name"],
-        default="shortest",
-        help="which documents go first: the shortest (the most books finished by a "
-        "deadline) or by name",
-    )
-    p.set_defaults(func=cmd_watch)
-
-
-def _status(sub: _Commands) -> None:
-    p = sub.add_parser("status", help="show the queue of `narrator watch`, from the store")
-    p.add_argument(
-        "--cache-dir",
-        "--store",
-        dest="cache_dir",
-        help="segment store (default: $XDG_CACHE_HOME/narrator)",
-    )
-    p.set_defaults(func=cmd_status)
 
 
 def _narrate_options(p: argparse.ArgumentParser) -> None:
@@ -402,9 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"narrator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _check(sub, _narrate(sub))
+    add_watch(sub, _narrate_options)
+    add_status(sub)
     for add in (
-        _watch,
-        _status,
         _estimate,
         _words,
         _say,

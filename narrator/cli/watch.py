@@ -8,19 +8,23 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..chunks.lexicon import Lexicon
 from ..errors import ConfigError
 from ..pipeline import DocumentReport
+from ..schedule import parse_until, queue
 from ..settings import Settings
 from ..util.folders import check_writable, default_cache_dir
 from ..util.registry import REGISTRY
-from ..watch import WatchOptions, parse_until, queue, watch
+from ..watch import WatchOptions, watch
+from .argtypes import non_negative_float
 from .build import announce_endpoint, make_settings
 
-__all__ = ["cmd_status", "cmd_watch"]
+__all__ = ["add_status", "add_watch", "cmd_status", "cmd_watch"]
 
 log = logging.getLogger("narrator")
 
@@ -121,3 +125,57 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{entry.state:<{width}}  {percent:>4}  {entry.input}{detail}")
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
+
+
+def add_watch(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``narrator watch`` to the subcommands: ``narrate``'s options and its own."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "watch", help="narrate an inbox folder's documents as they arrive, until stopped"
+    )
+    narrate_options(p)
+    p.add_argument(
+        "--settle",
+        type=non_negative_float,
+        default=2.0,
+        metavar="S",
+        help="read a file only once it has not changed for S seconds",
+    )
+    p.add_argument(
+        "--on-done",
+        metavar="CMD",
+        help="shell command run per finished book, with $NARRATOR_BOOK, $NARRATOR_INPUT "
+        "and $NARRATOR_TITLE set; its failure is logged, never fatal",
+    )
+    p.add_argument(
+        "--budget-per-day",
+        type=non_negative_float,
+        metavar="USD",
+        help="spend at most USD in any 24 hours (at --price-per-10k-chars), counted from the "
+        "store, across restarts; documents over it wait",
+    )
+    p.add_argument(
+        "--until",
+        metavar="HH:MM|DURATION",
+        help="finish by then (07:00, or 8h, 90m): start only the documents estimated to end "
+        "in time, at the measured pace, and stop cleanly at it",
+    )
+    p.add_argument(
+        "--order",
+        choices=["shortest", "name"],
+        default="shortest",
+        help="which documents go first: the shortest (the most books finished by a "
+        "deadline) or by name",
+    )
+    p.set_defaults(func=cmd_watch)
+
+
+def add_status(sub: Any) -> None:
+    """Add ``narrator status`` to the subcommands."""
+    p = sub.add_parser("status", help="show the queue of `narrator watch`, from the store")
+    p.add_argument(
+        "--cache-dir",
+        "--store",
+        dest="cache_dir",
+        help="segment store (default: $XDG_CACHE_HOME/narrator)",
+    )
+    p.set_defaults(func=cmd_status)
