@@ -13,7 +13,9 @@ module is internal and may change in any release: the stages ``narrator.inputs``
 ``narrator.reports`` and ``narrator.uptodate``), the report's parts ``narrator.report_json``,
 ``narrator.report_page``, ``narrator.report_charts`` and ``narrator.report_format`` (use
 ``narrator.report``), ``narrator.check``,
-``narrator.estimate`` and ``narrator.audition`` (use ``narrator.say``), ``narrator.settings`` and
+``narrator.estimate`` and ``narrator.audition`` (use ``narrator.say``), the watcher
+``narrator.watch`` with ``narrator.schedule`` (``narrator watch``, ``narrator status``),
+``narrator.settings`` and
 ``narrator.status`` (use ``narrator.Settings`` and ``narrator.Status``), the command
 line ``narrator.cli`` and the tools ``narrator.tools`` (emulator, bench).
 """

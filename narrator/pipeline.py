@@ -59,6 +59,7 @@ __all__ = [
     "narrate",
     "narrate_many",
     "narrate_sync",
+    "split_all",
 ]
 
 log = logging.getLogger("narrator")
@@ -86,7 +87,7 @@ async def narrate_many(
     own_provider = provider is None
     provider = provider or make_provider(settings)  # opens no connection until used
     # Splitting a long book takes a while: off the loop, like everything that blocks.
-    plans = await asyncio.to_thread(_split_all, works, settings, provider)
+    plans = await asyncio.to_thread(split_all, works, settings, provider)
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     db = StoreThread()
     try:
@@ -201,7 +202,7 @@ async def narrate_many(
     )
 
 
-def _split_all(
+def split_all(
     works: Sequence[Work], settings: Settings, provider: Provider
 ) -> list[tuple[Work, list[Chunk]]]:
     """Every document's chunks (on a worker thread: pysbd takes its time on a book)."""

@@ -46,6 +46,7 @@ from .options import (
     add_provider,
     add_qa_options,
 )
+from .watch import add_status, add_watch
 from .words import cmd_say, cmd_words
 
 __all__ = ["DEFAULT_CONFIRM_ABOVE", "build_parser", "parse"]
@@ -145,6 +146,12 @@ def _narrate(sub: _Commands) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "narrate", help="narrate texts into audiobooks (MP3, M4B, WAV, ...)"
     )
+    _narrate_options(p)
+    p.set_defaults(func=cmd_narrate)
+    return p
+
+
+def _narrate_options(p: argparse.ArgumentParser) -> None:
     add_input_options(p)
     add_estimate_options(p)
     _spending_options(p)
@@ -159,8 +166,6 @@ def _narrate(sub: _Commands) -> argparse.ArgumentParser:
     _run_options(p)
     add_qa_options(p)
     add_lexicon_option(p)
-    p.set_defaults(func=cmd_narrate)
-    return p
 
 
 def _check(sub: _Commands, narrate: argparse.ArgumentParser) -> None:
@@ -345,7 +350,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"narrator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _check(sub, _narrate(sub))
-    for add in (_estimate, _words, _say, _demo, _serve, _voices, _feed, _cache, _report):
+    add_watch(sub, _narrate_options)
+    add_status(sub)
+    for add in (
+        _estimate,
+        _words,
+        _say,
+        _demo,
+        _serve,
+        _voices,
+        _feed,
+        _cache,
+        _report,
+    ):
         add(sub)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter
