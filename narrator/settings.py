@@ -82,7 +82,7 @@ class Settings:
 
     An empty ``base_url``, ``model`` or ``voice`` becomes the provider's default (its
     entry in :data:`narrator.util.registry.REGISTRY`); so does a ``rpm`` or
-    ``concurrency`` of 0. ``region`` picks DashScope's international (Singapore) or
+    ``concurrency`` or ``max_chars`` of 0. ``region`` picks DashScope's international (Singapore) or
     Beijing endpoint. The voice is matched case-insensitively and stored in the
     service's spelling; an unknown voice or ``lang`` is a :class:`ConfigError`.
     """
@@ -95,7 +95,7 @@ class Settings:
     region: str = "intl"
     concurrency: int = 0  # 0: the provider's default
     rpm: float = 0.0  # 0: the provider's default; math.inf: no limit
-    max_chars: int = 600
+    max_chars: int = 0  # 0: the provider's default (the registry's, chosen by measurement)
     lang: str = "auto"  # a pysbd code, or "auto": detected per document from its text
     gap_ms: int = 300
     chapter_gap_ms: int = 1200
@@ -145,6 +145,8 @@ class Settings:
             object.__setattr__(self, "concurrency", provider.concurrency)
         if self.rpm == 0:
             object.__setattr__(self, "rpm", provider.rpm)
+        if self.max_chars == 0:
+            object.__setattr__(self, "max_chars", provider.max_chars)
         if self.concurrency < 1:
             raise ConfigError("concurrency must be at least 1", setting="concurrency")
         if not self.rpm > 0:

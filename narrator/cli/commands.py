@@ -231,6 +231,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rpm=args.rpm,
         max_concurrency=args.max_concurrency,
         latency=args.latency,
+        latency_per_char=args.latency_per_char,
         fail_rate=args.fail_rate,
         shape=args.shape,
         engine=args.engine,

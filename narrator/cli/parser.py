@@ -218,6 +218,12 @@ def _serve(sub: _Commands) -> None:
         "--max-concurrency", type=positive_int, help="requests in flight allowed, then 429"
     )
     p.add_argument("--latency", type=non_negative_float, default=0.0, help="seconds per request")
+    p.add_argument(
+        "--latency-per-char",
+        type=non_negative_float,
+        default=0.0,
+        help="seconds per billing character, added to --latency",
+    )
     p.add_argument("--fail-rate", type=share, default=0.0, help="share of random 5xx answers")
     p.add_argument(
         "--shape",
