@@ -103,6 +103,9 @@ class Settings:
     # the output: format, tags, loudness, sidecars
     audiobook: AudiobookOptions = field(default_factory=AudiobookOptions)
     cache_dir: Path | None = None  # None: util.folders.default_cache_dir(), XDG's
+    # The cache's size cap, enforced at the end of each run (least recently used segments
+    # go first, never one of a run in progress); 0: no cap. 20 GB is ~125 h of WAV audio.
+    cache_max_bytes: int = 20 * 10**9
     retries: int = 8  # attempts per chunk, the first included
     backoff_base: float = 0.5  # seconds; 0 turns backoff off (tests)
     backoff_max: float = 30.0  # also caps a service's Retry-After
@@ -166,6 +169,8 @@ class Settings:
             raise ConfigError("gaps cannot be negative")
         if max(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) > MAX_GAP_MS:
             raise ConfigError(f"gaps are at most {MAX_GAP_MS:,} ms (a minute)")
+        if self.cache_max_bytes < 0:
+            raise ConfigError("cache_max_bytes cannot be negative", setting="cache_max_bytes")
         if self.backoff_base < 0:
             raise ConfigError("backoff_base cannot be negative", setting="backoff_base")
         if self.stall_timeout is not None and not self.stall_timeout > 0:

@@ -157,6 +157,7 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         qa_retries=args.qa_retries,
         qa_budget=args.qa_budget,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
+        cache_max_bytes=getattr(args, "cache_max_size", default("cache_max_bytes")),
         lexicon=lexicon_settings(args)[0],
         lexicon_override=lexicon_settings(args)[1],
     )

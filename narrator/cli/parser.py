@@ -17,12 +17,14 @@ from ..util.registry import REGISTRY
 from .argtypes import (
     HelpFormatter,
     Parser,
+    age,
     as_int,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
     share,
+    size,
 )
 from .commands import (
     cmd_cache,
@@ -133,6 +135,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="first retry delay in seconds, doubling each time (jittered); 0 retries at once",
     )
     p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
+    p.add_argument(
+        "--cache-max-size",
+        type=size,
+        default=default("cache_max_bytes"),
+        metavar="SIZE",
+        help="at the end of a run, delete the least recently used segments until the cache "
+        "is under SIZE (20GB, 500MB; 0: no cap); never one a run in progress uses",
+    )
     p.add_argument(
         "--report",
         metavar="FILE.json|FILE.html",
@@ -326,10 +336,15 @@ def _feed(sub: _Commands) -> None:
 
 
 def _cache(sub: _Commands) -> None:
-    p = sub.add_parser("cache", help="show or clear the segment store")
+    p = sub.add_parser("cache", help="show, prune or clear the segment store")
     p.add_argument(
-        "action", choices=["info", "clear"], help="info: size and states; clear: empty it"
+        "action",
+        choices=["info", "prune", "clear"],
+        help="info: size, states and documents; prune: delete least recently used segments "
+        "(--older-than, --max-size); clear: empty it",
     )
+    p.add_argument("--older-than", type=age, metavar="AGE", help="prune: last used before (30d)")
+    p.add_argument("--max-size", type=size, metavar="SIZE", help="prune: down to this (10GB)")
     p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
     p.set_defaults(func=cmd_cache)
 

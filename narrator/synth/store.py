@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..util.wav import WavInfo
-from . import store_books, store_verdicts
+from . import store_books, store_usage, store_verdicts
 from .store_books import BOOK_FILES_SCHEMA, BOOKS_SCHEMA, BookRecord
 from .store_claims import CLAIMS_SCHEMA, try_claim
 from .store_files import StoreInfo, disk_usage, keep_reserve, place, sweep_temp
+from .store_usage import RUNS_SCHEMA, USES_SCHEMA, DocumentUsage, PruneResult
 from .store_verdicts import VERDICTS_SCHEMA, StoredVerdict
 
 T = TypeVar("T")
@@ -118,12 +119,15 @@ class Store:
         self._db.execute(BOOK_FILES_SCHEMA)
         self._db.execute(CLAIMS_SCHEMA)
         self._db.execute(VERDICTS_SCHEMA)
+        self._db.execute(USES_SCHEMA)
+        self._db.execute(RUNS_SCHEMA)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._retry_locked(
                 lambda: self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
             )
+            self._retry_locked(lambda: store_usage.end_run(self._db, self.owner))
         self._db.close()
 
     def _retry_locked(self, write: Callable[[], T]) -> T:
@@ -379,8 +383,37 @@ class Store:
             return None
         return self.commit(key, aside)
 
+    # --- the bounded cache (store_usage.py) ------------------------------------------------
+
+    def note_run(self, keys: dict[str, list[str]]) -> None:
+        """This run is in progress and uses ``keys`` (by document): none of them is pruned
+        until it closes, and each counts as used now."""
+        self._retry_locked(lambda: store_usage.note_run(self._db, self.owner, keys))
+
+    def usage(self) -> list[DocumentUsage]:
+        """Each document's segments and bytes, the largest first."""
+        return store_usage.by_document(self._db, self.root)
+
+    def prune(
+        self, *, max_bytes: int | None = None, older_than: float | None = None
+    ) -> PruneResult:
+        """Delete segments least recently used first; never one a live run uses."""
+        return store_usage.prune(
+            self._db, self.root, max_bytes=max_bytes, older_than=older_than, forget=self._forget
+        )
+
+    def _forget(self, key: str) -> None:
+        def write() -> None:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                for table in ("segments", "verdicts", "uses"):
+                    self._db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
+
+        self._retry_locked(write)
+
     def clear(self) -> None:
         """Forget every segment and delete every file."""
+        self._db.execute("DELETE FROM uses")
         self._db.execute("DELETE FROM verdicts")
         self._db.execute("DELETE FROM segments")
         self._db.execute("VACUUM")
