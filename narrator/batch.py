@@ -27,6 +27,7 @@ from .inputs.sources import STDIN, Input, find_inputs, read_inputs, safe_filenam
 from .pipeline import DocumentReport, RunReport, Work
 from .settings import Settings
 from .status import Status
+from .util.atomic import atomic_write
 from .util.netpolicy import NetPolicy
 
 __all__ = [
@@ -243,7 +244,7 @@ def report_data(run: RunReport, settings: Settings | None = None) -> dict[str, A
 
 
 def write_report(path: Path, run: RunReport, settings: Settings | None = None) -> None:
-    """Write :func:`report_data` to ``path`` as indented UTF-8 JSON."""
+    """Write :func:`report_data` to ``path`` as indented UTF-8 JSON, atomically."""
     data = report_data(run, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

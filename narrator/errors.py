@@ -1,12 +1,20 @@
 """Every error narrator raises on purpose, in one place.
 
-The tree::
+Each class is named by what its catcher does about it: fix the settings, skip the input,
+skip the chunk, retry, or stop the run. The tree::
 
     NarratorError                  base class; the CLI prints its message in one line
-    ├── ConfigError                bad settings or usage (exit 2)
+    ├── ConfigError                bad settings or usage: fix them (exit 2)
     │   └── LexiconError           a lexicon file with bad TOML or a bad entry (names both)
-    ├── InputError                 an input that cannot be read or narrated
+    ├── InputError                 an input that cannot be read or narrated: it is skipped
     ├── AudioError                 bytes that are not a usable RIFF/WAVE PCM file
+    ├── AddressRefused             a link or address narrator will not follow (the network
+    │                              policy); each stage translates it (an input, a chunk)
+    ├── NarrationFailed            a document's audiobook could not be made; ``report`` says why
+    ├── ChunkFailed                one chunk gave up (retries ran out, or it was refused): its
+    │   │                          document fails, the other chunks go on
+    │   └── VoiceFailed            the offline voice (eSpeak NG) could not speak the chunk
+    ├── Stopped                    a chunk that never ran because the run was stopping
     ├── StopRun                    ends the whole run, not just one chunk
     │   ├── AuthError              401: the key was rejected (exit 2)
     │   ├── OutOfCredits           403: the account has no credits left (exit 1)
@@ -17,7 +25,10 @@ The tree::
     │   ├── DiskFull               no space left (ENOSPC/EDQUOT) where narrator writes (exit 1)
     │   └── Stalled                no chunk progressed for --stall-timeout seconds (exit 1)
     └── ProviderError              one request failed; ``retryable`` says what the pool does
-        ├── BadRequest             400: the service refused this chunk; never retried
+        ├── ChunkRefused           never retried: the chunk fails (a ChunkFailed)
+        │   ├── BadRequest         400: the service refused this chunk
+        │   ├── AudioTooLarge      the chunk's audio is over the size cap for one segment
+        │   └── LinkRefused        the audio link is not one narrator follows (scheme, address)
         ├── RateLimited            429: retried, and the whole run slows down
         ├── TransientError         5xx, timeouts, dropped connections: retried
         │   ├── BadDownload        a truncated or non-WAV download: fetched again
@@ -29,6 +40,41 @@ with ``raise ... from exc``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+__all__ = [
+    "AddressRefused",
+    "AudioError",
+    "AudioTooLarge",
+    "AuthError",
+    "BadDownload",
+    "BadRequest",
+    "ChunkFailed",
+    "ChunkRefused",
+    "ConfigError",
+    "ConnectFailed",
+    "DiskFull",
+    "EndpointNotFound",
+    "InputError",
+    "InternalFailure",
+    "LexiconError",
+    "LinkExpired",
+    "LinkRefused",
+    "NarrationFailed",
+    "NarratorError",
+    "OutOfCredits",
+    "ProviderError",
+    "RateLimited",
+    "SettingsRejected",
+    "Stalled",
+    "StopRun",
+    "Stopped",
+    "TransientError",
+    "Unreachable",
+    "VoiceFailed",
+]
 
 
 class NarratorError(Exception):
@@ -58,6 +104,51 @@ class InputError(NarratorError):
 
 class AudioError(NarratorError):
     """Bytes that should be a RIFF/WAVE PCM file are not."""
+
+
+class AddressRefused(NarratorError):
+    """A link or address narrator will not follow; callers translate it for their stage."""
+
+
+class _FailedDocument(Protocol):
+    """What :class:`NarrationFailed` reads of its report (a ``DocumentReport``)."""
+
+    @property
+    def input(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def errors(self) -> Sequence[str]: ...
+
+
+class NarrationFailed(NarratorError):
+    """A document could not be narrated; ``report`` (its ``DocumentReport``) says why."""
+
+    def __init__(self, report: _FailedDocument) -> None:
+        first = report.errors[0] if report.errors else report.status
+        super().__init__(f"{report.input}: {first}")
+        self.report = report
+
+
+class ChunkFailed(NarratorError):
+    """A chunk gave up: its retries ran out or the service refused it."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class VoiceFailed(ChunkFailed):
+    """eSpeak NG could not speak a chunk (or could not start at all); nothing is retried."""
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message, attempts=attempts)
+
+
+class Stopped(NarratorError):
+    """The pool stopped before this job ran (a fatal error or an interrupt)."""
 
 
 class StopRun(NarratorError):
@@ -123,8 +214,21 @@ class ProviderError(NarratorError):
         self.retry_after = retry_after
 
 
-class BadRequest(ProviderError):
-    """The service refused the chunk itself (400); sending it again cannot help."""
+class ChunkRefused(ProviderError):
+    """This chunk cannot be made; sending it again cannot help, so its chunk fails."""
+
+
+class BadRequest(ChunkRefused):
+    """The service refused the chunk itself (400)."""
+
+
+class AudioTooLarge(ChunkRefused):
+    """The chunk's audio is over the byte cap for one segment."""
+
+
+class LinkRefused(ChunkRefused):
+    """The service's audio link is not one narrator follows: not HTTP(S), or an address
+    the network policy refuses (:class:`AddressRefused`)."""
 
 
 class RateLimited(ProviderError):

@@ -21,6 +21,17 @@ from .settings import default
 from .synth.providers import counting
 from .util.registry import spec
 
+__all__ = [
+    "DEFAULT_LATENCY",
+    "DEFAULT_PRICE_PER_10K_CHARS",
+    "DocumentEstimate",
+    "Estimate",
+    "estimate",
+    "format_cost",
+    "wall_clock",
+]
+
+
 DEFAULT_PRICE_PER_10K_CHARS = 0.10  # USD; an assumption, check your plan's price
 DEFAULT_LATENCY = 3.0  # seconds per request; an assumption for a full 600-character chunk
 

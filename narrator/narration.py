@@ -13,11 +13,11 @@ from .book.audiobook import make_audiobook
 from .book.encode import ChapterMark
 from .book.stitch import Piece
 from .chunks.split import Chunk
-from .errors import NarratorError, StopRun
+from .errors import ChunkFailed, NarratorError, Stopped, StopRun
 from .reports import DocumentReport, ProgressCallback, ProgressEvent, Work, flags_of
 from .settings import Settings
 from .status import Status
-from .synth.pool import ChunkFailed, Job, Outcome, Pool, Stopped
+from .synth.pool import Job, Outcome, Pool
 from .synth.providers import Provider
 from .synth.sanity import max_seconds
 from .synth.store import segment_key

@@ -23,7 +23,7 @@ from typing import Any
 from .chunks.language import resolve_language
 from .chunks.lexicon import Lexicon, combined
 from .chunks.split import Chunk, split_document
-from .errors import DiskFull, NarratorError
+from .errors import DiskFull, NarrationFailed
 from .inputs.documents import Document, load_document, parse_text
 from .narration import chunk_gap_ms, narrate_one
 from .reports import (
@@ -62,15 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("narrator")
-
-
-class NarrationFailed(NarratorError):
-    """A document could not be narrated; ``report`` says why."""
-
-    def __init__(self, report: DocumentReport) -> None:
-        first = report.errors[0] if report.errors else report.status
-        super().__init__(f"{report.input}: {first}")
-        self.report = report
 
 
 async def narrate_many(

@@ -17,6 +17,23 @@ from .util.image import image_mime
 from .util.registry import REGISTRY, spec
 from .util.sanitize import strip_controls
 
+__all__ = [
+    "AUDIO_FORMATS",
+    "LANGUAGES",
+    "MAX_GAP_MS",
+    "QA_MODES",
+    "REGIONS",
+    "SUBTITLE_KINDS",
+    "AudiobookOptions",
+    "Settings",
+    "check_lang",
+    "check_model",
+    "check_voice",
+    "default",
+    "default_stall_seconds",
+]
+
+
 QA_MODES = ("on", "strict", "off")
 REGIONS = ("intl", "cn")
 # The audiobook formats (book.encode holds how each is written) and subtitle kinds.

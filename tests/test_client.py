@@ -11,11 +11,13 @@ import pytest
 from aioresponses import aioresponses
 
 from narrator.errors import (
+    AudioTooLarge,
     AuthError,
     BadDownload,
     BadRequest,
     EndpointNotFound,
     LinkExpired,
+    LinkRefused,
     OutOfCredits,
     RateLimited,
     TransientError,
@@ -205,7 +207,7 @@ async def test_download_size_cap(
     client: AimlApiProvider, mocked: aioresponses, tmp_path: Path
 ) -> None:
     mocked.get(AUDIO_URL, status=200, body=WAV)
-    with pytest.raises(BadRequest, match="cap"):
+    with pytest.raises(AudioTooLarge, match="cap"):
         await client.download(AUDIO_URL, tmp_path / "x.wav", max_bytes=100)
 
 
@@ -213,7 +215,7 @@ async def test_download_size_cap(
 async def test_only_http_links_are_downloaded(
     client: AimlApiProvider, tmp_path: Path, url: str
 ) -> None:
-    with pytest.raises(BadRequest, match="non-HTTP"):
+    with pytest.raises(LinkRefused, match="non-HTTP"):
         await client.download(url, tmp_path / "x.wav", max_bytes=10**6)
 
 

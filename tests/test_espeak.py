@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from narrator.synth.espeakng import VOICES, detect_language, get_engine
+from narrator.chunks.language import script_language
+from narrator.synth.espeakng import VOICES, get_engine
 
 AIML_VOICES = (
     "Cherry Ethan Nofish Jennifer Ryan Katerina Elias Jada Dylan "
@@ -109,8 +110,8 @@ def test_threads_synthesizing_at_once_all_get_their_own_audio() -> None:
     ("text", "lang"),
     [
         ("Hello there", "en"),
-        ("今天天气很好", "cmn"),
-        ("我喜欢用iPhone拍照", "cmn"),
+        ("今天天气很好", "zh"),
+        ("我喜欢用iPhone拍照", "zh"),
         ("東京へ行きます", "ja"),
         ("안녕하세요", "ko"),
         ("Привет, мир", "ru"),
@@ -118,5 +119,22 @@ def test_threads_synthesizing_at_once_all_get_their_own_audio() -> None:
         ("", "en"),
     ],
 )
-def test_detect_language_by_script(text: str, lang: str) -> None:
-    assert detect_language(text) == lang
+def test_a_chunk_s_language_by_script(text: str, lang: str) -> None:
+    assert script_language(text) == lang
+
+
+def test_chinese_is_read_by_espeak_s_mandarin_voice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # narrator says "zh" everywhere; eSpeak NG calls its Mandarin voice "cmn".
+    from narrator.synth.espeakng import Engine
+
+    chosen: list[str] = []
+    real = Engine._select_voice
+
+    def spy(self: Engine, lang: str, info: object) -> None:
+        chosen.append(lang)
+        real(self, lang, info)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Engine, "_select_voice", spy)
+    get_engine().synthesize("今天天气很好", "Cherry")
+    get_engine().synthesize("Hello there", "Cherry")
+    assert chosen == ["cmn", "en"]

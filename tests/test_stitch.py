@@ -264,7 +264,7 @@ def test_a_failure_mid_write_removes_the_temp_file(
     def out_of_memory(*args: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr("narrator.book.stitch.AudioSegment.set_frame_rate", out_of_memory)
+    monkeypatch.setattr("narrator.book.joins.AudioSegment.set_frame_rate", out_of_memory)
     slow = write_wav(tmp_path / "slow.wav", tone_pcm(0.2, 22050), 22050)
     before = listing(tmp_path)
 
@@ -281,7 +281,7 @@ def test_a_failed_rename_removes_the_temp_file(
     def disk_gone(*args: object) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("narrator.book.stitch.os.replace", disk_gone)
+    monkeypatch.setattr("narrator.util.atomic.os.replace", disk_gone)
     before = listing(tmp_path)
 
     with pytest.raises(OSError, match="Input/output"):
@@ -305,7 +305,7 @@ def test_more_than_4_gib_becomes_rf64_which_ffmpeg_reads(
     # Writing 4 GiB in a test is too slow, so the RIFF limit is lowered to just under
     # what three tones need; the layout and sizes are the same as for a real long book.
     data = sum(map(len, tones)) + 2 * 2400 * 2
-    monkeypatch.setattr("narrator.book.stitch._RIFF_LIMIT", 36 + data - 2)
+    monkeypatch.setattr("narrator.book.riff._RIFF_LIMIT", 36 + data - 2)
     out = tmp_path / "book.wav"
 
     result = stitch_wav([Piece(p, 100) for p in segments], out)

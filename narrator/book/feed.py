@@ -10,8 +10,6 @@ modification time as publication date. Newest first.
 from __future__ import annotations
 
 import email.utils
-import os
-import secrets
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import ConfigError, InputError
+from ..util.atomic import atomic_path
 from ..util.sanitize import strip_controls
 from .encode import FORMATS
 
@@ -155,10 +154,6 @@ def write_feed(folder: Path, *, base_url: str, title: str | None = None) -> Feed
             _text(item, f"{{{ITUNES}}}duration", _duration(episode.seconds))
     ET.indent(rss)
     target = folder / "feed.xml"
-    tmp = folder / f".feed.xml.{secrets.token_hex(4)}.tmp"
-    try:
+    with atomic_path(target) as tmp:
         ET.ElementTree(rss).write(tmp, encoding="utf-8", xml_declaration=True)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return FeedResult(target, tuple(episodes))

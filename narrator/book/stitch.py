@@ -30,14 +30,6 @@ audiobook where a finished one is expected.
 
 from __future__ import annotations
 
-import abc
-import array
-import io
-import os
-import secrets
-import struct
-import sys
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,34 +37,23 @@ from typing import BinaryIO
 
 from ..errors import AudioError
 from ..synth.sanity import MAX_GAP_MS, check_format
+from ..util.atomic import atomic_path
 from ..util.wav import WavInfo, read_wav_info
-
-with warnings.catch_warnings():
-    # pydub imports audioop (deprecated since Python 3.11; audioop-lts replaces it on
-    # 3.13+), has invalid escapes in its regexes, and warns when ffmpeg is missing. The
-    # stitcher only uses its in-memory PCM conversions, which need none of that.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    warnings.simplefilter("ignore", SyntaxWarning)
-    warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
-    from pydub import AudioSegment
+from .joins import (
+    FADE_MS,
+    KEEP_MS,
+    SILENCE_DBFS,
+    _BytesSource,
+    _convert,
+    _FileSource,
+    _put,
+    _Source,
+)
+from .riff import _check_size, _header, _rf64_header, _too_big_for_riff
 
 __all__ = ["FADE_MS", "KEEP_MS", "SILENCE_DBFS", "Piece", "StitchResult", "stitch_wav"]
 
-SILENCE_DBFS = -50.0  # quieter than this (peak) counts as silence when trimming
-KEEP_MS = 40  # silence kept before and after the speech, so soft onsets are never cut
-FADE_MS = 5  # fade in and out at every cut; short enough to be inaudible on speech
-
 _BLOCK = 64 * 1024  # bytes per read and per silence write
-_RIFF_LIMIT = 0xFFFF_FFFF  # RIFF sizes are 32-bit; larger files need RF64
-_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # canonical 44-byte PCM header
-_HEADER_AFTER_SIZE = _HEADER.size - 8  # what the RIFF size counts besides the data
-# RF64: the RIFF header with a ds64 chunk (64-bit RIFF size, data size and frame count,
-# no table) before fmt; the 32-bit sizes say 0xFFFFFFFF.
-_RF64_HEADER = struct.Struct("<4sI4s4sIQQQI4sIHHIIHH4sI")
-_PCM = 1
-# WAV stores 8-bit samples unsigned (silence is 0x80); audioop, under pydub, treats
-# them as signed. Adding 128 modulo 256 maps one onto the other, both ways.
-_FLIP_SIGN = bytes((b + 128) & 0xFF for b in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,20 +117,10 @@ def stitch_wav(pieces: Iterable[Piece], output: Path, *, clean: bool = False) ->
     rf64 = _too_big_for_riff(_estimate_size(probed, target) + len(probed) * target.frame_size)
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp")
     # "x" never clobbers a file we did not create. Not mkstemp: its files are private
     # (0600), while open() leaves the audiobook's permissions to the umask as usual.
-    fh = tmp.open("xb")
-    try:
-        with fh:
-            frames, starts, durations = _write(fh, probed, target, output, rf64=rf64, clean=clean)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(output.parent)
+    with atomic_path(output) as tmp, tmp.open("xb") as fh:
+        frames, starts, durations = _write(fh, probed, target, output, rf64=rf64, clean=clean)
     return StitchResult(
         path=output,
         rate=target.rate,
@@ -209,61 +180,6 @@ def _estimate_size(probed: Sequence[tuple[Piece, WavInfo]], target: WavInfo) -> 
     return size
 
 
-def _too_big_for_riff(data_size: int) -> bool:
-    return _HEADER_AFTER_SIZE + data_size + (data_size & 1) > _RIFF_LIMIT
-
-
-def _check_size(data_size: int, output: Path) -> None:
-    if _too_big_for_riff(data_size):
-        raise AudioError(
-            f"{output.name} came out at {data_size / 2**30:.2f} GiB of samples, more than "
-            "the 4 GiB a RIFF WAV file can hold"
-        )
-
-
-def _rf64_header(fmt: WavInfo, data_size: int) -> bytes:
-    pad = data_size & 1
-    return _RF64_HEADER.pack(
-        b"RF64",
-        0xFFFF_FFFF,
-        b"WAVE",
-        b"ds64",
-        28,
-        _RF64_HEADER.size - 8 + data_size + pad,
-        data_size,
-        data_size // fmt.frame_size,
-        0,
-        b"fmt ",
-        16,
-        _PCM,
-        fmt.channels,
-        fmt.rate,
-        fmt.rate * fmt.frame_size,
-        fmt.frame_size,
-        fmt.width * 8,
-        b"data",
-        0xFFFF_FFFF,
-    )
-
-
-def _header(fmt: WavInfo, data_size: int) -> bytes:
-    return _HEADER.pack(
-        b"RIFF",
-        _HEADER_AFTER_SIZE + data_size + (data_size & 1),
-        b"WAVE",
-        b"fmt ",
-        16,
-        _PCM,
-        fmt.channels,
-        fmt.rate,
-        fmt.rate * fmt.frame_size,
-        fmt.frame_size,
-        fmt.width * 8,
-        b"data",
-        data_size,
-    )
-
-
 def _write(
     out: BinaryIO,
     probed: Sequence[tuple[Piece, WavInfo]],
@@ -308,235 +224,3 @@ def _write(
     out.seek(0)
     out.write(header(target, written))
     return written // target.frame_size, starts, durations
-
-
-class _Source(abc.ABC):
-    """A piece's samples, in the output's format, read by byte range."""
-
-    name: str
-    size: int
-
-    @abc.abstractmethod
-    def read(self, at: int, size: int) -> bytes:
-        """Up to ``size`` bytes of samples from byte ``at``."""
-
-    def readinto(self, at: int, buffer: memoryview) -> int:
-        data = self.read(at, len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def __enter__(self) -> _Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-class _FileSource(_Source):
-    def __init__(self, path: Path, info: WavInfo) -> None:
-        self.name = path.name
-        self.size = info.data_size
-        self._offset = info.data_offset
-        self._fh = _open(path)
-
-    def _seek(self, at: int) -> None:
-        self._fh.seek(self._offset + at)
-
-    def read(self, at: int, size: int) -> bytes:
-        self._seek(at)
-        data = self._fh.read(size)
-        if len(data) < size:
-            raise AudioError(f"{self.name} got shorter while it was being stitched")
-        return data
-
-    def readinto(self, at: int, buffer: memoryview) -> int:
-        self._seek(at)
-        n = self._fh.readinto(buffer)
-        if n < len(buffer):
-            raise AudioError(f"{self.name} got shorter while it was being stitched")
-        return n
-
-    def __exit__(self, *exc: object) -> None:
-        self._fh.close()
-
-
-class _BytesSource(_Source):
-    def __init__(self, data: bytes) -> None:
-        self.name = "converted segment"
-        self.size = len(data)
-        self._data = memoryview(data)
-
-    def read(self, at: int, size: int) -> bytes:
-        return bytes(self._data[at : at + size])
-
-
-def _put(source: _Source, fmt: WavInfo, out: BinaryIO, buffer: memoryview, *, clean: bool) -> int:
-    """Write ``source``'s samples to ``out`` (trimmed and faded if ``clean``); return bytes."""
-    frame = fmt.frame_size
-    first, end = _audible(source, fmt, buffer) if clean else (0, source.size // frame)
-    fade = min((fmt.rate * FADE_MS + 500) // 1000, (end - first) // 2) if clean else 0
-    if fade:
-        out.write(_fade(source.read(first * frame, fade * frame), fmt, rising=True))
-    at, stop = (first + fade) * frame, (end - fade) * frame
-    while at < stop:
-        n = source.readinto(at, buffer[: min(len(buffer), stop - at)])
-        out.write(buffer[:n])
-        at += n
-    if fade:
-        out.write(_fade(source.read(stop, fade * frame), fmt, rising=False))
-    return (end - first) * frame
-
-
-def _samples(data: bytes, width: int) -> list[int]:
-    """Signed sample values of little-endian PCM (8-bit WAV samples are unsigned)."""
-    if width == 1:
-        return [b - 128 for b in data]
-    if width == 3:
-        return [
-            int.from_bytes(data[i : i + 3], "little", signed=True) for i in range(0, len(data), 3)
-        ]
-    values = array.array("h" if width == 2 else "i", data)
-    if sys.byteorder == "big":
-        values.byteswap()
-    return values.tolist()
-
-
-def _pack(values: list[int], width: int) -> bytes:
-    if width == 1:
-        return bytes(v + 128 for v in values)
-    if width == 3:
-        return b"".join(v.to_bytes(3, "little", signed=True) for v in values)
-    packed = array.array("h" if width == 2 else "i", values)
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return packed.tobytes()
-
-
-def _loud_frame(data: bytes, fmt: WavInfo, threshold: int, *, last: bool) -> int | None:
-    """Index of the first (or ``last``) frame in ``data`` with a sample at ``threshold``+."""
-    values = _samples(data, fmt.width)
-    if not values or (max(values) < threshold and -min(values) < threshold):
-        return None  # the common case, a quiet block, is settled at C speed
-    order = range(len(values) - 1, -1, -1) if last else range(len(values))
-    for i in order:
-        if abs(values[i]) >= threshold:
-            return i // fmt.channels
-    return None
-
-
-def _audible(source: _Source, fmt: WavInfo, buffer: memoryview) -> tuple[int, int]:
-    """The frames to keep: from just before the first loud sample to just after the last.
-
-    A piece with no loud sample at all is kept whole: it may be a deliberate pause.
-    """
-    frame, frames = fmt.frame_size, source.size // fmt.frame_size
-    threshold = max(1, round(2 ** (8 * fmt.width - 1) * 10 ** (SILENCE_DBFS / 20)))
-    keep = (fmt.rate * KEEP_MS + 500) // 1000
-    step = len(buffer) // frame
-    first = None
-    for block in range(0, frames, step):
-        found = _loud_frame(
-            source.read(block * frame, min(step, frames - block) * frame),
-            fmt,
-            threshold,
-            last=False,
-        )
-        if found is not None:
-            first = block + found
-            break
-    if first is None:
-        return 0, frames
-    last = first
-    for block_end in range(frames, first, -step):
-        block = max(first, block_end - step)
-        found = _loud_frame(
-            source.read(block * frame, (block_end - block) * frame), fmt, threshold, last=True
-        )
-        if found is not None:
-            last = block + found
-            break
-    return max(0, first - keep), min(frames, last + 1 + keep)
-
-
-def _fade(data: bytes, fmt: WavInfo, *, rising: bool) -> bytes:
-    """``data`` with a linear fade in (``rising``) or out, ending or starting at zero."""
-    values = _samples(data, fmt.width)
-    frames = len(values) // fmt.channels
-    for i in range(frames):
-        k = i if rising else frames - 1 - i
-        for c in range(fmt.channels):
-            j = i * fmt.channels + c
-            values[j] = values[j] * k // frames
-    return _pack(values, fmt.width)
-
-
-def _open(path: Path) -> io.BufferedReader:
-    try:
-        return path.open("rb")
-    except OSError as exc:
-        raise AudioError(f"cannot read segment {path}: {exc.strerror or exc}") from exc
-
-
-def _convert(path: Path, info: WavInfo, target: WavInfo) -> bytes:
-    """``path``'s samples in ``target``'s rate, channels and width, converted by pydub."""
-    if not info.data_size:
-        return b""
-    with _open(path) as src:
-        src.seek(info.data_offset)
-        data = src.read(info.data_size)
-    if len(data) < info.data_size:
-        raise AudioError(f"{path.name} got shorter while it was being stitched")
-    # pydub turns any 24-bit audio into 32-bit, with a slow loop, even audio it was asked
-    # to make 24-bit; so 24-bit samples go in and come out as 32-bit, converted here.
-    in_width = 4 if info.width == 3 else info.width
-    out_width = 4 if target.width == 3 else target.width
-    if info.width == 1:
-        data = data.translate(_FLIP_SIGN)
-    elif info.width == 3:
-        data = _widen_24(data)
-    # Built from the raw samples rather than with AudioSegment.from_wav: read_wav_info has
-    # already found them, and pydub's own parser misreads headers it accepts (a data
-    # size left at 0 by a streaming encoder, odd-sized chunks before the data).
-    seg = AudioSegment(
-        data=data, sample_width=in_width, frame_rate=info.rate, channels=info.channels
-    )
-    del data  # so each conversion step below can free the one before
-    # Widen first, narrow last, so mixing and resampling run at the better precision.
-    seg = seg.set_sample_width(max(in_width, out_width))
-    if seg.channels != target.channels:
-        if seg.channels > 1 and target.channels > 1:
-            seg = seg.set_channels(1)  # pydub only converts to or from mono
-        seg = seg.set_channels(target.channels)
-    seg = seg.set_frame_rate(target.rate).set_sample_width(out_width)
-    pcm: bytes = seg.raw_data
-    if target.width == 1:
-        return pcm.translate(_FLIP_SIGN)
-    if target.width == 3:
-        return _narrow_32(pcm)
-    return pcm
-
-
-def _widen_24(data: bytes) -> bytes:
-    """24-bit little-endian samples as 32-bit ones, scaled by 256 (exact)."""
-    wide = bytearray(len(data) // 3 * 4)
-    for byte in range(3):
-        wide[byte + 1 :: 4] = data[byte::3]
-    return bytes(wide)
-
-
-def _narrow_32(data: bytes) -> bytes:
-    """32-bit little-endian samples as 24-bit ones: the low byte dropped, like audioop."""
-    narrow = bytearray(data)
-    del narrow[::4]
-    return bytes(narrow)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX only: Windows cannot open a folder)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -7,14 +7,13 @@ line would end an SRT cue early).
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..settings import SUBTITLE_KINDS
+from ..util.atomic import atomic_write
 
 __all__ = ["SUBTITLE_KINDS", "Cue", "render_subtitles", "write_subtitles"]
 
@@ -53,11 +52,4 @@ def render_subtitles(cues: Sequence[Cue], kind: str) -> str:
 
 def write_subtitles(cues: Sequence[Cue], path: Path, kind: str) -> Path:
     """Write ``cues`` to ``path`` as SRT or WebVTT (UTF-8), atomically."""
-    text = render_subtitles(cues, kind)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, render_subtitles(cues, kind))

@@ -1,10 +1,13 @@
-"""Which language a document is written in, as a pysbd language code.
+"""Which language a text is written in, as a pysbd (ISO 639-1) language code: the one
+place narrator guesses a language.
 
 Sentence splitting needs the language (abbreviations, full stops); the service itself
 detects the language from the text. A small heuristic is enough for that: the script
 decides most cases (Han, kana, Hangul, Cyrillic, Greek, Arabic...), and for Latin
 script the most frequent short words ("the", "der", "les", "el"...) decide the rest.
 It looks at the first few thousand characters, so it is cheap on a whole book.
+:func:`script_language` is the per-chunk guess from the script alone (the eSpeak voice
+and DashScope's ``language_type`` use it).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from collections import Counter
 import regex
 
 from ..inputs.documents import Document
+
+__all__ = ["AUTO", "detect_language", "resolve_language", "script_language"]
+
 
 AUTO = "auto"
 _SAMPLE = 20_000  # characters looked at; a book's first pages tell its language
@@ -116,6 +122,56 @@ def _latin(sample: str) -> str:
         return "en"
     best, _ = max(scores.items(), key=lambda item: (item[1], item[0] == "en"))
     return best
+
+
+def _is_han(ch: str) -> bool:
+    return (
+        "\u4e00" <= ch <= "\u9fff"  # CJK Unified Ideographs
+        or "\u3400" <= ch <= "\u4dbf"  # extension A
+        or "\uf900" <= ch <= "\ufaff"  # compatibility ideographs
+        or "\U00020000" <= ch <= "\U0003134f"  # extensions B-G
+    )
+
+
+def _is_kana(ch: str) -> bool:
+    return "\u3040" <= ch <= "\u30ff" or "\u31f0" <= ch <= "\u31ff" or "\uff66" <= ch <= "\uff9d"
+
+
+def _is_hangul(ch: str) -> bool:
+    return "\uac00" <= ch <= "\ud7a3" or "\u1100" <= ch <= "\u11ff" or "\u3130" <= ch <= "\u318f"
+
+
+def script_language(text: str) -> str:
+    """The language of one chunk's ``text`` as its script tells it, on every letter.
+
+    ``"ja"`` if it has any kana (Japanese mixes kana with Han), ``"ko"`` if it has
+    hangul, ``"zh"`` if at least half of its letters are Han, ``"ru"`` if most are
+    Cyrillic, else ``"en"``. Latin-script languages are not told apart: the eSpeak voice
+    reads them acceptably with English rules, and DashScope only needs the script.
+    :func:`detect_language` is the fuller guess for a whole document.
+    """
+    han = kana = hangul = cyrillic = letters = 0
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        letters += 1
+        if _is_kana(ch):
+            kana += 1
+        elif _is_hangul(ch):
+            hangul += 1
+        elif _is_han(ch):
+            han += 1
+        elif "\u0400" <= ch <= "\u04ff":
+            cyrillic += 1
+    if kana:
+        return "ja"
+    if hangul:
+        return "ko"
+    if letters and 2 * han >= letters:
+        return "zh"
+    if letters and 2 * cyrillic > letters:
+        return "ru"
+    return "en"
 
 
 def resolve_language(document: Document, setting: str) -> str:

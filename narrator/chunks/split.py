@@ -16,10 +16,8 @@ removed): the chunk texts, joined, equal the input up to whitespace.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
@@ -29,51 +27,27 @@ from ..errors import ConfigError
 from ..inputs.documents import Document
 from ..inputs.lines import line_groups
 from .lexicon import Lexicon, Respelled
+from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
 
-with warnings.catch_warnings():
-    # pysbd 0.3.4 has invalid escape sequences ('\s'); compiling it without cached
-    # bytecode warns, and filterwarnings=error would turn that into a SyntaxError.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    warnings.simplefilter("ignore", SyntaxWarning)
-    import pysbd
+__all__ = ["Chunk", "billing_chars", "split_document", "split_text"]
+
 
 # The Han script: every CJK ideograph (all extensions, compatibility ideographs) plus a
 # few hundred radicals and marks such as 々 and 〇. Counting those 2 errs on the safe
 # side of the service's limit.
 _HAN = regex.compile(r"\p{Han}")
-_GRAPHEME = regex.compile(r"\X")
 # The `re` module's \s is exactly str.isspace(), the whitespace that str.strip() and
 # str.split() know; `regex` follows Unicode White_Space, which differs (U+001C..U+001F).
 _SPACES = re.compile(r"\s+")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n|\u2029")
 _LINE_ENDINGS = re.compile(r"\r\n?")
 
-# Scripts written without spaces between words: a line break between two of these is
-# a wrap, not a space. Hangul is not among them (Korean puts spaces between words).
-_WIDE_CLASS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Bopomofo}\u3001-\u303f\uff01-\uff60"
-_WIDE = regex.compile(f"[{_WIDE_CLASS}]")
-_WRAPPED_LINE = regex.compile(rf"(?<=[{_WIDE_CLASS}])[^\S\n]*\n\s*(?=[{_WIDE_CLASS}])")
-# Characters that belong to the grapheme cluster before them.
-_EXTEND = r"\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=SpacingMark}"
-_CLOSE = r"\p{Pe}\p{Pf}\"'"
-# What pysbd sometimes leaves at the start of the next sentence: closing quotes and
-# brackets, a second "！？" mark, a combining mark. It belongs to the sentence before.
-_CARRY = regex.compile(rf"[{_CLOSE}{_EXTEND}.!?。！？｡．…]+ ?")
-# Not every pysbd language module splits on CJK full stops (e.g. "hi", "ar"), so split
-# there ourselves; not before a closing quote, where pysbd knows better (「...。」と).
-_CJK_STOP = regex.compile(rf"[。！？｡][。！？｡!?]*+(?![{_CLOSE}{_EXTEND}]) ?")
-# pysbd splits "paused... Then" but not "paused… Then".
-_ELLIPSIS_STOP = regex.compile(r"…+ (?=[\p{Ps}\p{Pi}\"']?\p{Lu})")
+_WRAPPED_LINE = regex.compile(rf"(?<=[{WIDE_CLASS}])[^\S\n]*\n\s*(?=[{WIDE_CLASS}])")
 # Clause ends: ASCII ones only before a space, so "1,000", "3:45" and "https:" stay whole.
 # A run of dashes ("——" in Chinese) is one clause end.
-_CLAUSE_END = regex.compile(
-    rf"(?:[;:,][{_CLOSE}]*(?= )|[—；：，、]++[{_CLOSE}]*+)(?![{_EXTEND}]) ?"
-)
-_WORD_END = regex.compile(rf" (?![{_EXTEND}])")
+_CLAUSE_END = regex.compile(rf"(?:[;:,][{CLOSE}]*(?= )|[—；：，、]++[{CLOSE}]*+)(?![{EXTEND}]) ?")
+_WORD_END = regex.compile(rf" (?![{EXTEND}])")
 
-# pysbd is quadratic within one call (per list item and abbreviation it rewrites the
-# whole text), so a huge paragraph is handed over in windows of about this many chars.
-_WINDOW = 2000
 _PARAGRAPH_SEP = "\n\n"
 
 
@@ -87,7 +61,8 @@ def billing_chars(text: str) -> int:
     """
     if text.isascii():
         return len(text)
-    return len(text) + _HAN.subn("", text)[1]
+    han: int = _HAN.subn("", text)[1]
+    return len(text) + han
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +107,7 @@ def split_document(
     in ``Chunk.written``.
     """
     _check(max_chars)
-    segmenter = _segmenter(lang)
+    segmenter = segmenter_for(lang)
     chunks: list[Chunk] = []
     speak = None if lexicon is None or not lexicon.entries else (lexicon, lang, voice)
     for chapter in doc.chapters:
@@ -169,7 +144,7 @@ def split_text(
     Same rules as :func:`split_document`; headings are not special here.
     """
     _check(max_chars)
-    segmenter = _segmenter(lang)
+    segmenter = segmenter_for(lang)
     packer = _Packer(max_chars, count)
     for paragraph in _PARAGRAPH_BREAK.split(_LINE_ENDINGS.sub("\n", text)):
         _add_paragraph(packer, paragraph, segmenter)
@@ -182,17 +157,6 @@ def _check(max_chars: int) -> None:
         raise ConfigError(
             f"max_chars must be at least 2 (one Han character bills 2), got {max_chars}"
         )
-
-
-@lru_cache(maxsize=64)
-def _segmenter(lang: str) -> Any:
-    """The pysbd segmenter for a language code such as "en", "zh-Hans" or "ja_JP"."""
-    code = lang.strip().lower().replace("_", "-").partition("-")[0]
-    try:
-        return pysbd.Segmenter(language=code, clean=False, char_span=False)
-    except ValueError:
-        # pysbd knows 23 languages; English rules still split ". ", "! ", "? " and 。！？.
-        return pysbd.Segmenter(language="en", clean=False, char_span=False)
 
 
 class _Packer:
@@ -299,7 +263,7 @@ def _add_paragraph(
         packer.add(para, 0, len(para), cost, 0, True, respelled)
         return
     first = True
-    for start, end in pairwise(_sentence_bounds(para, segmenter)):
+    for start, end in pairwise(sentence_bounds(para, segmenter)):
         for piece in _cut(para, start, end, packer.max_chars, 0, packer.count):
             packer.add(para, *piece, first, respelled)
             first = False
@@ -313,86 +277,6 @@ def _normalize(text: str) -> str:
         return _SPACES.sub(" ", text).strip()
     lines = (_SPACES.sub(" ", _WRAPPED_LINE.sub("", group)).strip() for group in line_groups(text))
     return "\n".join(line for line in lines if line)
-
-
-def _sentence_bounds(para: str, segmenter: Any) -> list[int]:
-    """Offsets of sentence starts in a normalized paragraph, with 0 and len(para)."""
-    found: list[int] = []
-    base, n = 0, len(para)
-    while n - base > _WINDOW:
-        end = _window_end(para, base)
-        starts = _pysbd_starts(para, base, end, segmenter)
-        found += starts
-        if starts and starts[-1] - base >= _WINDOW // 4:
-            # The window's last sentence may go on past it: segment it again.
-            base = starts[-1]
-        else:
-            found.append(end)
-            base = end
-    found += _pysbd_starts(para, base, n, segmenter)
-    cuts = {cut for start in found if (cut := _repair(para, start)) is not None}
-    cuts.update(m.end() for m in _CJK_STOP.finditer(para))
-    cuts.update(m.end() for m in _ELLIPSIS_STOP.finditer(para))
-    cuts.update(i + 1 for i, ch in enumerate(para) if ch == "\n")  # a line that means a line
-    # A boundary always goes after the space between two sentences, never before it.
-    cuts = {cut + 1 if cut < n and para[cut] in " \n" else cut for cut in cuts}
-    return [0, *sorted(cut for cut in cuts if 0 < cut < n), n]
-
-
-def _window_end(para: str, base: int) -> int:
-    """Where a window from ``base`` ends: after a space, else a CJK stop, else a grapheme."""
-    low, high = base + _WINDOW // 2, base + _WINDOW
-    space = para.rfind(" ", low, high)
-    if space >= 0:
-        return space + 1
-    stop = max(para.rfind(mark, low, high) for mark in "。！？")
-    if stop >= 0:
-        return stop + 1
-    boundary = high
-    for match in _GRAPHEME.finditer(para, low, high):
-        boundary = match.start()
-    return boundary if boundary > low else high
-
-
-def _pysbd_starts(para: str, start: int, end: int, segmenter: Any) -> list[int]:
-    """Sentence starts pysbd finds in para[start:end], as offsets into para."""
-    window = para[start:end]
-    try:
-        # Segmenter.segment() would re-find every sentence with a regex compiled for it
-        # and scanned from the start of the text (half its run time, quadratic) and drops
-        # the sentences it cannot find (pysbd issue #126); find them ourselves.
-        sentences = segmenter.processor(window).process()
-    except Exception:
-        # pysbd is unmaintained regex soup: if it ever fails, this window simply has no
-        # sentence boundaries, and is cut at clauses instead.
-        return []
-    starts: list[int] = []
-    pos = 0
-    for sentence in sentences:
-        sentence = sentence.strip()
-        found = window.find(sentence, pos) if sentence else -1
-        if found < 0:
-            continue  # rewritten by pysbd: its text stays with the sentence before
-        if found > 0:
-            starts.append(start + found)
-        pos = found + len(sentence)
-    return starts
-
-
-def _repair(para: str, cut: int) -> int | None:
-    """Fix a pysbd boundary that is not after whitespace; None drops it."""
-    if para[cut - 1] in " \n":
-        return cut
-    carry = _CARRY.match(para, cut)
-    if carry:
-        cut = carry.end()
-        if cut >= len(para) or para[cut - 1] in " \n":
-            return cut
-    before, after = para[cut - 1], para[cut]
-    if not (_WIDE.match(before) or _WIDE.match(after) or after.isupper()):
-        # "example.com/a.b?c=d": a split inside a word of a spaced script.
-        return None
-    return cut
 
 
 def _cut(
@@ -432,7 +316,7 @@ def _hard_cut(
     """Pack whole graphemes greedily; only a grapheme over the limit is cut in between."""
     pieces: list[tuple[int, int, int, int]] = []
     piece_start, cost = start, 0
-    for match in _GRAPHEME.finditer(para, start, core):
+    for match in GRAPHEME.finditer(para, start, core):
         grapheme = match.group()
         units = [(match.start(), count(grapheme))]
         if units[0][1] > max_chars:

@@ -22,6 +22,17 @@ from typing import Any
 
 from ..errors import ConfigError
 
+__all__ = [
+    "CONFIG_NAME",
+    "ENDPOINT_SETTINGS",
+    "apply_config",
+    "endpoint_setting",
+    "find_config",
+    "load_config",
+    "option_names",
+]
+
+
 CONFIG_NAME = "narrator.toml"
 _SECRET = re.compile(r"key|token|secret|password", re.IGNORECASE)
 # Flags that only the person at the command line may give: a settings file that sits

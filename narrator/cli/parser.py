@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..settings import default, default_stall_seconds
 from ..util.registry import REGISTRY
 from .argtypes import (

@@ -17,6 +17,16 @@ import zipfile
 
 from ..errors import InputError
 
+__all__ = [
+    "DEFAULT_MAX_TEXT_BYTES",
+    "INFLATE_FLOOR",
+    "INFLATE_RATIO",
+    "MAX_MEMBERS",
+    "check_archive",
+    "check_text_size",
+]
+
+
 DEFAULT_MAX_TEXT_BYTES = 20_000_000  # --max-text-mb: a few long novels
 # Real EPUBs inflate 2-5 times (text) or barely (images); a bomb, hundreds of times.
 INFLATE_RATIO = 50

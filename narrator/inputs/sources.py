@@ -20,12 +20,24 @@ from pathlib import Path, PurePosixPath
 
 import aiohttp
 
-from .. import __version__
-from ..errors import ConfigError, InputError
+from .._version import __version__
+from ..errors import AddressRefused, ConfigError, InputError
 from ..util import netpolicy
-from ..util.netpolicy import NetPolicy, Refused
+from ..util.netpolicy import NetPolicy
 from .documents import Document, decode, kind_of, parse_bytes, parse_text
 from .limits import DEFAULT_MAX_TEXT_BYTES, check_text_size
+
+__all__ = [
+    "DEFAULT_SUFFIXES",
+    "STDIN",
+    "Input",
+    "fetch",
+    "find_inputs",
+    "is_url",
+    "read_inputs",
+    "safe_filename",
+]
+
 
 log = logging.getLogger("narrator")
 DEFAULT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".epub")
@@ -170,7 +182,7 @@ async def fetch(
                 if len(body) > max_bytes:
                     raise InputError(f"{url}: {limit}")
             return bytes(body), response.content_type
-    except Refused as exc:
+    except AddressRefused as exc:
         raise InputError(f"{url}: {exc}") from exc
     except TimeoutError as exc:
         raise InputError(f"{url}: no complete answer within the timeout") from exc

@@ -8,7 +8,8 @@ What is retried, and how (nothing else is):
   billed twice; after three broken downloads in a row, synthesize again.
 - ``LinkExpired``: synthesize again.
 
-``BadRequest`` fails its chunk at once. A request holds one of ``concurrency`` slots and
+A ``ChunkRefused`` (a 400, audio over the cap, a refused link) fails its chunk at once.
+A request holds one of ``concurrency`` slots and
 one tick of the rate limiter; downloads hold neither, since they go to object storage
 rather than the API.
 
@@ -33,6 +34,8 @@ from ..errors import (
     AudioError,
     BadDownload,
     BadRequest,
+    ChunkFailed,
+    ChunkRefused,
     ConnectFailed,
     LinkExpired,
     NarratorError,
@@ -55,9 +58,7 @@ __all__ = [
     "BROKEN_LINK_LIMIT",
     "LINK_MAX_AGE",
     "Attempts",
-    "ChunkFailed",
     "ClaimedElsewhere",
-    "Stopped",
 ]
 
 log = logging.getLogger("narrator")
@@ -71,20 +72,8 @@ BROKEN_LINK_LIMIT = 3
 _ABOUT_TEXT = re.compile(r"\b(text|input|characters?|length|content|too long)\b", re.IGNORECASE)
 
 
-class ChunkFailed(NarratorError):
-    """A chunk gave up: its retries ran out or the service refused it."""
-
-    def __init__(self, message: str, *, attempts: int) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-
-
 class ClaimedElsewhere(Exception):
     """Another process sharing the cache is synthesizing this chunk right now."""
-
-
-class Stopped(NarratorError):
-    """The pool stopped before this job ran (a fatal error or an interrupt)."""
 
 
 class Attempts:
@@ -274,7 +263,7 @@ class Attempts:
                     await self._note_link(job.key, url)
                 segment = await self._fetch(job, url)
                 return segment, requests, attempt
-            except BadRequest as exc:
+            except ChunkRefused as exc:
                 await db.run(store.record_failure, job.key, str(exc))
                 raise ChunkFailed(str(exc), attempts=attempt + 1) from exc
             except LinkExpired as exc:

@@ -14,7 +14,10 @@ import ctypes
 import threading
 from dataclasses import dataclass
 
-__all__ = ["VOICES", "Engine", "VoiceInfo", "detect_language", "get_engine"]
+from ..chunks.language import script_language
+from ..errors import VoiceFailed
+
+__all__ = ["VOICES", "Engine", "VoiceInfo", "get_engine"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,60 +69,13 @@ _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
 # newline only where a line means a line (a list item, verse: narrator.inputs.lines).
 _LINELENGTH, _EVERY_LINE = 13, 1_000_000
 _EE_OK = 0
+# eSpeak's name for a language where it differs from the ISO 639-1 code narrator uses.
+_ESPEAK_NAMES = {"zh": "cmn"}
 
 # int cb(short *wav, int numsamples, espeak_EVENT *events); events are not used.
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
-
-
-def _is_han(ch: str) -> bool:
-    return (
-        "\u4e00" <= ch <= "\u9fff"  # CJK Unified Ideographs
-        or "\u3400" <= ch <= "\u4dbf"  # extension A
-        or "\uf900" <= ch <= "\ufaff"  # compatibility ideographs
-        or "\U00020000" <= ch <= "\U0003134f"  # extensions B-G
-    )
-
-
-def _is_kana(ch: str) -> bool:
-    return "\u3040" <= ch <= "\u30ff" or "\u31f0" <= ch <= "\u31ff" or "\uff66" <= ch <= "\uff9d"
-
-
-def _is_hangul(ch: str) -> bool:
-    return "\uac00" <= ch <= "\ud7a3" or "\u1100" <= ch <= "\u11ff" or "\u3130" <= ch <= "\u318f"
-
-
-def detect_language(text: str) -> str:
-    """The eSpeak language for ``text``, guessed from its script.
-
-    ``"ja"`` if it has any kana (Japanese mixes kana with Han), ``"ko"`` if it has
-    hangul, ``"cmn"`` if at least half of its letters are Han, ``"ru"`` if most are
-    Cyrillic, else ``"en"``. Latin-script languages are not told apart: English rules
-    read them acceptably, and the emulator only needs speech of a plausible length.
-    """
-    han = kana = hangul = cyrillic = letters = 0
-    for ch in text:
-        if not ch.isalpha():
-            continue
-        letters += 1
-        if _is_kana(ch):
-            kana += 1
-        elif _is_hangul(ch):
-            hangul += 1
-        elif _is_han(ch):
-            han += 1
-        elif "\u0400" <= ch <= "\u04ff":
-            cyrillic += 1
-    if kana:
-        return "ja"
-    if hangul:
-        return "ko"
-    if letters and 2 * han >= letters:
-        return "cmn"
-    if letters and 2 * cyrillic > letters:
-        return "ru"
-    return "en"
 
 
 class Engine:
@@ -162,7 +118,7 @@ class Engine:
         data = espeakng_loader.get_data_path().encode()
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, _INITIALIZE_DONT_EXIT)
         if rate <= 0:
-            raise RuntimeError(
+            raise VoiceFailed(
                 f"eSpeak NG failed to initialise (code {rate}); "
                 "reinstall the espeakng-loader package"
             )
@@ -186,7 +142,7 @@ class Engine:
             if self._lib.espeak_SetVoiceByName(name.encode()) == _EE_OK:
                 break
         else:
-            raise RuntimeError(f"eSpeak NG has no voice for {lang!r}, not even English")
+            raise VoiceFailed(f"eSpeak NG has no voice for {lang!r}, not even English")
         # Set after the voice: selecting a voice may reset them.
         self._lib.espeak_SetParameter(_RATE, info.rate, 0)
         self._lib.espeak_SetParameter(_PITCH, info.pitch, 0)
@@ -199,7 +155,7 @@ class Engine:
 
         Returns raw 16-bit little-endian mono PCM at :attr:`sample_rate` (``b""`` for
         empty text). Raises :class:`ValueError` for a voice that is not in
-        :data:`VOICES`.
+        :data:`VOICES`, :class:`VoiceFailed` when eSpeak NG cannot speak it.
         """
         info = VOICES.get(voice)
         if info is None:
@@ -211,13 +167,14 @@ class Engine:
         with self._lock:
             self._chunks = []
             try:
-                self._select_voice(detect_language(text), info)
+                lang = script_language(text)
+                self._select_voice(_ESPEAK_NAMES.get(lang, lang), info)
                 err = self._lib.espeak_Synth(
                     encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
                 )
                 self._lib.espeak_Synchronize()
                 if err != _EE_OK:
-                    raise RuntimeError(f"eSpeak NG failed to synthesize (code {err})")
+                    raise VoiceFailed(f"eSpeak NG failed to synthesize (code {err})")
                 return b"".join(self._chunks)
             finally:
                 self._chunks = []

@@ -32,15 +32,17 @@ from typing import TYPE_CHECKING
 
 from ..errors import (
     AudioError,
+    ChunkFailed,
     InternalFailure,
     NarratorError,
+    Stopped,
     StopRun,
 )
 from ..settings import default
 from ..util.diskspace import disk_full, is_disk_full
 from ..util.registry import REGISTRY
 from ..util.wav import WavInfo
-from .attempts import Attempts, ChunkFailed, ClaimedElsewhere, Stopped
+from .attempts import Attempts, ClaimedElsewhere
 from .jobs import Job, Outcome, PoolStats
 from .providers import Provider
 from .quality import Gate

@@ -24,31 +24,21 @@ shares; digits take 3 to 8 Latin letters' time each ("1990" is two words, "12345
 eleven); a chunk that mixes scripts gets the prior's wide bounds. The only absolute
 rules are for what speech cannot be: empty or silent.
 
-Everything here is plain Python over the PCM bytes (``audioop`` for the per-frame
-peak and zero crossings, both in C): about 0.02 ms per second of audio.
+The signal is read in :mod:`.measure` (plain Python over the PCM bytes, ``audioop``
+for the per-frame peak and zero crossings, both in C: about 0.02 ms per second of
+audio), the text weighed in :mod:`.textprofile`; this module judges.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
-import re
 import statistics
-import warnings
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import regex
-
-from ..util.wav import read_wav_info
-
-with warnings.catch_warnings():
-    # Deprecated on 3.11-3.12 (audioop-lts provides it from 3.13); see emulator.py.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
+from .measure import FLOOR_DBFS, Measurement, measure_file, measure_pcm
+from .textprofile import TextProfile, profile
 
 __all__ = [
     "KINDS",
@@ -65,20 +55,13 @@ __all__ = [
 ]
 
 KINDS = ("silent", "cut", "runaway")
-FRAME = 0.04  # seconds per analysis frame: finer costs more and tells nothing new
-FLOOR_DBFS = -50.0  # a frame peaking below this is silence, whatever the segment's own level
-RELATIVE_DB = 40.0  # and so is one peaking this far below the segment's peak
 SILENT_VOICED = 0.1  # seconds of sound below which a segment is silent
 PAUSE_LIMIT = 2.0  # seconds of silence between sounds that speech does not make...
 PAUSE_PER_PARAGRAPH = 1.0  # ...plus this per paragraph break inside the chunk
 EDGE_LIMIT = 3.0  # seconds of silence before the first or after the last sound
-NOISE_ZCR = 0.3  # zero crossings per sample: white noise ~0.5, voiced speech < 0.15
-NOISE_FRAMES = 3  # one frame in this many is looked at for noise
 NOISE_LIMIT = 1.0  # seconds of loud noise in a row that speech never makes (a "s" is ~0.2)
 MIN_SAMPLES = 8  # passed segments of a script before its own statistics replace the prior
 MAX_SAMPLES = 256  # the most recent ones are kept: a long run may drift
-MIN_WEIGHT = 12.0  # shorter chunks are mostly their fixed overhead: not learned from
-PURE = 0.85  # a chunk this much of one script teaches that script's rate
 # Seconds added to each side: a short chunk's length is mostly its fixed overhead. Short
 # chunks run long rather than short, so the low side needs far less.
 SLACK_LOW = 0.15
@@ -94,159 +77,6 @@ PRIOR_LOW, PRIOR_HIGH = 0.3, 3.0
 # A digit against a Latin letter: "1990" is two words, "1234567890" eleven; between those
 # a digit takes about 4 letters' time, at least 3, at most 8.
 DIGIT_CENTER, DIGIT_LOW, DIGIT_HIGH = 4.0, 3.0, 8.0
-
-_SCRIPTS = tuple(PRIORS)
-
-
-# --- the signal ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """What the gate reads from one segment's samples; times in seconds."""
-
-    seconds: float  # the whole segment
-    peak_dbfs: float  # -inf for digital silence
-    voiced: float  # time above the silence threshold
-    lead: float  # silence before the first sound
-    span: float  # from the first sound to the last: the speech
-    tail: float  # silence after the last sound
-    pause: float  # the longest silence between two sounds
-    noise: float  # the longest run of loud noise-like frames
-
-
-def _dbfs(level: float, full: float) -> float:
-    return 20 * math.log10(level / full) if level > 0 else -math.inf
-
-
-def measure_pcm(pcm: bytes, *, rate: int, channels: int = 1, width: int = 2) -> Measurement:
-    """Measure little-endian PCM samples (any rate, 8-32 bit, mono or interleaved)."""
-    pcm = pcm[: len(pcm) - len(pcm) % (width * channels)]  # whole frames only
-    if width == 1:  # WAV's 8-bit samples are unsigned; audioop wants them signed
-        pcm = audioop.bias(pcm, 1, -128)
-    if channels == 2:
-        pcm = audioop.tomono(pcm, width, 0.5, 0.5)
-    elif channels > 2:  # rare; the first channel tells silence from sound well enough
-        step = width * channels
-        pcm = b"".join(pcm[i : i + width] for i in range(0, len(pcm) - step + 1, step))
-    full = float(1 << (8 * width - 1))
-    samples = len(pcm) // width
-    seconds = samples / rate
-    if samples == 0:
-        return Measurement(0.0, -math.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    size = max(1, round(rate * FRAME)) * width
-    view = memoryview(pcm)  # slices of a view are not copies
-    # A frame's level is its peak: as good as its RMS to tell sound from silence, and
-    # cheaper (this scan is most of the gate's cost).
-    levels = [audioop.max(view[i : i + size], width) for i in range(0, len(pcm), size)]
-    loudest = max(levels)
-    threshold = max(full * 10 ** (FLOOR_DBFS / 20), loudest * 10 ** (-RELATIVE_DB / 20))
-    frame = size // width / rate
-    loud = [i for i, level in enumerate(levels) if level >= threshold]
-    peak = _dbfs(loudest, full)
-    if not loud:
-        return Measurement(seconds, peak, 0.0, seconds, 0.0, 0.0, 0.0, 0.0)
-    first, last = loud[0], loud[-1]
-    pause = max((b - a - 1 for a, b in itertools.pairwise(loud)), default=0)
-    # Noise lasts, so one loud frame in every NOISE_FRAMES is enough to find it: its zero
-    # crossings are counted, and a run of noisy ones is a run of noise.
-    noise = run = 0
-    for i in range(first, last + 1, NOISE_FRAMES):
-        part = view[i * size : (i + 1) * size]
-        crossings = audioop.cross(part, width) if levels[i] >= threshold else 0
-        if crossings >= NOISE_ZCR * (len(part) // width):
-            run += 1
-            noise = max(noise, run)
-        else:
-            run = 0
-    span_end = min(seconds, (last + 1) * frame)
-    return Measurement(
-        seconds=round(seconds, 4),
-        peak_dbfs=round(peak, 2),
-        voiced=round(min(seconds, len(loud) * frame), 4),
-        lead=round(first * frame, 4),
-        span=round(span_end - first * frame, 4),
-        tail=round(max(0.0, seconds - span_end), 4),
-        pause=round(pause * frame, 4),
-        noise=round(noise * NOISE_FRAMES * frame, 4),
-    )
-
-
-def measure_file(path: Path) -> Measurement:
-    """Measure the WAV file at ``path`` (checked like every segment: RIFF/WAVE PCM)."""
-    info = read_wav_info(path)
-    with path.open("rb") as fh:
-        fh.seek(info.data_offset)
-        pcm = fh.read(info.data_size)
-    return measure_pcm(pcm, rate=info.rate, channels=info.channels, width=info.width)
-
-
-# --- the text -----------------------------------------------------------------------------
-
-
-# Counted with regular expressions (in C): a Python loop over every character cost more
-# than measuring the audio.
-_HAN = regex.compile(r"\p{Han}")
-_KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
-_HANGUL = regex.compile(r"\p{Hangul}")
-_ALNUM = re.compile(r"[^\W_]")  # what str.isalnum() says yes to
-_DIGIT = re.compile(r"\d")  # decimal digits, in any script
-_BREAKS = re.compile(r"[^\S ]")  # whitespace but the plain space: line breaks and the like
-
-
-@dataclass(frozen=True, slots=True)
-class TextProfile:
-    """What the gate needs to know of a chunk's text: its weight per script."""
-
-    weights: tuple[tuple[str, float], ...]  # (script, weight), only scripts present
-    paragraph_breaks: int
-    speakable: bool  # it has a letter or a digit: it must make a sound
-
-    @property
-    def weight(self) -> float:
-        return sum(w for _, w in self.weights)
-
-    @property
-    def main(self) -> str | None:
-        """The script that makes up at least :data:`PURE` of a chunk long enough to teach
-        its rate, if any (never ``digits``: they are read too variously)."""
-        total = self.weight
-        for script, w in self.weights:
-            if total >= MIN_WEIGHT and w >= PURE * total and script != "digits":
-                return script
-        return None
-
-    @property
-    def mixed(self) -> bool:
-        """Two scripts (digits aside) with neither making up :data:`PURE` of the letters."""
-        letters = [w for script, w in self.weights if script != "digits"]
-        return len(letters) > 1 and max(letters) < PURE * sum(letters)
-
-
-@functools.lru_cache(maxsize=4096)
-def profile(text: str) -> TextProfile:
-    """Weigh a chunk's text: Han 2 (as billed), any other letter or a digit 1 (a digit
-    in its own class); spaces and punctuation 1, in the dominant script (they are pauses)."""
-    alnum = len(_ALNUM.findall(text))
-    han, kana, hangul, digits = (
-        len(pattern.findall(text)) if alnum and not (text.isascii() and pattern is not _DIGIT)
-        else 0
-        for pattern in (_HAN, _KANA, _HANGUL, _DIGIT)
-    )  # fmt: skip
-    counts = {
-        "latin": float(alnum - han - kana - hangul - digits),
-        "han": 2.0 * han,
-        "kana": float(kana),
-        "hangul": float(hangul),
-        "digits": float(digits),
-    }
-    quiet = len(text) - alnum - len(_BREAKS.findall(text))
-    speakable = alnum > 0
-    dominant = max(_SCRIPTS, key=lambda s: counts[s])  # Latin for digits alone
-    counts[dominant] += quiet
-    weights = tuple((s, w) for s, w in counts.items() if w > 0)
-    breaks = text.count("\n\n") + text.count("\u2029")
-    return TextProfile(weights, breaks, speakable)
 
 
 # --- what to expect -----------------------------------------------------------------------

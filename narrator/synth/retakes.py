@@ -24,6 +24,9 @@ from .quality import Gate, Measurement, Verdict, measure_file, rate_of
 from .store import Segment, StoredVerdict
 from .storethread import StoreThread
 
+__all__ = ["Retakes"]
+
+
 log = logging.getLogger("narrator")
 
 

@@ -14,6 +14,23 @@ from ..errors import AudioError
 from ..settings import MAX_GAP_MS as MAX_GAP_MS  # the stitcher's bound, a setting's limit
 from ..util.wav import WavInfo
 
+__all__ = [
+    "BASE_SECONDS",
+    "MAX_CHANNELS",
+    "MAX_GAP_MS",
+    "MAX_RATE",
+    "MIN_RATE",
+    "SECONDS_PER_CHARACTER",
+    "WIDTHS",
+    "Format",
+    "check_format",
+    "check_segment",
+    "describe",
+    "format_of",
+    "max_seconds",
+]
+
+
 MIN_RATE = 8_000  # telephone quality; nothing sensible for speech is lower
 MAX_RATE = 192_000
 MAX_CHANNELS = 8

@@ -43,6 +43,10 @@ from .store_files import StoreInfo, disk_usage, keep_reserve, place, sweep_temp
 from .store_usage import RUNS_SCHEMA, USES_SCHEMA, DocumentUsage, PruneResult
 from .store_verdicts import VERDICTS_SCHEMA, StoredVerdict
 
+# The records its methods return are exported with it.
+__all__ = ["BookRecord", "Segment", "Store", "StoreInfo", "StoredVerdict", "segment_key"]
+
+
 T = TypeVar("T")
 
 _SCHEMA = """

@@ -5,13 +5,13 @@ already paid for can still be written down (a resume then bills them once)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..util.atomic import replace_synced
 from ..util.wav import WavInfo, read_wav_info
 
 __all__ = ["StoreInfo", "disk_usage", "keep_reserve", "place", "sweep_temp"]
@@ -59,8 +59,7 @@ def keep_reserve(reserve: Path, tmp: Path) -> None:
             try:
                 with temp.open("wb") as fh:
                     fh.write(bytes(RESERVE_BYTES))  # real blocks, not a sparse file
-                    os.fsync(fh.fileno())
-                os.replace(temp, reserve)
+                replace_synced(temp, reserve)
             finally:
                 temp.unlink(missing_ok=True)
 
@@ -69,17 +68,6 @@ def place(temp: Path, final: Path, check: Callable[[WavInfo], None] | None) -> W
     info = read_wav_info(temp)  # raises AudioError for anything but whole PCM WAV
     if check is not None:
         check(info)
-    with temp.open("rb+") as fh:
-        os.fsync(fh.fileno())
     final.parent.mkdir(exist_ok=True)
-    os.replace(temp, final)
-    fsync_dir(final.parent)
+    replace_synced(temp, final)
     return info
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from ..errors import NarratorError
+from ..errors import AddressRefused
+
+__all__ = ["MAX_REDIRECTS", "NetPolicy", "get"]
+
 
 MAX_REDIRECTS = 10
 _REDIRECTS = (301, 302, 303, 307, 308)
-
-
-class Refused(NarratorError):
-    """A link or address narrator will not follow; callers translate it for their stage."""
 
 
 def _public(address: str) -> bool:
@@ -62,12 +61,12 @@ class NetPolicy:
         return cls(frozenset(allowed), allow_private)
 
     async def check(self, url: URL) -> None:
-        """Raise :class:`Refused` unless ``url`` is http(s) and its host may be reached."""
+        """Raise :class:`AddressRefused` unless ``url`` is http(s) and its host may be reached."""
         if url.scheme not in ("http", "https"):
-            raise Refused(f"refusing a non-HTTP link ({url.scheme or 'no scheme'}:)")
+            raise AddressRefused(f"refusing a non-HTTP link ({url.scheme or 'no scheme'}:)")
         host = (url.host or "").lower()
         if not host:
-            raise Refused("refusing a link without a host")
+            raise AddressRefused("refusing a link without a host")
         if self.allow_private or host in self.allowed:
             return
         try:
@@ -82,7 +81,7 @@ class NetPolicy:
             addresses = [str(info[4][0]) for info in infos]
         private = [a for a in addresses if not _public(a)]
         if private:
-            raise Refused(
+            raise AddressRefused(
                 f"refusing {host}: it is a loopback, link-local or private address "
                 f"({private[0]}); --allow-host {host} or --allow-private-network permits it"
             )
@@ -103,4 +102,4 @@ async def get(
                 continue
             yield response
             return
-    raise Refused(f"more than {MAX_REDIRECTS} redirects")
+    raise AddressRefused(f"more than {MAX_REDIRECTS} redirects")

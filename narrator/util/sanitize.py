@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["MESSAGE_LIMIT", "clean_line", "strip_controls"]
+
+
 # ANSI/VT escape sequences whole (CSI ... final byte, OSC ... BEL or ST, two-byte ESC x),
 # so no "[31m" is left behind once the ESC itself is gone.
 _ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")

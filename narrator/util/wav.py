@@ -16,6 +16,9 @@ from pathlib import Path
 
 from ..errors import AudioError
 
+__all__ = ["HEADER_PROBE", "WavInfo", "parse_wav", "read_wav_info", "tone_pcm", "wav_bytes"]
+
+
 _PCM = 1
 _EXTENSIBLE = 0xFFFE
 # Streaming encoders write 0 or 0xFFFFFFFF when they do not know the length yet.

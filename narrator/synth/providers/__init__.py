@@ -21,6 +21,16 @@ from typing import Protocol
 from ...util.netpolicy import NetPolicy
 from ...util.registry import spec
 
+__all__ = [
+    "Audio",
+    "Provider",
+    "ProviderConfig",
+    "Voice",
+    "counting",
+    "make_provider",
+    "provider_voices",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Audio:

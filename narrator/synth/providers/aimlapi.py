@@ -25,6 +25,8 @@ from ...errors import (
 from . import Audio, Voice, qwen
 from .http import HttpProvider, error_message, loads
 
+__all__ = ["AimlApiProvider"]
+
 
 class AimlApiProvider(HttpProvider):
     """Client for the AIML API's text-to-speech endpoint."""

@@ -26,6 +26,7 @@ import base64
 import binascii
 from typing import Any
 
+from ...chunks.language import script_language
 from ...errors import (
     AuthError,
     BadRequest,
@@ -37,6 +38,9 @@ from ...errors import (
 )
 from . import Audio, Voice, qwen
 from .http import HttpProvider, error_code, error_message, loads
+
+__all__ = ["LANGUAGE_TYPES", "PATH", "DashScopeProvider", "language_type"]
+
 
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
@@ -55,8 +59,8 @@ LANGUAGE_TYPES = {
     "fr": "French",
     "ru": "Russian",
 }
-# The script each non-Latin language_type is written in, as detect_language names it.
-_SCRIPTS = {"Chinese": "cmn", "Japanese": "ja", "Korean": "ko", "Russian": "ru"}
+# The script each non-Latin language_type is written in, as script_language names it.
+_SCRIPTS = {"Chinese": "zh", "Japanese": "ja", "Korean": "ko", "Russian": "ru"}
 _BY_SCRIPT = {script: language for language, script in _SCRIPTS.items()}
 
 
@@ -68,10 +72,8 @@ def language_type(lang: str | None, text: str) -> str:
     and the service tells the language itself. With no language given (``auto``), a
     chunk in Han, kana, Hangul or Cyrillic script is sent as that script's language.
     """
-    from ..espeakng import detect_language
-
     configured = _configured(lang)
-    script = detect_language(text)
+    script = script_language(text)
     if configured == "Auto":
         return _BY_SCRIPT.get(script, "Auto")
     if script != _SCRIPTS.get(configured, "en"):

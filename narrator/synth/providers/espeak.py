@@ -6,10 +6,12 @@ import asyncio
 from pathlib import Path
 
 from ...chunks.split import billing_chars
-from ...errors import BadRequest
+from ...errors import BadRequest, LinkRefused
 from ...util.wav import wav_bytes
 from ..espeakng import VOICES
 from . import Audio, Voice
+
+__all__ = ["EspeakProvider"]
 
 
 class EspeakProvider:
@@ -38,7 +40,7 @@ class EspeakProvider:
         return Audio(data=wav_bytes(pcm, engine.sample_rate))
 
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
-        raise BadRequest("the espeak provider has no links to download")
+        raise LinkRefused("the espeak provider has no links to download")
 
     async def aclose(self) -> None:
         return None

@@ -14,21 +14,35 @@ import aiofiles
 import aiohttp
 
 from ...errors import (
+    AddressRefused,
     AudioError,
+    AudioTooLarge,
     AuthError,
     BadDownload,
-    BadRequest,
     ConnectFailed,
     LinkExpired,
+    LinkRefused,
     NarratorError,
     TransientError,
 )
 from ...util import netpolicy
-from ...util.netpolicy import NetPolicy, Refused
+from ...util.netpolicy import NetPolicy
 from ...util.registry import spec
 from ...util.sanitize import clean_line
 from ...util.wav import read_wav_info
 from . import Audio
+
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "HttpProvider",
+    "download",
+    "error_code",
+    "error_message",
+    "loads",
+    "parse_retry_after",
+    "post_json",
+]
+
 
 _BLOCK = 64 * 1024
 # The most the answer to a request may hold: a JSON body, or audio sent inline (base64
@@ -171,10 +185,10 @@ async def download(
 
     The signed link carries its own credentials, so no Authorization header is sent.
     Every hop of the link must pass ``policy`` (:mod:`narrator.util.netpolicy`), else the
-    chunk fails with :class:`BadRequest`.
+    chunk fails with :class:`LinkRefused`.
     """
     if not url.startswith(("http://", "https://")):
-        raise BadRequest(f"refusing to download audio from a non-HTTP link: {url[:60]!r}")
+        raise LinkRefused(f"refusing to download audio from a non-HTTP link: {url[:60]!r}")
     try:
         async with netpolicy.get(
             session, url, policy=policy or NetPolicy(), timeout=aiohttp.ClientTimeout(total=timeout)
@@ -184,7 +198,7 @@ async def download(
             if resp.status != 200:
                 raise TransientError(f"audio download answered {resp.status}", status=resp.status)
             if resp.content_length is not None and resp.content_length > max_bytes:
-                raise BadRequest(
+                raise AudioTooLarge(
                     f"audio segment of {resp.content_length} bytes exceeds the {max_bytes}-byte cap"
                 )
             size = 0
@@ -192,10 +206,10 @@ async def download(
                 async for block in resp.content.iter_chunked(_BLOCK):
                     size += len(block)
                     if size > max_bytes:
-                        raise BadRequest(f"audio segment exceeds the {max_bytes}-byte cap")
+                        raise AudioTooLarge(f"audio segment exceeds the {max_bytes}-byte cap")
                     await fh.write(block)
-    except Refused as exc:
-        raise BadRequest(f"the service's audio link: {exc}") from exc
+    except AddressRefused as exc:
+        raise LinkRefused(f"the service's audio link: {exc}") from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
         raise BadDownload(f"audio download cut short ({type(exc).__name__})") from exc
     except aiohttp.ClientError as exc:

@@ -28,6 +28,9 @@ from ...errors import (
 from . import Audio, Voice
 from .http import HttpProvider, error_code, error_message
 
+__all__ = ["MAX_CHARS", "VOICES", "OpenAiProvider", "speech_endpoint"]
+
+
 MAX_CHARS = 4096  # code points of ``input``
 
 _MULTILINGUAL = "multilingual: speaks the language of the text"

@@ -21,6 +21,9 @@ import time
 import warnings
 from pathlib import Path
 
+__all__ = ["main", "peak_rss"]
+
+
 # ru_maxrss is in kilobytes on Linux, in bytes on macOS.
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 

@@ -20,6 +20,8 @@ from ..emulator import EmulatorConfig, EmulatorStats, start_emulator
 from . import texts
 from .harness import KEY, BenchError, ChildRun, Progress, Row, Sizes, Workdir, chunked, run_child
 
+__all__ = ["quality"]
+
 
 def _books(work: Workdir, n: int) -> list[Path]:
     """An English and a Chinese document, about ``n`` chunks of varied length between them

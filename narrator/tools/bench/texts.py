@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import random
 
+__all__ = ["chinese", "english", "numbered_lines"]
+
+
 _WORDS = (
     "the of and to in that it was he for on are as with his they at be this from have "
     "or by one had not but what all were when we there can an your which their said if "

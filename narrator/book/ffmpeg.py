@@ -1,0 +1,156 @@
+"""ffmpeg, found and run: the one on ``PATH``, else the binary the ``imageio-ffmpeg``
+wheel ships; every run bounded in time. Loudness normalisation is EBU R128 in two passes
+over the whole book (``loudnorm``: measure, then apply with the measurement)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import AudioError, ConfigError
+from ..util.wav import read_wav_info
+
+__all__ = ["Loudness", "ffmpeg_exe", "measure_loudness", "normalize_wav"]
+
+
+_PCM_CODECS = {1: "pcm_u8", 2: "pcm_s16le", 3: "pcm_s24le", 4: "pcm_s32le"}
+
+
+@dataclass(frozen=True, slots=True)
+class Loudness:
+    """An EBU R128 measurement by ffmpeg's ``loudnorm`` (LUFS, dBTP, LU)."""
+
+    integrated: float
+    true_peak: float
+    lra: float
+    threshold: float
+    offset: float
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """The ffmpeg to run: the one on ``PATH``, else the one imageio-ffmpeg ships."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError) as exc:
+        raise ConfigError("no ffmpeg: install ffmpeg, or reinstall narrator") from exc
+
+
+def _bound(seconds: float) -> float:
+    """How long ffmpeg may take over ``seconds`` of audio: real time plus ten minutes.
+
+    It works many times faster than real time, so only a stuck ffmpeg meets this bound.
+    """
+    return 600.0 + max(0.0, seconds)
+
+
+def _run(args: Sequence[str], what: str, *, audio_seconds: float = 0.0) -> str:
+    """Run ffmpeg with ``args``; return its stderr, or raise AudioError with its last words."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", *args]
+    limit = _bound(audio_seconds)
+    try:
+        done = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=limit
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AudioError(f"ffmpeg could not {what}: no result after {limit:.0f} s") from exc
+    except OSError as exc:
+        raise AudioError(f"cannot run ffmpeg ({cmd[0]}): {exc.strerror or exc}") from exc
+    stderr = done.stderr.decode("utf-8", "replace")
+    if done.returncode:
+        last = [line for line in stderr.splitlines() if line.strip()][-2:]
+        raise AudioError(f"ffmpeg could not {what}: {' / '.join(last) or done.returncode}")
+    return stderr
+
+
+def _loudnorm(target: float, true_peak: float, lra: float) -> str:
+    return f"loudnorm=I={target}:TP={true_peak}:LRA={lra}"
+
+
+def measure_loudness(
+    source: Path, *, target: float = -18.0, true_peak: float = -1.5, lra: float = 11.0
+) -> Loudness:
+    """The first loudnorm pass: measure ``source`` as a whole."""
+    stderr = _run(
+        ["-i", str(source), "-af", _loudnorm(target, true_peak, lra) + ":print_format=json",
+         "-f", "null", "-"],
+        f"measure the loudness of {source.name}",
+        audio_seconds=_longest(source),
+    )  # fmt: skip
+    found = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
+    if found is None:
+        raise AudioError(f"ffmpeg measured no loudness for {source.name}")
+    data = json.loads(found.group(0))
+    return Loudness(
+        integrated=float(data["input_i"]),
+        true_peak=float(data["input_tp"]),
+        lra=float(data["input_lra"]),
+        threshold=float(data["input_thresh"]),
+        offset=float(data["target_offset"]),
+    )
+
+
+def normalize_wav(
+    source: Path,
+    output: Path,
+    *,
+    rate: int,
+    width: int,
+    target: float = -18.0,
+    true_peak: float = -1.5,
+    lra: float = 11.0,
+) -> Loudness:
+    """Write ``source`` to ``output`` (WAV, ``rate`` Hz, ``width`` bytes) at ``target`` LUFS.
+
+    Two passes over the whole file: measure, then apply loudnorm with the measurement
+    (linear, a single gain, when the true-peak limit allows). Returns the first pass's
+    measurement. A silent book cannot be normalised and is copied unchanged.
+    """
+    measured = measure_loudness(source, target=target, true_peak=true_peak, lra=lra)
+    if not math.isfinite(measured.integrated) or not math.isfinite(measured.threshold):
+        shutil.copyfile(source, output)
+        return measured
+    second = (
+        f"{_loudnorm(target, true_peak, lra)}:measured_I={measured.integrated}"
+        f":measured_TP={measured.true_peak}:measured_LRA={measured.lra}"
+        f":measured_thresh={measured.threshold}:offset={measured.offset}:linear=true"
+        # loudnorm works at 192 kHz; bring the book back to its own rate
+        f",aresample={rate}"
+    )
+    _run(
+        ["-y", "-i", str(source), "-af", second, "-c:a", _PCM_CODECS[width], "-rf64", "auto",
+         "-f", "wav", str(output)],
+        f"normalise the loudness of {source.name}",
+        audio_seconds=_longest(source),
+    )  # fmt: skip
+    return measured
+
+
+def _longest(path: Path) -> float:
+    """The WAV's length, or for one we cannot read (RF64) the most its size can hold."""
+    seconds = _wav_seconds(path)
+    if seconds:
+        return seconds
+    try:
+        return path.stat().st_size / 8000  # 8 kHz 8-bit mono: no WAV is longer per byte
+    except OSError:
+        return 0.0
+
+
+def _wav_seconds(path: Path) -> float:
+    try:
+        return read_wav_info(path).seconds
+    except (AudioError, OSError):
+        return 0.0  # RF64 or unreadable: ffmpeg ends the last chapter at the end anyway

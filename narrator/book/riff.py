@@ -1,0 +1,76 @@
+"""RIFF/WAVE and RF64 (EBU Tech 3306) headers for the stitched book: canonical 44-byte
+PCM headers, and RF64 with a ds64 chunk once the samples pass the 4 GiB RIFF limit."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from ..errors import AudioError
+from ..util.wav import WavInfo
+
+__all__: list[str] = []
+
+
+_RIFF_LIMIT = 0xFFFF_FFFF  # RIFF sizes are 32-bit; larger files need RF64
+_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # canonical 44-byte PCM header
+_HEADER_AFTER_SIZE = _HEADER.size - 8  # what the RIFF size counts besides the data
+# RF64: the RIFF header with a ds64 chunk (64-bit RIFF size, data size and frame count,
+# no table) before fmt; the 32-bit sizes say 0xFFFFFFFF.
+_RF64_HEADER = struct.Struct("<4sI4s4sIQQQI4sIHHIIHH4sI")
+_PCM = 1
+
+
+def _too_big_for_riff(data_size: int) -> bool:
+    return _HEADER_AFTER_SIZE + data_size + (data_size & 1) > _RIFF_LIMIT
+
+
+def _check_size(data_size: int, output: Path) -> None:
+    if _too_big_for_riff(data_size):
+        raise AudioError(
+            f"{output.name} came out at {data_size / 2**30:.2f} GiB of samples, more than "
+            "the 4 GiB a RIFF WAV file can hold"
+        )
+
+
+def _rf64_header(fmt: WavInfo, data_size: int) -> bytes:
+    pad = data_size & 1
+    return _RF64_HEADER.pack(
+        b"RF64",
+        0xFFFF_FFFF,
+        b"WAVE",
+        b"ds64",
+        28,
+        _RF64_HEADER.size - 8 + data_size + pad,
+        data_size,
+        data_size // fmt.frame_size,
+        0,
+        b"fmt ",
+        16,
+        _PCM,
+        fmt.channels,
+        fmt.rate,
+        fmt.rate * fmt.frame_size,
+        fmt.frame_size,
+        fmt.width * 8,
+        b"data",
+        0xFFFF_FFFF,
+    )
+
+
+def _header(fmt: WavInfo, data_size: int) -> bytes:
+    return _HEADER.pack(
+        b"RIFF",
+        _HEADER_AFTER_SIZE + data_size + (data_size & 1),
+        b"WAVE",
+        b"fmt ",
+        16,
+        _PCM,
+        fmt.channels,
+        fmt.rate,
+        fmt.rate * fmt.frame_size,
+        fmt.frame_size,
+        fmt.width * 8,
+        b"data",
+        data_size,
+    )

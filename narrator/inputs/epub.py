@@ -1,0 +1,127 @@
+"""EPUB (ebooklib) into a document: the spine's documents in reading order, each a
+chapter titled by the table of contents (or its first heading); cover, contents and
+copyright pages are not read out."""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import InputError
+from .model import Document, _Builder, _clean
+from .webpage import _html_blocks
+
+__all__ = ["parse_epub"]
+
+
+# Spine items that are not the book's text: what a listener never hears read out.
+_NOT_READ_TYPES = ("cover", "toc", "copyright-page", "landmarks", "loi", "lot", "index")
+_COPYRIGHT = re.compile(r"all rights reserved|\bISBN\b|©|\(c\) \d{4}", re.IGNORECASE)
+
+
+def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
+    """Cover pages, tables of contents and copyright pages (by their EPUB type, the
+    guide, or their shape: mostly links to other chapters, or a short legal notice)."""
+    if name in guide:
+        return True
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        kinds = (element.get("epub:type") or "").split()
+        if any(kind in _NOT_READ_TYPES for kind in kinds):
+            return True
+    text = _clean(" ".join(root.itertext()))
+    links = [
+        a
+        for a in root.iter("a")
+        if (a.get("href") or "").partition("#")[0].rsplit("/", 1)[-1] in spine
+    ]
+    linked = sum(len(_clean(" ".join(a.itertext()))) for a in links)
+    if len(links) >= 2 and linked >= 0.6 * len(text.replace(" ", "")):
+        return True  # a contents page: its words are the other chapters' titles
+    return len(text) < 1500 and len(_COPYRIGHT.findall(text)) >= 2
+
+
+def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
+    """Build a document from an EPUB: spine order, chapters titled by the table of contents.
+
+    Raises :class:`InputError` for a file that is not a readable EPUB.
+    """
+    import ebooklib
+    from ebooklib import epub
+    from lxml import html as lxml_html
+
+    try:
+        with warnings.catch_warnings():
+            # ebooklib warns about its own option defaults on every read.
+            warnings.simplefilter("ignore")
+            book = epub.read_epub(io.BytesIO(data), options={"ignore_ncx": True})
+    except Exception as exc:  # ebooklib raises bare zipfile/KeyError/EpubException alike
+        raise InputError(f"{source}: not a readable EPUB ({exc})") from exc
+    toc_titles = dict(_toc_entries(book.toc))
+    guide = {
+        str(ref.get("href", "")).partition("#")[0]
+        for ref in book.guide
+        if ref.get("type") in ("cover", "toc", "copyright-page")
+    }
+    spine_names = set()
+    for entry in book.spine:
+        found = book.get_item_with_id(entry[0] if isinstance(entry, tuple) else entry)
+        if found is not None:
+            spine_names.add(found.get_name().rsplit("/", 1)[-1])
+    builder = _Builder()
+    for entry in book.spine:
+        idref, linear = entry if isinstance(entry, tuple) else (entry, "yes")
+        item = book.get_item_with_id(idref)
+        if item is None or linear == "no" or isinstance(item, epub.EpubNav):
+            continue
+        if item.get_type() != ebooklib.ITEM_DOCUMENT:
+            continue
+        content = item.get_content()
+        if not content.strip():
+            continue
+        try:
+            root = lxml_html.fromstring(content)
+        except Exception:  # an unparsable chapter is skipped, not the whole book
+            continue
+        if _not_read(root, item.get_name(), guide, spine_names):
+            continue
+        blocks = list(_html_blocks(root))
+        toc_title = toc_titles.get(item.get_name())
+        # The chapter starts here, titled by the contents, unless its first heading says it.
+        if not blocks or not blocks[0][0]:
+            builder.start(toc_title)
+        for is_heading, text in blocks:
+            if is_heading:
+                builder.start(text)
+            else:
+                builder.add(text)
+    metadata = book.get_metadata("DC", "title")
+    title = _clean(metadata[0][0]) if metadata and metadata[0][0] else None
+    return builder.document(title, source)
+
+
+def _toc_entries(toc: Any) -> Iterator[tuple[str, str]]:
+    """(file name, title) for every table-of-contents entry, first one per file winning."""
+    seen: set[str] = set()
+
+    def walk(entries: Any) -> Iterator[tuple[str, str]]:
+        for entry in entries:
+            if isinstance(entry, tuple):  # (Section, [children])
+                section, children = entry
+                yield from walk([section])
+                yield from walk(children)
+                continue
+            href = getattr(entry, "href", None)
+            title = _clean(getattr(entry, "title", None) or "")
+            if not href or not title:
+                continue
+            name = href.partition("#")[0]
+            if name not in seen:
+                seen.add(name)
+                yield name, title
+
+    yield from walk(toc)

@@ -1,0 +1,146 @@
+"""The one model the splitter and the stitcher share: a :class:`Document` of
+:class:`Chapter` s, and plain text read into it.
+
+Every reader (:mod:`.markdown`, :mod:`.webpage`, :mod:`.epub`) fills a
+:class:`_Builder`; plain text has its own line-by-line reader here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .speakable import plain_headings, speakable
+
+__all__ = ["Chapter", "Document", "parse_text"]
+
+
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
+_BLANK_LINES = re.compile(r"\n[ \t\f\v]*\n\s*")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Chapter:
+    """A run of paragraphs under one heading (``title`` is None before the first one)."""
+
+    index: int
+    title: str | None
+    paragraphs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One input: it becomes one audiobook.
+
+    ``lang`` is the pysbd language code to split it with; None lets the pipeline
+    detect it from the text (``--lang auto``).
+    """
+
+    title: str
+    chapters: tuple[Chapter, ...]
+    source: str = "<text>"
+    lang: str | None = None
+
+    @property
+    def text(self) -> str:
+        """Everything that is spoken, in order (headings included)."""
+        parts: list[str] = []
+        for chapter in self.chapters:
+            if chapter.title:
+                parts.append(chapter.title)
+            parts.extend(chapter.paragraphs)
+        return "\n\n".join(parts)
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(c.title or c.paragraphs for c in self.chapters)
+
+
+class _Builder:
+    """Collects headings and paragraphs into chapters; empty ones are dropped."""
+
+    def __init__(self) -> None:
+        self.chapters: list[Chapter] = []
+        self.heading: str | None = None
+        self.paragraphs: list[str] = []
+        self.first_heading: str | None = None
+
+    def start(self, title: str | None) -> None:
+        pending = None
+        if self.heading and not self.paragraphs:
+            pending, self.heading = self.heading, None  # folded into the next title
+        self.close()
+        self.heading = _fold(pending, speakable(_clean(title)) if title else None)
+        self.first_heading = self.first_heading or self.heading
+
+    def add(self, paragraph: str) -> None:
+        text = speakable(_clean(paragraph))
+        if text:
+            self.paragraphs.append(text)
+
+    def close(self) -> None:
+        if self.heading or self.paragraphs:
+            index = len(self.chapters)
+            self.chapters.append(Chapter(index, self.heading, tuple(self.paragraphs)))
+        self.heading, self.paragraphs = None, []
+
+    def document(self, title: str | None, source: str) -> Document:
+        self.close()
+        return Document(title or self.first_heading or "Untitled", tuple(self.chapters), source)
+
+
+def _fold(heading: str | None, subheading: str | None) -> str | None:
+    """A heading with nothing under it joins the next one ("Part One. Chapter 1"), so no
+    chapter holds only its title."""
+    if not heading:
+        return subheading
+    if not subheading:
+        return heading
+    stop = "" if heading[-1] in ".!?:;。！？：；" else "."
+    return f"{heading}{stop} {subheading}"
+
+
+def _clean(text: str) -> str:
+    """One paragraph on one line: runs of whitespace become one space."""
+    return _SPACES.sub(" ", text).strip()
+
+
+def _paragraphs(lines: list[str]) -> list[str]:
+    text = "\n".join(lines).strip()
+    if not text:
+        return []
+    spoken = (speakable(p) for p in _BLANK_LINES.split(text))
+    return [p for p in spoken if p]
+
+
+def _normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
+
+
+def parse_text(text: str, *, title: str | None = None, source: str = "<text>") -> Document:
+    """Build a document from plain text; headings (``# ...``) start chapters."""
+    text = plain_headings(_normalize_newlines(text))  # a README in reST or setext, too
+    chapters: list[Chapter] = []
+    heading: str | None = None
+    body: list[str] = []
+    first_heading: str | None = None
+
+    def close() -> None:
+        paragraphs = _paragraphs(body)
+        if heading is not None or paragraphs:
+            chapters.append(Chapter(len(chapters), heading, tuple(paragraphs)))
+
+    for line in text.split("\n"):
+        match = _HEADING.match(line)
+        if match:
+            if heading is not None and not _paragraphs(body):
+                heading, body = _fold(heading, speakable(match.group(2))), []
+                continue
+            close()
+            heading, body = speakable(match.group(2)), []
+            first_heading = first_heading or heading
+        else:
+            body.append(line)
+    close()
+    return Document(title or first_heading or "Untitled", tuple(chapters), source)

@@ -1,0 +1,73 @@
+"""Files that appear whole or not at all: the one way narrator writes what it keeps.
+
+A file is written under a hidden temporary name beside its target, synced, renamed over
+the target, and the folder is synced so the rename itself survives a crash. Until then
+a reader sees the old file (or none), never half of the new one; on any error the
+temporary file is removed and the old file is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_write", "fsync_dir", "replace_synced", "temp_beside"]
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames in ``folder`` durable (POSIX only: Windows cannot open a folder)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_beside(target: Path) -> Path:
+    """A hidden, unused name in ``target``'s folder: a rename from it never crosses disks."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+
+
+def replace_synced(source: Path, target: Path) -> None:
+    """Sync ``source``'s bytes, rename it over ``target`` and sync ``target``'s folder."""
+    with source.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(source, target)
+    fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """A temporary path to write ``target``'s new contents to (by any means: ffmpeg,
+    a library's writer); it takes ``target``'s place when the block ends without error,
+    and is removed otherwise."""
+    tmp = temp_beside(target)
+    try:
+        yield tmp
+        replace_synced(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)  # only still there when something failed
+
+
+def atomic_write(target: Path, data: bytes | str) -> Path:
+    """Write ``data`` (text as UTF-8) to ``target`` atomically; return ``target``.
+
+    A target that is a device or a pipe (``/dev/stdout``) is written through, never
+    replaced by a file.
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if target.exists() and not target.is_file():
+        with target.open("wb") as fh:
+            fh.write(raw)
+        return target
+    with atomic_path(target) as tmp:
+        # "x" never clobbers a file we did not create. Not mkstemp: its files are
+        # private (0600), while open() leaves permissions to the umask as usual.
+        with tmp.open("xb") as fh:
+            fh.write(raw)
+    return target
