@@ -40,7 +40,7 @@ from . import store_books, store_usage, store_verdicts
 from .store_books import BOOK_FILES_SCHEMA, BOOKS_SCHEMA, BookRecord
 from .store_claims import CLAIMS_SCHEMA, try_claim
 from .store_files import StoreInfo, disk_usage, keep_reserve, place, sweep_temp
-from .store_usage import RUNS_SCHEMA, USES_SCHEMA, DocumentUsage, PruneResult
+from .store_usage import RUNS_SCHEMA, USES_SCHEMA, UsageMixin
 from .store_verdicts import VERDICTS_SCHEMA, StoredVerdict
 
 # The records its methods return are exported with it.
@@ -93,7 +93,7 @@ class Segment:
         return self.frames / self.rate
 
 
-class Store:
+class Store(UsageMixin):
     """Chunk states in SQLite and their audio files; one per cache directory."""
 
     def __init__(self, root: Path) -> None:
@@ -386,34 +386,6 @@ class Store:
         if not aside.is_file():
             return None
         return self.commit(key, aside)
-
-    # --- the bounded cache (store_usage.py) ------------------------------------------------
-
-    def note_run(self, keys: dict[str, list[str]]) -> None:
-        """This run is in progress and uses ``keys`` (by document): none of them is pruned
-        until it closes, and each counts as used now."""
-        self._retry_locked(lambda: store_usage.note_run(self._db, self.owner, keys))
-
-    def usage(self) -> list[DocumentUsage]:
-        """Each document's segments and bytes, the largest first."""
-        return store_usage.by_document(self._db, self.root)
-
-    def prune(
-        self, *, max_bytes: int | None = None, older_than: float | None = None
-    ) -> PruneResult:
-        """Delete segments least recently used first; never one a live run uses."""
-        return store_usage.prune(
-            self._db, self.root, max_bytes=max_bytes, older_than=older_than, forget=self._forget
-        )
-
-    def _forget(self, key: str) -> None:
-        def write() -> None:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                for table in ("segments", "verdicts", "uses"):
-                    self._db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
-
-        self._retry_locked(write)
 
     def clear(self) -> None:
         """Forget every segment and delete every file."""

@@ -5,7 +5,6 @@ already paid for can still be written down (a resume then bills them once)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -74,7 +73,5 @@ def place(temp: Path, final: Path, check: Callable[[WavInfo], None] | None) -> W
     # segment; the folder is not synced per segment (half the syncs): a power cut may
     # lose the rename, and a row whose file is missing is synthesized again (lookup).
     # A kill -9 loses neither: the kernel keeps both.
-    with temp.open("rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(temp, final)
+    replace_synced(temp, final, sync_folder=False)
     return info

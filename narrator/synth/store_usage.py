@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .store_claims import alive
 
@@ -22,6 +23,7 @@ __all__ = [
     "USES_SCHEMA",
     "DocumentUsage",
     "PruneResult",
+    "UsageMixin",
     "by_document",
     "end_run",
     "note_run",
@@ -170,3 +172,38 @@ def by_document(db: sqlite3.Connection, root: Path) -> list[DocumentUsage]:
         entry[2] = max(entry[2], used)
     result = [DocumentUsage(doc, int(n), int(b), last) for doc, (n, b, last) in usage.items()]
     return sorted(result, key=lambda u: (-u.bytes, u.document))
+
+
+def _forget(db: sqlite3.Connection, key: str) -> None:
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        for table in ("segments", "verdicts", "uses"):
+            db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
+
+
+class UsageMixin:
+    """The bounded cache's methods of :class:`~.store.Store` (kept here, beside their SQL)."""
+
+    _db: sqlite3.Connection
+    root: Path
+    owner: str
+    _retry_locked: Callable[[Callable[[], Any]], Any]
+
+    def note_run(self, keys: dict[str, list[str]]) -> None:
+        """This run is in progress and uses ``keys`` (by document): none of them is pruned
+        until it closes, and each counts as used now."""
+        self._retry_locked(lambda: note_run(self._db, self.owner, keys))
+
+    def usage(self) -> list[DocumentUsage]:
+        """Each document's segments and bytes, the largest first."""
+        return by_document(self._db, self.root)
+
+    def prune(
+        self, *, max_bytes: int | None = None, older_than: float | None = None
+    ) -> PruneResult:
+        """Delete segments least recently used first; never one a live run uses."""
+
+        def forget(key: str) -> None:
+            self._retry_locked(lambda: _forget(self._db, key))
+
+        return prune(self._db, self.root, max_bytes=max_bytes, older_than=older_than, forget=forget)
