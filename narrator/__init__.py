@@ -10,7 +10,9 @@ The public API is what this package exports (``narrator.__all__``), the error tr
 module is internal and may change in any release: the stages ``narrator.inputs``,
 ``narrator.chunks``, ``narrator.synth`` and ``narrator.book``, the helpers in
 ``narrator.util``, the operations ``narrator.pipeline`` (with ``narrator.narration``,
-``narrator.reports`` and ``narrator.uptodate``), ``narrator.check``,
+``narrator.reports`` and ``narrator.uptodate``), the report's parts ``narrator.report_json``,
+``narrator.report_page``, ``narrator.report_charts`` and ``narrator.report_format`` (use
+``narrator.report``), ``narrator.check``,
 ``narrator.estimate`` and ``narrator.audition`` (use ``narrator.say``), ``narrator.settings`` and
 ``narrator.status`` (use ``narrator.Settings`` and ``narrator.Status``), the command
 line ``narrator.cli`` and the tools ``narrator.tools`` (emulator, bench).

@@ -88,18 +88,8 @@ def check_documents(
                 verdict = gate.judge(voice_key, chunk.text, m)
                 stored = store.verdict(key)
                 if not verdict.ok:
-                    flags.append(
-                        Flag(
-                            chunk=chunk.index + 1,
-                            text=chunk.text,
-                            kind=verdict.kind,
-                            reason=verdict.reason,
-                            measured=round(verdict.measured, 2),
-                            expected=round(verdict.expected, 2),
-                            attempts=stored.attempts if stored is not None else 1,
-                            start=round(start, 3),
-                        )
-                    )
+                    attempts = stored.attempts if stored is not None else 1
+                    flags.append(Flag.of(chunk, verdict, attempts=attempts, start=start))
                     keys.append(key)
             start += seconds
         checked = sum(m is not None for _, m, _ in measured)

@@ -12,6 +12,7 @@ from .errors import StopRun
 from .inputs.documents import Document
 from .status import Status
 from .synth.jobs import Outcome
+from .synth.quality import Verdict
 from .synth.timeline import Series
 
 __all__ = [
@@ -70,6 +71,20 @@ class Flag:
     attempts: int
     start: float | None = None
 
+    @classmethod
+    def of(cls, chunk: Chunk, verdict: Verdict, *, attempts: int, start: float | None) -> Flag:
+        """The flag of ``chunk`` judged bad by ``verdict``, figures rounded for reports."""
+        return cls(
+            chunk=chunk.index + 1,
+            text=chunk.text,
+            kind=verdict.kind,
+            reason=verdict.reason,
+            measured=round(verdict.measured, 2),
+            expected=round(verdict.expected, 2),
+            attempts=attempts,
+            start=None if start is None else round(start, 3),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DocumentReport:
@@ -127,19 +142,8 @@ def flags_of(
     for n, (chunk, outcome) in enumerate(zip(chunks, outcomes, strict=False)):
         if not outcome.flagged or outcome.verdict is None:
             continue
-        verdict = outcome.verdict
-        flags.append(
-            Flag(
-                chunk=chunk.index + 1,
-                text=chunk.text,
-                kind=verdict.kind,
-                reason=verdict.reason,
-                measured=round(verdict.measured, 2),
-                expected=round(verdict.expected, 2),
-                attempts=outcome.attempts,
-                start=round(starts[n], 3) if n < len(starts) else None,
-            )
-        )
+        start = starts[n] if n < len(starts) else None
+        flags.append(Flag.of(chunk, outcome.verdict, attempts=outcome.attempts, start=start))
     return tuple(flags)
 
 

@@ -7,6 +7,7 @@ import asyncio
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from narrator.synth.store_files import RESERVE_BYTES
 from narrator.tools.emulator import EmulatorConfig, start_emulator
 
 from .conftest import TEST_KEY, run_cli
@@ -97,7 +99,9 @@ async def test_a_disk_that_fills_mid_run_stops_it_and_resume_bills_nothing_twice
     tmp_path: Path,
     small_disk: callable,  # type: ignore[valid-type]
 ) -> None:
-    disk = small_disk("24m")
+    # Room for the whole book (about 22 MB of segments, and the downloads in flight), so
+    # only the filler fills it, even when the run gets ahead of this test's polling.
+    disk = small_disk("32m")
     source = tmp_path / "tides.txt"
     source.write_text(_text(40))
     cache = disk / "cache"
@@ -105,7 +109,7 @@ async def test_a_disk_that_fills_mid_run_stops_it_and_resume_bills_nothing_twice
         "narrate", str(source), "-o", str(tmp_path / "tides.mp3"), "--cache-dir", str(cache),
         "--concurrency", "2", "--rpm", "100000", "--quiet", "--report", str(tmp_path / "r.json"),
     )  # fmt: skip
-    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.05))
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.15))
     try:
         env = {k: v for k, v in os.environ.items() if k != "NARRATOR_BASE_URL"}
         env |= {"AIMLAPI_KEY": TEST_KEY}
@@ -198,3 +202,64 @@ async def test_a_disk_that_fills_before_the_book_is_written_stops_the_run_naming
     again = await narrate_many([Work(doc, disk / "tides.mp3")], settings)
     assert again.ok and again.documents[0].status == "done"
     assert again.documents[0].cached_chunks == chunks
+
+
+class _AnswersAsTheDiskFills:
+    """A link-shaped service whose answer comes back (billed) just as the disk is filled
+    to the last byte by someone else: nothing is left for the link's row."""
+
+    identity = "fills-the-disk"
+    max_chars = 600
+    billing_chars = staticmethod(len)
+
+    def __init__(self, disk: Path) -> None:
+        self._disk = disk
+        self.billed = 0
+
+    async def synthesize(self, text: str, *, voice: str, request_id: str) -> object:
+        from narrator.synth.providers import Audio
+
+        _fill(self._disk)
+        self.billed += 1
+        return Audio(url=f"https://audio.example/{request_id}.wav")
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+        raise AssertionError("nothing is downloaded into a full disk")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_link_billed_as_the_disk_fills_is_kept_for_the_resume(
+    tmp_path: Path,
+    small_disk: callable,  # type: ignore[valid-type]
+) -> None:
+    from narrator.errors import DiskFull
+    from narrator.synth.jobs import Job
+    from narrator.synth.pool import Pool
+    from narrator.synth.store import Store
+
+    disk = small_disk("4m")
+    store = Store(disk / "cache")
+    provider = _AnswersAsTheDiskFills(disk)
+    job = Job("a" * 64, "The tide came in slowly over the flats.", 39)
+    try:
+        async with Pool(provider, store, voice="v", concurrency=1, rpm=100000) as pool:  # type: ignore[arg-type]
+            with pytest.raises(DiskFull):
+                await pool.submit(job)
+        assert isinstance(pool.stop_reason, DiskFull)
+    finally:
+        store.close()
+    assert provider.billed == 1
+    assert shutil.disk_usage(disk).free < 4096  # no room at all was left for the row
+    # With space again, the next run finds the link paid for: it downloads, bills nothing.
+    (disk / "filler").unlink()
+    again = Store(disk / "cache")
+    try:
+        assert (
+            again.pending_link(job.key, max_age=3600)
+            == f"https://audio.example/narrator-{'a' * 24}-0.wav"
+        )
+        assert (disk / "cache" / "reserve").read_bytes() == bytes(RESERVE_BYTES)  # afresh
+    finally:
+        again.close()

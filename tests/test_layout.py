@@ -25,7 +25,8 @@ SHARED = frozenset({"errors", "util", "settings", "_version"})
 # The library's operations and the shells around it: no stage imports them.
 ABOVE_STAGES = frozenset(
     {"pipeline", "narration", "reports", "uptodate", "batch", "status", "check", "estimate"}
-    | {"audition", "report", "cli", "tools", ""}
+    | {"audition", "report", "report_json", "report_page", "report_charts", "report_format"}
+    | {"cli", "tools", ""}
 )
 
 # Known arrows that break the rules, each to be removed by the next step of issue 16

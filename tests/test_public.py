@@ -86,7 +86,4 @@ def test_no_module_is_over_400_lines() -> None:
         for p in MODULES
         if len(p.read_text(encoding="utf-8").splitlines()) > 400
     }
-    # report.py (the run report page, issue 13) landed after the split step; it is the
-    # next to split (JSON, HTML page, charts). Do not add to this set: split the module.
-    known = {"report.py"}
-    assert sorted(long - known) == []
+    assert sorted(long) == []

@@ -3,6 +3,7 @@ the emulator's three kinds of bad audio."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ from narrator.synth.pool import Job, Outcome, Pool
 from narrator.synth.providers import Audio
 from narrator.synth.quality import MIN_SAMPLES, NOISE_LIMIT, Gate, Measurement, measure_pcm
 from narrator.synth.store import Store, segment_key
+from narrator.synth.storethread import StoreThread
 from narrator.tools.emulator.audio import espeak_wav as _espeak_wav
 from narrator.tools.emulator.audio import spoil as _spoil
 from narrator.tools.emulator.audio import tone_wav as _tone_wav
@@ -204,3 +206,24 @@ async def test_no_retries_and_the_gate_off(tmp_path: Path) -> None:
         plain = await pool.submit(job)
     store.close()
     assert plain.verdict is None and not plain.flagged
+
+
+async def test_chunks_judged_at_once_share_the_budget_and_never_overspend_it(
+    tmp_path: Path,
+) -> None:
+    # Every answer is silent: each chunk wants its retries, and several are judged while
+    # the others wait on the store, so the budget must be taken when it is checked.
+    texts = ENGLISH[:4]
+    silent = _spoil(_tone_wav("Cherry", texts[0]), "silent", random.Random(7))
+    provider = ScriptedProvider([silent] * 20)
+    db = StoreThread()
+    await db.open(tmp_path)
+    jobs = [Job(segment_key(provider="scripted", voice="Cherry", text=t), t, len(t)) for t in texts]
+    async with Pool(
+        provider, db, voice="Cherry", gate=Gate(), qa_retries=2, qa_budget=1,
+        concurrency=4, backoff_base=0,
+    ) as pool:  # type: ignore[arg-type]  # fmt: skip
+        outcomes = await asyncio.gather(*(pool.submit(job) for job in jobs))
+    await db.close()
+    assert len(set(texts)) == 4 and all(o.flagged for o in outcomes)
+    assert provider.requests == 4 + 1  # one re-synthesis in the whole run, as budgeted

@@ -195,14 +195,19 @@ class Attempts:
         return audio
 
     async def _note_link(self, key: str, url: str) -> None:
-        """Write down a link just paid for, even on a full disk (from the store's reserve)."""
+        """Write down a link just paid for, even on a full disk: then into the store's
+        reserve, in place, which needs no free space that another writer could have taken
+        (the run stopping for the full disk deletes nothing it needs)."""
         db, store = self.db, self.store
         try:
             await db.run(store.record_link, key, url)
         except sqlite3.Error as exc:
-            if not is_disk_full(exc) or not await db.run(store.release_reserve):
+            if not is_disk_full(exc):
                 raise
-            await db.run(store.record_link, key, url)
+            if not await db.run(store.note_link_in_reserve, key, url):
+                # No reserve to write into: room given back may still take the row.
+                await db.run(store.release_reserve)
+                await db.run(store.record_link, key, url)
             raise  # the link is kept; the full disk still stops the run
 
     def _checker(self, job: Job) -> Callable[[WavInfo], None]:

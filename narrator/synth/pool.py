@@ -272,10 +272,9 @@ class Pool:
                 _fail(future, exc)
             except (OSError, sqlite3.Error) as exc:
                 if is_disk_full(exc):
-                    # Every later write would fail too: stop the run, keep what is finished,
-                    # and free the store's reserve so the requests in flight can note their
-                    # links.
-                    await self.db.run(self.store.release_reserve)
+                    # Every later write would fail too: stop the run, keep what is finished.
+                    # The store's reserve stays: the requests in flight write their links
+                    # into it in place (deleted, its room could go to any other writer).
                     full = disk_full(self.store.root)
                     self.stop(full)
                     _fail(future, self.stop_reason or full)

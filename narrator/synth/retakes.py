@@ -194,15 +194,19 @@ class Retakes:
             more = attempts <= self.retries
             if more and (stop := self._stopped()) is not None:
                 raise stop  # judged again on the next run, for nothing
-            if more and self.budget is not None and self.budget <= 0:
-                more = False
-                if not self.stats.qa_budget_spent:
-                    self.stats.qa_budget_spent = True
-                    log.warning(
-                        "the quality budget is spent (--qa-budget): bad segments are kept and "
-                        "flagged from now on, not synthesized again; a voice that always "
-                        "trips the gate? `narrator check` shows what was flagged"
-                    )
+            if more and self.budget is not None:
+                if self.budget > 0:
+                    # Taken at once: the awaits below let other chunks read the budget too.
+                    self.budget -= 1
+                else:
+                    more = False
+                    if not self.stats.qa_budget_spent:
+                        self.stats.qa_budget_spent = True
+                        log.warning(
+                            "the quality budget is spent (--qa-budget): bad segments are kept "
+                            "and flagged from now on, not synthesized again; a voice that "
+                            "always trips the gate? `narrator check` shows what was flagged"
+                        )
             if not more:
                 if not better:
                     restored = await db.run(store.restore_aside, job.key)
@@ -244,8 +248,6 @@ class Retakes:
                 aside = True
             else:
                 await db.run(store.drop_segment, job.key)
-            if self.budget is not None:
-                self.budget -= 1
             self.stats.qa_resynthesized += 1
             log.warning(
                 "chunk %r: %s (%s); synthesizing it again (billed again)",

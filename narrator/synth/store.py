@@ -37,38 +37,26 @@ from typing import Any, TypeVar
 
 from ..util.wav import WavInfo
 from . import store_books, store_usage, store_verdicts
-from .store_books import BOOK_FILES_SCHEMA, BOOKS_SCHEMA, BookRecord
-from .store_claims import CLAIMS_SCHEMA, try_claim
-from .store_files import StoreInfo, disk_usage, keep_reserve, place, sweep_temp
-from .store_usage import RUNS_SCHEMA, USES_SCHEMA, UsageMixin
-from .store_verdicts import VERDICTS_SCHEMA, StoredVerdict
+from .store_books import BookRecord
+from .store_claims import try_claim
+from .store_db import open_database, retry_locked
+from .store_files import (
+    StoreInfo,
+    disk_usage,
+    keep_reserve,
+    links_in_reserve,
+    note_in_reserve,
+    place,
+    sweep_temp,
+)
+from .store_usage import UsageMixin
+from .store_verdicts import StoredVerdict
 
 # The records its methods return are exported with it.
 __all__ = ["BookRecord", "Segment", "Store", "StoreInfo", "StoredVerdict", "segment_key"]
 
 
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS segments (
-    key           TEXT PRIMARY KEY,
-    state         TEXT NOT NULL CHECK (state IN ('pending','synthesized','downloaded','failed')),
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    billing_chars INTEGER NOT NULL,
-    url           TEXT,
-    url_at        REAL,
-    path          TEXT,
-    frames        INTEGER,
-    rate          INTEGER,
-    channels      INTEGER,
-    width         INTEGER,
-    error         TEXT,
-    updated       REAL NOT NULL
-)
-"""
-# SQLite's own busy wait (the connection timeout) covers most contention; a write that
-# still finds the database locked is tried again this many times before it is an error.
-_LOCKED_RETRIES = 20
 
 
 def segment_key(*, provider: str, voice: str, text: str) -> str:
@@ -102,29 +90,31 @@ class Store(UsageMixin):
         self._tmp = self._segments / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
         # Used from the store's own thread (see storethread.py), one caller at a time.
-        self._db = sqlite3.connect(
-            root / "narrator.sqlite3", isolation_level=None, timeout=30, check_same_thread=False
-        )
-        self._retry_locked(self._prepare)  # several processes may open one cache at once
+        self._db = open_database(root / "narrator.sqlite3")
         # This store's name on its claims: where it runs, so a claim of a process that has
         # died on this machine lapses at once rather than when it expires.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         sweep_temp(self._tmp)
         self._reserve = root / "reserve"
+        self._recover_reserved_links()
         keep_reserve(self._reserve, self._tmp)
 
-    def _prepare(self) -> None:
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL with NORMAL survives a killed process; only a power cut can lose the last rows,
-        # and then the files they point to are checked again anyway.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
-        self._db.execute(BOOKS_SCHEMA)
-        self._db.execute(BOOK_FILES_SCHEMA)
-        self._db.execute(CLAIMS_SCHEMA)
-        self._db.execute(VERDICTS_SCHEMA)
-        self._db.execute(USES_SCHEMA)
-        self._db.execute(RUNS_SCHEMA)
+    def _recover_reserved_links(self) -> None:
+        """Move the links a run on a full disk wrote into the reserve to their rows, then
+        let the reserve be made afresh (kept as it is if they cannot be written yet)."""
+        links = links_in_reserve(self._reserve)
+        if not links:
+            return
+        rows = [(url, at, time.time(), key) for key, url, at in links]
+        with contextlib.suppress(sqlite3.Error):
+            self._retry_locked(
+                lambda: self._db.executemany(
+                    "UPDATE segments SET state = 'synthesized', url = ?, url_at = ?, "
+                    "error = NULL, updated = ? WHERE key = ? AND state != 'downloaded'",
+                    rows,
+                )
+            )
+            self._reserve.unlink(missing_ok=True)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -135,15 +125,7 @@ class Store(UsageMixin):
         self._db.close()
 
     def _retry_locked(self, write: Callable[[], T]) -> T:
-        """Run ``write``, again after a short pause while another process holds the lock."""
-        for attempt in range(_LOCKED_RETRIES):
-            try:
-                return write()
-            except sqlite3.OperationalError as exc:
-                if attempt + 1 == _LOCKED_RETRIES or not _is_locked(exc):
-                    raise
-                time.sleep(min(1.0, 0.01 * 2**attempt))
-        raise AssertionError("unreachable")
+        return retry_locked(write)
 
     # --- claims between processes --------------------------------------------------------
 
@@ -159,6 +141,12 @@ class Store(UsageMixin):
                 "DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner)
             )
         )
+
+    def note_link_in_reserve(self, key: str, url: str) -> bool:
+        """Write down a link paid for when the database cannot take it (a full disk): in
+        place, in the reserve's zeros; the next store opened here records it. False if
+        there is no reserve or no room in it."""
+        return note_in_reserve(self._reserve, key, url, time.time())
 
     def release_reserve(self) -> bool:
         """Give the room kept for a full disk back; True if there was any."""
@@ -396,8 +384,3 @@ class Store(UsageMixin):
         for entry in self._segments.iterdir():
             if entry.is_dir() and entry != self._tmp:
                 shutil.rmtree(entry, ignore_errors=True)
-
-
-def _is_locked(exc: sqlite3.OperationalError) -> bool:
-    message = str(exc)
-    return "database is locked" in message or "database is busy" in message

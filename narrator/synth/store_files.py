@@ -1,10 +1,13 @@
 """The store's files: placing a checked segment atomically, stale temp files, and the
-reserve, a small file of zeros given up when the disk fills, so the links of requests
-already paid for can still be written down (a resume then bills them once)."""
+reserve, a small file of zeros, already allocated, into which the links of requests
+already paid for are written in place when the disk is full (a resume then bills them
+once). Writing over blocks the file already has needs no free space, so no other writer
+on the disk can take that room first, as they could once the reserve was deleted."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -14,7 +17,15 @@ from pathlib import Path
 from ..util.atomic import replace_synced
 from ..util.wav import WavInfo, read_wav_info
 
-__all__ = ["StoreInfo", "disk_usage", "keep_reserve", "place", "sweep_temp"]
+__all__ = [
+    "StoreInfo",
+    "disk_usage",
+    "keep_reserve",
+    "links_in_reserve",
+    "note_in_reserve",
+    "place",
+    "sweep_temp",
+]
 
 STALE_TEMP_SECONDS = 3600.0  # older temp files belong to no live run
 # Room kept on the cache's disk (a file of zeros) and given up when the disk fills, so the
@@ -62,6 +73,42 @@ def keep_reserve(reserve: Path, tmp: Path) -> None:
                 replace_synced(temp, reserve)
             finally:
                 temp.unlink(missing_ok=True)
+
+
+def note_in_reserve(reserve: Path, key: str, url: str, at: float) -> bool:
+    """Write a link into the reserve's zeros, in place; False if there is no reserve or
+    no room left in it (the caller then has nothing better than the database)."""
+    line = f"{key}\t{at!r}\t{url}\n".encode()
+    if b"\0" in line:
+        return False
+    try:
+        with reserve.open("r+b") as fh:
+            data = fh.read()
+            end = data.find(b"\0")  # the notes so far end where the zeros start
+            if end < 0 or end + len(line) > len(data):
+                return False
+            fh.seek(end)
+            fh.write(line)  # over blocks the file has: no free space needed
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        return False
+    return True
+
+
+def links_in_reserve(reserve: Path) -> list[tuple[str, str, float]]:
+    """The (key, url, noted at) links written into the reserve on a full disk."""
+    try:
+        data = reserve.read_bytes()
+    except OSError:
+        return []
+    links = []
+    for line in data.split(b"\0", 1)[0].decode(errors="replace").splitlines():
+        key, at, url = [*line.split("\t", 2), "", ""][:3]
+        with contextlib.suppress(ValueError):
+            if key and url:
+                links.append((key, url, float(at)))
+    return links
 
 
 def place(temp: Path, final: Path, check: Callable[[WavInfo], None] | None) -> WavInfo:

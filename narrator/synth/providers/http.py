@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import email.utils
 import json
@@ -222,7 +223,7 @@ async def download(
         raise BadDownload(f"downloaded audio is unusable: {exc}") from exc
 
 
-class HttpProvider:
+class HttpProvider(abc.ABC):
     """What every networked provider shares: one lazily opened session, the endpoint,
     one request per chunk, audio downloads, and a ``repr`` that leaves the key out.
 
@@ -263,23 +264,25 @@ class HttpProvider:
         return f"{type(self).__name__}(model={self.model!r}, endpoint={self._endpoint!r})"
 
     @staticmethod
+    @abc.abstractmethod
     def endpoint(base_url: str) -> str:
         """The URL one request goes to, from the API root."""
-        raise NotImplementedError
 
     def headers(self, request_id: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}", "X-Request-Id": request_id}
 
+    @abc.abstractmethod
     def payload(self, text: str, voice: str) -> dict[str, object]:
-        raise NotImplementedError
+        """The JSON body of one request."""
 
+    @abc.abstractmethod
     def parse_success(self, body: bytes) -> Audio:
-        raise NotImplementedError
+        """The audio (a link or the bytes) a successful answer carries."""
 
+    @abc.abstractmethod
     def error_for(self, status: int, body: bytes, retry_after: float | None) -> NarratorError:
         """The error a failed answer is, a ``ProviderError`` or a ``StopRun`` (returned,
         for the caller to raise)."""
-        raise NotImplementedError
 
     async def synthesize(self, text: str, *, voice: str, request_id: str) -> Audio:
         """One request; each service's module docstring says what comes back."""

@@ -1,0 +1,20 @@
+"""Values as the report page writes them: escaped for HTML (every value goes through
+:func:`_e`, in one place) and times as a clock."""
+
+from __future__ import annotations
+
+import html
+
+# Shared by the page and its charts only; nothing here is for use elsewhere.
+__all__: list[str] = []
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _clock(seconds: float) -> str:
+    whole = round(seconds)
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
