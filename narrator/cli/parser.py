@@ -140,8 +140,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         type=size,
         default=default("cache_max_bytes"),
         metavar="SIZE",
-        help="at the end of a run, delete the least recently used segments until the cache "
-        "is under SIZE (20GB, 500MB; 0: no cap); never one a run in progress uses",
+        help="cap the cache at SIZE (20GB; 0: none) at the end of a run, least recently used first",
     )
     p.add_argument(
         "--report",
@@ -337,12 +336,7 @@ def _feed(sub: _Commands) -> None:
 
 def _cache(sub: _Commands) -> None:
     p = sub.add_parser("cache", help="show, prune or clear the segment store")
-    p.add_argument(
-        "action",
-        choices=["info", "prune", "clear"],
-        help="info: size, states and documents; prune: delete least recently used segments "
-        "(--older-than, --max-size); clear: empty it",
-    )
+    p.add_argument("action", choices=["info", "prune", "clear"], help="prune: least recently used")
     p.add_argument("--older-than", type=age, metavar="AGE", help="prune: last used before (30d)")
     p.add_argument("--max-size", type=size, metavar="SIZE", help="prune: down to this (10GB)")
     p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
