@@ -100,7 +100,7 @@ def estimate(
     """
     entry = spec(provider)
     limit, provider_count = counting(provider)  # from the class: no client, no key
-    max_chars = min(max_chars, limit)
+    max_chars = min(max_chars or entry.max_chars, limit)  # 0: the provider's default
     count = count or provider_count
     rpm = rpm or entry.rpm
     concurrency = concurrency or entry.concurrency

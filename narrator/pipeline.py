@@ -110,6 +110,12 @@ async def narrate_many(
         if own_provider:
             await provider.aclose()
         raise
+    # Every segment of this run is in use until it ends: no prune takes one (one write).
+    try:
+        uses = {str(work.output): [key_of(c) for c in chunks] for work, chunks in plans}
+        await db.run(store.note_run, uses)
+    except sqlite3.Error as exc:  # a locked or full database: the pool's writes will say so
+        log.warning("this run's segments are not marked in use (%s)", exc)
     progress(
         ProgressEvent(
             "planned",
@@ -172,6 +178,15 @@ async def narrate_many(
                     pool.stop(disk_full(settings.store_dir))  # the book is there; only not noted
                 except OSError as exc:  # gone already: the next run simply makes it again
                     log.warning("%s: not noted as up to date (%s)", report.output, exc)
+        if settings.cache_max_bytes:
+            # The cap: least recently used segments go, never one of a run in progress.
+            try:
+                pruned = await db.run(store.prune, max_bytes=settings.cache_max_bytes)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("the cache was not pruned (%s)", exc)
+            else:
+                if pruned.removed:
+                    log.info("cache over its cap: %d segments removed", pruned.removed)
         if isinstance(pool.stop_reason, DiskFull):
             # Say how much the rest needs in the full folder, now that some of it is done.
             full = Path(pool.stop_reason.folder)

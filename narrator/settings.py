@@ -99,7 +99,7 @@ class Settings:
 
     An empty ``base_url``, ``model`` or ``voice`` becomes the provider's default (its
     entry in :data:`narrator.util.registry.REGISTRY`); so does a ``rpm`` or
-    ``concurrency`` of 0. ``region`` picks DashScope's international (Singapore) or
+    ``concurrency`` or ``max_chars`` of 0. ``region`` picks DashScope's international (Singapore) or
     Beijing endpoint. The voice is matched case-insensitively and stored in the
     service's spelling; an unknown voice or ``lang`` is a :class:`ConfigError`.
     """
@@ -112,7 +112,7 @@ class Settings:
     region: str = "intl"
     concurrency: int = 0  # 0: the provider's default
     rpm: float = 0.0  # 0: the provider's default; math.inf: no limit
-    max_chars: int = 600
+    max_chars: int = 0  # 0: the provider's default (the registry's, chosen by measurement)
     lang: str = "auto"  # a pysbd code, or "auto": detected per document from its text
     gap_ms: int = 300
     chapter_gap_ms: int = 1200
@@ -120,6 +120,9 @@ class Settings:
     # the output: format, tags, loudness, sidecars
     audiobook: AudiobookOptions = field(default_factory=AudiobookOptions)
     cache_dir: Path | None = None  # None: util.folders.default_cache_dir(), XDG's
+    # The cache's size cap, enforced at the end of each run (least recently used segments
+    # go first, never one of a run in progress); 0: no cap. 20 GB is ~125 h of WAV audio.
+    cache_max_bytes: int = 20 * 10**9
     retries: int = 8  # attempts per chunk, the first included
     backoff_base: float = 0.5  # seconds; 0 turns backoff off (tests)
     backoff_max: float = 30.0  # also caps a service's Retry-After
@@ -162,6 +165,8 @@ class Settings:
             object.__setattr__(self, "concurrency", provider.concurrency)
         if self.rpm == 0:
             object.__setattr__(self, "rpm", provider.rpm)
+        if self.max_chars == 0:
+            object.__setattr__(self, "max_chars", provider.max_chars)
         if self.concurrency < 1:
             raise ConfigError("concurrency must be at least 1", setting="concurrency")
         if not self.rpm > 0:
@@ -181,6 +186,8 @@ class Settings:
             raise ConfigError("gaps cannot be negative")
         if max(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) > MAX_GAP_MS:
             raise ConfigError(f"gaps are at most {MAX_GAP_MS:,} ms (a minute)")
+        if self.cache_max_bytes < 0:
+            raise ConfigError("cache_max_bytes cannot be negative", setting="cache_max_bytes")
         if self.backoff_base < 0:
             raise ConfigError("backoff_base cannot be negative", setting="backoff_base")
         if self.stall_timeout is not None and not self.stall_timeout > 0:

@@ -31,6 +31,7 @@ TINY = Sizes(
     cost_chunks=12,
     offline_chunks=6,
     quality_chunks=12,
+    chunk_size_chars=3000,
 )
 
 
@@ -65,7 +66,7 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
     assert not failed
     expected = [
         "split", "split", "stitch", "stitch", "stitch", "encode",
-        "throughput", "throughput", "client CPU", "adaptive", "adaptive",
+        "throughput", "throughput", "client CPU", "adaptive", "adaptive", "chunk",
         "resume", "resume", "client CPU", "client peak", "offline",
         "quality", "quality", "quality", "quality",
     ]  # fmt: skip
@@ -76,6 +77,8 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
     throughput = next(r for r in loaded["rows"] if r["what"].startswith("throughput:"))
     assert throughput["data"]["requests"] >= TINY.chunks
     assert throughput["data"]["max_in_flight"] <= 8
+    sizes = next(r for r in loaded["rows"] if r["what"].startswith("chunk size"))["data"]
+    assert sizes["4096"]["requests"] < sizes["600"]["requests"]  # the text fits one request
     assert all(r["data"]["peak_rss"] > 0 for r in loaded["rows"] if "peak_rss" in r["data"])
     assert loaded["machine"]["cores"] >= 1 and loaded["machine"]["python"]
     assert table.count("\n| ") == len(rows) + 1  # header row plus one line per row

@@ -589,3 +589,8 @@ async def test_per_request_records_are_bounded(
     assert len(stats.starts) <= 10 and len(stats.request_ids) <= 10 and len(stats.billed) <= 10
     assert stats.request_ids[-1].startswith("id-24") and len(stats.request_ids[-1]) == 128
     assert billed_key("Cherry", "Text 24.") in stats.billed
+
+
+def test_latency_per_char_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="latency_per_char"):
+        EmulatorConfig(latency_per_char=-0.001)

@@ -185,3 +185,18 @@ def test_the_library_estimate_reads_the_provider(hum: ProviderSpec) -> None:
     default = estimate([doc])  # the default provider's: one 600-character chunk or so
     assert (default.rpm, default.concurrency) == (60.0, 4) and default.chunks < hummed.chunks
     assert estimate([doc], provider="espeak").cost == 0
+
+
+def test_the_chunk_size_is_the_providers_unless_asked(tmp_path: Path) -> None:
+    # OpenAI takes 4,096 characters a request: at its per-request limit 600-character
+    # chunks cost 7x the requests (bench "chunk size"); the Qwen services take 600.
+    from narrator.estimate import estimate
+    from narrator.inputs.documents import parse_text
+
+    assert narrator.Settings(provider="openai").max_chars == REGISTRY["openai"].max_chars == 4096
+    assert narrator.Settings(provider="aimlapi", api_key="k").max_chars == 600
+    assert narrator.Settings(provider="openai", max_chars=900).max_chars == 900
+    doc = parse_text("A sentence that goes on for a while, as sentences do. " * 150)
+    long = estimate([doc], provider="openai")
+    short = estimate([doc], provider="openai", max_chars=600)
+    assert long.chunks < short.chunks and short.chunks >= math.ceil(short.billing_characters / 600)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 __all__ = [
-    "HelpFormatter", "Parser", "as_int", "non_negative_float", "non_negative_int",
-    "positive_float", "positive_int", "share",
+    "HelpFormatter", "Parser", "age", "as_int", "non_negative_float", "non_negative_int",
+    "positive_float", "positive_int", "share", "size",
 ]  # fmt: skip
 
 
@@ -67,6 +67,34 @@ def positive_float(text: str) -> float:
 def share(text: str) -> float:
     """A share from 0 to 1."""
     return _number(text, form="a share between 0 and 1", ok=lambda v: 0 <= v <= 1)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6}
+_SIZE_UNITS |= {"g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12}
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _scaled(text: str, units: Mapping[str, float], form: str) -> float:
+    stripped = text.strip().lower().replace(",", "").replace("_", "")
+    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz ")
+    unit = stripped[len(number) :].strip()
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}")
+    return value
+
+
+def size(text: str) -> int:
+    """A size in bytes: ``20GB``, ``500M``, ``0`` (decimal units, as disks are sold)."""
+    return int(_scaled(text, _SIZE_UNITS, "a size such as 20GB or 500MB"))
+
+
+def age(text: str) -> float:
+    """An age in seconds: ``30d``, ``12h``, ``2w``, ``90m``, ``45s``."""
+    return _scaled(text, _AGE_UNITS, "an age such as 30d, 12h or 2w")
 
 
 class HelpFormatter(argparse.HelpFormatter):

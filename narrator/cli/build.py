@@ -130,7 +130,7 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         voice=args.voice or "",
         concurrency=args.concurrency or 0,  # 0: the provider's default
         rpm=args.rpm or 0.0,
-        max_chars=args.max_chars,
+        max_chars=args.max_chars or 0,  # 0: the provider's default
         lang=args.lang,
         gap_ms=args.gap_ms,
         chapter_gap_ms=args.chapter_gap_ms,
@@ -157,6 +157,7 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         qa_retries=args.qa_retries,
         qa_budget=args.qa_budget,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(env),
+        cache_max_bytes=getattr(args, "cache_max_size", default("cache_max_bytes")),
         lexicon=lexicon_settings(args)[0],
         lexicon_override=lexicon_settings(args)[1],
     )
@@ -193,7 +194,7 @@ def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Es
     return estimate(
         documents,
         provider=getattr(args, "provider", None) or default("provider"),
-        max_chars=args.max_chars,
+        max_chars=args.max_chars or 0,  # 0: the provider's
         lang=args.lang,
         rpm=args.rpm,  # None: the provider's
         concurrency=args.concurrency,

@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -231,6 +232,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rpm=args.rpm,
         max_concurrency=args.max_concurrency,
         latency=args.latency,
+        latency_per_char=args.latency_per_char,
         fail_rate=args.fail_rate,
         shape=args.shape,
         engine=args.engine,
@@ -274,10 +276,23 @@ def cmd_cache(args: argparse.Namespace) -> int:
         if args.action == "clear":
             store.clear()
             print(f"{root}: cleared")
+        elif args.action == "prune":
+            if args.older_than is None and args.max_size is None:
+                raise ConfigError("cache prune: say what to keep, with --older-than or --max-size")
+            pruned = store.prune(max_bytes=args.max_size, older_than=args.older_than)
+            kept = f"; {pruned.kept_live} kept for a run in progress" if pruned.kept_live else ""
+            print(
+                f"{root}: {pruned.removed} segments removed, {pruned.freed / 1e6:.1f} MB freed, "
+                f"{pruned.remaining / 1e6:.1f} MB left{kept}"
+            )
         else:
             info = store.info()
             states = ", ".join(f"{n} {s}" for s, n in sorted(info.states.items())) or "no segments"
             print(f"{root}: {info.files} audio files, {info.bytes / 1e6:.1f} MB; {states}")
+            for doc in store.usage():
+                used = time.strftime("%Y-%m-%d %H:%M", time.localtime(doc.last_used))
+                size = f"{doc.bytes / 1e6:9.1f} MB  {doc.segments:6} segments"
+                print(f"  {size}  last used {used}  {doc.document}")
     finally:
         store.close()
     return 0

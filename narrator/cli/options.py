@@ -215,6 +215,5 @@ def add_pace_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-chars",
         type=as_int,
-        default=default("max_chars"),
-        help="billing characters per chunk",
+        help="billing characters per chunk (default: the provider's: 4096 for openai, else 600)",
     )

@@ -17,12 +17,14 @@ from ..util.registry import REGISTRY
 from .argtypes import (
     HelpFormatter,
     Parser,
+    age,
     as_int,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
     share,
+    size,
 )
 from .commands import (
     cmd_cache,
@@ -135,6 +137,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
     p.add_argument(
+        "--cache-max-size",
+        type=size,
+        default=default("cache_max_bytes"),
+        metavar="SIZE",
+        help="cap the cache at SIZE (20GB; 0: none) at the end of a run, least recently used first",
+    )
+    p.add_argument(
         "--report",
         metavar="FILE.json|FILE.html",
         help="write a report of the run: JSON, or for .html a page to read and listen from",
@@ -223,6 +232,12 @@ def _serve(sub: _Commands) -> None:
         "--max-concurrency", type=positive_int, help="requests in flight allowed, then 429"
     )
     p.add_argument("--latency", type=non_negative_float, default=0.0, help="seconds per request")
+    p.add_argument(
+        "--latency-per-char",
+        type=non_negative_float,
+        default=0.0,
+        help="seconds per billing character, added to --latency",
+    )
     p.add_argument("--fail-rate", type=share, default=0.0, help="share of random 5xx answers")
     p.add_argument(
         "--shape",
@@ -325,10 +340,10 @@ def _feed(sub: _Commands) -> None:
 
 
 def _cache(sub: _Commands) -> None:
-    p = sub.add_parser("cache", help="show or clear the segment store")
-    p.add_argument(
-        "action", choices=["info", "clear"], help="info: size and states; clear: empty it"
-    )
+    p = sub.add_parser("cache", help="show, prune or clear the segment store")
+    p.add_argument("action", choices=["info", "prune", "clear"], help="prune: least recently used")
+    p.add_argument("--older-than", type=age, metavar="AGE", help="prune: last used before (30d)")
+    p.add_argument("--max-size", type=size, metavar="SIZE", help="prune: down to this (10GB)")
     p.add_argument("--cache-dir", help="segment store (default: $XDG_CACHE_HOME/narrator)")
     p.set_defaults(func=cmd_cache)
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..util.wav import WavInfo
-from . import store_books, store_verdicts
+from . import store_books, store_usage, store_verdicts
 from .store_books import BookRecord
 from .store_claims import try_claim
 from .store_db import open_database, retry_locked
@@ -49,6 +49,7 @@ from .store_files import (
     place,
     sweep_temp,
 )
+from .store_usage import UsageMixin
 from .store_verdicts import StoredVerdict
 
 # The records its methods return are exported with it.
@@ -80,7 +81,7 @@ class Segment:
         return self.frames / self.rate
 
 
-class Store:
+class Store(UsageMixin):
     """Chunk states in SQLite and their audio files; one per cache directory."""
 
     def __init__(self, root: Path) -> None:
@@ -120,6 +121,7 @@ class Store:
             self._retry_locked(
                 lambda: self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
             )
+            self._retry_locked(lambda: store_usage.end_run(self._db, self.owner))
         self._db.close()
 
     def _retry_locked(self, write: Callable[[], T]) -> T:
@@ -375,6 +377,7 @@ class Store:
 
     def clear(self) -> None:
         """Forget every segment and delete every file."""
+        self._db.execute("DELETE FROM uses")
         self._db.execute("DELETE FROM verdicts")
         self._db.execute("DELETE FROM segments")
         self._db.execute("VACUUM")

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from .store_books import BOOK_FILES_SCHEMA, BOOKS_SCHEMA
 from .store_claims import CLAIMS_SCHEMA
+from .store_usage import RUNS_SCHEMA, USES_SCHEMA
 from .store_verdicts import VERDICTS_SCHEMA
 
 __all__ = ["open_database", "retry_locked"]
@@ -56,6 +57,8 @@ def open_database(path: Path) -> sqlite3.Connection:
         db.execute(BOOK_FILES_SCHEMA)
         db.execute(CLAIMS_SCHEMA)
         db.execute(VERDICTS_SCHEMA)
+        db.execute(USES_SCHEMA)
+        db.execute(RUNS_SCHEMA)
 
     retry_locked(prepare)
     return db

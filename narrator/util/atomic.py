@@ -48,12 +48,15 @@ def temp_beside(target: Path) -> Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
 
 
-def replace_synced(source: Path, target: Path) -> None:
-    """Sync ``source``'s bytes, rename it over ``target`` and sync ``target``'s folder."""
+def replace_synced(source: Path, target: Path, *, sync_folder: bool = True) -> None:
+    """Sync ``source``'s bytes, rename it over ``target`` and sync ``target``'s folder
+    (unless ``sync_folder`` is False: a power cut may then lose the rename, never leave
+    a part of the file under the name)."""
     with source.open("rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(source, target)
-    fsync_dir(target.parent)
+    if sync_folder:
+        fsync_dir(target.parent)
 
 
 @contextlib.contextmanager

@@ -55,6 +55,11 @@ class ProviderSpec:
     voices_complete: Literal["model", "base_url", "always", "never"] = "model"
     description: str = ""  # one line for --help
     networked: bool = True  # False: runs in-process, no endpoint is contacted
+    # Billing characters per chunk when --max-chars is not given (capped at the class's
+    # per-request limit). Chosen from the bench's "chunk size" rows: at a per-request
+    # limit the requests, not the characters, set the wall time, so a service that takes
+    # long texts gets long chunks; a kill loses at most the chunks in flight.
+    max_chars: int = 600
 
     def base_url(self, region: str = DEFAULT_REGION) -> str:
         """The endpoint root for ``region``, else the default region's."""
@@ -128,6 +133,9 @@ _ENTRIES: dict[str, ProviderSpec] = {
             key_variable="OPENAI_API_KEY",
             key_required=False,
             voices_complete="base_url",
+            # 4,096 is the service's limit: a seventh of the requests of 600-character
+            # chunks, so about a seventh of the wall time at 50 requests a minute.
+            max_chars=4096,
             description="OpenAI and OpenAI-compatible servers",
         ),
         ProviderSpec(

@@ -70,6 +70,7 @@ class Sizes:
     cost_chunks: int = 10_000
     offline_chunks: int = 100  # the offline voice: a short book, no service, no rate
     quality_chunks: int = 500  # the quality gate's runs (its CPU run has twice as many)
+    chunk_size_chars: int = 20_000  # the chunk-size comparison's text (38 chunks at 600)
 
 
 FULL = Sizes()
@@ -84,6 +85,7 @@ QUICK = Sizes(
     resume_chunks=300,
     cost_chunks=1000,
     quality_chunks=100,
+    chunk_size_chars=8_000,
 )
 
 

@@ -1,4 +1,4 @@
-"""Benchmarks 1 and 2: throughput against a rate-limited service, and the adaptive rate."""
+"""Throughput against a rate-limited service, the adaptive rate, and the chunk size."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from pathlib import Path
 
 import aiohttp
 
+from ...chunks.split import split_document
+from ...inputs.documents import parse_text
+from ...util.registry import spec
 from ..emulator import MODEL, EmulatorConfig, start_emulator
+from . import texts
 from .harness import (
     KEY,
     Narration,
@@ -23,7 +27,7 @@ from .harness import (
     under_goal,
 )
 
-__all__ = ["adaptive", "sequential_client", "throughput"]
+__all__ = ["adaptive", "chunk_size", "sequential_client", "throughput"]
 
 
 def _limit(ideal_seconds: float) -> float:
@@ -177,4 +181,61 @@ async def adaptive(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]
             share < 0.05,
             data,
         ),
+    ]
+
+
+# The chunk sizes compared for a service that takes 4,096 characters a request (OpenAI).
+_CHUNK_SIZES = (600, 1500, 4096)
+
+
+async def chunk_size(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
+    """The same English text through the OpenAI emulator at a per-request limit, with a
+    latency that grows with the text, at several ``--max-chars``: requests and wall time.
+
+    Scaled from OpenAI's first tier (50/min) to 120/min, 0.2 s + 0.5 ms a character, so
+    the runs take seconds while the per-request limit, not the latency, still binds at
+    600 characters (38 requests: 19 s at the limit, 5 s of latency over 4 in flight).
+    """
+    rpm, concurrency, base, per_char = 120, 4, 0.2, 0.0005
+    text = texts.english(sizes.chunk_size_chars)
+    chosen = spec("openai").max_chars
+    results: dict[int, dict[str, float]] = {}
+    for max_chars in _CHUNK_SIZES:
+        n = len(split_document(parse_text(text), max_chars=max_chars))
+        config = EmulatorConfig(
+            api="openai", api_key=KEY, engine="tone", rpm=rpm, latency=base,
+            latency_per_char=per_char,
+        )  # fmt: skip
+        progress(f"chunk size: --max-chars {max_chars}, {n} requests")
+        async with await start_emulator(config) as emulator:
+            run = await narrate(
+                work, emulator, text, "--provider=openai", f"--max-chars={max_chars}",
+                f"--concurrency={concurrency}", f"--rpm={rpm}",
+                cache=work.path(f"cache-{max_chars}"), chunks=n,
+            )  # fmt: skip
+            first = emulator.stats.starts[0]
+            requests = emulator.stats.requests
+        # A kill -9 loses the requests in flight: at most ``concurrency`` chunks.
+        results[max_chars] = {
+            "requests": requests,
+            "seconds": run.child.ended - first,
+            "kill_loses_chars": concurrency * max_chars,
+        }
+    small, best = results[_CHUNK_SIZES[0]], results[chosen]
+    ratio = small["seconds"] / best["seconds"]
+    figures = ", ".join(
+        f"{m}: {r['requests']:.0f} req {r['seconds']:.1f} s" for m, r in results.items()
+    )
+    return [
+        faster(
+            f"chunk size, openai at a per-request limit ({rpm}/min, {base:g} s + "
+            f"{per_char * 1000:g} ms/char latency): default --max-chars {chosen} vs 600",
+            figures,
+            f"a kill loses at most {concurrency} chunks in flight: "
+            f"{concurrency * chosen:,} characters at {chosen}",
+            ratio,
+            {str(m): r for m, r in results.items()},
+            goal="> 1x",
+            met=ratio > 1,
+        )
     ]

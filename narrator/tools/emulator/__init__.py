@@ -24,9 +24,9 @@ Order of checks for the endpoint, each refusal in the selected API's error shape
    voices; unknown fields are ignored.
 4. Credits spent (``billed_characters >= credits``): 403. Like a prepaid balance, a
    request is accepted while any credit is left, so the last one may overshoot.
-5. ``latency`` seconds pass (counted in flight), then the fault knobs: a random
-   500/502/503/504 (``fail_rate``) or a connection closed with no response at all
-   (``drop_rate``).
+5. ``latency`` seconds plus ``latency_per_char`` per billing character pass (counted
+   in flight), then the fault knobs: a random 500/502/503/504 (``fail_rate``) or a
+   connection closed with no response at all (``drop_rate``).
 6. Success: the characters are billed and the audio (WAV, 24 kHz mono 16-bit, like
    the real service) is returned in the configured shape. ``mixed`` takes the n-th
    success's shape from object, string, binary in turn and its status from 201, 200

@@ -40,6 +40,9 @@ class EmulatorConfig:
     rpm: float | None = None  # requests per minute; excess gets 429
     max_concurrency: int | None = None  # /v1/tts requests in flight; excess gets 429
     latency: float = 0.0  # seconds each /v1/tts request takes, counted in flight
+    # Plus this many seconds per billing character: a real service takes longer for a longer
+    # text, which is what makes the chunk size a trade-off worth measuring.
+    latency_per_char: float = 0.0
     fail_rate: float = 0.0  # chance of a random 500/502/503/504
     shape: str = "object"  # object | string | binary | mixed
     engine: str = "espeak"  # espeak | tone (a sine wave as long as the text, for benchmarks)
@@ -78,7 +81,7 @@ class EmulatorConfig:
                 f"max_concurrency must be at least 1, not {self.max_concurrency}; "
                 "use None for no limit"
             )
-        for name in ("latency", "retry_after", "credits"):
+        for name in ("latency", "latency_per_char", "retry_after", "credits"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name} must not be negative, not {value}")

@@ -150,8 +150,9 @@ class _Emulator:
                 raise Reject(
                     403, "You are out of credits: top up your balance to continue", "credits"
                 )
-            if config.latency:
-                await asyncio.sleep(config.latency)
+            delay = config.latency + config.latency_per_char * billing
+            if delay:
+                await asyncio.sleep(delay)
             if self.chance(config.fail_rate):
                 status = self._rng.choice(_SERVER_ERRORS)
                 raise Reject(status, f"Upstream failure (emulated {status})", "server")
