@@ -49,7 +49,7 @@ from .options import (
     add_qa_options,
 )
 from .watch import add_status, add_watch
-from .words import cmd_say, cmd_words
+from .words import add_say, add_words
 
 __all__ = ["DEFAULT_CONFIRM_ABOVE", "build_parser", "parse"]
 
@@ -280,42 +280,6 @@ def _serve(sub: _Commands) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def _words(sub: _Commands) -> None:
-    p = sub.add_parser(
-        "words",
-        help="list words a voice may read wrong (acronyms, names, symbols); sends nothing",
-    )
-    add_input_options(p)
-    p.add_argument("--voice", default="", help="the voice the lexicon's entries are scoped by")
-    p.add_argument(
-        "--format", default="text", choices=["text", "toml"], help="a table, or a lexicon skeleton"
-    )
-    add_lexicon_option(p)
-    p.set_defaults(func=cmd_words)
-
-
-def _say(sub: _Commands) -> None:
-    p = sub.add_parser(
-        "say", help="synthesize one short text (one request, the lexicon applied) into a WAV"
-    )
-    p.add_argument("text", metavar="TEXT", help="what to say")
-    p.add_argument("-o", "--output", metavar="FILE.wav", help="default: a new temporary file")
-    p.add_argument("--voice", help="voice name (see `narrator voices`)")
-    p.add_argument("--lang", default=default("lang"), help="the text's language, or auto")
-    add_provider(p)
-    add_endpoint_options(p)
-    add_lexicon_option(p)
-    p.add_argument(
-        "--allow-private-network",
-        action="store_true",
-        help="fetch audio links from any loopback, link-local or private address",
-    )
-    p.add_argument(
-        "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"
-    )
-    p.set_defaults(func=cmd_say)
-
-
 def _voices(sub: _Commands) -> None:
     p = sub.add_parser(
         "voices", help="list the voices and their languages or dialects, and each provider's pace"
@@ -369,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_status(sub)
     for add in (
         _estimate,
-        _words,
-        _say,
+        add_words,
+        add_say,
         _demo,
         _serve,
         _voices,

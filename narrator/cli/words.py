@@ -7,17 +7,19 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..audition import say
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.words import find_words, skeleton
-from ..settings import check_lang
+from ..settings import check_lang, default
 from ..util.folders import check_writable
 from .build import announce_endpoint, lexicon_settings, load, make_say_settings
+from .options import add_endpoint_options, add_input_options, add_lexicon_option, add_provider
 from .render import shorten, table
 
-__all__ = ["cmd_say", "cmd_words"]
+__all__ = ["add_say", "add_words", "cmd_say", "cmd_words"]
 
 
 def cmd_words(args: argparse.Namespace) -> int:
@@ -63,3 +65,41 @@ def cmd_say(args: argparse.Namespace) -> int:
         print(f"said: {made.spoken}", file=sys.stderr)
     print(made.path)
     return 0
+
+
+def add_words(sub: Any) -> None:
+    """Add ``narrator words`` to the subcommands."""
+    p = sub.add_parser(
+        "words",
+        help="list words a voice may read wrong (acronyms, names, symbols); sends nothing",
+    )
+    add_input_options(p)
+    p.add_argument("--voice", default="", help="the voice the lexicon's entries are scoped by")
+    p.add_argument(
+        "--format", default="text", choices=["text", "toml"], help="a table, or a lexicon skeleton"
+    )
+    add_lexicon_option(p)
+    p.set_defaults(func=cmd_words)
+
+
+def add_say(sub: Any) -> None:
+    """Add ``narrator say`` to the subcommands."""
+    p = sub.add_parser(
+        "say", help="synthesize one short text (one request, the lexicon applied) into a WAV"
+    )
+    p.add_argument("text", metavar="TEXT", help="what to say")
+    p.add_argument("-o", "--output", metavar="FILE.wav", help="default: a new temporary file")
+    p.add_argument("--voice", help="voice name (see `narrator voices`)")
+    p.add_argument("--lang", default=default("lang"), help="the text's language, or auto")
+    add_provider(p)
+    add_endpoint_options(p)
+    add_lexicon_option(p)
+    p.add_argument(
+        "--allow-private-network",
+        action="store_true",
+        help="fetch audio links from any loopback, link-local or private address",
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"
+    )
+    p.set_defaults(func=cmd_say)
