@@ -108,40 +108,12 @@ async def quality(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
 
     progress("quality: false alarms, clean run with the eSpeak voice (22 kHz)")
     _, report = await _run(work, books, "--provider", "espeak")
-    chunks = report["totals"]["chunks"]
-    false = report["qa_resynthesized"] + report["totals"]["flagged"]
-    rows.append(
-        Row(
-            f"quality gate: false alarms, clean {chunks}-chunk English + Chinese run, "
-            "eSpeak voice (22,050 Hz)",
-            f"{report['qa_resynthesized']} re-syntheses, {report['totals']['flagged']} flagged",
-            "0",
-            float(false),
-            str(false),
-            "0",
-            false == 0,
-            {"chunks": chunks, "resynthesized": report["qa_resynthesized"]},
-        )
-    )
+    rows.append(_false_alarms(report, "eSpeak voice (22,050 Hz)"))
 
     progress("quality: false alarms, clean run through the emulator (eSpeak, 24 kHz)")
     async with await start_emulator(EmulatorConfig(api_key=KEY)) as emulator:
         _, report = await _run(work, books, "--base-url", emulator.url, "--api-key", KEY)
-    chunks = report["totals"]["chunks"]
-    false = report["qa_resynthesized"] + report["totals"]["flagged"]
-    rows.append(
-        Row(
-            f"quality gate: false alarms, clean {chunks}-chunk English + Chinese run, "
-            "emulator (24 kHz)",
-            f"{report['qa_resynthesized']} re-syntheses, {report['totals']['flagged']} flagged",
-            "0",
-            float(false),
-            str(false),
-            "0",
-            false == 0,
-            {"chunks": chunks, "resynthesized": report["qa_resynthesized"]},
-        )
-    )
+    rows.append(_false_alarms(report, "emulator (24 kHz)"))
     rows.append(await _cost(sizes, work, progress))
     return rows
 
@@ -192,4 +164,20 @@ async def _cost(sizes: Sizes, work: Workdir, progress: Progress) -> Row:
             "cpu_on": cpu["on"],
             "cpu_off": cpu["off"],
         },
+    )
+
+
+def _false_alarms(report: dict[str, Any], voice: str) -> Row:
+    """The false-alarm row of a clean run's JSON report."""
+    chunks = report["totals"]["chunks"]
+    false = report["qa_resynthesized"] + report["totals"]["flagged"]
+    return Row(
+        f"quality gate: false alarms, clean {chunks}-chunk English + Chinese run, {voice}",
+        f"{report['qa_resynthesized']} re-syntheses, {report['totals']['flagged']} flagged",
+        "0",
+        float(false),
+        str(false),
+        "0",
+        false == 0,
+        {"chunks": chunks, "resynthesized": report["qa_resynthesized"]},
     )
