@@ -594,3 +594,20 @@ async def test_per_request_records_are_bounded(
 def test_latency_per_char_must_not_be_negative() -> None:
     with pytest.raises(ConfigError, match="latency_per_char"):
         EmulatorConfig(latency_per_char=-0.001)
+
+
+async def test_stats_keep_when_the_last_audio_was_answered_and_downloaded(
+    start: Start, http: aiohttp.ClientSession
+) -> None:
+    clock = FakeClock()
+    emulator = await start(clock=clock)
+    assert (emulator.stats.last_success, emulator.stats.last_download) == (None, None)
+    _, data, _ = await post(http, emulator)
+    clock.advance(2)
+    await post(http, emulator, headers={})  # a refusal is no answer
+    assert (emulator.stats.last_success, emulator.stats.last_download) == (1000.0, None)
+    clock.advance(3)
+    status, _ = await download(http, audio_url(data))
+    await download(http, emulator.url + "/audio/unknown.wav")  # a refused download neither
+    assert status == 200
+    assert (emulator.stats.last_success, emulator.stats.last_download) == (1000.0, 1005.0)

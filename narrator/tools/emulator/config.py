@@ -114,6 +114,10 @@ class EmulatorStats:
     truncated: int = 0  # audio downloads cut short
     bad_audio: dict[str, int] = field(default_factory=dict)  # kind -> bad answers billed
     bad_billed: dict[str, int] = field(default_factory=dict)  # billed_key() -> bad answers
+    # Clock time the last success was answered and the last audio download was served:
+    # when the client had its last segment, from which a benchmark times the finishing.
+    last_success: float | None = None
+    last_download: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict (status codes become string keys)."""

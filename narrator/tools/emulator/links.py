@@ -131,6 +131,7 @@ class Links:
         if core.chance(core.config.truncate_rate):
             core.stats.truncated += 1
             return await _truncated(request, item.wav)
+        core.stats.last_download = now
         return web.Response(body=item.wav, content_type="audio/wav")
 
 

@@ -128,6 +128,8 @@ class _Emulator:
             # disconnection, quietly.
             return web.Response(status=500)
         stats.statuses[response.status] = stats.statuses.get(response.status, 0) + 1
+        if response.status < 300:
+            stats.last_success = self.now()
         return response
 
     async def _tts(self, request: web.Request, headers: dict[str, str]) -> web.Response | None:
