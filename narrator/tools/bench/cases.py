@@ -20,6 +20,7 @@ from ...inputs.documents import parse_text
 from ...util.wav import read_wav_info, tone_pcm, wav_bytes
 from ..emulator import EmulatorConfig, start_emulator
 from . import texts
+from .finish import finishing
 from .harness import (
     KEY,
     MB,
@@ -332,4 +333,5 @@ async def offline(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
 #: Every benchmark, in the order the table shows them.
 CASES: tuple[Callable[[Sizes, Workdir, Progress], Any], ...] = (
     splitting, stitching, throughput, adaptive, chunk_size, resume, client_cost, offline, quality,
+    finishing,
 )  # fmt: skip

@@ -71,6 +71,7 @@ class Sizes:
     offline_chunks: int = 100  # the offline voice: a short book, no service, no rate
     quality_chunks: int = 500  # the quality gate's runs (its CPU run has twice as many)
     chunk_size_chars: int = 20_000  # the chunk-size comparison's text (38 chunks at 600)
+    finish_hours: float = 10.0  # audio in the finishing runs (first request to finished file)
 
 
 FULL = Sizes()
@@ -86,6 +87,7 @@ QUICK = Sizes(
     cost_chunks=1000,
     quality_chunks=100,
     chunk_size_chars=8_000,
+    finish_hours=0.5,
 )
 
 
