@@ -32,6 +32,7 @@ TINY = Sizes(
     offline_chunks=6,
     quality_chunks=12,
     chunk_size_chars=3000,
+    finish_hours=0.02,
 )
 
 
@@ -69,6 +70,7 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
         "throughput", "throughput", "client CPU", "adaptive", "adaptive", "chunk",
         "resume", "resume", "client CPU", "client peak", "offline",
         "quality", "quality", "quality", "quality",
+        "end", "tail", "tail", "disk", "disk", "FLAC",
     ]  # fmt: skip
     assert [w.split(" ")[0].rstrip(":") for w in whats] == [e.split(" ")[0] for e in expected]
     rebuilt, current = [r["data"] for r in loaded["rows"] if r["what"].startswith("resume")]
@@ -83,6 +85,30 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
     assert loaded["machine"]["cores"] >= 1 and loaded["machine"]["python"]
     assert table.count("\n| ") == len(rows) + 1  # header row plus one line per row
     assert not list(scratch.rglob("*.m4b"))  # big outputs are removed once measured
+
+
+@pytest.mark.slow
+async def test_finishing_rows_time_the_runs_and_measure_the_disk(tmp_path: Path) -> None:
+    rows = await bench.run(TINY, tmp_path, only=["finishing", "flac"])
+    assert not [r.figure for r in rows if r.figure.startswith("failed")]
+    end, m4b_tail, mp3_tail, cache, extra, flac = rows
+    run = end.data
+    assert run["chunks"] >= 2 and not run["stopped_at_time_limit"]
+    assert 0 < run["to_last_segment"] < run["seconds"]  # the tail is counted, not skipped
+    assert m4b_tail.data["tail_seconds"] == run["tail_seconds"] and m4b_tail.ratio is not None
+    assert mp3_tail.data["rpm"] == 540 and mp3_tail.data["book_bytes"] > 0
+    # 0.02 h of tone at 24 kHz 16-bit, every segment kept, nothing else counted as one.
+    assert run["audio_seconds"] == pytest.approx(72, rel=0.1)
+    assert cache.data["cache_segment_bytes"] == pytest.approx(
+        run["audio_seconds"] * 48000, rel=0.05
+    )
+    assert cache.data["cache_bytes"] > cache.data["cache_segment_bytes"]
+    m4b = extra.data["m4b"]
+    assert m4b["folder_samples"] >= 1 and m4b["peak_folder_bytes"] >= m4b["book_bytes"] > 0
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".m4b", ".mp3", ".wav", ".flac")]
+    sizes = flac.data
+    assert 0 < sizes["ffmpeg"]["bytes"] < sizes["wav_bytes"]  # speech compresses, losslessly
+    assert 30 < sizes["segment_seconds"] < 50 and sizes["cpu_seconds"] > 0
 
 
 def test_cli_writes_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,6 +21,7 @@ from ...util.wav import read_wav_info, tone_pcm, wav_bytes
 from ..emulator import EmulatorConfig, start_emulator
 from . import texts
 from .finish import finishing
+from .flac import flac
 from .harness import (
     KEY,
     MB,
@@ -333,5 +334,5 @@ async def offline(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
 #: Every benchmark, in the order the table shows them.
 CASES: tuple[Callable[[Sizes, Workdir, Progress], Any], ...] = (
     splitting, stitching, throughput, adaptive, chunk_size, resume, client_cost, offline, quality,
-    finishing,
+    finishing, flac,
 )  # fmt: skip
