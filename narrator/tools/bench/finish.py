@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,14 +91,16 @@ class _Watch:
             await asyncio.sleep(SAMPLE_EVERY)
 
 
-@contextlib.contextmanager
-def _watching(folder: Path, output: Path) -> Iterator[_Watch]:
+@contextlib.asynccontextmanager
+async def _watching(folder: Path, output: Path) -> AsyncIterator[_Watch]:
     watch = _Watch(folder, output)
     task = asyncio.ensure_future(watch.run())
     try:
         yield watch
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +171,11 @@ async def _run(
     rpm: int,
     concurrency: int,
     voice: str,
+    audio: float,
     time_limit: float,
 ) -> _Run:
-    """Narrate ``text`` to ``fmt`` through an emulator of the service's shape at ``rpm``."""
+    """Narrate ``text`` to ``fmt`` through an emulator of the service's shape at ``rpm``;
+    ``audio`` is the seconds the book is expected to last, if a stopped run cannot say."""
     config = EmulatorConfig(
         api_key=KEY, engine="tone", rpm=rpm, latency=LATENCY, latency_per_char=LATENCY_PER_CHAR
     )
@@ -180,7 +184,7 @@ async def _run(
     output = folder / f"book.{fmt}"
     try:
         async with await start_emulator(config) as emulator:
-            with _watching(folder, output) as watch:
+            async with _watching(folder, output) as watch:
                 run = await narrate(
                     work, emulator, text, f"--rpm={rpm}", f"--concurrency={concurrency}",
                     f"--max-chars={MAX_CHARS}", f"--voice={voice}",
@@ -198,7 +202,7 @@ async def _run(
             chunks,
             first,
             last,
-            float(doc.get("audio_seconds", 0.0)),
+            float(doc.get("audio_seconds", audio)),
             output.stat().st_size if output.exists() else 0,
             watch.peak,
             watch.samples,
@@ -227,7 +231,7 @@ async def finishing(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row
     progress(f"finishing: {audio / 3600:.1f} h to M4B, {n} requests, ideal {ideal:.0f} s")
     m4b = await _run(
         work, text, n, fmt="m4b", rpm=RPM, concurrency=CONCURRENCY, voice="Cherry",
-        time_limit=_limit(ideal, audio),
+        audio=audio, time_limit=_limit(ideal, audio),
     )  # fmt: skip
     # The MP3 run at three times the rate, so it takes a third of the time: about 320 s of
     # audio a second, still well under the ~540x real time LAME manages on one core here,
@@ -237,7 +241,7 @@ async def finishing(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row
     progress(f"finishing: the same to MP3 at --rpm {fast_rpm}, ideal {fast_ideal:.0f} s")
     mp3 = await _run(
         work, text, n, fmt="mp3", rpm=fast_rpm, concurrency=fast_concurrency, voice="Ethan",
-        time_limit=_limit(fast_ideal, audio),
+        audio=audio, time_limit=_limit(fast_ideal, audio),
     )  # fmt: skip
     return [
         _end_to_end(m4b, ideal, rate, latency),
