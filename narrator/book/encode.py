@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..util.atomic import atomic_path, temp_beside
+from ..util.atomic import atomic_path, replace_synced, temp_beside
 from ..util.image import image_mime
 from ..util.sanitize import strip_controls
 from .ffmpeg import (
@@ -50,6 +50,7 @@ __all__ = [
     "Metadata",
     "encode",
     "ffmpeg_exe",
+    "finish_part",
     "format_of",
     "image_mime",
     "measure_loudness",
@@ -181,3 +182,47 @@ def encode(
     finally:
         meta_file.unlink(missing_ok=True)
     return output
+
+
+def finish_part(
+    encoded: Path,
+    output: Path,
+    *,
+    fmt: str,
+    metadata: Metadata,
+    chapters: Sequence[ChapterMark] = (),
+    seconds: float,
+) -> Path:
+    """Make ``encoded`` (audio a streaming encoder wrote, without tags) into ``output``:
+    a remux with chapters and ``faststart`` for M4B/M4A, tags by mutagen in place for the
+    others (a WAV file brings its own). Nothing is encoded again. ``encoded`` is gone
+    afterwards, moved or removed; ``output`` appears whole or not at all."""
+    if fmt in ("m4b", "m4a"):
+        meta_file = temp_beside(output).with_suffix(".ffmeta")
+        try:
+            with atomic_path(output) as tmp:
+                meta_file.write_text(_ffmetadata(metadata, chapters, seconds), encoding="utf-8")
+                _run(
+                    ["-y", "-i", str(encoded), "-i", str(meta_file), "-map", "0:a",
+                     "-map_metadata", "1", "-map_chapters", "1" if chapters else "-1",
+                     "-c", "copy", "-movflags", "+faststart", "-f", FORMATS[fmt].muxer, str(tmp)],
+                    f"write {output.name}",
+                    audio_seconds=seconds,
+                )  # fmt: skip
+                if metadata.cover:
+                    _cover_mp4(tmp, metadata.cover)
+        finally:
+            meta_file.unlink(missing_ok=True)
+            encoded.unlink(missing_ok=True)
+        return output
+    if fmt == "mp3":
+        _tag_mp3(encoded, metadata, chapters)
+    elif fmt in _VORBIS:
+        _tag_vorbis(encoded, fmt, metadata, chapters)
+    replace_synced(encoded, output)
+    return output
+
+
+def tag_values(meta: Metadata) -> dict[str, str]:
+    """ffmpeg's generic tag names and their values, for a WAV file's LIST/INFO chunk."""
+    return _tag_values(meta)

@@ -84,14 +84,19 @@ def measure_loudness(
 ) -> Loudness:
     """The first loudnorm pass: measure ``source`` as a whole."""
     stderr = _run(
-        ["-i", str(source), "-af", _loudnorm(target, true_peak, lra) + ":print_format=json",
+        ["-i", str(source), "-af", measure_filter(target, true_peak, lra),
          "-f", "null", "-"],
         f"measure the loudness of {source.name}",
         audio_seconds=_longest(source),
     )  # fmt: skip
+    return parse_loudness(stderr, source.name)
+
+
+def parse_loudness(stderr: str, name: str) -> Loudness:
+    """The measurement a first loudnorm pass (``print_format=json``) left in its stderr."""
     found = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
     if found is None:
-        raise AudioError(f"ffmpeg measured no loudness for {source.name}")
+        raise AudioError(f"ffmpeg measured no loudness for {name}")
     data = json.loads(found.group(0))
     return Loudness(
         integrated=float(data["input_i"]),
@@ -99,6 +104,26 @@ def measure_loudness(
         lra=float(data["input_lra"]),
         threshold=float(data["input_thresh"]),
         offset=float(data["target_offset"]),
+    )
+
+
+def measure_filter(target: float, true_peak: float, lra: float = 11.0) -> str:
+    """The first pass's filter: measure, print the result as JSON."""
+    return _loudnorm(target, true_peak, lra) + ":print_format=json"
+
+
+def apply_filter(
+    measured: Loudness, *, rate: int, target: float, true_peak: float, lra: float = 11.0
+) -> str | None:
+    """The second pass's filter, or None for a silent book (it cannot be normalised)."""
+    if not math.isfinite(measured.integrated) or not math.isfinite(measured.threshold):
+        return None
+    return (
+        f"{_loudnorm(target, true_peak, lra)}:measured_I={measured.integrated}"
+        f":measured_TP={measured.true_peak}:measured_LRA={measured.lra}"
+        f":measured_thresh={measured.threshold}:offset={measured.offset}:linear=true"
+        # loudnorm works at 192 kHz; bring the book back to its own rate
+        f",aresample={rate}"
     )
 
 
@@ -119,16 +144,10 @@ def normalize_wav(
     measurement. A silent book cannot be normalised and is copied unchanged.
     """
     measured = measure_loudness(source, target=target, true_peak=true_peak, lra=lra)
-    if not math.isfinite(measured.integrated) or not math.isfinite(measured.threshold):
+    second = apply_filter(measured, rate=rate, target=target, true_peak=true_peak, lra=lra)
+    if second is None:
         shutil.copyfile(source, output)
         return measured
-    second = (
-        f"{_loudnorm(target, true_peak, lra)}:measured_I={measured.integrated}"
-        f":measured_TP={measured.true_peak}:measured_LRA={measured.lra}"
-        f":measured_thresh={measured.threshold}:offset={measured.offset}:linear=true"
-        # loudnorm works at 192 kHz; bring the book back to its own rate
-        f",aresample={rate}"
-    )
     _run(
         ["-y", "-i", str(source), "-af", second, "-c:a", _PCM_CODECS[width], "-rf64", "auto",
          "-f", "wav", str(output)],

@@ -55,6 +55,10 @@ class Ready:
     size: int  # bytes it will take in the output
     gap: int  # bytes of silence before it (0 for the first piece)
 
+    def close(self) -> None:
+        """Let go of the piece without writing it."""
+        self.source.__exit__(None, None, None)
+
 
 def probe(path: Path) -> WavInfo:
     """Where ``path``'s samples are, with unreadable files reported as AudioError."""

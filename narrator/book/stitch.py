@@ -6,10 +6,10 @@ output in fixed-size blocks and are never gathered. (Joining with pydub's
 59 s and 560 MB, against 0.13 s and 14 MB streamed.)
 
 The pieces go through the writer the streaming book uses too
-(:class:`~narrator.book.joiner.Joiner`). The first segment sets the output format. Segments in that format are copied
-byte-for-byte, so their samples reach the output unchanged; any other segment is
-converted with pydub, one segment at a time, so memory is bounded by the longest
-segment, not by the book.
+(:class:`~narrator.book.joiner.Joiner`). The first segment sets the output format.
+Segments in that format are copied byte-for-byte, so their samples reach the output
+unchanged; any other segment is converted with pydub, one segment at a time, so memory
+is bounded by the longest segment, not by the book.
 
 With ``clean=True`` every join is made inaudible: each segment's own leading and
 trailing silence is trimmed (conservatively, see :data:`SILENCE_DBFS` and

@@ -100,6 +100,17 @@ class WavFile:
             assert self._rf64 is not None or len(header) == _RF64_HEADER.size
             fh.write(header)
 
+    def end(self) -> None:
+        """The last sample of a part is in; the tags come with :meth:`seal`."""
+
+    def seal(self, tags: Mapping[str, str]) -> None:
+        """Finish the file with ``tags`` (see :meth:`close`)."""
+        self.close(tags)
+
+    def kill(self) -> None:
+        """Abandon the file (see :meth:`discard`)."""
+        self.discard()
+
     def discard(self) -> None:
         """Close without finishing (the caller removes the file)."""
         if self._fh is not None:
