@@ -162,7 +162,7 @@ class BookStream:
         """Append the next piece. Raises :class:`AudioError` (bad segment, ffmpeg) or
         :class:`OSError`; after an error the stream is aborted and every call raises."""
         if self._error is not None:
-            raise AudioError(f"{self.output.name} was abandoned: {self._error}")
+            raise self._error  # the first error is the one to report
         try:
             ready = self._joiner.ready(piece)
             try:
@@ -183,7 +183,7 @@ class BookStream:
     def finish(self) -> Audiobook:
         """The last piece is in: finish every part (remux, tags) and write the sidecars."""
         if self._error is not None:
-            raise AudioError(f"{self.output.name} was abandoned: {self._error}")
+            raise self._error  # the first error is the one to report
         try:
             return self._finish()
         except BaseException as exc:
