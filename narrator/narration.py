@@ -29,6 +29,7 @@ from .settings import AudiobookOptions, Settings
 from .status import Status
 from .synth.pool import Job, Outcome, Pool
 from .synth.providers import Provider
+from .synth.quality import MIN_SAMPLES, profile
 from .synth.sanity import max_seconds
 from .synth.store import segment_key
 from .util.diskspace import disk_full, is_disk_full
@@ -129,14 +130,30 @@ class _Feed:
             self._stream.abort()
 
 
-def _settled(pool: Pool, job: Job, outcome: Outcome) -> bool:
-    """Whether the gate's word on ``outcome`` is final, or would be if judged again now."""
-    verdict, retakes = outcome.verdict, pool.retakes
-    if verdict is None or not verdict.provisional or outcome.flagged or retakes is None:
+# A provisional pass goes into the book once it has been judged again with at least this
+# many passes of every script of its text behind the gate (else once the document is in,
+# as without streaming). More than the gate's own minimum (MIN_SAMPLES): the wide prior
+# lets a cut answer pass, and a few of those among the first samples widen the spread;
+# a run without streaming judged them again with the whole document's samples.
+SETTLED_SAMPLES = 4 * MIN_SAMPLES
+
+
+def _final(outcome: Outcome) -> bool:
+    """Whether the gate's word on ``outcome`` is final (no recheck would change it)."""
+    verdict = outcome.verdict
+    if verdict is None or not verdict.provisional or outcome.flagged:
         return True
-    if outcome.measurement is None:
+    return outcome.measurement is None
+
+
+def _judgeable(pool: Pool, job: Job) -> bool:
+    """Whether the gate knows enough to judge a provisional pass of ``job`` for good."""
+    retakes = pool.retakes
+    if retakes is None:
         return True
-    return not retakes.gate.judge(retakes.voice_key, job.text, outcome.measurement).provisional
+    rates = retakes.gate.rates(retakes.voice_key)
+    scripts = {"latin" if script == "digits" else script for script, _ in profile(job.text).weights}
+    return all(len(rates.samples.get(script, ())) >= SETTLED_SAMPLES for script in scripts)
 
 
 async def _one(awaitable: asyncio.Future[Outcome]) -> Outcome | BaseException:
@@ -158,8 +175,8 @@ async def _stream_in_order(
     results: list[Outcome | BaseException] = []
     for index, future in enumerate(futures):
         result = await _one(future)
-        if isinstance(result, Outcome) and not _settled(pool, jobs[index], result):
-            while not _settled(pool, jobs[index], result):
+        if isinstance(result, Outcome) and not _final(result):
+            while not _judgeable(pool, jobs[index]):
                 pending = [f for f in futures if not f.done()]
                 if not pending:
                     break  # the document is in: judged with all it taught, as ever
