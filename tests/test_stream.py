@@ -44,7 +44,7 @@ async def until(condition: Callable[[], bool]) -> bool:
     for _ in range(3000):
         if condition():
             return True
-        await asyncio.sleep(0.01)  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
     return False
 
 
@@ -99,7 +99,9 @@ async def test_the_book_is_encoded_while_its_last_chunk_is_still_being_synthesiz
     # The last chunk is answered only once the encoder's hidden file has grown.
     provider = Tones("Line 23", lambda: any(p.stat().st_size > 0 for p in hidden(out)))
     text = "\n\n".join(PARAGRAPHS)
-    report = await narrator.narrate(text, out / f"book.{fmt}", settings(tmp_path), provider=provider)
+    report = await narrator.narrate(
+        text, out / f"book.{fmt}", settings(tmp_path), provider=provider
+    )
 
     assert provider.seen_ready is True  # encoding ran before the last chunk was in
     assert report.status == "done" and report.chunks == len(PARAGRAPHS)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import AudioError
 from ..util.wav import WavInfo
-from .ffmpeg import _PCM_CODECS, _bound, ffmpeg_exe
+from .ffmpeg import _PCM_CODECS, _bound, ffmpeg_exe, last_words
 
 __all__: list[str] = []
 
@@ -119,10 +119,8 @@ class Encoder:
         return self._err.read().decode("utf-8", "replace")
 
     def _failure(self) -> AudioError:
-        last = [line for line in self._stderr().splitlines() if line.strip()][-2:]
-        return AudioError(
-            f"ffmpeg could not {self.what}: {' / '.join(last) or self._proc.returncode}"
-        )
+        words = last_words(self._stderr()) or self._proc.returncode
+        return AudioError(f"ffmpeg could not {self.what}: {words}")
 
 
 def temp_part(output: Path, number: int) -> Path:

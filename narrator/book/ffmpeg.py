@@ -70,9 +70,22 @@ def _run(args: Sequence[str], what: str, *, audio_seconds: float = 0.0) -> str:
         raise AudioError(f"cannot run ffmpeg ({cmd[0]}): {exc.strerror or exc}") from exc
     stderr = done.stderr.decode("utf-8", "replace")
     if done.returncode:
-        last = [line for line in stderr.splitlines() if line.strip()][-2:]
-        raise AudioError(f"ffmpeg could not {what}: {' / '.join(last) or done.returncode}")
+        raise AudioError(f"ffmpeg could not {what}: {last_words(stderr) or done.returncode}")
     return stderr
+
+
+def last_words(stderr: str) -> str:
+    """What to quote of a failed ffmpeg's stderr: why it failed (a full disk is named in
+    an error line, before the progress and "Conversion failed!" that end it) and its
+    last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    why = [line for line in lines if any(w in line for w in _DISK_WORDS)] or [
+        line for line in lines[:-1] if "rror" in line
+    ]
+    return " / ".join([*why[-1:], *lines[-1:]])
+
+
+_DISK_WORDS = ("No space left on device", "Disk quota exceeded")
 
 
 def _loudnorm(target: float, true_peak: float, lra: float) -> str:
