@@ -1,7 +1,9 @@
-"""Encode a stitched WAV into what listeners use: MP3, M4B/M4A, FLAC, Ogg Vorbis, Opus, WAV.
+"""What listeners use: MP3, M4B/M4A, FLAC, Ogg Vorbis, Opus, WAV, with tags and chapters.
 
-ffmpeg does the work, reading the WAV file as a stream, so Python never holds the book.
-It is the ``ffmpeg`` on ``PATH`` when there is one, else the binary the
+A book is encoded while it is synthesized (:mod:`narrator.book.stream`, ffmpeg fed
+through a pipe); :func:`finish_part` then only remuxes or tags what was encoded.
+:func:`encode` encodes a WAV file already on disk in one go (the benchmarks' reference).
+ffmpeg is the ``ffmpeg`` on ``PATH`` when there is one, else the binary the
 ``imageio-ffmpeg`` wheel ships (so a machine without ffmpeg still works).
 
 Tags and chapters go where each format's players look for them:
@@ -11,8 +13,9 @@ Tags and chapters go where each format's players look for them:
 - MP3: ID3v2.3 tags with ``CHAP``/``CTOC`` chapter frames, written by mutagen;
 - FLAC, Ogg Vorbis, Opus: Vorbis comments with ``CHAPTERnnn``/``CHAPTERnnnNAME``
   chapters, written by mutagen;
-- WAV: a ``LIST/INFO`` chunk (title, artist, album, date); WAV has no chapter marks
-  players read. Samples are copied, not re-encoded; past 4 GiB the file is RF64.
+- WAV: a ``LIST/INFO`` chunk (title, artist, album, date), written by narrator after
+  the samples (:mod:`narrator.book.wavfile`); WAV has no chapter marks players read.
+  Samples are copied, not re-encoded; past 4 GiB the file is RF64.
 
 Loudness normalisation is EBU R128 in two passes over the whole book (ffmpeg
 ``loudnorm``: measure, then apply with the measurement), never per segment, which
