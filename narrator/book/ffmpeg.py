@@ -131,6 +131,11 @@ def apply_filter(
     """The second pass's filter, or None for a silent book (it cannot be normalised)."""
     if not math.isfinite(measured.integrated) or not math.isfinite(measured.threshold):
         return None
+    gain = target - measured.integrated
+    if math.isfinite(measured.true_peak) and measured.true_peak + gain <= true_peak:
+        # What loudnorm's linear mode does in this case, a single gain, without its
+        # round trip through 192 kHz: several times faster over a whole book.
+        return f"volume={gain:.2f}dB"
     return (
         f"{_loudnorm(target, true_peak, lra)}:measured_I={measured.integrated}"
         f":measured_TP={measured.true_peak}:measured_LRA={measured.lra}"
