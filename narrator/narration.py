@@ -1,24 +1,35 @@
-"""One document through the shared pool: its chunks submitted, collected in order,
-judged again once the whole document is in, then stitched into its audiobook."""
+"""One document through the shared pool: its chunks submitted, collected in order and
+streamed into its audiobook as they come (:class:`~narrator.book.stream.BookStream`, on
+a thread of the document's own), so the book is finished soon after its last chunk.
+
+A segment goes into the book only once the quality gate's word on it is final: a pass
+judged while the run still guessed the voice's speech rate (``provisional``) is held
+until the gate has learnt enough to judge it again, or the whole document is in (as a
+run without streaming would judge it). A failed chunk, ``--qa strict`` meeting a bad
+segment, or a stop abandons the book: its encoders stop and its hidden files go.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .book.audiobook import make_audiobook
+from .book.audiobook import Audiobook, BookStream
 from .book.encode import ChapterMark
 from .book.stitch import Piece
 from .chunks.split import Chunk
 from .errors import ChunkFailed, NarratorError, Stopped, StopRun
+from .inputs.documents import Document
 from .reports import DocumentReport, ProgressCallback, ProgressEvent, Work, flags_of
-from .settings import Settings
+from .settings import AudiobookOptions, Settings
 from .status import Status
 from .synth.pool import Job, Outcome, Pool
 from .synth.providers import Provider
+from .synth.quality import MIN_SAMPLES, profile
 from .synth.sanity import max_seconds
 from .synth.store import segment_key
 from .util.diskspace import disk_full, is_disk_full
@@ -43,6 +54,140 @@ def _count(on_progress: ProgressCallback, chunk: Chunk, future: asyncio.Future[O
         return
     cached = future.exception() is None and future.result().cached
     on_progress(ProgressEvent("chunk", chunks=1, characters=chunk.billing_chars, cached=cached))
+
+
+class _Feed:
+    """A document's :class:`BookStream` on a thread of its own, fed in book order
+    without blocking the event loop; a slow encoder never holds up synthesis (the
+    pieces wait in the queue, their segments are in the cache anyway). The thread and
+    the stream start with the first piece."""
+
+    def __init__(
+        self,
+        document: Document,
+        chunks: Sequence[Chunk],
+        output: Path,
+        options: AudiobookOptions,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self._args = (document, chunks, output, options)
+        self._on_error = on_error
+        self._stream: BookStream | None = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._dropped = False  # set on the loop, read by the thread: skip what is queued
+        self.fed = 0
+
+    def add(self, piece: Piece) -> None:
+        """Queue the next piece."""
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="narrator-book"
+            )
+        done = asyncio.get_running_loop().run_in_executor(self._thread, self._add, piece)
+        done.add_done_callback(self._check)
+        self.fed += 1
+
+    def _add(self, piece: Piece) -> None:
+        if self._dropped:
+            return
+        if self._stream is None:
+            self._stream = BookStream(*self._args)
+        self._stream.add(piece)
+
+    def _check(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            self._on_error(done.exception())  # type: ignore[arg-type]
+
+    async def finish(self) -> Audiobook:
+        """Every piece is queued: the book, once the stream has written it."""
+        assert self._thread is not None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._finish)
+        finally:
+            self._thread.shutdown(wait=False)
+            self._thread = None  # the stream aborts itself on an error
+
+    def _finish(self) -> Audiobook:
+        assert self._stream is not None
+        return self._stream.finish()
+
+    async def abort(self) -> None:
+        """Abandon the book: what is queued is skipped, encoders stop, hidden files go."""
+        if self._thread is None:
+            return
+        self._dropped = True
+        done = asyncio.get_running_loop().run_in_executor(self._thread, self._abort)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            self._thread.shutdown(wait=True)  # cancelled again: still leave nothing behind
+            raise
+        finally:
+            self._thread.shutdown(wait=False)
+
+    def _abort(self) -> None:
+        if self._stream is not None:
+            self._stream.abort()
+
+
+# A provisional pass goes into the book once it has been judged again with at least this
+# many passes of every script of its text behind the gate (else once the document is in,
+# as without streaming). More than the gate's own minimum (MIN_SAMPLES): the wide prior
+# lets a cut answer pass, and a few of those among the first samples widen the spread;
+# a run without streaming judged them again with the whole document's samples.
+SETTLED_SAMPLES = 4 * MIN_SAMPLES
+
+
+def _final(outcome: Outcome) -> bool:
+    """Whether the gate's word on ``outcome`` is final (no recheck would change it)."""
+    verdict = outcome.verdict
+    if verdict is None or not verdict.provisional or outcome.flagged:
+        return True
+    return outcome.measurement is None
+
+
+def _judgeable(pool: Pool, job: Job) -> bool:
+    """Whether the gate knows enough to judge a provisional pass of ``job`` for good."""
+    retakes = pool.retakes
+    if retakes is None:
+        return True
+    rates = retakes.gate.rates(retakes.voice_key)
+    scripts = {"latin" if script == "digits" else script for script, _ in profile(job.text).weights}
+    return all(len(rates.samples.get(script, ())) >= SETTLED_SAMPLES for script in scripts)
+
+
+async def _one(awaitable: asyncio.Future[Outcome]) -> Outcome | BaseException:
+    result: Outcome | BaseException = (await asyncio.gather(awaitable, return_exceptions=True))[0]
+    return result
+
+
+async def _stream_in_order(
+    pool: Pool,
+    jobs: Sequence[Job],
+    futures: Sequence[asyncio.Future[Outcome]],
+    feed: _Feed,
+    piece: Callable[[int, Outcome], Piece],
+    *,
+    strict: bool,
+) -> list[Outcome | BaseException]:
+    """Every chunk's result; as long as all is well, each segment is fed to the book as
+    soon as it and those before it are in and final (see the module docstring)."""
+    results: list[Outcome | BaseException] = []
+    for index, future in enumerate(futures):
+        result = await _one(future)
+        if isinstance(result, Outcome) and not _final(result):
+            while not _judgeable(pool, jobs[index]):
+                pending = [f for f in futures if not f.done()]
+                if not pending:
+                    break  # the document is in: judged with all it taught, as ever
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            result = await _one(asyncio.ensure_future(pool.recheck(jobs[index], result)))
+        results.append(result)
+        if not isinstance(result, Outcome) or (strict and result.flagged):
+            break
+        feed.add(piece(index, result))
+    rest = await asyncio.gather(*futures[len(results) :], return_exceptions=True)
+    return [*results, *rest]
 
 
 async def narrate_one(
@@ -98,9 +243,60 @@ async def narrate_one(
         future = pool.submit(job, owner=work)
         future.add_done_callback(functools.partial(_count, on_progress, chunk))
         futures.append(future)
-    results: list[Outcome | BaseException] = list(
-        await asyncio.gather(*futures, return_exceptions=True)
+
+    def piece(index: int, outcome: Outcome) -> Piece:
+        chunk = chunks[index]
+        gap = chunk_gap_ms(settings, chunks[index - 1] if index else None, chunk)
+        return Piece(outcome.segment.path, gap, max_seconds(chunk.billing_chars))
+
+    def book_failed(exc: BaseException) -> None:
+        if is_disk_full(exc):  # stop paying for chunks that cannot be written
+            pool.stop(disk_full(work.output.absolute().parent))
+
+    feed = _Feed(doc, chunks, work.output, settings.audiobook, book_failed)
+    try:
+        results = await _stream_in_order(
+            pool, jobs, futures, feed, piece, strict=settings.qa == "strict"
+        )
+        outcomes, status, errors = await _judge_all(
+            pool, jobs, chunks, results, settings, doc.source
+        )
+        if status is not None:
+            await feed.abort()
+            return report(status, errors=errors)
+        for index in range(feed.fed, len(chunks)):
+            feed.add(piece(index, outcomes[index]))
+        book = await feed.finish()
+    except (NarratorError, OSError) as exc:
+        await feed.abort()
+        if is_disk_full(exc):
+            full = disk_full(work.output.absolute().parent)
+            pool.stop(full)
+            return report(Status.STOPPED, errors=[f"writing {work.output}: the disk is full"])
+        return report(Status.FAILED, errors=[f"writing {work.output}: {exc}"])
+    except BaseException:
+        await feed.abort()
+        raise
+    return report(
+        Status.DONE,
+        seconds=book.seconds,
+        chapters=book.chapters,
+        files=book.files,
+        starts=book.starts,
     )
+
+
+async def _judge_all(
+    pool: Pool,
+    jobs: Sequence[Job],
+    chunks: Sequence[Chunk],
+    results: list[Outcome | BaseException],
+    settings: Settings,
+    source: str,
+) -> tuple[list[Outcome], Status | None, list[str]]:
+    """The document's outcomes, each judged for good (see the module docstring), and
+    what stops its book: a status and its errors, or None and no errors."""
+    outcomes: list[Outcome] = []
     for attempt in range(2):
         outcomes = [r for r in results if isinstance(r, Outcome)]
         errors: list[str] = []
@@ -113,16 +309,18 @@ async def narrate_one(
             elif isinstance(result, BaseException):
                 raise result  # a bug, not a service failure: let it show
         if stopped:
-            return report(
-                Status.STOPPED, errors=errors or ["the run stopped before this document finished"]
+            return (
+                outcomes,
+                Status.STOPPED,
+                errors or ["the run stopped before this document finished"],
             )
         if errors:
-            log.error("%s: %d of %d chunks failed", doc.source, len(errors), len(chunks))
-            return report(Status.FAILED, errors=errors)
+            log.error("%s: %d of %d chunks failed", source, len(errors), len(chunks))
+            return outcomes, Status.FAILED, errors
         if attempt or pool.gate is None:
             break
         # Segments passed while the run's speech rate was still a guess are judged again
-        # with what the whole document taught, before anything is stitched.
+        # with what the whole document taught (those already in the book were, before).
         results = list(
             await asyncio.gather(
                 *(pool.recheck(job, o) for job, o in zip(jobs, outcomes, strict=True)),
@@ -131,35 +329,14 @@ async def narrate_one(
         )
     if settings.qa == "strict" and any(o.flagged for o in outcomes):
         flags = flags_of(chunks, outcomes, ())
-        log.error("%s: %d segments still bad (--qa strict)", doc.source, len(flags))
-        return report(
+        log.error("%s: %d segments still bad (--qa strict)", source, len(flags))
+        return (
+            outcomes,
             Status.FAILED,
-            errors=[
+            [
                 f"chunk {f.chunk}: {f.kind} audio ({f.reason}) after {f.attempts} attempts "
                 "(--qa strict)"
                 for f in flags
             ],
         )
-    previous: Chunk | None = None
-    pieces = []
-    for chunk, outcome in zip(chunks, outcomes, strict=True):
-        gap = chunk_gap_ms(settings, previous, chunk)
-        pieces.append(Piece(outcome.segment.path, gap, max_seconds(chunk.billing_chars)))
-        previous = chunk
-    try:
-        book = await asyncio.to_thread(
-            make_audiobook, doc, chunks, pieces, work.output, settings.audiobook
-        )
-    except (NarratorError, OSError) as exc:
-        if is_disk_full(exc):
-            full = disk_full(work.output.absolute().parent)
-            pool.stop(full)
-            return report(Status.STOPPED, errors=[f"writing {work.output}: the disk is full"])
-        return report(Status.FAILED, errors=[f"writing {work.output}: {exc}"])
-    return report(
-        Status.DONE,
-        seconds=book.seconds,
-        chapters=book.chapters,
-        files=book.files,
-        starts=book.starts,
-    )
+    return outcomes, None, []

@@ -1,10 +1,11 @@
 """The pipeline: documents in, one audiobook per document out.
 
 It composes the stages: split each document, send every chunk of every document
-through one shared pool, and stitch a document as soon as its last chunk is in.
-Nothing here blocks the event loop: documents are loaded and split on a worker
-thread, the store runs on its own (:mod:`narrator.synth.storethread`), and books are
-stitched and encoded on worker threads.
+through one shared pool, and stream each document into its audiobook as its chunks
+come in (:mod:`narrator.narration`). Nothing here blocks the event loop: documents are
+loaded and split on a worker thread, the store runs on its own
+(:mod:`narrator.synth.storethread`), and books are stitched and encoded on worker
+threads, one per document being written.
 """
 
 from __future__ import annotations

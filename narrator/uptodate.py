@@ -115,8 +115,9 @@ def room_needed(
     plans: Sequence[tuple[Work, list[Chunk]]], store: Store, provider: Provider, settings: Settings
 ) -> dict[Path, int]:
     """Bytes each folder will need, estimated from the text: the cache for the audio not
-    yet in it, each output folder for its books (the stitched WAV, a normalised copy,
-    the encoded file, all on disk at once while a book is encoded)."""
+    yet in it, each output folder for its books: the book as it is encoded, and for
+    M4B/M4A its remux with chapters beside it at the end (no WAV of a compressed book
+    is ever on disk)."""
     needs: dict[Path, int] = {}
     missing: dict[str, int] = {}
     for _, chunks in plans:
@@ -135,7 +136,8 @@ def room_needed(
             fmt = "wav"
         encoded = wav if fmt in ("wav", "flac") else wav // 4
         folder = work.output.absolute().parent
-        needs[folder] = needs.get(folder, 0) + wav * (2 if options.normalize else 1) + encoded
+        copies = 2 if fmt in ("m4b", "m4a") else 1  # the remux at the end
+        needs[folder] = needs.get(folder, 0) + encoded * copies
     return needs
 
 

@@ -1,7 +1,9 @@
-"""Encode a stitched WAV into what listeners use: MP3, M4B/M4A, FLAC, Ogg Vorbis, Opus, WAV.
+"""What listeners use: MP3, M4B/M4A, FLAC, Ogg Vorbis, Opus, WAV, with tags and chapters.
 
-ffmpeg does the work, reading the WAV file as a stream, so Python never holds the book.
-It is the ``ffmpeg`` on ``PATH`` when there is one, else the binary the
+A book is encoded while it is synthesized (:mod:`narrator.book.stream`, ffmpeg fed
+through a pipe); :func:`finish_part` then only remuxes or tags what was encoded.
+:func:`encode` encodes a WAV file already on disk in one go (the benchmarks' reference).
+ffmpeg is the ``ffmpeg`` on ``PATH`` when there is one, else the binary the
 ``imageio-ffmpeg`` wheel ships (so a machine without ffmpeg still works).
 
 Tags and chapters go where each format's players look for them:
@@ -11,8 +13,9 @@ Tags and chapters go where each format's players look for them:
 - MP3: ID3v2.3 tags with ``CHAP``/``CTOC`` chapter frames, written by mutagen;
 - FLAC, Ogg Vorbis, Opus: Vorbis comments with ``CHAPTERnnn``/``CHAPTERnnnNAME``
   chapters, written by mutagen;
-- WAV: a ``LIST/INFO`` chunk (title, artist, album, date); WAV has no chapter marks
-  players read. Samples are copied, not re-encoded; past 4 GiB the file is RF64.
+- WAV: a ``LIST/INFO`` chunk (title, artist, album, date), written by narrator after
+  the samples (:mod:`narrator.book.wavfile`); WAV has no chapter marks players read.
+  Samples are copied, not re-encoded; past 4 GiB the file is RF64.
 
 Loudness normalisation is EBU R128 in two passes over the whole book (ffmpeg
 ``loudnorm``: measure, then apply with the measurement), never per segment, which
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..util.atomic import atomic_path, temp_beside
+from ..util.atomic import atomic_path, replace_synced, temp_beside
 from ..util.image import image_mime
 from ..util.sanitize import strip_controls
 from .ffmpeg import (
@@ -50,6 +53,7 @@ __all__ = [
     "Metadata",
     "encode",
     "ffmpeg_exe",
+    "finish_part",
     "format_of",
     "image_mime",
     "measure_loudness",
@@ -181,3 +185,47 @@ def encode(
     finally:
         meta_file.unlink(missing_ok=True)
     return output
+
+
+def finish_part(
+    encoded: Path,
+    output: Path,
+    *,
+    fmt: str,
+    metadata: Metadata,
+    chapters: Sequence[ChapterMark] = (),
+    seconds: float,
+) -> Path:
+    """Make ``encoded`` (audio a streaming encoder wrote, without tags) into ``output``:
+    a remux with chapters and ``faststart`` for M4B/M4A, tags by mutagen in place for the
+    others (a WAV file brings its own). Nothing is encoded again. ``encoded`` is gone
+    afterwards, moved or removed; ``output`` appears whole or not at all."""
+    if fmt in ("m4b", "m4a"):
+        meta_file = temp_beside(output).with_suffix(".ffmeta")
+        try:
+            with atomic_path(output) as tmp:
+                meta_file.write_text(_ffmetadata(metadata, chapters, seconds), encoding="utf-8")
+                _run(
+                    ["-y", "-i", str(encoded), "-i", str(meta_file), "-map", "0:a",
+                     "-map_metadata", "1", "-map_chapters", "1" if chapters else "-1",
+                     "-c", "copy", "-movflags", "+faststart", "-f", FORMATS[fmt].muxer, str(tmp)],
+                    f"write {output.name}",
+                    audio_seconds=seconds,
+                )  # fmt: skip
+                if metadata.cover:
+                    _cover_mp4(tmp, metadata.cover)
+        finally:
+            meta_file.unlink(missing_ok=True)
+            encoded.unlink(missing_ok=True)
+        return output
+    if fmt == "mp3":
+        _tag_mp3(encoded, metadata, chapters)
+    elif fmt in _VORBIS:
+        _tag_vorbis(encoded, fmt, metadata, chapters)
+    replace_synced(encoded, output)
+    return output
+
+
+def tag_values(meta: Metadata) -> dict[str, str]:
+    """ffmpeg's generic tag names and their values, for a WAV file's LIST/INFO chunk."""
+    return _tag_values(meta)

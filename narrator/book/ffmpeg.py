@@ -70,9 +70,22 @@ def _run(args: Sequence[str], what: str, *, audio_seconds: float = 0.0) -> str:
         raise AudioError(f"cannot run ffmpeg ({cmd[0]}): {exc.strerror or exc}") from exc
     stderr = done.stderr.decode("utf-8", "replace")
     if done.returncode:
-        last = [line for line in stderr.splitlines() if line.strip()][-2:]
-        raise AudioError(f"ffmpeg could not {what}: {' / '.join(last) or done.returncode}")
+        raise AudioError(f"ffmpeg could not {what}: {last_words(stderr) or done.returncode}")
     return stderr
+
+
+def last_words(stderr: str) -> str:
+    """What to quote of a failed ffmpeg's stderr: why it failed (a full disk is named in
+    an error line, before the progress and "Conversion failed!" that end it) and its
+    last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    why = [line for line in lines if any(w in line for w in _DISK_WORDS)] or [
+        line for line in lines[:-1] if "rror" in line
+    ]
+    return " / ".join([*why[-1:], *lines[-1:]])
+
+
+_DISK_WORDS = ("No space left on device", "Disk quota exceeded")
 
 
 def _loudnorm(target: float, true_peak: float, lra: float) -> str:
@@ -84,14 +97,19 @@ def measure_loudness(
 ) -> Loudness:
     """The first loudnorm pass: measure ``source`` as a whole."""
     stderr = _run(
-        ["-i", str(source), "-af", _loudnorm(target, true_peak, lra) + ":print_format=json",
+        ["-i", str(source), "-af", measure_filter(target, true_peak, lra),
          "-f", "null", "-"],
         f"measure the loudness of {source.name}",
         audio_seconds=_longest(source),
     )  # fmt: skip
+    return parse_loudness(stderr, source.name)
+
+
+def parse_loudness(stderr: str, name: str) -> Loudness:
+    """The measurement a first loudnorm pass (``print_format=json``) left in its stderr."""
     found = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
     if found is None:
-        raise AudioError(f"ffmpeg measured no loudness for {source.name}")
+        raise AudioError(f"ffmpeg measured no loudness for {name}")
     data = json.loads(found.group(0))
     return Loudness(
         integrated=float(data["input_i"]),
@@ -99,6 +117,31 @@ def measure_loudness(
         lra=float(data["input_lra"]),
         threshold=float(data["input_thresh"]),
         offset=float(data["target_offset"]),
+    )
+
+
+def measure_filter(target: float, true_peak: float, lra: float = 11.0) -> str:
+    """The first pass's filter: measure, print the result as JSON."""
+    return _loudnorm(target, true_peak, lra) + ":print_format=json"
+
+
+def apply_filter(
+    measured: Loudness, *, rate: int, target: float, true_peak: float, lra: float = 11.0
+) -> str | None:
+    """The second pass's filter, or None for a silent book (it cannot be normalised)."""
+    if not math.isfinite(measured.integrated) or not math.isfinite(measured.threshold):
+        return None
+    gain = target - measured.integrated
+    if math.isfinite(measured.true_peak) and measured.true_peak + gain <= true_peak:
+        # What loudnorm's linear mode does in this case, a single gain, without its
+        # round trip through 192 kHz: several times faster over a whole book.
+        return f"volume={gain:.2f}dB"
+    return (
+        f"{_loudnorm(target, true_peak, lra)}:measured_I={measured.integrated}"
+        f":measured_TP={measured.true_peak}:measured_LRA={measured.lra}"
+        f":measured_thresh={measured.threshold}:offset={measured.offset}:linear=true"
+        # loudnorm works at 192 kHz; bring the book back to its own rate
+        f",aresample={rate}"
     )
 
 
@@ -119,16 +162,10 @@ def normalize_wav(
     measurement. A silent book cannot be normalised and is copied unchanged.
     """
     measured = measure_loudness(source, target=target, true_peak=true_peak, lra=lra)
-    if not math.isfinite(measured.integrated) or not math.isfinite(measured.threshold):
+    second = apply_filter(measured, rate=rate, target=target, true_peak=true_peak, lra=lra)
+    if second is None:
         shutil.copyfile(source, output)
         return measured
-    second = (
-        f"{_loudnorm(target, true_peak, lra)}:measured_I={measured.integrated}"
-        f":measured_TP={measured.true_peak}:measured_LRA={measured.lra}"
-        f":measured_thresh={measured.threshold}:offset={measured.offset}:linear=true"
-        # loudnorm works at 192 kHz; bring the book back to its own rate
-        f",aresample={rate}"
-    )
     _run(
         ["-y", "-i", str(source), "-af", second, "-c:a", _PCM_CODECS[width], "-rf64", "auto",
          "-f", "wav", str(output)],

@@ -10,7 +10,7 @@ import io
 import sys
 import warnings
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from ..errors import AudioError
 from ..util.wav import WavInfo
@@ -96,10 +96,29 @@ class _BytesSource(_Source):
         return bytes(self._data[at : at + size])
 
 
-def _put(source: _Source, fmt: WavInfo, out: BinaryIO, buffer: memoryview, *, clean: bool) -> int:
-    """Write ``source``'s samples to ``out`` (trimmed and faded if ``clean``); return bytes."""
+class _Out(Protocol):
+    """Where samples go: a file, an encoder's pipe, or several of them (only ``write``)."""
+
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
+def _bounds(source: _Source, fmt: WavInfo, buffer: memoryview, *, clean: bool) -> tuple[int, int]:
+    """The frames of ``source`` to write: all of them, or with ``clean`` only the audible ones."""
+    return _audible(source, fmt, buffer) if clean else (0, source.size // fmt.frame_size)
+
+
+def _emit(
+    source: _Source,
+    fmt: WavInfo,
+    out: _Out,
+    buffer: memoryview,
+    span: tuple[int, int],
+    *,
+    clean: bool,
+) -> int:
+    """Write frames ``span`` of ``source`` to ``out`` (faded if ``clean``); return bytes."""
     frame = fmt.frame_size
-    first, end = _audible(source, fmt, buffer) if clean else (0, source.size // frame)
+    first, end = span
     fade = min((fmt.rate * FADE_MS + 500) // 1000, (end - first) // 2) if clean else 0
     if fade:
         out.write(_fade(source.read(first * frame, fade * frame), fmt, rising=True))

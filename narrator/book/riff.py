@@ -33,7 +33,8 @@ def _check_size(data_size: int, output: Path) -> None:
         )
 
 
-def _rf64_header(fmt: WavInfo, data_size: int) -> bytes:
+def _rf64_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
+    """The RF64 header; ``extra``: bytes of chunks after the data (a LIST, say)."""
     pad = data_size & 1
     return _RF64_HEADER.pack(
         b"RF64",
@@ -41,7 +42,7 @@ def _rf64_header(fmt: WavInfo, data_size: int) -> bytes:
         b"WAVE",
         b"ds64",
         28,
-        _RF64_HEADER.size - 8 + data_size + pad,
+        _RF64_HEADER.size - 8 + data_size + pad + extra,
         data_size,
         data_size // fmt.frame_size,
         0,
@@ -58,10 +59,25 @@ def _rf64_header(fmt: WavInfo, data_size: int) -> bytes:
     )
 
 
-def _header(fmt: WavInfo, data_size: int) -> bytes:
+def _junk_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
+    """A RIFF header as long as the RF64 one, its ds64 room kept as a JUNK chunk: written
+    first when the book's size is not known yet (EBU Tech 3306), so either fits at the end."""
+    header = bytearray(_rf64_header(fmt, data_size, extra))
+    total = _RF64_HEADER.size - 8 + data_size + (data_size & 1) + extra
+    header[0:8] = b"RIFF" + total.to_bytes(4, "little")
+    header[12:48] = b"JUNK" + (28).to_bytes(4, "little") + bytes(28)
+    header[-4:] = data_size.to_bytes(4, "little")
+    return bytes(header)
+
+
+def _junk_fits(data_size: int, extra: int = 0) -> bool:
+    return _RF64_HEADER.size - 8 + data_size + (data_size & 1) + extra <= _RIFF_LIMIT
+
+
+def _header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
     return _HEADER.pack(
         b"RIFF",
-        _HEADER_AFTER_SIZE + data_size + (data_size & 1),
+        _HEADER_AFTER_SIZE + data_size + (data_size & 1) + extra,
         b"WAVE",
         b"fmt ",
         16,
