@@ -104,6 +104,9 @@ async def _watching(folder: Path, output: Path) -> AsyncIterator[_Watch]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # The folder as the run left it is one of its states too: a book finished between
+        # two samples still counts.
+        watch.peak = max(watch.peak, _bytes_in(folder))
 
 
 @dataclass(frozen=True, slots=True)
