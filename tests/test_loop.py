@@ -56,7 +56,9 @@ class GatedProvider:
         self.completed.append(text)
         return Audio(data=WAV)
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
         raise AssertionError("inline audio only")
 
     async def aclose(self) -> None:

@@ -69,7 +69,9 @@ class FakeProvider:
             self.in_flight -= 1
         return Audio(data=WAV) if self.inline else Audio(url=f"http://fake/{text}.wav")
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
         self.downloads += 1
         if self.download_failures:
             raise self.download_failures.popleft()
