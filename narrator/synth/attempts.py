@@ -246,11 +246,13 @@ class Attempts:
         temp = self.store.temp_path(job.key)
         self.stats.downloads += 1
         self.downloads_in_flight += 1
+        written = True  # unless the audio comes back in memory: then no file was made
         try:
             data = await self.provider.download(
                 url, temp, max_bytes=self.max_segment_bytes, keep=KEEP_BYTES
             )
             if data is not None:
+                written = False
                 return await self.db.run(self._keep, job, data)
             segment = await self.db.run(self.store.commit, job.key, temp, check=self._checker(job))
             return segment, None
@@ -260,7 +262,8 @@ class Attempts:
         finally:
             self.downloads_in_flight -= 1
             self._progressed()
-            temp.unlink(missing_ok=True)
+            if written:
+                temp.unlink(missing_ok=True)
 
     def _start(self, job: Job) -> str | None:
         """On the store's thread: the chunk's row, and the link of audio already paid for."""

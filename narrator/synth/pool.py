@@ -340,8 +340,7 @@ class Pool:
             raise
         finally:
             self.attempts.released(job.key)
-            with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
-                await self.db.run(self.store.release, job.key)
+            self.db.post(self.store.release, job.key)  # a lapsed claim frees it anyway
 
     def _look_and_claim(
         self, job: Job

@@ -158,7 +158,9 @@ class Retakes:
             learned = rate_of(job.text, m)
         if aside:  # a worse attempt than this one was kept aside
             await self.db.run(self.store.discard_aside, job.key)
-        await self.db.run(
+        # Not awaited: lost (a kill, a full disk), the next run judges the segment again,
+        # which costs nothing.
+        self.db.post(
             self.store.record_verdict,
             job.key,
             "provisional" if verdict.provisional else "passed",

@@ -277,7 +277,7 @@ class Store(UsageMixin, VerdictsMixin):
 
     def temp_path(self, key: str) -> Path:
         """A fresh temporary file name for a download of ``key``."""
-        return self._tmp / f"{key}.{uuid.uuid4().hex[:8]}.part"
+        return self._tmp / f"{key}.{os.urandom(4).hex()}.part"
 
     def commit(
         self, key: str, temp: Path, *, check: Callable[[WavInfo], None] | None = None

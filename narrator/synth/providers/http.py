@@ -231,7 +231,7 @@ async def _receive(
 ) -> bytes | None:
     """The body, if at most ``keep`` bytes; else None, the body written to ``dest``."""
     size = 0
-    body = bytearray()
+    blocks: list[bytes] = []  # joined once at the end: one allocation of the whole
     fh = None
     try:
         async for block in resp.content.iter_chunked(_BLOCK):
@@ -239,18 +239,18 @@ async def _receive(
             if size > max_bytes:
                 raise AudioTooLarge(f"audio segment exceeds the {max_bytes}-byte cap")
             if fh is None and size <= keep:
-                body += block
+                blocks.append(block)
                 continue
             if fh is None:  # too long to hold: what came so far goes first
                 fh = await aiofiles.open(dest, "wb")
-                await fh.write(bytes(body))
-                body.clear()
+                await fh.write(b"".join(blocks))
+                blocks.clear()
             await fh.write(block)
     finally:
         if fh is not None:
             await fh.close()
     # Nothing written: the body is kept (with keep=0 it is empty, and so refused).
-    return bytes(body) if fh is None else None
+    return b"".join(blocks) if fh is None else None
 
 
 class HttpProvider(abc.ABC):
