@@ -313,10 +313,17 @@ async def test_a_claim_is_renewed_before_an_attempt_unless_it_is_fresh(
     assert store.claims == claims
 
 
-async def test_the_gate_measures_audio_held_in_memory_as_it_would_the_file(store: Store) -> None:
+async def test_the_gate_measures_audio_held_in_memory_as_it_would_the_file(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from narrator.synth import retakes
     from narrator.synth.measure import measure_file
     from narrator.synth.quality import Gate
 
+    def unread(path: Path) -> None:
+        raise AssertionError("the gate read back a segment it had in memory")
+
+    monkeypatch.setattr(retakes, "measure_file", unread)
     provider = FakeProvider()
     provider.in_memory = True
     async with make_pool(provider, store, gate=Gate()) as pool:
