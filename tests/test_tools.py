@@ -121,6 +121,18 @@ async def test_demo_narrates_a_folder_through_its_own_emulator(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["books", "out"]
 
 
+async def test_demo_puts_one_file_into_the_output_folder_even_before_it_exists(
+    tmp_path: Path,
+) -> None:
+    # `narrator demo FILE` with the default `-o out` once failed: "out" has no extension.
+    (tmp_path / "note.txt").write_text("A single short note.\n", encoding="utf-8")
+    result = await run_cli("demo", "note.txt", "--quiet", cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert f"Audiobooks are in {(tmp_path / 'out').resolve()}/" in result.stdout
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["note.wav"]
+    assert read_wav_info(tmp_path / "out" / "note.wav").seconds > 0.5
+
+
 async def test_demo_without_inputs_left_is_a_one_line_error(tmp_path: Path) -> None:
     result = await run_cli("demo", str(tmp_path / "missing"), "-o", str(tmp_path / "out"))
     assert result.code == 2

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..batch import with_unread
+from ..book.encode import FORMATS
 from ..chunks.lexicon import Lexicon
 from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected, Unreachable
 from ..estimate import format_cost
@@ -191,6 +192,10 @@ def cmd_narrate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..tools.emulator import EmulatorConfig, start_emulator
 
+    # -o is "the folder for the audiobooks" here, whether it exists yet or not: one file
+    # goes into it as a WAV (an audio file's name still names the book itself).
+    if Path(args.output).suffix.lower().lstrip(".") not in FORMATS:
+        args.output = args.output.rstrip("/" + os.sep) + os.sep
     works, unread, _ = load_works(args)
     if not works:
         raise ConfigError(_nothing_left(unread))
@@ -219,7 +224,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run, interrupted = asyncio.run(main())
     print_summary(run)
     if run.ok and not interrupted:
-        print(f"Audiobooks are in {Path(args.output).resolve()}/")
+        folder = Path(args.output) if args.output.endswith(os.sep) else Path(args.output).parent
+        print(f"Audiobooks are in {folder.resolve()}/")
     return interrupted or (0 if run.ok else 1)
 
 
