@@ -185,6 +185,25 @@ async def test_download_streams_a_wav_without_the_key(
     assert "Authorization" not in (calls[0].kwargs.get("headers") or {})
 
 
+async def test_a_download_up_to_keep_comes_back_in_memory_and_writes_nothing(
+    client: AimlApiProvider, mocked: aioresponses, tmp_path: Path
+) -> None:
+    mocked.get(AUDIO_URL, status=200, body=WAV, content_type="audio/wav")
+    dest = tmp_path / "seg.wav"
+    assert await client.download(AUDIO_URL, dest, max_bytes=10**6, keep=len(WAV)) == WAV
+    assert not dest.exists()
+
+
+async def test_a_download_longer_than_keep_is_written_whole_to_the_file(
+    client: AimlApiProvider, mocked: aioresponses, tmp_path: Path
+) -> None:
+    long = wav_bytes(tone_pcm(3.0, 24000), 24000)  # 144 kB: three blocks, one kept at first
+    mocked.get(AUDIO_URL, status=200, body=long, content_type="audio/wav")
+    dest = tmp_path / "seg.wav"
+    assert await client.download(AUDIO_URL, dest, max_bytes=10**6, keep=100_000) is None
+    assert dest.read_bytes() == long
+
+
 @pytest.mark.parametrize("status", [403, 404])
 async def test_dead_link_is_expired(
     client: AimlApiProvider, mocked: aioresponses, tmp_path: Path, status: int
@@ -194,13 +213,14 @@ async def test_dead_link_is_expired(
         await client.download(AUDIO_URL, tmp_path / "x.wav", max_bytes=10**6)
 
 
-@pytest.mark.parametrize("body", [b"not audio at all", WAV[: len(WAV) // 2]])
+@pytest.mark.parametrize("keep", [0, 10**6])
+@pytest.mark.parametrize("body", [b"", b"not audio at all", WAV[: len(WAV) // 2]])
 async def test_broken_download_is_fetched_again(
-    client: AimlApiProvider, mocked: aioresponses, tmp_path: Path, body: bytes
+    client: AimlApiProvider, mocked: aioresponses, tmp_path: Path, body: bytes, keep: int
 ) -> None:
     mocked.get(AUDIO_URL, status=200, body=body)
     with pytest.raises(BadDownload):
-        await client.download(AUDIO_URL, tmp_path / "x.wav", max_bytes=10**6)
+        await client.download(AUDIO_URL, tmp_path / "x.wav", max_bytes=10**6, keep=keep)
 
 
 async def test_download_size_cap(

@@ -164,7 +164,9 @@ class _FillsTheDiskLast:
             _fill(self._disk)
         return audio
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
         raise AssertionError("the offline voice has no links")
 
     async def aclose(self) -> None:
@@ -223,7 +225,9 @@ class _AnswersAsTheDiskFills:
         self.billed += 1
         return Audio(url=f"https://audio.example/{request_id}.wav")
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
         raise AssertionError("nothing is downloaded into a full disk")
 
     async def aclose(self) -> None:

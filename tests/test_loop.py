@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from narrator.synth.pool import Job, Pool
 from narrator.synth.providers import Audio
 from narrator.synth.store import Store, segment_key
+from narrator.synth.storethread import StoreThread
 from narrator.util.wav import tone_pcm, wav_bytes
 
 WAV = wav_bytes(tone_pcm(0.05, 24000), 24000)
@@ -56,7 +60,9 @@ class GatedProvider:
         self.completed.append(text)
         return Audio(data=WAV)
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
         raise AssertionError("inline audio only")
 
     async def aclose(self) -> None:
@@ -129,3 +135,56 @@ async def test_requests_in_flight_complete_while_another_process_holds_the_lock(
                 holder.kill()
             await holder.wait()
         store.close()
+
+
+async def test_store_calls_run_one_at_a_time_in_the_order_made() -> None:
+    thread = StoreThread()
+    order: list[int] = []
+
+    def call(n: int) -> int:
+        order.append(n)
+        return n * n
+
+    def fails() -> None:
+        order.append(-1)
+        raise ValueError("posted and failed")
+
+    try:
+        results = []
+        for n in range(0, 60, 3):  # awaited, posted, and a posted one that fails
+            results.append(asyncio.ensure_future(thread.run(call, n)))
+            await asyncio.sleep(0)  # the task makes its call
+            thread.post(call, n + 1)
+            thread.post(fails)
+        assert await asyncio.gather(*results) == [n * n for n in range(0, 60, 3)]
+        with pytest.raises(ZeroDivisionError):  # an error reaches the awaiting caller
+            await thread.run(lambda: 1 // 0)
+    finally:
+        await thread.finish()  # after every call made before, posted ones too
+    expected = [m for n in range(0, 60, 3) for m in (n, n + 1, -1)]
+    assert order == expected
+
+
+async def test_a_cancelled_callers_call_runs_to_its_end_and_the_next_waits() -> None:
+    thread = StoreThread()
+    release = threading.Event()
+    order: list[str] = []
+
+    def slow() -> None:
+        release.wait(20)
+        order.append("slow")
+
+    try:
+        waiter = asyncio.ensure_future(thread.run(slow))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        nxt = asyncio.ensure_future(thread.run(order.append, "next"))
+        await asyncio.sleep(0.01)
+        assert not nxt.done()  # the slow call, cancelled, still holds the thread
+        release.set()
+        await asyncio.wait_for(nxt, 20)
+    finally:
+        release.set()
+        await thread.finish()
+    assert order == ["slow", "next"]
+    assert waiter.cancelled()

@@ -50,6 +50,7 @@ class FakeProvider:
         self.inline = inline
         self.failures = {k: deque(v) for k, v in (failures or {}).items()}
         self.download_failures = deque(download_failures)
+        self.in_memory = False  # downloads come back as bytes, when the caller keeps them
         self.in_flight = self.max_in_flight = 0
         self.starts: list[float] = []
         self.texts: list[str] = []
@@ -69,11 +70,16 @@ class FakeProvider:
             self.in_flight -= 1
         return Audio(data=WAV) if self.inline else Audio(url=f"http://fake/{text}.wav")
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
         self.downloads += 1
         if self.download_failures:
             raise self.download_failures.popleft()
+        if self.in_memory and len(WAV) <= keep:
+            return WAV
         dest.write_bytes(WAV)
+        return None
 
     async def aclose(self) -> None:
         pass
@@ -265,3 +271,62 @@ async def test_a_segment_unlike_the_runs_is_refused_then_the_chunk_fails(store: 
     assert first.segment.rate == 24_000 and pool.format == (24_000, 1, 2)
     assert store.lookup(job("second").key) is None  # never stored
     assert provider.texts == ["first", "second", "second"]
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+async def test_a_download_is_stored_whether_held_in_memory_or_in_a_file(
+    store: Store, in_memory: bool
+) -> None:
+    provider = FakeProvider()
+    provider.in_memory = in_memory
+    async with make_pool(provider, store) as pool:
+        outcome = await pool.submit(job("hello"))
+    assert outcome.segment.path.read_bytes() == WAV
+    assert store.lookup(job("hello").key) == outcome.segment
+    assert not list((store.root / "segments" / "tmp").glob("*.part"))  # nothing left behind
+
+
+class CountingStore(Store):
+    """A real store that counts the claims taken or renewed."""
+
+    claims = 0
+
+    def claim(self, key: str, *, seconds: float, billing_chars: int | None = None) -> bool:
+        self.claims += 1
+        return super().claim(key, seconds=seconds, billing_chars=billing_chars)
+
+
+@pytest.mark.parametrize(("lease", "claims"), [(300.0, 1), (0.0, 3)])
+async def test_a_claim_is_renewed_before_an_attempt_unless_it_is_fresh(
+    tmp_path: Path, lease: float, claims: int
+) -> None:
+    store = CountingStore(tmp_path / "cache")
+    provider = FakeProvider(failures={"t": [TransientError("x")]})
+    try:
+        async with make_pool(provider, store, lease=lease) as pool:
+            outcome = await pool.submit(job("t"))
+    finally:
+        store.close()
+    assert outcome.requests == 2
+    # Taken once; with a lease of 300 s both attempts start within a tenth of it, with
+    # none each attempt renews it first.
+    assert store.claims == claims
+
+
+async def test_the_gate_measures_audio_held_in_memory_as_it_would_the_file(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from narrator.synth import retakes
+    from narrator.synth.measure import measure_file
+    from narrator.synth.quality import Gate
+
+    def unread(path: Path) -> None:
+        raise AssertionError("the gate read back a segment it had in memory")
+
+    monkeypatch.setattr(retakes, "measure_file", unread)
+    provider = FakeProvider()
+    provider.in_memory = True
+    async with make_pool(provider, store, gate=Gate()) as pool:
+        outcome = await pool.submit(job("hello"))
+    assert outcome.measurement is not None
+    assert outcome.measurement == measure_file(outcome.segment.path)

@@ -140,7 +140,9 @@ class ScriptedProvider:
         self.requests += 1
         return Audio(data=self.answers.pop(0))
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
         raise AssertionError("inline answers only")
 
     async def aclose(self) -> None:

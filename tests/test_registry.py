@@ -42,7 +42,9 @@ class HumProvider:
         freq = 220.0 if voice == "Low" else 440.0
         return Audio(data=wav_bytes(tone_pcm(0.01 * len(text), RATE, freq=freq), RATE))
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
         raise BadRequest("the hum provider has no links")
 
     async def aclose(self) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import re
 import sqlite3
@@ -46,8 +47,9 @@ from ..errors import (
     Unreachable,
 )
 from ..util.diskspace import is_disk_full
-from ..util.wav import WavInfo
-from .jobs import Job, PoolStats
+from ..util.wav import HEADER_PROBE, WavInfo, parse_wav
+from .jobs import Job, Made, PoolStats, Started
+from .measure import Measurement, measure_pcm
 from .providers import Audio, Provider
 from .rate import AdaptiveRate
 from .sanity import Format, check_segment, format_of
@@ -67,6 +69,12 @@ log = logging.getLogger("narrator")
 LINK_MAX_AGE = 20 * 3600.0
 # A link whose download comes back broken this many times running is synthesized again.
 BROKEN_LINK_LIMIT = 3
+# A downloaded segment up to this size is held in memory and written once by the store;
+# a longer one is streamed to a file (about 2 MB is 40 s of 24 kHz speech).
+KEEP_BYTES = 8 * 1024 * 1024
+# A claim taken or renewed less than this share of the lease ago is not renewed before
+# an attempt: the attempt still starts with nine tenths of the lease ahead of it.
+FRESH_CLAIM = 0.1
 # A 400 whose message names the text is about that chunk; any other 400 on the first
 # request (the voice, the model, the body) would be every chunk's answer.
 _ABOUT_TEXT = re.compile(r"\b(text|input|characters?|length|content|too long)\b", re.IGNORECASE)
@@ -102,8 +110,12 @@ class Attempts:
         rng: random.Random,
         progressed: Callable[[], None],
         stopped: Callable[[], NarratorError | None],
+        measure: bool = False,
     ) -> None:
         self.provider = provider
+        # Measure new audio for the quality gate as it is stored, from memory.
+        self.measure = measure
+        self._claims: dict[str, float] = {}  # key: loop time its claim was taken or renewed
         self.db = db
         self.store = db.store
         self.voice = voice
@@ -220,54 +232,85 @@ class Attempts:
 
         return check
 
-    async def _fetch(self, job: Job, url: str) -> Segment:
+    def _keep(self, job: Job, data: bytes) -> tuple[Segment, Measurement | None]:
+        """On the store's thread: audio held in memory into the store, and measured for the
+        quality gate while it is at hand (the gate need not read the file back)."""
+        segment = self.store.commit_bytes(job.key, data, check=self._checker(job))
+        if not self.measure:
+            return segment, None
+        info = parse_wav(data[:HEADER_PROBE], len(data))
+        pcm = memoryview(data)[info.data_offset : info.data_offset + info.data_size]
+        return segment, measure_pcm(pcm, rate=info.rate, channels=info.channels, width=info.width)
+
+    async def _fetch(self, job: Job, url: str) -> tuple[Segment, Measurement | None]:
         temp = self.store.temp_path(job.key)
         self.stats.downloads += 1
         self.downloads_in_flight += 1
+        written = True  # unless the audio comes back in memory: then no file was made
         try:
-            await self.provider.download(url, temp, max_bytes=self.max_segment_bytes)
-            return await self.db.run(self.store.commit, job.key, temp, check=self._checker(job))
+            data = await self.provider.download(
+                url, temp, max_bytes=self.max_segment_bytes, keep=KEEP_BYTES
+            )
+            if data is not None:
+                written = False
+                return await self.db.run(self._keep, job, data)
+            segment = await self.db.run(self.store.commit, job.key, temp, check=self._checker(job))
+            return segment, None
         except AudioError as exc:
             # Counted as a broken download: after a few, the chunk is synthesized again.
             raise BadDownload(f"the service sent unusable audio: {exc}") from exc
         finally:
             self.downloads_in_flight -= 1
             self._progressed()
-            temp.unlink(missing_ok=True)
+            if written:
+                temp.unlink(missing_ok=True)
 
     def _start(self, job: Job) -> str | None:
         """On the store's thread: the chunk's row, and the link of audio already paid for."""
         self.store.begin(job.key, job.billing_chars)
         return self.store.pending_link(job.key, max_age=LINK_MAX_AGE)
 
-    async def synthesize(self, job: Job, again: int = 0) -> tuple[Segment, int, int]:
-        """The chunk's audio from the service: (segment, requests, retries). ``again``
-        counts the earlier answers the quality gate turned down."""
+    def claimed(self, key: str, at: float) -> None:
+        """The pool claimed ``key`` at loop time ``at`` (or earlier)."""
+        self._claims[key] = at
+
+    def released(self, key: str) -> None:
+        self._claims.pop(key, None)
+
+    async def _renew(self, key: str) -> None:
+        """Renew the claim on ``key`` unless it was taken or renewed a moment ago."""
+        now = asyncio.get_running_loop().time()
+        if now - self._claims.get(key, -math.inf) < self.lease * FRESH_CLAIM:
+            return
+        if not await self.db.run(self.store.claim, key, seconds=self.lease):  # renewed: ours
+            raise ClaimedElsewhere(key)  # ours lapsed during a long backoff
+        self._claims[key] = now
+
+    async def synthesize(self, job: Job, again: int = 0, started: Started | None = None) -> Made:
+        """The chunk's audio from the service. ``again`` counts the earlier answers the
+        quality gate turned down; ``started`` is what the claim found (None: ask)."""
         db, store = self.db, self.store
-        url = await db.run(self._start, job)
+        url = started.url if started is not None else await db.run(self._start, job)
         requests = attempt = broken_downloads = 0
         while True:
             if (stop := self._stopped()) is not None:
                 raise stop
-            if not await db.run(store.claim, job.key, seconds=self.lease):  # renewed: ours
-                raise ClaimedElsewhere(job.key)  # ours lapsed during a long backoff
+            await self._renew(job.key)
             try:
                 if url is None:
                     requests += 1
                     audio = await self._request(job, attempt, again)
                     if audio.data is not None:
                         try:
-                            segment = await db.run(
-                                store.commit_bytes, job.key, audio.data, check=self._checker(job)
-                            )
+                            segment, m = await db.run(self._keep, job, audio.data)
                         except AudioError as exc:
                             raise TransientError(f"the service sent unusable audio: {exc}") from exc
-                        return segment, requests, attempt
+                        return Made(segment, requests, attempt, m)
                     assert audio.url is not None
                     url = audio.url
                     await self._note_link(job.key, url)
-                segment = await self._fetch(job, url)
-                return segment, requests, attempt
+                segment, m = await self._fetch(job, url)
+                return Made(segment, requests, attempt, m)
             except ChunkRefused as exc:
                 await db.run(store.record_failure, job.key, str(exc))
                 raise ChunkFailed(str(exc), attempts=attempt + 1) from exc

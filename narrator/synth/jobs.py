@@ -8,7 +8,7 @@ from .quality import Measurement, Verdict
 from .store import Segment
 from .timeline import Timeline
 
-__all__ = ["Job", "Outcome", "PoolStats"]
+__all__ = ["Job", "Made", "Outcome", "PoolStats", "Started"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,26 @@ class Job:
     key: str
     text: str
     billing_chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What a worker's claim on a chunk found, so its first attempt need not ask the store
+    again: the link of audio already paid for and not yet downloaded, if any."""
+
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """A chunk's audio fresh from the service: its segment, the requests and retries it
+    took, and the quality gate's measurement when it was taken from the audio in memory
+    (None: the gate reads the file)."""
+
+    segment: Segment
+    requests: int
+    retries: int
+    measurement: Measurement | None = None
 
 
 @dataclass(frozen=True, slots=True)

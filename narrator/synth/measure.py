@@ -57,7 +57,9 @@ def _dbfs(level: float, full: float) -> float:
     return 20 * math.log10(level / full) if level > 0 else -math.inf
 
 
-def measure_pcm(pcm: bytes, *, rate: int, channels: int = 1, width: int = 2) -> Measurement:
+def measure_pcm(
+    pcm: bytes | memoryview, *, rate: int, channels: int = 1, width: int = 2
+) -> Measurement:
     """Measure little-endian PCM samples (any rate, 8-32 bit, mono or interleaved)."""
     pcm = pcm[: len(pcm) - len(pcm) % (width * channels)]  # whole frames only
     if width == 1:  # WAV's 8-bit samples are unsigned; audioop wants them signed

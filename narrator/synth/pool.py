@@ -43,7 +43,7 @@ from ..util.diskspace import disk_full, is_disk_full
 from ..util.registry import REGISTRY
 from ..util.wav import WavInfo
 from .attempts import Attempts, ClaimedElsewhere
-from .jobs import Job, Outcome, PoolStats
+from .jobs import Job, Outcome, PoolStats, Started
 from .providers import Provider
 from .quality import Gate
 from .rate import AdaptiveRate, Clock
@@ -127,6 +127,7 @@ class Pool:
             rng=rng or random.Random(),
             progressed=self._progressed,
             stopped=self._stopped,
+            measure=gate is not None,
         )
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Outcome]]] = asyncio.Queue()
         self._futures: dict[str, asyncio.Future[Outcome]] = {}
@@ -318,45 +319,51 @@ class Pool:
     async def _run(self, job: Job) -> Outcome:
         retakes = self.retakes
         # One trip to the store's thread: look, claim, look again (see _look_and_claim).
-        claimed, cached, stored = await self.db.run(self._look_and_claim, job)
+        asked = asyncio.get_running_loop().time()  # the claim is no older than this
+        claimed, cached, stored, started = await self.db.run(self._look_and_claim, job)
         if not claimed:
             assert cached is not None
             if retakes is None:
                 return Outcome(cached, 0, 0, cached=True)
             assert stored is not None
             return retakes.settled_outcome(cached, stored)
+        self.attempts.claimed(job.key, asked)
         try:
             if retakes is not None:
-                return await retakes.run(job, cached, stored)
+                return await retakes.run(job, cached, stored, started)
             if cached is not None:
                 return Outcome(cached, 0, 0, cached=True)
-            segment, requests, retries = await self.attempts.synthesize(job)
-            return Outcome(segment, requests, retries, cached=False)
+            made = await self.attempts.synthesize(job, 0, started)
+            return Outcome(made.segment, made.requests, made.retries, cached=False)
         except Exception as exc:
             self._stop_now(exc)
             raise
         finally:
-            with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
-                await self.db.run(self.store.release, job.key)
+            self.attempts.released(job.key)
+            self.db.post(self.store.release, job.key)  # a lapsed claim frees it anyway
 
-    def _look_and_claim(self, job: Job) -> tuple[bool, Segment | None, StoredVerdict | None]:
-        """On the store's thread: (claimed, segment, verdict) for ``job``.
+    def _look_and_claim(
+        self, job: Job
+    ) -> tuple[bool, Segment | None, StoredVerdict | None, Started | None]:
+        """On the store's thread: (claimed, segment, verdict, what the claim found) for
+        ``job``.
 
         A finished segment (judged and settled, with a quality gate) comes back unclaimed;
-        otherwise the chunk is claimed, and looked up again, since the other process may
-        have finished it between the first look and the claim. Raises
-        :class:`ClaimedElsewhere` when another process holds the claim.
+        otherwise the chunk is claimed (its row made in the same transaction), and looked
+        up again, since the other process may have finished it between the first look
+        and the claim. Raises :class:`ClaimedElsewhere` when another process holds the claim.
         """
         cached, stored = self._stored(job)
         if cached is not None and (
             self.retakes is None or (stored is not None and self.retakes.settled(stored))
         ):
-            return False, cached, stored
+            return False, cached, stored, None
         # With a gate, judging a segment may lead to its re-synthesis: that needs the claim.
-        if not self.store.claim(job.key, seconds=self.lease):
+        if not self.store.claim(job.key, seconds=self.lease, billing_chars=job.billing_chars):
             raise ClaimedElsewhere(job.key)
         try:
             cached, stored = self._stored(job)
+            started = Started(self.store.pending_link(job.key, max_age=LINK_MAX_AGE))
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self.store.release(job.key)
@@ -364,8 +371,8 @@ class Pool:
         if cached is not None and self.retakes is None:
             with contextlib.suppress(sqlite3.Error):  # a lapsed claim frees it anyway
                 self.store.release(job.key)
-            return False, cached, stored
-        return True, cached, stored
+            return False, cached, stored, None
+        return True, cached, stored, started
 
     def _stored(self, job: Job) -> tuple[Segment | None, StoredVerdict | None]:
         """The segment of ``job`` if it passes today's checks, and the gate's verdict."""

@@ -55,7 +55,7 @@ class AdaptiveRate:
         self._last_start = float("-inf")
         self._next = float("-inf")  # no request may start before this clock time
         self._lock = asyncio.Lock()  # first come, first served
-        self._changed = asyncio.Event()
+        self._sleeper: asyncio.Future[None] | None = None  # the waiter's sleep, if any
 
     @property
     def interval(self) -> float:
@@ -64,13 +64,13 @@ class AdaptiveRate:
     def _set(self, rpm: float) -> None:
         self.rpm = min(self.max_rpm, max(1.0, rpm))
         self._next = self._last_start + self.interval
-        self._changed.set()  # a waiter re-reads its start time
+        if self._sleeper is not None:
+            self._sleeper.cancel()  # the waiter wakes and re-reads its start time
 
     async def acquire(self) -> float:
         """Wait for the next start; returns the clock time of the start."""
         async with self._lock:
             while (wait := self._next - self._clock.now()) > 0:
-                self._changed.clear()
                 await self._wait(wait)
             now = self._clock.now()
             # A start the busy loop made a little late is made up for by the next one (never
@@ -82,14 +82,19 @@ class AdaptiveRate:
             return now
 
     async def _wait(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less when the rate changes meanwhile."""
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
-        changed = asyncio.ensure_future(self._changed.wait())
+        """Sleep ``seconds``, or less when the rate changes meanwhile (:meth:`_set` cancels
+        the sleep). One task per wait, paced request after paced request: no second task
+        for the change, no ``asyncio.wait``."""
+        sleeper = self._sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
         try:
-            await asyncio.wait((sleeper, changed), return_when=asyncio.FIRST_COMPLETED)
+            await sleeper
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the caller was cancelled, not the sleep
         finally:
+            self._sleeper = None
             sleeper.cancel()
-            changed.cancel()
 
     def throttled(self, started: float) -> bool:
         """A request started at ``started`` got a 429. True when the rate was cut."""

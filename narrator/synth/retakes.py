@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import NarratorError
+from .jobs import Made, Started
 from .pool import Job, Outcome, PoolStats
 from .quality import Gate, Measurement, Verdict, measure_file, rate_of
 from .store import Segment, StoredVerdict
@@ -46,7 +47,7 @@ class Retakes:
         retries: int,
         budget: int | None,
         stats: PoolStats,
-        synthesize: Callable[[Job, int], Awaitable[tuple[Segment, int, int]]],
+        synthesize: Callable[[Job, int, Started | None], Awaitable[Made]],
         stopped: Callable[[], NarratorError | None],
     ) -> None:
         self.gate = gate
@@ -84,9 +85,16 @@ class Retakes:
             flagged=stored.status == "flagged",
         )
 
-    async def run(self, job: Job, cached: Segment | None, stored: StoredVerdict | None) -> Outcome:
+    async def run(
+        self,
+        job: Job,
+        cached: Segment | None,
+        stored: StoredVerdict | None,
+        started: Started | None = None,
+    ) -> Outcome:
         """The outcome of ``job`` given what the store holds: its segment (if any still
-        good) and the verdict on it (if any). The pool holds the chunk's claim."""
+        good) and the verdict on it (if any), and what the claim found. The pool holds
+        the chunk's claim."""
         # A bad attempt whose re-synthesis was cut short (by a kill, say) carries on.
         retrying = stored if stored is not None and stored.status == "retrying" else None
         if cached is not None:
@@ -95,8 +103,11 @@ class Retakes:
             # Never judged (made before the gate, or a kill came first), or a bad attempt
             # whose re-synthesis was cut short: judged now, which costs nothing.
             return await self._judged(job, cached, 0, 0, cached=True, retrying=retrying)
-        segment, requests, retries = await self._synthesize(job, 0)
-        return await self._judged(job, segment, requests, retries, cached=False, retrying=retrying)
+        made = await self._synthesize(job, 0, started)
+        return await self._judged(
+            job, made.segment, made.requests, made.retries, cached=False, retrying=retrying,
+            measured=made.measurement,
+        )  # fmt: skip
 
     async def recheck(self, job: Job, outcome: Outcome) -> Outcome:
         """Judge a provisional pass again, now that the run knows its voice better; a
@@ -147,7 +158,9 @@ class Retakes:
             learned = rate_of(job.text, m)
         if aside:  # a worse attempt than this one was kept aside
             await self.db.run(self.store.discard_aside, job.key)
-        await self.db.run(
+        # Not awaited: lost (a kill, a full disk), the next run judges the segment again,
+        # which costs nothing.
+        self.db.post(
             self.store.record_verdict,
             job.key,
             "provisional" if verdict.provisional else "passed",
@@ -168,11 +181,13 @@ class Retakes:
         retrying: StoredVerdict | None = None,
         done: int = 0,
         first: tuple[Measurement, Verdict] | None = None,
+        measured: Measurement | None = None,
     ) -> Outcome:
         """Judge ``segment``; synthesize it again while it is bad and retries are left.
 
         ``retrying``: the verdict row of an earlier run's unfinished retries (its attempts
-        and best attempt carry on); ``done``: attempts judged before this one.
+        and best attempt carry on); ``done``: attempts judged before this one;
+        ``measured``: the segment's measurement, when it was taken as it was stored.
         """
         gate, db, store = self.gate, self.db, self.store
         attempts = retrying.attempts if retrying is not None else done
@@ -184,7 +199,9 @@ class Retakes:
                 m, verdict = first
                 first = None
             else:
-                m = await asyncio.to_thread(measure_file, segment.path)
+                if measured is None:
+                    measured = await asyncio.to_thread(measure_file, segment.path)
+                m, measured = measured, None
                 verdict = gate.judge(self.voice_key, job.text, m)
             if verdict.ok:
                 await self._passed(job, verdict, m, attempts, aside=aside)
@@ -253,9 +270,10 @@ class Retakes:
                 "chunk %r: %s (%s); synthesizing it again (billed again)",
                 _snippet(job.text), verdict.kind, verdict.reason,
             )  # fmt: skip
-            segment, more_requests, more_retries = await self._synthesize(job, attempts)
-            requests += more_requests
-            retries += more_retries
+            made = await self._synthesize(job, attempts, None)
+            segment, measured = made.segment, made.measurement
+            requests += made.requests
+            retries += made.retries
             cached = False
 
 

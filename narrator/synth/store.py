@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..util.wav import WavInfo
 from . import store_books, store_usage, store_verdicts
@@ -47,10 +47,11 @@ from .store_files import (
     links_in_reserve,
     note_in_reserve,
     place,
+    place_bytes,
     sweep_temp,
 )
 from .store_usage import UsageMixin
-from .store_verdicts import StoredVerdict
+from .store_verdicts import StoredVerdict, VerdictsMixin
 
 # The records its methods return are exported with it.
 __all__ = ["BookRecord", "Segment", "Store", "StoreInfo", "StoredVerdict", "segment_key"]
@@ -81,7 +82,7 @@ class Segment:
         return self.frames / self.rate
 
 
-class Store(UsageMixin):
+class Store(UsageMixin, VerdictsMixin):
     """Chunk states in SQLite and their audio files; one per cache directory."""
 
     def __init__(self, root: Path) -> None:
@@ -129,10 +130,13 @@ class Store(UsageMixin):
 
     # --- claims between processes --------------------------------------------------------
 
-    def claim(self, key: str, *, seconds: float) -> bool:
+    def claim(self, key: str, *, seconds: float, billing_chars: int | None = None) -> bool:
         """Claim ``key`` for ``seconds`` (or renew this store's claim); False when another
-        process holds a claim on it that has not lapsed (see :mod:`.store_claims`)."""
-        return self._retry_locked(lambda: try_claim(self._db, key, self.owner, seconds))
+        process holds a claim on it that has not lapsed (see :mod:`.store_claims`). With
+        ``billing_chars``, the claim also makes sure ``key`` has a row (:meth:`begin`)."""
+        return self._retry_locked(
+            lambda: try_claim(self._db, key, self.owner, seconds, billing_chars=billing_chars)
+        )
 
     def release(self, key: str) -> None:
         """Give up this store's claim on ``key`` (its audio is in, or it failed)."""
@@ -225,19 +229,6 @@ class Store(UsageMixin):
             return None, stored
         return Segment(key, path, row[2], row[3], row[4], row[5]), stored
 
-    def verdict(self, key: str) -> StoredVerdict | None:
-        """The quality gate's verdict on ``key``'s audio, if it was judged."""
-        return store_verdicts.verdict(self._db, key)
-
-    def flagged(self, keys: list[str]) -> dict[str, StoredVerdict]:
-        """The verdicts of those of ``keys`` that the quality gate flagged."""
-        return store_verdicts.flagged(self._db, keys)
-
-    def learned_rates(self, voice_key: str, *, limit: int = 256) -> list[tuple[str, float]]:
-        """(script, seconds per weight unit) of the latest passed segments of a voice, oldest
-        first."""
-        return store_verdicts.learned_rates(self._db, voice_key, limit)
-
     def attempts(self, key: str) -> int:
         row = self._db.execute("SELECT attempts FROM segments WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
@@ -286,7 +277,7 @@ class Store(UsageMixin):
 
     def temp_path(self, key: str) -> Path:
         """A fresh temporary file name for a download of ``key``."""
-        return self._tmp / f"{key}.{uuid.uuid4().hex[:8]}.part"
+        return self._tmp / f"{key}.{os.urandom(4).hex()}.part"
 
     def commit(
         self, key: str, temp: Path, *, check: Callable[[WavInfo], None] | None = None
@@ -302,28 +293,31 @@ class Store(UsageMixin):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-        self.begin(key, 0)  # a no-op when the row exists, as it does in the pool
-        self._set(
-            key,
-            state="downloaded",
-            path=str(final.relative_to(self.root)),
-            url=None,
-            url_at=None,
-            frames=info.frames,
-            rate=info.rate,
-            channels=info.channels,
-            width=info.width,
-            error=None,
-        )
-        return Segment(key, final, info.frames, info.rate, info.channels, info.width)
+        return self._downloaded(key, final, info)
 
     def commit_bytes(
         self, key: str, data: bytes, *, check: Callable[[WavInfo], None] | None = None
     ) -> Segment:
-        """Store audio that came inline in the response (``check`` as for :meth:`commit`)."""
-        temp = self.temp_path(key)
-        temp.write_bytes(data)
-        return self.commit(key, temp, check=check)
+        """Store audio held in memory (``check`` as for :meth:`commit`): written once."""
+        final = self._final_path(key)
+        return self._downloaded(key, final, place_bytes(data, self.temp_path(key), final, check))
+
+    def _downloaded(self, key: str, final: Path, info: WavInfo) -> Segment:
+        """Mark ``key`` downloaded as ``final``: one statement, whether its row exists (as
+        it does in the pool) or not."""
+        row = (key, str(final.relative_to(self.root)), info.frames, info.rate, info.channels)
+        self._retry_locked(
+            lambda: self._db.execute(
+                "INSERT INTO segments (key, state, billing_chars, path, frames, rate, channels, "
+                "width, updated) VALUES (?, 'downloaded', 0, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET state = 'downloaded', path = excluded.path, "
+                "url = NULL, url_at = NULL, frames = excluded.frames, rate = excluded.rate, "
+                "channels = excluded.channels, width = excluded.width, error = NULL, "
+                "updated = excluded.updated",
+                (*row, info.width, time.time()),
+            )
+        )
+        return Segment(key, final, info.frames, info.rate, info.channels, info.width)
 
     def discard(self, key: str) -> None:
         """Forget ``key``'s audio (it failed a check): its file goes, its row is pending."""
@@ -333,20 +327,6 @@ class Store(UsageMixin):
         self._set(key, state="pending", path=None)
 
     # --- the quality gate ----------------------------------------------------------------
-
-    def record_verdict(
-        self,
-        key: str,
-        status: str,
-        *,
-        attempts: int,
-        verdict: dict[str, Any],
-        measurement: dict[str, Any],
-        best: dict[str, Any] | None = None,
-        learned: tuple[str, str, float] | None = None,  # (voice_key, script, rate)
-    ) -> None:
-        row = store_verdicts.verdict_row(key, status, attempts, verdict, measurement, best, learned)
-        self._retry_locked(lambda: store_verdicts.write_verdict(self._db, row))
 
     def _aside_path(self, key: str) -> Path:
         return self._segments / "qa" / f"{key}.wav"

@@ -24,10 +24,13 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
-def try_claim(db: sqlite3.Connection, key: str, owner: str, seconds: float) -> bool:
+def try_claim(
+    db: sqlite3.Connection, key: str, owner: str, seconds: float, *, billing_chars: int | None
+) -> bool:
     """Claim ``key`` for ``owner`` for ``seconds`` (or renew its claim); False when another
     process holds a claim on it that has not lapsed. One transaction; the caller retries
-    it while the database is locked."""
+    it while the database is locked. With ``billing_chars``, a claim made also inserts the
+    chunk's ``segments`` row if it has none: one write per chunk where there were two."""
     with db:
         db.execute("BEGIN IMMEDIATE")
         now = time.time()
@@ -38,6 +41,12 @@ def try_claim(db: sqlite3.Connection, key: str, owner: str, seconds: float) -> b
             "INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)",
             (key, owner, now + seconds),
         )
+        if billing_chars is not None:
+            db.execute(
+                "INSERT OR IGNORE INTO segments (key, state, billing_chars, updated) "
+                "VALUES (?, 'pending', ?, ?)",
+                (key, billing_chars, now),
+            )
         return True
 
 

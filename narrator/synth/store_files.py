@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..util.atomic import replace_synced, sync_file
-from ..util.wav import WavInfo, read_wav_info
+from ..util.atomic import replace_synced, sync_file, write_synced
+from ..util.wav import HEADER_PROBE, WavInfo, parse_wav, read_wav_info
 
 __all__ = [
     "StoreInfo",
@@ -23,6 +23,7 @@ __all__ = [
     "links_in_reserve",
     "note_in_reserve",
     "place",
+    "place_bytes",
     "sweep_temp",
 ]
 
@@ -119,4 +120,17 @@ def place(temp: Path, final: Path, check: Callable[[WavInfo], None] | None) -> W
     # lose the rename, and a row whose file is missing is synthesized again (lookup).
     # A kill -9 loses neither: the kernel keeps both.
     replace_synced(temp, final, sync_folder=False)
+    return info
+
+
+def place_bytes(
+    data: bytes, temp: Path, final: Path, check: Callable[[WavInfo], None] | None
+) -> WavInfo:
+    """:func:`place` for audio held in memory: checked from its bytes, written once."""
+    info = parse_wav(data[:HEADER_PROBE], len(data), name=final.name)
+    if check is not None:
+        check(info)
+    if not final.parent.is_dir():
+        final.parent.mkdir(exist_ok=True)
+    write_synced(data, temp, final)  # synced before the rename, as in place()
     return info

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "VERDICTS_SCHEMA",
     "StoredVerdict",
+    "VerdictsMixin",
     "flagged",
     "from_columns",
     "learned_rates",
@@ -121,3 +123,37 @@ def write_verdict(db: sqlite3.Connection, row: tuple[object, ...]) -> None:
         "best, voice_key, script, rate, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         row,
     )
+
+
+class VerdictsMixin:
+    """The verdict methods of :class:`~.store.Store` (kept here, beside their SQL)."""
+
+    _db: sqlite3.Connection
+    _retry_locked: Callable[[Callable[[], Any]], Any]
+
+    def verdict(self, key: str) -> StoredVerdict | None:
+        """The quality gate's verdict on ``key``'s audio, if it was judged."""
+        return verdict(self._db, key)
+
+    def flagged(self, keys: list[str]) -> dict[str, StoredVerdict]:
+        """The verdicts of those of ``keys`` that the quality gate flagged."""
+        return flagged(self._db, keys)
+
+    def learned_rates(self, voice_key: str, *, limit: int = 256) -> list[tuple[str, float]]:
+        """(script, seconds per weight unit) of the latest passed segments of a voice, oldest
+        first."""
+        return learned_rates(self._db, voice_key, limit)
+
+    def record_verdict(
+        self,
+        key: str,
+        status: str,
+        *,
+        attempts: int,
+        verdict: dict[str, Any],
+        measurement: dict[str, Any],
+        best: dict[str, Any] | None = None,
+        learned: tuple[str, str, float] | None = None,  # (voice_key, script, rate)
+    ) -> None:
+        row = verdict_row(key, status, attempts, verdict, measurement, best, learned)
+        self._retry_locked(lambda: write_verdict(self._db, row))

@@ -7,6 +7,12 @@ it was made, so the loop keeps serving requests and downloads while the store wa
 One thread, not a pool: the connection and its transactions are used by one caller at
 a time, and calls keep their order (a claim before the write it guards).
 
+Every chunk makes a few store calls, so a call's trip costs little: the thread takes
+calls from a queue and hands results back in batches, with one wake-up of the loop for
+all the results that finished while the loop was busy (an executor wakes it, and takes
+several locks, per call). A write that nothing waits on is posted rather than awaited:
+it keeps its place in the order and costs the loop nothing.
+
 A call whose awaiting task is cancelled still runs to its end on the thread (SQLite
 cannot be interrupted half-way); the next call waits for it.
 """
@@ -15,17 +21,25 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from .store import Store
 
 __all__ = ["StoreThread"]
 
+log = logging.getLogger("narrator")
+
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# A call, and where its result goes (None: posted, nobody waits for it).
+_Call = tuple[Callable[[], Any], "asyncio.Future[Any] | None", "asyncio.AbstractEventLoop | None"]
+_Done = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
 class StoreThread:
@@ -33,7 +47,11 @@ class StoreThread:
 
     def __init__(self, store: Store | None = None) -> None:
         self._store = store
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="narrator-store")
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards the two below
+        self._done: dict[asyncio.AbstractEventLoop, list[_Done]] = {}  # results per loop
+        self._thread: threading.Thread | None = None  # started by the first call
+        self._ended = False
 
     @property
     def store(self) -> Store:
@@ -49,7 +67,59 @@ class StoreThread:
     async def run(self, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``call(*args, **kwargs)`` on the store's thread, after every earlier call."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
+        future: asyncio.Future[T] = loop.create_future()
+        self._put((functools.partial(call, *args, **kwargs), future, loop))
+        return await future
+
+    def post(self, call: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        """``call(*args, **kwargs)`` on the store's thread, after every earlier call, not
+        awaited: for a write nothing waits on (a claim let go, a verdict). An error is
+        logged and dropped: what the write would have noted is found missing later and
+        done again (a lapsed claim, a segment judged again for free)."""
+        self._put((functools.partial(call, *args, **kwargs), None, None))
+
+    def _put(self, item: _Call) -> None:
+        if self._ended:
+            raise RuntimeError("the store's thread has ended")  # a bug: a call after close
+        if self._thread is None:
+            # A daemon: one never ended (a test's, say) must not keep the process alive.
+            self._thread = threading.Thread(target=self._serve, name="narrator-store", daemon=True)
+            self._thread.start()
+        self._calls.put(item)
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, future, loop = item
+            try:
+                result, error = call(), None
+            except BaseException as exc:  # the caller's to handle, as from any await
+                result, error = None, exc
+            if future is None or loop is None:
+                if error is not None:
+                    log.debug("a store write nothing waited on failed: %r", error)
+                continue
+            with self._lock:
+                batch = self._done.setdefault(loop, [])
+                batch.append((future, result, error))
+                first = len(batch) == 1  # else a delivery is already on its way
+            if first:
+                try:
+                    loop.call_soon_threadsafe(self._deliver, loop)
+                except RuntimeError:  # that loop is closed: nobody is left to tell
+                    with self._lock:
+                        self._done.pop(loop, None)
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``: hand every result that finished for it to its caller."""
+        with self._lock:
+            batch = self._done.pop(loop, [])
+        for future, result, error in batch:
+            if future.cancelled():
+                continue
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
 
     async def close(self) -> None:
         """Close the store (after every call made before) and end the thread."""
@@ -69,7 +139,9 @@ class StoreThread:
 
     def shutdown(self) -> None:
         """End the thread once the calls already made have run; the store stays open."""
-        self._executor.shutdown(wait=False)
+        if not self._ended:
+            self._ended = True
+            self._calls.put(None)
 
 
 def _nothing() -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "replace_synced",
     "sync_file",
     "temp_beside",
+    "write_synced",
 ]
 
 
@@ -57,6 +58,21 @@ def replace_synced(source: Path, target: Path, *, sync_folder: bool = True) -> N
     os.replace(source, target)
     if sync_folder:
         fsync_dir(target.parent)
+
+
+def write_synced(data: bytes, temp: Path, target: Path) -> None:
+    """Write ``data`` to the new file ``temp``, sync it and rename it over ``target``
+    (the folder unsynced, as with ``replace_synced(sync_folder=False)``): one open, one
+    sync. ``temp`` is removed if anything fails."""
+    try:
+        with temp.open("xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager

@@ -67,9 +67,13 @@ class Provider(Protocol):
         :class:`~narrator.errors.StopRun` subclass on failure."""
         ...
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
-        """Stream the audio at ``url`` into ``dest``; raises ``LinkExpired`` for a dead
-        link and ``BadDownload`` for a short or broken body."""
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
+        """Fetch the audio at ``url``: returned when it is at most ``keep`` bytes (and
+        the provider chose to hold it), else streamed into ``dest`` and None returned.
+        Raises ``LinkExpired`` for a dead link and ``BadDownload`` for a short or broken
+        body."""
         ...
 
     async def aclose(self) -> None:

@@ -39,7 +39,9 @@ class EspeakProvider:
             raise BadRequest(str(exc)) from exc
         return Audio(data=wav_bytes(pcm, engine.sample_rate))
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
         raise LinkRefused("the espeak provider has no links to download")
 
     async def aclose(self) -> None:

@@ -30,7 +30,7 @@ from ...util import netpolicy
 from ...util.netpolicy import NetPolicy
 from ...util.registry import spec
 from ...util.sanitize import clean_line
-from ...util.wav import read_wav_info
+from ...util.wav import HEADER_PROBE, parse_wav, read_wav_info
 from . import Audio
 
 __all__ = [
@@ -181,8 +181,13 @@ async def download(
     max_bytes: int,
     timeout: float,
     policy: NetPolicy | None = None,
-) -> None:
-    """Stream the WAV at ``url`` into ``dest`` and check it is whole RIFF/WAVE PCM.
+    keep: int = 0,
+) -> bytes | None:
+    """Fetch the WAV at ``url`` and check it is whole RIFF/WAVE PCM.
+
+    Audio of at most ``keep`` bytes comes back as bytes and nothing is written: a
+    segment held in memory costs no thread hop per block, and the store writes it
+    once. Longer audio is streamed into ``dest`` and None comes back.
 
     The signed link carries its own credentials, so no Authorization header is sent.
     Every hop of the link must pass ``policy`` (:mod:`narrator.util.netpolicy`), else the
@@ -202,13 +207,7 @@ async def download(
                 raise AudioTooLarge(
                     f"audio segment of {resp.content_length} bytes exceeds the {max_bytes}-byte cap"
                 )
-            size = 0
-            async with aiofiles.open(dest, "wb") as fh:
-                async for block in resp.content.iter_chunked(_BLOCK):
-                    size += len(block)
-                    if size > max_bytes:
-                        raise AudioTooLarge(f"audio segment exceeds the {max_bytes}-byte cap")
-                    await fh.write(block)
+            kept = await _receive(resp, dest, max_bytes=max_bytes, keep=keep)
     except AddressRefused as exc:
         raise LinkRefused(f"the service's audio link: {exc}") from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
@@ -218,9 +217,40 @@ async def download(
     except TimeoutError as exc:
         raise TransientError("audio download timed out") from exc
     try:
-        await asyncio.to_thread(read_wav_info, dest)
+        if kept is None:
+            await asyncio.to_thread(read_wav_info, dest)
+        else:
+            parse_wav(kept[:HEADER_PROBE], len(kept), name=dest.name)
     except AudioError as exc:
         raise BadDownload(f"downloaded audio is unusable: {exc}") from exc
+    return kept
+
+
+async def _receive(
+    resp: aiohttp.ClientResponse, dest: Path, *, max_bytes: int, keep: int
+) -> bytes | None:
+    """The body, if at most ``keep`` bytes; else None, the body written to ``dest``."""
+    size = 0
+    blocks: list[bytes] = []  # joined once at the end: one allocation of the whole
+    fh = None
+    try:
+        async for block in resp.content.iter_chunked(_BLOCK):
+            size += len(block)
+            if size > max_bytes:
+                raise AudioTooLarge(f"audio segment exceeds the {max_bytes}-byte cap")
+            if fh is None and size <= keep:
+                blocks.append(block)
+                continue
+            if fh is None:  # too long to hold: what came so far goes first
+                fh = await aiofiles.open(dest, "wb")
+                await fh.write(b"".join(blocks))
+                blocks.clear()
+            await fh.write(block)
+    finally:
+        if fh is not None:
+            await fh.close()
+    # Nothing written: the body is kept (with keep=0 it is empty, and so refused).
+    return b"".join(blocks) if fh is None else None
 
 
 class HttpProvider(abc.ABC):
@@ -303,15 +333,19 @@ class HttpProvider(abc.ABC):
             self._session = aiohttp.ClientSession()
         return self._session
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> None:
-        """Stream the audio at ``url`` into ``dest``; see :func:`download`."""
-        await download(
+    async def download(
+        self, url: str, dest: Path, *, max_bytes: int, keep: int = 0
+    ) -> bytes | None:
+        """The audio at ``url``, in memory up to ``keep`` bytes, else in ``dest``; see
+        :func:`download`."""
+        return await download(
             self.session,
             url,
             dest,
             max_bytes=max_bytes,
             timeout=self._timeout,
             policy=self._network,
+            keep=keep,
         )
 
     async def aclose(self) -> None:
