@@ -26,6 +26,7 @@ from narrator.inputs.documents import Chapter, Document
 from narrator.settings import AudiobookOptions
 from narrator.synth.providers import Audio
 from narrator.tools.emulator import EmulatorConfig, start_emulator
+from narrator.util.atomic import temp_beside
 from narrator.util.wav import read_wav_info, tone_pcm, wav_bytes
 
 from .conftest import TEST_KEY
@@ -147,6 +148,43 @@ async def test_ctrl_c_mid_stream_leaves_no_hidden_file(tmp_path: Path) -> None:
         await emulator.close()
     assert proc.returncode == 130, err.decode()
     assert list(out.iterdir()) == []
+
+
+async def test_what_a_kill_9_left_beside_the_book_goes_with_the_next_run(tmp_path: Path) -> None:
+    (tmp_path / "road.txt").write_text("\n\n".join(PARAGRAPHS * 2))
+    out = tmp_path / "out"
+    out.mkdir()
+    # Another writer of the same book, alive (this test): its hidden file must stay.
+    live = temp_beside(out / "road.mp3").with_suffix(".part1.tmp")
+    live.write_bytes(b"still being written")
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.3))
+    env = {k: v for k, v in os.environ.items() if k != "AIMLAPI_KEY"}
+    args = [
+        sys.executable, "-m", "narrator", "narrate", str(tmp_path / "road.txt"),
+        "-o", str(out / "road.mp3"), "--base-url", emulator.url, "--api-key", TEST_KEY,
+        "--cache-dir", str(tmp_path / "c"), "--max-chars", "60", "--concurrency", "2",
+        "--rpm", "100000", "--qa", "off", "--quiet",
+    ]  # fmt: skip
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        assert await until(lambda: len(hidden(out)) > 1 or proc.returncode is not None)
+        proc.kill()  # no handler runs: the encoder's hidden file stays behind
+        await proc.communicate()
+        left = [p for p in hidden(out) if p != live]
+        assert left, "the killed run left nothing to sweep"
+        again = await asyncio.create_subprocess_exec(
+            *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        async with asyncio.timeout(120):
+            _, err = await again.communicate()
+    finally:
+        await emulator.close()
+    assert again.returncode == 0, err.decode()
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "road.mp3"])
+    container, seconds, _, _ = probe(out / "road.mp3")
+    assert container == "mp3" and seconds > 10
 
 
 # --- the book stage alone -----------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import AudioError
+from ..util.atomic import temp_beside
 from ..util.wav import WavInfo
 from .ffmpeg import _PCM_CODECS, _bound, ffmpeg_exe, last_words
 
@@ -124,7 +125,6 @@ class Encoder:
 
 
 def temp_part(output: Path, number: int) -> Path:
-    """A hidden name beside ``output`` for part ``number`` while it is being written."""
-    import secrets
-
-    return output.with_name(f".{output.name}.{secrets.token_hex(4)}.part{number}.tmp")
+    """A hidden name beside ``output`` for part ``number`` while it is being written
+    (this process's: a later run removes it if this one is killed outright)."""
+    return temp_beside(output).with_suffix(f".part{number}.tmp")

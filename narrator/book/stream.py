@@ -18,7 +18,8 @@ only a remux and tags are left (:meth:`~BookStream.finish`):
   encode.
 
 :meth:`~BookStream.abort` (or any error) stops the encoders and removes every hidden
-file. The first piece starts the encoders: a document waiting for its first segment
+file; what a process killed outright left is removed by the next stream to the same
+output. The first piece starts the encoders: a document waiting for its first segment
 costs no process.
 """
 
@@ -33,6 +34,7 @@ from ..chunks.split import Chunk
 from ..errors import AudioError
 from ..inputs.documents import Document
 from ..settings import AudiobookOptions
+from ..util.atomic import sweep_leftovers
 from ..util.wav import WavInfo
 from .encode import Metadata, finish_part, format_of, tag_values
 from .encoder import Encoder, stream_args, temp_part
@@ -209,6 +211,8 @@ class BookStream:
         target = self._joiner.target
         assert target is not None
         self.output.parent.mkdir(parents=True, exist_ok=True)
+        # A run killed outright left its hidden parts here: hundreds of MB, nobody's now.
+        sweep_leftovers(self.output)
         if self.options.normalize:
             self._router = _Router(lambda number: _Null())
             self._measure = Encoder(

@@ -8,10 +8,11 @@ blocks no one.
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import time
+
+from ..util.atomic import running_here
 
 __all__ = ["CLAIMS_SCHEMA", "alive", "try_claim"]
 
@@ -56,10 +57,4 @@ def alive(owner: str) -> bool:
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine on a shared disk: only the expiry tells
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # alive, owned by someone else
-    return True
+    return running_here(int(pid))

@@ -4,13 +4,20 @@ A file is written under a hidden temporary name beside its target, synced, renam
 the target, and the folder is synced so the rename itself survives a crash. Until then
 a reader sees the old file (or none), never half of the new one; on any error the
 temporary file is removed and the old file is left as it was.
+
+A process killed outright (``kill -9``, a power cut) removes nothing: its hidden names
+carry its process id and host, so the next run writing the same target removes them
+once that process is gone (:func:`sweep_leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import socket
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +27,8 @@ __all__ = [
     "atomic_write",
     "fsync_dir",
     "replace_synced",
+    "running_here",
+    "sweep_leftovers",
     "sync_file",
     "temp_beside",
     "write_synced",
@@ -44,9 +53,49 @@ def sync_file(fh: BinaryIO) -> None:
     os.fsync(fh.fileno())
 
 
+def _host() -> str:
+    """This machine, in four hex digits: enough to tell a shared disk's writers apart."""
+    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"
+
+
 def temp_beside(target: Path) -> Path:
-    """A hidden, unused name in ``target``'s folder: a rename from it never crosses disks."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    """A hidden, unused name in ``target``'s folder: a rename from it never crosses disks.
+
+    It names this process (``.NAME.pPID-HOST-RANDOM.tmp``) so a later run can tell a
+    killed writer's leftovers from a live one's; callers may change the ``.tmp`` suffix.
+    """
+    return target.with_name(f".{target.name}.p{os.getpid()}-{_host()}-{secrets.token_hex(4)}.tmp")
+
+
+def running_here(pid: int) -> bool:
+    """Whether process ``pid`` of this machine may still be running."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # alive, owned by someone else
+    return True
+
+
+def sweep_leftovers(target: Path) -> int:
+    """Remove the hidden files beside ``target`` that a writer killed outright left
+    (see :func:`temp_beside`): only this machine's, and only once their process is gone.
+    Returns how many went; a file that cannot be removed is left, silently."""
+    name = re.compile(rf"\.{re.escape(target.name)}\.p(\d+)-([0-9a-f]{{4}})-[0-9a-f]{{8}}\.")
+    host, removed = _host(), 0
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return 0
+    for entry in entries:
+        found = name.match(entry.name)
+        if found is None or found[2] != host or running_here(int(found[1])):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
 
 
 def replace_synced(source: Path, target: Path, *, sync_folder: bool = True) -> None:
