@@ -161,6 +161,30 @@ async def _one(awaitable: asyncio.Future[Outcome]) -> Outcome | BaseException:
     return result
 
 
+class _Arrivals:
+    """How many of a document's chunks are still out, and a wait for the next to come.
+
+    One callback per chunk: waiting on every pending future each time (``asyncio.wait``)
+    made a 10,000-chunk document quadratic (17 s of CPU per 1,000 chunks, not 2)."""
+
+    def __init__(self, futures: Sequence[asyncio.Future[Outcome]]) -> None:
+        self.left = 0
+        self._came = asyncio.Event()
+        for future in futures:
+            if not future.done():
+                self.left += 1
+                future.add_done_callback(self._one)
+
+    def _one(self, future: asyncio.Future[Outcome]) -> None:
+        self.left -= 1
+        self._came.set()
+
+    async def next(self) -> None:
+        """Until another chunk is in (callbacks run only while we wait: none is missed)."""
+        self._came.clear()
+        await self._came.wait()
+
+
 async def _stream_in_order(
     pool: Pool,
     jobs: Sequence[Job],
@@ -173,14 +197,14 @@ async def _stream_in_order(
     """Every chunk's result; as long as all is well, each segment is fed to the book as
     soon as it and those before it are in and final (see the module docstring)."""
     results: list[Outcome | BaseException] = []
+    arrivals = _Arrivals(futures)
     for index, future in enumerate(futures):
         result = await _one(future)
         if isinstance(result, Outcome) and not _final(result):
             while not _judgeable(pool, jobs[index]):
-                pending = [f for f in futures if not f.done()]
-                if not pending:
+                if not arrivals.left:
                     break  # the document is in: judged with all it taught, as ever
-                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                await arrivals.next()
             result = await _one(asyncio.ensure_future(pool.recheck(jobs[index], result)))
         results.append(result)
         if not isinstance(result, Outcome) or (strict and result.flagged):
