@@ -125,6 +125,16 @@ async def test_a_chunk_failing_mid_stream_leaves_no_hidden_file(tmp_path: Path) 
     assert list(out.iterdir()) == []
 
 
+def road_to_mp3(tmp_path: Path, out: Path, url: str) -> list[str]:
+    """The command narrating ``road.txt`` into ``out/road.mp3``, chunk by chunk."""
+    return [
+        sys.executable, "-m", "narrator", "narrate", str(tmp_path / "road.txt"),
+        "-o", str(out / "road.mp3"), "--base-url", url, "--api-key", TEST_KEY,
+        "--cache-dir", str(tmp_path / "c"), "--max-chars", "60", "--concurrency", "2",
+        "--rpm", "100000", "--qa", "off", "--quiet",
+    ]  # fmt: skip
+
+
 async def test_ctrl_c_mid_stream_leaves_no_hidden_file(tmp_path: Path) -> None:
     (tmp_path / "road.txt").write_text("\n\n".join(PARAGRAPHS * 2))
     out = tmp_path / "out"
@@ -133,10 +143,7 @@ async def test_ctrl_c_mid_stream_leaves_no_hidden_file(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "AIMLAPI_KEY"}
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "narrator", "narrate", str(tmp_path / "road.txt"),
-            "-o", str(out / "road.mp3"), "--base-url", emulator.url, "--api-key", TEST_KEY,
-            "--cache-dir", str(tmp_path / "c"), "--max-chars", "60", "--concurrency", "2",
-            "--rpm", "100000", "--qa", "off", "--quiet",
+            *road_to_mp3(tmp_path, out, emulator.url),
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert await until(lambda: bool(hidden(out)) or proc.returncode is not None)
@@ -159,12 +166,7 @@ async def test_what_a_kill_9_left_beside_the_book_goes_with_the_next_run(tmp_pat
     live.write_bytes(b"still being written")
     emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.3))
     env = {k: v for k, v in os.environ.items() if k != "AIMLAPI_KEY"}
-    args = [
-        sys.executable, "-m", "narrator", "narrate", str(tmp_path / "road.txt"),
-        "-o", str(out / "road.mp3"), "--base-url", emulator.url, "--api-key", TEST_KEY,
-        "--cache-dir", str(tmp_path / "c"), "--max-chars", "60", "--concurrency", "2",
-        "--rpm", "100000", "--qa", "off", "--quiet",
-    ]  # fmt: skip
+    args = road_to_mp3(tmp_path, out, emulator.url)
     try:
         proc = await asyncio.create_subprocess_exec(
             *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
