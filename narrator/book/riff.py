@@ -21,6 +21,17 @@ _RF64_HEADER = struct.Struct("<4sI4s4sIQQQI4sIHHIIHH4sI")
 _PCM = 1
 
 
+def _fmt_chunk(fmt: WavInfo) -> tuple[bytes | int, ...]:
+    """The ``fmt `` chunk's fields (PCM), the same in both layouts."""
+    return (b"fmt ", 16, _PCM, fmt.channels, fmt.rate, fmt.rate * fmt.frame_size,
+            fmt.frame_size, fmt.width * 8)  # fmt: skip
+
+
+def _rf64_size(data_size: int, extra: int) -> int:
+    """What the RIFF size counts in a file with the RF64-long header: all but 8 bytes."""
+    return _RF64_HEADER.size - 8 + data_size + (data_size & 1) + extra
+
+
 def _too_big_for_riff(data_size: int) -> bool:
     return _HEADER_AFTER_SIZE + data_size + (data_size & 1) > _RIFF_LIMIT
 
@@ -35,25 +46,17 @@ def _check_size(data_size: int, output: Path) -> None:
 
 def _rf64_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
     """The RF64 header; ``extra``: bytes of chunks after the data (a LIST, say)."""
-    pad = data_size & 1
     return _RF64_HEADER.pack(
         b"RF64",
         0xFFFF_FFFF,
         b"WAVE",
         b"ds64",
         28,
-        _RF64_HEADER.size - 8 + data_size + pad + extra,
+        _rf64_size(data_size, extra),
         data_size,
         data_size // fmt.frame_size,
         0,
-        b"fmt ",
-        16,
-        _PCM,
-        fmt.channels,
-        fmt.rate,
-        fmt.rate * fmt.frame_size,
-        fmt.frame_size,
-        fmt.width * 8,
+        *_fmt_chunk(fmt),
         b"data",
         0xFFFF_FFFF,
     )
@@ -63,15 +66,14 @@ def _junk_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
     """A RIFF header as long as the RF64 one, its ds64 room kept as a JUNK chunk: written
     first when the book's size is not known yet (EBU Tech 3306), so either fits at the end."""
     header = bytearray(_rf64_header(fmt, data_size, extra))
-    total = _RF64_HEADER.size - 8 + data_size + (data_size & 1) + extra
-    header[0:8] = b"RIFF" + total.to_bytes(4, "little")
+    header[0:8] = b"RIFF" + _rf64_size(data_size, extra).to_bytes(4, "little")
     header[12:48] = b"JUNK" + (28).to_bytes(4, "little") + bytes(28)
     header[-4:] = data_size.to_bytes(4, "little")
     return bytes(header)
 
 
 def _junk_fits(data_size: int, extra: int = 0) -> bool:
-    return _RF64_HEADER.size - 8 + data_size + (data_size & 1) + extra <= _RIFF_LIMIT
+    return _rf64_size(data_size, extra) <= _RIFF_LIMIT
 
 
 def _header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
@@ -79,14 +81,7 @@ def _header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
         b"RIFF",
         _HEADER_AFTER_SIZE + data_size + (data_size & 1) + extra,
         b"WAVE",
-        b"fmt ",
-        16,
-        _PCM,
-        fmt.channels,
-        fmt.rate,
-        fmt.rate * fmt.frame_size,
-        fmt.frame_size,
-        fmt.width * 8,
+        *_fmt_chunk(fmt),
         b"data",
         data_size,
     )
