@@ -26,6 +26,7 @@ import regex
 from ..errors import ConfigError
 from ..inputs.documents import Document
 from ..inputs.lines import line_groups
+from .cast import NARRATION, Casting, Line, cast_chapter
 from .lexicon import Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
 
@@ -76,6 +77,10 @@ class Chunk:
     paragraph_start: bool  # begins a new paragraph (or a heading/chapter)
     # The text as written when a lexicon respelled it (subtitles show this), else None.
     written: str | None = None
+    # The voice that reads it ("": the run's voice) and who speaks it (chunks/cast.py:
+    # "" the narrator, "?" unattributed speech, else a cast member's name).
+    voice: str = ""
+    speaker: str = NARRATION
 
     @property
     def shown(self) -> str:
@@ -91,6 +96,8 @@ def split_document(
     count: Callable[[str], int] = billing_chars,
     lexicon: Lexicon | None = None,
     voice: str = "",
+    casting: Casting | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Chunk]:
     """Cut a document into chunks of at most ``max_chars`` billing characters.
 
@@ -105,20 +112,35 @@ def split_document(
     A ``lexicon`` respells each paragraph (for ``lang`` and ``voice``) before it is
     cut, so the limit counts the spoken form; a chunk it changed keeps its written text
     in ``Chunk.written``.
+
+    A ``casting`` gives voices out (:mod:`narrator.chunks.cast`): each chapter's narrator
+    voice, and, when it listens for speech, each quotation its speaker's. A chunk never
+    mixes speakers; ``warn`` hears about quotation marks that never close.
     """
     _check(max_chars)
     segmenter = segmenter_for(lang)
     chunks: list[Chunk] = []
-    speak = None if lexicon is None or not lexicon.entries else (lexicon, lang, voice)
+    use = lexicon if lexicon is not None and lexicon.entries else None
     for chapter in doc.chapters:
-        packer = _Packer(max_chars, count)
+        narrator = casting.narrator(chapter.title) if casting is not None else voice
+        speak = None if use is None else (use, lang, narrator)
+        packer = _Packer(max_chars, count, voice=narrator)
         if chapter.title:
             _add_paragraph(packer, chapter.title, segmenter, speak)
             packer.flush()
-        for paragraph in chapter.paragraphs:
-            _add_paragraph(packer, paragraph, segmenter, speak)
+        if casting is not None and casting.listens:
+            paragraphs = [p for p in map(_normalize, chapter.paragraphs) if p]
+            lines, warnings = cast_chapter(paragraphs, lang, casting)
+            for warning in warnings:
+                if warn is not None:
+                    warn(f"{doc.source}: chapter {chapter.index + 1}: {warning}")
+            for paragraph, its_lines in zip(paragraphs, lines, strict=True):
+                _add_voiced(packer, paragraph, its_lines, segmenter, (use, lang, casting, chapter.title))
+        else:
+            for paragraph in chapter.paragraphs:
+                _add_paragraph(packer, paragraph, segmenter, speak)
         packer.flush()
-        for text, cost, paragraph_start, written in packer.out:
+        for text, cost, paragraph_start, written, speaker, its_voice in packer.out:
             chunks.append(
                 Chunk(
                     len(chunks),
@@ -127,6 +149,8 @@ def split_document(
                     cost,
                     paragraph_start,
                     written if written != text else None,
+                    its_voice,
+                    speaker,
                 )
             )
     return chunks
@@ -149,7 +173,7 @@ def split_text(
     for paragraph in _PARAGRAPH_BREAK.split(_LINE_ENDINGS.sub("\n", text)):
         _add_paragraph(packer, paragraph, segmenter)
     packer.flush()
-    return [chunk_text for chunk_text, _, _, _ in packer.out]
+    return [out[0] for out in packer.out]
 
 
 def _check(max_chars: int) -> None:
@@ -172,15 +196,21 @@ class _Packer:
         "para",
         "paragraph_start",
         "respelled",
+        "speaker",
         "start",
+        "voice",
         "ws",
     )
 
-    def __init__(self, max_chars: int, count: Callable[[str], int] = billing_chars) -> None:
+    def __init__(
+        self, max_chars: int, count: Callable[[str], int] = billing_chars, voice: str = ""
+    ) -> None:
         self.max_chars = max_chars
         self.count = count
-        # (text, billing chars, paragraph_start, written text)
-        self.out: list[tuple[str, int, bool, str]] = []
+        # (text, billing chars, paragraph_start, written text, speaker, voice)
+        self.out: list[tuple[str, int, bool, str, str, str]] = []
+        # Who speaks the open chunk, in which voice: a chunk never mixes two.
+        self.speaker, self.voice = NARRATION, voice
         # whole paragraphs already in the open chunk, as spoken and as written
         self.done: list[tuple[str, str]] = []
         self.para = ""  # the paragraph the open chunk ends in, and its slice in it
@@ -189,6 +219,12 @@ class _Packer:
         self.cost = 0  # billing chars of the open chunk, without self.ws
         self.ws = 0  # the open slice's trailing space: counted only if more text follows
         self.paragraph_start = False
+
+    def speak(self, speaker: str, voice: str) -> None:
+        """What follows is said by ``speaker`` in ``voice``: a change closes the chunk."""
+        if (speaker, voice) != (self.speaker, self.voice):
+            self.flush()
+            self.speaker, self.voice = speaker, voice
 
     def room(self) -> int:
         """Billing chars a new paragraph may have to join the open chunk."""
@@ -227,7 +263,9 @@ class _Packer:
             written = _PARAGRAPH_SEP.join(written for _, written in self.done)
             # Counted again: a space that starts a grapheme (" \u0301") may start a piece,
             # and strip() drops it, so self.cost can be one too high.
-            self.out.append((text, self.count(text), self.paragraph_start, written))
+            self.out.append(
+                (text, self.count(text), self.paragraph_start, written, self.speaker, self.voice)
+            )
         self.done = []
         self.para, self.start, self.end, self.respelled = "", 0, 0, None
 
@@ -267,6 +305,60 @@ def _add_paragraph(
         for piece in _cut(para, start, end, packer.max_chars, 0, packer.count):
             packer.add(para, *piece, first, respelled)
             first = False
+
+
+def _add_voiced(
+    packer: _Packer,
+    para: str,
+    lines: list[Line],
+    segmenter: Any,
+    how: tuple[Lexicon | None, str, Casting, str],
+) -> None:
+    """A paragraph (normalized) whose lines may have voices of their own: each line is
+    respelled for its voice and packed with its speaker; a speaker line's name is shown
+    in subtitles, not read."""
+    lexicon, lang, casting, title = how
+    parts: list[str] = []
+    spans: list[tuple[int, int, int, int]] = []
+    runs: list[tuple[int, int, str, str]] = []  # spoken start, end, speaker, voice
+    out = 0
+    for line in lines:
+        text = para[line.start : line.end]
+        if line.silent:
+            spans.append((out, out, line.start, line.end))
+            continue
+        speaker = casting.role(line.speaker)
+        voice = casting.voice_of(line.speaker, title)
+        if lexicon is not None:
+            respelled = lexicon.respell(text, lang, voice)
+            spans += [(out + a, out + b, line.start + c, line.start + d) for a, b, c, d in respelled.spans]
+            text = respelled.spoken
+        if runs and runs[-1][2:] == (speaker, voice):
+            runs[-1] = (runs[-1][0], out + len(text), speaker, voice)
+        else:
+            runs.append((out, out + len(text), speaker, voice))
+        parts.append(text)
+        out += len(text)
+    spoken = "".join(parts)
+    respelled_para = Respelled(spoken, para, tuple(spans)) if spans else None
+    bounds: list[int] | None = None
+    first = True
+    for start, end, speaker, voice in runs:
+        if not spoken[start:end].strip():
+            continue
+        packer.speak(speaker, voice)
+        cost = packer.count(spoken[start:end].strip())
+        if cost <= packer.room():
+            packer.add(spoken, start, end, cost, 0, first, respelled_para)
+            first = False
+            continue
+        if bounds is None:
+            bounds = sentence_bounds(spoken, segmenter)
+        cuts = [start, *(b for b in bounds if start < b < end), end]
+        for piece_start, piece_end in pairwise(cuts):
+            for piece in _cut(spoken, piece_start, piece_end, packer.max_chars, 0, packer.count):
+                packer.add(spoken, *piece, first, respelled_para)
+                first = False
 
 
 def _normalize(text: str) -> str:

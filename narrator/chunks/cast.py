@@ -1,0 +1,501 @@
+"""A cast of voices: who says each quotation, and in which voice.
+
+A cast is a TOML file::
+
+    [cast]                       # name = "voice", or a table with aliases
+    Alice = "Cherry"
+    Bob = {voice = "Ethan", also = ["Mr. Smith", "Bobby"]}
+
+    [chapters]                   # a chapter title pattern -> the narrator's voice there
+    "Part 2*" = "Ethan"
+
+Casts combine in order like lexicons (the settings file's, ``cast.toml`` in the
+document's folder, ``NAME.cast.toml`` beside it, then ``--cast FILE``), a later entry
+replacing an earlier one of the same name. A cast found beside a document is not
+trusted: it may only map names to voices, so it is bounded (:data:`MAX_BYTES`,
+:data:`MAX_ENTRIES`, :data:`MAX_ALIASES`, :data:`MAX_NAME`) and any other key is refused.
+
+:func:`cast_chapter` gives each paragraph of a chapter its :class:`Line` s: narration,
+speech given to a speaker by a speech tag ("said Alice", "Alice asked", "Alice said:",
+爱丽丝说, "sagte Anna"), by turn-taking within a two-person exchange, by a speaker line
+(``ANNA: ...`` with ``speaker_lines``), or left unattributed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import regex
+
+from ..errors import ConfigError
+from .dialogue import SPEECH_VERBS, Span, find_speech, primary
+
+__all__ = [
+    "LOCAL_NAMES", "MAX_ALIASES", "MAX_BYTES", "MAX_ENTRIES", "MAX_NAME", "NARRATION",
+    "UNATTRIBUTED", "Cast", "CastError", "Casting", "Line", "Member", "cast_chapter",
+    "combined", "local_casts",
+]  # fmt: skip
+
+FOLDER_CAST = "cast.toml"
+DOCUMENT_SUFFIX = ".cast.toml"
+LOCAL_NAMES = (FOLDER_CAST, f"NAME{DOCUMENT_SUFFIX}")
+# Bounds on what a cast file may cost: it is read from a document's folder.
+MAX_BYTES = 64 * 1024
+MAX_ENTRIES = 256  # cast members plus chapter patterns
+MAX_ALIASES = 16
+MAX_NAME = 64
+
+NARRATION = ""  # the speaker of narration
+UNATTRIBUTED = "?"  # speech nobody could be given
+
+
+class CastError(ConfigError):
+    """A cast file that cannot be used (unreadable, not TOML, over a bound, a bad key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One speaker: the name, the voice, other names the text calls them by."""
+
+    name: str
+    voice: str
+    also: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.also)
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """Speakers and per-chapter narrator voices, later entries winning per name."""
+
+    members: tuple[Member, ...] = ()
+    chapters: tuple[tuple[str, str], ...] = ()  # (title pattern, voice)
+    _index: dict[str, Member] = field(init=False, repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        latest: dict[str, Member] = {}
+        for member in self.members:
+            latest.pop(member.name.casefold(), None)
+            latest[member.name.casefold()] = member
+        members = tuple(latest.values())
+        object.__setattr__(self, "members", members)
+        index: dict[str, Member] = {}
+        for member in members:
+            for name in member.names:
+                index[name.casefold()] = member
+        object.__setattr__(self, "_index", index)
+
+    @classmethod
+    def load(cls, *paths: str | Path) -> Cast:
+        """The casts in ``paths`` combined, later files winning per name."""
+        cast = cls()
+        for path in paths:
+            try:
+                with Path(path).open("rb") as file:
+                    data = file.read(MAX_BYTES + 1)
+                if len(data) > MAX_BYTES:
+                    raise CastError(f"cast {path}: larger than {MAX_BYTES // 1024} KiB")
+                text = data.decode("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise CastError(f"cast {path}: cannot be read ({reason})") from exc
+            cast = cast.then(cls.parse(text, source=str(path)))
+        return cast
+
+    @classmethod
+    def parse(cls, text: str, *, source: str = "<cast>") -> Cast:
+        """A cast from TOML text; ``source`` names it in errors."""
+        if len(text.encode()) > MAX_BYTES:
+            raise CastError(f"cast {source}: larger than {MAX_BYTES // 1024} KiB")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise CastError(f"cast {source}: not valid TOML: {exc}") from exc
+        unknown = set(data) - {"cast", "chapters"}
+        if unknown:
+            raise CastError(
+                f"cast {source}: unknown table {sorted(unknown)[0]!r}; "
+                'use [cast] (name = "voice") and [chapters] ("title*" = "voice")'
+            )
+        table, chapters = data.get("cast", {}), data.get("chapters", {})
+        if not isinstance(table, dict) or not isinstance(chapters, dict):
+            raise CastError(f"cast {source}: [cast] and [chapters] must be tables")
+        if len(table) + len(chapters) > MAX_ENTRIES:
+            raise CastError(f"cast {source}: more than {MAX_ENTRIES} entries")
+        members = [_member(name, value, f"cast {source}: cast.{name}") for name, value in table.items()]
+        patterns = []
+        for pattern, voice in chapters.items():
+            where = f"cast {source}: chapters.{pattern}"
+            patterns.append((_name(pattern, where), _voice(voice, where)))
+        return cls(tuple(members), tuple(patterns))
+
+    def then(self, other: Cast) -> Cast:
+        """This cast with ``other``'s entries after it (winning per name)."""
+        return Cast((*self.members, *other.members), (*self.chapters, *other.chapters))
+
+    def lookup(self, name: str) -> Member | None:
+        """The member called ``name`` (or by an alias), case-insensitively."""
+        return self._index.get(" ".join(name.split()).casefold())
+
+    def chapter_voice(self, title: str) -> str | None:
+        """The narrator's voice for a chapter titled ``title``, if a pattern names one
+        (the last matching pattern wins)."""
+        found = None
+        for pattern, voice in self.chapters:
+            if fnmatch.fnmatchcase(title.casefold(), pattern.casefold()):
+                found = voice
+        return found
+
+    def voices(self) -> set[str]:
+        return {m.voice for m in self.members} | {v for _, v in self.chapters}
+
+    def revoiced(self, spell: Any) -> Cast:
+        """The same cast with each voice passed through ``spell`` (the service's spelling;
+        it raises for an unknown voice)."""
+        return Cast(
+            tuple(Member(m.name, spell(m.voice), m.also) for m in self.members),
+            tuple((p, spell(v)) for p, v in self.chapters),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.members or self.chapters)
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise CastError(f"{where}: a name must be a non-empty string")
+    if len(value) > MAX_NAME or not value.isprintable():
+        raise CastError(f"{where}: a name is at most {MAX_NAME} printable characters")
+    return " ".join(value.split())
+
+
+def _voice(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not regex.fullmatch(r"[\w.:-]{1,64}", value):
+        raise CastError(f"{where}: the voice must be a voice name (see `narrator voices`)")
+    return value
+
+
+def _member(name: str, value: Any, where: str) -> Member:
+    name = _name(name, where)
+    if isinstance(value, str):
+        return Member(name, _voice(value, where))
+    if not isinstance(value, dict):
+        raise CastError(f'{where}: use name = "voice" or name = {{voice = "...", also = [...]}}')
+    unknown = set(value) - {"voice", "also"}
+    if unknown:
+        raise CastError(f"{where}: unknown key {sorted(unknown)[0]!r}; known: also, voice")
+    also = value.get("also", [])
+    if isinstance(also, str):
+        also = [also]
+    if not isinstance(also, list) or len(also) > MAX_ALIASES:
+        raise CastError(f"{where}: also must be a list of at most {MAX_ALIASES} names")
+    return Member(name, _voice(value.get("voice"), where), tuple(_name(a, where) for a in also))
+
+
+def local_casts(source: str) -> list[Path]:
+    """A document's own casts, in the order they apply: ``cast.toml`` in its folder, then
+    ``NAME.cast.toml`` beside it. None for URLs and stdin."""
+    if "://" in source or source.startswith("<") or source == "-":
+        return []
+    path = Path(source)
+    candidates = [path.parent / FOLDER_CAST, path.with_name(path.stem + DOCUMENT_SUFFIX)]
+    return [c for c in candidates if c.is_file()]
+
+
+def combined(base: Sequence[Path], document: str, over: Iterable[Path] = ()) -> tuple[Path, ...]:
+    """The cast files for ``document``, in order: the settings file's, the document's own,
+    then the command line's."""
+    return (*base, *local_casts(document), *over)
+
+
+@dataclass(frozen=True, slots=True)
+class Casting:
+    """How a run gives voices out: the cast, the narrator's voice, the voice of speech
+    nobody could be given, and whether ``NAME:`` paragraphs are speaker lines."""
+
+    cast: Cast = field(default_factory=Cast)
+    voice: str = ""
+    dialogue_voice: str = ""
+    speaker_lines: bool = False
+
+    @property
+    def listens(self) -> bool:
+        """Whether speech is looked for at all (else the narrator reads everything)."""
+        return bool(self.dialogue_voice or self.cast.members or self.speaker_lines)
+
+    def narrator(self, title: str) -> str:
+        return self.cast.chapter_voice(title) or self.voice
+
+    def voice_of(self, speaker: str, title: str) -> str:
+        """The voice of ``speaker`` (a name, NARRATION or UNATTRIBUTED) in a chapter."""
+        if speaker == NARRATION:
+            return self.narrator(title)
+        member = self.cast.lookup(speaker)
+        if member is not None:
+            return member.voice
+        return self.dialogue_voice or self.narrator(title)
+
+    def role(self, speaker: str) -> str:
+        """What a chunk's speaker is keyed by: speech that falls back to the narrator's
+        voice is narration, so it shares its chunks."""
+        if speaker == NARRATION or self.cast.lookup(speaker) is not None or self.dialogue_voice:
+            return speaker
+        return NARRATION
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A run of a paragraph: ``[start, end)``, who says it, and how that was found
+    (``tag``, ``turn``, ``line``, ``""``). ``silent`` runs (a speaker line's name) are
+    shown but not read."""
+
+    start: int
+    end: int
+    speaker: str
+    how: str = ""
+    silent: bool = False
+
+
+_PRONOUNS = frozenset(
+    (
+        "he she they it i we you his her him them this that then there the a an and but "
+        "er sie es ich wir du ihr il elle on ils elles je tu nous vous él ella ellos usted "
+        "он она они я мы ты вы оно"
+    ).split()
+)
+_HAN_PRONOUNS = frozenset("他 她 它 我 你 他们 她们 我们 你们 大家 有人".split())
+_NAME = r"\p{Lu}[\p{L}’'.-]*(?:\s+\p{Lu}[\p{L}’'-]*){0,2}"
+# A sentence's end, but not an abbreviation's full stop ("said Mr. Smith").
+_SENTENCE_END = regex.compile(r"(?<!\b(?:Mr|Mrs|Ms|Dr|St|Prof|Mme|Mlle|Hr|Fr))[.!?。！？…]")
+_LINE_NAME = regex.compile(r"^\s*(\p{L}[\p{L}\p{N} .’'-]{0,40}?)\s*[:：]\s*(?=\S)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Tagger:
+    lang: str
+    after: Any  # "said Alice" / "Alice said" after a quotation
+    cjk: bool
+
+    @classmethod
+    def make(cls, lang: str) -> _Tagger:
+        code = primary(lang)
+        verbs = SPEECH_VERBS.get(code, SPEECH_VERBS["en"])
+        alternation = "|".join(regex.escape(v) for v in sorted(verbs, key=len, reverse=True))
+        if code in ("zh", "ja"):
+            pattern = regex.compile(
+                rf"(?:^|(?<=[，。！？、：；”」』\s]))(\p{{Han}}{{1,4}}?)(?:{alternation})"
+            )
+            return cls(code, pattern, True)
+        pattern = regex.compile(
+            rf"(?:\b(?:{alternation})\b[\s,]+(?P<a>{_NAME})|(?P<b>{_NAME})\s+(?:\p{{Ll}}+ly\s+)?"
+            rf"(?:{alternation})\b)",
+        )
+        return cls(code, pattern, False)
+
+    def has_verb(self, text: str) -> bool:
+        verbs = SPEECH_VERBS.get(self.lang, SPEECH_VERBS["en"])
+        if self.cjk:
+            return any(v in text for v in verbs)
+        words = {w.casefold() for w in regex.findall(r"[\w’'-]+", text)}
+        return any(v in words for v in verbs)
+
+    def names(self, text: str) -> list[str]:
+        """Candidate speaker names a tag in ``text`` gives, in order."""
+        found = []
+        for m in self.after.finditer(text):
+            name = m.group(1) if self.cjk else (m.group("a") or m.group("b"))
+            name = name.strip(" .,")
+            if self.cjk and name in _HAN_PRONOUNS:
+                continue
+            if not self.cjk and name.split()[0].casefold() in _PRONOUNS:
+                continue
+            found.append(name)
+        return found
+
+
+def _tag(text: str, tagger: _Tagger, cast: Cast, before: bool) -> str | None:
+    """The speaker a tag in the narration ``text`` names, if any: a cast member when there
+    is a cast, else a name the text gives."""
+    if before:
+        text = _SENTENCE_END.split(text)[-1]  # the last sentence before the quotation
+    else:
+        m = _SENTENCE_END.search(text)
+        text = text[: m.end()] if m else text  # the first one after it
+    if not text.strip():
+        return None
+    candidates = tagger.names(text)
+    if cast.members:
+        for name in candidates:
+            member = cast.lookup(name) or _within(name, cast, tagger.cjk)
+            if member is not None:
+                return member.name
+        colon = before and text.rstrip().endswith((":", "：", ","))
+        if colon or tagger.has_verb(text):
+            member = _within(text, cast, tagger.cjk)
+            if member is not None:
+                return member.name
+        return None
+    if candidates:
+        return candidates[0]
+    if before and text.rstrip().endswith((":", "：")):
+        words = text.rstrip(" :：").split()
+        if words and words[-1][:1].isupper() and words[-1].casefold() not in _PRONOUNS:
+            return words[-1]
+    return None
+
+
+def _within(text: str, cast: Cast, cjk: bool) -> Member | None:
+    """The cast member whose name (or alias) appears first in ``text``."""
+    best: tuple[int, Member] | None = None
+    folded = text.casefold()
+    for member in cast.members:
+        for name in member.names:
+            n = name.casefold()
+            at = folded.find(n)
+            while at >= 0:
+                end = at + len(n)
+                whole = cjk or (
+                    (at == 0 or not folded[at - 1].isalnum())
+                    and (end == len(folded) or not folded[end].isalnum())
+                )
+                if whole:
+                    if best is None or at < best[0]:
+                        best = (at, member)
+                    break
+                at = folded.find(n, at + 1)
+    return best[1] if best else None
+
+
+def _speaker_line(para: str, cast: Cast) -> tuple[int, str] | None:
+    """A ``NAME: text`` paragraph: where its words start, and who says them (a cast
+    member, or a name in capitals such as ANNA or Q)."""
+    m = _LINE_NAME.match(para)
+    if m is None:
+        return None
+    name = m.group(1).strip()
+    member = cast.lookup(name)
+    if member is not None:
+        return m.end(), member.name
+    letters = [c for c in name if c.isalpha()]
+    if letters and all(c.isupper() for c in letters) and len(name.split()) <= 3:
+        return m.end(), name
+    return None
+
+
+def cast_chapter(
+    paragraphs: Sequence[str], lang: str, casting: Casting
+) -> tuple[list[list[Line]], list[str]]:
+    """Each paragraph's lines (covering it, in order) and the chapter's warnings."""
+    cast = casting.cast
+    tagger = _Tagger.make(lang)
+    lines_of: list[list[Line] | None] = [None] * len(paragraphs)
+    prose = list(paragraphs)
+    if casting.speaker_lines:
+        for n, para in enumerate(paragraphs):
+            found = _speaker_line(para, cast)
+            if found is not None:
+                at, name = found
+                lines_of[n] = [Line(0, at, name, "line", silent=True), Line(at, len(para), name, "line")]
+                prose[n] = ""  # not searched for quotations
+    speech = find_speech(prose, lang)
+    # Turns: the speech of one speaker, over paragraphs when a quotation carries on.
+    turns: list[list[int]] = []
+    named: list[str | None] = []
+    tags: dict[tuple[int, int], str] = {}  # (paragraph, span) -> a tag's speaker
+    for n, spans in enumerate(speech.spans):
+        if not spans:
+            continue
+        para = paragraphs[n]
+        for k, span in enumerate(spans):
+            after_end = spans[k + 1].start if k + 1 < len(spans) else len(para)
+            before_start = spans[k - 1].end if k else 0
+            name = _tag(para[span.end : after_end], tagger, cast, before=False)
+            if name is None:
+                name = _tag(para[before_start : span.start], tagger, cast, before=True)
+            if name is not None:
+                tags[(n, k)] = name
+        if spans[0].continued and turns and turns[-1][-1] == n - 1:
+            turns[-1].append(n)
+        else:
+            turns.append([n])
+            named.append(None)
+        for k in range(len(spans)):
+            if named[-1] is None and (n, k) in tags:
+                named[-1] = tags[(n, k)]
+    how = ["tag" if name is not None else "" for name in named]
+    _take_turns(turns, named, how)
+    warnings = list(speech.warnings)
+    for t, paras in enumerate(turns):
+        for n in paras:
+            spans = speech.spans[n]
+            speaker = named[t]
+            own: list[tuple[Span, str, str]] = []
+            for k, span in enumerate(spans):
+                tagged = tags.get((n, k))
+                if tagged is not None:
+                    speaker = tagged
+                who = speaker or UNATTRIBUTED
+                way = "tag" if tagged is not None else (how[t] if speaker else "")
+                own.append((span, who, way))
+            lines_of[n] = _lines(paragraphs[n], own)
+    out = [
+        lines if lines is not None else [Line(0, len(para), NARRATION)]
+        for lines, para in zip(lines_of, paragraphs, strict=True)
+    ]
+    return out, warnings
+
+
+def _take_turns(turns: list[list[int]], named: list[str | None], how: list[str]) -> None:
+    """Untagged turns of a two-person exchange alternate with the tagged ones."""
+    start = 0
+    while start < len(turns):
+        end = start + 1
+        while end < len(turns) and turns[end][0] == turns[end - 1][-1] + 1:
+            end += 1
+        speakers = {named[t] for t in range(start, end)} - {None}
+        if len(speakers) == 2:
+            pair = sorted(speakers, key=str)
+            tagged = [t for t in range(start, end) if how[t] == "tag"]
+            for t in range(start, end):
+                if named[t] is not None:
+                    continue
+                earlier = [s for s in tagged if s < t]
+                anchor = earlier[-1] if earlier else next(s for s in tagged if s > t)
+                who = named[anchor]
+                if (t - anchor) % 2:
+                    who = pair[1] if who == pair[0] else pair[0]
+                named[t], how[t] = who, "turn"
+        start = end
+
+
+def _lines(para: str, speech: list[tuple[Span, str, str]]) -> list[Line]:
+    """The paragraph cut into narration and speech lines; a run without a letter or digit
+    (a stray comma between two quotations) joins the line before it."""
+    raw: list[Line] = []
+    pos = 0
+    for span, who, way in speech:
+        if span.start > pos:
+            raw.append(Line(pos, span.start, NARRATION))
+        raw.append(Line(span.start, span.end, who, way))
+        pos = span.end
+    if pos < len(para):
+        raw.append(Line(pos, len(para), NARRATION))
+    out: list[Line] = []
+    for line in raw:
+        wordless = not any(c.isalnum() for c in para[line.start : line.end])
+        if out and (wordless or out[-1].speaker == line.speaker):
+            prev = out[-1]
+            out[-1] = Line(prev.start, line.end, prev.speaker, prev.how)
+        elif out and not any(c.isalnum() for c in para[out[-1].start : out[-1].end]):
+            prev = out[-1]
+            out[-1] = Line(prev.start, line.end, line.speaker, line.how)
+        else:
+            out.append(line)
+    return out
