@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .chunks.cast import Cast, Casting
+from .chunks.cast import combined as cast_files
 from .chunks.language import resolve_language
 from .chunks.lexicon import Lexicon, combined
 from .chunks.split import Chunk, split_document
@@ -56,6 +58,7 @@ __all__ = [
     "RunReport",
     "Work",
     "book_fingerprint",
+    "casting_for",
     "chunk_gap_ms",
     "narrate",
     "narrate_many",
@@ -99,7 +102,9 @@ async def narrate_many(
     fingerprints = {work.output: book_fingerprint(provider, settings, c) for work, c in plans}
 
     def key_of(chunk: Chunk) -> str:
-        return segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+        return segment_key(
+            provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
+        )
 
     current = [] if settings.force else await db.run(up_to_date, plans, store, fingerprints, key_of)
     done_before = {report.output for report in current}
@@ -230,6 +235,8 @@ def split_all(
         for w in works
     }
     loaded = {paths: Lexicon.load(*paths) for paths in set(files.values())}
+    # Every cast too, and each of its voices checked, before anything is sent.
+    castings = {w.document.source: casting_for(settings, w.document.source) for w in works}
     return [
         (
             work,
@@ -240,10 +247,32 @@ def split_all(
                 count=provider.billing_chars,
                 lexicon=loaded[files[work.document.source]],
                 voice=settings.voice,
+                casting=castings[work.document.source],
+                warn=log.warning,
             ),
         )
         for work in works
     ]
+
+
+def casting_for(settings: Settings, source: str) -> Casting | None:
+    """How a document's voices are given out: its cast files (the settings file's, its
+    own, the command line's) with every voice checked, the dialogue voice and speaker
+    lines; None when everything is read in the one voice. Raises
+    :class:`~narrator.errors.ConfigError` for a bad cast file or an unknown voice."""
+    from .settings import check_voice
+
+    cast = Cast.load(*cast_files(settings.cast, source, settings.cast_override))
+
+    def spell(voice: str) -> str:
+        return check_voice(
+            settings.provider, voice, model=settings.model, base_url=settings.base_url
+        )
+
+    casting = Casting(
+        cast.revoiced(spell), settings.voice, settings.dialogue_voice, settings.speaker_lines
+    )
+    return casting if casting.listens or cast.chapters else None
 
 
 def _service(settings: Settings) -> str:

@@ -13,7 +13,7 @@ from .book.encode import format_of
 from .chunks.split import Chunk
 from .errors import NarratorError
 from .reports import DocumentReport, Flag, Work
-from .settings import Settings
+from .settings import Settings, default
 from .status import Status
 from .synth.providers import Provider
 from .synth.store import Store, segment_key
@@ -31,6 +31,8 @@ def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Ch
         name: str(value)
         for name, value in dataclasses.asdict(settings).items()
         if name not in _RUN_ONLY_SETTINGS
+        # a cast setting left as it was: a book made before casts existed stays current
+        and not (name in _CAST_SETTINGS and value == default(name))
     }
     blob = json.dumps(
         # The written text too where a lexicon respelled it: the subtitles show it.
@@ -38,7 +40,11 @@ def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Ch
             provider.identity,
             made_with,
             [
-                (c.chapter, c.text) if c.written is None else (c.chapter, c.text, c.written)
+                (c.chapter, c.text)
+                if c.written is None
+                else (c.chapter, c.text, c.written)
+                if c.voice in ("", settings.voice)
+                else (c.chapter, c.text, c.written, c.voice)
                 for c in chunks
             ],
         ],
@@ -47,6 +53,9 @@ def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Ch
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+_CAST_SETTINGS = frozenset(
+    ("dialogue_voice", "cast", "cast_override", "speaker_lines", "quote_gap_ms")
+)
 # Settings that change how a run goes, not what it makes; changing them keeps a book current.
 # The quality gate's are among them: a book already written is judged by `narrator check`
 # (and upgrading to the gate leaves every fingerprint, so every book, as it was).
@@ -122,7 +131,9 @@ def room_needed(
     missing: dict[str, int] = {}
     for _, chunks in plans:
         for chunk in chunks:
-            key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+            key = segment_key(
+                provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
+            )
             if key not in missing and store.lookup(key) is None:
                 missing[key] = chunk.billing_chars
     cache = settings.store_dir.absolute()

@@ -32,7 +32,7 @@ from typing import Any
 
 import regex
 
-from ..errors import ConfigError
+from ..errors import CastError
 from .dialogue import SPEECH_VERBS, Span, find_speech, primary
 
 __all__ = [
@@ -52,10 +52,6 @@ MAX_NAME = 64
 
 NARRATION = ""  # the speaker of narration
 UNATTRIBUTED = "?"  # speech nobody could be given
-
-
-class CastError(ConfigError):
-    """A cast file that cannot be used (unreadable, not TOML, over a bound, a bad key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +125,9 @@ class Cast:
             raise CastError(f"cast {source}: [cast] and [chapters] must be tables")
         if len(table) + len(chapters) > MAX_ENTRIES:
             raise CastError(f"cast {source}: more than {MAX_ENTRIES} entries")
-        members = [_member(name, value, f"cast {source}: cast.{name}") for name, value in table.items()]
+        members = [
+            _member(name, value, f"cast {source}: cast.{name}") for name, value in table.items()
+        ]
         patterns = []
         for pattern, voice in chapters.items():
             where = f"cast {source}: chapters.{pattern}"
@@ -401,8 +399,11 @@ def cast_chapter(
         for n, para in enumerate(paragraphs):
             found = _speaker_line(para, cast)
             if found is not None:
-                at, name = found
-                lines_of[n] = [Line(0, at, name, "line", silent=True), Line(at, len(para), name, "line")]
+                at, who = found
+                lines_of[n] = [
+                    Line(0, at, who, "line", silent=True),
+                    Line(at, len(para), who, "line"),
+                ]
                 prose[n] = ""  # not searched for quotations
     speech = find_speech(prose, lang)
     # Turns: the speech of one speaker, over paragraphs when a quotation carries on.
@@ -416,7 +417,7 @@ def cast_chapter(
         for k, span in enumerate(spans):
             after_end = spans[k + 1].start if k + 1 < len(spans) else len(para)
             before_start = spans[k - 1].end if k else 0
-            name = _tag(para[span.end : after_end], tagger, cast, before=False)
+            name: str | None = _tag(para[span.end : after_end], tagger, cast, before=False)
             if name is None:
                 name = _tag(para[before_start : span.start], tagger, cast, before=True)
             if name is not None:

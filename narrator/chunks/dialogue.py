@@ -54,7 +54,7 @@ _SINGLE = frozenset("'‘‚")
 _SPEECHY_END = frozenset(",.!?…;:—-")
 
 # Speech verbs, per language: a tag is such a verb next to a name or a pronoun.
-SPEECH_VERBS: dict[str, tuple[str, ...]] = {
+SPEECH_VERBS: dict[str, list[str]] = {
     "en": (
         "said says asked asks replied replies answered answers cried cries shouted shouts "
         "whispered whispers muttered mutters called calls added adds continued exclaimed "
@@ -70,8 +70,7 @@ SPEECH_VERBS: dict[str, tuple[str, ...]] = {
         "répliqua continua déclara chuchota dis demande répond"
     ).split(),
     "es": (
-        "dijo preguntó respondió contestó gritó susurró añadió exclamó murmuró replicó "
-        "continuó"
+        "dijo preguntó respondió contestó gritó susurró añadió exclamó murmuró replicó continuó"
     ).split(),
     "ru": (
         "сказал сказала спросил спросила ответил ответила крикнул крикнула прошептал "
@@ -172,7 +171,7 @@ def _quoted(
 def _opens(para: str, i: int, ch: str) -> bool:
     before = para[i - 1] if i else " "
     after = para[i + 1] if i + 1 < len(para) else ""
-    if not after or after.isspace() and ch not in "«»":
+    if not after or (after.isspace() and ch not in "«»"):
         return False  # a mark before a space closes, or stands alone
     if ch in _SINGLE or ch == '"':
         if before.isalnum():

@@ -122,7 +122,7 @@ def split_document(
     chunks: list[Chunk] = []
     use = lexicon if lexicon is not None and lexicon.entries else None
     for chapter in doc.chapters:
-        narrator = casting.narrator(chapter.title) if casting is not None else voice
+        narrator = casting.narrator(chapter.title or "") if casting is not None else voice
         speak = None if use is None else (use, lang, narrator)
         packer = _Packer(max_chars, count, voice=narrator)
         if chapter.title:
@@ -135,7 +135,13 @@ def split_document(
                 if warn is not None:
                     warn(f"{doc.source}: chapter {chapter.index + 1}: {warning}")
             for paragraph, its_lines in zip(paragraphs, lines, strict=True):
-                _add_voiced(packer, paragraph, its_lines, segmenter, (use, lang, casting, chapter.title))
+                _add_voiced(
+                    packer,
+                    paragraph,
+                    its_lines,
+                    segmenter,
+                    (use, lang, casting, chapter.title or ""),
+                )
         else:
             for paragraph in chapter.paragraphs:
                 _add_paragraph(packer, paragraph, segmenter, speak)
@@ -331,7 +337,9 @@ def _add_voiced(
         voice = casting.voice_of(line.speaker, title)
         if lexicon is not None:
             respelled = lexicon.respell(text, lang, voice)
-            spans += [(out + a, out + b, line.start + c, line.start + d) for a, b, c, d in respelled.spans]
+            spans += [
+                (out + a, out + b, line.start + c, line.start + d) for a, b, c, d in respelled.spans
+            ]
             text = respelled.spoken
         if runs and runs[-1][2:] == (speaker, voice):
             runs[-1] = (runs[-1][0], out + len(text), speaker, voice)

@@ -40,6 +40,7 @@ from .commands import (
 from .config import apply_config, endpoint_setting, find_config, load_config, option_names
 from .options import (
     add_audiobook_options,
+    add_cast_options,
     add_endpoint_options,
     add_estimate_options,
     add_input_options,
@@ -112,6 +113,12 @@ def _gap_options(p: argparse.ArgumentParser) -> None:
         default=default("paragraph_gap_ms"),
         help="silence before a new paragraph",
     )
+    p.add_argument(
+        "--quote-gap-ms",
+        type=non_negative_int,
+        default=default("quote_gap_ms"),
+        help="silence between a quotation and its tag, in one paragraph (at most --gap-ms)",
+    )
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -175,6 +182,7 @@ def _narrate_options(p: argparse.ArgumentParser) -> None:
     _run_options(p)
     add_qa_options(p)
     add_lexicon_option(p)
+    add_cast_options(p)
 
 
 def _check(sub: _Commands, narrate: argparse.ArgumentParser) -> None:
@@ -204,6 +212,7 @@ def _estimate(sub: _Commands) -> None:
     add_provider(p)
     add_pace_options(p)
     add_lexicon_option(p)
+    add_cast_options(p)
     p.set_defaults(func=cmd_estimate)
 
 
@@ -370,6 +379,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         given = settings["lexicon"]
         args.lexicon_from_file = n = len(given) if isinstance(given, list) else 1
         args.lexicon[:n] = [str(path.parent / p) for p in args.lexicon[:n]]
+    if hasattr(args, "cast") and "cast" in settings:
+        given = settings["cast"]  # the same for casts
+        args.cast_from_file = n = len(given) if isinstance(given, list) else 1
+        args.cast[:n] = [str(path.parent / p) for p in args.cast[:n]]
     endpoint = endpoint_setting(settings)
     if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
         # Where the endpoint came from, so the key is not sent there unconfirmed.
