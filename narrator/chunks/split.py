@@ -30,7 +30,7 @@ from .cast import NARRATION, Casting, Line, cast_chapter
 from .lexicon import Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
 
-__all__ = ["Chunk", "billing_chars", "split_document", "split_text"]
+__all__ = ["Chunk", "billing_chars", "normalize_paragraph", "split_document", "split_text"]
 
 
 # The Han script: every CJK ideograph (all extensions, compatibility ideographs) plus a
@@ -367,6 +367,11 @@ def _add_voiced(
             for piece in _cut(spoken, piece_start, piece_end, packer.max_chars, 0, packer.count):
                 packer.add(spoken, *piece, first, respelled_para)
                 first = False
+
+
+def normalize_paragraph(text: str) -> str:
+    """A paragraph as the splitter reads it (see :func:`_normalize`)."""
+    return _normalize(text)
 
 
 def _normalize(text: str) -> str:

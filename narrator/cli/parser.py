@@ -26,6 +26,7 @@ from .argtypes import (
     share,
     size,
 )
+from .cast import add_cast
 from .commands import (
     cmd_cache,
     cmd_check,
@@ -343,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _estimate,
         add_words,
+        add_cast,
         add_say,
         _demo,
         _serve,
