@@ -272,6 +272,7 @@ _HAN_PRONOUNS = frozenset("他 她 它 我 你 他们 她们 我们 你们 大�
 _NAME = r"\p{Lu}[\p{L}’'.-]*(?:\s+\p{Lu}[\p{L}’'-]*){0,2}"
 # A sentence's end, but not an abbreviation's full stop ("said Mr. Smith").
 _SENTENCE_END = regex.compile(r"(?<!\b(?:Mr|Mrs|Ms|Dr|St|Prof|Mme|Mlle|Hr|Fr))[.!?。！？…]")
+_TRAILING = frozenset(",;:.!?，。！？、")
 _LINE_NAME = regex.compile(r"^\s*(\p{L}[\p{L}\p{N} .’'-]{0,40}?)\s*[:：]\s*(?=\S)")
 
 
@@ -488,6 +489,15 @@ def _lines(para: str, speech: list[tuple[Span, str, str]]) -> list[Line]:
         pos = span.end
     if pos < len(para):
         raw.append(Line(pos, len(para), NARRATION))
+    for n in range(len(raw) - 1):
+        # „Komm her“, sagte Anna: the comma ends the quotation, it does not start the tag
+        this, after = raw[n], raw[n + 1]
+        if this.speaker != NARRATION and after.speaker == NARRATION:
+            cut = after.start
+            while cut < after.end and para[cut] in _TRAILING:
+                cut += 1
+            raw[n] = Line(this.start, cut, this.speaker, this.how)
+            raw[n + 1] = Line(cut, after.end, NARRATION)
     out: list[Line] = []
     for line in raw:
         wordless = not any(c.isalnum() for c in para[line.start : line.end])
