@@ -24,7 +24,14 @@ from .book.stitch import Piece
 from .chunks.split import Chunk
 from .errors import ChunkFailed, NarratorError, Stopped, StopRun
 from .inputs.documents import Document
-from .reports import DocumentReport, ProgressCallback, ProgressEvent, Work, flags_of
+from .reports import (
+    DocumentReport,
+    ProgressCallback,
+    ProgressEvent,
+    Work,
+    flags_of,
+    voices_of,
+)
 from .settings import AudiobookOptions, Settings
 from .status import Status
 from .synth.pool import Job, Outcome, Pool
@@ -253,6 +260,7 @@ async def narrate_one(
             files=tuple(str(f) for f in files),
             flagged=flags_of(chunks, outcomes, starts),
             respelled_chunks=sum(c.written is not None for c in chunks),
+            voices=voices_of(chunks, settings.voice),
         )
 
     outcomes: list[Outcome] = []

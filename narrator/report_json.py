@@ -18,6 +18,7 @@ from .book.encode import ChapterMark
 from .errors import ConfigError
 from .estimate import DEFAULT_PRICE_PER_10K_CHARS
 from .pipeline import DocumentReport, Flag, RunReport
+from .reports import Voiced
 from .settings import Settings
 from .status import Status
 from .synth.timeline import Series
@@ -115,4 +116,5 @@ def _document(d: dict[str, Any]) -> DocumentReport:
         ),
         files=tuple(str(f) for f in d.get("files", ())),
         flagged=tuple(Flag(**f) for f in d.get("flagged", ())),
+        voices=tuple(Voiced(**v) for v in d.get("voices", ())),
     )

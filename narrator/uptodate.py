@@ -39,23 +39,27 @@ def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Ch
         [
             provider.identity,
             made_with,
-            [
-                (c.chapter, c.text)
-                if c.written is None
-                else (c.chapter, c.text, c.written)
-                if c.voice in ("", settings.voice)
-                else (c.chapter, c.text, c.written, c.voice)
-                for c in chunks
-            ],
+            [_made_of(c, settings.voice) for c in chunks],
         ],
         ensure_ascii=False,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-_CAST_SETTINGS = frozenset(
-    ("dialogue_voice", "cast", "cast_override", "speaker_lines", "quote_gap_ms")
-)
+_CAST_SETTINGS = frozenset(("quote_gap_ms",))
+
+
+def _made_of(chunk: Chunk, voice: str) -> tuple[object, ...]:
+    """A chunk as its book's fingerprint holds it: the voice only when a cast gave it one
+    of its own (so a book made before casts existed stays current)."""
+    made: tuple[object, ...] = (chunk.chapter, chunk.text)
+    if chunk.written is not None or chunk.voice not in ("", voice):
+        made += (chunk.written,)
+    if chunk.voice not in ("", voice):
+        made += (chunk.voice,)
+    return made
+
+
 # Settings that change how a run goes, not what it makes; changing them keeps a book current.
 # The quality gate's are among them: a book already written is judged by `narrator check`
 # (and upgrading to the gate leaves every fingerprint, so every book, as it was).
@@ -65,6 +69,7 @@ _RUN_ONLY_SETTINGS = frozenset(
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
         "allow_hosts", "allow_private_network", "stall_timeout", "qa", "qa_retries",
         "qa_budget", "lexicon", "lexicon_override",  # their effect is in the chunks' text
+        "cast", "cast_override", "dialogue_voice", "speaker_lines",  # and in their voices
     )
 )  # fmt: skip
 

@@ -259,6 +259,7 @@ class Line:
     speaker: str
     how: str = ""
     silent: bool = False
+    continued: bool = False  # carries on a quotation from the paragraph before
 
 
 _PRONOUNS = frozenset(
@@ -485,7 +486,7 @@ def _lines(para: str, speech: list[tuple[Span, str, str]]) -> list[Line]:
     for span, who, way in speech:
         if span.start > pos:
             raw.append(Line(pos, span.start, NARRATION))
-        raw.append(Line(span.start, span.end, who, way))
+        raw.append(Line(span.start, span.end, who, way, continued=span.continued))
         pos = span.end
     if pos < len(para):
         raw.append(Line(pos, len(para), NARRATION))
@@ -496,17 +497,17 @@ def _lines(para: str, speech: list[tuple[Span, str, str]]) -> list[Line]:
             cut = after.start
             while cut < after.end and para[cut] in _TRAILING:
                 cut += 1
-            raw[n] = Line(this.start, cut, this.speaker, this.how)
+            raw[n] = Line(this.start, cut, this.speaker, this.how, continued=this.continued)
             raw[n + 1] = Line(cut, after.end, NARRATION)
     out: list[Line] = []
     for line in raw:
         wordless = not any(c.isalnum() for c in para[line.start : line.end])
         if out and (wordless or out[-1].speaker == line.speaker):
             prev = out[-1]
-            out[-1] = Line(prev.start, line.end, prev.speaker, prev.how)
+            out[-1] = Line(prev.start, line.end, prev.speaker, prev.how, continued=prev.continued)
         elif out and not any(c.isalnum() for c in para[out[-1].start : out[-1].end]):
             prev = out[-1]
-            out[-1] = Line(prev.start, line.end, line.speaker, line.how)
+            out[-1] = Line(prev.start, line.end, line.speaker, line.how, continued=line.continued)
         else:
             out.append(line)
     return out

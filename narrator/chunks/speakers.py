@@ -57,8 +57,8 @@ def survey(documents: Iterable[tuple[Document, str]], casting: Casting) -> Surve
             found.warnings += [f"{doc.source}: chapter {chapter.index + 1}: {w}" for w in warnings]
             for para, its_lines in zip(paragraphs, lines, strict=True):
                 for line in its_lines:
-                    if line.speaker == NARRATION or line.silent:
-                        continue
+                    if line.speaker == NARRATION or line.silent or line.continued:
+                        continue  # a quotation over paragraphs counts once
                     if line.speaker == UNATTRIBUTED:
                         found.unattributed += 1
                         continue
