@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .chunks.cast import Cast, Casting
-from .chunks.cast import combined as cast_files
+from .chunks.cast import Casting, document_casting
 from .chunks.language import resolve_language
 from .chunks.lexicon import Lexicon, combined
 from .chunks.split import Chunk, split_document
@@ -262,17 +261,20 @@ def casting_for(settings: Settings, source: str) -> Casting | None:
     :class:`~narrator.errors.ConfigError` for a bad cast file or an unknown voice."""
     from .settings import check_voice
 
-    cast = Cast.load(*cast_files(settings.cast, source, settings.cast_override))
-
     def spell(voice: str) -> str:
         return check_voice(
             settings.provider, voice, model=settings.model, base_url=settings.base_url
         )
 
-    casting = Casting(
-        cast.revoiced(spell), settings.voice, settings.dialogue_voice, settings.speaker_lines
+    return document_casting(
+        source,
+        settings.cast,
+        settings.cast_override,
+        voice=settings.voice,
+        dialogue_voice=settings.dialogue_voice,
+        speaker_lines=settings.speaker_lines,
+        spell=spell,
     )
-    return casting if casting.listens or cast.chapters else None
 
 
 def _service(settings: Settings) -> str:

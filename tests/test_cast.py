@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from narrator.chunks.attribution import cast_chapter
 from narrator.chunks.cast import (
     MAX_BYTES,
     MAX_ENTRIES,
@@ -16,7 +17,6 @@ from narrator.chunks.cast import (
     UNATTRIBUTED,
     Cast,
     Casting,
-    cast_chapter,
     combined,
 )
 from narrator.chunks.split import split_document

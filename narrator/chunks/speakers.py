@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..inputs.documents import Document
-from .cast import NARRATION, UNATTRIBUTED, Casting, cast_chapter
+from .attribution import cast_chapter
+from .cast import NARRATION, UNATTRIBUTED, Casting
 from .split import normalize_paragraph
 
 __all__ = ["Speaker", "Survey", "cast_skeleton", "survey"]

@@ -26,7 +26,8 @@ import regex
 from ..errors import ConfigError
 from ..inputs.documents import Document
 from ..inputs.lines import line_groups
-from .cast import NARRATION, Casting, Line, cast_chapter
+from .attribution import Line, cast_chapter, voiced_runs
+from .cast import NARRATION, Casting
 from .lexicon import Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
 
@@ -77,8 +78,7 @@ class Chunk:
     paragraph_start: bool  # begins a new paragraph (or a heading/chapter)
     # The text as written when a lexicon respelled it (subtitles show this), else None.
     written: str | None = None
-    # The voice that reads it ("": the run's voice) and who speaks it (chunks/cast.py:
-    # "" the narrator, "?" unattributed speech, else a cast member's name).
+    # Its voice ("": the run's) and speaker ("" narrator, "?" unattributed, else a name).
     voice: str = ""
     speaker: str = NARRATION
 
@@ -134,31 +134,17 @@ def split_document(
             for warning in warnings:
                 if warn is not None:
                     warn(f"{doc.source}: chapter {chapter.index + 1}: {warning}")
+            how = (use, lang, casting, chapter.title or "")
             for paragraph, its_lines in zip(paragraphs, lines, strict=True):
-                _add_voiced(
-                    packer,
-                    paragraph,
-                    its_lines,
-                    segmenter,
-                    (use, lang, casting, chapter.title or ""),
-                )
+                _add_voiced(packer, paragraph, its_lines, segmenter, how)
         else:
             for paragraph in chapter.paragraphs:
                 _add_paragraph(packer, paragraph, segmenter, speak)
         packer.flush()
-        for text, cost, paragraph_start, written, speaker, its_voice in packer.out:
-            chunks.append(
-                Chunk(
-                    len(chunks),
-                    chapter.index,
-                    text,
-                    cost,
-                    paragraph_start,
-                    written if written != text else None,
-                    its_voice,
-                    speaker,
-                )
-            )
+        for text, cost, starts, written, speaker, its_voice in packer.out:
+            shown = written if written != text else None
+            chunk = Chunk(len(chunks), chapter.index, text, cost, starts, shown, its_voice, speaker)
+            chunks.append(chunk)
     return chunks
 
 
@@ -323,32 +309,11 @@ def _add_voiced(
     """A paragraph (normalized) whose lines may have voices of their own: each line is
     respelled for its voice and packed with its speaker; a speaker line's name is shown
     in subtitles, not read."""
-    lexicon, lang, casting, title = how
-    parts: list[str] = []
-    spans: list[tuple[int, int, int, int]] = []
-    runs: list[tuple[int, int, str, str]] = []  # spoken start, end, speaker, voice
-    out = 0
-    for line in lines:
-        text = para[line.start : line.end]
-        if line.silent:
-            spans.append((out, out, line.start, line.end))
-            continue
-        speaker = casting.role(line.speaker)
-        voice = casting.voice_of(line.speaker, title)
-        if lexicon is not None:
-            respelled = lexicon.respell(text, lang, voice)
-            spans += [
-                (out + a, out + b, line.start + c, line.start + d) for a, b, c, d in respelled.spans
-            ]
-            text = respelled.spoken
-        if runs and runs[-1][2:] == (speaker, voice):
-            runs[-1] = (runs[-1][0], out + len(text), speaker, voice)
-        else:
-            runs.append((out, out + len(text), speaker, voice))
-        parts.append(text)
-        out += len(text)
-    spoken = "".join(parts)
-    respelled_para = Respelled(spoken, para, tuple(spans)) if spans else None
+    respelled_para: Respelled | None
+    respelled_para, runs = voiced_runs(para, lines, *how)
+    spoken = respelled_para.spoken
+    if not respelled_para.spans:
+        respelled_para = None
     bounds: list[int] | None = None
     first = True
     for start, end, speaker, voice in runs:
@@ -369,11 +334,6 @@ def _add_voiced(
                 first = False
 
 
-def normalize_paragraph(text: str) -> str:
-    """A paragraph as the splitter reads it (see :func:`_normalize`)."""
-    return _normalize(text)
-
-
 def _normalize(text: str) -> str:
     """One paragraph on one line: whitespace runs become one space, CJK wraps vanish;
     a line break that means a line (a list item, verse, an address: see
@@ -382,6 +342,9 @@ def _normalize(text: str) -> str:
         return _SPACES.sub(" ", text).strip()
     lines = (_SPACES.sub(" ", _WRAPPED_LINE.sub("", group)).strip() for group in line_groups(text))
     return "\n".join(line for line in lines if line)
+
+
+normalize_paragraph = _normalize  # a paragraph as the splitter reads it
 
 
 def _cut(

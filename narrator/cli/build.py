@@ -215,4 +215,8 @@ def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Es
         lexicons=lexicon_settings(args)[0],
         lexicons_last=lexicon_settings(args)[1],
         voice=getattr(args, "voice", None) or "",
+        casts=cast_settings(args)[0],
+        casts_last=cast_settings(args)[1],
+        dialogue_voice=getattr(args, "dialogue_voice", None) or "",
+        speaker_lines=getattr(args, "speaker_lines", False),
     )
