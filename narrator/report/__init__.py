@@ -1,0 +1,1 @@
+"""The run report as a file: JSON (its data, read back later) or one self-contained HTML page."""

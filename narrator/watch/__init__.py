@@ -1,0 +1,1 @@
+"""``narrator watch``: an inbox narrated as documents land, and its queue and schedule."""
