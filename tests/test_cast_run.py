@@ -155,6 +155,10 @@ async def test_every_quotation_in_its_speakers_voice_billed_once(
         ("?", "Sunny"): 1,
     }
     assert all(v["chapter"] == 0 and v["characters"] > 0 for v in english["voices"])
+    page = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "r.json"), "-o", str(page)]) == 0
+    html = page.read_text()
+    assert "Who speaks" in html and "unattributed speech" in html and "Cherry" in html
 
     # Again: every segment is in the cache, nothing is paid for twice.
     requests = emulator.stats.requests
@@ -232,3 +236,20 @@ def test_narrator_cast_lists_the_speakers(
     assert 'Alice = "' in skeleton and 'Bob = "' in skeleton
     (tmp_path / "story.cast.toml").write_text(skeleton)
     assert main(["cast", str(tmp_path / "story.md")]) == 0  # the skeleton is a valid cast
+
+
+def test_estimate_counts_requests_and_characters_per_voice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, cast, pairs = TEXTS["en"]
+    (tmp_path / "story.md").write_text(text)
+    (tmp_path / "cast.toml").write_text(cast)  # found in the document's folder
+    story = str(tmp_path / "story.md")
+    assert main(["estimate", story, "--voice", "Elias", "--dialogue-voice", "Sunny"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+    for voice in ("Elias", "Cherry", "Ethan", "Sunny"):
+        chars = sum(len(t) for v, t in pairs if v == voice)
+        assert rows[voice] == [str(sum(v == voice for v, _ in pairs)), f"{chars:,}"]
+    (tmp_path / "cast.toml").write_text('[cast]\nAlice = "Nobody"\n')
+    assert main(["estimate", story]) == 2  # an unknown voice: refused before anything
+    assert "Nobody" in capsys.readouterr().err

@@ -214,6 +214,7 @@ def _estimate(sub: _Commands) -> None:
     add_pace_options(p)
     add_lexicon_option(p)
     add_cast_options(p)
+    p.add_argument("--voice", help="the narrator's voice (lexicon scopes, the cast's counts)")
     p.set_defaults(func=cmd_estimate)
 
 
