@@ -127,25 +127,17 @@ def _tag(text: str, tagger: _Tagger, cast: Cast, before: bool) -> str | None:
 
 
 def _within(text: str, cast: Cast, cjk: bool) -> Member | None:
-    """The cast member whose name (or alias) appears first in ``text``."""
-    best: tuple[int, Member] | None = None
-    folded = text.casefold()
-    for member in cast.members:
-        for name in member.names:
-            n = name.casefold()
-            at = folded.find(n)
-            while at >= 0:
-                end = at + len(n)
-                whole = cjk or (
-                    (at == 0 or not folded[at - 1].isalnum())
-                    and (end == len(folded) or not folded[end].isalnum())
-                )
-                if whole:
-                    if best is None or at < best[0]:
-                        best = (at, member)
-                    break
-                at = folded.find(n, at + 1)
-    return best[1] if best else None
+    """The cast member whose name (or alias) appears first in ``text`` (a whole word,
+    except in scripts without spaces)."""
+    for m in cast.names_pattern.finditer(text, overlapped=True):
+        end = m.end()
+        whole = cjk or (
+            (m.start() == 0 or not text[m.start() - 1].isalnum())
+            and (end == len(text) or not text[end].isalnum())
+        )
+        if whole:
+            return cast.lookup(m.group())
+    return None
 
 
 def _speaker_line(para: str, cast: Cast) -> tuple[int, str] | None:

@@ -71,6 +71,8 @@ class Cast:
     members: tuple[Member, ...] = ()
     chapters: tuple[tuple[str, str], ...] = ()  # (title pattern, voice)
     _index: dict[str, Member] = field(init=False, repr=False, compare=False, default_factory=dict)
+    # Every name and alias in one pattern, longest first: one scan of a tag finds them.
+    names_pattern: Any = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         latest: dict[str, Member] = {}
@@ -84,6 +86,9 @@ class Cast:
             for name in member.names:
                 index[name.casefold()] = member
         object.__setattr__(self, "_index", index)
+        names = sorted({n for m in members for n in m.names}, key=len, reverse=True)
+        alternation = "|".join(regex.escape(n).replace(r"\ ", r"\s+") for n in names)
+        object.__setattr__(self, "names_pattern", regex.compile(alternation or "(?!)", regex.I))
 
     @classmethod
     def load(cls, *paths: str | Path) -> Cast:
