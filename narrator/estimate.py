@@ -104,6 +104,7 @@ def estimate(
     casts_last: Sequence[Path] = (),
     dialogue_voice: str = "",
     speaker_lines: bool = False,
+    model: str = "",
 ) -> Estimate:
     """Split every document as a run with ``provider`` would and total requests,
     characters, cost and time.
@@ -115,12 +116,13 @@ def estimate(
     as a run would (``lexicons``, its own, then ``lexicons_last``; see ``Settings``),
     and cast the same way (``casts``, its own, ``casts_last``, ``dialogue_voice``,
     ``speaker_lines``): then :attr:`Estimate.voices` counts per voice, and an unknown
-    voice is a :class:`~narrator.errors.ConfigError`.
+    cast voice (for ``model``, default the provider's) is a
+    :class:`~narrator.errors.ConfigError`.
     """
     from .settings import check_voice
 
     def spell(name: str) -> str:
-        return check_voice(provider, name, model=entry.model, base_url=entry.base_url())
+        return check_voice(provider, name, model=model or entry.model, base_url=entry.base_url())
 
     entry = spec(provider)
     limit, provider_count = counting(provider)  # from the class: no client, no key
@@ -130,7 +132,7 @@ def estimate(
     concurrency = concurrency or entry.concurrency
     if entry.price_per_10k_chars is not None:
         price_per_10k_chars = entry.price_per_10k_chars
-    voice = spell(voice or entry.voice)
+    voice = voice or entry.voice  # checked by the run's settings, for the run's model
     dialogue_voice = spell(dialogue_voice) if dialogue_voice else ""
     per_doc = []
     per_voice: dict[str, list[int]] = {}

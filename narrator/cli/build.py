@@ -219,4 +219,5 @@ def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Es
         casts_last=cast_settings(args)[1],
         dialogue_voice=getattr(args, "dialogue_voice", None) or "",
         speaker_lines=getattr(args, "speaker_lines", False),
+        model=getattr(args, "model", None) or "",
     )
