@@ -253,3 +253,20 @@ def test_estimate_counts_requests_and_characters_per_voice(
     (tmp_path / "cast.toml").write_text('[cast]\nAlice = "Nobody"\n')
     assert main(["estimate", story]) == 2  # an unknown voice: refused before anything
     assert "Nobody" in capsys.readouterr().err
+
+
+def test_a_found_settings_file_names_casts_in_its_own_folder_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "story.md").write_text('"Hi," said Alice.\n')
+    (tmp_path / "elsewhere.toml").write_text('[cast]\nAlice = "Cherry"\n')
+    (project / "narrator.toml").write_text('cast = "../elsewhere.toml"\n')
+    monkeypatch.chdir(project)
+    assert main(["cast", "story.md"]) == 2
+    assert "outside the settings file's folder" in capsys.readouterr().err
+    (project / "mine.toml").write_text('[cast]\nAlice = "Cherry"\n')
+    (project / "narrator.toml").write_text('cast = "mine.toml"\n')
+    assert main(["cast", "story.md"]) == 0
+    assert "Cherry" in capsys.readouterr().out

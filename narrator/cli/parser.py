@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..errors import ConfigError
 from ..settings import default, default_stall_seconds
 from ..util.registry import REGISTRY
 from .argtypes import (
@@ -386,6 +387,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         given = settings["cast"]  # the same for casts
         args.cast_from_file = n = len(given) if isinstance(given, list) else 1
         args.cast[:n] = [str(path.parent / p) for p in args.cast[:n]]
+        folder = path.parent.resolve()
+        outside = [p for p in args.cast[:n] if not Path(p).resolve().is_relative_to(folder)]
+        if outside and args.config is None:  # a found file names only its own folder's
+            raise ConfigError(f"{path}: cast {outside[0]} is outside the settings file's folder")
     endpoint = endpoint_setting(settings)
     if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
         # Where the endpoint came from, so the key is not sent there unconfirmed.
