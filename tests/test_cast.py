@@ -250,3 +250,18 @@ def test_casts_are_found_like_lexicons(tmp_path: Path) -> None:
     cast = Cast.load(*files)
     assert {m.name: m.voice for m in cast.members} == {"Alice": "Jennifer", "Bob": "Ryan"}
     assert combined((), "https://example.org/a", ()) == ()
+
+
+def test_the_lexicon_respells_each_quotation_for_its_own_voice() -> None:
+    from narrator.chunks.lexicon import Lexicon
+
+    lexicon = Lexicon.parse('[[entry]]\nterm = "river"\nsay = "RIVER"\nvoice = ["Ethan"]\n')
+    doc = parse_text('"The river," said Bob. The river was wide. "The river?" asked Alice.\n')
+    chunks = split_document(doc, lexicon=lexicon, casting=Casting(CAST, "Elias"))
+    assert [(c.voice, c.text) for c in chunks] == [
+        ("Ethan", '"The RIVER,"'),  # Bob's voice is Ethan: respelled
+        ("Elias", "said Bob. The river was wide."),
+        ("Cherry", '"The river?"'),
+        ("Elias", "asked Alice."),
+    ]
+    assert chunks[0].written == '"The river,"'  # subtitles show the text as written
