@@ -265,3 +265,15 @@ def test_the_lexicon_respells_each_quotation_for_its_own_voice() -> None:
         ("Elias", "asked Alice."),
     ]
     assert chunks[0].written == '"The river,"'  # subtitles show the text as written
+
+
+def test_a_quotation_and_its_tag_are_closer_than_two_sentences() -> None:
+    from narrator.run.narration import chunk_gap_ms
+    from narrator.settings import Settings
+
+    settings = Settings(provider="espeak")
+    doc = parse_text('"Yes," said Bob. "Come."\n\nThe end.\n')
+    chunks = split_document(doc, casting=Casting(CAST, "Elias"))
+    gaps = [chunk_gap_ms(settings, a, b) for a, b in pairwise(chunks)]
+    assert gaps == [settings.quote_gap_ms, settings.quote_gap_ms, settings.paragraph_gap_ms]
+    assert settings.quote_gap_ms < settings.gap_ms
