@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import document_lexicon
-from ..chunks.split import split_document
+from ..chunks.split import Chunk, split_document
 from ..settings import Settings
 from ..store import Store, segment_key
 from ..synth.providers import Provider
 from ..synth.quality import Gate, Measurement, measure_file
-from .pipeline import Flag, Work, chunk_gap_ms
+from .pipeline import Flag, Work, casting_for, chunk_gap_ms
 
 __all__ = ["CheckReport", "check_documents", "prepare_fix"]
 
@@ -52,9 +52,17 @@ def check_documents(
 ) -> list[CheckReport]:
     """Judge the stored segments of ``works`` (see the module docstring). Sends nothing."""
     max_chars = min(settings.max_chars, provider.max_chars)
-    voice_key = f"{provider.identity}\0{settings.voice}"
     gate = Gate()
-    gate.warm(voice_key, store.learned_rates(voice_key))
+    warmed: set[str] = set()
+
+    def voice_key(chunk: Chunk) -> str:
+        """The rates a chunk is judged by: its voice's (a cast gives voices out)."""
+        key = f"{provider.identity}\0{chunk.voice or settings.voice}"
+        if key not in warmed:
+            warmed.add(key)
+            gate.warm(key, store.learned_rates(key))
+        return key
+
     plans = []
     for work in works:
         chunks = split_document(
@@ -66,15 +74,18 @@ def check_documents(
                 work.document.source, settings.lexicon, settings.lexicon_override
             ),
             voice=settings.voice,
+            casting=casting_for(settings, work.document.source),
         )
         measured: list[tuple[str, Measurement | None, float]] = []
         for chunk in chunks:
-            key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+            key = segment_key(
+                provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
+            )
             segment = store.lookup(key)
             m = measure_file(segment.path) if segment is not None else None
             measured.append((key, m, segment.seconds if segment is not None else 0.0))
-            if m is not None and gate.judge(voice_key, chunk.text, m).ok:
-                gate.passed(voice_key, chunk.text, m)
+            if m is not None and gate.judge(voice_key(chunk), chunk.text, m).ok:
+                gate.passed(voice_key(chunk), chunk.text, m)
         plans.append((work, chunks, measured))
     reports = []
     for work, chunks, measured in plans:
@@ -85,7 +96,7 @@ def check_documents(
             start += chunk_gap_ms(settings, previous, chunk) / 1000
             previous = chunk
             if m is not None:
-                verdict = gate.judge(voice_key, chunk.text, m)
+                verdict = gate.judge(voice_key(chunk), chunk.text, m)
                 stored = store.verdict(key)
                 if not verdict.ok:
                     attempts = stored.attempts if stored is not None else 1
