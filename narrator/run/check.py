@@ -33,9 +33,11 @@ class CheckReport:
     """What the gate says of one document's stored segments.
 
     ``missing``: chunks with no audio in the store (never narrated, or narrated with
-    other settings). ``flagged`` start times are where each chunk starts when the
-    segments are joined with the run's gaps (exact for WAV; with clean joins the book
-    trims each segment's own silence, so its times run a little earlier).
+    other settings, or ``corrupt``: their file was not a whole segment, or their row named
+    one outside the cache; dropped, so the next run makes them again). ``flagged`` start
+    times are where each chunk starts when the segments are joined with the run's gaps
+    (exact for WAV; with clean joins the book trims each segment's own silence, so its
+    times run a little earlier).
     """
 
     input: str
@@ -45,6 +47,7 @@ class CheckReport:
     missing: int
     flagged: tuple[Flag, ...]
     keys: tuple[str, ...]  # the flagged segments' store keys, in the same order
+    corrupt: int = 0
 
 
 def check_documents(
@@ -102,15 +105,18 @@ def check_documents(
                 missing=len(chunks) - checked,
                 flagged=tuple(flags),
                 keys=tuple(keys),
+                corrupt=sum(key in store.dropped for key, _, _ in measured),
             )
         )
     return reports
 
 
 def prepare_fix(reports: Sequence[CheckReport], store: Store) -> int:
-    """Mark every flagged segment for re-synthesis; how many were marked."""
+    """Mark every flagged segment for re-synthesis; how many were marked (with the corrupt
+    ones, which their check already dropped)."""
     marked = 0
     for report in reports:
+        marked += report.corrupt
         for key in report.keys:
             stored = store.verdict(key)
             verdict = stored.verdict if stored is not None else {}
