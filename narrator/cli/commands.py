@@ -323,8 +323,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     store_dir = settings.store_dir
     if not store_exists(store_dir):
         raise ConfigError(f"no segment store in {store_dir}: narrate first (or pass --cache-dir)")
+    store = Store(store_dir)  # refused before anything else is made
     provider = make_provider(settings)
-    store = Store(store_dir)
     try:
         reports = check_documents(works, settings, provider, store)
         marked = prepare_fix(reports, store) if args.fix else 0
@@ -334,7 +334,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for report in reports:
         missing = f", {report.missing} not in the store" if report.missing else ""
         if report.corrupt:
-            missing += f", {report.corrupt} corrupt (dropped: --fix makes them again)"
+            missing += f", {len(report.corrupt)} corrupt (--fix makes them again)"
         print(
             f"{report.input}: {report.checked} segments checked, "
             f"{len(report.flagged)} flagged{missing}"

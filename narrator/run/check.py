@@ -33,8 +33,8 @@ class CheckReport:
     """What the gate says of one document's stored segments.
 
     ``missing``: chunks with no audio in the store (never narrated, or narrated with
-    other settings, or ``corrupt``: their file was not a whole segment, or their row named
-    one outside the cache; dropped, so the next run makes them again). ``flagged`` start
+    other settings, or ``corrupt``: keys whose file is not a whole segment, or whose row
+    names one outside the cache; the next run, or ``--fix``, makes them again). ``flagged`` start
     times are where each chunk starts when the segments are joined with the run's gaps
     (exact for WAV; with clean joins the book trims each segment's own silence, so its
     times run a little earlier).
@@ -47,7 +47,7 @@ class CheckReport:
     missing: int
     flagged: tuple[Flag, ...]
     keys: tuple[str, ...]  # the flagged segments' store keys, in the same order
-    corrupt: int = 0
+    corrupt: tuple[str, ...] = ()
 
 
 def check_documents(
@@ -73,7 +73,7 @@ def check_documents(
         measured: list[tuple[str, Measurement | None, float]] = []
         for chunk in chunks:
             key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
-            segment = store.lookup(key)
+            segment = store.lookup(key, repair=False)  # sends nothing, changes nothing
             m = measure_file(segment.path) if segment is not None else None
             measured.append((key, m, segment.seconds if segment is not None else 0.0))
             if m is not None and gate.judge(voice_key, chunk.text, m).ok:
@@ -105,18 +105,20 @@ def check_documents(
                 missing=len(chunks) - checked,
                 flagged=tuple(flags),
                 keys=tuple(keys),
-                corrupt=sum(key in store.dropped for key, _, _ in measured),
+                corrupt=tuple(key for key, _, _ in measured if key in store.unusable),
             )
         )
     return reports
 
 
 def prepare_fix(reports: Sequence[CheckReport], store: Store) -> int:
-    """Mark every flagged segment for re-synthesis; how many were marked (with the corrupt
-    ones, which their check already dropped)."""
+    """Mark every flagged segment for re-synthesis, and drop every corrupt one; how many
+    were marked or dropped."""
     marked = 0
     for report in reports:
-        marked += report.corrupt
+        for key in report.corrupt:
+            store.lookup(key)  # drops what it cannot use: the next run makes it again
+            marked += 1
         for key in report.keys:
             stored = store.verdict(key)
             verdict = stored.verdict if stored is not None else {}
@@ -134,4 +136,5 @@ def as_dict(report: CheckReport) -> dict[str, object]:
     """A report as JSON-ready data."""
     data = dataclasses.asdict(report)
     del data["keys"]
+    data["corrupt"] = len(report.corrupt)
     return data

@@ -130,10 +130,10 @@ class Store:
         self._claims.owner = self._usage.owner = name
 
     @property
-    def dropped(self) -> frozenset[str]:
+    def unusable(self) -> frozenset[str]:
         """Keys whose stored audio could not be used (a row naming a file outside the
-        cache, or a corrupt file), found since this store was opened: made again."""
-        return frozenset(self._segments.dropped)
+        cache, or a corrupt file), found since this store was opened."""
+        return frozenset(self._segments.unusable)
 
     # --- claims between processes --------------------------------------------------------
 
@@ -179,9 +179,12 @@ class Store:
 
     # --- reading -------------------------------------------------------------------------
 
-    def lookup(self, key: str) -> Segment | None:
-        """The finished segment for ``key``, if its file is still there and whole."""
-        return self._segments.lookup(key)
+    def lookup(self, key: str, *, repair: bool = True) -> Segment | None:
+        """The finished segment for ``key``, if its file is still there and whole. A row
+        whose file is gone, corrupt or outside the cache goes back to pending (and a
+        corrupt file is deleted), to be made again; not so without ``repair`` (``narrator
+        check``), which only notes it in :attr:`unusable`."""
+        return self._segments.lookup(key, repair=repair)
 
     def pending_link(self, key: str, *, max_age: float) -> str | None:
         """The link of a synthesized-but-not-downloaded segment, if younger than ``max_age``."""

@@ -54,29 +54,32 @@ class Segments:
         self._files = files
         # Keys whose row named a file that could not be used (outside the cache, or
         # corrupt), in this store's life: ``narrator check`` counts them.
-        self.dropped: set[str] = set()
+        self.unusable: set[str] = set()
 
     # --- reading -------------------------------------------------------------------------
 
-    def lookup(self, key: str) -> Segment | None:
+    def lookup(self, key: str, *, repair: bool = True) -> Segment | None:
         """The finished segment for ``key``, if its file is still there and whole."""
         row = self._db.row(
             "SELECT path, frames, rate, channels, width FROM segments "
             "WHERE key = ? AND state = 'downloaded'",
             (key,),
         )
-        return None if row is None else self.usable(key, row)
+        return None if row is None else self.usable(key, row, repair=repair)
 
-    def usable(self, key: str, row: tuple[Any, ...]) -> Segment | None:
+    def usable(self, key: str, row: tuple[Any, ...], *, repair: bool = True) -> Segment | None:
         """The segment a downloaded row (path, frames, rate, channels, width) describes, if
-        its file may be used; else the row goes back to pending (see the module)."""
+        its file may be used; else the row goes back to pending (see the module), unless
+        not ``repair``: then it is only noted in :attr:`unusable`."""
         path = self._files.row_path(key, row[0])
         if path is None:
-            self.dropped.add(key)
-            self.reset(key)
+            self.unusable.add(key)
+            if repair:
+                self.reset(key)
             return None
         if not path.is_file():  # gone (pruned, deleted by hand): synthesized again
-            self.reset(key)
+            if repair:
+                self.reset(key)
             return None
         try:
             info = read_wav_info(path)
@@ -85,8 +88,11 @@ class Segments:
         else:
             why = "its header does not match its row"
         if info is None or not _matches(info, row[1:]):
+            self.unusable.add(key)
+            if not repair:
+                log.warning("segment %s is corrupt (%s)", key, why)
+                return None
             log.warning("segment %s is corrupt (%s): dropped, it is made again", key, why)
-            self.dropped.add(key)
             path.unlink(missing_ok=True)
             self.reset(key)
             return None
