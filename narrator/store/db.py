@@ -20,6 +20,7 @@ dialect; the :class:`~narrator.store.Store` front and the cache's files stay as 
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -176,7 +177,8 @@ class Database:
         self.conn.close()
 
 
-def _expected_columns() -> dict[str, set[str]]:
+@functools.cache
+def _expected_columns() -> dict[str, frozenset[str]]:
     """Each table's columns, as this version makes it (read from its CREATE statement
     by an in-memory SQLite, so the schema is written down once)."""
     memory = sqlite3.connect(":memory:")
@@ -184,7 +186,7 @@ def _expected_columns() -> dict[str, set[str]]:
         for schema in TABLES.values():
             memory.execute(schema)
         return {
-            name: {row[1] for row in memory.execute(f"PRAGMA table_info({name})")}
+            name: frozenset(row[1] for row in memory.execute(f"PRAGMA table_info({name})"))
             for name in TABLES
         }
     finally:
