@@ -183,6 +183,19 @@ async def test_a_newer_store_is_refused_before_anything_is_paid(
     assert emulator.stats.requests == 0
 
 
+def test_a_link_from_the_future_is_no_link(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    try:
+        store.begin("k", 3)
+        store.record_link("k", "http://x/a.wav")
+        assert store.pending_link("k", max_age=60) == "http://x/a.wav"
+        with _craft(store.root) as db:
+            db.execute("UPDATE segments SET url_at = 1e18")  # would never age
+        assert store.pending_link("k", max_age=60) is None
+    finally:
+        store.close()
+
+
 def test_a_store_made_before_the_stamp_is_adopted(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     cache.mkdir()

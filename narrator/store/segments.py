@@ -29,6 +29,8 @@ __all__ = ["Segment", "Segments"]
 
 log = logging.getLogger("narrator")
 
+_SKEW = 300.0  # seconds another machine's clock on a shared cache may run ahead
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -123,7 +125,9 @@ class Segments:
         )
         if row is None or not isinstance(row[0], str) or not isinstance(row[1], (int, float)):
             return None
-        return row[0] if time.time() - row[1] <= max_age else None
+        age = time.time() - row[1]
+        # A link from the future is a crafted one (beyond a shared disk's clock skew).
+        return row[0] if -_SKEW <= age <= max_age else None
 
     def attempts(self, key: str) -> int:
         row = self._db.row("SELECT attempts FROM segments WHERE key = ?", (key,))
