@@ -9,6 +9,7 @@ the cache survives every command.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import sqlite3
@@ -194,6 +195,17 @@ def test_a_link_from_the_future_is_no_link(tmp_path: Path) -> None:
         assert store.pending_link("k", max_age=60) is None
     finally:
         store.close()
+
+
+async def test_a_watcher_refuses_a_garbage_store_at_once(tmp_path: Path) -> None:
+    cache, inbox = tmp_path / "cache", tmp_path / "inbox"
+    _garbage(cache)
+    inbox.mkdir()  # empty: without the check it would wait for a document, for ever
+    args = ["watch", str(inbox), "-o", str(tmp_path / "out"), "--provider", "espeak",
+            "--cache-dir", str(cache)]  # fmt: skip
+    result = await asyncio.wait_for(run_cli(*args), timeout=60)
+    assert result.code == 2 and "cannot be read" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_store_made_before_the_stamp_is_adopted(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ from .files import (
     note_in_reserve,
     place,
     place_bytes,
+    refuse_links,
     sweep_temp,
 )
 from .segments import Segment, Segments
@@ -69,6 +70,7 @@ __all__ = [
     "Store",
     "StoreInfo",
     "StoredVerdict",
+    "check_store",
     "segment_key",
     "store_exists",
 ]
@@ -78,6 +80,15 @@ def segment_key(*, provider: str, voice: str, text: str) -> str:
     """The content address of one chunk's audio; ``provider`` is the provider's identity."""
     blob = json.dumps([provider, voice, text], ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def check_store(root: Path) -> None:
+    """Refuse (:class:`~narrator.errors.StoreRefused`) cache folder ``root`` if its
+    database is not narrator's or is newer, or a link stands where narrator keeps its
+    files; writes nothing. For a command that opens the store later (``watch``)."""
+    refuse_links(root)
+    if store_exists(root):
+        Database(root, read_only=True).close()
 
 
 class Store:

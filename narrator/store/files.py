@@ -29,6 +29,7 @@ __all__ = [
     "note_in_reserve",
     "place",
     "place_bytes",
+    "refuse_links",
     "sweep_temp",
 ]
 
@@ -56,12 +57,7 @@ class CacheFiles:
         self.tmp = self.segments / "tmp"
         self.qa = self.segments / "qa"
         self.reserve = root / "reserve"
-        for own in (self.segments, self.tmp, self.qa, self.reserve):
-            if own.is_symlink():
-                raise StoreRefused(
-                    f"{own} is a link: narrator keeps its own files there and follows no "
-                    "link out of its cache; it was left as it is (use another --cache-dir)"
-                )
+        refuse_links(root)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._inside = self.segments.resolve()
 
@@ -116,6 +112,18 @@ class StoreInfo:
     states: dict[str, int]
     files: int
     bytes: int
+
+
+def refuse_links(root: Path) -> None:
+    """Refuse (:class:`~narrator.errors.StoreRefused`) a cache folder with a link where
+    narrator keeps its own folders or its reserve: it would write or delete through it."""
+    segments = root / "segments"
+    for own in (segments, segments / "tmp", segments / "qa", root / "reserve"):
+        if own.is_symlink():
+            raise StoreRefused(
+                f"{own} is a link: narrator keeps its own files there and follows no "
+                "link out of its cache; it was left as it is (use another --cache-dir)"
+            )
 
 
 def disk_usage(segments: Path, database: Path) -> tuple[int, int]:
