@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .db import Database
+from .db import Backend
 
 __all__ = ["BookRecord", "Books"]
 
@@ -30,7 +30,7 @@ class BookRecord:
 class Books:
     """The ``books`` and ``book_files`` tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     def current(self, output: Path, fingerprint: str) -> BookRecord | None:

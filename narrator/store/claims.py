@@ -12,7 +12,7 @@ import socket
 import time
 
 from ..util.atomic import running_here
-from .db import Database
+from .db import Backend
 
 __all__ = ["Claims", "alive"]
 
@@ -20,7 +20,7 @@ __all__ = ["Claims", "alive"]
 class Claims:
     """The ``claims`` table, as seen by one store (its ``owner``)."""
 
-    def __init__(self, db: Database, owner: str) -> None:
+    def __init__(self, db: Backend, owner: str) -> None:
         self._db = db
         self.owner = owner
 

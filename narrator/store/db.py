@@ -12,8 +12,8 @@ is not newer than this version reads; each table has the columns this version us
 there are no triggers or views. Anything else is refused in one line
 (:class:`~narrator.errors.StoreRefused`) before a request is sent, and left untouched.
 
-A second backend (PostgreSQL, issue 24) is a second :class:`Database` with the same
-methods, and the SQL of the repositories (:mod:`.segments`, :mod:`.claims`,
+A second backend (PostgreSQL, issue 24) is a second implementation of :class:`Backend`
+(what the repositories ask of a database), with the SQL of the repositories (:mod:`.segments`, :mod:`.claims`,
 :mod:`.books`, :mod:`.verdicts`, :mod:`.usage`, :mod:`.queue`, :mod:`.spend`) in its
 dialect; the :class:`~narrator.store.Store` front and the cache's files stay as they are.
 """
@@ -25,12 +25,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import StoreRefused
 from .schema import APPLICATION_ID, SCHEMA_VERSION, TABLES
 
-__all__ = ["FILE_NAME", "Database", "database_path", "retry_locked", "store_exists"]
+__all__ = ["FILE_NAME", "Backend", "Database", "database_path", "retry_locked", "store_exists"]
 
 T = TypeVar("T")
 
@@ -48,6 +48,22 @@ def database_path(root: Path) -> Path:
 def store_exists(root: Path) -> bool:
     """Whether cache folder ``root`` has a database (narrator's or not: opening says)."""
     return database_path(root).exists()
+
+
+class Backend(Protocol):
+    """What the repositories ask of a database: the interface a second backend
+    implements (with the repositories' SQL in its dialect). :class:`Database` is SQLite's."""
+
+    def row(self, sql: str, params: Sequence[object] = ()) -> tuple[Any, ...] | None: ...
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+    def write(self, sql: str, params: Sequence[object] = ()) -> None: ...
+    def write_many(self, sql: str, params: Iterable[Sequence[object]]) -> None: ...
+    def transact(self, work: Callable[[], T]) -> T: ...
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None: ...
+    def execute_many(self, sql: str, params: Iterable[Sequence[object]]) -> None: ...
+    def has_table(self, name: str) -> bool: ...
+    def vacuum(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class Database:

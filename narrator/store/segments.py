@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import AudioError
 from ..util.wav import WavInfo, read_wav_info
-from .db import Database
+from .db import Backend
 from .files import CacheFiles
 
 __all__ = ["Segment", "Segments"]
@@ -51,7 +51,7 @@ class Segment:
 class Segments:
     """The ``segments`` table over the cache's files."""
 
-    def __init__(self, db: Database, files: CacheFiles) -> None:
+    def __init__(self, db: Backend, files: CacheFiles) -> None:
         self._db = db
         self._files = files
         # Keys whose row named a file that could not be used (outside the cache, or

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .claims import alive
-from .db import Database
+from .db import Backend
 from .files import CacheFiles
 
 __all__ = ["DocumentUsage", "PruneResult", "Usage"]
@@ -48,7 +48,7 @@ class PruneResult:
 class Usage:
     """The ``uses`` and ``runs`` tables, and the bounded cache they make possible."""
 
-    def __init__(self, db: Database, files: CacheFiles, owner: str) -> None:
+    def __init__(self, db: Backend, files: CacheFiles, owner: str) -> None:
         self._db = db
         self._files = files
         self.owner = owner

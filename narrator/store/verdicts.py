@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .db import Database
+from .db import Backend
 
 __all__ = ["MEASUREMENT_FIELDS", "VERDICT_FIELDS", "StoredVerdict", "Verdicts", "from_columns"]
 
@@ -79,7 +79,7 @@ def _shaped(found: object, fields: dict[str, type | tuple[type, ...]]) -> bool:
 class Verdicts:
     """The ``verdicts`` table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     def get(self, key: str) -> StoredVerdict | None:
