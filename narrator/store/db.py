@@ -13,9 +13,10 @@ there are no triggers or views. Anything else is refused in one line
 (:class:`~narrator.errors.StoreRefused`) before a request is sent, and left untouched.
 
 A second backend (PostgreSQL, issue 24) is a second implementation of :class:`Backend`
-(what the repositories ask of a database), with the SQL of the repositories (:mod:`.segments`, :mod:`.claims`,
-:mod:`.books`, :mod:`.verdicts`, :mod:`.usage`, :mod:`.queue`, :mod:`.spend`) in its
-dialect; the :class:`~narrator.store.Store` front and the cache's files stay as they are.
+(what the repositories ask of a database), with the SQL of the repositories
+(:mod:`.segments`, :mod:`.claims`, :mod:`.books`, :mod:`.verdicts`, :mod:`.usage`,
+:mod:`.queue`, :mod:`.spend`) in its dialect; the :class:`~narrator.store.Store` front
+and the cache's files stay as they are.
 """
 
 from __future__ import annotations
