@@ -272,10 +272,10 @@ def cmd_voices(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from ..store import Store
+    from ..store import Store, store_exists
 
     root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    if not (root / "narrator.sqlite3").exists():
+    if not store_exists(root):
         print(f"{root}: empty")
         return 0
     store = Store(root)
@@ -288,6 +288,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 raise ConfigError("cache prune: say what to keep, with --older-than or --max-size")
             pruned = store.prune(max_bytes=args.max_size, older_than=args.older_than)
             kept = f"; {pruned.kept_live} kept for a run in progress" if pruned.kept_live else ""
+            if pruned.ignored:
+                kept += f"; {pruned.ignored} rows naming files outside the cache ignored"
             print(
                 f"{root}: {pruned.removed} segments removed, {pruned.freed / 1e6:.1f} MB freed, "
                 f"{pruned.remaining / 1e6:.1f} MB left{kept}"
@@ -307,7 +309,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..run.check import check_documents, prepare_fix
-    from ..store import Store
+    from ..store import Store, store_exists
 
     env = dict(os.environ)
     if not args.fix:
@@ -320,10 +322,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not works:
         raise ConfigError("nothing to check: every input was empty or unreadable")
     store_dir = settings.store_dir
-    if not (store_dir / "narrator.sqlite3").exists():
+    if not store_exists(store_dir):
         raise ConfigError(f"no segment store in {store_dir}: narrate first (or pass --cache-dir)")
+    store = Store(store_dir)  # refused before anything else is made
     provider = make_provider(settings)
-    store = Store(store_dir)
     try:
         reports = check_documents(works, settings, provider, store)
         marked = prepare_fix(reports, store) if args.fix else 0
@@ -332,6 +334,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         asyncio.run(provider.aclose())
     for report in reports:
         missing = f", {report.missing} not in the store" if report.missing else ""
+        if report.corrupt:
+            missing += f", {len(report.corrupt)} corrupt (--fix makes them again)"
         print(
             f"{report.input}: {report.checked} segments checked, "
             f"{len(report.flagged)} flagged{missing}"
@@ -341,7 +345,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.fix:
         flagged = sum(len(r.flagged) for r in reports)
         return 1 if flagged or any(r.missing for r in reports) else 0
-    fixing = [w for w, r in zip(works, reports, strict=True) if r.flagged]
+    fixing = [w for w, r in zip(works, reports, strict=True) if r.flagged or r.corrupt]
     if not fixing:
         print("nothing to fix")
         return 0
