@@ -71,6 +71,11 @@ def _tags(path: Path) -> tuple[str | None, str | None, float | None]:
     return first("title"), first("artist"), seconds
 
 
+def _quoted(part: str) -> str:
+    # The bytes of the name, even when they are not UTF-8: the URL must serve the file.
+    return quote(part, errors="surrogateescape")
+
+
 def _duration(seconds: float) -> str:
     total = round(seconds)
     return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
@@ -90,7 +95,7 @@ def _episodes(folder: Path, base_url: str) -> list[Episode]:
         found.append(
             Episode(
                 path=path,
-                url=base_url + "/".join(quote(part) for part in rel.parts),
+                url=base_url + "/".join(_quoted(part) for part in rel.parts),
                 title=title or path.stem.replace("_", " "),
                 author=author,
                 length=stat.st_size,

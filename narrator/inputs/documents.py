@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
+from ..util.sanitize import text_name
 from .epub import parse_epub
 from .limits import DEFAULT_MAX_TEXT_BYTES, check_archive, check_text_size
 from .markdown import parse_markdown
@@ -138,7 +139,7 @@ def load_document(path: Path, *, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -
         raise InputError(f"{path}: is a folder") from exc
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from exc
-    fallback = path.stem.replace("_", " ").replace("-", " ")
+    fallback = text_name(path.stem).replace("_", " ").replace("-", " ")
     return parse_bytes(
         data,
         kind=kind_of(path),

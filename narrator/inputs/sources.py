@@ -24,6 +24,7 @@ from .._version import __version__
 from ..errors import AddressRefused, ConfigError, InputError
 from ..util import netpolicy
 from ..util.netpolicy import NetPolicy
+from ..util.sanitize import text_name
 from .documents import Document, decode, kind_of, parse_bytes, parse_text
 from .limits import DEFAULT_MAX_TEXT_BYTES, check_text_size
 
@@ -126,9 +127,10 @@ def find_inputs(
                         file, file.resolve(), raw,
                     )  # fmt: skip
                     continue
-                found.append(Input(str(file), Path(rel).with_suffix("")))
+                # The audiobook's name is text even when the input's is not UTF-8.
+                found.append(Input(str(file), Path(text_name(str(rel))).with_suffix("")))
         elif path.is_file():
-            found.append(Input(raw, Path(path.stem)))
+            found.append(Input(raw, Path(text_name(path.stem))))
         else:
             raise ConfigError(f"{raw}: no such file or folder")
     return found, many

@@ -22,6 +22,7 @@ from ..run.status import Status
 from ..settings import Settings
 from ..synth.timeline import Series
 from ..util.registry import REGISTRY
+from ..util.sanitize import storable_data
 
 __all__ = ["RunContext", "context_of", "read_report", "report_json"]
 
@@ -59,7 +60,7 @@ def report_json(run: RunReport, context: RunContext, settings: Settings | None =
     data["timeline"] = dataclasses.asdict(run.timeline) if run.timeline else None
     data["price_per_10k_chars"] = context.price_per_10k_chars
     data["command"] = context.command
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(storable_data(data), indent=2, ensure_ascii=False) + "\n"
 
 
 def read_report(path: Path) -> tuple[RunReport, RunContext]:
