@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..util.sanitize import text_name
 from .epub import parse_epub
-from .limits import DEFAULT_MAX_TEXT_BYTES, check_archive, check_text_size
+from .limits import DEFAULT_MAX_TEXT_BYTES, check_archive, check_text_size, inflate_archive
 from .markdown import parse_markdown
 from .model import Chapter, Document, parse_text
 from .webpage import parse_html
@@ -93,6 +93,7 @@ def parse_bytes(
     """
     if kind == "epub":
         check_archive(data, source=source, max_text_bytes=max_text_bytes)
+        data = inflate_archive(data, source=source)
         doc = parse_epub(data, source=source)
     elif kind == "html":
         doc = parse_html(data, source=source, url=source if "://" in source else None)
