@@ -12,8 +12,11 @@ import json
 import os
 import shutil
 import sqlite3
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Awaitable, Callable
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,17 @@ from narrator.store.queue import QueueRow, record
 
 from . import test_hostile
 from .conftest import CliResult
-from .test_hostile import KEY, Handler, Hostile, assert_clean_failure, narrator, run_args, source
+from .test_hostile import (
+    CONTAINER,
+    KEY,
+    OPF,
+    Handler,
+    Hostile,
+    assert_clean_failure,
+    narrator,
+    run_args,
+    source,
+)
 
 Serve = Callable[[Handler], Awaitable[Hostile]]
 serve = test_hostile.serve  # the fixture: a loopback server answering what a test says
@@ -205,3 +218,212 @@ async def test_log_lines_are_shown(tmp_path: Path) -> None:
     err = assert_shown(await narrator("estimate", str(folder)))
     (skipped,) = [line for line in err.splitlines() if "skipped" in line]
     assert "link\\x1b[2J\\nnarrator: ok.txt: a link to" in skipped and "\x1b" not in err
+
+
+# --- a crafted report, tags and the feed ------------------------------------------------------
+
+EVIL = "<script>alert(1)</script>\"'><x-evil onload=1 a='&\x1b[2J"
+
+
+class Tags(HTMLParser):
+    """Every tag and attribute name on a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+
+def crafted_report() -> dict[str, object]:
+    flag = {"chunk": 3, "text": EVIL, "kind": EVIL, "reason": EVIL, "measured": 1.0,
+            "expected": 2.0, "attempts": 2, "start": 1.5}  # fmt: skip
+    document = {
+        "input": EVIL, "output": EVIL + ".mp3", "title": EVIL, "status": "done", "chunks": 4,
+        "billing_characters": 40, "audio_seconds": 3.0, "requests": 4, "retries": 1,
+        "cached_chunks": 0, "errors": [EVIL], "chapters": [{"title": EVIL, "start": 0.0}],
+        "files": [EVIL + ".mp3"], "flagged": [flag],
+    }  # fmt: skip
+    failed = {**document, "status": "failed", "files": [], "flagged": []}
+    return {
+        "provider": EVIL, "rpm": 60, "concurrency": 4, "documents": [document, failed],
+        "requests": 8, "retries": 1, "throttled": 1, "seconds": 9.0, "stopped": EVIL,
+        "price_per_10k_chars": 0.1, "command": EVIL,
+        "timeline": {"bucket": 1, "starts": [2, 2], "throttled": [0, 1], "cuts": [0, 1],
+                     "retries": [0, 1], "peak": [2, 2], "rpm": [60.0, None]},
+    }  # fmt: skip
+
+
+def test_a_crafted_report_is_escaped_in_every_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(crafted_report()))
+    page = tmp_path / "run.html"
+    assert main(["report", str(path), "-o", str(page)]) == 0
+    html = page.read_text()
+    tags = Tags()
+    tags.feed(html)
+    assert "x-evil" not in tags.tags and "onload" not in tags.attributes
+    assert tags.tags.count("script") == 1  # the page's own
+    assert "\x1b" not in html and html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 10
+    assert "\x1b" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rpm", "<script>"),
+        ("concurrency", "4<x-evil>"),
+        ("seconds", float("nan")),
+        ("documents", [{"input": "x", "status": "done", "audio_seconds": 1e999}]),
+        ("documents", [{"input": "x", "status": "done", "flagged": [{"chunk": "<x-evil>"}]}]),
+        ("documents", [{"input": "x", "status": "<x-evil>"}]),
+        ("documents", ["<x-evil>"]),
+        ("timeline", {"bucket": 1, "starts": [1, 2], "peak": [1]}),
+        ("timeline", {"bucket": 1, "starts": ["<x-evil>"]}),
+        ("timeline", {"bucket": 0, "starts": [1]}),
+    ],
+)
+def test_a_report_holding_the_wrong_types_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: object
+) -> None:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({**crafted_report(), field: value}))
+    assert main(["report", str(path), "-o", str(tmp_path / "run.html")]) == 2
+    err = capsys.readouterr().err
+    assert "not a narrator JSON report" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run.html").exists()
+
+
+XML_ILLEGAL = "Ti\ufffftle\ufffe \x01\x1b[31m\x7f\x85\u202e end"
+
+
+async def test_tags_and_chapter_titles_are_clean_in_every_format(tmp_path: Path) -> None:
+    import mutagen
+
+    document = tmp_path / "book.md"
+    document.write_text(
+        f"# {XML_ILLEGAL}\n\nThe first chapter is short.\n\n"
+        f"# Two {XML_ILLEGAL}\n\nThe second one is short too.\n"
+    )
+    for fmt in ("mp3", "flac", "ogg", "m4b"):
+        out = tmp_path / f"book.{fmt}"
+        made = await narrator(
+            "narrate", str(document), "-o", str(out), "--provider", "espeak", "--quiet",
+            "--cache-dir", str(tmp_path / "cache"), "--title", XML_ILLEGAL,
+            "--author", XML_ILLEGAL,
+        )  # fmt: skip
+        assert made.code == 0, made.stderr
+        texts = [str(v) for _, v in (mutagen.File(out).tags or {}).items()]
+        if fmt == "mp3":  # chapter titles: TIT2 frames inside the CHAP frames
+            texts += [str(f.sub_frames["TIT2"]) for f in mutagen.File(out).tags.getall("CHAP")]
+        else:
+            texts += [ffmetadata(out)]
+        joined = "\n".join(texts)
+        assert "Ti tle end" in joined and "Two Ti tle end" in joined, (fmt, joined)
+        for bad in "\ufffe\uffff\x01\x1b\x7f\x85\u202e":
+            assert bad not in joined, (fmt, repr(bad))
+
+
+def ffmetadata(path: Path) -> str:
+    """The tags and chapters ffmpeg reads from ``path``, as an ffmetadata file."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    found = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    return found.stdout.decode("utf-8")
+
+
+async def test_the_feed_stays_well_formed_whatever_the_tags_hold(tmp_path: Path) -> None:
+    import mutagen
+    from mutagen.id3 import TIT2, TPE1
+
+    shelf = tmp_path / "shelf"
+    source_file = tmp_path / "t.txt"
+    source_file.write_text("One short sentence.")
+    made = await narrator(
+        "narrate", str(source_file), "-o", str(shelf / "a.mp3"), "--provider", "espeak",
+        "--quiet", "--cache-dir", str(tmp_path / "cache"),
+    )  # fmt: skip
+    assert made.code == 0, made.stderr
+    # Tags written by someone else: every character XML 1.0 forbids.
+    tags = mutagen.File(shelf / "a.mp3").tags
+    tags.add(TIT2(encoding=3, text=["A\ufffeB\uffffC\x01D\x0bE\ud7ffF"]))
+    tags.add(TPE1(encoding=3, text=["\x1b]0;owned\x07Author\x7f"]))
+    tags.save(shelf / "a.mp3")
+    fed = await narrator("feed", str(shelf), "--base-url", "http://h/", "--title", "\uffffPod")
+    assert fed.code == 0, fed.stderr
+    channel = ET.parse(shelf / "feed.xml").getroot()[0]  # parses: well-formed XML
+    assert channel.findtext("title") == "Pod"
+    assert channel.findtext("item/title") == "A B C D E\ud7ffF"
+    assert "owned" not in (shelf / "feed.xml").read_text()
+
+
+# --- an EPUB that lies about its members --------------------------------------------------------
+
+HEAD = b'<html xmlns="http://www.w3.org/1999/xhtml"><body><p>A short chapter. '
+
+
+def deflated_run(head: bytes, megabytes: int) -> bytes:
+    """A raw deflate stream of ``head`` then ``megabytes`` MB of "a", made in milliseconds:
+    after a full flush the same block compresses to the same bytes, so it is repeated."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    start = comp.compress(head) + comp.flush(zlib.Z_FULL_FLUSH)
+    piece = comp.compress(b"a" * (1 << 20)) + comp.flush(zlib.Z_FULL_FLUSH)
+    return start + piece * megabytes + comp.flush()
+
+
+def zip_of(members: list[tuple[str, int, bytes, bytes]]) -> bytes:
+    """A zip archive written by hand: (name, method, stored bytes, what it declares to
+    inflate to); the sizes and the checksum are those of the declared bytes."""
+    body, central = bytearray(), bytearray()
+    for name, method, data, declared in members:
+        raw = name.encode()
+        head = struct.pack(
+            "<HHHHHIIIHH", 20, 0, method, 0, 0, zlib.crc32(declared), len(data), len(declared),
+            len(raw), 0,
+        )  # fmt: skip
+        central += b"PK\x01\x02" + struct.pack("<H", 20) + head
+        central += struct.pack("<HHHII", 0, 0, 0, 0, len(body)) + raw
+        body += b"PK\x03\x04" + head + raw + data
+    count = len(members)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, len(central), len(body), 0)
+    return bytes(body + central + end)
+
+
+async def test_an_epub_member_lying_about_its_size_costs_what_it_declares(
+    tmp_path: Path,
+) -> None:
+    declared = (HEAD + b"a" * 4096)[:4096]  # its checksum is right: only the size lies
+    book = tmp_path / "lying.epub"
+    book.write_bytes(
+        zip_of([
+            ("mimetype", 0, b"application/epub+zip", b"application/epub+zip"),
+            ("META-INF/container.xml", 0, CONTAINER, CONTAINER),
+            ("content.opf", 0, OPF, OPF),
+            ("c1.xhtml", 8, deflated_run(HEAD, 600), declared),  # 600 MB in 600 KB
+        ])
+    )  # fmt: skip
+    assert book.stat().st_size < 1_000_000
+    # It once inflated 600 MB (up to 2 GB) in one call before cutting it to 4 KB.
+    estimate = await narrator("estimate", str(book))  # the helper fails past 400 MB
+    assert estimate.code == 0 and "Traceback" not in estimate.stderr, estimate.stderr
+    assert "lying.epub" in estimate.stdout
+    short = zip_of([("mimetype", 0, b"application/epub+zip", b"application/epub+zip"),
+                    ("c1.xhtml", 8, deflated_run(HEAD, 0)[:40], declared)])  # fmt: skip
+    (tmp_path / "short.epub").write_bytes(short)
+    cut = await narrator("estimate", str(tmp_path / "short.epub"))
+    assert "short.epub: not a readable EPUB (Bad CRC-32" in cut.stderr
+    assert "Traceback" not in cut.stderr
+    bzip = zip_of([("mimetype", 12, b"x", b"x")])
+    (tmp_path / "bzip.epub").write_bytes(bzip)
+    other = await narrator("estimate", str(tmp_path / "bzip.epub"))
+    assert "compressed with method 12" in other.stderr and "Traceback" not in other.stderr

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from ..errors import ConfigError, InputError
 from ..util.atomic import atomic_path
-from ..util.sanitize import strip_controls
+from ..util.sanitize import tag_text
 from .encode import FORMATS
 
 __all__ = ["Episode", "FeedResult", "write_feed"]
@@ -109,8 +109,8 @@ def _episodes(folder: Path, base_url: str) -> list[Episode]:
 
 
 def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, {k: strip_controls(v) for k, v in attrs.items()})
-    element.text = strip_controls(text)  # XML 1.0 cannot hold most control characters
+    element = ET.SubElement(parent, tag, {k: tag_text(v) for k, v in attrs.items()})
+    element.text = tag_text(text)  # XML 1.0 cannot hold most control characters
     return element
 
 
