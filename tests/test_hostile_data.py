@@ -23,6 +23,9 @@ import pytest
 from aiohttp import web
 
 from narrator.cli import main
+from narrator.errors import InputError
+from narrator.inputs.documents import Document
+from narrator.inputs.sources import find_inputs, read_inputs
 from narrator.store.queue import QueueRow, record
 
 from . import test_hostile
@@ -427,3 +430,28 @@ async def test_an_epub_member_lying_about_its_size_costs_what_it_declares(
     (tmp_path / "bzip.epub").write_bytes(bzip)
     other = await narrator("estimate", str(tmp_path / "bzip.epub"))
     assert "compressed with method 12" in other.stderr and "Traceback" not in other.stderr
+
+
+# --- a folder's entry swapped between the listing and the open ---------------------------------
+
+
+@pytest.mark.parametrize("swap", ["link", "fifo"])
+async def test_an_entry_swapped_after_the_listing_is_not_read(tmp_path: Path, swap: str) -> None:
+    folder, outside = tmp_path / "in", tmp_path / "secret.txt"
+    folder.mkdir()
+    outside.write_text("A secret that lives outside the folder.")
+    (folder / "a.txt").write_text("A document of the folder.")
+    entry = folder / "b.txt"
+    entry.write_text("Another document of the folder.")
+    (folder / "inner.txt").symlink_to(folder / "a.txt")  # a link inside stays fine
+    items, _ = find_inputs([str(folder)])
+    entry.unlink()  # the race, won by the other side: the entry is now something else
+    if swap == "link":
+        entry.symlink_to(outside)
+    else:
+        os.mkfifo(entry)  # opening it for reading would wait for a writer forever
+    read = await read_inputs(items)
+    by_name = {Path(item.location).name: result for item, result in zip(items, read, strict=True)}
+    assert isinstance(by_name["a.txt"], Document) and isinstance(by_name["inner.txt"], Document)
+    refused = by_name["b.txt"]
+    assert isinstance(refused, InputError) and "changed since its folder was listed" in str(refused)
