@@ -27,6 +27,8 @@ from narrator.errors import InputError
 from narrator.inputs.documents import Document, parse_bytes
 from narrator.inputs.sources import find_inputs, read_inputs
 from narrator.store.queue import QueueRow, record
+from narrator.synth.providers.http import MAX_JSON_ITEMS, error_message, loads
+from narrator.util.sanitize import clean_line, redact_bytes, shown, storable, tag_text
 
 from . import test_hostile
 from .conftest import CliResult
@@ -464,3 +466,51 @@ async def test_an_entry_swapped_after_the_listing_is_not_read(tmp_path: Path, sw
     assert isinstance(by_name["a.txt"], Document) and isinstance(by_name["inner.txt"], Document)
     refused = by_name["b.txt"]
     assert isinstance(refused, InputError) and "changed since its folder was listed" in str(refused)
+
+
+# --- the functions everything passes through ------------------------------------------------
+
+
+def test_shown_makes_every_control_visible_and_keeps_text() -> None:
+    name = os.fsdecode(b"caf\xc3\xa9 \xff\x1b]0;t\x07\n\r\t\x7f") + "\x9b\u202eend.txt"
+    assert shown(name) == "café \\xff\\x1b]0;t\\x07\\n\\r\\t\\x7f\\x9b\\u202eend.txt"
+    assert shown("Plain title — 北京 ok") == "Plain title — 北京 ok"
+    assert storable(name).encode("utf-8")  # what SQLite, JSON and XML can hold
+    assert "\\xff" in storable(name) and "\x1b" in storable(name)  # controls stay: data
+    assert tag_text("A\ufffeB\uffff\x00C\x1b[31mD\u202e") == "A B CD"  # a sequence goes whole
+
+
+@pytest.mark.parametrize(
+    ("said", "kept"),
+    [
+        (f"headers: Authorization: Bearer {KEY}", "headers: Authorization: Bearer [redacted]"),
+        (f'{{"authorization": "Bearer {KEY}"}}', '{"authorization": "Bearer [redacted]"}'),
+        ("x-api-key=abc12345678 rejected", "x-api-key=[redacted] rejected"),
+        ("api_key: 'sk-proj-9x8y7z6w'", "api_key: '[redacted]'"),
+        ("basic dXNlcjpwYXNz0w== refused", "basic [redacted] refused"),
+        # Words are not keys: a message about one keeps its sense.
+        ("The bearer of bad news", "The bearer of bad news"),
+        ("Missing API key: send the header 'Authorization: Bearer <key>'",
+         "Missing API key: send the header 'Authorization: Bearer <key>'"),
+    ],
+)  # fmt: skip
+def test_credentials_are_redacted_words_are_not(said: str, kept: str) -> None:
+    assert clean_line(said) == kept
+
+
+def test_the_key_itself_is_redacted_in_any_shape_of_answer() -> None:
+    body = json.dumps({"message": f"key {KEY[3:]} unknown", "echo": KEY[3:]}).encode()
+    assert KEY[3:].encode() not in redact_bytes(body, secrets=(KEY[3:],))
+    assert error_message(redact_bytes(body, secrets=(KEY[3:],)), 401) == "key [redacted] unknown"
+
+
+def test_json_answers_are_bounded_by_what_they_hold() -> None:
+    assert loads(b'{"audio": {"url": "http://x/a.wav"}, "usage": {"characters": 3}}')
+    inline = b'{"output": {"audio": {"data": "' + b"QUJD" * 1_000_000 + b'"}}}'
+    assert loads(inline)  # audio sent inline is one value, however long
+    with pytest.raises(ValueError, match="over 10,000 JSON values"):
+        loads(b"[" + b"{}," * MAX_JSON_ITEMS + b"{}]")
+    with pytest.raises(ValueError, match="over 10,000 JSON values"):
+        loads(b"[" * 200_000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        loads(b"[" * 5_000 + b"]" * 5_000)
