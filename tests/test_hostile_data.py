@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 import struct
+import tomllib
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Awaitable, Callable
@@ -136,6 +137,7 @@ HOSTILE_NAMES = (
     b"bad\xff\xfe.txt",  # not UTF-8
     b"esc\x1b]0;owned\x07\x1b[2J\x1b]52;c;ZWNobyBvd25lZA==\x07.txt",  # title, clear, clipboard
     b"new\nline: FAILED.txt",  # a forged line of output
+    b'FBI\n"NASA" = "forged" #.txt',  # a forged lexicon entry, once written by `words`
 )
 
 
@@ -144,7 +146,7 @@ def hostile_folder(tmp_path: Path) -> Path:
     folder.mkdir()
     for n, name in enumerate(HOSTILE_NAMES):
         with open(os.path.join(os.fsencode(folder), name), "wb") as fh:
-            fh.write(f"Document number {n} has a name of its own.".encode())
+            fh.write(f"Document number {n} has a name of its own, read by the FBI.".encode())
     (folder / "plain.txt").write_text("A plain document with a plain name.")
     return folder
 
@@ -174,24 +176,33 @@ def test_hostile_file_names_in_every_command(
     folder = hostile_folder(tmp_path)
     estimate = run(capsys, "estimate", str(folder))
     assert "bad\\xff\\xfe.txt" in estimate and "new\\nline: FAILED.txt" in estimate
-    assert "esc\\x1b]0;owned\\x07\\x1b[2J" in estimate and "total (4 documents)" in estimate
+    assert "esc\\x1b]0;owned\\x07\\x1b[2J" in estimate and "total (5 documents)" in estimate
     run(capsys, "words", str(folder))
+    lexicon = run(capsys, "words", str(folder), "--format", "toml")
+    # A name's line break cannot add an entry to the lexicon it writes.
+    assert tomllib.loads(lexicon)["words"] == {"FBI": "FBI"}
     out, cache, report = tmp_path / "out", tmp_path / "cache", tmp_path / "r.json"
     common = ["--provider", "espeak", "--cache-dir", str(cache), "--format", "mp3"]
     narrate = run(capsys, "narrate", str(folder), "-o", f"{out}/", *common, "--report", str(report))
-    assert "4 of 4 audiobooks written" in narrate
+    assert "5 of 5 audiobooks written" in narrate
     # The audiobooks are named in text; the report says which input each came from.
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["bad\ufffd\ufffd.mp3", "esc.mp3", "new line: FAILED.mp3", "plain.mp3"]
+    assert names == [
+        'FBI "NASA" = "forged" #.mp3',
+        "bad\ufffd\ufffd.mp3",
+        "esc.mp3",
+        "new line: FAILED.mp3",
+        "plain.mp3",
+    ]
     data = json.loads(report.read_bytes().decode("utf-8"))  # strict: valid UTF-8
     inputs = {Path(d["input"]).name for d in data["documents"]}
     assert "bad\\xff\\xfe.txt" in inputs and "new\nline: FAILED.txt" in inputs
     check = run(capsys, "check", str(folder), "-o", f"{out}/", *common)
-    assert check.count("1 segments checked, 0 flagged") == 4
+    assert check.count("1 segments checked, 0 flagged") == 5
     run(capsys, "cache", "info", "--cache-dir", str(cache))
     # A name that is not UTF-8 in the folder of audiobooks, too.
     shutil.copy(out / "plain.mp3", os.path.join(os.fsencode(out), b"raw\xff\x1b[2J.mp3"))
-    assert "5 episodes" in run(capsys, "feed", str(out), "--base-url", "http://h/")
+    assert "6 episodes" in run(capsys, "feed", str(out), "--base-url", "http://h/")
     urls = {e.get("url") for e in ET.parse(out / "feed.xml").getroot().iter("enclosure")}
     assert "http://h/raw%FF%1B%5B2J.mp3" in urls  # the bytes of the name: it serves the file
     page = tmp_path / "r.html"
@@ -203,7 +214,7 @@ async def test_a_folder_of_hostile_names_narrated_by_the_real_process(tmp_path: 
     folder = hostile_folder(tmp_path)
     args = ["-o", f"{tmp_path / 'out'}/", "--provider", "espeak", "--cache-dir", str(tmp_path)]
     narrate = assert_shown(await narrator("narrate", str(folder), *args))
-    assert "4 of 4 audiobooks written" in narrate and "bad\\xff\\xfe.txt" in narrate
+    assert "5 of 5 audiobooks written" in narrate and "bad\\xff\\xfe.txt" in narrate
 
 
 def test_status_shows_a_queued_name_never_obeys_it(
