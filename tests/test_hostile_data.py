@@ -525,3 +525,18 @@ def test_json_answers_are_bounded_by_what_they_hold() -> None:
         loads(b"[" * 200_000)
     with pytest.raises(ValueError, match="nested too deeply"):
         loads(b"[" * 5_000 + b"]" * 5_000)
+
+
+async def test_a_link_of_megabytes_is_refused_not_stored(serve: Serve, tmp_path: Path) -> None:
+    async def long_link(_request: web.Request, _n: int) -> web.StreamResponse:
+        link = "http://127.0.0.1:9/" + "a" * 5_000_000 + ".wav"
+        return web.json_response({"audio": {"url": link}}, status=201)
+
+    server = await serve(long_link)
+    (tmp_path / "t.txt").write_text("One short sentence.")
+    result = await narrator(
+        "narrate", str(tmp_path / "t.txt"), *run_args(server.url, tmp_path),
+        env={"AIMLAPI_KEY": KEY},
+    )  # fmt: skip
+    assert_clean_failure(result, tmp_path, "audio link is 5,000,023 characters long")
+    assert "a" * 20_000 not in everything_written(tmp_path)

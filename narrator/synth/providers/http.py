@@ -36,6 +36,7 @@ from . import Audio
 __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_JSON_ITEMS",
+    "MAX_LINK_CHARS",
     "HttpProvider",
     "download",
     "error_code",
@@ -54,6 +55,7 @@ MAX_ANSWER_BYTES = 72 * 1024 * 1024
 # 24 million objects, gigabytes once parsed. Audio sent inline is one string: one value.
 MAX_JSON_ITEMS = 10_000
 _STRUCTURE = (b"{", b"[", b",", b":")  # every value past the first needs one of these
+MAX_LINK_CHARS = 16_384  # a signed audio link is a few hundred characters
 
 
 def loads(body: bytes) -> object:
@@ -338,7 +340,14 @@ class HttpProvider(abc.ABC):
         # headers) goes no further: messages, reports and the store all start here.
         body = redact_bytes(body, secrets=(self._key,))
         if status in self.success_statuses:
-            return self.parse_success(body)
+            audio = self.parse_success(body)
+            if audio.url is not None and len(audio.url) > MAX_LINK_CHARS:
+                # A link is stored with its segment and shown in errors: keep it a link.
+                raise TransientError(
+                    f"the service's audio link is {len(audio.url):,} characters long "
+                    f"(at most {MAX_LINK_CHARS:,} are taken)"
+                )
+            return audio
         raise self.error_for(status, body, retry_after)
 
     @property
