@@ -540,3 +540,18 @@ async def test_a_link_of_megabytes_is_refused_not_stored(serve: Serve, tmp_path:
     )  # fmt: skip
     assert_clean_failure(result, tmp_path, "audio link is 5,000,023 characters long")
     assert "a" * 20_000 not in everything_written(tmp_path)
+
+
+def test_a_book_in_a_folder_not_named_in_utf8_is_stored_and_found_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = os.path.join(os.fsencode(tmp_path), b"dir\xff")
+    os.mkdir(folder)
+    with open(os.path.join(folder, b"a.txt"), "wb") as fh:
+        fh.write(b"Hello there, from a folder with an odd name.")
+    document = os.fsdecode(os.path.join(folder, b"a.txt"))
+    args = ["narrate", document, "--provider", "espeak", "--cache-dir", str(tmp_path / "c")]
+    assert "1 of 1 audiobooks written" in run(capsys, *args)
+    assert os.path.exists(os.path.join(folder, b"a.wav"))  # beside it, in its real folder
+    again = run(capsys, *args)
+    assert "1 up to date" in again and "dir\\xff/a.txt" in again

@@ -49,7 +49,7 @@ class BookRecord:
 def current_book(db: sqlite3.Connection, output: Path, fingerprint: str) -> BookRecord | None:
     """What ``output`` was written as, if it was written from ``fingerprint`` and none
     of its files has changed on disk since; None when it must be made (again)."""
-    name = str(output.absolute())
+    name = _column(str(output.absolute()))
     row = db.execute(
         "SELECT fingerprint, size, mtime_ns, seconds FROM books WHERE output = ?", (name,)
     ).fetchone()
@@ -63,12 +63,22 @@ def current_book(db: sqlite3.Connection, output: Path, fingerprint: str) -> Book
     expected = [(path, size, mtime) for path, size, mtime in files] or [(name, row[1], row[2])]
     for path, size, mtime in expected:
         try:
-            stat = Path(path).stat()
+            stat = Path(os.fsdecode(path)).stat()
         except OSError:
             return None
         if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
             return None
-    return BookRecord(float(row[3]), tuple(Path(path) for path, _, _ in expected))
+    return BookRecord(float(row[3]), tuple(Path(os.fsdecode(path)) for path, _, _ in expected))
+
+
+def _column(path: str) -> str | bytes:
+    """``path`` as the database holds it: text, or its bytes when its name is not UTF-8
+    (SQLite text must be; the bytes come back as the same path through os.fsdecode)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
 
 
 def write_book(
@@ -80,18 +90,19 @@ def write_book(
     stats: Sequence[os.stat_result],
 ) -> None:
     """Record book ``name`` and its files, in one transaction (the caller retries it)."""
+    key = _column(name)
     with db:  # the row and its files together, or neither
         db.execute("BEGIN IMMEDIATE")
         db.execute(
             "INSERT OR REPLACE INTO books (output, fingerprint, size, mtime_ns, seconds, "
             "updated) VALUES (?, ?, ?, ?, ?, ?)",
-            (name, fingerprint, stats[0].st_size, stats[0].st_mtime_ns, seconds, time.time()),
+            (key, fingerprint, stats[0].st_size, stats[0].st_mtime_ns, seconds, time.time()),
         )
-        db.execute("DELETE FROM book_files WHERE output = ?", (name,))
+        db.execute("DELETE FROM book_files WHERE output = ?", (key,))
         db.executemany(
             "INSERT INTO book_files (output, number, path, size, mtime_ns) VALUES (?, ?, ?, ?, ?)",
             [
-                (name, n, str(path.absolute()), st.st_size, st.st_mtime_ns)
+                (key, n, _column(str(path.absolute())), st.st_size, st.st_mtime_ns)
                 for n, (path, st) in enumerate(zip(files, stats, strict=True), start=1)
             ],
         )

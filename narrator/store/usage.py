@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..util.sanitize import storable
 from .claims import alive
 
 __all__ = [
@@ -71,7 +72,10 @@ class PruneResult:
 def note_run(db: sqlite3.Connection, owner: str, keys: Mapping[str, Iterable[str]]) -> None:
     """Record that ``owner``'s run uses ``keys`` (by document), now; one transaction."""
     now = time.time()
-    rows = [(key, document, owner, now) for document, ks in keys.items() for key in set(ks)]
+    # The document is a label (``cache info``): a name that is not UTF-8 is kept escaped.
+    rows = [
+        (key, storable(document), owner, now) for document, ks in keys.items() for key in set(ks)
+    ]
     with db:
         db.execute("BEGIN IMMEDIATE")
         db.execute("INSERT OR REPLACE INTO runs (owner, started) VALUES (?, ?)", (owner, now))
