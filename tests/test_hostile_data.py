@@ -555,3 +555,18 @@ def test_a_book_in_a_folder_not_named_in_utf8_is_stored_and_found_again(
     assert os.path.exists(os.path.join(folder, b"a.wav"))  # beside it, in its real folder
     again = run(capsys, *args)
     assert "1 up to date" in again and "dir\\xff/a.txt" in again
+
+
+@pytest.mark.parametrize(("provider", "variable"), [("dashscope", "DASHSCOPE_API_KEY"),
+                                                    ("openai", "OPENAI_API_KEY")])  # fmt: skip
+async def test_say_and_every_provider_keep_the_key_out_of_an_echoed_error(
+    serve: Serve, tmp_path: Path, provider: str, variable: str
+) -> None:
+    server = await serve(echo(400))
+    result = await narrator(
+        "say", "Hello there.", "--provider", provider, "--base-url", server.url,
+        "-o", str(tmp_path / "a.wav"), env={variable: KEY},
+    )  # fmt: skip
+    assert result.code != 0 and "Traceback" not in result.stderr
+    assert KEY not in result.stderr + result.stdout and "[redacted]" in result.stderr
+    assert server.seen and all(auth == f"Bearer {KEY}" for _, _, auth in server.seen)
