@@ -64,20 +64,18 @@ def tag_text(text: str) -> str:
     return " ".join(strip_controls(text).split())
 
 
-def redact(text: str, *, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` with each of ``secrets`` (an API key) and anything shaped like a
-    credential (an Authorization header's value, a Bearer token, an ``sk-`` key) replaced
-    by :data:`REDACTED`: what a service echoes of a request must not reach a terminal,
-    a log, a report or the store."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:  # a shorter "key" would blank ordinary words
-            text = text.replace(secret, REDACTED)
+def redact(text: str) -> str:
+    """``text`` with anything shaped like a credential (an Authorization header's value,
+    a Bearer token, an ``sk-`` key) replaced by :data:`REDACTED`: what a service echoes
+    of a request must not reach a terminal, a log, a report or the store. The key itself,
+    whatever its shape, is taken out of the answer first (:func:`redact_bytes`)."""
     return _CREDENTIALS.sub(_keep_label, text)
 
 
 def redact_bytes(data: bytes, *, secrets: Iterable[str | None]) -> bytes:
-    """``data`` (a service's answer, before it is parsed) with each of ``secrets``
-    replaced by :data:`REDACTED`; the shapes :func:`redact` knows are left to it."""
+    """``data`` (a service's answer, before it is parsed) with each of ``secrets`` (the
+    API key) replaced by :data:`REDACTED`; the shapes :func:`redact` knows are left to it.
+    A "key" shorter than 4 characters is left alone: it would blank ordinary words."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             data = data.replace(secret.encode(), REDACTED.encode())
@@ -92,10 +90,10 @@ def _keep_label(found: re.Match[str]) -> str:
     return REDACTED
 
 
-def clean_line(text: str, *, limit: int = MESSAGE_LIMIT, secrets: Iterable[str | None] = ()) -> str:
+def clean_line(text: str, *, limit: int = MESSAGE_LIMIT) -> str:
     """One line of at most ``limit`` characters: controls gone, white space collapsed,
     credentials redacted (:func:`redact`)."""
-    line = " ".join(redact(strip_controls(text[: limit * 4]), secrets=secrets).split())
+    line = " ".join(redact(strip_controls(text[: limit * 4])).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -133,7 +131,7 @@ def text_name(name: str) -> str:
     """A file name made wholly of printable text, for a name narrator writes (an
     audiobook named after an input): bytes that are not UTF-8 become U+FFFD, controls
     and escape sequences a space."""
-    return strip_controls(name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    return strip_controls(_SURROGATES.sub("\ufffd", name))
 
 
 def _escape(found: re.Match[str]) -> str:
