@@ -10,10 +10,13 @@ modification time as publication date. Newest first.
 from __future__ import annotations
 
 import email.utils
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
+from typing import BinaryIO
 from urllib.parse import quote
 
 from ..errors import ConfigError, InputError
@@ -49,12 +52,12 @@ class FeedResult:
     items: tuple[Episode, ...]
 
 
-def _tags(path: Path) -> tuple[str | None, str | None, float | None]:
+def _tags(fh: BinaryIO) -> tuple[str | None, str | None, float | None]:
     """Title, author and duration from the file's own tags, where mutagen can read them."""
     import mutagen
 
     try:
-        audio = mutagen.File(path, easy=True)
+        audio = mutagen.File(fh, easy=True)
     except Exception:  # mutagen raises many kinds for odd files; the file name will do
         return None, None, None
     if audio is None:
@@ -90,8 +93,16 @@ def _episodes(folder: Path, base_url: str) -> list[Episode]:
         fmt = path.suffix.lower().lstrip(".")
         if fmt not in FORMATS:
             continue
-        title, author, seconds = _tags(path)
-        stat = path.stat()
+        try:
+            # Opened once: its size and its tags are of one file, and a FIFO swapped in
+            # since the listing cannot hang the open (a regular file or nothing).
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+                stat = os.fstat(fh.fileno())
+                if not S_ISREG(stat.st_mode):
+                    continue
+                title, author, seconds = _tags(fh)
+        except OSError:  # gone since it was listed
+            continue
         found.append(
             Episode(
                 path=path,
