@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..inputs.documents import Document
+from ..util.sanitize import shown
 from .lexicon import Lexicon
 
 __all__ = ["KINDS", "Word", "find_words", "skeleton"]
@@ -148,5 +149,6 @@ def skeleton(words: Sequence[Word]) -> str:
         if word.covered == "yes":
             continue
         text = json.dumps(word.text, ensure_ascii=False)
-        lines.append(f"{text} = {text}  # {word.kind}, {word.count}x, first {word.first}")
+        # A comment stays one line whatever the file name holds (shown: no line break).
+        lines.append(f"{text} = {text}  # {word.kind}, {word.count}x, first {shown(word.first)}")
     return "\n".join(lines) + "\n"

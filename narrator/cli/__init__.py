@@ -20,7 +20,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConfigError, NarratorError
+from ..util.sanitize import shown
 from .parser import build_parser, parse
+from .render import ShownFormatter
 
 __all__ = ["build_parser", "main"]
 
@@ -43,22 +45,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The command as typed, for the report's "run it again to resume".
         args.argv = list(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
-        print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
+        print(f"narrator: {shown(_as_flags(exc))}", file=sys.stderr)
         return 2
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ShownFormatter("narrator: %(message)s"))
     logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-        format="narrator: %(message)s",
+        handlers=[handler], level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO
     )
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
         return code
     except ConfigError as exc:
-        print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
+        print(f"narrator: {shown(_as_flags(exc))}", file=sys.stderr)
         return 2
     except NarratorError as exc:
-        print(f"narrator: {exc}", file=sys.stderr)
+        print(f"narrator: {shown(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("narrator: interrupted", file=sys.stderr)

@@ -33,8 +33,9 @@ from ..settings import Settings, check_lang
 from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
 from ..util.registry import REGISTRY, describe_pace
+from ..util.sanitize import shown
 from .build import announce_endpoint, load, load_works, make_estimate, make_settings
-from .render import ProgressBar, flag_line, print_estimate, print_summary
+from .render import ProgressBar, flag_line, print_estimate, print_summary, print_unread
 
 __all__ = [
     "cmd_cache", "cmd_check", "cmd_demo", "cmd_estimate", "cmd_feed", "cmd_narrate",
@@ -115,10 +116,10 @@ def _run_narrate(
         return interrupted
     if run.stop_error is not None:
         if isinstance(run.stop_error, (AuthError, EndpointNotFound, Unreachable, SettingsRejected)):
-            print(f"narrator: {run.stop_error}", file=sys.stderr)
+            print(f"narrator: {shown(str(run.stop_error))}", file=sys.stderr)
             return 2
         print(
-            f"narrator: {run.stop_error}; everything finished so far is kept, "
+            f"narrator: {shown(str(run.stop_error))}; everything finished so far is kept, "
             "run the same command again to resume",
             file=sys.stderr,
         )
@@ -129,8 +130,7 @@ def _run_narrate(
 def cmd_estimate(args: argparse.Namespace) -> int:
     check_lang(args.lang)
     _, loaded = load(args, outputs=False)
-    for report in loaded.unread:
-        print(f"{report.status.upper()}: {report.input}: {report.errors[0]}", file=sys.stderr)
+    print_unread(loaded.unread)
     print_estimate(make_estimate(args, [doc for _, doc in loaded.documents]))
     return 1 if any(r.status == Status.FAILED for r in loaded.unread) else 0
 
@@ -226,7 +226,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_summary(run)
     if run.ok and not interrupted:
         folder = Path(args.output) if args.output.endswith(os.sep) else Path(args.output).parent
-        print(f"Audiobooks are in {folder.resolve()}/")
+        print(shown(f"Audiobooks are in {folder.resolve()}/"))
     return interrupted or (0 if run.ok else 1)
 
 
@@ -301,7 +301,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             for doc in store.usage():
                 used = time.strftime("%Y-%m-%d %H:%M", time.localtime(doc.last_used))
                 size = f"{doc.bytes / 1e6:9.1f} MB  {doc.segments:6} segments"
-                print(f"  {size}  last used {used}  {doc.document}")
+                print(f"  {size}  last used {used}  {shown(doc.document)}")
     finally:
         store.close()
     return 0
@@ -337,11 +337,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         if report.corrupt:
             missing += f", {len(report.corrupt)} corrupt (--fix makes them again)"
         print(
-            f"{report.input}: {report.checked} segments checked, "
+            f"{shown(report.input)}: {report.checked} segments checked, "
             f"{len(report.flagged)} flagged{missing}"
         )
         for flag in report.flagged:
-            print(f"  {flag_line(flag)}")
+            print(f"  {shown(flag_line(flag))}")
     if not args.fix:
         flagged = sum(len(r.flagged) for r in reports)
         return 1 if flagged or any(r.missing for r in reports) else 0
@@ -372,7 +372,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_writable(out.parent if str(out.parent) else Path("."), what="-o")
     out.write_text(render_html(run, context, folder=out.parent), encoding="utf-8")
-    print(f"{out}: {len(run.documents)} documents")
+    print(shown(f"{out}: {len(run.documents)} documents"))
     return 0
 
 
@@ -380,5 +380,5 @@ def cmd_feed(args: argparse.Namespace) -> int:
     from ..book.feed import write_feed
 
     result = write_feed(Path(args.folder), base_url=args.base_url, title=args.title)
-    print(f"{result.path}: {len(result.items)} episodes")
+    print(shown(f"{result.path}: {len(result.items)} episodes"))
     return 0

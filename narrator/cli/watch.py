@@ -20,6 +20,7 @@ from ..settings import Settings
 from ..store import check_store
 from ..util.folders import check_writable, default_cache_dir
 from ..util.registry import REGISTRY
+from ..util.sanitize import shown
 from ..watch.schedule import parse_until, queue
 from ..watch.watcher import WatchOptions, watch
 from .argtypes import non_negative_float
@@ -34,9 +35,11 @@ def _line(report: DocumentReport) -> None:
     """One line per document as it ends, for the journal (systemd) or a log file."""
     why = f": {report.errors[0]}" if report.errors else ""
     print(
-        f"{report.status}: {report.input} -> {report.output or '-'} "
-        f"({report.chunks} chunks, {report.requests} requests, "
-        f"{report.billing_characters} characters){why}",
+        shown(
+            f"{report.status}: {report.input} -> {report.output or '-'} "
+            f"({report.chunks} chunks, {report.requests} requests, "
+            f"{report.billing_characters} characters){why}"
+        ),
         file=sys.stderr,
         flush=True,
     )
@@ -100,7 +103,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             options=options,
             on_report=_line,
             on_ready=lambda: print(
-                f"watching {args.inputs[0]} -> {args.output}", file=sys.stderr, flush=True
+                shown(f"watching {args.inputs[0]} -> {args.output}"), file=sys.stderr, flush=True
             ),
         )
 
@@ -124,7 +127,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts[entry.state] = counts.get(entry.state, 0) + 1
         percent = "" if entry.percent is None else f"{entry.percent:3.0f}%"
         detail = f"  ({entry.detail})" if entry.detail else ""
-        print(f"{entry.state:<{width}}  {percent:>4}  {entry.input}{detail}")
+        print(shown(f"{entry.state:<{width}}  {percent:>4}  {entry.input}{detail}"))
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
 

@@ -138,10 +138,10 @@ def _document_html(
             reason = (
                 f"<b>{_e(flag.kind)}</b>: {_e(why)} "
                 f"<small>({flag.measured:.1f} s measured, {flag.expected:.1f} s expected, "
-                f"{flag.attempts} attempts)</small>"
+                f"{_e(flag.attempts)} attempts)</small>"
             )
             parts.append(
-                f"<tr class=flag><td>{play}</td><td>{flag.chunk}</td><td>{reason}</td>"
+                f"<tr class=flag><td>{play}</td><td>{_e(flag.chunk)}</td><td>{reason}</td>"
                 f"<td class=text>{_e(flag.text)}</td></tr>"
             )
         parts.append("</tbody></table>")
@@ -270,7 +270,7 @@ def render_html(
     pace = ""
     if context.provider:
         rpm = f"{context.rpm:g} requests/minute" if context.rpm else "no rate limit"
-        pace = f" · {_e(context.provider)}, {rpm}, {context.concurrency} at once"
+        pace = f" · {_e(context.provider)}, {_e(rpm)}, {_e(context.concurrency)} at once"
     total_facts = [
         ("documents", f"{sums['documents']:,}"),
         ("done", f"{sums['done'] + sums['up_to_date']:,}"),

@@ -36,7 +36,7 @@ class Books:
     def current(self, output: Path, fingerprint: str) -> BookRecord | None:
         """What ``output`` was written as, if it was written from ``fingerprint`` and none
         of its files has changed on disk since; None when it must be made (again)."""
-        name = str(output.absolute())
+        name = _column(str(output.absolute()))
         row = self._db.row(
             "SELECT fingerprint, size, mtime_ns, seconds FROM books WHERE output = ?", (name,)
         )
@@ -49,8 +49,12 @@ class Books:
         # A book recorded before parts were recorded is its own one file.
         expected = [(path, size, mtime) for path, size, mtime in files] or [(name, row[1], row[2])]
         folder = output.absolute().parent
-        for path, size, mtime in expected:
-            if not isinstance(path, str) or "\0" in path or Path(path).parent != folder:
+        paths = []
+        for stored, size, mtime in expected:
+            if not isinstance(stored, (str, bytes)):
+                return None
+            path = os.fsdecode(stored)
+            if "\0" in path or Path(path).parent != folder:
                 return None  # parts sit beside their output; a row naming elsewhere is not one
             try:
                 stat = Path(path).stat()
@@ -58,7 +62,8 @@ class Books:
                 return None
             if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
                 return None
-        return BookRecord(float(row[3]), tuple(Path(path) for path, _, _ in expected))
+            paths.append(Path(path))
+        return BookRecord(float(row[3]), tuple(paths))
 
     def record(
         self,
@@ -69,7 +74,7 @@ class Books:
         stats: Sequence[os.stat_result],
     ) -> None:
         """Record book ``output`` and its files, in one transaction."""
-        name = str(output.absolute())
+        name = _column(str(output.absolute()))
 
         def write() -> None:  # the row and its files together, or neither
             self._db.execute(
@@ -82,9 +87,19 @@ class Books:
                 "INSERT INTO book_files (output, number, path, size, mtime_ns) "
                 "VALUES (?, ?, ?, ?, ?)",
                 [
-                    (name, n, str(path.absolute()), st.st_size, st.st_mtime_ns)
+                    (name, n, _column(str(path.absolute())), st.st_size, st.st_mtime_ns)
                     for n, (path, st) in enumerate(zip(files, stats, strict=True), start=1)
                 ],
             )
 
         self._db.transact(write)
+
+
+def _column(path: str) -> str | bytes:
+    """``path`` as the database holds it: text, or its bytes when its name is not UTF-8
+    (SQLite text must be; the bytes come back as the same path through os.fsdecode)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..util.sanitize import storable
 from .claims import alive
 from .db import Backend
 from .files import CacheFiles
@@ -57,7 +58,10 @@ class Usage:
         """This run is in progress and uses ``keys`` (by document): none of them is pruned
         until it closes, and each counts as used now. One transaction."""
         now = time.time()
-        rows = [(key, doc, self.owner, now) for doc, ks in keys.items() for key in set(ks)]
+        # The document is a label (``cache info``): a name that is not UTF-8 is kept escaped.
+        rows = [
+            (key, storable(doc), self.owner, now) for doc, ks in keys.items() for key in set(ks)
+        ]
 
         def write() -> None:
             self._db.execute(
