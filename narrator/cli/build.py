@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..book.audiobook import AudiobookOptions
-from ..errors import ConfigError
 from ..estimate import Estimate, estimate
 from ..inputs.documents import Document
 from ..run.batch import Batch, Loaded, check_outputs, find_batch, plan_works, read_batch
@@ -79,30 +78,13 @@ def load_works(
     return planned, loaded.unread, batch.order
 
 
-def _endpoint_origin(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    """Where the base URL came from, in words; refuses one from a settings file that was
-    found in the current folder, not named by the user, unless confirmed."""
-    source = getattr(args, "endpoint_source", None)
-    if source is None:
-        return "--base-url" if args.base_url else "$NARRATOR_BASE_URL"
-    path, key, named = source
-    if named:
-        return f"--config {path}"
-    if getattr(args, "trust_settings", False):
-        return f"{path}, trusted with --trust-settings"
-    variable = REGISTRY[args.provider].key_variable
-    if REGISTRY[args.provider].networked and (args.api_key or (variable and env.get(variable))):
-        raise ConfigError(
-            f"{path}: {key} = {_printable(str(args.base_url))!r} would receive your API key, "
-            "and that settings file was found in the current folder, not named by you; "
-            f"confirm with --base-url {_printable(str(args.base_url))} (or --trust-settings), "
-            "or remove the setting"
-        )
-    return str(path)
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    return clean_line(text, limit=limit)
+def _endpoint_origin(args: argparse.Namespace) -> str:
+    """Where the base URL came from, in words (a settings file passed the trust model in
+    :func:`narrator.cli.parser.parse` already)."""
+    origin = getattr(args, "settings_origin", {}).get("base_url")
+    if origin is not None:
+        return str(origin)
+    return "--base-url" if args.base_url else "$NARRATOR_BASE_URL"
 
 
 def announce_endpoint(settings: Settings, origin: str) -> None:
@@ -111,7 +93,9 @@ def announce_endpoint(settings: Settings, origin: str) -> None:
         return
     if settings.base_url.rstrip("/") == REGISTRY[settings.provider].base_url(settings.region):
         return
-    log.warning("sending the API key to %s (from %s)", settings.base_url, origin)
+    log.warning(
+        "sending the API key to %s (from %s)", clean_line(settings.base_url, limit=200), origin
+    )
 
 
 def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
@@ -120,7 +104,7 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     # Empty base URL, model and voice: the provider's own defaults (see settings.py).
     base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
     if base_url:
-        args.endpoint_origin = _endpoint_origin(args, env)
+        args.endpoint_origin = _endpoint_origin(args)
     return Settings(
         provider=args.provider,
         api_key=api_key,
@@ -175,7 +159,7 @@ def make_say_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Setti
     variable = REGISTRY[args.provider].key_variable
     base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
     if base_url:
-        args.endpoint_origin = _endpoint_origin(args, env)
+        args.endpoint_origin = _endpoint_origin(args)
     return Settings(
         provider=args.provider,
         api_key=args.api_key or (env.get(variable) if variable else None) or None,

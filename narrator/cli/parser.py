@@ -7,6 +7,8 @@ defaults and parses again.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 from .._version import __version__
 from ..settings import default, default_stall_seconds
 from ..util.registry import REGISTRY
+from ..util.trust import COMMANDS, TrustedFiles, refuse_found, trusted_list
 from .argtypes import (
     HelpFormatter,
     Parser,
@@ -37,7 +40,7 @@ from .commands import (
     cmd_serve,
     cmd_voices,
 )
-from .config import apply_config, endpoint_setting, find_config, load_config, option_names
+from .config import apply_config, find_config, load_config, option_names
 from .options import (
     add_audiobook_options,
     add_endpoint_options,
@@ -88,11 +91,6 @@ def _spending_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--yes", action="store_true", help="start even when the estimate is over --confirm-above"
-    )
-    p.add_argument(
-        "--trust-settings",
-        action="store_true",
-        help="send the API key to the base_url of ./narrator.toml (found, not named with --config)",
     )
 
 
@@ -349,10 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse the command line over the settings file: flags > file > built-in defaults."""
+    """Parse the command line over the settings file: flags > file > built-in defaults.
+
+    A file found in the current folder goes through the trust model first
+    (:func:`narrator.util.trust.refuse_found`); ``args.settings_origin`` names, for each
+    option the file set, where it came from (for the notice that says where the key goes).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "config"):
+    if not COMMANDS[args.command].settings_file:
         return args
     path = find_config(args.config, Path.cwd())
     if path is None:
@@ -360,18 +363,44 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     # argparse offers no public way to reach the subcommands' parsers.
     (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     known = set().union(*(option_names(p) for p in commands.choices.values()))
-    settings = load_config(path)
+    settings, sha = load_config(path)
     apply_config(commands.choices[args.command], settings, source=str(path), known_elsewhere=known)
-    given_url = getattr(args, "base_url", None)
-    args = parser.parse_args(argv)
+    before, args = args, parser.parse_args(argv)
+    # What the file changed: a flag given on the command line wins, so it is not the file's.
+    effective = {k for k, v in vars(args).items() if getattr(before, k, None) != v}
+    origin = _vouch(path, settings, sha, effective, named=args.config is not None,
+                    confirmed=args.trust_settings)  # fmt: skip
+    args.settings_origin = dict.fromkeys(effective, origin)
     if hasattr(args, "lexicon") and "lexicon" in settings:
         # The file's lexicons come first, before the command line's, and are found
         # beside the file.
         given = settings["lexicon"]
         args.lexicon_from_file = n = len(given) if isinstance(given, list) else 1
         args.lexicon[:n] = [str(path.parent / p) for p in args.lexicon[:n]]
-    endpoint = endpoint_setting(settings)
-    if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
-        # Where the endpoint came from, so the key is not sent there unconfirmed.
-        args.endpoint_source = (path, endpoint[0], args.config is not None)
     return args
+
+
+def _vouch(
+    path: Path,
+    settings: dict[str, Any],
+    sha: str,
+    effective: set[str],
+    *,
+    named: bool,
+    confirmed: bool,
+) -> str:
+    """Where the file's settings come from, in words; refuses what a found file that
+    the user has not confirmed may not set."""
+    if named:
+        return f"--config {path}"
+    trusted = TrustedFiles(trusted_list(os.environ))
+    if confirmed:
+        try:
+            trusted.remember(path, sha)
+        except OSError as exc:
+            print(f"narrator: cannot remember that {path} is trusted ({exc})", file=sys.stderr)
+        return f"{path}, trusted with --trust-settings"
+    if trusted.trusted(path, sha):
+        return f"{path}, trusted before with --trust-settings"
+    refuse_found(path, settings, effective)
+    return str(path)
