@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import logging
 import os
 import shlex
@@ -33,6 +34,7 @@ from ..settings import Settings, check_lang
 from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
 from ..util.registry import REGISTRY, describe_pace
+from ..util.trust import FLAGS, Kind
 from .build import announce_endpoint, load, load_works, make_estimate, make_settings
 from .render import ProgressBar, flag_line, print_estimate, print_summary
 
@@ -69,19 +71,36 @@ async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tup
     return run, (128 + caught[0]) if caught else 0
 
 
+# Every flag that takes a secret, as typed (abbreviations are refused by the parser).
+_SECRET_FLAGS = tuple("--" + name.replace("_", "-") for name, kind in FLAGS.items()
+                      if kind is Kind.SECRET)  # fmt: skip
+
+
 def _command(argv: Sequence[str], settings: Settings) -> str:
     """The command as typed, for the report's "run it again": a key on it is never
-    written down, but named by its variable, so the line still runs."""
+    written down, but named by its variable, so the line still runs. The key's value is
+    scrubbed wherever it appears, whatever flag (or spelling) carried it."""
     variable = REGISTRY[settings.provider].key_variable or "API_KEY"
+    secrets = [word.partition("=")[2] for word in argv if word.startswith(_SECRET_FLAGS)]
+    secrets += [after for word, after in itertools.pairwise(argv) if word in _SECRET_FLAGS]
+    if settings.api_key:
+        secrets.append(settings.api_key)
+    secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
     words, hide = ["narrator"], False
     for word in argv:
         name, equals, _ = word.partition("=")
-        is_key = len(name) >= len("--api") and "--api-key".startswith(name)  # or abbreviated
+        is_key = name in _SECRET_FLAGS
         if hide:
             words.append(f'"${variable}"')
         elif is_key and equals:
-            words.append(f'--api-key="${variable}"')
+            words.append(f'{name}="${variable}"')
+        elif word in secrets:
+            words.append(f'"${variable}"')
         else:
+            # Inside a longer word (a URL's query...): a real key is long, and replacing
+            # a short one everywhere would mangle the line without hiding anything.
+            for secret in (s for s in secrets if len(s) >= 6):
+                word = word.replace(secret, f"${variable}")
             words.append(shlex.quote(word))
         hide = is_key and not equals
     return " ".join(words)
