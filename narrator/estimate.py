@@ -16,7 +16,9 @@ from pathlib import Path
 from .chunks.language import resolve_language
 from .chunks.lexicon import document_lexicon
 from .chunks.split import split_document
+from .errors import InputError
 from .inputs.documents import Document
+from .inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from .settings import default
 from .synth.providers import counting
 from .util.registry import spec
@@ -62,6 +64,7 @@ class Estimate:
     latency: float
     rpm: float
     concurrency: int
+    failed: tuple[tuple[str, str], ...] = ()  # (input, why) of documents left out
 
 
 def wall_clock(requests: int, *, rpm: float, concurrency: int, latency: float) -> float:
@@ -88,6 +91,7 @@ def estimate(
     lexicons: Sequence[Path] = (),
     lexicons_last: Sequence[Path] = (),
     voice: str = "",
+    max_text_chars: int = DEFAULT_MAX_TEXT_BYTES,
 ) -> Estimate:
     """Split every document as a run with ``provider`` would and total requests,
     characters, cost and time.
@@ -96,7 +100,9 @@ def estimate(
     way (unless ``count`` says otherwise); ``rpm`` and ``concurrency`` default to the
     provider's. A provider with a price of its own (the offline voice: nothing to pay)
     is priced at it, whatever ``price_per_10k_chars`` says. Each document is respelled
-    as a run would (``lexicons``, its own, then ``lexicons_last``; see ``Settings``).
+    as a run would (``lexicons``, its own, then ``lexicons_last``; see ``Settings``),
+    its spoken text at most ``max_text_chars``; a document whose respelling fails (too
+    slow, too large) is left out of the totals and named in ``Estimate.failed``.
     """
     entry = spec(provider)
     limit, provider_count = counting(provider)  # from the class: no client, no key
@@ -107,12 +113,18 @@ def estimate(
     if entry.price_per_10k_chars is not None:
         price_per_10k_chars = entry.price_per_10k_chars
     per_doc = []
+    failed = []
     for doc in documents:
         doc_lang = resolve_language(doc, lang)
         lexicon = document_lexicon(doc.source, lexicons, lexicons_last)
-        chunks = split_document(
-            doc, max_chars=max_chars, lang=doc_lang, count=count, lexicon=lexicon, voice=voice
-        )
+        try:
+            chunks = split_document(
+                doc, max_chars=max_chars, lang=doc_lang, count=count, lexicon=lexicon,
+                voice=voice, max_text_chars=max_text_chars,
+            )  # fmt: skip
+        except InputError as exc:
+            failed.append((doc.source, str(exc)))
+            continue
         chars = sum(c.billing_chars for c in chunks)
         per_doc.append(
             DocumentEstimate(
@@ -138,6 +150,7 @@ def estimate(
         latency=latency,
         rpm=rpm,
         concurrency=concurrency,
+        failed=tuple(failed),
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from .util.folders import default_cache_dir
 from .util.image import image_mime
 from .util.registry import REGISTRY, spec
@@ -147,6 +148,8 @@ class Settings:
     # NAME.lexicon.toml beside it), then ``lexicon_override`` (the command line's).
     lexicon: tuple[Path, ...] = ()
     lexicon_override: tuple[Path, ...] = ()
+    # The most text a document may hold, and so what its respellings may grow it to.
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
 
     def __post_init__(self) -> None:
         provider = spec(self.provider)

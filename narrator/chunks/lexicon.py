@@ -21,26 +21,43 @@ later wins. Where matches overlap, the longest wins (then the earlier one in the
 the result does not depend on the order of the entries. Only spoken text goes through it:
 the splitter keeps the written text beside each chunk for subtitles, and chapter titles
 in tags are the document's own.
+
+A lexicon is data, never authority (it may be found beside a document, in a shared
+inbox): it only respells, and what respelling one document may cost is bounded by a
+:class:`Budget`: the time its regular expressions may take (the ``regex`` package's
+``timeout``, so ``(a|aa)+$`` cannot hang a run) and the size the spoken text may grow to
+(``--max-text-mb``). Over either, the document fails with an :class:`InputError` that
+says why; the other documents go on.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
+import time
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import regex
 
-from ..errors import LexiconError
+from ..errors import InputError, LexiconError
+from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
 
 __all__ = [
-    "LOCAL_NAMES", "Entry", "Lexicon", "LexiconError", "Respelled", "combined", "document_lexicon",
-    "local_lexicons",
+    "LOCAL_NAMES", "REGEX_SECONDS", "REGEX_SECONDS_PER_MB", "Budget", "Entry", "Lexicon",
+    "LexiconError", "Respelled", "combined", "document_lexicon", "local_lexicons",
 ]  # fmt: skip
+
+# The regex package ships no type hints.
+_Pattern = Any
+_Match = Any
+# The time a document's regular-expression respellings may take: a real lexicon's
+# patterns go over a megabyte of text in well under a second.
+REGEX_SECONDS = 2.0
+REGEX_SECONDS_PER_MB = 10.0
 
 # A document's own lexicons, found beside it: one for its folder, one for itself.
 FOLDER_LEXICON = "lexicon.toml"
@@ -80,7 +97,7 @@ class Entry:
             return False
         return not self.voice or voice.casefold() in {v.casefold() for v in self.voice}
 
-    def compile(self) -> re.Pattern[str]:
+    def compile(self) -> _Pattern:
         """The entry's pattern; :class:`LexiconError` for a bad one."""
         sensitive = self.case_sensitive
         if sensitive is None:
@@ -95,10 +112,12 @@ class Entry:
                 body += r"(?!\w)"
         try:
             if self.regex:
-                re.compile(self.term)  # its own error positions, before the boundaries
-            pattern = re.compile(body, 0 if sensitive else re.IGNORECASE)
-            pattern.sub(self.say, "")  # compiles the replacement: a bad \\1 shows now
-        except re.error as exc:
+                regex.compile(self.term)  # its own error positions, before the boundaries
+            pattern = regex.compile(body, 0 if sensitive else regex.IGNORECASE)
+            # regex compiles a replacement at its first match: make one, so a bad \\1
+            # shows now, not in the middle of a book.
+            regex.compile(f"(?:{body})|", pattern.flags).sub(self.say, "")
+        except regex.error as exc:
             raise LexiconError(f"{self.where}: {exc}; fix the pattern or its say") from exc
         if pattern.search("") is not None:
             raise LexiconError(f"{self.where}: the pattern matches empty text; make it longer")
@@ -146,6 +165,51 @@ class Respelled:
         return self.written[self.written_at(start) : self.written_at(end)]
 
 
+@dataclass(slots=True)
+class Budget:
+    """What respelling one document may cost: ``seconds`` of regular-expression matching
+    in all (from the first match on, read from ``clock``) and ``max_chars`` characters of
+    spoken text. Use one per document (its errors say "this document")."""
+
+    seconds: float = REGEX_SECONDS
+    max_chars: int = DEFAULT_MAX_TEXT_BYTES
+    clock: Callable[[], float] = time.monotonic
+    spoken: int = 0  # characters of spoken text so far
+    _began: float | None = None
+
+    @classmethod
+    def for_text(cls, chars: int, max_chars: int = DEFAULT_MAX_TEXT_BYTES) -> Budget:
+        """The budget of a document of ``chars`` characters."""
+        return cls(REGEX_SECONDS + REGEX_SECONDS_PER_MB * chars / 1e6, max_chars)
+
+    def left(self) -> float:
+        """Seconds of matching left; :class:`InputError` when none."""
+        now = self.clock()
+        if self._began is None:
+            self._began = now
+        left = self.seconds - (now - self._began)
+        if left <= 0:
+            raise self.too_slow("")
+        return left
+
+    def too_slow(self, where: str) -> InputError:
+        return InputError(
+            f"{where + ': ' if where else ''}the lexicon's patterns took over "
+            f"{self.seconds:.1f} s on this document (a pattern that backtracks without end, "
+            "like (a|aa)+$?); make it simpler, e.g. possessive (a++) or atomic (?>...)"
+        )
+
+    def grow(self, chars: int, where: str) -> None:
+        """Count ``chars`` more spoken characters; :class:`InputError` over the cap."""
+        self.spoken += chars
+        if self.spoken > self.max_chars:
+            raise InputError(
+                f"{where}: the respellings make this document's spoken text over "
+                f"{self.max_chars / 1e6:g} million characters (--max-text-mb); "
+                "a respelling that long is not a pronunciation"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class Lexicon:
     """Respellings, in the order they were given (later ones win per term).
@@ -155,9 +219,7 @@ class Lexicon:
     """
 
     entries: tuple[Entry, ...] = ()
-    _patterns: tuple[re.Pattern[str], ...] = field(
-        init=False, repr=False, compare=False, default=()
-    )
+    _patterns: tuple[_Pattern, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         # A later entry with the same term and scope replaces the earlier one.
@@ -218,9 +280,14 @@ class Lexicon:
         """This lexicon with ``other``'s entries after it (winning per term)."""
         return Lexicon((*self.entries, *other.entries)) if other.entries else self
 
-    def matches(self, text: str, lang: str = "", voice: str = "") -> list[tuple[int, int, str]]:
+    def matches(
+        self, text: str, lang: str = "", voice: str = "", budget: Budget | None = None
+    ) -> list[tuple[int, int, str]]:
         """The replacements in ``text``: (start, end, spoken form), in order, none
-        overlapping; where candidates overlap the longest wins, then the earliest."""
+        overlapping; where candidates overlap the longest wins, then the earliest.
+        ``budget`` bounds the time and the spoken size (default: a fresh one)."""
+        budget = budget or Budget()
+        room = budget.max_chars - budget.spoken  # candidates' spoken forms, at most
         found: list[tuple[int, int, int, str]] = []
         folded = text.casefold()
         for order, (entry, pattern) in enumerate(zip(self.entries, self._patterns, strict=True)):
@@ -229,10 +296,13 @@ class Lexicon:
             # A plain term absent from the text needs no regex scan (most terms, most text).
             if not entry.regex and entry.term.casefold() not in folded:
                 continue
-            for m in pattern.finditer(text):
+            for m in _finditer(pattern, text, entry, budget):
                 if m.end() > m.start():
                     say = _spaces(m.expand(entry.say)) if entry.regex else entry.say
                     found.append((m.start(), m.end(), -order, say))
+                    room -= len(say)
+                    if room < 0:
+                        budget.grow(budget.max_chars, entry.where)
         found.sort(key=lambda f: (f[0] - f[1], f[0], f[2]))
         taken: list[tuple[int, int, str]] = []
         starts: list[int] = []
@@ -246,14 +316,18 @@ class Lexicon:
             taken.insert(n, (start, end, say))
         return taken
 
-    def respell(self, text: str, lang: str = "", voice: str = "") -> Respelled:
-        """``text`` with every replacement made, and the way back to the written text."""
+    def respell(
+        self, text: str, lang: str = "", voice: str = "", budget: Budget | None = None
+    ) -> Respelled:
+        """``text`` with every replacement made, and the way back to the written text;
+        ``budget``: see :meth:`matches` (one per document, passed to each paragraph)."""
         if not self.entries:
             return Respelled(text, text)
+        budget = budget or Budget()
         parts: list[str] = []
         spans: list[tuple[int, int, int, int]] = []
         pos = out = 0
-        for start, end, say in self.matches(text, lang, voice):
+        for start, end, say in self.matches(text, lang, voice, budget):
             parts.append(text[pos:start])
             out += start - pos
             parts.append(say)
@@ -261,11 +335,24 @@ class Lexicon:
             out += len(say)
             pos = end
         parts.append(text[pos:])
+        budget.grow(out + len(text) - pos, "lexicon")
         return Respelled("".join(parts), text, tuple(spans))
 
     def apply(self, text: str, lang: str = "", voice: str = "") -> str:
         """``text`` as it is to be spoken, for a document in ``lang`` read by ``voice``."""
         return self.respell(text, lang, voice).spoken
+
+
+def _finditer(pattern: _Pattern, text: str, entry: Entry, budget: Budget) -> Iterator[_Match]:
+    """``pattern``'s matches in ``text``; a user's regular expression within the time the
+    budget has left (a plain term's pattern is linear)."""
+    if not entry.regex:
+        yield from pattern.finditer(text)
+        return
+    try:
+        yield from pattern.finditer(text, timeout=budget.left())
+    except TimeoutError:
+        raise budget.too_slow(entry.where) from None
 
 
 def _quote(term: str) -> str:

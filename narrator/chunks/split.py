@@ -25,8 +25,9 @@ import regex
 
 from ..errors import ConfigError
 from ..inputs.documents import Document
+from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from ..inputs.lines import line_groups
-from .lexicon import Lexicon, Respelled
+from .lexicon import Budget, Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
 
 __all__ = ["Chunk", "billing_chars", "split_document", "split_text"]
@@ -91,6 +92,7 @@ def split_document(
     count: Callable[[str], int] = billing_chars,
     lexicon: Lexicon | None = None,
     voice: str = "",
+    max_text_chars: int = DEFAULT_MAX_TEXT_BYTES,
 ) -> list[Chunk]:
     """Cut a document into chunks of at most ``max_chars`` billing characters.
 
@@ -104,12 +106,17 @@ def split_document(
 
     A ``lexicon`` respells each paragraph (for ``lang`` and ``voice``) before it is
     cut, so the limit counts the spoken form; a chunk it changed keeps its written text
-    in ``Chunk.written``.
+    in ``Chunk.written``. Respelling is bounded (:class:`~narrator.chunks.lexicon.Budget`:
+    regex time, and at most ``max_text_chars`` of spoken text): over it, an
+    :class:`~narrator.errors.InputError` names the document.
     """
     _check(max_chars)
     segmenter = segmenter_for(lang)
     chunks: list[Chunk] = []
-    speak = None if lexicon is None or not lexicon.entries else (lexicon, lang, voice)
+    speak = None
+    if lexicon is not None and lexicon.entries:
+        size = sum(len(p) for c in doc.chapters for p in (c.title or "", *c.paragraphs))
+        speak = (lexicon, lang, voice, Budget.for_text(size, max_text_chars))
     for chapter in doc.chapters:
         packer = _Packer(max_chars, count)
         if chapter.title:
@@ -243,15 +250,15 @@ def _add_paragraph(
     packer: _Packer,
     text: str,
     segmenter: Any,
-    speak: tuple[Lexicon, str, str] | None = None,
+    speak: tuple[Lexicon, str, str, Budget] | None = None,
 ) -> None:
     para = _normalize(text)
     if not para:
         return
     respelled = None
     if speak is not None:
-        lexicon, lang, voice = speak
-        respelled = lexicon.respell(para, lang, voice)
+        lexicon, lang, voice, budget = speak
+        respelled = lexicon.respell(para, lang, voice, budget)
         if not respelled.spans:
             respelled = None
         else:

@@ -144,6 +144,7 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         cache_max_bytes=getattr(args, "cache_max_size", default("cache_max_bytes")),
         lexicon=lexicon_settings(args)[0],
         lexicon_override=lexicon_settings(args)[1],
+        max_text_bytes=int(args.max_text_mb * 1_000_000),
     )
 
 
@@ -187,4 +188,5 @@ def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Es
         lexicons=lexicon_settings(args)[0],
         lexicons_last=lexicon_settings(args)[1],
         voice=getattr(args, "voice", None) or "",
+        max_text_chars=int(args.max_text_mb * 1_000_000),
     )

@@ -150,8 +150,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     _, loaded = load(args, outputs=False)
     for report in loaded.unread:
         print(f"{report.status.upper()}: {report.input}: {report.errors[0]}", file=sys.stderr)
-    print_estimate(make_estimate(args, [doc for _, doc in loaded.documents]))
-    return 1 if any(r.status == Status.FAILED for r in loaded.unread) else 0
+    result = make_estimate(args, [doc for _, doc in loaded.documents])
+    for source, why in result.failed:
+        print(f"FAILED: {source}: {why}", file=sys.stderr)
+    print_estimate(result)
+    return 1 if result.failed or any(r.status == Status.FAILED for r in loaded.unread) else 0
 
 
 def _nothing_left(unread: Sequence[DocumentReport]) -> str:

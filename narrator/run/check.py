@@ -66,6 +66,7 @@ def check_documents(
                 work.document.source, settings.lexicon, settings.lexicon_override
             ),
             voice=settings.voice,
+            max_text_chars=settings.max_text_bytes,
         )
         measured: list[tuple[str, Measurement | None, float]] = []
         for chunk in chunks:

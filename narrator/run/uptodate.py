@@ -55,7 +55,8 @@ _RUN_ONLY_SETTINGS = frozenset(
         "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
         "allow_hosts", "allow_private_network", "stall_timeout", "qa", "qa_retries",
-        "qa_budget", "lexicon", "lexicon_override",  # their effect is in the chunks' text
+        "qa_budget", "lexicon", "lexicon_override", "max_text_bytes",  # their effect is in
+        # the chunks' text
     )
 )  # fmt: skip
 
