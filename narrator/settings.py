@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from .util.folders import default_cache_dir
 from .util.image import image_mime
 from .util.registry import REGISTRY, spec
@@ -148,8 +147,9 @@ class Settings:
     # NAME.lexicon.toml beside it), then ``lexicon_override`` (the command line's).
     lexicon: tuple[Path, ...] = ()
     lexicon_override: tuple[Path, ...] = ()
-    # The most text a document may hold, and so what its respellings may grow it to.
-    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    # The most text a document may hold, and so what its respellings may grow it to
+    # (inputs.limits.DEFAULT_MAX_TEXT_BYTES, which settings may not import).
+    max_text_bytes: int = 20_000_000
 
     def __post_init__(self) -> None:
         provider = spec(self.provider)
