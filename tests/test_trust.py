@@ -285,7 +285,7 @@ def test_a_respelling_bomb_is_refused_before_it_is_built() -> None:
 
 @pytest.fixture
 def quick_regex(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A tenth of a second for a document's patterns (the CLI's default: 2 s and more)."""
+    """A tenth of a second for a document's patterns (default: a second, more if long)."""
     monkeypatch.setattr(lexicon_module, "REGEX_SECONDS", 0.1)
 
 

@@ -56,7 +56,7 @@ _Pattern = Any
 _Match = Any
 # The time a document's regular-expression respellings may take: a real lexicon's
 # patterns go over a megabyte of text in well under a second.
-REGEX_SECONDS = 2.0
+REGEX_SECONDS = 1.0
 REGEX_SECONDS_PER_MB = 10.0
 
 # A document's own lexicons, found beside it: one for its folder, one for itself.
