@@ -113,6 +113,6 @@ async def test_a_run_enforces_the_cap_at_its_end_and_keeps_its_own(tmp_path: Pat
         cwd=tmp_path,
     )  # fmt: skip
     assert result.code == 0, result.stderr
-    assert (
-        _files(cache) == one
-    )  # the settings file's cap (named: a found one may not set it): "two" went, "three" (= one) stays
+    # The settings file's cap (named: a found one may not set it): "two" went, "three"
+    # (= one) stays.
+    assert _files(cache) == one
