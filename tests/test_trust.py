@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from narrator.chunks import lexicon as lexicon_module
-from narrator.chunks.lexicon import Budget, Lexicon
+from narrator.chunks import bounds
+from narrator.chunks.bounds import Budget
+from narrator.chunks.lexicon import Lexicon
 from narrator.cli import main
-from narrator.cli.commands import _command
+from narrator.cli.build import report_command
 from narrator.cli.config import option_names
 from narrator.cli.parser import build_parser
 from narrator.errors import InputError
@@ -238,7 +239,7 @@ async def test_a_found_file_cannot_send_the_key_through_say(tmp_path: Path) -> N
 )
 def test_the_reports_command_never_holds_the_key(argv: list[str]) -> None:
     settings = Settings(api_key=KEY)
-    line = _command(["narrate", "t.txt", *argv], settings)
+    line = report_command(["narrate", "t.txt", *argv], settings)
     assert KEY not in line and "$AIMLAPI_KEY" in line
 
 
@@ -286,7 +287,7 @@ def test_a_respelling_bomb_is_refused_before_it_is_built() -> None:
 @pytest.fixture
 def quick_regex(monkeypatch: pytest.MonkeyPatch) -> None:
     """A tenth of a second for a document's patterns (default: a second, more if long)."""
-    monkeypatch.setattr(lexicon_module, "REGEX_SECONDS", 0.1)
+    monkeypatch.setattr(bounds, "REGEX_SECONDS", 0.1)
 
 
 def test_a_lexicon_beside_a_document_fails_that_document_only(

@@ -26,39 +26,32 @@ A lexicon is data, never authority (it may be found beside a document, in a shar
 inbox): it only respells, and what respelling one document may cost is bounded by a
 :class:`Budget`: the time its regular expressions may take (the ``regex`` package's
 ``timeout``, so ``(a|aa)+$`` cannot hang a run) and the size the spoken text may grow to
-(``--max-text-mb``). Over either, the document fails with an :class:`InputError` that
-says why; the other documents go on.
+(``--max-text-mb``); see :mod:`.bounds`. Over either, the document fails with an
+:class:`InputError` that says why; the other documents go on.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-import time
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import regex
 
-from ..errors import InputError, LexiconError
-from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
+from ..errors import LexiconError
+from .bounds import Budget, finditer
 
 __all__ = [
-    "LOCAL_NAMES", "REGEX_SECONDS", "REGEX_SECONDS_PER_MB", "Budget", "Entry", "Lexicon",
-    "LexiconError", "Respelled", "combined", "document_lexicon", "local_lexicons",
+    "LOCAL_NAMES", "Entry", "Lexicon", "LexiconError", "Respelled", "combined",
+    "document_lexicon", "local_lexicons",
 ]  # fmt: skip
 
 # The regex package ships no type hints.
 _Pattern = Any
-_Match = Any
-# The time a document's regular-expression respellings may take: a real lexicon's
-# patterns go over a megabyte of text in well under a second.
-REGEX_SECONDS = 1.0
-REGEX_SECONDS_PER_MB = 10.0
-
 # A document's own lexicons, found beside it: one for its folder, one for itself.
 FOLDER_LEXICON = "lexicon.toml"
 DOCUMENT_SUFFIX = ".lexicon.toml"
@@ -165,51 +158,6 @@ class Respelled:
         return self.written[self.written_at(start) : self.written_at(end)]
 
 
-@dataclass(slots=True)
-class Budget:
-    """What respelling one document may cost: ``seconds`` of regular-expression matching
-    in all (from the first match on, read from ``clock``) and ``max_chars`` characters of
-    spoken text. Use one per document (its errors say "this document")."""
-
-    seconds: float = REGEX_SECONDS
-    max_chars: int = DEFAULT_MAX_TEXT_BYTES
-    clock: Callable[[], float] = time.monotonic
-    spoken: int = 0  # characters of spoken text so far
-    _began: float | None = None
-
-    @classmethod
-    def for_text(cls, chars: int, max_chars: int = DEFAULT_MAX_TEXT_BYTES) -> Budget:
-        """The budget of a document of ``chars`` characters."""
-        return cls(REGEX_SECONDS + REGEX_SECONDS_PER_MB * chars / 1e6, max_chars)
-
-    def left(self) -> float:
-        """Seconds of matching left; :class:`InputError` when none."""
-        now = self.clock()
-        if self._began is None:
-            self._began = now
-        left = self.seconds - (now - self._began)
-        if left <= 0:
-            raise self.too_slow("")
-        return left
-
-    def too_slow(self, where: str) -> InputError:
-        return InputError(
-            f"{where + ': ' if where else ''}the lexicon's patterns took over "
-            f"{self.seconds:.1f} s on this document (a pattern that backtracks without end, "
-            "like (a|aa)+$?); make it simpler, e.g. possessive (a++) or atomic (?>...)"
-        )
-
-    def grow(self, chars: int, where: str) -> None:
-        """Count ``chars`` more spoken characters; :class:`InputError` over the cap."""
-        self.spoken += chars
-        if self.spoken > self.max_chars:
-            raise InputError(
-                f"{where}: the respellings make this document's spoken text over "
-                f"{self.max_chars / 1e6:g} million characters (--max-text-mb); "
-                "a respelling that long is not a pronunciation"
-            )
-
-
 @dataclass(frozen=True, slots=True)
 class Lexicon:
     """Respellings, in the order they were given (later ones win per term).
@@ -296,7 +244,7 @@ class Lexicon:
             # A plain term absent from the text needs no regex scan (most terms, most text).
             if not entry.regex and entry.term.casefold() not in folded:
                 continue
-            for m in _finditer(pattern, text, entry, budget):
+            for m in finditer(pattern, text, budget, bounded=entry.regex, where=entry.where):
                 if m.end() > m.start():
                     say = _spaces(m.expand(entry.say)) if entry.regex else entry.say
                     found.append((m.start(), m.end(), -order, say))
@@ -341,18 +289,6 @@ class Lexicon:
     def apply(self, text: str, lang: str = "", voice: str = "") -> str:
         """``text`` as it is to be spoken, for a document in ``lang`` read by ``voice``."""
         return self.respell(text, lang, voice).spoken
-
-
-def _finditer(pattern: _Pattern, text: str, entry: Entry, budget: Budget) -> Iterator[_Match]:
-    """``pattern``'s matches in ``text``; a user's regular expression within the time the
-    budget has left (a plain term's pattern is linear)."""
-    if not entry.regex:
-        yield from pattern.finditer(text)
-        return
-    try:
-        yield from pattern.finditer(text, timeout=budget.left())
-    except TimeoutError:
-        raise budget.too_slow(entry.where) from None
 
 
 def _quote(term: str) -> str:

@@ -27,7 +27,8 @@ from ..errors import ConfigError
 from ..inputs.documents import Document
 from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from ..inputs.lines import line_groups
-from .lexicon import Budget, Lexicon, Respelled
+from .bounds import Budget
+from .lexicon import Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
 
 __all__ = ["Chunk", "billing_chars", "split_document", "split_text"]

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,10 +23,11 @@ from ..util.folders import default_cache_dir
 from ..util.netpolicy import NetPolicy
 from ..util.registry import REGISTRY
 from ..util.sanitize import clean_line
+from ..util.trust import FLAGS, Kind
 
 __all__ = [
     "announce_endpoint", "lexicon_settings", "load", "load_works", "make_estimate",
-    "make_say_settings", "make_settings",
+    "make_say_settings", "make_settings", "report_command",
 ]  # fmt: skip
 
 log = logging.getLogger("narrator")
@@ -190,3 +193,38 @@ def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Es
         voice=getattr(args, "voice", None) or "",
         max_text_chars=int(args.max_text_mb * 1_000_000),
     )
+
+
+# Every flag that takes a secret, as typed (abbreviations are refused by the parser).
+_SECRET_FLAGS = tuple("--" + name.replace("_", "-") for name, kind in FLAGS.items()
+                      if kind is Kind.SECRET)  # fmt: skip
+
+
+def report_command(argv: Sequence[str], settings: Settings) -> str:
+    """The command as typed, for the report's "run it again": a key on it is never
+    written down, but named by its variable, so the line still runs. The key's value is
+    scrubbed wherever it appears, whatever flag (or spelling) carried it."""
+    variable = REGISTRY[settings.provider].key_variable or "API_KEY"
+    secrets = [word.partition("=")[2] for word in argv if word.startswith(_SECRET_FLAGS)]
+    secrets += [after for word, after in itertools.pairwise(argv) if word in _SECRET_FLAGS]
+    if settings.api_key:
+        secrets.append(settings.api_key)
+    secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+    words, hide = ["narrator"], False
+    for word in argv:
+        name, equals, _ = word.partition("=")
+        is_key = name in _SECRET_FLAGS
+        if hide:
+            words.append(f'"${variable}"')
+        elif is_key and equals:
+            words.append(f'{name}="${variable}"')
+        elif word in secrets:
+            words.append(f'"${variable}"')
+        else:
+            # Inside a longer word (a URL's query...): a real key is long, and replacing
+            # a short one everywhere would mangle the line without hiding anything.
+            for secret in (s for s in secrets if len(s) >= 6):
+                word = word.replace(secret, f"${variable}")
+            words.append(shlex.quote(word))
+        hide = is_key and not equals
+    return " ".join(words)

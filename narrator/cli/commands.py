@@ -9,10 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import itertools
 import logging
 import os
-import shlex
 import signal
 import sys
 import tempfile
@@ -34,8 +32,14 @@ from ..settings import Settings, check_lang
 from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
 from ..util.registry import REGISTRY, describe_pace
-from ..util.trust import FLAGS, Kind
-from .build import announce_endpoint, load, load_works, make_estimate, make_settings
+from .build import (
+    announce_endpoint,
+    load,
+    load_works,
+    make_estimate,
+    make_settings,
+    report_command,
+)
 from .render import ProgressBar, flag_line, print_estimate, print_summary
 
 __all__ = [
@@ -71,41 +75,6 @@ async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tup
     return run, (128 + caught[0]) if caught else 0
 
 
-# Every flag that takes a secret, as typed (abbreviations are refused by the parser).
-_SECRET_FLAGS = tuple("--" + name.replace("_", "-") for name, kind in FLAGS.items()
-                      if kind is Kind.SECRET)  # fmt: skip
-
-
-def _command(argv: Sequence[str], settings: Settings) -> str:
-    """The command as typed, for the report's "run it again": a key on it is never
-    written down, but named by its variable, so the line still runs. The key's value is
-    scrubbed wherever it appears, whatever flag (or spelling) carried it."""
-    variable = REGISTRY[settings.provider].key_variable or "API_KEY"
-    secrets = [word.partition("=")[2] for word in argv if word.startswith(_SECRET_FLAGS)]
-    secrets += [after for word, after in itertools.pairwise(argv) if word in _SECRET_FLAGS]
-    if settings.api_key:
-        secrets.append(settings.api_key)
-    secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-    words, hide = ["narrator"], False
-    for word in argv:
-        name, equals, _ = word.partition("=")
-        is_key = name in _SECRET_FLAGS
-        if hide:
-            words.append(f'"${variable}"')
-        elif is_key and equals:
-            words.append(f'{name}="${variable}"')
-        elif word in secrets:
-            words.append(f'"${variable}"')
-        else:
-            # Inside a longer word (a URL's query...): a real key is long, and replacing
-            # a short one everywhere would mangle the line without hiding anything.
-            for secret in (s for s in secrets if len(s) >= 6):
-                word = word.replace(secret, f"${variable}")
-            words.append(shlex.quote(word))
-        hide = is_key and not equals
-    return " ".join(words)
-
-
 def _run_narrate(
     works: list[Work],
     settings: Settings,
@@ -123,7 +92,7 @@ def _run_narrate(
     # Inputs that never became documents take their place in the table, in input order.
     run = with_unread(run, unread, inputs)
     if report:
-        write_report(Path(report), run, settings, command=_command(argv, settings))
+        write_report(Path(report), run, settings, command=report_command(argv, settings))
     print_summary(run)
     if interrupted:
         print(

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..util.trust import FLAGS, FROM_NO_FILE, digest
+from ..util.trust import FLAGS, FROM_NO_FILE, TrustedFiles, digest, refuse_found, trusted_list
 
 __all__ = [
     "CONFIG_NAME",
@@ -28,6 +29,7 @@ __all__ = [
     "find_config",
     "load_config",
     "option_names",
+    "vouch",
 ]
 
 
@@ -120,3 +122,31 @@ def _scalar(action: argparse.Action, value: Any, where: str) -> Any:
         choices = ", ".join(map(str, action.choices))
         raise ConfigError(f"{where}: {value!r} is not one of {choices}")
     return converted
+
+
+def vouch(
+    path: Path,
+    settings: dict[str, Any],
+    sha: str,
+    effective: set[str],
+    *,
+    named: bool,
+    confirmed: bool,
+    env: Mapping[str, str],
+) -> str:
+    """Where the file's settings come from, in words; refuses what a found file that
+    the user has not confirmed may not set (:func:`narrator.util.trust.refuse_found`).
+    ``effective``: the options whose value the file changed."""
+    if named:
+        return f"--config {path}"
+    trusted = TrustedFiles(trusted_list(env))
+    if confirmed:
+        try:
+            trusted.remember(path, sha)
+        except OSError as exc:
+            print(f"narrator: cannot remember that {path} is trusted ({exc})", file=sys.stderr)
+        return f"{path}, trusted with --trust-settings"
+    if trusted.trusted(path, sha):
+        return f"{path}, trusted before with --trust-settings"
+    refuse_found(path, settings, effective)
+    return str(path)

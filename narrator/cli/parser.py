@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from .._version import __version__
 from ..settings import default, default_stall_seconds
 from ..util.registry import REGISTRY
-from ..util.trust import COMMANDS, TrustedFiles, refuse_found, trusted_list
+from ..util.trust import COMMANDS
 from .argtypes import (
     HelpFormatter,
     Parser,
@@ -40,7 +39,7 @@ from .commands import (
     cmd_serve,
     cmd_voices,
 )
-from .config import apply_config, find_config, load_config, option_names
+from .config import apply_config, find_config, load_config, option_names, vouch
 from .options import (
     add_audiobook_options,
     add_endpoint_options,
@@ -368,8 +367,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     before, args = args, parser.parse_args(argv)
     # What the file changed: a flag given on the command line wins, so it is not the file's.
     effective = {k for k, v in vars(args).items() if getattr(before, k, None) != v}
-    origin = _vouch(path, settings, sha, effective, named=args.config is not None,
-                    confirmed=args.trust_settings)  # fmt: skip
+    origin = vouch(path, settings, sha, effective, named=args.config is not None,
+                   confirmed=args.trust_settings, env=os.environ)  # fmt: skip
     args.settings_origin = dict.fromkeys(effective, origin)
     if hasattr(args, "lexicon") and "lexicon" in settings:
         # The file's lexicons come first, before the command line's, and are found
@@ -378,29 +377,3 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         args.lexicon_from_file = n = len(given) if isinstance(given, list) else 1
         args.lexicon[:n] = [str(path.parent / p) for p in args.lexicon[:n]]
     return args
-
-
-def _vouch(
-    path: Path,
-    settings: dict[str, Any],
-    sha: str,
-    effective: set[str],
-    *,
-    named: bool,
-    confirmed: bool,
-) -> str:
-    """Where the file's settings come from, in words; refuses what a found file that
-    the user has not confirmed may not set."""
-    if named:
-        return f"--config {path}"
-    trusted = TrustedFiles(trusted_list(os.environ))
-    if confirmed:
-        try:
-            trusted.remember(path, sha)
-        except OSError as exc:
-            print(f"narrator: cannot remember that {path} is trusted ({exc})", file=sys.stderr)
-        return f"{path}, trusted with --trust-settings"
-    if trusted.trusted(path, sha):
-        return f"{path}, trusted before with --trust-settings"
-    refuse_found(path, settings, effective)
-    return str(path)

@@ -173,7 +173,8 @@ SOURCES: tuple[Source, ...] = (
         "regex time per document, spoken text at most --max-text-mb",
     ),
     Source(
-        "lexicon found (lexicon.toml, NAME.lexicon.toml beside a document)",
+        "lexicon found (lexicon.toml, NAME.lexicon.toml beside a document; one a found "
+        "settings file names)",
         "respellings of that document",
         "anything else",
         "regex time per document, spoken text at most --max-text-mb",
