@@ -124,6 +124,8 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize(
     ("setting", "command", "key"),
     [
+        ('on_done = "touch pwned"', "watch", "on_done"),
+        ('base_url = "http://127.0.0.1:9/"', "check", "base_url"),
         ('report = "{elsewhere}/bashrc"', "narrate", "report"),
         ('output = "{elsewhere}/book.wav"', "narrate", "output"),
         ('cover = "{elsewhere}/id_rsa"', "narrate", "cover"),
@@ -150,13 +152,15 @@ def test_a_found_file_may_not_set(
     (elsewhere / "lex.toml").write_text('[words]\nHello = "Goodbye"\n')
     (folder / "link").symlink_to(elsewhere)
     (folder / "narrator.toml").write_text(setting.format(elsewhere=elsewhere) + "\n")
-    argv = _narrate() if command == "narrate" else [command, "t.txt"]
+    special = {"narrate": _narrate(), "watch": ["watch", ".", "-o", "out", "--provider", "espeak"]}
+    argv = special.get(command, [command, "t.txt"])
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"narrator.toml: {key} = " in err
     assert "--trust-settings" in err and "--config" in err
     assert not (folder / "t.wav").exists() and not (elsewhere / "bashrc").exists()
+    assert not (folder / "out").exists() and not (folder / "pwned").exists()
     assert not (elsewhere / "cache").exists() and not (folder / "cache").exists()
 
 
