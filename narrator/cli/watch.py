@@ -53,14 +53,15 @@ def _budget_chars(args: argparse.Namespace, settings: Settings) -> int | None:
 
 def _doc_limit(args: argparse.Namespace, settings: Settings) -> tuple[int | None, str]:
     """The most billing characters one document may cost, and why, like narrate's guard:
-    --max-cost, else --confirm-above unless --yes; none when there is nothing to pay."""
+    --max-cost, else --confirm-above unless --yes or --budget-per-day (a limit the user
+    chose); none when there is nothing to pay."""
     price = REGISTRY[settings.provider].price_per_10k_chars
     price = args.price_per_10k_chars if price is None else price
     if price == 0:
         return None, ""
     if args.max_cost is not None:
         limit, why = args.max_cost, f"over --max-cost {format_cost(args.max_cost)}"
-    elif not args.yes:
+    elif not args.yes and args.budget_per_day is None:
         limit = args.confirm_above
         why = (
             f"over --confirm-above {format_cost(limit)}: not sent; check it with "
