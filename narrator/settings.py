@@ -157,6 +157,9 @@ class Settings:
     cast_override: tuple[Path, ...] = ()
     speaker_lines: bool = False
     quote_gap_ms: int = 150
+    # The most text a document may hold, and so what its respellings may grow it to
+    # (inputs.limits.DEFAULT_MAX_TEXT_BYTES, which settings may not import).
+    max_text_bytes: int = 20_000_000
 
     def __post_init__(self) -> None:
         provider = spec(self.provider)

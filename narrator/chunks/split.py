@@ -25,8 +25,10 @@ import regex
 
 from ..errors import ConfigError
 from ..inputs.documents import Document
+from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from ..inputs.lines import line_groups
 from .attribution import Line, cast_chapter, voiced_runs
+from .bounds import Budget
 from .cast import NARRATION, Casting
 from .lexicon import Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
@@ -98,6 +100,7 @@ def split_document(
     voice: str = "",
     casting: Casting | None = None,
     warn: Callable[[str], None] | None = None,
+    max_text_chars: int = DEFAULT_MAX_TEXT_BYTES,
 ) -> list[Chunk]:
     """Cut a document into chunks of at most ``max_chars`` billing characters.
 
@@ -111,7 +114,9 @@ def split_document(
 
     A ``lexicon`` respells each paragraph (for ``lang`` and ``voice``) before it is
     cut, so the limit counts the spoken form; a chunk it changed keeps its written text
-    in ``Chunk.written``.
+    in ``Chunk.written``. Respelling is bounded (:class:`~narrator.chunks.bounds.Budget`:
+    regex time, and at most ``max_text_chars`` of spoken text): over it, an
+    :class:`~narrator.errors.InputError` names the document.
 
     A ``casting`` gives voices out (:mod:`narrator.chunks.cast`): each chapter's narrator
     voice, and, when it listens for speech, each quotation its speaker's. A chunk never
@@ -121,9 +126,13 @@ def split_document(
     segmenter = segmenter_for(lang)
     chunks: list[Chunk] = []
     use = lexicon if lexicon is not None and lexicon.entries else None
+    budget = None
+    if use is not None:  # one per document, shared by every paragraph and voice
+        size = sum(len(p) for c in doc.chapters for p in (c.title or "", *c.paragraphs))
+        budget = Budget.for_text(size, max_text_chars)
     for chapter in doc.chapters:
         narrator = casting.narrator(chapter.title or "") if casting is not None else voice
-        speak = None if use is None else (use, lang, narrator)
+        speak = None if use is None or budget is None else (use, lang, narrator, budget)
         packer = _Packer(max_chars, count, voice=narrator)
         if chapter.title:
             _add_paragraph(packer, chapter.title, segmenter, speak)
@@ -134,7 +143,7 @@ def split_document(
             for warning in warnings:
                 if warn is not None:
                     warn(f"{doc.source}: chapter {chapter.index + 1}: {warning}")
-            how = (use, lang, casting, chapter.title or "")
+            how = (use, lang, casting, chapter.title or "", budget)
             for paragraph, its_lines in zip(paragraphs, lines, strict=True):
                 _add_voiced(packer, paragraph, its_lines, segmenter, how)
         else:
@@ -273,15 +282,15 @@ def _add_paragraph(
     packer: _Packer,
     text: str,
     segmenter: Any,
-    speak: tuple[Lexicon, str, str] | None = None,
+    speak: tuple[Lexicon, str, str, Budget] | None = None,
 ) -> None:
     para = _normalize(text)
     if not para:
         return
     respelled = None
     if speak is not None:
-        lexicon, lang, voice = speak
-        respelled = lexicon.respell(para, lang, voice)
+        lexicon, lang, voice, budget = speak
+        respelled = lexicon.respell(para, lang, voice, budget)
         if not respelled.spans:
             respelled = None
         else:
@@ -304,7 +313,7 @@ def _add_voiced(
     para: str,
     lines: list[Line],
     segmenter: Any,
-    how: tuple[Lexicon | None, str, Casting, str],
+    how: tuple[Lexicon | None, str, Casting, str, Budget | None],
 ) -> None:
     """A paragraph (normalized) whose lines may have voices of their own: each line is
     respelled for its voice and packed with its speaker; a speaker line's name is shown

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import shlex
 import signal
 import sys
 import tempfile
@@ -34,7 +33,14 @@ from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
 from ..util.registry import REGISTRY, describe_pace
 from ..util.sanitize import shown
-from .build import announce_endpoint, load, load_works, make_estimate, make_settings
+from .build import (
+    announce_endpoint,
+    load,
+    load_works,
+    make_estimate,
+    make_settings,
+    report_command,
+)
 from .render import ProgressBar, flag_line, print_estimate, print_summary, print_unread
 
 __all__ = [
@@ -70,24 +76,6 @@ async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tup
     return run, (128 + caught[0]) if caught else 0
 
 
-def _command(argv: Sequence[str], settings: Settings) -> str:
-    """The command as typed, for the report's "run it again": a key on it is never
-    written down, but named by its variable, so the line still runs."""
-    variable = REGISTRY[settings.provider].key_variable or "API_KEY"
-    words, hide = ["narrator"], False
-    for word in argv:
-        name, equals, _ = word.partition("=")
-        is_key = len(name) >= len("--api") and "--api-key".startswith(name)  # or abbreviated
-        if hide:
-            words.append(f'"${variable}"')
-        elif is_key and equals:
-            words.append(f'--api-key="${variable}"')
-        else:
-            words.append(shlex.quote(word))
-        hide = is_key and not equals
-    return " ".join(words)
-
-
 def _run_narrate(
     works: list[Work],
     settings: Settings,
@@ -105,7 +93,7 @@ def _run_narrate(
     # Inputs that never became documents take their place in the table, in input order.
     run = with_unread(run, unread, inputs)
     if report:
-        write_report(Path(report), run, settings, command=_command(argv, settings))
+        write_report(Path(report), run, settings, command=report_command(argv, settings))
     print_summary(run)
     if interrupted:
         print(
@@ -131,8 +119,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     check_lang(args.lang)
     _, loaded = load(args, outputs=False)
     print_unread(loaded.unread)
-    print_estimate(make_estimate(args, [doc for _, doc in loaded.documents]))
-    return 1 if any(r.status == Status.FAILED for r in loaded.unread) else 0
+    result = make_estimate(args, [doc for _, doc in loaded.documents])
+    for source, why in result.failed:
+        print(f"FAILED: {shown(source)}: {shown(why)}", file=sys.stderr)
+    print_estimate(result)
+    return 1 if result.failed or any(r.status == Status.FAILED for r in loaded.unread) else 0
 
 
 def _nothing_left(unread: Sequence[DocumentReport]) -> str:

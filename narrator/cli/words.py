@@ -17,7 +17,13 @@ from ..settings import check_lang, default
 from ..util.folders import check_writable
 from ..util.sanitize import shown
 from .build import announce_endpoint, lexicon_settings, load, make_say_settings
-from .options import add_endpoint_options, add_input_options, add_lexicon_option, add_provider
+from .options import (
+    add_config_options,
+    add_endpoint_options,
+    add_input_options,
+    add_lexicon_option,
+    add_provider,
+)
 from .render import print_unread, shorten, table
 
 __all__ = ["add_say", "add_words", "cmd_say", "cmd_words"]
@@ -99,7 +105,5 @@ def add_say(sub: Any) -> None:
         action="store_true",
         help="fetch audio links from any loopback, link-local or private address",
     )
-    p.add_argument(
-        "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"
-    )
+    add_config_options(p)
     p.set_defaults(func=cmd_say)

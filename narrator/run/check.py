@@ -78,6 +78,7 @@ def check_documents(
             ),
             voice=settings.voice,
             casting=casting_for(settings, work.document.source),
+            max_text_chars=settings.max_text_bytes,
         )
         measured: list[tuple[str, Measurement | None, float]] = []
         for chunk in chunks:

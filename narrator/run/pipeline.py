@@ -25,7 +25,7 @@ from ..chunks.cast import Casting, document_casting
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.split import Chunk, split_document
-from ..errors import DiskFull, NarrationFailed
+from ..errors import DiskFull, InputError, NarrationFailed
 from ..inputs.documents import Document, load_document, parse_text
 from ..settings import Settings, check_voice
 from ..store import segment_key
@@ -43,6 +43,7 @@ from .results import (
     ProgressEvent,
     RunReport,
     Work,
+    failed_report,
     stopped_report,
 )
 from .status import Status
@@ -90,7 +91,8 @@ async def narrate_many(
     own_provider = provider is None
     provider = provider or make_provider(settings)  # opens no connection until used
     # Splitting a long book takes a while: off the loop, like everything that blocks.
-    plans = await asyncio.to_thread(split_all, works, settings, provider)
+    unsplit: list[tuple[Work, DocumentReport]] = []
+    plans = await asyncio.to_thread(split_all, works, settings, provider, unsplit)
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     db = StoreThread()
     try:
@@ -106,6 +108,7 @@ async def narrate_many(
         )
 
     current = [] if settings.force else await db.run(up_to_date, plans, store, fingerprints, key_of)
+    current += [report for _, report in unsplit]
     done_before = {report.output for report in current}
     plans = [(work, chunks) for work, chunks in plans if str(work.output) not in done_before]
     try:
@@ -223,9 +226,16 @@ async def narrate_many(
 
 
 def split_all(
-    works: Sequence[Work], settings: Settings, provider: Provider
+    works: Sequence[Work],
+    settings: Settings,
+    provider: Provider,
+    failed: list[tuple[Work, DocumentReport]] | None = None,
 ) -> list[tuple[Work, list[Chunk]]]:
-    """Every document's chunks (on a worker thread: pysbd takes its time on a book)."""
+    """Every document's chunks (on a worker thread: pysbd takes its time on a book).
+
+    A document that cannot be split (its respellings too slow or too large: an
+    :class:`InputError`) is left out and added to ``failed`` with its report; without
+    ``failed``, the error is raised."""
     # Chunks fit the provider's limit, counted its way, whatever --max-chars says.
     max_chars = min(settings.max_chars, provider.max_chars)
     # Every lexicon is read (and a bad one refused) before anything is sent.
@@ -236,10 +246,10 @@ def split_all(
     loaded = {paths: Lexicon.load(*paths) for paths in set(files.values())}
     # Every cast too, and each of its voices checked, before anything is sent.
     castings = {w.document.source: casting_for(settings, w.document.source) for w in works}
-    return [
-        (
-            work,
-            split_document(
+    plans = []
+    for work in works:
+        try:
+            chunks = split_document(
                 work.document,
                 max_chars=max_chars,
                 lang=resolve_language(work.document, settings.lang),
@@ -248,10 +258,15 @@ def split_all(
                 voice=settings.voice,
                 casting=castings[work.document.source],
                 warn=log.warning,
-            ),
-        )
-        for work in works
-    ]
+                max_text_chars=settings.max_text_bytes,
+            )
+        except InputError as exc:
+            if failed is None:
+                raise
+            failed.append((work, failed_report(work, str(exc))))
+            continue
+        plans.append((work, chunks))
+    return plans
 
 
 def casting_for(settings: Settings, source: str) -> Casting | None:

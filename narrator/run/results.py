@@ -23,6 +23,7 @@ __all__ = [
     "RunReport",
     "Voiced",
     "Work",
+    "failed_report",
     "flags_of",
     "stopped_report",
     "voices_of",
@@ -172,6 +173,15 @@ def flags_of(
         start = starts[n] if n < len(starts) else None
         flags.append(Flag.of(chunk, outcome.verdict, attempts=outcome.attempts, start=start))
     return tuple(flags)
+
+
+def failed_report(work: Work, error: str) -> DocumentReport:
+    """The report of a document that failed before any of it was sent."""
+    return DocumentReport(
+        input=work.document.source, output=str(work.output), title=work.document.title,
+        status=Status.FAILED, chunks=0, billing_characters=0, audio_seconds=0.0, requests=0,
+        retries=0, cached_chunks=0, errors=(error,),
+    )  # fmt: skip
 
 
 def stopped_report(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..estimate import wall_clock
-from ..run.pipeline import Work, split_all
+from ..run.pipeline import DocumentReport, Work, split_all
 from ..settings import Settings
 from ..store import segment_key
 from ..store.queue import read_queue
@@ -59,7 +59,10 @@ async def keyed_chunks(
     would cut them."""
     provider = make_provider(settings)
     try:
-        plans = await asyncio.to_thread(split_all, works, settings, provider)
+        # A document that cannot be split stays in with no chunks: the run fails it, saying why.
+        unsplit: list[tuple[Work, DocumentReport]] = []
+        plans = await asyncio.to_thread(split_all, works, settings, provider, unsplit)
+        plans += [(work, []) for work, _ in unsplit]
         identity = provider.identity
     finally:
         await provider.aclose()

@@ -64,6 +64,37 @@ class WatchOptions:
     deadline: float | None = None
     order: str = "shortest"  # shortest: the documents that cost least first; name: by path
     latency: float = 3.0  # assumed seconds per request until the watcher has measured it
+    # A document whose unpaid billing characters are over this fails, unnarrated (the
+    # CLI's --max-cost, else --confirm-above unless --yes, per document); None: no limit.
+    max_doc_chars: int | None = None
+    max_doc_why: str = "over the cost limit"
+
+
+async def _refuse_costly(
+    keyed: list[tuple[Work, dict[str, int]]],
+    costs: dict[int, tuple[int, int]],
+    source: dict[int, str],
+    options: WatchOptions,
+    store: Path,
+    report: Callable[[DocumentReport], None],
+) -> list[tuple[Work, dict[str, int]]]:
+    """The documents within the per-document cost limit; the others fail, unpaid."""
+    kept = []
+    for work, keys in keyed:
+        chars, requests = costs[id(work)]
+        if options.max_doc_chars is None or chars <= options.max_doc_chars:
+            kept.append((work, keys))
+            continue
+        why = f"{chars:,} billing characters in {requests} requests, {options.max_doc_why}"
+        failed = DocumentReport(
+            input=source[id(work.document)], output=str(work.output), title=work.document.title,
+            status=Status.FAILED, chunks=len(keys), billing_characters=chars,
+            audio_seconds=0.0, requests=0, retries=0, cached_chunks=0, errors=(why,),
+        )  # fmt: skip
+        report(failed)
+        row = QueueRow(failed.input, failed.output, Status.FAILED, why)
+        await asyncio.to_thread(record, store, [row])
+    return kept
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -258,6 +289,8 @@ async def _narrate_batch(
         keyed = sorted(keyed, key=lambda pair: costs[id(pair[0])][0])
     else:
         keyed = sorted(keyed, key=lambda pair: source[id(pair[0].document)])
+    if options.max_doc_chars is not None:
+        keyed = await _refuse_costly(keyed, costs, source, options, store, report)
     works = [work for work, _ in keyed]
     waiting: list[Work] = []
     reasons: dict[int, str] = {}
