@@ -129,6 +129,8 @@ def _run_narrate(
 def cmd_estimate(args: argparse.Namespace) -> int:
     check_lang(args.lang)
     _, loaded = load(args, outputs=False)
+    if not loaded.documents and not any(r.status == Status.FAILED for r in loaded.unread):
+        raise ConfigError(_nothing_left(loaded.unread))  # as `narrate` says of the same inputs
     for report in loaded.unread:
         print(f"{report.status.upper()}: {report.input}: {report.errors[0]}", file=sys.stderr)
     print_estimate(make_estimate(args, [doc for _, doc in loaded.documents]))

@@ -76,6 +76,10 @@ def table(rows: Sequence[Sequence[str]], right: Sequence[int]) -> list[str]:
     return lines
 
 
+def _documents(n: int) -> str:
+    return "1 document" if n == 1 else f"{n} documents"
+
+
 def print_summary(run: RunReport) -> None:
     """The table of documents on stdout; failures and the totals on stderr."""
     totals = run_totals(run)
@@ -104,7 +108,7 @@ def print_summary(run: RunReport) -> None:
     if len(run.documents) > 1:  # the sums of the rows above, as in the JSON's totals
         rows.append(
             (
-                f"total ({len(run.documents)} documents)",
+                f"total ({_documents(len(run.documents))})",
                 "",
                 str(totals["chunks"]),
                 f"{totals['billing_characters']:,}",
@@ -163,7 +167,7 @@ def print_estimate(result: Estimate) -> None:
         )
     rows.append(
         (
-            f"total ({len(result.documents)} documents)",
+            f"total ({_documents(len(result.documents))})",
             "",
             str(result.chunks),
             f"{result.billing_characters:,}",
