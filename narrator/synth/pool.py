@@ -285,7 +285,9 @@ class Pool:
                     self.stop(failure)
                     _fail(future, self.stop_reason or failure)
             except Exception as exc:  # a worker must never die with its future unset
-                log.debug("chunk failed unexpectedly", exc_info=True)
+                # A bug, not the service: said loudly, with where it happened.
+                log.error("a chunk failed unexpectedly (%s: %s)", type(exc).__name__, exc,
+                          exc_info=True)  # fmt: skip
                 _fail(future, ChunkFailed(f"unexpected {type(exc).__name__}: {exc}", attempts=1))
             else:
                 if not future.done():  # an abort may have failed it meanwhile
