@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import (
@@ -38,11 +40,10 @@ from ..errors import (
     Stopped,
     StopRun,
 )
-from ..settings import default
+from ..settings import Settings, default
 from ..store import Segment, Store, StoredVerdict
 from ..store.thread import StoreThread
 from ..util.diskspace import disk_full, is_disk_full
-from ..util.registry import REGISTRY
 from ..util.wav import WavInfo
 from .attempts import Attempts, ClaimedElsewhere
 from .jobs import Job, Outcome, PoolStats, Started
@@ -54,7 +55,7 @@ from .sanity import Format, check_segment
 if TYPE_CHECKING:
     from .retakes import Retakes
 
-__all__ = ["ChunkFailed", "Job", "Outcome", "Pool", "PoolStats", "Stopped"]
+__all__ = ["ChunkFailed", "Job", "Outcome", "Pool", "PoolConfig", "PoolStats", "Stopped"]
 
 log = logging.getLogger("narrator")
 
@@ -72,32 +73,72 @@ def _fail(future: asyncio.Future[Outcome], error: BaseException) -> None:
         future.set_exception(error)
 
 
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """The pool's knobs; :meth:`of` reads them from a run's :class:`Settings`.
+
+    The voice, the rate and the concurrency have no default here: they are the
+    provider's (the settings fill them in). ``lease`` is how long a claim on a chunk
+    holds; ``qa_budget`` the re-syntheses of bad segments the whole run may spend
+    (None: no cap beyond ``qa_retries`` per segment).
+    """
+
+    voice: str
+    concurrency: int
+    rpm: float
+    retries: int = default("retries")
+    backoff_base: float = default("backoff_base")
+    backoff_max: float = default("backoff_max")
+    adaptive: bool = default("adaptive_rate")
+    max_segment_bytes: int = default("max_segment_bytes")
+    lease: float = 300.0
+    claim_poll: float = 0.25
+    qa_retries: int = default("qa_retries")
+    qa_budget: int | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, *, chunks: int | None = None) -> PoolConfig:
+        """The pool of a run with ``settings``; ``chunks``, the run's chunk count, turns
+        ``settings.qa_budget`` (a share of them) into re-syntheses."""
+        budget = None
+        if chunks is not None:
+            # A bad segment may take qa_retries re-syntheses whatever the share says.
+            budget = max(settings.qa_retries, math.ceil(settings.qa_budget / 100 * chunks))
+        return cls(
+            voice=settings.voice,
+            concurrency=settings.concurrency,
+            rpm=settings.rpm,
+            retries=settings.retries,
+            backoff_base=settings.backoff_base,
+            backoff_max=settings.backoff_max,
+            adaptive=settings.adaptive_rate,
+            max_segment_bytes=settings.max_segment_bytes,
+            lease=2 * settings.request_timeout + 60,  # one attempt: a request and a download
+            qa_retries=settings.qa_retries,
+            qa_budget=budget,
+        )
+
+
 class Pool:
-    """Runs jobs through a provider with bounded concurrency, a rate limit and retries."""
+    """Runs jobs through a provider with bounded concurrency, a rate limit and retries.
+
+    ``gate`` judges every segment (None: no quality gate); ``sleep``, ``rng`` and
+    ``clock`` are the pool's time and chance, for tests to replace.
+    """
 
     def __init__(
         self,
         provider: Provider,
         store: Store | StoreThread,
+        config: PoolConfig,
         *,
-        voice: str,
-        # Unset knobs: what a default Settings has (one default per setting, there).
-        concurrency: int = REGISTRY[default("provider")].concurrency,
-        rpm: float = REGISTRY[default("provider")].rpm,
-        retries: int = default("retries"),
-        backoff_base: float = default("backoff_base"),
-        backoff_max: float = default("backoff_max"),
-        adaptive: bool = default("adaptive_rate"),
-        max_segment_bytes: int = default("max_segment_bytes"),
-        lease: float = 300.0,
-        claim_poll: float = 0.25,
         gate: Gate | None = None,
-        qa_retries: int = default("qa_retries"),
-        qa_budget: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Clock | None = None,
     ) -> None:
+        voice, concurrency, lease = config.voice, config.concurrency, config.lease
+        self.config = config
         self.provider = provider
         # Every store call is awaited on the store's own thread: a store waiting for
         # another process's lock must not stop the requests in flight.
@@ -106,9 +147,9 @@ class Pool:
         self.store = self.db.store
         self.voice = voice
         self.concurrency = concurrency
-        self.rate = AdaptiveRate(rpm, adaptive=adaptive, clock=clock)
+        self.rate = AdaptiveRate(config.rpm, adaptive=config.adaptive, clock=clock)
         self.lease = lease
-        self.claim_poll = claim_poll
+        self.claim_poll = config.claim_poll
         self.stats = PoolStats()
         self.stop_reason: StopRun | None = None
         self.attempts = Attempts(
@@ -118,10 +159,10 @@ class Pool:
             rate=self.rate,
             stats=self.stats,
             concurrency=concurrency,
-            retries=retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_segment_bytes=max_segment_bytes,
+            retries=config.retries,
+            backoff_base=config.backoff_base,
+            backoff_max=config.backoff_max,
+            max_segment_bytes=config.max_segment_bytes,
             lease=lease,
             sleep=sleep,
             rng=rng or random.Random(),
@@ -146,8 +187,8 @@ class Pool:
                 gate,
                 self.db,
                 voice_key=f"{provider.identity}\0{voice}",
-                retries=qa_retries,
-                budget=qa_budget,
+                retries=config.qa_retries,
+                budget=config.qa_budget,
                 stats=self.stats,
                 synthesize=self.attempts.synthesize,
                 stopped=self._stopped,

@@ -24,7 +24,7 @@ import watchfiles
 
 from ..errors import ConfigError
 from ..run.batch import Batch, find_batch, plan_works, read_batch
-from ..run.pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..run.pipeline import DocumentReport, Plan, RunReport, narrate_many
 from ..run.status import Status
 from ..settings import Settings
 from ..store.queue import QueueRow, record
@@ -156,7 +156,7 @@ async def watch(
     *,
     stop: asyncio.Event,
     options: WatchOptions = WatchOptions(),
-    narrate: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]] | None = None,
+    narrate: Callable[[list[Plan], Settings, asyncio.Event], Awaitable[RunReport]] | None = None,
     on_report: Callable[[DocumentReport], None] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
@@ -234,7 +234,7 @@ async def _narrate_batch(
     settings: Settings,
     stop: asyncio.Event,
     options: WatchOptions,
-    run: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]],
+    run: Callable[[list[Plan], Settings, asyncio.Event], Awaitable[RunReport]],
     report: Callable[[DocumentReport], None],
     pace: Pace,
 ) -> list[Path]:
@@ -258,11 +258,11 @@ async def _narrate_batch(
         keyed = sorted(keyed, key=lambda pair: costs[id(pair[0])][0])
     else:
         keyed = sorted(keyed, key=lambda pair: source[id(pair[0].document)])
-    works = [work for work, _ in keyed]
-    waiting: list[Work] = []
+    plans = [plan for plan, _ in keyed]
+    waiting: list[Plan] = []
     reasons: dict[int, str] = {}
     if options.budget_chars is not None:
-        works, held = await admit(
+        plans, held = await admit(
             keyed,
             settings,
             budget_chars=options.budget_chars,
@@ -272,10 +272,10 @@ async def _narrate_batch(
         waiting += held
         reasons.update((id(w), "waiting for budget") for w in held)
     if options.deadline is not None:
-        works, late = pace.fit(works, costs, settings, options.deadline - time.time())
+        plans, late = pace.fit(plans, costs, settings, options.deadline - time.time())
         waiting += late
         reasons.update((id(w), "waiting for deadline") for w in late)
-    admitted = {id(work) for work in works}
+    admitted = {id(plan) for plan in plans}
     rows = [
         QueueRow(
             source[id(work.document)],
@@ -286,9 +286,9 @@ async def _narrate_batch(
         for work, keys in keyed
     ]
     await asyncio.to_thread(record, store, rows)
-    if works:
+    if plans:
         began = time.monotonic()
-        result = await run(works, settings, stop)
+        result = await run(plans, settings, stop)
         pace.measured(result.requests, time.monotonic() - began)
         ended = {row.output: row for row in rows}
         for document in result.documents:

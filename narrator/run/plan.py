@@ -1,0 +1,171 @@
+"""A run's plan of each document: its chunks, their segment keys and its book's
+fingerprint, made once and handed on to every step that needs them (up to date? the
+room it needs, the pool, the book; ``watch``'s budget and queue; ``narrator check``).
+
+A :class:`Planner` holds what every plan of a run shares: the settings, the provider's
+limit and count, the lexicons (each file read once). A :class:`Plan` splits its
+document when its chunks are first asked for, and :meth:`Plan.each_chunk` hands them
+out as they are cut, so a caller may send the first before the last is cut.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..chunks.language import resolve_language
+from ..chunks.lexicon import Lexicon, combined
+from ..chunks.split import Chunk, split_document
+from ..inputs.documents import Document
+from ..settings import Settings
+from ..store import segment_key
+from ..synth.providers import Provider
+from .results import Work
+
+__all__ = ["Plan", "Planner", "book_fingerprint"]
+
+
+class Planner:
+    """How one run cuts and keys its documents."""
+
+    def __init__(self, settings: Settings, provider: Provider) -> None:
+        self.settings = settings
+        self.identity = provider.identity
+        # Chunks fit the provider's limit, counted its way, whatever --max-chars says.
+        self.max_chars = min(settings.max_chars, provider.max_chars)
+        self.count = provider.billing_chars
+        self._lexicons: dict[tuple[Path, ...], Lexicon] = {}
+
+    def key(self, chunk: Chunk) -> str:
+        """The segment key of ``chunk``'s audio: the one place a run computes it."""
+        return segment_key(provider=self.identity, voice=self.settings.voice, text=chunk.text)
+
+    def lexicon(self, document: Document) -> Lexicon:
+        """The lexicon ``document`` is read with (each set of files loaded once)."""
+        s = self.settings
+        files = combined(s.lexicon, document.source, s.lexicon_override)
+        if files not in self._lexicons:
+            self._lexicons[files] = Lexicon.load(*files)
+        return self._lexicons[files]
+
+    def plan(self, work: Work) -> Plan:
+        """The plan of ``work``; its lexicon is read now (a bad one refused before
+        anything is sent), its text is split when its chunks are first asked for."""
+        return Plan(work, self, self.lexicon(work.document))
+
+    def plan_all(self, works: Sequence[Work | Plan]) -> list[Plan]:
+        """Every document's plan, split (on a worker thread: pysbd takes its time); a
+        plan made before (``watch`` weighs the cost of each first) is kept as it is."""
+        plans = [work if isinstance(work, Plan) else self.plan(work) for work in works]
+        for plan in plans:
+            plan.chunks  # noqa: B018 - split now, off the event loop
+        return plans
+
+
+class Plan:
+    """One document of a run: its chunks, their keys, its book's fingerprint."""
+
+    def __init__(self, work: Work, planner: Planner, lexicon: Lexicon) -> None:
+        self.work = work
+        self.planner = planner
+        self._lexicon = lexicon
+        self._chunks: list[Chunk] = []
+        self._keys: list[str] = []
+        self._complete = False
+        self._fingerprint: str | None = None
+
+    @property
+    def document(self) -> Document:
+        return self.work.document
+
+    @property
+    def output(self) -> Path:
+        return self.work.output
+
+    def each_chunk(self) -> Iterator[tuple[Chunk, str]]:
+        """Every chunk with its segment key, in order, handed out as it is cut (once:
+        later calls, and :attr:`chunks`, read what the first one kept). One caller at a
+        time: a plan is split by one thread."""
+        if self._complete:
+            yield from zip(self._chunks, self._keys, strict=True)
+            return
+        self._chunks, self._keys = [], []  # a split given up half-way starts again
+        s = self.planner.settings
+        for chunk in split_document(
+            self.document,
+            max_chars=self.planner.max_chars,
+            lang=resolve_language(self.document, s.lang),
+            count=self.planner.count,
+            lexicon=self._lexicon,
+            voice=s.voice,
+        ):
+            self._chunks.append(chunk)
+            self._keys.append(self.planner.key(chunk))
+            yield chunk, self._keys[-1]
+        self._complete = True
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        """Every chunk of the document (split now if not yet)."""
+        if not self._complete:
+            for _ in self.each_chunk():
+                pass
+        return self._chunks
+
+    @property
+    def keys(self) -> list[str]:
+        """Each chunk's segment key, in the same order."""
+        self.chunks  # noqa: B018 - split first if not yet
+        return self._keys
+
+    @property
+    def billing_chars(self) -> int:
+        return sum(c.billing_chars for c in self.chunks)
+
+    @property
+    def fingerprint(self) -> str:
+        """What its audiobook is made from (:func:`book_fingerprint`)."""
+        if self._fingerprint is None:
+            self._fingerprint = book_fingerprint(
+                self.planner.identity, self.planner.settings, self.chunks
+            )
+        return self._fingerprint
+
+
+def book_fingerprint(identity: str, settings: Settings, chunks: Sequence[Chunk]) -> str:
+    """What an audiobook is made from: its chunks' texts and chapters, the provider (its
+    ``identity``), and every setting but those that only change how fast it is made."""
+    made_with = {
+        name: str(value)
+        for name, value in dataclasses.asdict(settings).items()
+        if name not in _RUN_ONLY_SETTINGS
+    }
+    blob = json.dumps(
+        # The written text too where a lexicon respelled it: the subtitles show it.
+        [
+            identity,
+            made_with,
+            [
+                (c.chapter, c.text) if c.written is None else (c.chapter, c.text, c.written)
+                for c in chunks
+            ],
+        ],
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# Settings that change how a run goes, not what it makes; changing them keeps a book current.
+# The quality gate's are among them: a book already written is judged by `narrator check`
+# (and upgrading to the gate leaves every fingerprint, so every book, as it was).
+_RUN_ONLY_SETTINGS = frozenset(
+    (
+        "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
+        "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
+        "allow_hosts", "allow_private_network", "stall_timeout", "qa", "qa_retries",
+        "qa_budget", "lexicon", "lexicon_override",  # their effect is in the chunks' text
+    )
+)  # fmt: skip
