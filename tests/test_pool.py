@@ -332,3 +332,15 @@ async def test_the_gate_measures_audio_held_in_memory_as_it_would_the_file(
         outcome = await pool.submit(job("hello"))
     assert outcome.measurement is not None
     assert outcome.measurement == measure_file(outcome.segment.path)
+
+
+def test_the_pool_config_is_read_from_the_settings() -> None:
+    from narrator.settings import Settings
+
+    settings = Settings(provider="espeak", rpm=120, concurrency=3, request_timeout=30, qa_budget=5)
+    config = PoolConfig.of(settings, chunks=200)
+    assert (config.voice, config.rpm, config.concurrency) == ("Cherry", 120, 3)
+    assert config.lease == 2 * 30 + 60 and config.retries == settings.retries
+    assert config.qa_budget == 10  # 5% of 200 chunks
+    assert PoolConfig.of(settings, chunks=10).qa_budget == settings.qa_retries  # at least
+    assert PoolConfig.of(settings).qa_budget is None

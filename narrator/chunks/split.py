@@ -91,6 +91,7 @@ def split_document(
     count: Callable[[str], int] = billing_chars,
     lexicon: Lexicon | None = None,
     voice: str = "",
+    warn: Callable[[str], None] | None = None,
 ) -> list[Chunk]:
     """Cut a document into chunks of at most ``max_chars`` billing characters.
 
@@ -104,7 +105,7 @@ def split_document(
 
     A ``lexicon`` respells each paragraph (for ``lang`` and ``voice``) before it is
     cut, so the limit counts the spoken form; a chunk it changed keeps its written text
-    in ``Chunk.written``.
+    in ``Chunk.written``. ``warn`` hears of text the sentence splitter failed on.
     """
     _check(max_chars)
     segmenter = segmenter_for(lang)
@@ -113,10 +114,10 @@ def split_document(
     for chapter in doc.chapters:
         packer = _Packer(max_chars, count)
         if chapter.title:
-            _add_paragraph(packer, chapter.title, segmenter, speak)
+            _add_paragraph(packer, chapter.title, segmenter, speak, warn)
             packer.flush()
         for paragraph in chapter.paragraphs:
-            _add_paragraph(packer, paragraph, segmenter, speak)
+            _add_paragraph(packer, paragraph, segmenter, speak, warn)
         packer.flush()
         for text, cost, paragraph_start, written in packer.out:
             chunks.append(
@@ -244,6 +245,7 @@ def _add_paragraph(
     text: str,
     segmenter: Any,
     speak: tuple[Lexicon, str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> None:
     para = _normalize(text)
     if not para:
@@ -263,7 +265,7 @@ def _add_paragraph(
         packer.add(para, 0, len(para), cost, 0, True, respelled)
         return
     first = True
-    for start, end in pairwise(sentence_bounds(para, segmenter)):
+    for start, end in pairwise(sentence_bounds(para, segmenter, warn)):
         for piece in _cut(para, start, end, packer.max_chars, 0, packer.count):
             packer.add(para, *piece, first, respelled)
             first = False

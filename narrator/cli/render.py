@@ -120,6 +120,9 @@ def print_summary(run: RunReport) -> None:
     if run.documents:
         print("\n".join(table(rows, right=(2, 3, 4, 5))))
     for doc in run.documents:
+        for warning in doc.warnings:
+            print(f"WARNING: {doc.input}: {warning}", file=sys.stderr)
+    for doc in run.documents:
         for flag in doc.flagged:
             print(f"FLAGGED: {doc.input}: {flag_line(flag)}", file=sys.stderr)
     for doc in run.documents:

@@ -115,4 +115,5 @@ def _document(d: dict[str, Any]) -> DocumentReport:
         ),
         files=tuple(str(f) for f in d.get("files", ())),
         flagged=tuple(Flag(**f) for f in d.get("flagged", ())),
+        warnings=tuple(str(w) for w in d.get("warnings", ())),
     )

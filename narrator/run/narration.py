@@ -244,6 +244,7 @@ async def narrate_one(
             files=tuple(str(f) for f in files),
             flagged=flags_of(chunks, outcomes, starts),
             respelled_chunks=sum(c.written is not None for c in chunks),
+            warnings=plan.warnings,
         )
 
     outcomes: list[Outcome] = []

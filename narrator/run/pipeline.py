@@ -138,7 +138,7 @@ async def narrate_many(
                 dog.cancel()
             # A document cut off by the stop is still one of the run's documents.
             reports = [
-                report or stopped_report(plan.work, plan.chunks)
+                report or stopped_report(plan.work, plan.chunks, plan.warnings)
                 for report, plan in zip(collected, plans, strict=True)
             ]
         fingerprints = {str(plan.output): plan.fingerprint for plan in plans}

@@ -20,9 +20,11 @@ from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.split import Chunk, split_document
 from ..inputs.documents import Document
+from ..inputs.model import bounded
 from ..settings import Settings
 from ..store import segment_key
 from ..synth.providers import Provider
+from ..util.sanitize import clean_line
 from .results import Work
 
 __all__ = ["Plan", "Planner", "book_fingerprint"]
@@ -76,6 +78,7 @@ class Plan:
         self._keys: list[str] = []
         self._complete = False
         self._fingerprint: str | None = None
+        self._warnings: list[str] = []
 
     @property
     def document(self) -> Document:
@@ -92,7 +95,8 @@ class Plan:
         if self._complete:
             yield from zip(self._chunks, self._keys, strict=True)
             return
-        self._chunks, self._keys = [], []  # a split given up half-way starts again
+        # a split given up half-way starts again
+        self._chunks, self._keys, self._warnings = [], [], []
         s = self.planner.settings
         for chunk in split_document(
             self.document,
@@ -101,6 +105,7 @@ class Plan:
             count=self.planner.count,
             lexicon=self._lexicon,
             voice=s.voice,
+            warn=self._warn,
         ):
             self._chunks.append(chunk)
             self._keys.append(self.planner.key(chunk))
@@ -120,6 +125,15 @@ class Plan:
         """Each chunk's segment key, in the same order."""
         self.chunks  # noqa: B018 - split first if not yet
         return self._keys
+
+    def _warn(self, message: str) -> None:
+        self._warnings.append(clean_line(message))
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What its reader left out and where its splitter fell back, for its report."""
+        self.chunks  # noqa: B018 - the splitter's come as it splits
+        return bounded([*self.document.warnings, *self._warnings])
 
     @property
     def billing_chars(self) -> int:

@@ -106,6 +106,9 @@ class DocumentReport:
     files: tuple[str, ...] = ()  # the audio files written: one, or one per part
     flagged: tuple[Flag, ...] = ()  # segments the quality gate flagged
     respelled_chunks: int = 0  # chunks a pronunciation lexicon changed
+    # What was left out or done another way than asked, though the book was made: a
+    # chapter the reader could not parse, text the sentence splitter failed on.
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -147,7 +150,9 @@ def flags_of(
     return tuple(flags)
 
 
-def stopped_report(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:
+def stopped_report(
+    work: Work, chunks: Sequence[Chunk], warnings: tuple[str, ...] = ()
+) -> DocumentReport:
     """The report of a document the run stopped before it finished."""
     return DocumentReport(
         input=work.document.source,
@@ -161,4 +166,5 @@ def stopped_report(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:
         retries=0,
         cached_chunks=0,
         errors=("the run stopped before this document finished",),
+        warnings=warnings,
     )

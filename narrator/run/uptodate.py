@@ -54,6 +54,7 @@ def up_to_date(plans: Sequence[Plan], store: Store) -> list[DocumentReport]:
                 files=tuple(str(plan.output.with_name(f.name)) for f in book.files),
                 flagged=tuple(flags),
                 respelled_chunks=sum(c.written is not None for c in plan.chunks),
+                warnings=plan.warnings,
             )
         )
     return current
