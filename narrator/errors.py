@@ -5,7 +5,8 @@ skip the chunk, retry, or stop the run. The tree::
 
     NarratorError                  base class; the CLI prints its message in one line (exit 1)
     ├── ConfigError                bad settings or usage: fix them (exit 2)
-    │   └── LexiconError           a lexicon file with bad TOML or a bad entry (names both)
+    │   ├── LexiconError           a lexicon file with bad TOML or a bad entry (names both)
+    │   └── CastError              a cast file that is unreadable, not TOML, too big, or wrong
     ├── InputError                 an input that cannot be read or narrated: it is skipped
     ├── AudioError                 bytes that are not a usable RIFF/WAVE PCM file
     ├── AddressRefused             a link or address narrator will not follow (the network
@@ -51,6 +52,7 @@ __all__ = [
     "AuthError",
     "BadDownload",
     "BadRequest",
+    "CastError",
     "ChunkFailed",
     "ChunkRefused",
     "ConfigError",
@@ -100,6 +102,11 @@ class ConfigError(NarratorError):
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+class CastError(ConfigError):
+    """A cast file cannot be read, is over a bound, or has a bad entry; the message names
+    the file and the entry."""
 
 
 class LexiconError(ConfigError):

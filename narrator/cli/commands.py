@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..estimate import format_cost
 from ..report.writer import read_report, render_html, write_report
 from ..run.batch import with_unread
-from ..run.pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..run.pipeline import DocumentReport, RunReport, Work, casting_for, narrate_many
 from ..run.status import Status
 from ..settings import Settings, check_lang
 from ..synth.providers import make_provider
@@ -149,6 +149,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         return cmd_estimate(args)
     settings = make_settings(args, os.environ)
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)  # a bad one: a clear error now
+    casting_for(settings, "-")  # the same for a named cast, and every voice in it
     # Before anything is fetched, sent or paid for: every folder the run writes to.
     check_writable(settings.store_dir, what="--cache-dir")
     if args.report:

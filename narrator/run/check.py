@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..chunks.split import Chunk
 from ..settings import Settings
 from ..store import Store
 from ..synth.providers import Provider
@@ -50,9 +51,17 @@ def check_documents(
 ) -> list[CheckReport]:
     """Judge the stored segments of ``works`` (see the module docstring). Sends nothing."""
     planner = Planner(settings, provider)
-    voice_key = f"{provider.identity}\0{settings.voice}"
     gate = Gate()
-    gate.warm(voice_key, store.learned_rates(voice_key))
+    warmed: set[str] = set()
+
+    def voice_key(chunk: Chunk) -> str:
+        """The rates a chunk is judged by: its voice's (a cast gives voices out)."""
+        key = f"{provider.identity}\0{chunk.voice or settings.voice}"
+        if key not in warmed:
+            warmed.add(key)
+            gate.warm(key, store.learned_rates(key))
+        return key
+
     plans = []
     for work in works:
         plan = planner.plan(work)
@@ -62,8 +71,8 @@ def check_documents(
             segment = store.lookup(key)
             m = measure_file(segment.path) if segment is not None else None
             measured.append((key, m, segment.seconds if segment is not None else 0.0))
-            if m is not None and gate.judge(voice_key, chunk.text, m).ok:
-                gate.passed(voice_key, chunk.text, m)
+            if m is not None and gate.judge(voice_key(chunk), chunk.text, m).ok:
+                gate.passed(voice_key(chunk), chunk.text, m)
         plans.append((work, chunks, measured))
     reports = []
     for work, chunks, measured in plans:
@@ -74,7 +83,7 @@ def check_documents(
             start += chunk_gap_ms(settings, previous, chunk) / 1000
             previous = chunk
             if m is not None:
-                verdict = gate.judge(voice_key, chunk.text, m)
+                verdict = gate.judge(voice_key(chunk), chunk.text, m)
                 stored = store.verdict(key)
                 if not verdict.ok:
                     attempts = stored.attempts if stored is not None else 1

@@ -30,7 +30,7 @@ from ..synth.quality import Gate
 from ..synth.watchdog import watch
 from ..util.diskspace import check_room, disk_full, is_disk_full
 from .narration import chunk_gap_ms, narrate_one
-from .plan import Plan, Planner, book_fingerprint
+from .plan import Plan, Planner, book_fingerprint, casting_for
 from .results import (
     DocumentReport,
     Flag,
@@ -53,6 +53,7 @@ __all__ = [
     "RunReport",
     "Work",
     "book_fingerprint",
+    "casting_for",
     "chunk_gap_ms",
     "narrate",
     "narrate_many",

@@ -3,7 +3,7 @@ fingerprint, made once and handed on to every step that needs them (up to date? 
 room it needs, the pool, the book; ``watch``'s budget and queue; ``narrator check``).
 
 A :class:`Planner` holds what every plan of a run shares: the settings, the provider's
-limit and count, the lexicons (each file read once). A :class:`Plan` splits its
+limit and count, the lexicons (each file read once) and the casts. A :class:`Plan` splits its
 document when its chunks are first asked for, and :meth:`Plan.each_chunk` hands them
 out as they are cut, so a caller may send the first before the last is cut.
 """
@@ -16,18 +16,19 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ..chunks.cast import Casting, document_casting
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.split import Chunk, split_document
 from ..inputs.documents import Document
 from ..inputs.model import bounded
-from ..settings import Settings
+from ..settings import Settings, check_voice, default
 from ..store import segment_key
 from ..synth.providers import Provider
 from ..util.sanitize import clean_line
 from .results import Work
 
-__all__ = ["Plan", "Planner", "book_fingerprint"]
+__all__ = ["Plan", "Planner", "book_fingerprint", "casting_for"]
 
 
 class Planner:
@@ -42,8 +43,10 @@ class Planner:
         self._lexicons: dict[tuple[Path, ...], Lexicon] = {}
 
     def key(self, chunk: Chunk) -> str:
-        """The segment key of ``chunk``'s audio: the one place a run computes it."""
-        return segment_key(provider=self.identity, voice=self.settings.voice, text=chunk.text)
+        """The segment key of ``chunk``'s audio (in its own voice, when a cast gave it
+        one): the one place a run computes it."""
+        voice = chunk.voice or self.settings.voice
+        return segment_key(provider=self.identity, voice=voice, text=chunk.text)
 
     def lexicon(self, document: Document) -> Lexicon:
         """The lexicon ``document`` is read with (each set of files loaded once)."""
@@ -54,9 +57,11 @@ class Planner:
         return self._lexicons[files]
 
     def plan(self, work: Work) -> Plan:
-        """The plan of ``work``; its lexicon is read now (a bad one refused before
-        anything is sent), its text is split when its chunks are first asked for."""
-        return Plan(work, self, self.lexicon(work.document))
+        """The plan of ``work``; its lexicon and cast are read now (a bad one, or an
+        unknown voice, refused before anything is sent), its text is split when its
+        chunks are first asked for."""
+        casting = casting_for(self.settings, work.document.source)
+        return Plan(work, self, self.lexicon(work.document), casting)
 
     def plan_all(self, works: Sequence[Work | Plan]) -> list[Plan]:
         """Every document's plan, split (on a worker thread: pysbd takes its time); a
@@ -70,10 +75,13 @@ class Planner:
 class Plan:
     """One document of a run: its chunks, their keys, its book's fingerprint."""
 
-    def __init__(self, work: Work, planner: Planner, lexicon: Lexicon) -> None:
+    def __init__(
+        self, work: Work, planner: Planner, lexicon: Lexicon, casting: Casting | None = None
+    ) -> None:
         self.work = work
         self.planner = planner
         self._lexicon = lexicon
+        self._casting = casting
         self._chunks: list[Chunk] = []
         self._keys: list[str] = []
         self._complete = False
@@ -105,6 +113,7 @@ class Plan:
             count=self.planner.count,
             lexicon=self._lexicon,
             voice=s.voice,
+            casting=self._casting,
             warn=self._warn,
         ):
             self._chunks.append(chunk)
@@ -149,27 +158,59 @@ class Plan:
         return self._fingerprint
 
 
+def casting_for(settings: Settings, source: str) -> Casting | None:
+    """How a document's voices are given out: its cast files (the settings file's, its
+    own, the command line's) with every voice checked, the dialogue voice and speaker
+    lines; None when everything is read in the one voice. Raises
+    :class:`~narrator.errors.ConfigError` for a bad cast file or an unknown voice."""
+
+    def spell(voice: str) -> str:
+        return check_voice(
+            settings.provider, voice, model=settings.model, base_url=settings.base_url
+        )
+
+    return document_casting(
+        source,
+        settings.cast,
+        settings.cast_override,
+        voice=settings.voice,
+        dialogue_voice=settings.dialogue_voice,
+        speaker_lines=settings.speaker_lines,
+        spell=spell,
+    )
+
+
 def book_fingerprint(identity: str, settings: Settings, chunks: Sequence[Chunk]) -> str:
-    """What an audiobook is made from: its chunks' texts and chapters, the provider (its
-    ``identity``), and every setting but those that only change how fast it is made."""
+    """What an audiobook is made from: its chunks' texts, chapters and voices, the
+    provider (its ``identity``), and every setting but those that only change how fast
+    it is made."""
     made_with = {
         name: str(value)
         for name, value in dataclasses.asdict(settings).items()
         if name not in _RUN_ONLY_SETTINGS
+        # a cast setting left as it was: a book made before casts existed stays current
+        and not (name in _CAST_SETTINGS and value == default(name))
     }
     blob = json.dumps(
         # The written text too where a lexicon respelled it: the subtitles show it.
-        [
-            identity,
-            made_with,
-            [
-                (c.chapter, c.text) if c.written is None else (c.chapter, c.text, c.written)
-                for c in chunks
-            ],
-        ],
+        [identity, made_with, [_made_of(c, settings.voice) for c in chunks]],
         ensure_ascii=False,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+_CAST_SETTINGS = frozenset(("quote_gap_ms",))
+
+
+def _made_of(chunk: Chunk, voice: str) -> tuple[object, ...]:
+    """A chunk as its book's fingerprint holds it: the voice only when a cast gave it one
+    of its own (so a book made before casts existed stays current)."""
+    made: tuple[object, ...] = (chunk.chapter, chunk.text)
+    if chunk.written is not None or chunk.voice not in ("", voice):
+        made += (chunk.written,)
+    if chunk.voice not in ("", voice):
+        made += (chunk.voice,)
+    return made
 
 
 # Settings that change how a run goes, not what it makes; changing them keeps a book current.
@@ -181,5 +222,6 @@ _RUN_ONLY_SETTINGS = frozenset(
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
         "allow_hosts", "allow_private_network", "stall_timeout", "qa", "qa_retries",
         "qa_budget", "lexicon", "lexicon_override",  # their effect is in the chunks' text
+        "cast", "cast_override", "dialogue_voice", "speaker_lines",  # and in their voices
     )
 )  # fmt: skip
