@@ -112,15 +112,13 @@ def split_document(
     no less than the sum of its parts. Raises :class:`ConfigError` when ``max_chars``
     is below 2.
 
-    A ``lexicon`` respells each paragraph (for ``lang`` and ``voice``) before it is
-    cut, so the limit counts the spoken form; a chunk it changed keeps its written text
-    in ``Chunk.written``. Respelling is bounded (:class:`~narrator.chunks.bounds.Budget`:
-    regex time, and at most ``max_text_chars`` of spoken text): over it, an
-    :class:`~narrator.errors.InputError` names the document.
-
+    A ``lexicon`` respells each paragraph (for ``lang`` and the voice) before it is cut,
+    so the limit counts the spoken form (``Chunk.written`` keeps the written text), within
+    a budget (:class:`~narrator.chunks.bounds.Budget`: regex time, at most
+    ``max_text_chars`` of spoken text; over it, an :class:`~narrator.errors.InputError`).
     A ``casting`` gives voices out (:mod:`narrator.chunks.cast`): each chapter's narrator
-    voice, and, when it listens for speech, each quotation its speaker's. A chunk never
-    mixes speakers; ``warn`` hears about quotation marks that never close.
+    voice and, when it listens for speech, each quotation its speaker's; a chunk never
+    mixes speakers. ``warn`` hears of unclosed quotation marks and of pysbd failures.
     """
     _check(max_chars)
     segmenter = segmenter_for(lang)
@@ -135,20 +133,20 @@ def split_document(
         speak = None if use is None or budget is None else (use, lang, narrator, budget)
         packer = _Packer(max_chars, count, voice=narrator)
         if chapter.title:
-            _add_paragraph(packer, chapter.title, segmenter, speak)
+            _add_paragraph(packer, chapter.title, segmenter, speak, warn)
             packer.flush()
         if casting is not None and casting.listens:
             paragraphs = [p for p in map(_normalize, chapter.paragraphs) if p]
             lines, warnings = cast_chapter(paragraphs, lang, casting)
             for warning in warnings:
                 if warn is not None:
-                    warn(f"{doc.source}: chapter {chapter.index + 1}: {warning}")
+                    warn(f"chapter {chapter.index + 1}: {warning}")
             how = (use, lang, casting, chapter.title or "", budget)
             for paragraph, its_lines in zip(paragraphs, lines, strict=True):
-                _add_voiced(packer, paragraph, its_lines, segmenter, how)
+                _add_voiced(packer, paragraph, its_lines, segmenter, how, warn)
         else:
             for paragraph in chapter.paragraphs:
-                _add_paragraph(packer, paragraph, segmenter, speak)
+                _add_paragraph(packer, paragraph, segmenter, speak, warn)
         packer.flush()
         for text, cost, starts, written, speaker, its_voice in packer.out:
             shown = written if written != text else None
@@ -283,6 +281,7 @@ def _add_paragraph(
     text: str,
     segmenter: Any,
     speak: tuple[Lexicon, str, str, Budget] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> None:
     para = _normalize(text)
     if not para:
@@ -302,7 +301,7 @@ def _add_paragraph(
         packer.add(para, 0, len(para), cost, 0, True, respelled)
         return
     first = True
-    for start, end in pairwise(sentence_bounds(para, segmenter)):
+    for start, end in pairwise(sentence_bounds(para, segmenter, warn)):
         for piece in _cut(para, start, end, packer.max_chars, 0, packer.count):
             packer.add(para, *piece, first, respelled)
             first = False
@@ -314,6 +313,7 @@ def _add_voiced(
     lines: list[Line],
     segmenter: Any,
     how: tuple[Lexicon | None, str, Casting, str, Budget | None],
+    warn: Callable[[str], None] | None = None,
 ) -> None:
     """A paragraph (normalized) whose lines may have voices of their own: each line is
     respelled for its voice and packed with its speaker; a speaker line's name is shown
@@ -335,7 +335,7 @@ def _add_voiced(
             first = False
             continue
         if bounds is None:
-            bounds = sentence_bounds(spoken, segmenter)
+            bounds = sentence_bounds(spoken, segmenter, warn)
         cuts = [start, *(b for b in bounds if start < b < end), end]
         for piece_start, piece_end in pairwise(cuts):
             for piece in _cut(spoken, piece_start, piece_end, packer.max_chars, 0, packer.count):

@@ -2,7 +2,8 @@
 
 It is the only place that reads the environment, prints, and turns errors into exit
 codes: 0 all done, 1 some document failed (or the account ran out of credits),
-2 usage or configuration error, 130/143 interrupted by SIGINT/SIGTERM.
+2 usage or configuration error, 130/143 interrupted by SIGINT/SIGTERM. An error's code
+is its class's (``NarratorError.exit_code``, see :mod:`narrator.errors`).
 
 Inside: :mod:`.parser` (the grammar, over :mod:`.options`, :mod:`.argtypes` and the
 settings file in :mod:`.config`), :mod:`.build` (arguments to settings, works and
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = list(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
         print(f"narrator: {shown(_as_flags(exc))}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ShownFormatter("narrator: %(message)s"))
     logging.basicConfig(
@@ -56,12 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args))
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
         return code
-    except ConfigError as exc:
-        print(f"narrator: {shown(_as_flags(exc))}", file=sys.stderr)
-        return 2
     except NarratorError as exc:
-        print(f"narrator: {shown(str(exc))}", file=sys.stderr)
-        return 1
+        said = _as_flags(exc) if isinstance(exc, ConfigError) else str(exc)
+        print(f"narrator: {shown(said)}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("narrator: interrupted", file=sys.stderr)
         return 130

@@ -22,7 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..book.encode import FORMATS
 from ..chunks.lexicon import Lexicon
-from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected, Unreachable
+from ..errors import ConfigError
 from ..estimate import format_cost
 from ..report.writer import read_report, render_html, write_report
 from ..run.batch import with_unread
@@ -103,21 +103,23 @@ def _run_narrate(
         )
         return interrupted
     if run.stop_error is not None:
-        if isinstance(run.stop_error, (AuthError, EndpointNotFound, Unreachable, SettingsRejected)):
+        if run.stop_error.exit_code == ConfigError.exit_code:  # fix the settings: no resume
             print(f"narrator: {shown(str(run.stop_error))}", file=sys.stderr)
-            return 2
+            return run.stop_error.exit_code
         print(
             f"narrator: {shown(str(run.stop_error))}; everything finished so far is kept, "
             "run the same command again to resume",
             file=sys.stderr,
         )
-        return 1
+        return run.stop_error.exit_code
     return 0 if run.ok else 1
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     check_lang(args.lang)
     _, loaded = load(args, outputs=False)
+    if not loaded.documents and not any(r.status == Status.FAILED for r in loaded.unread):
+        raise ConfigError(_nothing_left(loaded.unread))  # as `narrate` says of the same inputs
     print_unread(loaded.unread)
     result = make_estimate(args, [doc for _, doc in loaded.documents])
     for source, why in result.failed:

@@ -191,7 +191,8 @@ def add_qa_options(p: argparse.ArgumentParser) -> None:
         type=non_negative_float,
         default=default("qa_budget"),
         metavar="PCT",
-        help="re-syntheses for bad audio in a run, in %% of its chunks (default: %(default)g)",
+        help="re-syntheses of bad audio that fix nothing, in %% of the run's chunks; those that "
+        "fix their segment are not counted (default: %(default)g)",
     )
 
 

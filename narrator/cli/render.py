@@ -90,6 +90,10 @@ def table(rows: Sequence[Sequence[str]], right: Sequence[int]) -> list[str]:
     return lines
 
 
+def _documents(n: int) -> str:
+    return "1 document" if n == 1 else f"{n} documents"
+
+
 def print_summary(run: RunReport) -> None:
     """The table of documents on stdout; failures and the totals on stderr."""
     totals = run_totals(run)
@@ -118,7 +122,7 @@ def print_summary(run: RunReport) -> None:
     if len(run.documents) > 1:  # the sums of the rows above, as in the JSON's totals
         rows.append(
             (
-                f"total ({len(run.documents)} documents)",
+                f"total ({_documents(len(run.documents))})",
                 "",
                 str(totals["chunks"]),
                 f"{totals['billing_characters']:,}",
@@ -129,6 +133,9 @@ def print_summary(run: RunReport) -> None:
         )
     if run.documents:
         print("\n".join(table(rows, right=(2, 3, 4, 5))))
+    for doc in run.documents:
+        for warning in doc.warnings:
+            print(f"WARNING: {doc.input}: {warning}", file=sys.stderr)
     for doc in run.documents:
         for flag in doc.flagged:
             print(shown(f"FLAGGED: {doc.input}: {flag_line(flag)}"), file=sys.stderr)
@@ -184,7 +191,7 @@ def print_estimate(result: Estimate) -> None:
         )
     rows.append(
         (
-            f"total ({len(result.documents)} documents)",
+            f"total ({_documents(len(result.documents))})",
             "",
             str(result.chunks),
             f"{result.billing_characters:,}",

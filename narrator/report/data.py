@@ -164,4 +164,5 @@ def _document(d: dict[str, Any]) -> DocumentReport:
         files=tuple(str(f) for f in d.get("files", ())),
         flagged=tuple(_flag(f) for f in d.get("flagged", ())),
         voices=tuple(_voiced(v) for v in d.get("voices", ())),
+        warnings=tuple(str(w) for w in d.get("warnings", ())),
     )

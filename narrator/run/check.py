@@ -16,14 +16,13 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..chunks.language import resolve_language
-from ..chunks.lexicon import document_lexicon
-from ..chunks.split import Chunk, split_document
+from ..chunks.split import Chunk
 from ..settings import Settings
-from ..store import Store, segment_key
+from ..store import Store
 from ..synth.providers import Provider
 from ..synth.quality import Gate, Measurement, measure_file
-from .pipeline import Flag, Work, casting_for, chunk_gap_ms
+from .pipeline import Flag, Work, chunk_gap_ms
+from .plan import Planner
 
 __all__ = ["CheckReport", "check_documents", "prepare_fix"]
 
@@ -54,7 +53,7 @@ def check_documents(
     works: Sequence[Work], settings: Settings, provider: Provider, store: Store
 ) -> list[CheckReport]:
     """Judge the stored segments of ``works`` (see the module docstring). Sends nothing."""
-    max_chars = min(settings.max_chars, provider.max_chars)
+    planner = Planner(settings, provider)
     gate = Gate()
     warmed: set[str] = set()
 
@@ -68,23 +67,10 @@ def check_documents(
 
     plans = []
     for work in works:
-        chunks = split_document(
-            work.document,
-            max_chars=max_chars,
-            lang=resolve_language(work.document, settings.lang),
-            count=provider.billing_chars,
-            lexicon=document_lexicon(
-                work.document.source, settings.lexicon, settings.lexicon_override
-            ),
-            voice=settings.voice,
-            casting=casting_for(settings, work.document.source),
-            max_text_chars=settings.max_text_bytes,
-        )
+        plan = planner.plan(work)
+        chunks = plan.chunks
         measured: list[tuple[str, Measurement | None, float]] = []
-        for chunk in chunks:
-            key = segment_key(
-                provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
-            )
+        for chunk, key in plan.each_chunk():
             segment = store.lookup(key, repair=False)  # sends nothing, changes nothing
             m = measure_file(segment.path) if segment is not None else None
             measured.append((key, m, segment.seconds if segment is not None else 0.0))
