@@ -34,6 +34,7 @@ from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
 from ..util.registry import REGISTRY, describe_pace
 from .build import announce_endpoint, load, load_works, make_estimate, make_settings
+from .flags import as_flags
 from .render import ProgressBar, flag_line, print_estimate, print_summary
 
 __all__ = [
@@ -115,10 +116,10 @@ def _run_narrate(
         return interrupted
     if run.stop_error is not None:
         if isinstance(run.stop_error, (AuthError, EndpointNotFound, Unreachable, SettingsRejected)):
-            print(f"narrator: {run.stop_error}", file=sys.stderr)
+            print(f"narrator: {as_flags(str(run.stop_error))}", file=sys.stderr)
             return 2
         print(
-            f"narrator: {run.stop_error}; everything finished so far is kept, "
+            f"narrator: {as_flags(str(run.stop_error))}; everything finished so far is kept, "
             "run the same command again to resume",
             file=sys.stderr,
         )

@@ -15,6 +15,7 @@ from ..estimate import Estimate, format_cost
 from ..run.batch import totals as run_totals
 from ..run.pipeline import Flag, ProgressEvent, RunReport
 from ..run.status import Status
+from .flags import as_flags
 
 __all__ = [
     "ProgressBar", "flag_line", "format_seconds", "print_estimate", "print_summary", "shorten",
@@ -121,7 +122,7 @@ def print_summary(run: RunReport) -> None:
     for doc in run.documents:
         # Documents stopped with the run are in the table; the run's one line says why.
         if doc.status == Status.FAILED or (doc.status == Status.STOPPED and run.stopped is None):
-            first = doc.errors[0] if doc.errors else ""
+            first = as_flags(doc.errors[0]) if doc.errors else ""
             print(f"{doc.status.upper()}: {doc.input}: {first}", file=sys.stderr)
     current = f", {totals['up_to_date']} up to date" if totals["up_to_date"] else ""
     redone = f", {run.qa_resynthesized} redone for bad audio" if run.qa_resynthesized else ""

@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..book.encode import format_of
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.split import Chunk, split_document
-from ..errors import DiskFull, NarrationFailed
+from ..errors import DiskFull, InternalFailure, NarrationFailed, StopRun
 from ..inputs.documents import Document, load_document, parse_text
 from ..settings import Settings
 from ..store import segment_key
@@ -84,6 +85,8 @@ async def narrate_many(
     chunk progressing for ``settings.stall_seconds``, stops it (``RunReport.stop_error``).
     """
     began = time.monotonic()
+    for work in works:  # a bad output name is refused before anything is paid for
+        format_of(work.output, settings.audiobook.format)
     progress = on_progress or (lambda event: None)
     own_provider = provider is None
     provider = provider or make_provider(settings)  # opens no connection until used
@@ -322,11 +325,23 @@ async def narrate(
         on_progress=on_progress,
     )
     if run.stop_error is not None:
-        raise run.stop_error
+        raise _fresh(run.stop_error)
     report = run.documents[0]
     if report.status not in (Status.DONE, Status.UP_TO_DATE):
         raise NarrationFailed(report)
     return report
+
+
+def _fresh(error: StopRun) -> StopRun:
+    """``error`` as raised here: the same object was raised in every worker that met it,
+    each adding its frames to its traceback (a hundred lines for one unreachable host).
+    The cause of an error whose message says what to do is dropped too; an internal
+    failure keeps it, since there the cause is the clue."""
+    error.__traceback__ = None
+    if not isinstance(error, InternalFailure):
+        error.__cause__ = None
+        error.__suppress_context__ = True
+    return error
 
 
 def narrate_sync(

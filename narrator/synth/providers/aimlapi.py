@@ -71,7 +71,7 @@ class AimlApiProvider(HttpProvider):
         if status == 403:
             return OutOfCredits(f"the account is out of credits (403): {message}")
         if status == 404:
-            return EndpointNotFound(f"{self._endpoint} answered 404: check --base-url")
+            return EndpointNotFound(f"{self._endpoint} answered 404: check Settings.base_url")
         if status == 429:
             return RateLimited(
                 f"rate limited (429): {message}", status=status, retry_after=retry_after
