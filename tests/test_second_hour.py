@@ -6,6 +6,10 @@ the messages name the real cause. Real processes where the behaviour is a proces
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +20,7 @@ import pytest
 import narrator
 from narrator.errors import ConfigError, Unreachable
 from narrator.synth.providers.http import _connect_failure
-from narrator.tools.emulator import RunningEmulator
+from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
 from .conftest import TEST_KEY, run_cli
 
@@ -120,3 +124,60 @@ def test_no_network_with_the_default_host_is_not_blamed_on_the_base_url() -> Non
     assert "online" in offline and "base_url" not in offline
     typo = _connect_failure(_dns_error("api.aimlapi.con"))
     assert "no such host" in typo and "Settings.base_url" in typo
+
+
+async def test_an_interrupt_sent_to_the_process_group_is_one_interrupt(tmp_path: Path) -> None:
+    """`timeout -s INT` signals the command, then its whole group: two SIGINTs at once.
+    One interrupt: the summary is printed, the requests in flight finish and are kept,
+    and the rerun pays for no chunk twice."""
+    source = tmp_path / "road.txt"
+    source.write_text(
+        "\n\n".join(f"Mile {n} of the road ran between stone walls." for n in range(9))
+    )
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.3))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
+    command = [
+        sys.executable, "-m", "narrator", "narrate", str(source), "-o", str(tmp_path / "road.mp3"),
+        "--base-url", emulator.url, "--api-key", TEST_KEY, "--cache-dir", str(tmp_path / "c"),
+        "--max-chars", "50", "--concurrency", "3", "--rpm", "100000", "--quiet",
+    ]  # fmt: skip
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *command, env=env, start_new_session=True,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(30):
+            while emulator.stats.requests < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        # What timeout(1) does: the command, then its whole group. Two deliveries (the
+        # kernel merges two that arrive before the first is taken: wait until it is).
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        said = b""
+        async with asyncio.timeout(30):
+            while b"narrator: stopping" not in said:
+                line = await proc.stderr.readline()
+                assert line, said
+                said += line
+        os.killpg(proc.pid, signal.SIGINT)
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+        err = said + err
+        first = emulator.stats.requests
+        again = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        async with asyncio.timeout(60):
+            out2, err2 = await again.communicate()
+        total = emulator.stats.requests
+    finally:
+        await emulator.close()
+    stderr = err.decode()
+    assert proc.returncode == 130, stderr
+    assert "0 of 1 audiobooks written" in stderr and "run the same command again" in stderr
+    assert "stopped" in out.decode()
+    assert again.returncode == 0, err2.decode()
+    (row,) = [line for line in out2.decode().splitlines() if "road.txt" in line]
+    chunks = int(row.split()[2])
+    assert 0 < first < chunks
+    assert total == chunks  # every chunk paid once: those in flight were kept

@@ -45,15 +45,28 @@ __all__ = [
 log = logging.getLogger("narrator")
 
 
+# Signals this close together are one interrupt delivered several ways; a person's
+# second Ctrl-C comes later.
+_SAME_INTERRUPT = 0.5
+
+
 async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tuple[RunReport, int]:
     stop = asyncio.Event()
     caught: list[int] = []
     loop = asyncio.get_running_loop()
 
+    first: list[float] = []
+
     def on_signal(signum: int) -> None:
-        if caught:  # a second Ctrl-C: stop waiting for requests in flight
+        if caught:
+            # A signal sent to the whole process group (`timeout -s INT`, a supervisor, a
+            # shell) arrives twice, or once per wrapper, within moments: one interrupt.
+            # A second Ctrl-C typed later stops waiting for the requests in flight.
+            if loop.time() - first[0] < _SAME_INTERRUPT:
+                return
             raise KeyboardInterrupt
         caught.append(signum)
+        first.append(loop.time())
         log.warning("stopping: no new requests; waiting a few seconds for those in flight")
         stop.set()
 
