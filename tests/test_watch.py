@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from narrator.errors import ConfigError
-from narrator.tools.emulator import RunningEmulator
+from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from narrator.watch.schedule import parse_until
 from narrator.watch.watcher import is_temporary
 
@@ -279,3 +279,36 @@ async def test_until_starts_only_what_finishes_then_stops(
     assert requests_of(long) >= 30
     assert emulator.stats.requests == short + requests_of(long)
     assert set(emulator.stats.billed.values()) == {1}
+
+
+async def test_a_short_book_is_announced_as_soon_as_it_is_written(tmp_path: Path) -> None:
+    """Three documents ready together, of very different lengths: each book's line, its
+    hook and its row in `status` come when that book is written, not the longest's."""
+    inbox, out, cache = tmp_path / "inbox", tmp_path / "out", tmp_path / "cache"
+    inbox.mkdir()
+    (inbox / "long.txt").write_text(sentences(200, "Long"))
+    (inbox / "medium.txt").write_text(sentences(3, "Medium"))
+    (inbox / "short.txt").write_text(sentences(1, "Short"))
+    hook = tmp_path / "hook.log"
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.2))
+    try:
+        watcher = await Watcher.start(
+            inbox, out, emulator.url, cache, "--concurrency", "2",
+            "--on-done", f'echo "$NARRATOR_INPUT" >> {hook}',
+        )  # fmt: skip
+        try:
+            await watcher.until(r"^done: .*short\.txt")
+            await watcher.until(r"^done: .*medium\.txt")
+            status = await run_cli("status", "--store", str(cache))
+            async with asyncio.timeout(BOUND):  # the hook runs just after the line
+                while not hook.exists() or len(hook.read_text().split()) < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            long_done = watcher.matching(r"^done: .*long\.txt")
+        finally:
+            await watcher.stop()
+    finally:
+        await emulator.close()
+    assert not long_done, watcher.lines  # the long one was still being read
+    assert sorted(Path(p).name for p in hook.read_text().split()) == ["medium.txt", "short.txt"]
+    assert re.search(r"^done\s+100%  .*short\.txt$", status.stdout, re.M), status.stdout
+    assert re.search(r"^in progress\s+\d+%  .*long\.txt$", status.stdout, re.M), status.stdout

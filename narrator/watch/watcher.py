@@ -24,7 +24,14 @@ import watchfiles
 
 from ..errors import ConfigError
 from ..run.batch import Batch, find_batch, plan_works, read_batch
-from ..run.pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..run.pipeline import (
+    DocumentReport,
+    ProgressCallback,
+    ProgressEvent,
+    RunReport,
+    Work,
+    narrate_many,
+)
 from ..run.status import Status
 from ..settings import Settings
 from ..store.queue import QueueRow, record
@@ -92,6 +99,17 @@ def run_on_done(command: str, report: DocumentReport) -> None:
         log.error("--on-done exited %d for %s", done.returncode, report.output)
 
 
+# How the watcher narrates a batch: works, settings, the stop event, the progress callback
+# (a "document" event as each book is written).
+Narrate = Callable[[list[Work], Settings, asyncio.Event, ProgressCallback], Awaitable[RunReport]]
+
+
+async def _narrate(
+    works: list[Work], settings: Settings, stop: asyncio.Event, progress: ProgressCallback
+) -> RunReport:
+    return await narrate_many(works, settings, stop=stop, on_progress=progress)
+
+
 _WAITING = (-1, -1)  # the state of a file waiting for the budget
 
 
@@ -156,7 +174,7 @@ async def watch(
     *,
     stop: asyncio.Event,
     options: WatchOptions = WatchOptions(),
-    narrate: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]] | None = None,
+    narrate: Narrate | None = None,
     on_report: Callable[[DocumentReport], None] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
@@ -167,7 +185,7 @@ async def watch(
     through one pool (one rate limiter, several documents in flight). ``on_ready`` is
     called once the inbox is being watched.
     """
-    run = narrate or (lambda works, s, ev: narrate_many(works, s, stop=ev))
+    run = narrate or _narrate
     report = on_report or (lambda r: None)
     changed = asyncio.Event()
     changed.set()  # narrate what is there before anything changes
@@ -234,7 +252,7 @@ async def _narrate_batch(
     settings: Settings,
     stop: asyncio.Event,
     options: WatchOptions,
-    run: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]],
+    run: Narrate,
     report: Callable[[DocumentReport], None],
     pace: Pace,
 ) -> list[Path]:
@@ -287,11 +305,13 @@ async def _narrate_batch(
     ]
     await asyncio.to_thread(record, store, rows)
     if works:
-        began = time.monotonic()
-        result = await run(works, settings, stop)
-        pace.measured(result.requests, time.monotonic() - began)
         ended = {row.output: row for row in rows}
-        for document in result.documents:
+        reported: set[str] = set()
+        finishing: set[asyncio.Task[None]] = set()
+
+        async def finish(document: DocumentReport) -> None:
+            """Say a book is done, note it in the queue and run its hook: as soon as it
+            is written, not when the longest book of its batch is."""
             report(document)
             started = ended.get(document.output)
             if started is not None:
@@ -302,4 +322,22 @@ async def _narrate_batch(
                 await asyncio.to_thread(record, store, [done])
             if options.on_done and document.status is Status.DONE:
                 await asyncio.to_thread(run_on_done, options.on_done, document)
+
+        def on_progress(event: ProgressEvent) -> None:
+            if event.kind == "document" and event.report is not None:
+                reported.add(event.report.output)
+                task = asyncio.create_task(finish(event.report))
+                finishing.add(task)
+                task.add_done_callback(finishing.discard)
+
+        began = time.monotonic()
+        try:
+            result = await run(works, settings, stop, on_progress)
+        finally:
+            if finishing:
+                await asyncio.wait(finishing)
+        pace.measured(result.requests, time.monotonic() - began)
+        for document in result.documents:  # up to date, or cut off by a stop
+            if document.output not in reported:
+                await finish(document)
     return [Path(source[id(work.document)]) for work in waiting]
