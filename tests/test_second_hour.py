@@ -18,13 +18,21 @@ import aiohttp
 import pytest
 
 import narrator
+from narrator.cli import main
 from narrator.errors import ConfigError, Unreachable
 from narrator.synth.providers.http import _connect_failure
 from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
-from .conftest import TEST_KEY, run_cli
+from .conftest import TEST_KEY, CliResult, run_cli
 
 TEXT = " ".join(f"Sentence {n} of a short text that costs a few requests." for n in range(20))
+
+
+async def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
+    """``narrator ARGS`` in this process (on a thread: it runs its own event loop)."""
+    code = await asyncio.to_thread(main, list(args))
+    out, err = capsys.readouterr()
+    return CliResult(code, out, err)
 
 
 def _settings(emulator: RunningEmulator, tmp_path: Path, **more: object) -> narrator.Settings:
@@ -181,3 +189,28 @@ async def test_an_interrupt_sent_to_the_process_group_is_one_interrupt(tmp_path:
     chunks = int(row.split()[2])
     assert 0 < first < chunks
     assert total == chunks  # every chunk paid once: those in flight were kept
+
+
+async def test_say_writes_the_outputs_format_and_refuses_a_bad_name_before_paying(
+    emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--base-url", emulator.url, "--api-key", TEST_KEY]
+    for name in ("hi.mp3", "hi.ogg"):
+        result = await in_process(capsys, "say", "Hello", "-o", str(tmp_path / name), *common)
+        assert result.code == 0, result.stderr
+        head = (tmp_path / name).read_bytes()[:4]
+        assert head[:3] == b"ID3" if name.endswith(".mp3") else head == b"OggS", head
+    assert emulator.stats.requests == 2
+    result = await in_process(capsys, "say", "Hello", "-o", str(tmp_path / "hi.aac"), *common)
+    assert result.code == 2 and "unknown audio format" in result.stderr, result.stderr
+    assert emulator.stats.requests == 2  # nothing sent for a name it cannot write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hi.mp3", "hi.ogg"]
+
+
+async def test_say_exits_2_for_a_wrong_address_like_narrate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    result = await in_process(capsys, "say", "Hello", "--base-url", url, "--api-key", TEST_KEY)
+    assert result.code == 2, result.stderr
+    assert "--base-url" in result.stderr and "Settings." not in result.stderr
