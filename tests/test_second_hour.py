@@ -214,3 +214,10 @@ async def test_say_exits_2_for_a_wrong_address_like_narrate(
     result = await in_process(capsys, "say", "Hello", "--base-url", url, "--api-key", TEST_KEY)
     assert result.code == 2, result.stderr
     assert "--base-url" in result.stderr and "Settings." not in result.stderr
+
+
+def test_the_aimlapi_endpoint_pasted_as_the_base_url_is_taken_as_meant() -> None:
+    from narrator.synth.providers.aimlapi import AimlApiProvider
+
+    for url in ("http://127.0.0.1:8000", "http://127.0.0.1:8000/", "http://127.0.0.1:8000/v1/tts"):
+        assert AimlApiProvider.endpoint(url) == "http://127.0.0.1:8000/v1/tts"

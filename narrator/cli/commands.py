@@ -266,8 +266,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         bad_audio_kinds=tuple(args.bad_audio_kinds.split(",")),
     )
 
-    def ready(endpoint: str) -> None:
-        print(f"narrator serve: listening on {endpoint}", flush=True)
+    def ready(base_url: str, path: str) -> None:
+        # The base URL first, as `demo` prints it: that is what --base-url takes.
+        print(
+            f"narrator serve: listening on {base_url} (pass it as --base-url; "
+            f"the endpoint is POST {path})",
+            flush=True,
+        )
 
     serve(config, host=args.host, port=args.port, ready=ready)
     return 0
