@@ -221,3 +221,40 @@ def test_the_aimlapi_endpoint_pasted_as_the_base_url_is_taken_as_meant() -> None
 
     for url in ("http://127.0.0.1:8000", "http://127.0.0.1:8000/", "http://127.0.0.1:8000/v1/tts"):
         assert AimlApiProvider.endpoint(url) == "http://127.0.0.1:8000/v1/tts"
+
+
+def _parse_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        main(list(args))
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_mistyped_option_or_command_gets_a_guess_and_its_commands_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = _parse_error(capsys, "narrate", "a.txt", "--voise", "Ethan")
+    assert err.startswith("narrator narrate: unrecognized arguments: --voise")
+    assert "did you mean --voice?" in err and "(see narrator narrate --help)" in err
+    err = _parse_error(capsys, "watch", "inbox", "-o", "out", "--on-dne", "true")
+    assert "did you mean --on-done?" in err and "narrator watch --help" in err
+    err = _parse_error(capsys, "narate", "a.txt")
+    assert "did you mean narrate?" in err and "(see narrator --help)" in err
+    assert "did you mean" not in _parse_error(capsys, "narrate", "a.txt", "--zzzzzz")
+
+
+def test_narrate_help_shows_what_people_reach_for_first(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["narrate", "--help"])
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith("usage: narrator narrate INPUT [INPUT ...] [-o ")
+    groups = [line for line in text.splitlines() if line and not line.startswith(" ")]
+    assert groups[1:4] == ["positional arguments:", "options:", "the usual options:"], groups
+    usual = text.split("the usual options:")[1].split("\n\n")[0]
+    for option in ("-o FILE|DIR", "--voice", "--provider", "--api-key", "--format"):
+        assert option in usual, usual
+    assert "--include" not in usual and text.index("--include") > text.index("--api-key")

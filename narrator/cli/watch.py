@@ -130,7 +130,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def add_watch(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``narrator watch`` to the subcommands: ``narrate``'s options and its own."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "watch", help="narrate an inbox folder's documents as they arrive, until stopped"
+        "watch",
+        help="narrate an inbox folder's documents as they arrive, until stopped",
+        usage="%(prog)s INBOX -o DIR [--voice NAME] [--provider NAME] [--on-done CMD] [options]",
     )
     narrate_options(p)
     p.add_argument(
