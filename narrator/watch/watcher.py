@@ -11,18 +11,23 @@ finished segments are reused) and two watchers share the store's claims.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import multiprocessing
 import os
+import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import watchfiles
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NarratorError
 from ..run.batch import Batch, find_batch, plan_works, read_batch
 from ..run.pipeline import (
     DocumentReport,
@@ -31,15 +36,27 @@ from ..run.pipeline import (
     RunReport,
     Work,
     narrate_many,
+    split_all,
 )
 from ..run.status import Status
 from ..settings import Settings
+from ..store import segment_key
 from ..store.queue import QueueRow, record
-from .schedule import Pace, admit, keyed_chunks, unpaid
+from ..synth.providers import make_provider
+from ..util.sanitize import clean_line
+from .schedule import Pace, admit, unpaid
 
 __all__ = ["WatchOptions", "is_temporary", "run_on_done", "watch"]
 
 log = logging.getLogger("narrator")
+
+_T = TypeVar("_T")
+
+
+def _shown(text: str) -> str:
+    """A name or message as a line of the log may show it (no control characters)."""
+    return clean_line(text, limit=300)
+
 
 # Names editors, browsers and copy tools give a file while it is being written.
 _TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", ".swx", "~")
@@ -111,6 +128,7 @@ async def _narrate(
 
 
 _WAITING = (-1, -1)  # the state of a file waiting for the budget
+_POLL = 2.0  # seconds between looks at the inbox when notifications fail
 
 
 class _Inbox:
@@ -191,14 +209,32 @@ async def watch(
     changed.set()  # narrate what is there before anything changes
 
     async def listen() -> None:
-        async for _ in watchfiles.awatch(
-            inbox,
-            stop_event=stop,
-            watch_filter=lambda _change, path: not is_temporary(Path(path)),
-            debounce=200,
-            recursive=True,
-        ):
-            changed.set()
+        try:
+            async for _ in watchfiles.awatch(
+                inbox,
+                stop_event=stop,
+                watch_filter=lambda _change, path: not is_temporary(Path(path)),
+                debounce=200,
+                recursive=True,
+            ):
+                changed.set()
+        except Exception as exc:  # a name it cannot decode, a limit on watches, ...
+            if stop.is_set():
+                return
+            # The notifications failed (watchfiles cannot name a file whose name is not
+            # UTF-8, say): look at the inbox every few seconds instead, never go deaf.
+            inner: BaseException = exc
+            while isinstance(inner, BaseExceptionGroup) and inner.exceptions:  # anyio's
+                inner = inner.exceptions[0]
+            why = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
+            log.warning(
+                "watching %s for changes failed (%s); looking every %g s instead",
+                _shown(str(inbox)), _shown(why), _POLL,
+            )  # fmt: skip
+            while not stop.is_set():
+                changed.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _POLL)
 
     async def deadline(at: float) -> None:
         await asyncio.sleep(max(0.0, at - time.time()))
@@ -210,6 +246,7 @@ async def watch(
     timer = None if options.deadline is None else asyncio.create_task(deadline(options.deadline))
     pace = Pace(options.latency)
     box = _Inbox(inbox, options)
+    cutter = _Cutter()
     # The first look must come after the watch is set up (awatch does it before its
     # first await), or a file arriving in between would wait for the next change.
     for _ in range(3):
@@ -222,11 +259,19 @@ async def watch(
             batch, next_look = box.scan(time.monotonic())
             fresh = [QueueRow(str(p), "", "waiting", "changing or just arrived") for p in box.fresh]
             box.fresh.clear()
-            await asyncio.to_thread(record, settings.store_dir, fresh)
+            await _note(settings.store_dir, fresh)
             if batch is not None:
-                waiting = await _narrate_batch(
-                    batch, out, settings, stop, options, run, report, pace
-                )
+                try:
+                    waiting = await _narrate_batch(
+                        batch, out, settings, stop, options, run, report, pace, cutter
+                    )
+                except _Abandoned:
+                    break
+                except Exception as exc:  # never one batch stops the service
+                    names = ", ".join(_shown(item.location) for item in batch.items[:3])
+                    log.error("could not narrate %s: %s", names, _shown(str(exc)))
+                    log.debug("why", exc_info=exc)
+                    waiting = []
                 for path in waiting:  # looked at again once the window has moved on
                     box.wait_for_budget(path, time.monotonic() + options.recheck)
                 continue  # files may have arrived meanwhile
@@ -239,11 +284,205 @@ async def watch(
                 waiter.cancel()
     finally:
         stop.set()
+        cutter.close()
         for task in (listener, timer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+# Seconds the hooks of finished books are waited for once a stop is asked for.
+_HOOK_GRACE = 3.0
+
+
+class _Abandoned(Exception):
+    """A stop was asked for while a stage ran on its own thread: it is left behind."""
+
+
+def _split_seconds(work: Work) -> float:
+    """How long cutting one document may take before it is failed: generous (pysbd takes
+    a few seconds a megabyte), so only a stuck stage (a lexicon pattern that never
+    ends) meets it."""
+    size = sum(len(p) for chapter in work.document.chapters for p in chapter.paragraphs)
+    return 60.0 + 60.0 * size / 1_000_000
+
+
+async def _off_loop(
+    fn: Callable[..., _T], *args: Any, stop: asyncio.Event | None, seconds: float | None = None
+) -> _T:
+    """``fn(*args)`` on a daemon thread of its own: a stage that never ends neither
+    blocks the event loop nor holds the process at exit. Raises :class:`_Abandoned` when
+    ``stop`` is set first, ``TimeoutError`` after ``seconds``."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not future.done():
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    def work() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:  # handed to the loop, raised there
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="narrator-watch-stage", daemon=True).start()
+    waiters: list[asyncio.Future[Any]] = [future]
+    if stop is not None:
+        waiters.append(asyncio.ensure_future(stop.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters[1:]:
+            waiter.cancel()
+    if future.done():
+        return future.result()
+    future.cancel()
+    if stop is not None and stop.is_set():
+        raise _Abandoned
+    raise TimeoutError
+
+
+def _keys_of(work: Work, settings: Settings) -> dict[str, int]:
+    """One document's chunks as a run cuts them: segment key -> billing characters.
+    Runs in the cutter's process: the provider is only asked for its identity and how
+    it counts characters, it sends nothing."""
+    provider = make_provider(settings)
+    ((_, chunks),) = split_all([work], settings, provider)
+    return {
+        segment_key(provider=provider.identity, voice=settings.voice, text=c.text): c.billing_chars
+        for c in chunks
+    }
+
+
+class _Cutter:
+    """Cuts documents into chunks in a process of its own.
+
+    A lexicon pattern that backtracks for ever holds the interpreter lock: no thread,
+    no signal handler of this process runs again. In a process of its own it can be
+    killed, on a stop or once it has taken too long, and the watcher goes on.
+    """
+
+    def __init__(self) -> None:
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    async def keys(
+        self, work: Work, settings: Settings, stop: asyncio.Event, seconds: float
+    ) -> dict[str, int]:
+        """Raises :class:`_Abandoned` on a stop, ``TimeoutError`` after ``seconds``."""
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+            self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=context)
+        future: asyncio.Future[Any] = asyncio.wrap_future(
+            self._pool.submit(_keys_of, work, settings)
+        )
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait(
+                [future, stopper], timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopper.cancel()
+        if future.done():
+            keys: dict[str, int] = future.result()
+            return keys
+        self.close()
+        if stop.is_set():
+            raise _Abandoned
+        raise TimeoutError
+
+    def close(self) -> None:
+        """Stop the process, at once, whatever it is doing."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for process in list(getattr(pool, "_processes", {}).values()):  # no public way
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _keyed_each(
+    works: Sequence[Work], settings: Settings, stop: asyncio.Event, cutter: _Cutter
+) -> tuple[list[tuple[Work, dict[str, int]]], list[tuple[Work, str]]]:
+    """Each document cut on its own: those cut, with their keys, and those that failed,
+    with why (a bad lexicon, a stage that never ends), so one cannot stop the others."""
+    keyed: list[tuple[Work, dict[str, int]]] = []
+    failed: list[tuple[Work, str]] = []
+    for work in works:
+        seconds = _split_seconds(work)
+        try:
+            keys = await cutter.keys(work, settings, stop, seconds)
+        except TimeoutError:
+            why = (
+                f"cutting it into chunks took over {seconds:.0f} s and was given up "
+                "(a lexicon pattern that never ends?)"
+            )
+            failed.append((work, why))
+        except NarratorError as exc:
+            failed.append((work, _shown(str(exc))))
+        except Exception as exc:  # a bug, or the process died: this document only
+            log.debug("%s: cutting failed", _shown(work.document.source), exc_info=exc)
+            failed.append((work, f"internal error: {type(exc).__name__}: {_shown(str(exc))}"))
+        else:
+            keyed.append((work, keys))
+    return keyed, failed
+
+
+async def _run_apart(
+    works: list[Work],
+    settings: Settings,
+    stop: asyncio.Event,
+    progress: ProgressCallback,
+    run: Narrate,
+) -> list[tuple[list[Work], RunReport | Exception]]:
+    """Narrate ``works`` together; should that fail as a whole (an error that is no
+    document's in particular, or one document's that ends the run), each is narrated on
+    its own, so that only the one at fault fails. What was paid for is in the store:
+    nothing is paid twice."""
+    try:
+        return [(works, await run(works, settings, stop, progress))]
+    except Exception as exc:
+        log.debug("the batch failed as a whole", exc_info=exc)
+        if len(works) == 1 or stop.is_set():
+            return [(works, exc)]
+    results: list[tuple[list[Work], RunReport | Exception]] = []
+    for work in works:
+        if stop.is_set():
+            break
+        try:
+            results.append(([work], await run([work], settings, stop, progress)))
+        except Exception as exc:
+            log.debug("%s failed", _shown(work.document.source), exc_info=exc)
+            results.append(([work], exc))
+    return results
+
+
+async def _note(store: Path, rows: Sequence[QueueRow]) -> None:
+    """Write queue rows for ``status``; a row that cannot be written is logged, never
+    fatal (the queue is a display, the store's segments are what counts)."""
+    try:
+        await asyncio.to_thread(record, store, list(rows))
+    except (sqlite3.Error, OSError, UnicodeError, ValueError) as exc:
+        log.warning("the queue shown by `narrator status` was not updated (%s)", exc)
+
+
+async def _fail(
+    store: Path, report: Callable[[DocumentReport], None], source: str, output: str, why: str
+) -> None:
+    """Fail one document, with why: its line and its queue row; the watcher goes on."""
+    failed = DocumentReport(
+        input=source, output=output, title="", status=Status.FAILED, chunks=0,
+        billing_characters=0, audio_seconds=0.0, requests=0, retries=0, cached_chunks=0,
+        errors=(why,),
+    )  # fmt: skip
+    report(failed)
+    await _note(store, [QueueRow(source, output, Status.FAILED, why)])
 
 
 async def _narrate_batch(
@@ -255,6 +494,7 @@ async def _narrate_batch(
     run: Narrate,
     report: Callable[[DocumentReport], None],
     pace: Pace,
+    cutter: _Cutter,
 ) -> list[Path]:
     """Narrate the documents of ``batch``; those the budget cannot pay for yet, or that
     would not finish by the deadline, are left out and returned (their paths), to be
@@ -265,12 +505,16 @@ async def _narrate_batch(
     for unread in loaded.unread:
         report(unread)
         row = QueueRow(unread.input, "", unread.status, "; ".join(unread.errors))
-        await asyncio.to_thread(record, store, [row])
+        await _note(store, [row])
     works = plan_works(batch, loaded, str(out), options.fmt)
     if not works:
         return []
-    keyed = await keyed_chunks(works, settings)
     source = {id(doc): item.location for item, doc in loaded.documents}
+    keyed, failed = await _keyed_each(works, settings, stop, cutter)
+    for work, why in failed:  # that document fails, with why; the others go on
+        await _fail(store, report, source[id(work.document)], str(work.output), why)
+    if not keyed:
+        return []
     costs = await asyncio.to_thread(unpaid, store, keyed)
     if options.order == "shortest":  # the most books finished by morning
         keyed = sorted(keyed, key=lambda pair: costs[id(pair[0])][0])
@@ -303,7 +547,7 @@ async def _narrate_batch(
         )
         for work, keys in keyed
     ]
-    await asyncio.to_thread(record, store, rows)
+    await _note(store, rows)
     if works:
         ended = {row.output: row for row in rows}
         reported: set[str] = set()
@@ -319,9 +563,11 @@ async def _narrate_batch(
                 done = QueueRow(
                     started.input, started.output, document.status, detail, started.keys
                 )
-                await asyncio.to_thread(record, store, [done])
+                await _note(store, [done])
             if options.on_done and document.status is Status.DONE:
-                await asyncio.to_thread(run_on_done, options.on_done, document)
+                # On a thread of its own: a hook that runs long never holds up a stop.
+                with contextlib.suppress(_Abandoned):
+                    await _off_loop(run_on_done, options.on_done, document, stop=None)
 
         def on_progress(event: ProgressEvent) -> None:
             if event.kind == "document" and event.report is not None:
@@ -332,12 +578,25 @@ async def _narrate_batch(
 
         began = time.monotonic()
         try:
-            result = await run(works, settings, stop, on_progress)
+            results = await _run_apart(works, settings, stop, on_progress, run)
         finally:
             if finishing:
-                await asyncio.wait(finishing)
-        pace.measured(result.requests, time.monotonic() - began)
-        for document in result.documents:  # up to date, or cut off by a stop
-            if document.output not in reported:
-                await finish(document)
+                # Their lines and queue rows are quick; a hook is given a few seconds
+                # once a stop is asked for, then left to finish on its own.
+                await asyncio.wait(finishing, timeout=None if not stop.is_set() else _HOOK_GRACE)
+        requests = 0
+        for group, outcome in results:
+            if isinstance(outcome, BaseException):  # that document (or group) fails, with why
+                why = _shown(str(outcome)) or type(outcome).__name__
+                if not isinstance(outcome, NarratorError | OSError):
+                    why = f"internal error: {type(outcome).__name__}: {why}"
+                for work in group:
+                    if str(work.output) not in reported:
+                        await _fail(store, report, source[id(work.document)], str(work.output), why)
+                continue
+            requests += outcome.requests
+            for document in outcome.documents:  # up to date, or cut off by a stop
+                if document.output not in reported:
+                    await finish(document)
+        pace.measured(requests, time.monotonic() - began)
     return [Path(source[id(work.document)]) for work in waiting]
