@@ -258,3 +258,17 @@ def test_narrate_help_shows_what_people_reach_for_first(
     for option in ("-o FILE|DIR", "--voice", "--provider", "--api-key", "--format"):
         assert option in usual, usual
     assert "--include" not in usual and text.index("--include") > text.index("--api-key")
+
+
+def test_a_long_chunk_is_shown_in_bounded_cues() -> None:
+    from narrator.book.subtitles import MAX_CUE_CHARS, Cue, bounded, render_subtitles
+
+    text = " ".join(f"Clause {n} of a long sentence, read slowly;" for n in range(14)) + " End."
+    cues = bounded(Cue(10.0, 44.0, text))  # a 632-character, 34-second cue, as reported
+    assert len(cues) >= 5
+    assert all(len(c.text) <= MAX_CUE_CHARS for c in cues)
+    assert cues[0].start == 10.0 and cues[-1].end == 44.0
+    assert all(a.end == b.start for a, b in zip(cues, cues[1:], strict=False))
+    assert " ".join(c.text for c in cues) == " ".join(text.split())  # nothing lost
+    assert render_subtitles([Cue(0, 34, text)], "srt").count(" --> ") == len(cues)
+    assert bounded(Cue(0.0, 2.0, "A short one.")) == [Cue(0.0, 2.0, "A short one.")]
