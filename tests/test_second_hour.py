@@ -7,6 +7,7 @@ the messages name the real cause. Real processes where the behaviour is a proces
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sys
@@ -268,7 +269,7 @@ def test_a_long_chunk_is_shown_in_bounded_cues() -> None:
     assert len(cues) >= 5
     assert all(len(c.text) <= MAX_CUE_CHARS for c in cues)
     assert cues[0].start == 10.0 and cues[-1].end == 44.0
-    assert all(a.end == b.start for a, b in zip(cues, cues[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(cues))
     assert " ".join(c.text for c in cues) == " ".join(text.split())  # nothing lost
     assert render_subtitles([Cue(0, 34, text)], "srt").count(" --> ") == len(cues)
     assert bounded(Cue(0.0, 2.0, "A short one.")) == [Cue(0.0, 2.0, "A short one.")]

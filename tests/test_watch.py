@@ -331,8 +331,7 @@ async def test_one_document_never_stops_the_watcher(
         (inbox / "fine.txt").write_text(TEXT.replace("short", "fine"))
         await watcher.until(r"^done: .*fine\.txt")
         name = os.fsencode(inbox) + b"/caf\xe9-latin1.txt"  # written by a Latin-1 system
-        with open(name, "wb") as odd:
-            odd.write(TEXT.replace("short", "odd").encode())
+        Path(os.fsdecode(name)).write_bytes(TEXT.replace("short", "odd").encode())
         await asyncio.sleep(0.5)  # the notification of that name comes (and fails) first
         (inbox / "after.txt").write_text(TEXT.replace("short", "later"))
         await watcher.until(r"^done: .*after\.txt")
