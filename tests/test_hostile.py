@@ -497,7 +497,7 @@ async def test_url_inputs_on_private_addresses_are_refused_at_every_hop(
     refused = await narrator("estimate", f"{outside.url}/page")
     assert refused.code == 1 and "refusing 127.0.0.1" in refused.stderr
     allowed = await narrator("estimate", f"{outside.url}/page", "--allow-host", "127.0.0.1")
-    assert allowed.code == 0 and "total (1 documents)" in allowed.stdout
+    assert allowed.code == 0 and "total (1 document)" in allowed.stdout
     hop = await narrator("estimate", f"{outside.url}/away", "--allow-host", "127.0.0.1")
     assert hop.code == 1 and "refusing 127.0.0.2" in hop.stderr
     assert inside.seen == [] and "Traceback" not in refused.stderr + hop.stderr

@@ -125,7 +125,7 @@ def test_the_command_line_offers_it(
 
     assert main(["estimate", str(source), "--provider", "hum"]) == 0
     out = capsys.readouterr().out
-    total = re.search(r"total \(1 documents\)\s+(\d+)\s+(\d+)\s+\$([\d.]+)", out)
+    total = re.search(r"total \(1 document\)\s+(\d+)\s+(\d+)\s+\$([\d.]+)", out)
     assert total is not None, out
     chunks, characters, cost = int(total[1]), int(total[2]), float(total[3])
     # Split at the class's 120 characters, not the run's 600; priced at the entry's

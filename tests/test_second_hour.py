@@ -273,3 +273,29 @@ def test_a_long_chunk_is_shown_in_bounded_cues() -> None:
     assert " ".join(c.text for c in cues) == " ".join(text.split())  # nothing lost
     assert render_subtitles([Cue(0, 34, text)], "srt").count(" --> ") == len(cues)
     assert bounded(Cue(0.0, 2.0, "A short one.")) == [Cue(0.0, 2.0, "A short one.")]
+
+
+async def test_the_offline_estimate_uses_the_machines_pace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "article.txt"
+    source.write_text("\n\n".join(f"Paragraph {n} is short. It ends here." for n in range(200)))
+    result = await in_process(capsys, "estimate", str(source), "--provider", "espeak")
+    assert result.code == 0, result.stderr
+    total = next(line for line in result.stdout.splitlines() if line.startswith("total"))
+    minutes, seconds = total.split()[-1].split(":")
+    # About 8,000 characters: a few seconds of one core, not 3 s a "request" (1:12 before).
+    assert int(minutes) == 0 and int(seconds) < 15, total
+    assert "made on this machine" in result.stdout and "--assume-latency" not in result.stdout
+
+
+def test_counts_of_one_read_in_the_singular(capsys: pytest.CaptureFixture[str]) -> None:
+    from narrator.cli.watch import _line
+    from narrator.run.status import Status
+
+    one = narrator.DocumentReport(
+        input="a.txt", output="a.wav", title="A", status=Status.DONE, chunks=1,
+        billing_characters=1, audio_seconds=1.0, requests=1, retries=0, cached_chunks=0,
+    )  # fmt: skip
+    _line(one)
+    assert "(1 chunk, 1 request, 1 character)" in capsys.readouterr().err

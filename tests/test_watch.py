@@ -85,7 +85,7 @@ class Watcher:
 
 
 def requests_of(line: str) -> int:
-    found = re.search(r"(\d+) requests", line)
+    found = re.search(r"(\d+) requests?\b", line)
     assert found, line
     return int(found.group(1))
 

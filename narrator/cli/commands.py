@@ -32,6 +32,7 @@ from ..run.status import Status
 from ..settings import Settings, check_lang
 from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
+from ..util.plural import plural
 from ..util.registry import REGISTRY, describe_pace
 from .build import announce_endpoint, load, load_works, make_estimate, make_settings
 from .flags import as_flags
@@ -307,13 +308,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
             pruned = store.prune(max_bytes=args.max_size, older_than=args.older_than)
             kept = f"; {pruned.kept_live} kept for a run in progress" if pruned.kept_live else ""
             print(
-                f"{root}: {pruned.removed} segments removed, {pruned.freed / 1e6:.1f} MB freed, "
+                f"{root}: {plural(pruned.removed, 'segment')} removed, "
+                f"{pruned.freed / 1e6:.1f} MB freed, "
                 f"{pruned.remaining / 1e6:.1f} MB left{kept}"
             )
         else:
             info = store.info()
             states = ", ".join(f"{n} {s}" for s, n in sorted(info.states.items())) or "no segments"
-            print(f"{root}: {info.files} audio files, {info.bytes / 1e6:.1f} MB; {states}")
+            print(
+                f"{root}: {plural(info.files, 'audio file')}, {info.bytes / 1e6:.1f} MB; {states}"
+            )
             for doc in store.usage():
                 used = time.strftime("%Y-%m-%d %H:%M", time.localtime(doc.last_used))
                 size = f"{doc.bytes / 1e6:9.1f} MB  {doc.segments:6} segments"
@@ -351,7 +355,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for report in reports:
         missing = f", {report.missing} not in the store" if report.missing else ""
         print(
-            f"{report.input}: {report.checked} segments checked, "
+            f"{report.input}: {plural(report.checked, 'segment')} checked, "
             f"{len(report.flagged)} flagged{missing}"
         )
         for flag in report.flagged:
@@ -386,7 +390,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_writable(out.parent if str(out.parent) else Path("."), what="-o")
     out.write_text(render_html(run, context, folder=out.parent), encoding="utf-8")
-    print(f"{out}: {len(run.documents)} documents")
+    print(f"{out}: {plural(len(run.documents), 'document')}")
     return 0
 
 
@@ -394,5 +398,5 @@ def cmd_feed(args: argparse.Namespace) -> int:
     from ..book.feed import write_feed
 
     result = write_feed(Path(args.folder), base_url=args.base_url, title=args.title)
-    print(f"{result.path}: {len(result.items)} episodes")
+    print(f"{result.path}: {plural(len(result.items), 'episode')}")
     return 0

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..run.pipeline import DocumentReport
 from ..settings import Settings
 from ..util.folders import check_writable, default_cache_dir
+from ..util.plural import plural
 from ..util.registry import REGISTRY
 from ..watch.schedule import parse_until, queue
 from ..watch.watcher import WatchOptions, watch
@@ -34,8 +35,8 @@ def _line(report: DocumentReport) -> None:
     why = f": {report.errors[0]}" if report.errors else ""
     print(
         f"{report.status}: {report.input} -> {report.output or '-'} "
-        f"({report.chunks} chunks, {report.requests} requests, "
-        f"{report.billing_characters} characters){why}",
+        f"({plural(report.chunks, 'chunk')}, {plural(report.requests, 'request')}, "
+        f"{plural(report.billing_characters, 'character')}){why}",
         file=sys.stderr,
         flush=True,
     )
