@@ -299,3 +299,13 @@ def test_counts_of_one_read_in_the_singular(capsys: pytest.CaptureFixture[str]) 
     )  # fmt: skip
     _line(one)
     assert "(1 chunk, 1 request, 1 character)" in capsys.readouterr().err
+
+
+def test_the_offline_voices_are_described_as_what_they_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["voices", "--provider", "espeak"]) == 0
+    listed = capsys.readouterr().out
+    for word in ("Shanghainese", "Cantonese", "dialect", "Sichuanese"):
+        assert word not in listed
+    assert listed.count("eSpeak NG variant") == 17

@@ -21,7 +21,16 @@ class EspeakProvider:
     model = "espeak-ng"
     identity = "espeak|espeak-ng"
     max_chars = 600  # no service limit; chunks this size keep memory and progress steady
-    voices: tuple[Voice, ...] = tuple(Voice(v.name, v.description) for v in VOICES.values())
+    # What the offline voice really is: an eSpeak NG variant under a qwen voice's name,
+    # reading the text's own language; no dialect, no accent of the voice it stands in for.
+    voices: tuple[Voice, ...] = tuple(
+        Voice(
+            v.name,
+            f"{v.description.split(',')[0]}, eSpeak NG variant {v.espeak_variant}, "
+            f"pitch {v.pitch}, {v.rate} words/min; reads the text's language",
+        )
+        for v in VOICES.values()
+    )
 
     # Counted as the qwen voices it stands in for count, so chunks match theirs.
     billing_chars = staticmethod(billing_chars)
