@@ -309,3 +309,57 @@ def test_the_offline_voices_are_described_as_what_they_are(
     for word in ("Shanghainese", "Cantonese", "dialect", "Sichuanese"):
         assert word not in listed
     assert listed.count("eSpeak NG variant") == 17
+
+
+def _old_novel(path: Path) -> Path:
+    """A 1916 novel as Project Gutenberg-style EPUBs have it: a title page with the
+    copyright line and no EPUB types, a frontispiece with its caption, then chapters."""
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("harbour-1916")
+    book.set_title("The Harbour Light")
+    book.set_language("en")
+    book.add_author("Margaret Hale")
+    pages = {
+        "front": '<html><body><p><img src="lamp.jpg" alt=""/></p>'
+        "<p>HE HELD THE LANTERN HIGH AND WAITED.</p></body></html>",
+        "title": "<html><body><h1>THE HARBOUR LIGHT</h1><p>BY MARGARET HALE</p>"
+        "<p>ILLUSTRATED</p><p>NEW YORK: THE HOLLIS COMPANY, 1916</p>"
+        "<p>Copyright, 1916, By The Hollis Company</p></body></html>",
+        "ch1": "<html><body><h2>I. The Fog</h2><p>The fog came in before the boats did, "
+        "and the keeper climbed the stair with his lantern.</p></body></html>",
+        "ch2": "<html><body><h2>II. The Storm</h2><p>By midnight the wind had turned, "
+        "and the light burned on through the rain.</p></body></html>",
+    }
+    items = {}
+    for name, content in pages.items():
+        items[name] = epub.EpubHtml(title=name, file_name=f"{name}.xhtml", lang="en")
+        items[name].content = content
+        book.add_item(items[name])
+    book.toc = [
+        epub.Link("ch1.xhtml", "I. The Fog", "ch1"),
+        epub.Link("ch2.xhtml", "II. The Storm", "ch2"),
+    ]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = [items["front"], items["title"], "nav", items["ch1"], items["ch2"]]
+    epub.write_epub(str(path), book)
+    return path
+
+
+def test_an_old_epubs_title_page_and_frontispiece_are_not_a_chapter(tmp_path: Path) -> None:
+    document = narrator.load_document(_old_novel(tmp_path / "harbour.epub"))
+    assert [c.title for c in document.chapters] == ["I. The Fog", "II. The Storm"]
+    assert "Copyright" not in document.text and "LANTERN HIGH" not in document.text
+    assert document.author == "Margaret Hale"
+
+
+def test_an_epubs_author_reaches_the_tags(tmp_path: Path) -> None:
+    from mutagen.mp3 import MP3
+
+    settings = narrator.Settings(provider="espeak", cache_dir=tmp_path / "cache")
+    source = _old_novel(tmp_path / "harbour.epub")
+    narrator.narrate_sync(source, tmp_path / "harbour.mp3", settings)
+    tags = MP3(tmp_path / "harbour.mp3").tags
+    assert tags is not None and str(tags["TPE1"]) == "Margaret Hale"

@@ -4,10 +4,11 @@ copyright pages are not read out."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import InputError
@@ -18,8 +19,15 @@ __all__ = ["parse_epub"]
 
 
 # Spine items that are not the book's text: what a listener never hears read out.
-_NOT_READ_TYPES = ("cover", "toc", "copyright-page", "landmarks", "loi", "lot", "index")
+_NOT_READ_TYPES = (
+    "cover", "toc", "copyright-page", "landmarks", "loi", "lot", "index", "titlepage",
+    "halftitlepage", "imprint", "frontispiece",
+)  # fmt: skip
 _COPYRIGHT = re.compile(r"all rights reserved|\bISBN\b|©|\(c\) \d{4}", re.IGNORECASE)
+# A page before the first chapter this short is a title page, an imprint or a picture's
+# caption when it names the book, its author or a copyright, or holds a picture.
+_FRONT_PAGE_CHARS = 600
+_PICTURE = ("img", "image", "svg", "figure")
 
 
 def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
@@ -43,6 +51,18 @@ def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
     if len(links) >= 2 and linked >= 0.6 * len(text.replace(" ", "")):
         return True  # a contents page: its words are the other chapters' titles
     return len(text) < 1500 and len(_COPYRIGHT.findall(text)) >= 2
+
+
+def _front_page(root: Any, names: Sequence[str]) -> bool:
+    """A title page, an imprint or a frontispiece with its caption: short, and it holds
+    the book's title or author, a copyright line, or a picture."""
+    text = _clean(" ".join(root.itertext()))
+    if len(text) >= _FRONT_PAGE_CHARS:
+        return False
+    folded = text.casefold()
+    if "copyright" in folded or any(name.casefold() in folded for name in names if name):
+        return True
+    return any(isinstance(e.tag, str) and e.tag.rpartition("}")[2] in _PICTURE for e in root.iter())
 
 
 def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
@@ -72,6 +92,10 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
         found = book.get_item_with_id(entry[0] if isinstance(entry, tuple) else entry)
         if found is not None:
             spine_names.add(found.get_name().rsplit("/", 1)[-1])
+    title_meta = book.get_metadata("DC", "title")
+    title = _clean(title_meta[0][0]) if title_meta and title_meta[0][0] else None
+    authors = [_clean(a[0]) for a in book.get_metadata("DC", "creator") if a and a[0]]
+    front = True  # before the first chapter the contents name
     builder = _Builder()
     for entry in book.spine:
         idref, linear = entry if isinstance(entry, tuple) else (entry, "yes")
@@ -89,8 +113,12 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
             continue
         if _not_read(root, item.get_name(), guide, spine_names):
             continue
-        blocks = list(_html_blocks(root))
         toc_title = toc_titles.get(item.get_name())
+        if toc_title is not None:
+            front = False
+        elif front and toc_titles and _front_page(root, [title or "", *authors]):
+            continue
+        blocks = list(_html_blocks(root))
         # The chapter starts here, titled by the contents, unless its first heading says it.
         if not blocks or not blocks[0][0]:
             builder.start(toc_title)
@@ -99,9 +127,10 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
                 builder.start(text)
             else:
                 builder.add(text)
-    metadata = book.get_metadata("DC", "title")
-    title = _clean(metadata[0][0]) if metadata and metadata[0][0] else None
-    return builder.document(title, source)
+    document = builder.document(title, source)
+    if authors:  # the tags' artist: "A. Writer", or "A. Writer, B. Other"
+        document = dataclasses.replace(document, author=", ".join(dict.fromkeys(authors)))
+    return document
 
 
 def _toc_entries(toc: Any) -> Iterator[tuple[str, str]]:

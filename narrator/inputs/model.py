@@ -41,6 +41,7 @@ class Document:
     chapters: tuple[Chapter, ...]
     source: str = "<text>"
     lang: str | None = None
+    author: str | None = None  # from the document itself (an EPUB's dc:creator), for tags
 
     @property
     def text(self) -> str:
