@@ -348,9 +348,10 @@ def _old_novel(path: Path) -> Path:
     return path
 
 
-def test_an_old_epubs_title_page_and_frontispiece_are_not_a_chapter(tmp_path: Path) -> None:
+def test_an_old_epubs_copyright_line_and_frontispiece_caption_are_not_read(tmp_path: Path) -> None:
     document = narrator.load_document(_old_novel(tmp_path / "harbour.epub"))
-    assert [c.title for c in document.chapters] == ["I. The Fog", "II. The Storm"]
+    titles = [c.title for c in document.chapters]
+    assert titles == ["THE HARBOUR LIGHT", "I. The Fog", "II. The Storm"]  # read, as it opens
     assert "Copyright" not in document.text and "LANTERN HIGH" not in document.text
     assert document.author == "Margaret Hale"
 

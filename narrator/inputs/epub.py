@@ -8,7 +8,7 @@ import dataclasses
 import io
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputError
@@ -20,14 +20,15 @@ __all__ = ["parse_epub"]
 
 # Spine items that are not the book's text: what a listener never hears read out.
 _NOT_READ_TYPES = (
-    "cover", "toc", "copyright-page", "landmarks", "loi", "lot", "index", "titlepage",
-    "halftitlepage", "imprint", "frontispiece",
+    "cover", "toc", "copyright-page", "landmarks", "loi", "lot", "index", "imprint",
+    "frontispiece",
 )  # fmt: skip
 _COPYRIGHT = re.compile(r"all rights reserved|\bISBN\b|©|\(c\) \d{4}", re.IGNORECASE)
-# A page before the first chapter this short is a title page, an imprint or a picture's
-# caption when it names the book, its author or a copyright, or holds a picture.
+# Pages before the first chapter this short are front matter: a picture with its caption
+# (a frontispiece) is not read; a title page is, without its copyright line.
 _FRONT_PAGE_CHARS = 600
 _PICTURE = ("img", "image", "svg", "figure")
+_COPYRIGHT_LINE = re.compile(r"\bcopyright\b|©|all rights reserved|\bISBN\b", re.IGNORECASE)
 
 
 def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
@@ -53,16 +54,13 @@ def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
     return len(text) < 1500 and len(_COPYRIGHT.findall(text)) >= 2
 
 
-def _front_page(root: Any, names: Sequence[str]) -> bool:
-    """A title page, an imprint or a frontispiece with its caption: short, and it holds
-    the book's title or author, a copyright line, or a picture."""
+def _frontispiece(root: Any) -> bool:
+    """A short page before the first chapter that holds a picture and no heading: the
+    picture's caption is not a chapter."""
     text = _clean(" ".join(root.itertext()))
-    if len(text) >= _FRONT_PAGE_CHARS:
-        return False
-    folded = text.casefold()
-    if "copyright" in folded or any(name.casefold() in folded for name in names if name):
-        return True
-    return any(isinstance(e.tag, str) and e.tag.rpartition("}")[2] in _PICTURE for e in root.iter())
+    tags = {e.tag.rpartition("}")[2] for e in root.iter() if isinstance(e.tag, str)}
+    headed = any(f"h{n}" in tags for n in range(1, 7))
+    return len(text) < _FRONT_PAGE_CHARS and bool(tags & set(_PICTURE)) and not headed
 
 
 def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
@@ -116,9 +114,11 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
         toc_title = toc_titles.get(item.get_name())
         if toc_title is not None:
             front = False
-        elif front and toc_titles and _front_page(root, [title or "", *authors]):
+        elif front and toc_titles and _frontispiece(root):
             continue
         blocks = list(_html_blocks(root))
+        if front and toc_title is None:  # a title page: its copyright line is not read
+            blocks = [(h, text) for h, text in blocks if not _COPYRIGHT_LINE.search(text)]
         # The chapter starts here, titled by the contents, unless its first heading says it.
         if not blocks or not blocks[0][0]:
             builder.start(toc_title)
