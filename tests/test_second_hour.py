@@ -364,3 +364,30 @@ def test_an_epubs_author_reaches_the_tags(tmp_path: Path) -> None:
     narrator.narrate_sync(source, tmp_path / "harbour.mp3", settings)
     tags = MP3(tmp_path / "harbour.mp3").tags
     assert tags is not None and str(tags["TPE1"]) == "Margaret Hale"
+
+
+NEWS = """<html><head><title>Ferries return | The Gazette</title></head><body>
+<nav><a href="/">Home</a> <a href="/news">News</a></nav>
+<article>
+<p class="dateline">October 22, 2019 report</p>
+<h1>Night Ferries Return to the Isles</h1>
+<p>The overnight ferry will sail again from next Monday, the operator said on Tuesday, after the
+vessel passed its inspection at the second attempt. Passengers who booked cabins will be
+contacted by email.</p>
+<p>The service was suspended in August when the ship failed its safety inspection, leaving
+islanders with a single daytime crossing for most of the autumn season.</p>
+<h2>What changes for passengers</h2>
+<p>Cabins can be booked from Friday. The first sailing leaves before dawn, and the car deck
+opens an hour before departure for vehicles that were booked in advance.</p>
+</article>
+<footer>All rights reserved</footer>
+</body></html>"""
+
+
+def test_a_news_pages_dateline_is_read_with_its_headline(tmp_path: Path) -> None:
+    (tmp_path / "news.html").write_text(NEWS)
+    document = narrator.load_document(tmp_path / "news.html")
+    first, second = document.chapters
+    assert first.title == "Night Ferries Return to the Isles"
+    assert first.paragraphs[0] == "October 22, 2019 report"
+    assert second.title == "What changes for passengers"
