@@ -391,3 +391,24 @@ def test_a_news_pages_dateline_is_read_with_its_headline(tmp_path: Path) -> None
     assert first.title == "Night Ferries Return to the Isles"
     assert first.paragraphs[0] == "October 22, 2019 report"
     assert second.title == "What changes for passengers"
+
+
+def test_subtitles_come_and_go_without_encoding_the_book_again(tmp_path: Path) -> None:
+    def run(kind: str | None) -> narrator.DocumentReport:
+        settings = narrator.Settings(
+            provider="espeak",
+            cache_dir=tmp_path / "cache",
+            audiobook=narrator.AudiobookOptions(subtitles=kind),
+        )
+        return narrator.narrate_sync(TEXT, tmp_path / "book.mp3", settings)
+
+    book = tmp_path / "book.mp3"
+    assert run("srt").status == "done"
+    made = book.stat().st_mtime_ns
+    srt = (tmp_path / "book.srt").read_text()
+    assert run("vtt").status == "up-to-date"  # the other kind, from the one there
+    vtt = (tmp_path / "book.vtt").read_text()
+    assert vtt.startswith("WEBVTT") and vtt.count(" --> ") == srt.count(" --> ")
+    assert run(None).status == "up-to-date"  # dropped: the sidecars go, the book stays
+    assert not (tmp_path / "book.srt").exists() and not (tmp_path / "book.vtt").exists()
+    assert book.stat().st_mtime_ns == made

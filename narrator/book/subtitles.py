@@ -9,6 +9,7 @@ line would end an SRT cue early).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "SUBTITLE_KINDS",
     "Cue",
     "bounded",
+    "read_subtitles",
     "render_subtitles",
     "write_subtitles",
 ]
@@ -74,6 +76,29 @@ def bounded(cue: Cue) -> list[Cue]:
         end = cue.end if n == len(lines) - 1 else at + span * len(line) / total
         cues.append(Cue(at, end, line))
         at = end
+    return cues
+
+
+_TIMING = re.compile(r"(\d+):(\d\d):(\d\d)[,.](\d{3})\s+-->\s+(\d+):(\d\d):(\d\d)[,.](\d{3})")
+
+
+def read_subtitles(text: str) -> list[Cue]:
+    """The cues of an SRT or WebVTT file narrator wrote (to write the other kind)."""
+    cues: list[Cue] = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
+        lines = block.strip().splitlines()
+        for n, line in enumerate(lines):
+            found = _TIMING.search(line)
+            if found is None:
+                continue
+            h1, m1, s1, ms1, h2, m2, s2, ms2 = (int(g) for g in found.groups())
+            words = " ".join(lines[n + 1 :])
+            words = words.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+            start = h1 * 3600 + m1 * 60 + s1 + ms1 / 1000
+            cues.append(Cue(start, h2 * 3600 + m2 * 60 + s2 + ms2 / 1000, words))
+            break
+    if not cues and text.strip() not in ("", "WEBVTT"):
+        raise ValueError("no cues")
     return cues
 
 

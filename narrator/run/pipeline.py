@@ -46,7 +46,13 @@ from .results import (
     stopped_report,
 )
 from .status import Status
-from .uptodate import book_fingerprint, room_needed, same_filesystem, up_to_date
+from .uptodate import (
+    book_fingerprint,
+    room_needed,
+    same_filesystem,
+    sidecars_current,
+    up_to_date,
+)
 
 __all__ = [
     "DocumentReport",
@@ -105,6 +111,16 @@ async def narrate_many(
         return segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
 
     current = [] if settings.force else await db.run(up_to_date, plans, store, fingerprints, key_of)
+    # An up-to-date book whose subtitles are asked for anew is made again only when they
+    # cannot be had without a run's timings (no sidecar of either kind beside it).
+    kind = settings.audiobook.subtitles
+    current = [
+        report
+        for report in current
+        if await asyncio.to_thread(
+            sidecars_current, [Path(f) for f in report.files or (report.output,)], kind
+        )
+    ]
     done_before = {report.output for report in current}
     plans = [(work, chunks) for work, chunks in plans if str(work.output) not in done_before]
     try:

@@ -10,16 +10,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..book.encode import format_of
+from ..book.subtitles import read_subtitles, write_subtitles
 from ..chunks.split import Chunk
 from ..errors import NarratorError
-from ..settings import Settings
+from ..settings import SUBTITLE_KINDS, Settings
 from ..store import Store, segment_key
 from ..synth.providers import Provider
 from ..util.diskspace import BYTES_PER_CHAR
 from .results import DocumentReport, Flag, Work
 from .status import Status
 
-__all__ = ["book_fingerprint", "room_needed", "same_filesystem", "up_to_date"]
+__all__ = ["book_fingerprint", "room_needed", "same_filesystem", "sidecars_current", "up_to_date"]
 
 log = logging.getLogger("narrator")
 
@@ -27,6 +28,11 @@ log = logging.getLogger("narrator")
 def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Chunk]) -> str:
     """What an audiobook is made from: its chunks' texts and chapters, the provider, and
     every setting but those that only change how fast it is made."""
+    # Subtitles sit beside the book, not in it: adding or dropping them keeps it current
+    # (as None, a book made without them keeps the fingerprint it always had).
+    settings = dataclasses.replace(
+        settings, audiobook=dataclasses.replace(settings.audiobook, subtitles=None)
+    )
     made_with = {
         name: str(value)
         for name, value in dataclasses.asdict(settings).items()
@@ -58,6 +64,30 @@ _RUN_ONLY_SETTINGS = frozenset(
         "qa_budget", "lexicon", "lexicon_override",  # their effect is in the chunks' text
     )
 )  # fmt: skip
+
+
+def sidecars_current(files: Sequence[Path], kind: str | None) -> bool:
+    """Bring an up-to-date book's subtitle sidecars in line with ``kind`` (srt, vtt or
+    None) without touching its audio: drop those no longer asked for, write one kind
+    from the other. False when a sidecar is asked for and cannot be made without the
+    timings of a run (then the book is made again)."""
+    for file in files:
+        if kind is None:
+            for other in SUBTITLE_KINDS:
+                file.with_suffix(f".{other}").unlink(missing_ok=True)
+            continue
+        if file.with_suffix(f".{kind}").exists():
+            continue
+        others = [file.with_suffix(f".{o}") for o in SUBTITLE_KINDS if o != kind]
+        found = next((path for path in others if path.exists()), None)
+        if found is None:
+            return False
+        try:
+            cues = read_subtitles(found.read_text(encoding="utf-8"))
+        except (OSError, UnicodeError, ValueError):
+            return False
+        write_subtitles(cues, file.with_suffix(f".{kind}"), kind)
+    return True
 
 
 def up_to_date(
