@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputError
+from ..util.sanitize import strip_controls
 from .model import Document, _Builder, _clean
 from .webpage import _html_blocks
 
@@ -128,8 +129,10 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
             else:
                 builder.add(text)
     document = builder.document(title, source)
-    if authors:  # the tags' artist: "A. Writer", or "A. Writer, B. Other"
-        document = dataclasses.replace(document, author=", ".join(dict.fromkeys(authors)))
+    if authors:  # the tags' artist: "A. Writer", or "A. Writer, B. Other"; a document
+        # is not trusted: no control characters, and no longer than a tag needs
+        author = " ".join(strip_controls(", ".join(dict.fromkeys(authors))).split())[:200]
+        document = dataclasses.replace(document, author=author or None)
     return document
 
 
