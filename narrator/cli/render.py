@@ -185,7 +185,7 @@ def print_estimate(result: Estimate) -> None:
     if result.price_per_10k_chars == 0 and math.isinf(result.rpm):  # the offline voice
         print(
             f"{plural(result.chunks, 'chunk')} made on this machine, about "
-            f"{result.latency:.2f} s each on one of {result.concurrency} cores; "
+            f"{result.latency:.2f} s each on one of {result.concurrency} cores, no rate limit; "
             f"{price}; encoding the book adds a little."
         )
         return
