@@ -27,6 +27,7 @@ from .util.registry import spec
 __all__ = [
     "DEFAULT_LATENCY",
     "DEFAULT_PRICE_PER_10K_CHARS",
+    "LOCAL_SECONDS_PER_CHAR",
     "DocumentEstimate",
     "Estimate",
     "VoiceEstimate",
@@ -38,6 +39,10 @@ __all__ = [
 
 DEFAULT_PRICE_PER_10K_CHARS = 0.10  # USD; an assumption, check your plan's price
 DEFAULT_LATENCY = 3.0  # seconds per request; an assumption for a full 600-character chunk
+# The offline voice works on this machine: about half a millisecond of one core per
+# character (eSpeak NG, measured at ~0.4 ms on a loaded 2-core machine), not a
+# service's seconds per request.
+LOCAL_SECONDS_PER_CHAR = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +145,13 @@ def estimate(
         price_per_10k_chars = entry.price_per_10k_chars
     voice = voice or entry.voice  # checked by the run's settings, for the run's model
     dialogue_voice = spell(dialogue_voice) if dialogue_voice else ""
+    local = not entry.networked
+
+    def seconds_for(requests: int, chars: int) -> float:
+        if local:  # the machine's own pace, spread over its cores
+            return chars * LOCAL_SECONDS_PER_CHAR / concurrency
+        return wall_clock(requests, rpm=rpm, concurrency=concurrency, latency=latency)
+
     per_doc = []
     per_voice: dict[str, list[int]] = {}
     failed = []
@@ -182,7 +194,7 @@ def estimate(
                 chunks=len(chunks),
                 billing_characters=chars,
                 cost=chars / 10_000 * price_per_10k_chars,
-                seconds=wall_clock(len(chunks), rpm=rpm, concurrency=concurrency, latency=latency),
+                seconds=seconds_for(len(chunks), chars),
             )
         )
     total_chunks = sum(d.chunks for d in per_doc)
@@ -193,9 +205,10 @@ def estimate(
         billing_characters=total_chars,
         cost=total_chars / 10_000 * price_per_10k_chars,
         # All documents share one pool and one limiter: the total is one long queue.
-        seconds=wall_clock(total_chunks, rpm=rpm, concurrency=concurrency, latency=latency),
+        seconds=seconds_for(total_chunks, total_chars),
         price_per_10k_chars=price_per_10k_chars,
-        latency=latency,
+        # For the offline voice: the seconds an average chunk takes on this machine.
+        latency=total_chars * LOCAL_SECONDS_PER_CHAR / max(1, total_chunks) if local else latency,
         rpm=rpm,
         concurrency=concurrency,
         voices=tuple(VoiceEstimate(v, n, c) for v, (n, c) in per_voice.items())

@@ -73,6 +73,8 @@ class AudiobookOptions:
     clean_joins: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.cover is not None:  # a str is as good as a Path
+            object.__setattr__(self, "cover", Path(self.cover))
         for name in ("title", "author", "album", "year"):
             value = getattr(self, name)
             if value is not None:  # control characters make tags, and the feed, invalid
@@ -164,6 +166,13 @@ class Settings:
     max_text_bytes: int = 20_000_000
 
     def __post_init__(self) -> None:
+        # Every path field takes a str as well as a Path (os.PathLike), stored as a Path.
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        for name in ("lexicon", "lexicon_override"):
+            value = getattr(self, name)
+            paths = (value,) if isinstance(value, (str, Path)) else tuple(value)
+            object.__setattr__(self, name, tuple(Path(p) for p in paths))
         provider = spec(self.provider)
         if self.region not in REGIONS:
             raise ConfigError(

@@ -12,6 +12,7 @@ import pytest
 
 from narrator.cli.argtypes import age, size
 from narrator.store import Store
+from narrator.util.plural import plural
 
 from .conftest import run_cli
 
@@ -66,7 +67,7 @@ async def test_prune_older_than_takes_the_least_recently_used_document(tmp_path:
         )
     result = await run_cli("cache", "prune", "--older-than", "30d", "--cache-dir", str(cache))
     assert result.code == 0, result.stderr
-    assert f"{len(one)} segments removed" in result.stdout
+    assert f"{plural(len(one), 'segment')} removed" in result.stdout
     assert _files(cache) == two
     info = await run_cli("cache", "info", "--cache-dir", str(cache))
     assert str(tmp_path / "one.wav") not in info.stdout
@@ -92,7 +93,7 @@ async def test_prune_max_size_never_takes_a_segment_of_a_run_in_progress(
     finally:
         live.close()
     result = await run_cli("cache", "prune", "--max-size", "0", "--cache-dir", str(cache))
-    assert f"{len(one)} segments removed" in result.stdout and not _files(cache)
+    assert f"{plural(len(one), 'segment')} removed" in result.stdout and not _files(cache)
     missing = await run_cli("cache", "prune", "--cache-dir", str(cache))
     assert missing.code == 2 and "--older-than or --max-size" in missing.stderr
 

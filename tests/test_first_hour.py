@@ -96,7 +96,7 @@ async def test_an_unreachable_host_ends_the_run_naming_host_and_port(tmp_path: P
         reason
         == f"narrator: cannot connect to 127.0.0.1:{port} (connection refused): check --base-url"
     )
-    assert totals.startswith("0 of 1 audiobooks written; 1 requests")
+    assert totals.startswith("0 of 1 audiobooks written; 1 request,")
     assert "Traceback" not in result.stderr and "STOPPED" not in result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["requests"] == 1 and report["retries"] == 0

@@ -198,7 +198,7 @@ def test_hostile_file_names_in_every_command(
     inputs = {Path(d["input"]).name for d in data["documents"]}
     assert "bad\\xff\\xfe.txt" in inputs and "new\nline: FAILED.txt" in inputs
     check = run(capsys, "check", str(folder), "-o", f"{out}/", *common)
-    assert check.count("1 segments checked, 0 flagged") == 5
+    assert check.count("1 segment checked, 0 flagged") == 5
     run(capsys, "cache", "info", "--cache-dir", str(cache))
     # A name that is not UTF-8 in the folder of audiobooks, too.
     shutil.copy(out / "plain.mp3", os.path.join(os.fsencode(out), b"raw\xff\x1b[2J.mp3"))

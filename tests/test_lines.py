@@ -97,7 +97,7 @@ async def test_the_command_reads_a_list_as_lines(tmp_path: Path) -> None:
     source.write_text("Meiden\n" + "\n".join(items) + "\n")
     result = await run_cli(
         "narrate", str(source), "-o", str(tmp_path / "l.mp3"), "--provider", "espeak",
-        "--cache-dir", str(tmp_path / "c"), "--max-chars", "120", "--subtitles", "srt",
+        "--cache-dir", str(tmp_path / "c"), "--max-chars", "80", "--subtitles", "srt",
         "--quiet",
     )  # fmt: skip
     assert result.code == 0, result.stderr

@@ -83,6 +83,10 @@ def test_the_type_marker_ships_with_the_package() -> None:
 LONG_BUT_ONE_CONCERN = {
     "chunks/split.py": "cutting text into chunks: the packer and the rules it follows, "
     "each used only by the others",
+    "cli/parser.py": "the command line's grammar: every command's options, grouped for --help",
+    "cli/commands.py": "one short function per command, each the shell around a library call",
+    "watch/watcher.py": "the watcher's loop: the inbox looked at, each batch narrated, each "
+    "book announced and hooked as it is written, one document never stopping the rest",
 }
 
 

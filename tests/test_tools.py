@@ -42,7 +42,10 @@ async def start_serve(*args: str) -> tuple[asyncio.subprocess.Process, str]:
         raise
     prefix = "narrator serve: listening on "
     assert line.startswith(prefix), line
-    return proc, line.removeprefix(prefix).strip()
+    base_url, hint = line.removeprefix(prefix).strip().split(" ", 1)
+    path = hint.split("POST ")[1].rstrip(")")
+    assert "--base-url" in hint
+    return proc, base_url + path
 
 
 async def stop(proc: asyncio.subprocess.Process, signum: int) -> tuple[int, bytes, bytes]:

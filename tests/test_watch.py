@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from narrator.errors import ConfigError
-from narrator.tools.emulator import RunningEmulator
+from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from narrator.watch.schedule import parse_until
 from narrator.watch.watcher import is_temporary
 
@@ -85,7 +85,7 @@ class Watcher:
 
 
 def requests_of(line: str) -> int:
-    found = re.search(r"(\d+) requests", line)
+    found = re.search(r"(\d+) requests?\b", line)
     assert found, line
     return int(found.group(1))
 
@@ -315,3 +315,88 @@ async def test_a_watched_document_is_split_once(
         )  # fmt: skip
     assert [getattr(r, "status", None) for r in reports] == ["done"]
     assert cuts == ["en"]
+
+
+async def test_a_short_book_is_announced_as_soon_as_it_is_written(tmp_path: Path) -> None:
+    """Three documents ready together, of very different lengths: each book's line, its
+    hook and its row in `status` come when that book is written, not the longest's."""
+    inbox, out, cache = tmp_path / "inbox", tmp_path / "out", tmp_path / "cache"
+    inbox.mkdir()
+    (inbox / "long.txt").write_text(sentences(200, "Long"))
+    (inbox / "medium.txt").write_text(sentences(3, "Medium"))
+    (inbox / "short.txt").write_text(sentences(1, "Short"))
+    hook = tmp_path / "hook.log"
+    emulator = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.2))
+    try:
+        watcher = await Watcher.start(
+            inbox, out, emulator.url, cache, "--concurrency", "2",
+            "--on-done", f'echo "$NARRATOR_INPUT" >> {hook}',
+        )  # fmt: skip
+        try:
+            await watcher.until(r"^done: .*short\.txt")
+            await watcher.until(r"^done: .*medium\.txt")
+            status = await run_cli("status", "--store", str(cache))
+            async with asyncio.timeout(BOUND):  # the hook runs just after the line
+                while not hook.exists() or len(hook.read_text().split()) < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            long_done = watcher.matching(r"^done: .*long\.txt")
+        finally:
+            await watcher.stop()
+    finally:
+        await emulator.close()
+    assert not long_done, watcher.lines  # the long one was still being read
+    # Stopped in the middle of the long book: nothing of it is left behind, hidden or not.
+    assert sorted(p.name for p in out.iterdir()) == ["medium.wav", "short.wav"]
+    assert sorted(Path(p).name for p in hook.read_text().split()) == ["medium.txt", "short.txt"]
+    assert re.search(r"^done\s+100%  .*short\.txt$", status.stdout, re.M), status.stdout
+    assert re.search(r"^in progress\s+\d+%  .*long\.txt$", status.stdout, re.M), status.stdout
+
+
+async def test_one_document_never_stops_the_watcher(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """A document whose lexicon is broken fails, with why; one whose name is not UTF-8
+    does not make the watcher deaf; the others are narrated."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    (inbox / "broken.txt").write_text(TEXT)
+    (inbox / "broken.lexicon.toml").write_text("[words\nnot = toml")
+    watcher = await Watcher.start(inbox, out, emulator.url, tmp_path / "cache")
+    try:
+        (failed,) = await watcher.until(r"^failed: .*broken\.txt")
+        (inbox / "fine.txt").write_text(TEXT.replace("short", "fine"))
+        await watcher.until(r"^done: .*fine\.txt")
+        name = os.fsencode(inbox) + b"/caf\xe9-latin1.txt"  # written by a Latin-1 system
+        Path(os.fsdecode(name)).write_bytes(TEXT.replace("short", "odd").encode())
+        await asyncio.sleep(0.5)  # the notification of that name comes (and fails) first
+        (inbox / "after.txt").write_text(TEXT.replace("short", "later"))
+        await watcher.until(r"^done: .*after\.txt")
+        await watcher.until(r"^(done|failed): .*latin1\.txt")
+    finally:
+        code = await watcher.stop()
+    assert code == 0, watcher.lines
+    assert "lexicon" in failed and "broken.lexicon.toml" in failed, failed
+    assert not watcher.matching("Traceback"), watcher.lines
+    assert watcher.matching(r"looking every \d+ s instead"), watcher.lines
+    assert watcher.lines[-1] == "narrator: watcher stopped"
+
+
+async def test_sigterm_stops_the_watcher_while_a_stage_is_stuck(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """A lexicon pattern that backtracks for ever (a shared inbox is where one arrives;
+    `(a|aa)+$` is catastrophic for the regex engine too): SIGTERM still stops the
+    watcher, cleanly, and the trap is never sent."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    (inbox / "trap.txt").write_text("a" * 40 + "!")
+    (inbox / "trap.lexicon.toml").write_text(
+        '[[entry]]\nterm = "(a|aa)+$"\nsay = "x"\nregex = true\nwhole_word = false\n'
+    )
+    watcher = await Watcher.start(inbox, out, emulator.url, tmp_path / "cache")
+    await watcher.until("^watching")
+    await asyncio.sleep(4)  # settled (1.5 s), read, and being cut: stuck in the pattern
+    code = await watcher.stop()
+    assert code == 0, watcher.lines
+    assert watcher.lines[-1] == "narrator: watcher stopped", watcher.lines
+    assert emulator.stats.requests == 0

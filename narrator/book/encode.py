@@ -93,10 +93,10 @@ def format_of(path: Path, explicit: str | None = None) -> str:
     """The output format: ``explicit`` if given, else ``path``'s extension."""
     name = (explicit or path.suffix.lstrip(".")).lower()
     if name not in FORMATS:
-        given = f"--format {explicit}" if explicit else f"{path.name}"
+        given = f"Settings.audiobook.format {explicit}" if explicit else f"{path.name}"
         raise ConfigError(
             f"{given}: unknown audio format; choose one of {', '.join(FORMATS)} "
-            "(by the output's extension or --format)"
+            "(by the output's extension or Settings.audiobook.format)"
         )
     return name
 

@@ -57,7 +57,13 @@ class Encoder:
         ]  # fmt: skip
         try:
             self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=self._err,
+                # Its own process group: a Ctrl-C or a signal to narrator's group is for
+                # narrator, which ends the book cleanly; ffmpeg must not die under it.
+                process_group=0,
             )
         except OSError as exc:
             self._err.close()

@@ -62,7 +62,12 @@ def _run(args: Sequence[str], what: str, *, audio_seconds: float = 0.0) -> str:
     limit = _bound(audio_seconds)
     try:
         done = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=limit
+            cmd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+            timeout=limit,
+            process_group=0,  # a signal to narrator's group is for narrator (see encoder)
         )
     except subprocess.TimeoutExpired as exc:
         raise AudioError(f"ffmpeg could not {what}: no result after {limit:.0f} s") from exc

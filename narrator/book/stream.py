@@ -314,7 +314,7 @@ class BookStream:
         many = total > 1
         return Metadata(
             title=f"{title} (part {number} of {total})" if many else title,
-            author=self.options.author,
+            author=self.options.author or self.document.author,
             album=self.options.album or (title if many else None),
             year=self.options.year,
             cover=self.options.cover,

@@ -22,22 +22,20 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError, NarratorError
 from ..util.sanitize import shown
+from .flags import as_flags, flag_of
 from .parser import build_parser, parse
 from .render import ShownFormatter
 
 __all__ = ["build_parser", "main"]
 
 
-# Settings whose flag is not the setting's name with dashes.
-_FLAGS = {"backoff_base": "--backoff"}
-
-
-def _as_flags(exc: ConfigError) -> str:
-    """The library's message about a setting, naming the flag that sets it instead."""
-    if exc.setting is None:
-        return str(exc)
-    flag = _FLAGS.get(exc.setting, "--" + exc.setting.replace("_", "-"))
-    return str(exc).replace(exc.setting, flag, 1)
+def _as_flags(exc: NarratorError) -> str:
+    """The library's message, naming the flags that set what it names."""
+    text = str(exc)
+    setting = getattr(exc, "setting", None)
+    if setting is not None:
+        text = text.replace(setting, flag_of(setting), 1)
+    return as_flags(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
         return code
     except NarratorError as exc:
-        said = _as_flags(exc) if isinstance(exc, ConfigError) else str(exc)
-        print(f"narrator: {shown(said)}", file=sys.stderr)
+        print(f"narrator: {shown(_as_flags(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("narrator: interrupted", file=sys.stderr)

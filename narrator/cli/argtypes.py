@@ -4,8 +4,10 @@ it takes, and help that shows every default."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 __all__ = [
@@ -114,8 +116,9 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """One line for a usage error, naming the option and what it takes. No abbreviated
-    options: ``--ap KEY`` would be the key under a name no scrubber knows."""
+    """One line for a usage error, naming the option and what it takes, with a guess at
+    what was meant for a mistyped option or command, and the help of the command used.
+    No abbreviated options: ``--ap KEY`` would be the key under a name no scrubber knows."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["allow_abbrev"] = False  # subcommands' parsers are made by this class too
@@ -124,4 +127,38 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # argparse's own message reads "argument --rpm: expected ..."; the usage block
         # it would print first buries that line, and `--help` shows it on request.
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        guess = self._did_you_mean(message)
+        self.exit(2, f"{self.prog}: {message}{guess} (see {self.prog} --help)\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        found, extras = super().parse_known_args(args, namespace)
+        unknown = [word for word in extras if word.startswith("-")]
+        if unknown and self._subcommands() is None:
+            # Said by the command that was typed (`narrator narrate: unrecognized
+            # arguments: --voise; did you mean --voice?`), pointing at its own --help.
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return found, extras
+
+    def _subcommands(self) -> dict[str, argparse.ArgumentParser] | None:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return None
+
+    def _did_you_mean(self, message: str) -> str:
+        """'; did you mean --voice?' for the first unknown option or command in
+        ``message``, when a known one is close."""
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice is not None:
+            known = re.findall(r"'([^']*)'", choice.group(2))
+            word = choice.group(1)
+        else:
+            unknown = re.search(r"unrecognized arguments: (\S+)", message)
+            if unknown is None:
+                return ""
+            word = unknown.group(1).partition("=")[0]
+            known = [o for action in self._actions for o in action.option_strings]
+        close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+        return f"; did you mean {close[0]}?" if close else ""

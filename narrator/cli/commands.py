@@ -31,6 +31,7 @@ from ..run.status import Status
 from ..settings import Settings, check_lang
 from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
+from ..util.plural import plural
 from ..util.registry import REGISTRY, describe_pace
 from ..util.sanitize import shown
 from .build import (
@@ -41,6 +42,7 @@ from .build import (
     make_settings,
     report_command,
 )
+from .flags import as_flags
 from .render import ProgressBar, flag_line, print_estimate, print_summary, print_unread
 
 __all__ = [
@@ -51,15 +53,28 @@ __all__ = [
 log = logging.getLogger("narrator")
 
 
+# Signals this close together are one interrupt delivered several ways; a person's
+# second Ctrl-C comes later.
+_SAME_INTERRUPT = 0.5
+
+
 async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tuple[RunReport, int]:
     stop = asyncio.Event()
     caught: list[int] = []
     loop = asyncio.get_running_loop()
 
+    first: list[float] = []
+
     def on_signal(signum: int) -> None:
-        if caught:  # a second Ctrl-C: stop waiting for requests in flight
+        if caught:
+            # A signal sent to the whole process group (`timeout -s INT`, a supervisor, a
+            # shell) arrives twice, or once per wrapper, within moments: one interrupt.
+            # A second Ctrl-C typed later stops waiting for the requests in flight.
+            if loop.time() - first[0] < _SAME_INTERRUPT:
+                return
             raise KeyboardInterrupt
         caught.append(signum)
+        first.append(loop.time())
         log.warning("stopping: no new requests; waiting a few seconds for those in flight")
         stop.set()
 
@@ -103,11 +118,12 @@ def _run_narrate(
         )
         return interrupted
     if run.stop_error is not None:
+        said = shown(as_flags(str(run.stop_error)))
         if run.stop_error.exit_code == ConfigError.exit_code:  # fix the settings: no resume
-            print(f"narrator: {shown(str(run.stop_error))}", file=sys.stderr)
+            print(f"narrator: {said}", file=sys.stderr)
             return run.stop_error.exit_code
         print(
-            f"narrator: {shown(str(run.stop_error))}; everything finished so far is kept, "
+            f"narrator: {said}; everything finished so far is kept, "
             "run the same command again to resume",
             file=sys.stderr,
         )
@@ -246,8 +262,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         bad_audio_kinds=tuple(args.bad_audio_kinds.split(",")),
     )
 
-    def ready(endpoint: str) -> None:
-        print(f"narrator serve: listening on {endpoint}", flush=True)
+    def ready(base_url: str, path: str) -> None:
+        # The base URL first, as `demo` prints it: that is what --base-url takes.
+        print(
+            f"narrator serve: listening on {base_url} (pass it as --base-url; "
+            f"the endpoint is POST {path})",
+            flush=True,
+        )
 
     serve(config, host=args.host, port=args.port, ready=ready)
     return 0
@@ -284,13 +305,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
             if pruned.ignored:
                 kept += f"; {pruned.ignored} rows naming files outside the cache ignored"
             print(
-                f"{root}: {pruned.removed} segments removed, {pruned.freed / 1e6:.1f} MB freed, "
+                f"{root}: {plural(pruned.removed, 'segment')} removed, "
+                f"{pruned.freed / 1e6:.1f} MB freed, "
                 f"{pruned.remaining / 1e6:.1f} MB left{kept}"
             )
         else:
             info = store.info()
             states = ", ".join(f"{n} {s}" for s, n in sorted(info.states.items())) or "no segments"
-            print(f"{root}: {info.files} audio files, {info.bytes / 1e6:.1f} MB; {states}")
+            print(
+                f"{root}: {plural(info.files, 'audio file')}, {info.bytes / 1e6:.1f} MB; {states}"
+            )
             for doc in store.usage():
                 used = time.strftime("%Y-%m-%d %H:%M", time.localtime(doc.last_used))
                 size = f"{doc.bytes / 1e6:9.1f} MB  {doc.segments:6} segments"
@@ -330,7 +354,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if report.corrupt:
             missing += f", {len(report.corrupt)} corrupt (--fix makes them again)"
         print(
-            f"{shown(report.input)}: {report.checked} segments checked, "
+            f"{shown(report.input)}: {plural(report.checked, 'segment')} checked, "
             f"{len(report.flagged)} flagged{missing}"
         )
         for flag in report.flagged:
@@ -365,7 +389,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_writable(out.parent if str(out.parent) else Path("."), what="-o")
     out.write_text(render_html(run, context, folder=out.parent), encoding="utf-8")
-    print(shown(f"{out}: {len(run.documents)} documents"))
+    print(shown(f"{out}: {plural(len(run.documents), 'document')}"))
     return 0
 
 
@@ -373,5 +397,5 @@ def cmd_feed(args: argparse.Namespace) -> int:
     from ..book.feed import write_feed
 
     result = write_feed(Path(args.folder), base_url=args.base_url, title=args.title)
-    print(shown(f"{result.path}: {len(result.items)} episodes"))
+    print(shown(f"{result.path}: {plural(len(result.items), 'episode')}"))
     return 0

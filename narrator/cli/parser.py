@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ def _spending_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o",
         "--output",
+        metavar="FILE|DIR",
         help="FILE.mp3|.m4b|.m4a|.flac|.ogg|.opus|.wav for one input, a folder for several",
     )
     p.add_argument("--force", action="store_true", help="redo audiobooks that are up to date")
@@ -158,29 +159,80 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 def _narrate(sub: _Commands) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
-        "narrate", help="narrate texts into audiobooks (MP3, M4B, WAV, ...)"
+        "narrate",
+        help="narrate texts into audiobooks (MP3, M4B, WAV, ...)",
+        usage=_NARRATE_USAGE,
     )
     _narrate_options(p)
     p.set_defaults(func=cmd_narrate)
     return p
 
 
-def _narrate_options(p: argparse.ArgumentParser) -> None:
-    add_input_options(p)
-    add_estimate_options(p)
-    _spending_options(p)
+_NARRATE_USAGE = (
+    "%(prog)s INPUT [INPUT ...] [-o FILE|DIR] [--voice NAME] [--provider NAME] [options]"
+)
+# What people reach for first, shown first in --help whichever group adds it.
+_FIRST = ("output", "voice", "provider", "api_key", "format", "dry_run")
+
+
+def _voice_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--voice", help="voice name (default: Cherry; alloy for openai; see `narrator voices`)"
     )
-    add_provider(p)
-    add_endpoint_options(p)
-    add_pace_options(p)
-    _gap_options(p)
-    add_audiobook_options(p)
-    _run_options(p)
-    add_qa_options(p)
-    add_lexicon_option(p)
-    add_cast_options(p)
+
+
+def _narrate_options(p: argparse.ArgumentParser) -> None:
+    """narrate's options (watch's and check's too), in --help by what they are for."""
+    sections: list[tuple[str, Callable[[argparse.ArgumentParser], None]]] = [
+        ("what it reads", add_input_options),
+        ("cost and safety", add_estimate_options),
+        ("cost and safety", _spending_options),
+        ("the service", _voice_option),
+        ("the service", add_provider),
+        ("the service", add_endpoint_options),
+        ("the service", add_pace_options),
+        ("the audiobook", _gap_options),
+        ("the audiobook", add_audiobook_options),
+        ("pronunciation", add_lexicon_option),
+        ("a cast of voices", add_cast_options),
+        ("quality", add_qa_options),
+        ("the run and the cache", _run_options),
+    ]
+    _grouped(p, sections)
+
+
+def _grouped(
+    p: argparse.ArgumentParser,
+    sections: Sequence[tuple[str, Callable[[argparse.ArgumentParser], None]]],
+) -> None:
+    """Add each section's options, listed in --help under its title; the usual options
+    (``_FIRST``) come first, in a group of their own.
+
+    argparse lists an option under the group that added it; the helpers add theirs to
+    the parser, so each is moved to its group here (help output only: parsing reads
+    the parser's own list).
+    """
+    first = p.add_argument_group("the usual options")
+    groups: dict[str, Any] = {}
+    loose = p._optionals._group_actions  # argparse offers no public way to regroup
+    for action in list(loose):
+        if action.dest in _FIRST:
+            loose.remove(action)
+            first._group_actions.append(action)
+    for title, add in sections:
+        before = len(p._actions)
+        add(p)
+        for action in p._actions[before:]:
+            if action not in loose:  # a positional argument stays where it is
+                continue
+            loose.remove(action)
+            if action.dest in _FIRST:
+                first._group_actions.append(action)
+            else:
+                if title not in groups:
+                    groups[title] = p.add_argument_group(title)
+                groups[title]._group_actions.append(action)
+    first._group_actions.sort(key=lambda action: _FIRST.index(action.dest))
 
 
 def _check(sub: _Commands, narrate: argparse.ArgumentParser) -> None:

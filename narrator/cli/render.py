@@ -19,7 +19,9 @@ from ..estimate import Estimate, format_cost
 from ..run.batch import totals as run_totals
 from ..run.pipeline import DocumentReport, Flag, ProgressEvent, RunReport
 from ..run.status import Status
+from ..util.plural import plural
 from ..util.sanitize import shown
+from .flags import as_flags
 
 __all__ = [
     "ProgressBar", "ShownFormatter", "flag_line", "format_seconds", "print_estimate",
@@ -90,10 +92,6 @@ def table(rows: Sequence[Sequence[str]], right: Sequence[int]) -> list[str]:
     return lines
 
 
-def _documents(n: int) -> str:
-    return "1 document" if n == 1 else f"{n} documents"
-
-
 def print_summary(run: RunReport) -> None:
     """The table of documents on stdout; failures and the totals on stderr."""
     totals = run_totals(run)
@@ -122,7 +120,7 @@ def print_summary(run: RunReport) -> None:
     if len(run.documents) > 1:  # the sums of the rows above, as in the JSON's totals
         rows.append(
             (
-                f"total ({_documents(len(run.documents))})",
+                f"total ({plural(len(run.documents), 'document')})",
                 "",
                 str(totals["chunks"]),
                 f"{totals['billing_characters']:,}",
@@ -142,15 +140,16 @@ def print_summary(run: RunReport) -> None:
     for doc in run.documents:
         # Documents stopped with the run are in the table; the run's one line says why.
         if doc.status == Status.FAILED or (doc.status == Status.STOPPED and run.stopped is None):
-            first = doc.errors[0] if doc.errors else ""
+            first = as_flags(doc.errors[0]) if doc.errors else ""
             print(shown(f"{doc.status.upper()}: {doc.input}: {first}"), file=sys.stderr)
     current = f", {totals['up_to_date']} up to date" if totals["up_to_date"] else ""
     redone = f", {run.qa_resynthesized} redone for bad audio" if run.qa_resynthesized else ""
     respelled = sum(doc.respelled_chunks for doc in run.documents)
-    lexicon = f"; the lexicon respelled {respelled} chunks" if respelled else ""
+    lexicon = f"; the lexicon respelled {plural(respelled, 'chunk')}" if respelled else ""
     print(
         f"{totals['done']} of {len(run.documents)} audiobooks written{current}; "
-        f"{run.requests} requests, {run.retries} retries{redone}, {run.seconds:.1f} s{lexicon}",
+        f"{plural(run.requests, 'request')}, {plural(run.retries, 'retry', 'retries')}"
+        f"{redone}, {run.seconds:.1f} s{lexicon}",
         file=sys.stderr,
     )
 
@@ -191,7 +190,7 @@ def print_estimate(result: Estimate) -> None:
         )
     rows.append(
         (
-            f"total ({_documents(len(result.documents))})",
+            f"total ({plural(len(result.documents), 'document')})",
             "",
             str(result.chunks),
             f"{result.billing_characters:,}",
@@ -211,6 +210,13 @@ def print_estimate(result: Estimate) -> None:
         "(--price-per-10k-chars)"
     )
     rate = "no rate limit" if math.isinf(result.rpm) else f"--rpm {result.rpm:g}"
+    if result.price_per_10k_chars == 0 and math.isinf(result.rpm):  # the offline voice
+        print(
+            f"{plural(result.chunks, 'chunk')} made on this machine, about "
+            f"{result.latency:.2f} s each on one of {result.concurrency} cores, no rate limit; "
+            f"{price}; encoding the book adds a little."
+        )
+        return
     print(
         f"{result.chunks} requests, no retries counted. Assumes {price} and "
         f"{result.latency:g} s per request (--assume-latency), at {rate} and "

@@ -20,6 +20,7 @@ from ..run.pipeline import DocumentReport
 from ..settings import Settings
 from ..store import check_store
 from ..util.folders import check_writable, default_cache_dir
+from ..util.plural import plural
 from ..util.registry import REGISTRY
 from ..util.sanitize import shown
 from ..watch.schedule import parse_until, queue
@@ -38,8 +39,8 @@ def _line(report: DocumentReport) -> None:
     print(
         shown(
             f"{report.status}: {report.input} -> {report.output or '-'} "
-            f"({report.chunks} chunks, {report.requests} requests, "
-            f"{report.billing_characters} characters){why}"
+            f"({plural(report.chunks, 'chunk')}, {plural(report.requests, 'request')}, "
+            f"{plural(report.billing_characters, 'character')}){why}"
         ),
         file=sys.stderr,
         flush=True,
@@ -160,7 +161,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def add_watch(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``narrator watch`` to the subcommands: ``narrate``'s options and its own."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "watch", help="narrate an inbox folder's documents as they arrive, until stopped"
+        "watch",
+        help="narrate an inbox folder's documents as they arrive, until stopped",
+        usage="%(prog)s INBOX -o DIR [--voice NAME] [--provider NAME] [--on-done CMD] [options]",
     )
     narrate_options(p)
     p.add_argument(

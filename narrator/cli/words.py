@@ -12,11 +12,13 @@ from typing import Any
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.words import find_words, skeleton
+from ..errors import AuthError, BadRequest, EndpointNotFound, SettingsRejected, Unreachable
 from ..run.audition import say
 from ..settings import check_lang, default
 from ..util.folders import check_writable
 from ..util.sanitize import shown
 from .build import announce_endpoint, lexicon_settings, load, make_say_settings
+from .flags import as_flags
 from .options import (
     add_config_options,
     add_endpoint_options,
@@ -66,7 +68,12 @@ def cmd_say(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else None
     if output is not None:
         check_writable(output.absolute().parent, what="-o")
-    made = asyncio.run(say(args.text, settings, output=output, lexicon=lexicon))
+    try:
+        made = asyncio.run(say(args.text, settings, output=output, lexicon=lexicon))
+    except (AuthError, EndpointNotFound, Unreachable, SettingsRejected, BadRequest) as exc:
+        # What narrate calls a usage or settings mistake exits 2 here too.
+        print(f"narrator: {as_flags(str(exc))}", file=sys.stderr)
+        return 2
     if made.spoken != " ".join(args.text.split()):
         print(f"said: {shown(made.spoken)}", file=sys.stderr)
     print(shown(str(made.path)))
@@ -91,10 +98,16 @@ def add_words(sub: Any) -> None:
 def add_say(sub: Any) -> None:
     """Add ``narrator say`` to the subcommands."""
     p = sub.add_parser(
-        "say", help="synthesize one short text (one request, the lexicon applied) into a WAV"
+        "say", help="synthesize one short text (one request, the lexicon applied) into a file"
     )
     p.add_argument("text", metavar="TEXT", help="what to say")
-    p.add_argument("-o", "--output", metavar="FILE.wav", help="default: a new temporary file")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="the audio file, in its extension's format like narrate's (.wav, .mp3, .m4a, "
+        ".ogg, ...); default: a new temporary .wav file",
+    )
     p.add_argument("--voice", help="voice name (see `narrator voices`)")
     p.add_argument("--lang", default=default("lang"), help="the text's language, or auto")
     add_provider(p)

@@ -4,6 +4,7 @@ copyright pages are not read out."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import warnings
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputError
+from ..util.sanitize import strip_controls
 from .model import Document, _Builder, _clean
 from .webpage import _html_blocks
 
@@ -18,8 +20,16 @@ __all__ = ["parse_epub"]
 
 
 # Spine items that are not the book's text: what a listener never hears read out.
-_NOT_READ_TYPES = ("cover", "toc", "copyright-page", "landmarks", "loi", "lot", "index")
+_NOT_READ_TYPES = (
+    "cover", "toc", "copyright-page", "landmarks", "loi", "lot", "index", "imprint",
+    "frontispiece",
+)  # fmt: skip
 _COPYRIGHT = re.compile(r"all rights reserved|\bISBN\b|©|\(c\) \d{4}", re.IGNORECASE)
+# Pages before the first chapter this short are front matter: a picture with its caption
+# (a frontispiece) is not read; a title page is, without its copyright line.
+_FRONT_PAGE_CHARS = 600
+_PICTURE = ("img", "image", "svg", "figure")
+_COPYRIGHT_LINE = re.compile(r"\bcopyright\b|©|all rights reserved|\bISBN\b", re.IGNORECASE)
 
 
 def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
@@ -43,6 +53,15 @@ def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
     if len(links) >= 2 and linked >= 0.6 * len(text.replace(" ", "")):
         return True  # a contents page: its words are the other chapters' titles
     return len(text) < 1500 and len(_COPYRIGHT.findall(text)) >= 2
+
+
+def _frontispiece(root: Any) -> bool:
+    """A short page before the first chapter that holds a picture and no heading: the
+    picture's caption is not a chapter."""
+    text = _clean(" ".join(root.itertext()))
+    tags = {e.tag.rpartition("}")[2] for e in root.iter() if isinstance(e.tag, str)}
+    headed = any(f"h{n}" in tags for n in range(1, 7))
+    return len(text) < _FRONT_PAGE_CHARS and bool(tags & set(_PICTURE)) and not headed
 
 
 def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
@@ -72,6 +91,10 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
         found = book.get_item_with_id(entry[0] if isinstance(entry, tuple) else entry)
         if found is not None:
             spine_names.add(found.get_name().rsplit("/", 1)[-1])
+    title_meta = book.get_metadata("DC", "title")
+    title = _clean(title_meta[0][0]) if title_meta and title_meta[0][0] else None
+    authors = [_clean(a[0]) for a in book.get_metadata("DC", "creator") if a and a[0]]
+    front = True  # before the first chapter the contents name
     builder = _Builder()
     for entry in book.spine:
         idref, linear = entry if isinstance(entry, tuple) else (entry, "yes")
@@ -96,8 +119,14 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
             continue
         if _not_read(root, item.get_name(), guide, spine_names):
             continue
-        blocks = list(_html_blocks(root))
         toc_title = toc_titles.get(item.get_name())
+        if toc_title is not None:
+            front = False
+        elif front and toc_titles and _frontispiece(root):
+            continue
+        blocks = list(_html_blocks(root))
+        if front and toc_title is None:  # a title page: its copyright line is not read
+            blocks = [(h, text) for h, text in blocks if not _COPYRIGHT_LINE.search(text)]
         # The chapter starts here, titled by the contents, unless its first heading says it.
         if not blocks or not blocks[0][0]:
             builder.start(toc_title)
@@ -106,9 +135,12 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
                 builder.start(text)
             else:
                 builder.add(text)
-    metadata = book.get_metadata("DC", "title")
-    title = _clean(metadata[0][0]) if metadata and metadata[0][0] else None
-    return builder.document(title, source)
+    document = builder.document(title, source)
+    if authors:  # the tags' artist: "A. Writer", or "A. Writer, B. Other"; a document
+        # is not trusted: no control characters, and no longer than a tag needs
+        author = " ".join(strip_controls(", ".join(dict.fromkeys(authors))).split())[:200]
+        document = dataclasses.replace(document, author=author or None)
+    return document
 
 
 def _toc_entries(toc: Any) -> Iterator[tuple[str, str]]:

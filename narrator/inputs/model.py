@@ -55,6 +55,7 @@ class Document:
     source: str = "<text>"
     lang: str | None = None
     warnings: tuple[str, ...] = ()
+    author: str | None = None  # from the document itself (an EPUB's dc:creator), for tags
 
     @property
     def text(self) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..run.batch import totals
 from ..run.pipeline import DocumentReport, RunReport
 from ..run.status import Status
+from ..util.plural import plural
 from .charts import _timeline_html
 from .data import RunContext
 from .format import _clock, _e
@@ -86,8 +87,11 @@ def _document_html(
         ("input", f"<code>{_e(doc.input)}</code>"),
         ("chunks", f"{doc.chunks:,} ({doc.cached_chunks:,} from the cache)"),
         ("characters", f"{doc.billing_characters:,}"),
-        ("cost", f"{_usd(estimated, price)} for the book; about {_usd(spent, price)} "
-                 f"billed in this run ({answered:,} requests answered, {doc.retries:,} retried)"),
+        ("cost", (f"free ({plural(answered, 'request')} answered, {doc.retries:,} retried)"
+                  if price == 0 else
+                  f"{_usd(estimated, price)} for the book; about {_usd(spent, price)} billed "
+                  f"in this run ({plural(answered, 'request')} answered, {doc.retries:,} "
+                  "retried)")),
         ("audio", _clock(doc.audio_seconds) if doc.audio_seconds else "none"),
     ]  # fmt: skip
     parts = [
@@ -306,7 +310,6 @@ def render_html(
         else "<p>No request was sent in this run.</p>"
     )
     articles = "\n".join(_document_html(n, d, context, folder, base) for n, d in enumerate(docs, 1))
-    plural = "s" if sums["documents"] != 1 else ""
     total_html = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in total_facts)
     return f"""<!doctype html>
 <html lang="en">
@@ -314,13 +317,13 @@ def render_html(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="narrator">
-<title>narrator run: {sums["documents"]} documents, {_e(verdict)}</title>
+<title>narrator run: {plural(int(sums["documents"]), "document")}, {_e(verdict)}</title>
 <style>{_STYLE}</style>
 </head>
 <body>
 <header>
 <h1>narrator run report</h1>
-<p class=lead>{sums["documents"]} document{plural}: {_e(verdict)}{pace}</p>
+<p class=lead>{plural(int(sums["documents"]), "document")}: {_e(verdict)}{pace}</p>
 </header>
 <main>
 <section aria-labelledby="h-totals">

@@ -1,4 +1,4 @@
-"""``narrator say``: one short text, one request, one WAV, to audition a respelling.
+"""``narrator say``: one short text, one request, one file, to audition a respelling.
 
 No store, no pool, no retries: what the voice makes of a text right now, with the
 lexicon applied as a run would apply it.
@@ -6,15 +6,18 @@ lexicon applied as a run would apply it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..book.encode import encode, format_of
+from ..book.tags import Metadata
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon
-from ..errors import AudioError, ConfigError, InputError
+from ..errors import AudioError, ConfigError, ConnectFailed, InputError, Unreachable
 from ..inputs.documents import parse_text
 from ..settings import Settings
 from ..synth.providers import Provider, make_provider
@@ -40,13 +43,16 @@ async def say(
     lexicon: Lexicon | None = None,
     provider: Provider | None = None,
 ) -> Audition:
-    """Synthesize ``text`` (respelled by ``lexicon``) in one request into ``output``, or a
-    new temporary ``.wav`` file when it is None.
+    """Synthesize ``text`` (respelled by ``lexicon``) in one request into ``output`` (in
+    its extension's format, or ``settings.audiobook.format``, as a run writes a book),
+    or a new temporary ``.wav`` file when it is None.
 
     Raises :class:`ConfigError` for a text longer than one request may carry, and the
     provider's errors as they come (nothing is retried).
     """
     text = " ".join(text.split())
+    # The output's format, like narrate's: checked before the request is paid for.
+    fmt = "wav" if output is None else format_of(output, settings.audiobook.format)
     if not text:
         raise InputError("nothing to say: the text is empty")
     lang = resolve_language(parse_text(text), settings.lang)
@@ -60,9 +66,12 @@ async def say(
                 f"say: {provider.billing_chars(spoken)} characters is more than one request "
                 f"carries ({limit}); narrate a longer text with `narrator narrate`"
             )
-        audio = await provider.synthesize(
-            spoken, voice=settings.voice, request_id=f"say-{uuid.uuid4().hex[:12]}"
-        )
+        try:
+            audio = await provider.synthesize(
+                spoken, voice=settings.voice, request_id=f"say-{uuid.uuid4().hex[:12]}"
+            )
+        except ConnectFailed as exc:  # as a run's first request: the address is wrong
+            raise Unreachable(str(exc)) from exc
         if output is None:
             handle, name = tempfile.mkstemp(prefix="narrator-say-", suffix=".wav")
             os.close(handle)
@@ -76,10 +85,14 @@ async def say(
             raise AudioError("the service answered with no audio")
         try:
             info = read_wav_info(partial)
-        except AudioError:
+            if fmt == "wav":
+                partial.replace(output)
+            else:
+                await asyncio.to_thread(
+                    encode, partial, output, fmt=fmt, metadata=Metadata(title=text[:200])
+                )
+        finally:
             partial.unlink(missing_ok=True)
-            raise
-        partial.replace(output)
     finally:
         if own:
             await provider.aclose()

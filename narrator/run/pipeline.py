@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import DiskFull, NarrationFailed
+from ..book.encode import format_of
+from ..errors import DiskFull, InternalFailure, NarrationFailed, StopRun
 from ..inputs.documents import Document, load_document, parse_text
 from ..settings import Settings
 from ..store.thread import StoreThread
@@ -41,7 +42,7 @@ from .results import (
     stopped_report,
 )
 from .status import Status
-from .uptodate import room_needed, same_filesystem, up_to_date
+from .uptodate import room_needed, same_filesystem, sidecars_current, up_to_date
 
 __all__ = [
     "DocumentReport",
@@ -82,6 +83,8 @@ async def narrate_many(
     chunk progressing for ``settings.stall_seconds``, stops it (``RunReport.stop_error``).
     """
     began = time.monotonic()
+    for work in works:  # a bad output name is refused before anything is paid for
+        format_of(work.output, settings.audiobook.format)
     progress = on_progress or (lambda event: None)
     own_provider = provider is None
     provider = provider or make_provider(settings)  # opens no connection until used
@@ -97,6 +100,16 @@ async def narrate_many(
         db.shutdown()
         raise
     current = [] if settings.force else await db.run(up_to_date, plans, store)
+    # An up-to-date book whose subtitles are asked for anew is made again only when they
+    # cannot be had without a run's timings (no sidecar of either kind beside it).
+    kind = settings.audiobook.subtitles
+    current = [
+        report
+        for report in current
+        if await asyncio.to_thread(
+            sidecars_current, [Path(f) for f in report.files or (report.output,)], kind
+        )
+    ]
     current += [report for _, report in unsplit]
     done_before = {report.output for report in current}
     plans = [plan for plan in plans if str(plan.output) not in done_before]
@@ -278,11 +291,23 @@ async def narrate(
         on_progress=on_progress,
     )
     if run.stop_error is not None:
-        raise run.stop_error
+        raise _fresh(run.stop_error)
     report = run.documents[0]
     if report.status not in (Status.DONE, Status.UP_TO_DATE):
         raise NarrationFailed(report)
     return report
+
+
+def _fresh(error: StopRun) -> StopRun:
+    """``error`` as raised here: the same object was raised in every worker that met it,
+    each adding its frames to its traceback (a hundred lines for one unreachable host).
+    The cause of an error whose message says what to do is dropped too; an internal
+    failure keeps it, since there the cause is the clue."""
+    error.__traceback__ = None
+    if not isinstance(error, InternalFailure):
+        error.__cause__ = None
+        error.__suppress_context__ = True
+    return error
 
 
 def narrate_sync(

@@ -20,7 +20,7 @@ from ..chunks.cast import Casting, document_casting
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.split import Chunk, split_document
-from ..errors import InputError
+from ..errors import InputError, NarratorError
 from ..inputs.documents import Document
 from ..inputs.model import bounded
 from ..settings import Settings, check_voice, default
@@ -68,22 +68,25 @@ class Planner:
         self,
         works: Sequence[Work | Plan],
         failed: list[tuple[Work, DocumentReport]] | None = None,
+        alone: tuple[type[NarratorError], ...] = (InputError,),
     ) -> list[Plan]:
         """Every document's plan, split (on a worker thread: pysbd takes its time); a
         plan made before (``watch`` weighs the cost of each first) is kept as it is.
 
-        A document that cannot be split (its respellings too slow or too large: an
-        :class:`~narrator.errors.InputError`) is left out and added to ``failed`` with
-        its report; without ``failed``, the error is raised."""
+        A document that cannot be planned for a reason of its own (``alone``: by default
+        its respellings too slow or too large, an :class:`~narrator.errors.InputError`;
+        ``watch`` adds a bad lexicon or cast beside it) is left out and added to
+        ``failed`` with its report; without ``failed``, the error is raised."""
         plans = []
         for work in works:
-            plan = work if isinstance(work, Plan) else self.plan(work)
             try:
+                plan = work if isinstance(work, Plan) else self.plan(work)
                 plan.chunks  # noqa: B018 - split now, off the event loop
-            except InputError as exc:
+            except alone as exc:
                 if failed is None:
                     raise
-                failed.append((plan.work, failed_report(plan.work, str(exc))))
+                its = work.work if isinstance(work, Plan) else work
+                failed.append((its, failed_report(its, str(exc))))
                 continue
             plans.append(plan)
         return plans
@@ -202,6 +205,11 @@ def book_fingerprint(identity: str, settings: Settings, chunks: Sequence[Chunk])
     """What an audiobook is made from: its chunks' texts, chapters and voices, the
     provider (its ``identity``), and every setting but those that only change how fast
     it is made."""
+    # Subtitles sit beside the book, not in it: adding or dropping them keeps it current
+    # (as None, a book made without them keeps the fingerprint it always had).
+    settings = dataclasses.replace(
+        settings, audiobook=dataclasses.replace(settings.audiobook, subtitles=None)
+    )
     made_with = {
         name: str(value)
         for name, value in dataclasses.asdict(settings).items()

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..book.encode import format_of
+from ..book.subtitles import read_subtitles, write_subtitles
 from ..errors import NarratorError
-from ..settings import Settings
+from ..settings import SUBTITLE_KINDS, Settings
 from ..store import Store
 from ..synth.quality import Verdict
 from ..util.diskspace import BYTES_PER_CHAR
@@ -16,9 +17,33 @@ from .plan import Plan
 from .results import DocumentReport, Flag
 from .status import Status
 
-__all__ = ["room_needed", "same_filesystem", "up_to_date"]
+__all__ = ["room_needed", "same_filesystem", "sidecars_current", "up_to_date"]
 
 log = logging.getLogger("narrator")
+
+
+def sidecars_current(files: Sequence[Path], kind: str | None) -> bool:
+    """Bring an up-to-date book's subtitle sidecars in line with ``kind`` (srt, vtt or
+    None) without touching its audio: drop those no longer asked for, write one kind
+    from the other. False when a sidecar is asked for and cannot be made without the
+    timings of a run (then the book is made again)."""
+    for file in files:
+        if kind is None:
+            for other in SUBTITLE_KINDS:
+                file.with_suffix(f".{other}").unlink(missing_ok=True)
+            continue
+        if file.with_suffix(f".{kind}").exists():
+            continue
+        others = [file.with_suffix(f".{o}") for o in SUBTITLE_KINDS if o != kind]
+        found = next((path for path in others if path.exists()), None)
+        if found is None:
+            return False
+        try:
+            cues = read_subtitles(found.read_text(encoding="utf-8"))
+        except (OSError, UnicodeError, ValueError):
+            return False
+        write_subtitles(cues, file.with_suffix(f".{kind}"), kind)
+    return True
 
 
 def up_to_date(plans: Sequence[Plan], store: Store) -> list[DocumentReport]:

@@ -104,25 +104,26 @@ OPENAI_VOICES: tuple[Voice, ...] = tuple(
     )
 )
 
-#: The offline voice stands in for each qwen voice (synth/espeakng.py holds how).
+#: The offline voice stands in for each qwen voice (synth/espeakng.py holds how): an eSpeak NG
+#: variant under the qwen voice's name, with no dialect or accent of the voice it stands in for.
 ESPEAK_VOICES: tuple[Voice, ...] = (
-    Voice("Cherry", "female, English/Chinese"),
-    Voice("Ethan", "male, English/Chinese"),
-    Voice("Nofish", "male, designer, Chinese without retroflexes"),
-    Voice("Jennifer", "female, American English"),
-    Voice("Ryan", "male, English/Chinese, dramatic"),
-    Voice("Katerina", "female, English/Chinese, mature"),
-    Voice("Elias", "female, lecturer, English/Chinese"),
-    Voice("Jada", "female, Shanghainese dialect"),
-    Voice("Dylan", "male, Beijing dialect"),
-    Voice("Sunny", "female, Sichuanese dialect"),
-    Voice("Li", "male, Nanjing dialect"),
-    Voice("Marcus", "male, Shaanxi dialect"),
-    Voice("Roy", "male, Minnan dialect"),
-    Voice("Peter", "male, Tianjin dialect"),
-    Voice("Rocky", "male, Cantonese"),
-    Voice("Kiki", "female, Cantonese"),
-    Voice("Eric", "male, Sichuanese dialect"),
+    Voice("Cherry", "female, eSpeak NG variant f3; reads the text's language"),
+    Voice("Ethan", "male, eSpeak NG variant m3; reads the text's language"),
+    Voice("Nofish", "male, eSpeak NG variant m1; reads the text's language"),
+    Voice("Jennifer", "female, eSpeak NG variant f1; reads the text's language"),
+    Voice("Ryan", "male, eSpeak NG variant m2; reads the text's language"),
+    Voice("Katerina", "female, eSpeak NG variant f4; reads the text's language"),
+    Voice("Elias", "female, eSpeak NG variant f2; reads the text's language"),
+    Voice("Jada", "female, eSpeak NG variant f5; reads the text's language"),
+    Voice("Dylan", "male, eSpeak NG variant m4; reads the text's language"),
+    Voice("Sunny", "female, eSpeak NG variant Annie; reads the text's language"),
+    Voice("Li", "male, eSpeak NG variant m5; reads the text's language"),
+    Voice("Marcus", "male, eSpeak NG variant m6; reads the text's language"),
+    Voice("Roy", "male, eSpeak NG variant m7; reads the text's language"),
+    Voice("Peter", "male, eSpeak NG variant m8; reads the text's language"),
+    Voice("Rocky", "male, eSpeak NG variant Andy; reads the text's language"),
+    Voice("Kiki", "female, eSpeak NG variant linda; reads the text's language"),
+    Voice("Eric", "male, eSpeak NG variant john; reads the text's language"),
 )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NarratorError
 from ..estimate import wall_clock
 from ..run.plan import Plan, Planner
 from ..run.results import DocumentReport, Work
@@ -58,11 +58,14 @@ async def keyed_chunks(
     failed: list[tuple[Work, DocumentReport]] | None = None,
 ) -> list[tuple[Plan, dict[str, int]]]:
     """Each document's plan (the run narrates it as it is, split once) with its chunks'
-    segment keys and billing characters; one that cannot be split goes to ``failed``
+    segment keys and billing characters; one that cannot be planned goes to ``failed``
     with its report (without ``failed``, the error is raised)."""
     provider = make_provider(settings)
     try:
-        plans = await asyncio.to_thread(Planner(settings, provider).plan_all, works, failed)
+        # One document's bad lexicon or cast, or respellings over their budget, fail it
+        # alone: the watcher goes on with the others.
+        planner = Planner(settings, provider)
+        plans = await asyncio.to_thread(planner.plan_all, works, failed, (NarratorError,))
     finally:
         await provider.aclose()
     return [

@@ -12,28 +12,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
+import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import watchfiles
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NarratorError
 from ..run.batch import Batch, find_batch, plan_works, read_batch
-from ..run.pipeline import DocumentReport, Plan, RunReport, Work, narrate_many
+from ..run.pipeline import (
+    DocumentReport,
+    Plan,
+    ProgressCallback,
+    ProgressEvent,
+    RunReport,
+    Work,
+    narrate_many,
+)
 from ..run.status import Status
 from ..settings import Settings
 from ..store.queue import QueueRow, record
+from ..util.sanitize import clean_line
 from .schedule import Pace, admit, keyed_chunks, unpaid
 
 __all__ = ["WatchOptions", "is_temporary", "run_on_done", "watch"]
 
 log = logging.getLogger("narrator")
+
+_T = TypeVar("_T")
+
+
+def _shown(text: str) -> str:
+    """A name or message as a line of the log may show it (no control characters)."""
+    return clean_line(text, limit=300)
+
 
 # Names editors, browsers and copy tools give a file while it is being written.
 _TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", ".swx", "~")
@@ -124,7 +143,19 @@ def run_on_done(command: str, report: DocumentReport) -> None:
         log.error("--on-done exited %d for %s", done.returncode, report.output)
 
 
+# How the watcher narrates a batch: works, settings, the stop event, the progress callback
+# (a "document" event as each book is written).
+Narrate = Callable[[list[Plan], Settings, asyncio.Event, ProgressCallback], Awaitable[RunReport]]
+
+
+async def _narrate(
+    works: list[Plan], settings: Settings, stop: asyncio.Event, progress: ProgressCallback
+) -> RunReport:
+    return await narrate_many(works, settings, stop=stop, on_progress=progress)
+
+
 _WAITING = (-1, -1)  # the state of a file waiting for the budget
+_POLL = 2.0  # seconds between looks at the inbox when notifications fail
 
 
 class _Inbox:
@@ -188,7 +219,7 @@ async def watch(
     *,
     stop: asyncio.Event,
     options: WatchOptions = WatchOptions(),
-    narrate: Callable[[list[Plan], Settings, asyncio.Event], Awaitable[RunReport]] | None = None,
+    narrate: Narrate | None = None,
     on_report: Callable[[DocumentReport], None] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
@@ -199,20 +230,38 @@ async def watch(
     through one pool (one rate limiter, several documents in flight). ``on_ready`` is
     called once the inbox is being watched.
     """
-    run = narrate or (lambda works, s, ev: narrate_many(works, s, stop=ev))
+    run = narrate or _narrate
     report = on_report or (lambda r: None)
     changed = asyncio.Event()
     changed.set()  # narrate what is there before anything changes
 
     async def listen() -> None:
-        async for _ in watchfiles.awatch(
-            inbox,
-            stop_event=stop,
-            watch_filter=lambda _change, path: not is_temporary(Path(path)),
-            debounce=200,
-            recursive=True,
-        ):
-            changed.set()
+        try:
+            async for _ in watchfiles.awatch(
+                inbox,
+                stop_event=stop,
+                watch_filter=lambda _change, path: not is_temporary(Path(path)),
+                debounce=200,
+                recursive=True,
+            ):
+                changed.set()
+        except Exception as exc:  # a name it cannot decode, a limit on watches, ...
+            if stop.is_set():
+                return
+            # The notifications failed (watchfiles cannot name a file whose name is not
+            # UTF-8, say): look at the inbox every few seconds instead, never go deaf.
+            inner: BaseException = exc
+            while isinstance(inner, BaseExceptionGroup) and inner.exceptions:  # anyio's
+                inner = inner.exceptions[0]
+            why = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
+            log.warning(
+                "watching %s for changes failed (%s); looking every %g s instead",
+                _shown(str(inbox)), _shown(why), _POLL,
+            )  # fmt: skip
+            while not stop.is_set():
+                changed.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _POLL)
 
     async def deadline(at: float) -> None:
         await asyncio.sleep(max(0.0, at - time.time()))
@@ -236,11 +285,19 @@ async def watch(
             batch, next_look = box.scan(time.monotonic())
             fresh = [QueueRow(str(p), "", "waiting", "changing or just arrived") for p in box.fresh]
             box.fresh.clear()
-            await asyncio.to_thread(record, settings.store_dir, fresh)
+            await _note(settings.store_dir, fresh)
             if batch is not None:
-                waiting = await _narrate_batch(
-                    batch, out, settings, stop, options, run, report, pace
-                )
+                try:
+                    waiting = await _narrate_batch(
+                        batch, out, settings, stop, options, run, report, pace
+                    )
+                except _Abandoned:
+                    break
+                except Exception as exc:  # never one batch stops the service
+                    names = ", ".join(_shown(item.location) for item in batch.items[:3])
+                    log.error("could not narrate %s: %s", names, _shown(str(exc)))
+                    log.debug("why", exc_info=exc)
+                    waiting = []
                 for path in waiting:  # looked at again once the window has moved on
                     box.wait_for_budget(path, time.monotonic() + options.recheck)
                 continue  # files may have arrived meanwhile
@@ -260,13 +317,113 @@ async def watch(
                     await task
 
 
+# Seconds the hooks of finished books are waited for once a stop is asked for.
+_HOOK_GRACE = 3.0
+
+
+class _Abandoned(Exception):
+    """A stop was asked for while a stage ran on its own thread: it is left behind."""
+
+
+async def _off_loop(
+    fn: Callable[..., _T], *args: Any, stop: asyncio.Event | None, seconds: float | None = None
+) -> _T:
+    """``fn(*args)`` on a daemon thread of its own: a stage that never ends neither
+    blocks the event loop nor holds the process at exit. Raises :class:`_Abandoned` when
+    ``stop`` is set first, ``TimeoutError`` after ``seconds``."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not future.done():
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    def work() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:  # handed to the loop, raised there
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="narrator-watch-stage", daemon=True).start()
+    waiters: list[asyncio.Future[Any]] = [future]
+    if stop is not None:
+        waiters.append(asyncio.ensure_future(stop.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters[1:]:
+            waiter.cancel()
+    if future.done():
+        return future.result()
+    future.cancel()
+    if stop is not None and stop.is_set():
+        raise _Abandoned
+    raise TimeoutError
+
+
+async def _run_apart(
+    works: list[Plan],
+    settings: Settings,
+    stop: asyncio.Event,
+    progress: ProgressCallback,
+    run: Narrate,
+) -> list[tuple[list[Plan], RunReport | Exception]]:
+    """Narrate ``works`` together; should that fail as a whole (an error that is no
+    document's in particular, or one document's that ends the run), each is narrated on
+    its own, so that only the one at fault fails. What was paid for is in the store:
+    nothing is paid twice."""
+    try:
+        return [(works, await run(works, settings, stop, progress))]
+    except Exception as exc:
+        log.debug("the batch failed as a whole", exc_info=exc)
+        if len(works) == 1 or stop.is_set():
+            return [(works, exc)]
+    results: list[tuple[list[Plan], RunReport | Exception]] = []
+    for work in works:
+        if stop.is_set():
+            break
+        try:
+            results.append(([work], await run([work], settings, stop, progress)))
+        except Exception as exc:
+            log.debug("%s failed", _shown(work.document.source), exc_info=exc)
+            results.append(([work], exc))
+    return results
+
+
+async def _note(store: Path, rows: Sequence[QueueRow]) -> None:
+    """Write queue rows for ``status``; a row that cannot be written is logged, never
+    fatal (the queue is a display, the store's segments are what counts)."""
+    try:
+        await asyncio.to_thread(record, store, list(rows))
+    except (sqlite3.Error, OSError, UnicodeError, ValueError) as exc:
+        log.warning("the queue shown by `narrator status` was not updated (%s)", exc)
+
+
+async def _fail(
+    store: Path, report: Callable[[DocumentReport], None], source: str, output: str, why: str
+) -> None:
+    """Fail one document, with why: its line and its queue row; the watcher goes on."""
+    failed = DocumentReport(
+        input=source, output=output, title="", status=Status.FAILED, chunks=0,
+        billing_characters=0, audio_seconds=0.0, requests=0, retries=0, cached_chunks=0,
+        errors=(why,),
+    )  # fmt: skip
+    report(failed)
+    await _note(store, [QueueRow(source, output, Status.FAILED, why)])
+
+
 async def _narrate_batch(
     batch: Batch,
     out: Path,
     settings: Settings,
     stop: asyncio.Event,
     options: WatchOptions,
-    run: Callable[[list[Plan], Settings, asyncio.Event], Awaitable[RunReport]],
+    run: Narrate,
     report: Callable[[DocumentReport], None],
     pace: Pace,
 ) -> list[Path]:
@@ -279,18 +436,20 @@ async def _narrate_batch(
     for unread in loaded.unread:
         report(unread)
         row = QueueRow(unread.input, "", unread.status, "; ".join(unread.errors))
-        await asyncio.to_thread(record, store, [row])
+        await _note(store, [row])
     works = plan_works(batch, loaded, str(out), options.fmt)
     if not works:
         return []
+    source = {id(doc): item.location for item, doc in loaded.documents}
+    # Each document is split once, its plan narrated as it is; one whose respellings run
+    # over their budget (a lexicon pattern that never ends) fails alone, with why.
     unsplit: list[tuple[Work, DocumentReport]] = []
     keyed = await keyed_chunks(works, settings, unsplit)
-    source = {id(doc): item.location for item, doc in loaded.documents}
-    for work, failed in unsplit:  # its respellings over their budget: it fails alone
-        failed = dataclasses.replace(failed, input=source[id(work.document)])
-        report(failed)
-        row = QueueRow(failed.input, failed.output, Status.FAILED, "; ".join(failed.errors))
-        await asyncio.to_thread(record, store, [row])
+    for work, failed in unsplit:
+        why = "; ".join(failed.errors)
+        await _fail(store, report, source[id(work.document)], str(work.output), why)
+    if not keyed:
+        return []
     costs = await asyncio.to_thread(unpaid, store, keyed)
     if options.order == "shortest":  # the most books finished by morning
         keyed = sorted(keyed, key=lambda pair: costs[id(pair[0])][0])
@@ -325,13 +484,15 @@ async def _narrate_batch(
         )
         for work, keys in keyed
     ]
-    await asyncio.to_thread(record, store, rows)
+    await _note(store, rows)
     if plans:
-        began = time.monotonic()
-        result = await run(plans, settings, stop)
-        pace.measured(result.requests, time.monotonic() - began)
         ended = {row.output: row for row in rows}
-        for document in result.documents:
+        reported: set[str] = set()
+        finishing: set[asyncio.Task[None]] = set()
+
+        async def finish(document: DocumentReport) -> None:
+            """Say a book is done, note it in the queue and run its hook: as soon as it
+            is written, not when the longest book of its batch is."""
             report(document)
             started = ended.get(document.output)
             if started is not None:
@@ -339,7 +500,40 @@ async def _narrate_batch(
                 done = QueueRow(
                     started.input, started.output, document.status, detail, started.keys
                 )
-                await asyncio.to_thread(record, store, [done])
+                await _note(store, [done])
             if options.on_done and document.status is Status.DONE:
-                await asyncio.to_thread(run_on_done, options.on_done, document)
+                # On a thread of its own: a hook that runs long never holds up a stop.
+                with contextlib.suppress(_Abandoned):
+                    await _off_loop(run_on_done, options.on_done, document, stop=None)
+
+        def on_progress(event: ProgressEvent) -> None:
+            if event.kind == "document" and event.report is not None:
+                reported.add(event.report.output)
+                task = asyncio.create_task(finish(event.report))
+                finishing.add(task)
+                task.add_done_callback(finishing.discard)
+
+        began = time.monotonic()
+        try:
+            results = await _run_apart(plans, settings, stop, on_progress, run)
+        finally:
+            if finishing:
+                # Their lines and queue rows are quick; a hook is given a few seconds
+                # once a stop is asked for, then left to finish on its own.
+                await asyncio.wait(finishing, timeout=None if not stop.is_set() else _HOOK_GRACE)
+        requests = 0
+        for group, outcome in results:
+            if isinstance(outcome, BaseException):  # that document (or group) fails, with why
+                why = _shown(str(outcome)) or type(outcome).__name__
+                if not isinstance(outcome, NarratorError | OSError):
+                    why = f"internal error: {type(outcome).__name__}: {why}"
+                for plan in group:
+                    if str(plan.output) not in reported:
+                        await _fail(store, report, source[id(plan.document)], str(plan.output), why)
+                continue
+            requests += outcome.requests
+            for document in outcome.documents:  # up to date, or cut off by a stop
+                if document.output not in reported:
+                    await finish(document)
+        pace.measured(requests, time.monotonic() - began)
     return [Path(source[id(work.document)]) for work in waiting]

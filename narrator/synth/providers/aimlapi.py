@@ -40,7 +40,9 @@ class AimlApiProvider(HttpProvider):
 
     @staticmethod
     def endpoint(base_url: str) -> str:
-        return base_url.rstrip("/") + "/v1/tts"
+        # The endpoint pasted whole as the base URL is taken as meant, not sent to
+        # .../v1/tts/v1/tts for a 404.
+        return base_url.rstrip("/").removesuffix("/v1/tts") + "/v1/tts"
 
     def headers(self, request_id: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}", "X-Client-Request-Id": request_id}
@@ -71,7 +73,7 @@ class AimlApiProvider(HttpProvider):
         if status == 403:
             return OutOfCredits(f"the account is out of credits (403): {message}")
         if status == 404:
-            return EndpointNotFound(f"{self._endpoint} answered 404: check --base-url")
+            return EndpointNotFound(f"{self._endpoint} answered 404: check Settings.base_url")
         if status == 429:
             return RateLimited(
                 f"rate limited (429): {message}", status=status, retry_after=retry_after

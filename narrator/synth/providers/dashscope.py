@@ -150,11 +150,15 @@ def _error_for(status: int, code: str, message: str, retry_after: float | None) 
     if code == "InvalidApiKey" or status == 401:
         return AuthError(f"the API key was rejected: {said}; DashScope keys work in one region")
     if code.startswith("AccessDenied") or status == 403:
-        return AuthError(f"access denied: {said}; check the model, --region and the key's rights")
+        return AuthError(
+            f"access denied: {said}; check the model, Settings.region and the key's rights"
+        )
     if code.startswith("InternalError") or status >= 500 or status == 408:
         return TransientError(
             f"service error {status}: {said}", status=status, retry_after=retry_after
         )
     if status == 404:
-        return EndpointNotFound(f"DashScope answered 404 ({said}): check --base-url and --region")
+        return EndpointNotFound(
+            f"DashScope answered 404 ({said}): check Settings.base_url and Settings.region"
+        )
     return BadRequest(f"the service refused the chunk: {said}", status=status)

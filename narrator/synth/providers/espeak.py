@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ...chunks.split import billing_chars
 from ...errors import BadRequest, LinkRefused
+from ...util.registry import ESPEAK_VOICES
 from ...util.wav import wav_bytes
-from ..espeakng import VOICES
 from . import Audio, Voice
 
 __all__ = ["EspeakProvider"]
@@ -21,7 +21,7 @@ class EspeakProvider:
     model = "espeak-ng"
     identity = "espeak|espeak-ng"
     max_chars = 600  # no service limit; chunks this size keep memory and progress steady
-    voices: tuple[Voice, ...] = tuple(Voice(v.name, v.description) for v in VOICES.values())
+    voices: tuple[Voice, ...] = ESPEAK_VOICES  # the registry's, written once
 
     # Counted as the qwen voices it stands in for count, so chunks match theirs.
     billing_chars = staticmethod(billing_chars)

@@ -8,6 +8,7 @@ import email.utils
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from ...errors import (
 )
 from ...util import netpolicy
 from ...util.netpolicy import NetPolicy
-from ...util.registry import spec
+from ...util.registry import REGISTRY, spec
 from ...util.sanitize import clean_line, redact_bytes
 from ...util.wav import HEADER_PROBE, parse_wav, read_wav_info
 from . import Audio
@@ -136,6 +137,36 @@ def error_code(body: bytes) -> str:
     return clean_line(code, limit=80) if isinstance(code, str) else ""
 
 
+def _known_host(host: str) -> bool:
+    """Whether ``host`` is one a provider uses by default (not a base URL typed wrong)."""
+    return any(
+        urllib.parse.urlsplit(url).hostname == host
+        for entry in REGISTRY.values()
+        for url in entry.base_urls.values()
+    )
+
+
+def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """Why no connection was made, naming the address and the likely cause: a TLS
+    handshake with a plain-HTTP server, no network at all, or a wrong base URL."""
+    where = f"{exc.host}:{exc.port}"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientConnectorCertificateError):
+        return (
+            f"cannot connect to {where}: the TLS handshake failed ({exc.os_error}); "
+            "does the server speak plain HTTP? then Settings.base_url starts with http://"
+        )
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        if _known_host(exc.host):  # the service's own name: it is the network that is down
+            return (
+                f"cannot connect to {where} (the name does not resolve): "
+                "is this machine online? (or narrate offline with the espeak provider)"
+            )
+        return f"cannot connect to {where} (no such host): check Settings.base_url"
+    code = getattr(exc.os_error, "errno", None)
+    why = os.strerror(code) if isinstance(code, int) else str(exc.os_error)
+    return f"cannot connect to {where} ({why.lower()}): check Settings.base_url"
+
+
 async def post_json(
     session: aiohttp.ClientSession,
     url: str,
@@ -165,16 +196,7 @@ async def post_json(
                     raise TransientError(too_big, status=resp.status)
             return resp.status, bytes(body), parse_retry_after(resp.headers)
     except aiohttp.ClientConnectorError as exc:
-        # Name the address: "ClientConnectorError" alone does not say which one is wrong.
-        where = f"{exc.host}:{exc.port}"
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            why = "no such host"
-        else:
-            code = getattr(exc.os_error, "errno", None)
-            why = os.strerror(code) if isinstance(code, int) else str(exc.os_error)
-        raise ConnectFailed(
-            f"cannot connect to {where} ({why.lower()}): check --base-url", where=where
-        ) from exc
+        raise ConnectFailed(_connect_failure(exc), where=f"{exc.host}:{exc.port}") from exc
     except aiohttp.ClientError as exc:
         raise TransientError(f"request failed: {type(exc).__name__}") from exc
     except TimeoutError as exc:

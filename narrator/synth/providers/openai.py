@@ -100,7 +100,9 @@ class OpenAiProvider(HttpProvider):
         if status == 403:
             return AuthError(f"access denied (403): {message}")
         if status == 404:
-            return EndpointNotFound(f"answered 404 ({message}): check --base-url and --model")
+            return EndpointNotFound(
+                f"answered 404 ({message}): check Settings.base_url and Settings.model"
+            )
         if status >= 500 or status == 408:
             return TransientError(
                 f"service error {status}: {message}", status=status, retry_after=retry_after

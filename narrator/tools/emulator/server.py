@@ -332,12 +332,13 @@ def serve(
     *,
     host: str,
     port: int,
-    ready: Callable[[str], None] | None = None,
+    ready: Callable[[str, str], None] | None = None,
 ) -> None:
     """Run the emulator until SIGINT (Ctrl-C) or SIGTERM; for ``narrator serve``.
 
-    Prints nothing: once it listens, ``ready`` (if given) gets the endpoint's URL, its
-    port the real one when ``port`` is 0.
+    Prints nothing: once it listens, ``ready`` (if given) gets its base URL (what a
+    client takes as its base URL; the port the real one when ``port`` is 0) and the
+    path it answers on.
     """
 
     async def main() -> None:
@@ -349,7 +350,7 @@ def serve(
                 loop.add_signal_handler(signum, stop.set)
         async with await start_emulator(config, host=host, port=port) as emulator:
             if ready is not None:
-                ready(emulator.url + DIALECTS[config.api].path)
+                ready(emulator.url, DIALECTS[config.api].path)
             await stop.wait()
 
     with contextlib.suppress(KeyboardInterrupt):
