@@ -211,9 +211,10 @@ def write_epub(
     if metadata.cover is not None:
         mime = image_mime(metadata.cover)
         cover = (f"cover{'.png' if mime == 'image/png' else '.jpg'}", mime)
+    # An untitled chapter is named as the audiobook's chapter marks name it.
     titles = [
-        (f"{_name(c.number)}.xhtml", c.title or (metadata.title if len(chapters) == 1 else f"{c.number}"))
-        for c in chapters
+        (f"{_name(c.number)}.xhtml", c.title or (metadata.title if n == 0 else f"Chapter {n + 1}"))
+        for n, c in enumerate(chapters)
     ]
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as tmp, zipfile.ZipFile(tmp, "w") as book:

@@ -33,7 +33,7 @@ from .joiner import Joiner, Piece
 from .parts import Audiobook, chapter_marks
 from .readtext import book_text
 from .stream import BookStream
-from .timings import PauseLog
+from .timings import LevelTap, PauseLog
 
 __all__ = ["READ_ALONG", "BookWriter", "ReadAlongStream", "open_book"]
 
@@ -53,12 +53,12 @@ class BookWriter(Protocol):
 
 
 class _Tee:
-    def __init__(self, *outs: Encoder | object) -> None:
+    def __init__(self, *outs: Encoder | LevelTap) -> None:
         self._outs = outs
 
     def write(self, data: bytes | memoryview, /) -> None:
         for out in self._outs:
-            out.write(data)  # type: ignore[attr-defined]
+            out.write(data)
 
 
 class ReadAlongStream:
@@ -172,7 +172,9 @@ class ReadAlongStream:
         self._close_chapter()
         chapters = book_text(self.document, self.chunks, self.lang)
         if len(chapters) != len(self._audio):
-            raise AudioError(f"{self.output.name}: {len(chapters)} chapters, {len(self._audio)} heard")
+            raise AudioError(
+                f"{self.output.name}: {len(chapters)} chapters, {len(self._audio)} with audio"
+            )
         audio: list[ChapterAudio] = []
         for chapter, (path, seconds, log) in zip(chapters, self._audio, strict=True):
             sentences = chapter.sentences
@@ -244,7 +246,7 @@ def open_book(
     options = options or AudiobookOptions()
     if is_read_along(output, options.format):
         return ReadAlongStream(document, chunks, output, options, lang=lang)
-    book = BookStream(document, chunks, output, options)
+    book = BookStream(document, chunks, output, options, lang=lang)
     if options.read_along is None:
         return book
     return _Both(book, ReadAlongStream(document, chunks, options.read_along, options, lang=lang))

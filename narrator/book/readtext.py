@@ -97,6 +97,7 @@ def book_text(document: Document, chunks: Sequence[Chunk], lang: str) -> list[Ch
                     count += 1
                     sentences.append(Sentence(count, chunk_index, text, billing_chars(text)))
             if sentences:
-                blocks.append(Block(heading=title is not None and at == 0, sentences=tuple(sentences)))
+                heading = title is not None and at == 0
+                blocks.append(Block(heading=heading, sentences=tuple(sentences)))
         chapters.append(ChapterText(len(chapters) + 1, title, tuple(blocks)))
     return chapters

@@ -18,6 +18,7 @@ a chunk that a sentence lands within a few seconds of its share of the character
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ def find_pauses(
     shortest = round(MIN_PAUSE / frame)
     pauses = [
         Pause((start + a + 1) * frame, (start + b) * frame)
-        for a, b in zip(loud, loud[1:], strict=False)
+        for a, b in itertools.pairwise(loud)
         if b - a - 1 >= shortest
     ]
     return pauses, ((start + loud[0]) * frame, (start + loud[-1] + 1) * frame)
@@ -157,7 +158,7 @@ def place(
     anchors += [(k + 1, pauses[j].end) for k, j in enumerate(matched) if j is not None]
     anchors.append((n, last))
     bounds = [start] + [0.0] * (n - 1)
-    for (k0, t0), (k1, t1) in zip(anchors, anchors[1:], strict=False):
+    for (k0, t0), (k1, t1) in itertools.pairwise(anchors):
         if k1 - k0 < 2:
             continue
         span = sum(max(w, 1) for w in weights[k0:k1])
@@ -186,9 +187,8 @@ def _match(expected: Sequence[float], pauses: Sequence[Pause], length: float) ->
         step[k][0] = 2
         for j in range(1, m + 1):
             pause = pauses[j - 1]
-            fit = (
-                DISTANCE_WEIGHT * abs(pause.end - expected[k - 1]) / length
-                - PAUSE_WEIGHT * min(pause.length, PAUSE_CAP)
+            fit = DISTANCE_WEIGHT * abs(pause.end - expected[k - 1]) / length - PAUSE_WEIGHT * min(
+                pause.length, PAUSE_CAP
             )
             options = (cost[k][j - 1], cost[k - 1][j - 1] + fit, cost[k - 1][j] + UNMATCHED)
             best = min(range(3), key=options.__getitem__)

@@ -41,6 +41,7 @@ _NOT_FROM_FILE = frozenset(
     (
         "config", "help", "inputs", "func", "command", "trust_settings", "yes",
         "allow_private_network", "allow_host", "follow_symlinks",
+        "read_along",  # a path to write: named by the user, never by a file found
     )
 )  # fmt: skip
 # Settings that say where requests (and so the API key) go.
