@@ -199,6 +199,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     works, unread, _ = load_works(args)
     if not works:
         raise ConfigError(_nothing_left(unread))
+    # Each sample also as a read-along book (docs/read-along.md): the same segments, so
+    # nothing more is sent for it.
+    works += [Work(w.document, w.output.with_suffix(".epub")) for w in works]
 
     with tempfile.TemporaryDirectory(prefix="narrator-demo-") as cache:
 
