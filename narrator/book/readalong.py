@@ -35,7 +35,7 @@ from .readtext import book_text
 from .stream import BookStream
 from .timings import LevelTap, PauseLog
 
-__all__ = ["READ_ALONG", "BookWriter", "ReadAlongStream", "open_book"]
+__all__ = ["READ_ALONG", "BookWriter", "ReadAlongStream", "is_read_along", "open_book"]
 
 READ_ALONG = "epub"  # the output's extension that asks for a read-along book
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..book.encode import FORMATS
+from ..book.readalong import is_read_along
 from ..chunks.lexicon import Lexicon
 from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected, Unreachable
 from ..estimate import format_cost
@@ -201,7 +202,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError(_nothing_left(unread))
     # Each sample also as a read-along book (docs/read-along.md): the same segments, so
     # nothing more is sent for it.
-    works += [Work(w.document, w.output.with_suffix(".epub")) for w in works]
+    works += [
+        Work(w.document, w.output.with_suffix(".epub"))
+        for w in works
+        if not is_read_along(w.output)
+    ]
 
     with tempfile.TemporaryDirectory(prefix="narrator-demo-") as cache:
 

@@ -133,7 +133,7 @@ SHORT_PAUSE = (0.08, 0.25)
 async def readalong(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
     """Sentence timing of the read-along book against true sentence starts: with the
     pauses real voices are assumed to make (the goal), and with shorter ones (the limit)."""
-    size = max(4000, sizes.chunk_size_chars)
+    size = sizes.chunk_size_chars
     rows = []
     for pauses, name in ((SENTENCE_PAUSE, "assumed"), (SHORT_PAUSE, "short")):
         results: dict[str, dict[str, float]] = {}
