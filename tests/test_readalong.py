@@ -293,6 +293,11 @@ def test_sentences_start_at_the_pauses_else_at_their_share() -> None:
     # One pause fits; the other boundary shares out the time after it.
     assert place(weights, 0.0, 6.0, [Pause(0.8, 1.1)]) == pytest.approx([0.0, 1.1, 1.1 + 4.9 * 0.6])
     assert place([5], 2.0, 3.0, pauses) == [2.0]
+    # A hostile chunk: 500 one-letter sentences and a pause every 50 ms. Bounded work,
+    # still in order and inside the chunk.
+    many = [Pause(0.05 * k, 0.05 * k + 0.03 * (k % 7 + 1)) for k in range(1, 1200)]
+    starts = place([1] * 500, 0.0, 65.0, many)
+    assert starts == sorted(starts) and 0.0 <= starts[0] and starts[-1] < 65.0
 
 
 def test_timing_is_within_the_goal_on_speech_with_known_sentence_starts(tmp_path: Path) -> None:

@@ -41,6 +41,9 @@ DISTANCE_WEIGHT = 4.0
 PAUSE_WEIGHT = 3.0
 PAUSE_CAP = 0.5  # seconds
 UNMATCHED = 1.2  # the cost of leaving a boundary to the characters' share
+# The matching is boundaries x pauses; a chunk of hundreds of one-word "sentences" (a
+# hostile document) keeps only its longest pauses, so a chunk costs milliseconds.
+MAX_CELLS = 50_000
 
 
 class LevelTap:
@@ -152,6 +155,9 @@ def place(
         share += max(w, 1)
         cumulative.append(share / total)
     expected = [first + length * c for c in cumulative]
+    if (n - 1) * len(pauses) > MAX_CELLS:
+        longest = sorted(pauses, key=lambda p: p.length, reverse=True)[: MAX_CELLS // (n - 1)]
+        pauses = sorted(longest, key=lambda p: p.start)
     matched = _match(expected, pauses, length)
     # Boundaries left unmatched share out the time between the matched ones around them.
     anchors: list[tuple[int, float]] = [(0, first)]
