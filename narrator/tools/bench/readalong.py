@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import shutil
 import statistics
 import zipfile
 from dataclasses import dataclass
@@ -143,7 +144,10 @@ async def readalong(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row
             folder = work.path(f"readalong-{lang}-{name}")
             folder.mkdir()
             text = _book(lang, size if lang == "en" else size * 3 // 2)
-            errors = await asyncio.to_thread(timing_errors, text, lang, folder, pauses=pauses)
+            try:
+                errors = await asyncio.to_thread(timing_errors, text, lang, folder, pauses=pauses)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)  # segments and the book: measured
             results[lang] = errors.summary()
             inside += errors.inside
         rows.append(_row(inside, results, pauses, goal=pauses == SENTENCE_PAUSE))
