@@ -41,7 +41,7 @@ REGIONS = ("intl", "cn")
 # The audiobook formats (book.encode holds how each is written) and subtitle kinds.
 AUDIO_FORMATS = ("mp3", "m4b", "m4a", "flac", "ogg", "opus", "wav")
 SUBTITLE_KINDS = ("srt", "vtt")
-CUE_GRAINS = ("sentence", "chunk")  # one subtitle cue per sentence, or per chunk
+CUE_GRAINS = ("sentence", "chunk")  # one subtitle cue per sentence (the default), or chunk
 READ_ALONG_FORMAT = "epub"  # an EPUB 3 whose text lights up with the audio (book.readalong)
 MAX_GAP_MS = 60_000  # the longest silence a stitcher writes between two pieces
 # Sentence-splitting languages: pysbd's, plus those the splitter reads with English
@@ -75,7 +75,7 @@ class AudiobookOptions:
     split_hours: float | None = None
     subtitles: str | None = None  # srt | vtt
     clean_joins: bool | None = None
-    cue: str = "sentence"  # a subtitle cue per sentence or per chunk (CUE_GRAINS)
+    cue: str = CUE_GRAINS[0]  # a subtitle cue per sentence or per chunk
     read_along: Path | None = None  # an EPUB 3 read-along book beside the audiobook
 
     def __post_init__(self) -> None:

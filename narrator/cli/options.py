@@ -139,7 +139,7 @@ def add_audiobook_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cue",
         choices=CUE_GRAINS,
-        default="sentence",
+        default=CUE_GRAINS[0],  # AudiobookOptions' own
         help="one subtitle cue per sentence or per chunk (default: %(default)s)",
     )
     p.add_argument(
