@@ -5,7 +5,9 @@ skip the chunk, retry, or stop the run. The tree::
 
     NarratorError                  base class; the CLI prints its message in one line
     ├── ConfigError                bad settings or usage: fix them (exit 2)
-    │   └── LexiconError           a lexicon file with bad TOML or a bad entry (names both)
+    │   ├── LexiconError           a lexicon file with bad TOML or a bad entry (names both)
+    │   ├── CastError              a cast file that is unreadable, not TOML, too big, or wrong
+    │   └── StoreRefused           a cache whose database is not narrator's, or is newer
     ├── InputError                 an input that cannot be read or narrated: it is skipped
     ├── AudioError                 bytes that are not a usable RIFF/WAVE PCM file
     ├── AddressRefused             a link or address narrator will not follow (the network
@@ -51,6 +53,7 @@ __all__ = [
     "AuthError",
     "BadDownload",
     "BadRequest",
+    "CastError",
     "ChunkFailed",
     "ChunkRefused",
     "ConfigError",
@@ -71,6 +74,7 @@ __all__ = [
     "Stalled",
     "StopRun",
     "Stopped",
+    "StoreRefused",
     "TransientError",
     "Unreachable",
     "VoiceFailed",
@@ -93,9 +97,19 @@ class ConfigError(NarratorError):
         self.setting = setting
 
 
+class CastError(ConfigError):
+    """A cast file cannot be read, is over a bound, or has a bad entry; the message names
+    the file and the entry."""
+
+
 class LexiconError(ConfigError):
     """A pronunciation lexicon cannot be read or has a bad entry; the message names the
     file and the line (bad TOML) or the entry."""
+
+
+class StoreRefused(ConfigError):
+    """The cache folder's database is not a narrator store, or was made by a newer
+    narrator: refused before anything is sent or paid for, and left as it is."""
 
 
 class InputError(NarratorError):

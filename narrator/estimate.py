@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .chunks.cast import document_casting
 from .chunks.language import resolve_language
 from .chunks.lexicon import document_lexicon
 from .chunks.split import split_document
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_PRICE_PER_10K_CHARS",
     "DocumentEstimate",
     "Estimate",
+    "VoiceEstimate",
     "estimate",
     "format_cost",
     "wall_clock",
@@ -50,6 +52,15 @@ class DocumentEstimate:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceEstimate:
+    """One voice's share of a run with a cast: its requests and billing characters."""
+
+    voice: str
+    chunks: int
+    billing_characters: int
+
+
+@dataclass(frozen=True, slots=True)
 class Estimate:
     """A whole run: every document, the totals, and the assumptions behind them."""
 
@@ -62,6 +73,7 @@ class Estimate:
     latency: float
     rpm: float
     concurrency: int
+    voices: tuple[VoiceEstimate, ...] = ()  # per voice, when a cast gives voices out
 
 
 def wall_clock(requests: int, *, rpm: float, concurrency: int, latency: float) -> float:
@@ -88,6 +100,11 @@ def estimate(
     lexicons: Sequence[Path] = (),
     lexicons_last: Sequence[Path] = (),
     voice: str = "",
+    casts: Sequence[Path] = (),
+    casts_last: Sequence[Path] = (),
+    dialogue_voice: str = "",
+    speaker_lines: bool = False,
+    model: str = "",
 ) -> Estimate:
     """Split every document as a run with ``provider`` would and total requests,
     characters, cost and time.
@@ -96,8 +113,17 @@ def estimate(
     way (unless ``count`` says otherwise); ``rpm`` and ``concurrency`` default to the
     provider's. A provider with a price of its own (the offline voice: nothing to pay)
     is priced at it, whatever ``price_per_10k_chars`` says. Each document is respelled
-    as a run would (``lexicons``, its own, then ``lexicons_last``; see ``Settings``).
+    as a run would (``lexicons``, its own, then ``lexicons_last``; see ``Settings``),
+    and cast the same way (``casts``, its own, ``casts_last``, ``dialogue_voice``,
+    ``speaker_lines``): then :attr:`Estimate.voices` counts per voice, and an unknown
+    cast voice (for ``model``, default the provider's) is a
+    :class:`~narrator.errors.ConfigError`.
     """
+    from .settings import check_voice
+
+    def spell(name: str) -> str:
+        return check_voice(provider, name, model=model or entry.model, base_url=entry.base_url())
+
     entry = spec(provider)
     limit, provider_count = counting(provider)  # from the class: no client, no key
     max_chars = min(max_chars or entry.max_chars, limit)  # 0: the provider's default
@@ -106,13 +132,35 @@ def estimate(
     concurrency = concurrency or entry.concurrency
     if entry.price_per_10k_chars is not None:
         price_per_10k_chars = entry.price_per_10k_chars
+    voice = voice or entry.voice  # checked by the run's settings, for the run's model
+    dialogue_voice = spell(dialogue_voice) if dialogue_voice else ""
     per_doc = []
+    per_voice: dict[str, list[int]] = {}
     for doc in documents:
         doc_lang = resolve_language(doc, lang)
         lexicon = document_lexicon(doc.source, lexicons, lexicons_last)
-        chunks = split_document(
-            doc, max_chars=max_chars, lang=doc_lang, count=count, lexicon=lexicon, voice=voice
+        casting = document_casting(
+            doc.source,
+            casts,
+            casts_last,
+            voice=voice,
+            dialogue_voice=dialogue_voice,
+            speaker_lines=speaker_lines,
+            spell=spell,
         )
+        chunks = split_document(
+            doc,
+            max_chars=max_chars,
+            lang=doc_lang,
+            count=count,
+            lexicon=lexicon,
+            voice=voice,
+            casting=casting,
+        )
+        for chunk in chunks:
+            share = per_voice.setdefault(chunk.voice or voice, [0, 0])
+            share[0] += 1
+            share[1] += chunk.billing_chars
         chars = sum(c.billing_chars for c in chunks)
         per_doc.append(
             DocumentEstimate(
@@ -138,6 +186,9 @@ def estimate(
         latency=latency,
         rpm=rpm,
         concurrency=concurrency,
+        voices=tuple(VoiceEstimate(v, n, c) for v, (n, c) in per_voice.items())
+        if len(per_voice) > 1
+        else (),
     )
 
 

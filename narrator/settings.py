@@ -161,6 +161,16 @@ class Settings:
     # NAME.lexicon.toml beside it), then ``lexicon_override`` (the command line's).
     lexicon: tuple[Path, ...] = ()
     lexicon_override: tuple[Path, ...] = ()
+    # A cast of voices (chunks/cast.py): quoted speech in ``dialogue_voice`` ("": the
+    # narrator's), cast files found like lexicons (``cast`` the settings file's, each
+    # document's cast.toml / NAME.cast.toml, ``cast_override`` the command line's),
+    # ``NAME:`` paragraphs read by that speaker, and the silence between a quotation and
+    # its tag.
+    dialogue_voice: str = ""
+    cast: tuple[Path, ...] = ()
+    cast_override: tuple[Path, ...] = ()
+    speaker_lines: bool = False
+    quote_gap_ms: int = 150
 
     def __post_init__(self) -> None:
         provider = spec(self.provider)
@@ -191,14 +201,23 @@ class Settings:
             "voice",
             check_voice(self.provider, self.voice, model=self.model, base_url=self.base_url),
         )
+        if self.dialogue_voice:
+            object.__setattr__(
+                self,
+                "dialogue_voice",
+                check_voice(
+                    self.provider, self.dialogue_voice, model=self.model, base_url=self.base_url
+                ),
+            )
         check_lang(self.lang)
         if self.max_chars < 2:
             raise ConfigError(
                 "max_chars must be at least 2 (a Han character counts 2)", setting="max_chars"
             )
-        if min(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) < 0:
+        gaps = (self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms, self.quote_gap_ms)
+        if min(gaps) < 0:
             raise ConfigError("gaps cannot be negative")
-        if max(self.gap_ms, self.chapter_gap_ms, self.paragraph_gap_ms) > MAX_GAP_MS:
+        if max(gaps) > MAX_GAP_MS:
             raise ConfigError(f"gaps are at most {MAX_GAP_MS:,} ms (a minute)")
         if self.cache_max_bytes < 0:
             raise ConfigError("cache_max_bytes cannot be negative", setting="cache_max_bytes")

@@ -26,10 +26,12 @@ import regex
 from ..errors import ConfigError
 from ..inputs.documents import Document
 from ..inputs.lines import line_groups
+from .attribution import Line, cast_chapter, voiced_runs
+from .cast import NARRATION, Casting
 from .lexicon import Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
 
-__all__ = ["Chunk", "billing_chars", "split_document", "split_text"]
+__all__ = ["Chunk", "billing_chars", "normalize_paragraph", "split_document", "split_text"]
 
 
 # The Han script: every CJK ideograph (all extensions, compatibility ideographs) plus a
@@ -76,6 +78,9 @@ class Chunk:
     paragraph_start: bool  # begins a new paragraph (or a heading/chapter)
     # The text as written when a lexicon respelled it (subtitles show this), else None.
     written: str | None = None
+    # Its voice ("": the run's) and speaker ("" narrator, "?" unattributed, else a name).
+    voice: str = ""
+    speaker: str = NARRATION
 
     @property
     def shown(self) -> str:
@@ -91,6 +96,8 @@ def split_document(
     count: Callable[[str], int] = billing_chars,
     lexicon: Lexicon | None = None,
     voice: str = "",
+    casting: Casting | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Chunk]:
     """Cut a document into chunks of at most ``max_chars`` billing characters.
 
@@ -105,30 +112,39 @@ def split_document(
     A ``lexicon`` respells each paragraph (for ``lang`` and ``voice``) before it is
     cut, so the limit counts the spoken form; a chunk it changed keeps its written text
     in ``Chunk.written``.
+
+    A ``casting`` gives voices out (:mod:`narrator.chunks.cast`): each chapter's narrator
+    voice, and, when it listens for speech, each quotation its speaker's. A chunk never
+    mixes speakers; ``warn`` hears about quotation marks that never close.
     """
     _check(max_chars)
     segmenter = segmenter_for(lang)
     chunks: list[Chunk] = []
-    speak = None if lexicon is None or not lexicon.entries else (lexicon, lang, voice)
+    use = lexicon if lexicon is not None and lexicon.entries else None
     for chapter in doc.chapters:
-        packer = _Packer(max_chars, count)
+        narrator = casting.narrator(chapter.title or "") if casting is not None else voice
+        speak = None if use is None else (use, lang, narrator)
+        packer = _Packer(max_chars, count, voice=narrator)
         if chapter.title:
             _add_paragraph(packer, chapter.title, segmenter, speak)
             packer.flush()
-        for paragraph in chapter.paragraphs:
-            _add_paragraph(packer, paragraph, segmenter, speak)
+        if casting is not None and casting.listens:
+            paragraphs = [p for p in map(_normalize, chapter.paragraphs) if p]
+            lines, warnings = cast_chapter(paragraphs, lang, casting)
+            for warning in warnings:
+                if warn is not None:
+                    warn(f"{doc.source}: chapter {chapter.index + 1}: {warning}")
+            how = (use, lang, casting, chapter.title or "")
+            for paragraph, its_lines in zip(paragraphs, lines, strict=True):
+                _add_voiced(packer, paragraph, its_lines, segmenter, how)
+        else:
+            for paragraph in chapter.paragraphs:
+                _add_paragraph(packer, paragraph, segmenter, speak)
         packer.flush()
-        for text, cost, paragraph_start, written in packer.out:
-            chunks.append(
-                Chunk(
-                    len(chunks),
-                    chapter.index,
-                    text,
-                    cost,
-                    paragraph_start,
-                    written if written != text else None,
-                )
-            )
+        for text, cost, starts, written, speaker, its_voice in packer.out:
+            shown = written if written != text else None
+            chunk = Chunk(len(chunks), chapter.index, text, cost, starts, shown, its_voice, speaker)
+            chunks.append(chunk)
     return chunks
 
 
@@ -149,7 +165,7 @@ def split_text(
     for paragraph in _PARAGRAPH_BREAK.split(_LINE_ENDINGS.sub("\n", text)):
         _add_paragraph(packer, paragraph, segmenter)
     packer.flush()
-    return [chunk_text for chunk_text, _, _, _ in packer.out]
+    return [out[0] for out in packer.out]
 
 
 def _check(max_chars: int) -> None:
@@ -172,15 +188,21 @@ class _Packer:
         "para",
         "paragraph_start",
         "respelled",
+        "speaker",
         "start",
+        "voice",
         "ws",
     )
 
-    def __init__(self, max_chars: int, count: Callable[[str], int] = billing_chars) -> None:
+    def __init__(
+        self, max_chars: int, count: Callable[[str], int] = billing_chars, voice: str = ""
+    ) -> None:
         self.max_chars = max_chars
         self.count = count
-        # (text, billing chars, paragraph_start, written text)
-        self.out: list[tuple[str, int, bool, str]] = []
+        # (text, billing chars, paragraph_start, written text, speaker, voice)
+        self.out: list[tuple[str, int, bool, str, str, str]] = []
+        # Who speaks the open chunk, in which voice: a chunk never mixes two.
+        self.speaker, self.voice = NARRATION, voice
         # whole paragraphs already in the open chunk, as spoken and as written
         self.done: list[tuple[str, str]] = []
         self.para = ""  # the paragraph the open chunk ends in, and its slice in it
@@ -189,6 +211,12 @@ class _Packer:
         self.cost = 0  # billing chars of the open chunk, without self.ws
         self.ws = 0  # the open slice's trailing space: counted only if more text follows
         self.paragraph_start = False
+
+    def speak(self, speaker: str, voice: str) -> None:
+        """What follows is said by ``speaker`` in ``voice``: a change closes the chunk."""
+        if (speaker, voice) != (self.speaker, self.voice):
+            self.flush()
+            self.speaker, self.voice = speaker, voice
 
     def room(self) -> int:
         """Billing chars a new paragraph may have to join the open chunk."""
@@ -227,7 +255,9 @@ class _Packer:
             written = _PARAGRAPH_SEP.join(written for _, written in self.done)
             # Counted again: a space that starts a grapheme (" \u0301") may start a piece,
             # and strip() drops it, so self.cost can be one too high.
-            self.out.append((text, self.count(text), self.paragraph_start, written))
+            self.out.append(
+                (text, self.count(text), self.paragraph_start, written, self.speaker, self.voice)
+            )
         self.done = []
         self.para, self.start, self.end, self.respelled = "", 0, 0, None
 
@@ -269,6 +299,41 @@ def _add_paragraph(
             first = False
 
 
+def _add_voiced(
+    packer: _Packer,
+    para: str,
+    lines: list[Line],
+    segmenter: Any,
+    how: tuple[Lexicon | None, str, Casting, str],
+) -> None:
+    """A paragraph (normalized) whose lines may have voices of their own: each line is
+    respelled for its voice and packed with its speaker; a speaker line's name is shown
+    in subtitles, not read."""
+    respelled_para: Respelled | None
+    respelled_para, runs = voiced_runs(para, lines, *how)
+    spoken = respelled_para.spoken
+    if not respelled_para.spans:
+        respelled_para = None
+    bounds: list[int] | None = None
+    first = True
+    for start, end, speaker, voice in runs:
+        if not spoken[start:end].strip():
+            continue
+        packer.speak(speaker, voice)
+        cost = packer.count(spoken[start:end].strip())
+        if cost <= packer.room():
+            packer.add(spoken, start, end, cost, 0, first, respelled_para)
+            first = False
+            continue
+        if bounds is None:
+            bounds = sentence_bounds(spoken, segmenter)
+        cuts = [start, *(b for b in bounds if start < b < end), end]
+        for piece_start, piece_end in pairwise(cuts):
+            for piece in _cut(spoken, piece_start, piece_end, packer.max_chars, 0, packer.count):
+                packer.add(spoken, *piece, first, respelled_para)
+                first = False
+
+
 def _normalize(text: str) -> str:
     """One paragraph on one line: whitespace runs become one space, CJK wraps vanish;
     a line break that means a line (a list item, verse, an address: see
@@ -277,6 +342,9 @@ def _normalize(text: str) -> str:
         return _SPACES.sub(" ", text).strip()
     lines = (_SPACES.sub(" ", _WRAPPED_LINE.sub("", group)).strip() for group in line_groups(text))
     return "\n".join(line for line in lines if line)
+
+
+normalize_paragraph = _normalize  # a paragraph as the splitter reads it
 
 
 def _cut(

@@ -164,7 +164,19 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         cache_max_bytes=getattr(args, "cache_max_size", default("cache_max_bytes")),
         lexicon=lexicon_settings(args)[0],
         lexicon_override=lexicon_settings(args)[1],
+        dialogue_voice=getattr(args, "dialogue_voice", None) or "",
+        cast=cast_settings(args)[0],
+        cast_override=cast_settings(args)[1],
+        speaker_lines=getattr(args, "speaker_lines", False),
+        quote_gap_ms=getattr(args, "quote_gap_ms", default("quote_gap_ms")),
     )
+
+
+def cast_settings(args: argparse.Namespace) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """The settings file's casts (they come first) and the command line's (last)."""
+    paths = [Path(p) for p in getattr(args, "cast", None) or ()]
+    first = getattr(args, "cast_from_file", 0)
+    return tuple(paths[:first]), tuple(paths[first:])
 
 
 def lexicon_settings(args: argparse.Namespace) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
@@ -207,4 +219,9 @@ def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Es
         lexicons=lexicon_settings(args)[0],
         lexicons_last=lexicon_settings(args)[1],
         voice=getattr(args, "voice", None) or "",
+        casts=cast_settings(args)[0],
+        casts_last=cast_settings(args)[1],
+        dialogue_voice=getattr(args, "dialogue_voice", None) or "",
+        speaker_lines=getattr(args, "speaker_lines", False),
+        model=getattr(args, "model", None) or "",
     )

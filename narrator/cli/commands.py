@@ -28,7 +28,7 @@ from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected,
 from ..estimate import format_cost
 from ..report.writer import read_report, render_html, write_report
 from ..run.batch import with_unread
-from ..run.pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..run.pipeline import DocumentReport, RunReport, Work, casting_for, narrate_many
 from ..run.status import Status
 from ..settings import Settings, check_lang
 from ..synth.providers import make_provider
@@ -148,6 +148,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         return cmd_estimate(args)
     settings = make_settings(args, os.environ)
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)  # a bad one: a clear error now
+    casting_for(settings, "-")  # the same for a named cast, and every voice in it
     # Before anything is fetched, sent or paid for: every folder the run writes to.
     check_writable(settings.store_dir, what="--cache-dir")
     if args.report:
@@ -279,10 +280,10 @@ def cmd_voices(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from ..store import Store
+    from ..store import Store, store_exists
 
     root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    if not (root / "narrator.sqlite3").exists():
+    if not store_exists(root):
         print(f"{root}: empty")
         return 0
     store = Store(root)
@@ -295,6 +296,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 raise ConfigError("cache prune: say what to keep, with --older-than or --max-size")
             pruned = store.prune(max_bytes=args.max_size, older_than=args.older_than)
             kept = f"; {pruned.kept_live} kept for a run in progress" if pruned.kept_live else ""
+            if pruned.ignored:
+                kept += f"; {pruned.ignored} rows naming files outside the cache ignored"
             print(
                 f"{root}: {pruned.removed} segments removed, {pruned.freed / 1e6:.1f} MB freed, "
                 f"{pruned.remaining / 1e6:.1f} MB left{kept}"
@@ -314,7 +317,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..run.check import check_documents, prepare_fix
-    from ..store import Store
+    from ..store import Store, store_exists
 
     env = dict(os.environ)
     if not args.fix:
@@ -327,10 +330,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not works:
         raise ConfigError("nothing to check: every input was empty or unreadable")
     store_dir = settings.store_dir
-    if not (store_dir / "narrator.sqlite3").exists():
+    if not store_exists(store_dir):
         raise ConfigError(f"no segment store in {store_dir}: narrate first (or pass --cache-dir)")
+    store = Store(store_dir)  # refused before anything else is made
     provider = make_provider(settings)
-    store = Store(store_dir)
     try:
         reports = check_documents(works, settings, provider, store)
         marked = prepare_fix(reports, store) if args.fix else 0
@@ -339,6 +342,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         asyncio.run(provider.aclose())
     for report in reports:
         missing = f", {report.missing} not in the store" if report.missing else ""
+        if report.corrupt:
+            missing += f", {len(report.corrupt)} corrupt (--fix makes them again)"
         print(
             f"{report.input}: {report.checked} segments checked, "
             f"{len(report.flagged)} flagged{missing}"
@@ -348,7 +353,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.fix:
         flagged = sum(len(r.flagged) for r in reports)
         return 1 if flagged or any(r.missing for r in reports) else 0
-    fixing = [w for w, r in zip(works, reports, strict=True) if r.flagged]
+    fixing = [w for w, r in zip(works, reports, strict=True) if r.flagged or r.corrupt]
     if not fixing:
         print("nothing to fix")
         return 0

@@ -33,6 +33,27 @@ def add_lexicon_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_cast_options(p: argparse.ArgumentParser) -> None:
+    """A cast of voices: quoted speech, cast files, speaker lines (docs/cast.md)."""
+    p.add_argument(
+        "--dialogue-voice",
+        metavar="VOICE",
+        help="read quoted speech in this voice (speech the cast cannot place, with --cast)",
+    )
+    p.add_argument(
+        "--cast",
+        action="append",
+        metavar="FILE",
+        help="a cast: [cast] name = voice, [chapters] title pattern = voice (TOML; "
+        "repeatable; after the settings file's and each document's cast.toml / NAME.cast.toml)",
+    )
+    p.add_argument(
+        "--speaker-lines",
+        action="store_true",
+        help="a paragraph starting NAME: (ANNA:, Q:) is read by that speaker, the name unread",
+    )
+
+
 def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "inputs",

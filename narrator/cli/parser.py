@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..errors import ConfigError
 from ..settings import default, default_stall_seconds
 from ..util.registry import REGISTRY
 from .argtypes import (
@@ -26,6 +27,7 @@ from .argtypes import (
     share,
     size,
 )
+from .cast import add_cast
 from .commands import (
     cmd_cache,
     cmd_check,
@@ -40,6 +42,7 @@ from .commands import (
 from .config import apply_config, endpoint_setting, find_config, load_config, option_names
 from .options import (
     add_audiobook_options,
+    add_cast_options,
     add_endpoint_options,
     add_estimate_options,
     add_input_options,
@@ -112,6 +115,12 @@ def _gap_options(p: argparse.ArgumentParser) -> None:
         default=default("paragraph_gap_ms"),
         help="silence before a new paragraph",
     )
+    p.add_argument(
+        "--quote-gap-ms",
+        type=non_negative_int,
+        default=default("quote_gap_ms"),
+        help="silence between a quotation and its tag, in one paragraph (at most --gap-ms)",
+    )
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -175,6 +184,7 @@ def _narrate_options(p: argparse.ArgumentParser) -> None:
     _run_options(p)
     add_qa_options(p)
     add_lexicon_option(p)
+    add_cast_options(p)
 
 
 def _check(sub: _Commands, narrate: argparse.ArgumentParser) -> None:
@@ -204,6 +214,8 @@ def _estimate(sub: _Commands) -> None:
     add_provider(p)
     add_pace_options(p)
     add_lexicon_option(p)
+    add_cast_options(p)
+    p.add_argument("--voice", help="the narrator's voice (lexicon scopes, the cast's counts)")
     p.set_defaults(func=cmd_estimate)
 
 
@@ -334,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _estimate,
         add_words,
+        add_cast,
         add_say,
         _demo,
         _serve,
@@ -370,6 +383,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         given = settings["lexicon"]
         args.lexicon_from_file = n = len(given) if isinstance(given, list) else 1
         args.lexicon[:n] = [str(path.parent / p) for p in args.lexicon[:n]]
+    if hasattr(args, "cast") and "cast" in settings:
+        given = settings["cast"]  # the same for casts
+        args.cast_from_file = n = len(given) if isinstance(given, list) else 1
+        args.cast[:n] = [str(path.parent / p) for p in args.cast[:n]]
+        folder = path.parent.resolve()
+        outside = [p for p in args.cast[:n] if not Path(p).resolve().is_relative_to(folder)]
+        if outside and args.config is None:  # a found file names only its own folder's
+            raise ConfigError(f"{path}: cast {outside[0]} is outside the settings file's folder")
     endpoint = endpoint_setting(settings)
     if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
         # Where the endpoint came from, so the key is not sent there unconfirmed.

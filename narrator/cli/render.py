@@ -172,6 +172,10 @@ def print_estimate(result: Estimate) -> None:
         )
     )
     print("\n".join(table(rows, right=(2, 3, 4, 5))))
+    if result.voices:
+        voices = [("voice", "requests", "characters")]
+        voices += [(v.voice, str(v.chunks), f"{v.billing_characters:,}") for v in result.voices]
+        print("\n".join(table(voices, right=(1, 2))))
     price = (
         "nothing to pay (the voice runs offline)"
         if result.price_per_10k_chars == 0

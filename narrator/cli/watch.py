@@ -17,6 +17,7 @@ from ..chunks.lexicon import Lexicon
 from ..errors import ConfigError
 from ..run.pipeline import DocumentReport
 from ..settings import Settings
+from ..store import check_store
 from ..util.folders import check_writable, default_cache_dir
 from ..util.registry import REGISTRY
 from ..watch.schedule import parse_until, queue
@@ -62,6 +63,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     settings = make_settings(args, os.environ)
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     check_writable(settings.store_dir, what="--cache-dir")
+    check_store(settings.store_dir)  # refused now, not when the first document arrives
     Path(args.output).mkdir(parents=True, exist_ok=True)
     check_writable(Path(args.output), what="-o")
     announce_endpoint(settings, getattr(args, "endpoint_origin", ""))

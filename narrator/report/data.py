@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..estimate import DEFAULT_PRICE_PER_10K_CHARS
 from ..run.batch import report_data
 from ..run.pipeline import DocumentReport, Flag, RunReport
+from ..run.results import Voiced
 from ..run.status import Status
 from ..settings import Settings
 from ..synth.timeline import Series
@@ -115,4 +116,5 @@ def _document(d: dict[str, Any]) -> DocumentReport:
         ),
         files=tuple(str(f) for f in d.get("files", ())),
         flagged=tuple(Flag(**f) for f in d.get("flagged", ())),
+        voices=tuple(Voiced(**v) for v in d.get("voices", ())),
     )

@@ -51,6 +51,25 @@ def _seek(href: str, player: str, start: float, label: str, *, cls: str = "seek"
     )
 
 
+def _voices_html(doc: DocumentReport) -> str:
+    """Who speaks how much in each chapter (a cast of voices)."""
+    titles = {n: mark.title for n, mark in enumerate(doc.chapters)}
+    rows = []
+    for v in doc.voices:
+        who = {"": "narrator", "?": "unattributed speech"}.get(v.speaker, v.speaker)
+        chapter = titles.get(v.chapter) or f"chapter {v.chapter + 1}"
+        rows.append(
+            f"<tr><td>{_e(chapter)}</td><td>{_e(who)}</td><td>{_e(v.voice)}</td>"
+            f"<td class=num>{v.chunks:,}</td><td class=num>{v.characters:,}</td></tr>"
+        )
+    return (
+        "<details><summary>Who speaks</summary><table class=voices><thead><tr>"
+        "<th scope=col>chapter</th><th scope=col>speaker</th><th scope=col>voice</th>"
+        "<th scope=col class=num>chunks</th><th scope=col class=num>characters</th>"
+        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></details>"
+    )
+
+
 def _document_html(
     n: int, doc: DocumentReport, context: RunContext, folder: Path, base: Path
 ) -> str:
@@ -126,6 +145,8 @@ def _document_html(
                 f"<td class=text>{_e(flag.text)}</td></tr>"
             )
         parts.append("</tbody></table>")
+    if doc.voices:
+        parts.append(_voices_html(doc))
     if doc.status is Status.SKIPPED and doc.errors:  # not a failure: only why
         parts.append(f"<p>Left out: {_e(doc.errors[0])}</p>")
     if not doc.ok and doc.errors:

@@ -33,7 +33,14 @@ from ..synth.providers import Provider
 from ..synth.quality import MIN_SAMPLES, profile
 from ..synth.sanity import max_seconds
 from ..util.diskspace import disk_full, is_disk_full
-from .results import DocumentReport, ProgressCallback, ProgressEvent, Work, flags_of
+from .results import (
+    DocumentReport,
+    ProgressCallback,
+    ProgressEvent,
+    Work,
+    flags_of,
+    voices_of,
+)
 from .status import Status
 
 __all__ = ["chunk_gap_ms", "narrate_one"]
@@ -47,7 +54,11 @@ def chunk_gap_ms(settings: Settings, previous: Chunk | None, chunk: Chunk) -> in
         return 0
     if chunk.chapter != previous.chapter:
         return settings.chapter_gap_ms
-    return settings.paragraph_gap_ms if chunk.paragraph_start else settings.gap_ms
+    if chunk.paragraph_start:
+        return settings.paragraph_gap_ms
+    if chunk.speaker != previous.speaker:  # a quotation and its tag belong together
+        return min(settings.quote_gap_ms, settings.gap_ms)
+    return settings.gap_ms
 
 
 def _count(on_progress: ProgressCallback, chunk: Chunk, future: asyncio.Future[Outcome]) -> None:
@@ -157,7 +168,7 @@ def _judgeable(pool: Pool, job: Job) -> bool:
     retakes = pool.retakes
     if retakes is None:
         return True
-    rates = retakes.gate.rates(retakes.voice_key)
+    rates = retakes.gate.rates(retakes.key_of(job))
     scripts = {"latin" if script == "digits" else script for script, _ in profile(job.text).weights}
     return all(len(rates.samples.get(script, ())) >= SETTLED_SAMPLES for script in scripts)
 
@@ -255,11 +266,14 @@ async def narrate_one(
             files=tuple(str(f) for f in files),
             flagged=flags_of(chunks, outcomes, starts),
             respelled_chunks=sum(c.written is not None for c in chunks),
+            voices=voices_of(chunks, settings.voice),
         )
 
     outcomes: list[Outcome] = []
     keys = [
-        segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+        segment_key(
+            provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
+        )
         for chunk in chunks
     ]
     if not chunks:
@@ -267,7 +281,8 @@ async def narrate_one(
         return report(Status.SKIPPED, errors=["nothing to narrate"])
     futures = []
     jobs = [
-        Job(key, chunk.text, chunk.billing_chars) for chunk, key in zip(chunks, keys, strict=True)
+        Job(key, chunk.text, chunk.billing_chars, chunk.voice)
+        for chunk, key in zip(chunks, keys, strict=True)
     ]
     for chunk, job in zip(chunks, jobs, strict=True):
         future = pool.submit(job, owner=work)

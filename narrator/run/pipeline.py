@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..chunks.cast import Casting, document_casting
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.split import Chunk, split_document
 from ..errors import DiskFull, NarrationFailed
 from ..inputs.documents import Document, load_document, parse_text
-from ..settings import Settings
+from ..settings import Settings, check_voice
 from ..store import segment_key
 from ..store.thread import StoreThread
 from ..synth.pool import Pool
@@ -56,6 +57,7 @@ __all__ = [
     "RunReport",
     "Work",
     "book_fingerprint",
+    "casting_for",
     "chunk_gap_ms",
     "narrate",
     "narrate_many",
@@ -99,7 +101,9 @@ async def narrate_many(
     fingerprints = {work.output: book_fingerprint(provider, settings, c) for work, c in plans}
 
     def key_of(chunk: Chunk) -> str:
-        return segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+        return segment_key(
+            provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
+        )
 
     current = [] if settings.force else await db.run(up_to_date, plans, store, fingerprints, key_of)
     done_before = {report.output for report in current}
@@ -230,6 +234,8 @@ def split_all(
         for w in works
     }
     loaded = {paths: Lexicon.load(*paths) for paths in set(files.values())}
+    # Every cast too, and each of its voices checked, before anything is sent.
+    castings = {w.document.source: casting_for(settings, w.document.source) for w in works}
     return [
         (
             work,
@@ -240,10 +246,34 @@ def split_all(
                 count=provider.billing_chars,
                 lexicon=loaded[files[work.document.source]],
                 voice=settings.voice,
+                casting=castings[work.document.source],
+                warn=log.warning,
             ),
         )
         for work in works
     ]
+
+
+def casting_for(settings: Settings, source: str) -> Casting | None:
+    """How a document's voices are given out: its cast files (the settings file's, its
+    own, the command line's) with every voice checked, the dialogue voice and speaker
+    lines; None when everything is read in the one voice. Raises
+    :class:`~narrator.errors.ConfigError` for a bad cast file or an unknown voice."""
+
+    def spell(voice: str) -> str:
+        return check_voice(
+            settings.provider, voice, model=settings.model, base_url=settings.base_url
+        )
+
+    return document_casting(
+        source,
+        settings.cast,
+        settings.cast_override,
+        voice=settings.voice,
+        dialogue_voice=settings.dialogue_voice,
+        speaker_lines=settings.speaker_lines,
+        spell=spell,
+    )
 
 
 def _service(settings: Settings) -> str:

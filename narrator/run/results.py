@@ -21,9 +21,11 @@ __all__ = [
     "ProgressCallback",
     "ProgressEvent",
     "RunReport",
+    "Voiced",
     "Work",
     "flags_of",
     "stopped_report",
+    "voices_of",
 ]
 
 
@@ -87,6 +89,30 @@ class Flag:
 
 
 @dataclass(frozen=True, slots=True)
+class Voiced:
+    """Who speaks how much in one chapter: a speaker ("" the narrator, "?" speech nobody
+    could be given, else a cast member), the voice, chunks and billing characters."""
+
+    chapter: int
+    speaker: str
+    voice: str
+    chunks: int
+    characters: int
+
+
+def voices_of(chunks: Sequence[Chunk], voice: str) -> tuple[Voiced, ...]:
+    """Each chapter's speakers, when a cast gave voices out (else none: one voice)."""
+    if all(c.speaker == "" and c.voice in ("", voice) for c in chunks):
+        return ()
+    counts: dict[tuple[int, str, str], list[int]] = {}
+    for chunk in chunks:
+        count = counts.setdefault((chunk.chapter, chunk.speaker, chunk.voice or voice), [0, 0])
+        count[0] += 1
+        count[1] += chunk.billing_chars
+    return tuple(Voiced(*key, n, chars) for key, (n, chars) in counts.items())
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentReport:
     """How one document went. ``status``: done, up-to-date (made before from the same
     text and settings), failed, skipped (nothing to narrate) or stopped."""
@@ -106,6 +132,7 @@ class DocumentReport:
     files: tuple[str, ...] = ()  # the audio files written: one, or one per part
     flagged: tuple[Flag, ...] = ()  # segments the quality gate flagged
     respelled_chunks: int = 0  # chunks a pronunciation lexicon changed
+    voices: tuple[Voiced, ...] = ()  # who speaks how much per chapter, with a cast
 
     @property
     def ok(self) -> bool:

@@ -13,7 +13,7 @@ from ..book.encode import format_of
 from ..book.readalong import is_read_along
 from ..chunks.split import Chunk
 from ..errors import NarratorError
-from ..settings import Settings
+from ..settings import Settings, default
 from ..store import Store, segment_key
 from ..synth.providers import Provider
 from ..util.diskspace import BYTES_PER_CHAR
@@ -32,20 +32,33 @@ def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Ch
         name: str(value)
         for name, value in dataclasses.asdict(settings).items()
         if name not in _RUN_ONLY_SETTINGS
+        # a cast setting left as it was: a book made before casts existed stays current
+        and not (name in _CAST_SETTINGS and value == default(name))
     }
     blob = json.dumps(
         # The written text too where a lexicon respelled it: the subtitles show it.
         [
             provider.identity,
             made_with,
-            [
-                (c.chapter, c.text) if c.written is None else (c.chapter, c.text, c.written)
-                for c in chunks
-            ],
+            [_made_of(c, settings.voice) for c in chunks],
         ],
         ensure_ascii=False,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+_CAST_SETTINGS = frozenset(("quote_gap_ms",))
+
+
+def _made_of(chunk: Chunk, voice: str) -> tuple[object, ...]:
+    """A chunk as its book's fingerprint holds it: the voice only when a cast gave it one
+    of its own (so a book made before casts existed stays current)."""
+    made: tuple[object, ...] = (chunk.chapter, chunk.text)
+    if chunk.written is not None or chunk.voice not in ("", voice):
+        made += (chunk.written,)
+    if chunk.voice not in ("", voice):
+        made += (chunk.voice,)
+    return made
 
 
 # Settings that change how a run goes, not what it makes; changing them keeps a book current.
@@ -57,6 +70,7 @@ _RUN_ONLY_SETTINGS = frozenset(
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
         "allow_hosts", "allow_private_network", "stall_timeout", "qa", "qa_retries",
         "qa_budget", "lexicon", "lexicon_override",  # their effect is in the chunks' text
+        "cast", "cast_override", "dialogue_voice", "speaker_lines",  # and in their voices
     )
 )  # fmt: skip
 
@@ -123,7 +137,9 @@ def room_needed(
     missing: dict[str, int] = {}
     for _, chunks in plans:
         for chunk in chunks:
-            key = segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
+            key = segment_key(
+                provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
+            )
             if key not in missing and store.lookup(key) is None:
                 missing[key] = chunk.billing_chars
     cache = settings.store_dir.absolute()

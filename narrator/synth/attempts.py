@@ -164,7 +164,7 @@ class Attempts:
             if _ABOUT_TEXT.search(str(exc)):
                 raise  # this chunk's problem: the next request probes again
             raise SettingsRejected(
-                f"{exc} (voice {self.voice!r}); nothing else was sent, since every "
+                f"{exc} (voice {job.voice or self.voice!r}); nothing else was sent, since every "
                 "request would be refused the same way"
             ) from exc
         self._answered = True
@@ -187,7 +187,7 @@ class Attempts:
             )
             try:
                 audio = await self.provider.synthesize(
-                    job.text, voice=self.voice, request_id=request_id
+                    job.text, voice=job.voice or self.voice, request_id=request_id
                 )
             except RateLimited:
                 self.stats.throttled += 1

@@ -18,6 +18,7 @@ class Job:
     key: str
     text: str
     billing_chars: int
+    voice: str = ""  # "": the pool's voice (a cast gives some chunks voices of their own)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,11 +60,22 @@ class Retakes:
         self._synthesize = synthesize
         self._stopped = stopped
         self._rechecks: dict[str, asyncio.Future[Outcome]] = {}
+        self._warm: set[str] = set()
 
-    async def warm(self) -> None:
-        """Start from this voice's speech rate as earlier runs measured it."""
-        learned = await self.db.run(self.store.learned_rates, self.voice_key)
-        self.gate.warm(self.voice_key, learned)
+    def key_of(self, job: Job) -> str:
+        """The rates ``job`` is judged by: its own voice's, when a cast gave it one."""
+        if not job.voice:
+            return self.voice_key
+        return f"{self.voice_key.partition(chr(0))[0]}\0{job.voice}"
+
+    async def warm(self, voice_key: str | None = None) -> None:
+        """Start from a voice's speech rate as earlier runs measured it (once per voice)."""
+        voice_key = voice_key or self.voice_key
+        if voice_key in self._warm:
+            return
+        self._warm.add(voice_key)
+        learned = await self.db.run(self.store.learned_rates, voice_key)
+        self.gate.warm(voice_key, learned)
 
     @staticmethod
     def settled(stored: StoredVerdict | None) -> bool:
@@ -97,6 +108,7 @@ class Retakes:
         the chunk's claim."""
         # A bad attempt whose re-synthesis was cut short (by a kill, say) carries on.
         retrying = stored if stored is not None and stored.status == "retrying" else None
+        await self.warm(self.key_of(job))
         if cached is not None:
             if stored is not None and retrying is None:
                 return self.settled_outcome(cached, stored)
@@ -124,7 +136,7 @@ class Retakes:
 
     async def _recheck(self, job: Job, outcome: Outcome) -> Outcome:
         assert outcome.measurement is not None
-        verdict = self.gate.judge(self.voice_key, job.text, outcome.measurement)
+        verdict = self.gate.judge(self.key_of(job), job.text, outcome.measurement)
         if verdict.ok and verdict.provisional:
             return outcome  # still too little to go on: the prior's pass stands
         if verdict.ok:  # learned from the first time it passed
@@ -153,7 +165,7 @@ class Retakes:
         # Provisional passes teach too: they are all the run has at first, and the
         # median shrugs off the odd bad one among them.
         if learn:
-            learned = self.gate.passed(self.voice_key, job.text, m)
+            learned = self.gate.passed(self.key_of(job), job.text, m)
         else:
             learned = rate_of(job.text, m)
         if aside:  # a worse attempt than this one was kept aside
@@ -167,7 +179,7 @@ class Retakes:
             attempts=attempts,
             verdict=_fields(verdict),
             measurement=_fields(m),
-            learned=(self.voice_key, *learned) if learned else None,
+            learned=(self.key_of(job), *learned) if learned else None,
         )
 
     async def _judged(
@@ -202,7 +214,7 @@ class Retakes:
                 if measured is None:
                     measured = await asyncio.to_thread(measure_file, segment.path)
                 m, measured = measured, None
-                verdict = gate.judge(self.voice_key, job.text, m)
+                verdict = gate.judge(self.key_of(job), job.text, m)
             if verdict.ok:
                 await self._passed(job, verdict, m, attempts, aside=aside)
                 return Outcome(segment, requests, retries, cached, verdict, m, attempts)

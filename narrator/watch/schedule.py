@@ -67,7 +67,9 @@ async def keyed_chunks(
         (
             work,
             {
-                segment_key(provider=identity, voice=settings.voice, text=c.text): c.billing_chars
+                segment_key(
+                    provider=identity, voice=c.voice or settings.voice, text=c.text
+                ): c.billing_chars
                 for c in chunks
             },
         )

@@ -108,6 +108,7 @@ class EmulatorStats:
     starts: list[float] = field(default_factory=list)  # clock time of each /v1/tts arrival
     billed_characters: int = 0
     billed: dict[str, int] = field(default_factory=dict)  # billed_key() -> times billed
+    voices: dict[str, int] = field(default_factory=dict)  # voice -> requests billed
     downloads: int = 0  # GET /audio requests
     request_ids: list[str] = field(default_factory=list)  # X-Client-Request-Id values seen
     dropped: int = 0  # /v1/tts connections closed without a response
@@ -132,10 +133,13 @@ class EmulatorStats:
         if client_id is not None:
             _remember(self.request_ids, client_id[:128])
 
-    def bill(self, key: str, billing: int) -> None:
-        """Count a success: ``billing`` characters for the text of :func:`billed_key` ``key``."""
+    def bill(self, key: str, billing: int, voice: str = "") -> None:
+        """Count a success: ``billing`` characters for the text of :func:`billed_key` ``key``,
+        read in ``voice``."""
         self.billed_characters += billing
         _count(self.billed, key)
+        if voice:
+            _count(self.voices, voice)
 
     def bill_bad(self, key: str, kind: str) -> None:
         """Count a success that carried bad audio of ``kind``."""

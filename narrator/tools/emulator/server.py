@@ -164,7 +164,7 @@ class _Emulator:
         finally:
             stats.in_flight -= 1
         key = billed_key(voice, text)
-        stats.bill(key, billing)
+        stats.bill(key, billing, voice)
         if self.chance(config.bad_audio_rate):
             kind = self._rng.choice(config.bad_audio_kinds)
             wav = spoil(wav, kind, self._rng)
