@@ -19,9 +19,11 @@ from .util.sanitize import strip_controls
 
 __all__ = [
     "AUDIO_FORMATS",
+    "CUE_GRAINS",
     "LANGUAGES",
     "MAX_GAP_MS",
     "QA_MODES",
+    "READ_ALONG_FORMAT",
     "REGIONS",
     "SUBTITLE_KINDS",
     "AudiobookOptions",
@@ -39,6 +41,8 @@ REGIONS = ("intl", "cn")
 # The audiobook formats (book.encode holds how each is written) and subtitle kinds.
 AUDIO_FORMATS = ("mp3", "m4b", "m4a", "flac", "ogg", "opus", "wav")
 SUBTITLE_KINDS = ("srt", "vtt")
+CUE_GRAINS = ("sentence", "chunk")  # one subtitle cue per sentence (the default), or chunk
+READ_ALONG_FORMAT = "epub"  # an EPUB 3 whose text lights up with the audio (book.readalong)
 MAX_GAP_MS = 60_000  # the longest silence a stitcher writes between two pieces
 # Sentence-splitting languages: pysbd's, plus those the splitter reads with English
 # rules on purpose (Korean, Portuguese) and DashScope's names for Chinese.
@@ -71,6 +75,8 @@ class AudiobookOptions:
     split_hours: float | None = None
     subtitles: str | None = None  # srt | vtt
     clean_joins: bool | None = None
+    cue: str = CUE_GRAINS[0]  # a subtitle cue per sentence or per chunk
+    read_along: Path | None = None  # an EPUB 3 read-along book beside the audiobook
 
     def __post_init__(self) -> None:
         if self.cover is not None:  # a str is as good as a Path
@@ -79,9 +85,17 @@ class AudiobookOptions:
             value = getattr(self, name)
             if value is not None:  # control characters make tags, and the feed, invalid
                 object.__setattr__(self, name, " ".join(strip_controls(value).split()))
-        if self.format is not None and self.format.lower() not in AUDIO_FORMATS:
+        formats = (*AUDIO_FORMATS, READ_ALONG_FORMAT)
+        if self.format is not None and self.format.lower() not in formats:
             raise ConfigError(
-                f"format {self.format}: choose one of {', '.join(AUDIO_FORMATS)}", setting="format"
+                f"format {self.format}: choose one of {', '.join(formats)}", setting="format"
+            )
+        if self.cue not in CUE_GRAINS:
+            raise ConfigError(f"cue {self.cue}: choose sentence or chunk", setting="cue")
+        if self.read_along is not None and self.read_along.suffix.lower() != ".epub":
+            raise ConfigError(
+                f"--read-along {self.read_along}: name the book with the extension .epub",
+                setting="read_along",
             )
         if self.subtitles is not None and self.subtitles not in SUBTITLE_KINDS:
             raise ConfigError(f"subtitles {self.subtitles}: choose srt or vtt", setting="subtitles")

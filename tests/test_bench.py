@@ -70,7 +70,7 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
         "throughput", "throughput", "client CPU", "adaptive", "adaptive", "chunk",
         "resume", "resume", "client CPU", "client peak", "offline",
         "quality", "quality", "quality", "quality",
-        "end", "tail", "tail", "disk", "disk", "FLAC",
+        "end", "tail", "tail", "disk", "disk", "FLAC", "read-along", "read-along",
     ]  # fmt: skip
     assert [w.split(" ")[0].rstrip(":") for w in whats] == [e.split(" ")[0] for e in expected]
     rebuilt, current = [r["data"] for r in loaded["rows"] if r["what"].startswith("resume")]
@@ -85,6 +85,11 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
     assert loaded["machine"]["cores"] >= 1 and loaded["machine"]["python"]
     assert table.count("\n| ") == len(rows) + 1  # header row plus one line per row
     assert not list(scratch.rglob("*.m4b"))  # big outputs are removed once measured
+    assumed, short = [r for r in loaded["rows"] if r["what"].startswith("read-along")]
+    assert assumed["met"] is not None and short["met"] is None  # a goal, and a limit shown
+    for row in (assumed, short):
+        assert all(r["sentences"] > 5 for r in row["data"]["by_language"].values())
+    assert not list(scratch.rglob("*.epub"))
 
 
 @pytest.mark.slow

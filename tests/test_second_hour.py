@@ -271,7 +271,7 @@ def test_a_long_chunk_is_shown_in_bounded_cues() -> None:
     assert cues[0].start == 10.0 and cues[-1].end == 44.0
     assert all(a.end == b.start for a, b in itertools.pairwise(cues))
     assert " ".join(c.text for c in cues) == " ".join(text.split())  # nothing lost
-    assert render_subtitles([Cue(0, 34, text)], "srt").count(" --> ") == len(cues)
+    assert render_subtitles(cues, "srt").count(" --> ") == len(cues)
     assert bounded(Cue(0.0, 2.0, "A short one.")) == [Cue(0.0, 2.0, "A short one.")]
 
 

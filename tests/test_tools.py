@@ -115,8 +115,9 @@ async def test_demo_narrates_a_folder_through_its_own_emulator(tmp_path: Path) -
     assert result.code == 0, result.stderr
     assert "narrator demo: the AIML API emulator is listening on http://127.0.0.1:" in result.stderr
     assert f"Audiobooks are in {out.resolve()}/" in result.stdout
-    assert "2 of 2 audiobooks written; 2 requests" in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["one.wav", "two.wav"]
+    # Each also as a read-along book, from the same two requests.
+    assert "4 of 4 audiobooks written; 2 requests" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["one.epub", "one.wav", "two.epub", "two.wav"]
     one, two = (read_wav_info(out / name) for name in ("one.wav", "two.wav"))
     # Real speech from eSpeak, not silence: the longer text takes longer to read.
     assert one.seconds > two.seconds > 0.5
@@ -132,7 +133,7 @@ async def test_demo_puts_one_file_into_the_output_folder_even_before_it_exists(
     result = await run_cli("demo", "note.txt", "--quiet", cwd=tmp_path)
     assert result.code == 0, result.stderr
     assert f"Audiobooks are in {(tmp_path / 'out').resolve()}/" in result.stdout
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["note.wav"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["note.epub", "note.wav"]
     assert read_wav_info(tmp_path / "out" / "note.wav").seconds > 0.5
 
 

@@ -25,6 +25,7 @@ from ..inputs.documents import Document
 from ..settings import AudiobookOptions
 from .joiner import Piece
 from .parts import Audiobook, chapter_marks, plan_parts
+from .readalong import open_book
 from .stream import BookStream
 
 __all__ = [
@@ -43,13 +44,17 @@ def make_audiobook(
     pieces: Sequence[Piece],
     output: Path,
     options: AudiobookOptions | None = None,
+    *,
+    lang: str = "en",
 ) -> Audiobook:
     """Stitch ``pieces`` (one per chunk, in order) and encode them into ``output``.
 
-    With ``split_hours``, parts are named ``NAME-01.EXT``, ``NAME-02.EXT``, ... Raises
-    :class:`~narrator.errors.AudioError` for unreadable segments or an ffmpeg failure.
+    With ``split_hours``, parts are named ``NAME-01.EXT``, ``NAME-02.EXT``, ... An
+    ``.epub`` output (or ``options.read_along``) is a read-along book, its sentences
+    split by ``lang``'s rules. Raises :class:`~narrator.errors.AudioError` for
+    unreadable segments or an ffmpeg failure.
     """
-    stream = BookStream(document, chunks, output, options)
+    stream = open_book(document, chunks, output, options, lang=lang)
     try:
         for piece in pieces:
             stream.add(piece)

@@ -41,7 +41,9 @@ from .encoder import Encoder, stream_args, temp_part
 from .ffmpeg import apply_filter, measure_filter, parse_loudness
 from .joiner import Joiner, Piece, Ready
 from .parts import Audiobook, PartPlanner, chapter_marks, marks_in, part_path
-from .subtitles import Cue, write_subtitles
+from .readtext import book_text
+from .subtitles import Cue, bounded, sentence_cues, write_subtitles
+from .timings import LevelTap, PauseLog
 from .wavfile import WavFile
 
 __all__ = ["BookStream"]
@@ -111,7 +113,7 @@ class _Router:
 
 
 class _Tee:
-    def __init__(self, *outs: _Router | Encoder) -> None:
+    def __init__(self, *outs: _Router | Encoder | LevelTap) -> None:
         self._outs = outs
 
     def write(self, data: bytes | memoryview, /) -> None:
@@ -123,7 +125,8 @@ class BookStream:
     """One document's audiobook, fed its pieces in order (see the module docstring).
 
     ``chunks`` are the document's, one per piece to come. Nothing is written before the
-    first :meth:`add`; ``output`` (or its parts) appears only at :meth:`finish`.
+    first :meth:`add`; ``output`` (or its parts) appears only at :meth:`finish`. ``lang``
+    splits the sentences of subtitles cued by sentence.
     """
 
     def __init__(
@@ -132,6 +135,8 @@ class BookStream:
         chunks: Sequence[Chunk],
         output: Path,
         options: AudiobookOptions | None = None,
+        *,
+        lang: str = "en",
     ) -> None:
         self.document = document
         self.chunks = chunks
@@ -154,6 +159,8 @@ class BookStream:
         self._sinks: list[_Sink] = []
         self._temps: list[Path] = []
         self._error: BaseException | None = None
+        self._lang = lang
+        self._pauses: PauseLog | None = None  # read for subtitles cued by sentence
 
     @property
     def started(self) -> bool:
@@ -213,6 +220,10 @@ class BookStream:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         # A run killed outright left its hidden parts here: hundreds of MB, nobody's now.
         sweep_leftovers(self.output)
+        outs: list[LevelTap] = []
+        if self.options.subtitles and self.options.cue == "sentence":
+            self._pauses = PauseLog(target.rate, target.width, target.channels)
+            outs.append(self._pauses.tap)
         if self.options.normalize:
             self._router = _Router(lambda number: _Null())
             self._measure = Encoder(
@@ -221,10 +232,10 @@ class BookStream:
                  "-f", "null", "-"],
                 what=f"measure the loudness of {self.output.name}",
             )  # fmt: skip
-            self._out = _Tee(self._router, self._measure)
+            self._out = _Tee(self._router, self._measure, *outs)
         else:
             self._router = _Router(lambda number: self._open(target, number))
-            self._out = _Tee(self._router)
+            self._out = _Tee(self._router, *outs)
 
     def _open(self, target: WavInfo, number: int, args: Sequence[str] = ()) -> _Sink:
         tmp = temp_part(self.output, number)
@@ -268,6 +279,8 @@ class BookStream:
         self._starts.append(start)
         self._durations.append(ready.size // frame / rate)
         self._written = at + self._joiner.write(ready, out)
+        if self._pauses is not None:
+            self._pauses.mark(self.chunks[len(self._starts) - 1].index, start, end)
 
     # --- at the end -------------------------------------------------------------------
 
@@ -289,6 +302,7 @@ class BookStream:
         marks = chapter_marks(self.document, self.chunks, self._starts)
         files: list[Path] = []
         sidecars: list[Path] = []
+        cues = self._cues() if self.options.subtitles else []
         for number, ((start, end), sink) in enumerate(
             zip(parts, router.sinks, strict=True), start=1
         ):
@@ -306,7 +320,7 @@ class BookStream:
             )
             files.append(path)
             if self.options.subtitles:
-                sidecars.append(self._subtitles(path, start, end))
+                sidecars.append(self._subtitles(cues, path, start, end))
         return Audiobook(tuple(files), tuple(sidecars), seconds, tuple(marks), tuple(self._starts))
 
     def _metadata(self, number: int, total: int) -> Metadata:
@@ -353,12 +367,26 @@ class BookStream:
         router.close()
         return router
 
-    def _subtitles(self, path: Path, start: float, end: float) -> Path:
+    def _cues(self) -> list[Cue]:
+        """The book's cues over the whole book: one per sentence (a long one in pieces read
+        at a glance), or one per chunk (``--cue chunk``: each chunk whole, as it always was)."""
+        if self._pauses is not None:
+            sentences = sentence_cues(
+                book_text(self.document, self.chunks, self._lang), self._pauses
+            )
+            return [piece for cue in sentences for piece in bounded(cue)]
+        return [
+            Cue(s, s + d, chunk.shown)
+            for chunk, s, d in zip(self.chunks, self._starts, self._durations, strict=True)
+        ]
+
+    def _subtitles(self, cues: Sequence[Cue], path: Path, start: float, end: float) -> Path:
+        """The part from ``start`` to ``end``'s subtitles: the cues that start in it."""
         kind = self.options.subtitles
         assert kind is not None
-        cues = [
-            Cue(s - start, min(s + d, end) - start, chunk.shown)
-            for chunk, s, d in zip(self.chunks, self._starts, self._durations, strict=True)
-            if start <= s < end
+        inside = [
+            Cue(c.start - start, min(c.end, end) - start, c.text)
+            for c in cues
+            if start <= c.start < end
         ]
-        return write_subtitles(cues, path.with_suffix(f".{kind}"), kind)
+        return write_subtitles(inside, path.with_suffix(f".{kind}"), kind)

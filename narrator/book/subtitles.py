@@ -1,5 +1,7 @@
-"""Subtitle sidecars: a cue per chunk, timed by where its audio landed in the book; a
-long chunk is shown in pieces (:func:`bounded`), each timed by its share of the text.
+"""Subtitle sidecars: one cue per sentence (or per chunk), timed by where its audio
+landed in the book; a sentence's place inside its chunk is found at the voice's pauses
+(:mod:`narrator.book.timings`). A cue too long to read at a glance is shown in pieces
+(:func:`bounded`), each timed by its share of the text.
 
 SRT and WebVTT differ only in their header, the decimal mark and WebVTT's need to
 escape ``&``, ``<`` and ``>``. A cue's text is the chunk's text on one line (a blank
@@ -17,6 +19,8 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..settings import SUBTITLE_KINDS
 from ..util.atomic import atomic_write
+from .readtext import ChapterText
+from .timings import PauseLog
 
 __all__ = [
     "MAX_CUE_CHARS",
@@ -26,6 +30,7 @@ __all__ = [
     "bounded",
     "read_subtitles",
     "render_subtitles",
+    "sentence_cues",
     "write_subtitles",
 ]
 
@@ -116,8 +121,7 @@ def render_subtitles(cues: Sequence[Cue], kind: str) -> str:
         raise ConfigError(f"--subtitles {kind}: choose srt or vtt")
     mark = "," if kind == "srt" else "."
     blocks = ["WEBVTT\n"] if kind == "vtt" else []
-    pieces = [piece for whole in cues for piece in bounded(whole)]
-    for number, cue in enumerate(pieces, start=1):
+    for number, cue in enumerate(cues, start=1):
         text = " ".join(cue.text.split())
         if kind == "vtt":
             text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -129,3 +133,16 @@ def render_subtitles(cues: Sequence[Cue], kind: str) -> str:
 def write_subtitles(cues: Sequence[Cue], path: Path, kind: str) -> Path:
     """Write ``cues`` to ``path`` as SRT or WebVTT (UTF-8), atomically."""
     return atomic_write(path, render_subtitles(cues, kind))
+
+
+def sentence_cues(chapters: Sequence[ChapterText], pauses: PauseLog) -> list[Cue]:
+    """One cue per sentence: from its start to the next one's in the same chunk, the
+    chunk's last to the chunk's end (the gap after it shows nothing)."""
+    sentences = [s for chapter in chapters for s in chapter.sentences]
+    starts = pauses.starts([(s.chunk, s.weight) for s in sentences])
+    cues: list[Cue] = []
+    for n, (sentence, start) in enumerate(zip(sentences, starts, strict=True)):
+        following = n + 1 < len(sentences) and sentences[n + 1].chunk == sentence.chunk
+        end = starts[n + 1] if following else pauses.span(sentence.chunk)[1]
+        cues.append(Cue(start, max(start, end), sentence.text.strip()))
+    return cues

@@ -56,7 +56,9 @@ def load(
         follow_symlinks=getattr(args, "follow_symlinks", False),
     )
     if outputs:
-        check_outputs(batch, args.output, getattr(args, "format", None))
+        check_outputs(
+            batch, args.output, getattr(args, "format", None), getattr(args, "read_along", None)
+        )
     stdin = sys.stdin.buffer.read() if batch.reads_stdin else None
     loaded = asyncio.run(
         read_batch(
@@ -133,6 +135,8 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             split_hours=args.split_hours,
             subtitles=args.subtitles,
             clean_joins=args.clean_joins,
+            cue=args.cue,
+            read_along=Path(args.read_along) if args.read_along else None,
         ),
         retries=args.retries,
         stall_timeout=args.stall_timeout,

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..book.encode import FORMATS
+from ..book.readalong import is_read_along
 from ..chunks.lexicon import Lexicon
 from ..errors import ConfigError
 from ..estimate import format_cost
@@ -209,6 +210,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     works, unread, _ = load_works(args)
     if not works:
         raise ConfigError(_nothing_left(unread))
+    # Each sample also as a read-along book (docs/read-along.md): the same segments, so
+    # nothing more is sent for it.
+    works += [
+        Work(w.document, w.output.with_suffix(".epub"))
+        for w in works
+        if not is_read_along(w.output)
+    ]
 
     with tempfile.TemporaryDirectory(prefix="narrator-demo-") as cache:
 

@@ -7,7 +7,7 @@ import argparse
 from ..book.encode import FORMATS
 from ..estimate import DEFAULT_LATENCY, DEFAULT_PRICE_PER_10K_CHARS
 from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
-from ..settings import QA_MODES, REGIONS, default
+from ..settings import CUE_GRAINS, QA_MODES, READ_ALONG_FORMAT, REGIONS, default
 from ..util.registry import REGISTRY, describe_pace
 from .argtypes import (
     as_int,
@@ -141,7 +141,14 @@ def add_estimate_options(p: argparse.ArgumentParser) -> None:
 
 def add_audiobook_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--format", choices=list(FORMATS), help="audio format (default: from -o, else wav)"
+        "--format",
+        choices=[*FORMATS, READ_ALONG_FORMAT],
+        help="audio format, or epub for a read-along book (default: from -o, else wav)",
+    )
+    p.add_argument(
+        "--read-along",
+        metavar="BOOK.epub",
+        help="also write an EPUB 3 whose text lights up with the audio (docs/read-along.md)",
     )
     p.add_argument("--title", help="title tag (default: the document's title)")
     p.add_argument("--author", help="author (artist) tag")
@@ -161,6 +168,12 @@ def add_audiobook_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--subtitles", choices=["srt", "vtt"], help="write a subtitle file beside the audiobook"
+    )
+    p.add_argument(
+        "--cue",
+        choices=CUE_GRAINS,
+        default=CUE_GRAINS[0],  # AudiobookOptions' own
+        help="one subtitle cue per sentence or per chunk (default: %(default)s)",
     )
     p.add_argument(
         "--clean-joins",

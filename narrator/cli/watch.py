@@ -82,6 +82,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise ConfigError("narrator watch takes one folder: narrator watch INBOX -o OUT")
     if not args.output:
         raise ConfigError("narrator watch needs -o DIR for the audiobooks")
+    if args.read_along:
+        raise ConfigError(
+            "--read-along names one book: narrator watch makes many (use --format epub)"
+        )
     settings = make_settings(args, os.environ)
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     check_writable(settings.store_dir, what="--cache-dir")

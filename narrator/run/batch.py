@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..book.encode import FORMATS
+from ..book.encode import FORMATS as _AUDIO
 from ..errors import ConfigError, InputError
 from ..inputs.documents import Document
 from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from ..inputs.sources import STDIN, Input, find_inputs, read_inputs, safe_filename
-from ..settings import Settings
+from ..settings import READ_ALONG_FORMAT, Settings
 from ..util.atomic import atomic_write
 from ..util.netpolicy import NetPolicy
 from ..util.sanitize import storable_data
@@ -35,6 +35,10 @@ __all__ = [
     "Batch", "Loaded", "check_outputs", "find_batch", "plan_outputs", "plan_works",
     "read_batch", "report_data", "totals", "unread_report", "with_unread", "write_report",
 ]  # fmt: skip
+
+
+# What -o may end in: an audiobook's format, or an EPUB 3 read-along book.
+FORMATS = (*_AUDIO, READ_ALONG_FORMAT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +82,10 @@ def find_batch(
     return Batch(tuple(items), many)
 
 
-def check_outputs(batch: Batch, out: str | None, fmt: str | None = None) -> None:
-    """Refuse a wrong -o before anything is read or fetched."""
+def check_outputs(
+    batch: Batch, out: str | None, fmt: str | None = None, read_along: str | None = None
+) -> None:
+    """Refuse a wrong -o (or --read-along) before anything is read or fetched."""
     if not batch.many:
         if out is None and batch.items[0].location == STDIN:
             raise ConfigError("reading standard input needs -o FILE.wav")
@@ -96,6 +102,8 @@ def check_outputs(batch: Batch, out: str | None, fmt: str | None = None) -> None
         raise ConfigError("several inputs or a folder need -o DIR for the audiobooks")
     if Path(out).suffix.lower().lstrip(".") in FORMATS:
         raise ConfigError(f"-o {out}: several inputs need a folder, not an audio file")
+    if read_along is not None:
+        raise ConfigError("--read-along names one book: with several inputs, use --format epub")
 
 
 def unread_report(item: Input, status: Status, error: str) -> DocumentReport:

@@ -18,9 +18,11 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..book.audiobook import Audiobook, BookStream
+from ..book.audiobook import Audiobook
 from ..book.encode import ChapterMark
+from ..book.readalong import BookWriter, open_book
 from ..book.stitch import Piece
+from ..chunks.language import resolve_language
 from ..chunks.split import Chunk
 from ..errors import ChunkFailed, NarratorError, Stopped, StopRun
 from ..inputs.documents import Document
@@ -72,10 +74,13 @@ class _Feed:
         output: Path,
         options: AudiobookOptions,
         on_error: Callable[[BaseException], None],
+        *,
+        lang: str,
     ) -> None:
         self._args = (document, chunks, output, options)
+        self._lang = lang  # the --lang setting: "auto" is resolved on the book's thread
         self._on_error = on_error
-        self._stream: BookStream | None = None
+        self._stream: BookWriter | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._dropped = False  # set on the loop, read by the thread: skip what is queued
         self.fed = 0
@@ -94,7 +99,8 @@ class _Feed:
         if self._dropped:
             return
         if self._stream is None:
-            self._stream = BookStream(*self._args)
+            lang = resolve_language(self._args[0], self._lang)
+            self._stream = open_book(*self._args, lang=lang)
         self._stream.add(piece)
 
     def _check(self, done: asyncio.Future[None]) -> None:
@@ -275,7 +281,7 @@ async def narrate_one(
         if is_disk_full(exc):  # stop paying for chunks that cannot be written
             pool.stop(disk_full(work.output.absolute().parent))
 
-    feed = _Feed(doc, chunks, work.output, settings.audiobook, book_failed)
+    feed = _Feed(doc, chunks, work.output, settings.audiobook, book_failed, lang=settings.lang)
     try:
         results = await _stream_in_order(
             pool, jobs, futures, feed, piece, strict=settings.qa == "strict"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..book.encode import format_of
+from ..book.readalong import is_read_along
 from ..errors import DiskFull, InternalFailure, NarrationFailed, StopRun
 from ..inputs.documents import Document, load_document, parse_text
 from ..settings import Settings
@@ -84,7 +85,8 @@ async def narrate_many(
     """
     began = time.monotonic()
     for work in works:  # a bad output name is refused before anything is paid for
-        format_of(work.output, settings.audiobook.format)
+        if not is_read_along(work.output, settings.audiobook.format):
+            format_of(work.output, settings.audiobook.format)
     progress = on_progress or (lambda event: None)
     own_provider = provider is None
     provider = provider or make_provider(settings)  # opens no connection until used

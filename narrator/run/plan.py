@@ -205,14 +205,20 @@ def book_fingerprint(identity: str, settings: Settings, chunks: Sequence[Chunk])
     """What an audiobook is made from: its chunks' texts, chapters and voices, the
     provider (its ``identity``), and every setting but those that only change how fast
     it is made."""
-    # Subtitles sit beside the book, not in it: adding or dropping them keeps it current
-    # (as None, a book made without them keeps the fingerprint it always had).
+    # Subtitles sit beside the book, not in it: adding or dropping them (or choosing their
+    # cues' grain) keeps it current (as None, a book made without them keeps the
+    # fingerprint it always had). A read-along book counts only when one is asked for, so
+    # books made before it existed stay current too.
     settings = dataclasses.replace(
         settings, audiobook=dataclasses.replace(settings.audiobook, subtitles=None)
     )
+    fields = dataclasses.asdict(settings)
+    fields["audiobook"].pop("cue")
+    if fields["audiobook"]["read_along"] is None:
+        fields["audiobook"].pop("read_along")
     made_with = {
         name: str(value)
-        for name, value in dataclasses.asdict(settings).items()
+        for name, value in fields.items()
         if name not in _RUN_ONLY_SETTINGS
         # a cast setting left as it was: a book made before casts existed stays current
         and not (name in _CAST_SETTINGS and value == default(name))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..book.encode import format_of
+from ..book.readalong import is_read_along
 from ..book.subtitles import read_subtitles, write_subtitles
 from ..errors import NarratorError
 from ..settings import SUBTITLE_KINDS, Settings
@@ -105,7 +106,8 @@ def room_needed(plans: Sequence[Plan], store: Store, settings: Settings) -> dict
         try:
             fmt = format_of(work.output, options.format)
         except NarratorError:
-            fmt = "wav"
+            # A read-along book holds its audio as AAC, and the EPUB is a second copy.
+            fmt = "m4a" if is_read_along(work.output, options.format) else "wav"
         encoded = wav if fmt in ("wav", "flac") else wav // 4
         folder = work.output.absolute().parent
         copies = 2 if fmt in ("m4b", "m4a") else 1  # the remux at the end

@@ -81,6 +81,7 @@ FLAGS: Mapping[str, Kind] = {
     "album": _K.SOUND, "year": _K.SOUND, "normalize": _K.SOUND, "split_hours": _K.SOUND,
     "subtitles": _K.SOUND, "clean_joins": _K.SOUND, "qa": _K.SOUND,
     "dialogue_voice": _K.SOUND, "speaker_lines": _K.SOUND, "quote_gap_ms": _K.SOUND,
+    "cue": _K.SOUND,
     # pace and behaviour
     "concurrency": _K.PACE, "rpm": _K.PACE, "max_chars": _K.PACE, "retries": _K.PACE,
     "backoff": _K.PACE, "stall_timeout": _K.PACE, "fetch_timeout": _K.PACE,
@@ -89,7 +90,7 @@ FLAGS: Mapping[str, Kind] = {
     "include": _K.SELECT, "exclude": _K.SELECT,
     # paths
     "output": _K.PATH, "report": _K.PATH, "cache_dir": _K.PATH, "cover": _K.PATH,
-    "lexicon": _K.PATH, "cast": _K.PATH,
+    "lexicon": _K.PATH, "cast": _K.PATH, "read_along": _K.PATH,
     "on_done": _K.COMMAND,
     "base_url": _K.ENDPOINT, "provider": _K.ENDPOINT, "model": _K.ENDPOINT,
     "region": _K.ENDPOINT,
@@ -128,6 +129,7 @@ SETTINGS: Mapping[str, Kind] = {
     "audiobook.normalize": _K.SOUND, "audiobook.target_lufs": _K.SOUND,
     "audiobook.true_peak": _K.SOUND, "audiobook.split_hours": _K.SOUND,
     "audiobook.subtitles": _K.SOUND, "audiobook.clean_joins": _K.SOUND,
+    "audiobook.cue": _K.SOUND, "audiobook.read_along": _K.PATH,
 }  # fmt: skip
 
 

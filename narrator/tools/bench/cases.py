@@ -39,6 +39,7 @@ from .harness import (
 )
 from .quality import quality
 from .rates import adaptive, chunk_size, throughput
+from .readalong import readalong
 
 with warnings.catch_warnings():
     # Same as in narrator.chunks.split: pysbd 0.3.4 has invalid escape sequences.
@@ -334,5 +335,5 @@ async def offline(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
 #: Every benchmark, in the order the table shows them.
 CASES: tuple[Callable[[Sizes, Workdir, Progress], Any], ...] = (
     splitting, stitching, throughput, adaptive, chunk_size, resume, client_cost, offline, quality,
-    finishing, flac,
+    finishing, flac, readalong,
 )  # fmt: skip
