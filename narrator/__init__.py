@@ -5,29 +5,26 @@
 >>> narrator.narrate_sync("Hello there. This is narrator.", "hello.wav", settings)  # doctest: +SKIP
 
 The public API is what this package exports (``narrator.__all__``), the error tree in
-:mod:`narrator.errors`, many inputs at once in :mod:`narrator.batch` and the run report
-(JSON or HTML) in :mod:`narrator.report`. Every other
+:mod:`narrator.errors`, many inputs at once in :mod:`narrator.run.batch` and the run report
+(JSON or HTML) in :mod:`narrator.report.writer`. Every other
 module is internal and may change in any release: the stages ``narrator.inputs``,
-``narrator.chunks``, ``narrator.synth`` and ``narrator.book``, the helpers in
-``narrator.util``, the operations ``narrator.pipeline`` (with ``narrator.narration``,
-``narrator.reports`` and ``narrator.uptodate``), the report's parts ``narrator.report_json``,
-``narrator.report_page``, ``narrator.report_charts`` and ``narrator.report_format`` (use
-``narrator.report``), ``narrator.check``,
-``narrator.estimate`` and ``narrator.audition`` (use ``narrator.say``), the watcher
-``narrator.watch`` with ``narrator.schedule`` (``narrator watch``, ``narrator status``),
-``narrator.settings`` and
-``narrator.status`` (use ``narrator.Settings`` and ``narrator.Status``), the command
+``narrator.chunks``, ``narrator.store``, ``narrator.synth`` and ``narrator.book``, the
+helpers in ``narrator.util``, the rooms above them (``narrator.run``: the pipeline, one
+document's narration, results, up-to-date checks, ``check`` and ``say``;
+``narrator.report``: use ``narrator.report.writer``; ``narrator.watch``: ``narrator watch``
+and ``narrator status``), ``narrator.estimate``, ``narrator.settings`` and
+``narrator.run.status`` (use ``narrator.Settings`` and ``narrator.Status``), the command
 line ``narrator.cli`` and the tools ``narrator.tools`` (emulator, bench).
 """
 
 import logging
 
 from ._version import __version__
-from .audition import Audition, say
 from .chunks.lexicon import Lexicon
 from .errors import NarrationFailed, NarratorError
 from .inputs.documents import Chapter, Document, load_document, parse_text
-from .pipeline import (
+from .run.audition import Audition, say
+from .run.pipeline import (
     DocumentReport,
     Flag,
     ProgressEvent,
@@ -37,8 +34,8 @@ from .pipeline import (
     narrate_many,
     narrate_sync,
 )
+from .run.status import Status
 from .settings import AudiobookOptions, Settings
-from .status import Status
 from .util.folders import default_cache_dir
 
 # The library only logs; the application decides what is shown. Without a handler,

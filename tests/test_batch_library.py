@@ -1,4 +1,4 @@
-"""narrator.batch as a library: planning outputs, reading inputs, the JSON report; and the
+"""narrator.run.batch as a library: planning outputs, reading inputs, the JSON report; and the
 one default cache folder that the library and the command line share."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from narrator.batch import (
+from narrator.errors import ConfigError
+from narrator.run.batch import (
     check_outputs,
     find_batch,
     plan_works,
@@ -18,10 +19,9 @@ from narrator.batch import (
     with_unread,
     write_report,
 )
-from narrator.errors import ConfigError
-from narrator.pipeline import DocumentReport, RunReport
+from narrator.run.pipeline import DocumentReport, RunReport
+from narrator.run.status import Status
 from narrator.settings import Settings
-from narrator.status import Status
 from narrator.util.folders import default_cache_dir
 
 from .conftest import run_cli

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from narrator.cli.argtypes import age, size
-from narrator.synth.store import Store
+from narrator.store import Store
 
 from .conftest import run_cli
 

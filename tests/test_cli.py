@@ -12,7 +12,7 @@ import pytest
 
 from narrator.chunks.split import split_document
 from narrator.inputs.documents import load_document
-from narrator.synth.store import Store, segment_key
+from narrator.store import Store, segment_key
 from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from narrator.util.wav import read_wav_info
 

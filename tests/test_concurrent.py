@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from narrator.synth.store import Store
+from narrator.store import Store
 from narrator.tools.emulator import EmulatorConfig, start_emulator
 
 from .conftest import TEST_KEY, run_cli

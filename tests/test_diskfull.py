@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from narrator.synth.store_files import RESERVE_BYTES
+from narrator.store.files import RESERVE_BYTES
 from narrator.tools.emulator import EmulatorConfig, start_emulator
 
 from .conftest import TEST_KEY, run_cli
@@ -180,7 +180,7 @@ async def test_a_disk_that_fills_before_the_book_is_written_stops_the_run_naming
     from narrator.chunks.split import split_document
     from narrator.errors import DiskFull
     from narrator.inputs.documents import parse_text
-    from narrator.pipeline import Work, narrate_many
+    from narrator.run.pipeline import Work, narrate_many
     from narrator.settings import Settings
 
     disk = small_disk("8m")
@@ -239,9 +239,9 @@ async def test_a_link_billed_as_the_disk_fills_is_kept_for_the_resume(
     small_disk: callable,  # type: ignore[valid-type]
 ) -> None:
     from narrator.errors import DiskFull
+    from narrator.store import Store
     from narrator.synth.jobs import Job
     from narrator.synth.pool import Pool
-    from narrator.synth.store import Store
 
     disk = small_disk("4m")
     store = Store(disk / "cache")

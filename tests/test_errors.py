@@ -22,7 +22,7 @@ from narrator.errors import (
     NarratorError,
     VoiceFailed,
 )
-from narrator.synth.store import Store
+from narrator.store import Store
 
 from .test_pool import FakeProvider, job, make_pool
 
@@ -77,7 +77,7 @@ def test_the_docstring_tree_is_the_class_tree() -> None:
 
 
 def test_the_old_homes_still_name_the_same_classes() -> None:
-    from narrator.pipeline import NarrationFailed as from_pipeline
+    from narrator.run.pipeline import NarrationFailed as from_pipeline
     from narrator.synth.pool import ChunkFailed as from_pool
     from narrator.synth.pool import Stopped
 

@@ -267,7 +267,7 @@ def test_a_runtime_error_from_the_voice_fails_its_chunk_and_the_run_ends(tmp_pat
 
 def test_an_os_error_stops_the_run_with_its_message(tmp_path: Path) -> None:
     fault = (
-        "import errno, narrator.synth.store as s\n"
+        "import errno, narrator.store as s\n"
         "def commit_bytes(self, key, data, **options):\n"
         "    raise OSError(errno.EIO, 'Input/output error')\n"
         "s.Store.commit_bytes = commit_bytes\n"
@@ -282,7 +282,7 @@ def test_an_os_error_stops_the_run_with_its_message(tmp_path: Path) -> None:
 def test_a_locked_database_stops_the_run(tmp_path: Path) -> None:
     import sqlite3
 
-    from narrator.synth.store import Store
+    from narrator.store import Store
 
     Store(tmp_path / "c").close()  # the real store's file and schema
     holder = sqlite3.connect(tmp_path / "c" / "narrator.sqlite3", isolation_level=None)

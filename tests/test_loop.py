@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from narrator.store import Store, segment_key
+from narrator.store.thread import StoreThread
 from narrator.synth.pool import Job, Pool
 from narrator.synth.providers import Audio
-from narrator.synth.store import Store, segment_key
-from narrator.synth.storethread import StoreThread
 from narrator.util.wav import tone_pcm, wav_bytes
 
 WAV = wav_bytes(tone_pcm(0.05, 24000), 24000)

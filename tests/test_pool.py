@@ -19,9 +19,9 @@ from narrator.errors import (
     RateLimited,
     TransientError,
 )
+from narrator.store import Store, segment_key
 from narrator.synth.pool import ChunkFailed, Job, Pool, Stopped
 from narrator.synth.providers import Audio
-from narrator.synth.store import Store, segment_key
 from narrator.util.wav import tone_pcm, wav_bytes
 
 from .test_rate import FakeClock

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from narrator.store import Store, segment_key
+from narrator.store.thread import StoreThread
 from narrator.synth.espeakng import get_engine
 from narrator.synth.pool import Job, Outcome, Pool
 from narrator.synth.providers import Audio
 from narrator.synth.quality import MIN_SAMPLES, NOISE_LIMIT, Gate, Measurement, measure_pcm
-from narrator.synth.store import Store, segment_key
-from narrator.synth.storethread import StoreThread
 from narrator.tools.emulator.audio import espeak_wav as _espeak_wav
 from narrator.tools.emulator.audio import spoil as _spoil
 from narrator.tools.emulator.audio import tone_wav as _tone_wav

@@ -20,9 +20,9 @@ import lxml.html
 import pytest
 
 from narrator.book.encode import ChapterMark
-from narrator.pipeline import DocumentReport, Flag, RunReport
-from narrator.report import RunContext, read_report, render_html, write_report
-from narrator.status import Status
+from narrator.report.writer import RunContext, read_report, render_html, write_report
+from narrator.run.pipeline import DocumentReport, Flag, RunReport
+from narrator.run.status import Status
 from narrator.synth.timeline import Timeline
 
 from .conftest import TEST_KEY, run_cli

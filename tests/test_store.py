@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from narrator.errors import AudioError
-from narrator.synth.store import Store, segment_key
+from narrator.store import Store, segment_key
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ Inside: :mod:`.parser` (the grammar, over :mod:`.options`, :mod:`.argtypes` and 
 settings file in :mod:`.config`), :mod:`.build` (arguments to settings, works and
 estimates), :mod:`.commands` (one function per command) and :mod:`.render` (the tables,
 the bar, the summary). Output planning and the run report are the library's
-(:mod:`narrator.batch`, :mod:`narrator.report`).
+(:mod:`narrator.run.batch`, :mod:`narrator.report.writer`).
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..batch import Batch, Loaded, check_outputs, find_batch, plan_works, read_batch
 from ..book.audiobook import AudiobookOptions
 from ..errors import ConfigError
 from ..estimate import Estimate, estimate
 from ..inputs.documents import Document
-from ..pipeline import DocumentReport, Work
+from ..run.batch import Batch, Loaded, check_outputs, find_batch, plan_works, read_batch
+from ..run.pipeline import DocumentReport, Work
 from ..settings import Settings, default
 from ..util.folders import default_cache_dir
 from ..util.netpolicy import NetPolicy

@@ -21,15 +21,15 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..batch import with_unread
 from ..book.encode import FORMATS
 from ..chunks.lexicon import Lexicon
 from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected, Unreachable
 from ..estimate import format_cost
-from ..pipeline import DocumentReport, RunReport, Work, narrate_many
-from ..report import read_report, render_html, write_report
+from ..report.writer import read_report, render_html, write_report
+from ..run.batch import with_unread
+from ..run.pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..run.status import Status
 from ..settings import Settings, check_lang
-from ..status import Status
 from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
 from ..util.registry import REGISTRY, describe_pace
@@ -271,7 +271,7 @@ def cmd_voices(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from ..synth.store import Store
+    from ..store import Store
 
     root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     if not (root / "narrator.sqlite3").exists():
@@ -305,8 +305,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..check import check_documents, prepare_fix
-    from ..synth.store import Store
+    from ..run.check import check_documents, prepare_fix
+    from ..store import Store
 
     env = dict(os.environ)
     if not args.fix:

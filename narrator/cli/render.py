@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from ..batch import totals as run_totals
 from ..estimate import Estimate, format_cost
-from ..pipeline import Flag, ProgressEvent, RunReport
-from ..status import Status
+from ..run.batch import totals as run_totals
+from ..run.pipeline import Flag, ProgressEvent, RunReport
+from ..run.status import Status
 
 __all__ = [
     "ProgressBar", "flag_line", "format_seconds", "print_estimate", "print_summary", "shorten",

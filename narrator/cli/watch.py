@@ -1,4 +1,4 @@
-"""``narrator watch``: the command around :func:`narrator.watch.watch`."""
+"""``narrator watch``: the command around :func:`narrator.watch.watcher.watch`."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from typing import Any
 
 from ..chunks.lexicon import Lexicon
 from ..errors import ConfigError
-from ..pipeline import DocumentReport
-from ..schedule import parse_until, queue
+from ..run.pipeline import DocumentReport
 from ..settings import Settings
 from ..util.folders import check_writable, default_cache_dir
 from ..util.registry import REGISTRY
-from ..watch import WatchOptions, watch
+from ..watch.schedule import parse_until, queue
+from ..watch.watcher import WatchOptions, watch
 from .argtypes import non_negative_float
 from .build import announce_endpoint, make_settings
 

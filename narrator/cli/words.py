@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..audition import say
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
 from ..chunks.words import find_words, skeleton
+from ..run.audition import say
 from ..settings import check_lang, default
 from ..util.folders import check_writable
 from .build import announce_endpoint, lexicon_settings, load, make_say_settings

@@ -46,6 +46,8 @@ from ..errors import (
     TransientError,
     Unreachable,
 )
+from ..store import Segment
+from ..store.thread import StoreThread
 from ..util.diskspace import is_disk_full
 from ..util.wav import HEADER_PROBE, WavInfo, parse_wav
 from .jobs import Job, Made, PoolStats, Started
@@ -53,8 +55,6 @@ from .measure import Measurement, measure_pcm
 from .providers import Audio, Provider
 from .rate import AdaptiveRate
 from .sanity import Format, check_segment, format_of
-from .store import Segment
-from .storethread import StoreThread
 
 __all__ = [
     "BROKEN_LINK_LIMIT",

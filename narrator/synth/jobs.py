@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..store import Segment
 from .quality import Measurement, Verdict
-from .store import Segment
 from .timeline import Timeline
 
 __all__ = ["Job", "Made", "Outcome", "PoolStats", "Started"]

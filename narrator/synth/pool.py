@@ -9,7 +9,7 @@ Several processes may share one cache: a worker claims its chunk in the store be
 sends it (renewed before each attempt), and a chunk another process has claimed goes to
 the back of the queue until its audio is in the store or the claim lapses. So each chunk
 is billed once, whichever process gets to it first. Every store call is awaited on the
-store's own thread (:mod:`.storethread`), so a store waiting for a lock stops nothing.
+store's own thread (:mod:`narrator.store.thread`), so a store waiting for a lock stops nothing.
 
 Any other exception in a worker fails its chunk with a message, or stops the run when
 it is not about one chunk (SQLite, the disk): a worker never dies with a future unset.
@@ -39,6 +39,8 @@ from ..errors import (
     StopRun,
 )
 from ..settings import default
+from ..store import Segment, Store, StoredVerdict
+from ..store.thread import StoreThread
 from ..util.diskspace import disk_full, is_disk_full
 from ..util.registry import REGISTRY
 from ..util.wav import WavInfo
@@ -48,8 +50,6 @@ from .providers import Provider
 from .quality import Gate
 from .rate import AdaptiveRate, Clock
 from .sanity import Format, check_segment
-from .store import Segment, Store, StoredVerdict
-from .storethread import StoreThread
 
 if TYPE_CHECKING:
     from .retakes import Retakes

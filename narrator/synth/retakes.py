@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import NarratorError
+from ..store import Segment, StoredVerdict
+from ..store.thread import StoreThread
 from .jobs import Made, Started
 from .pool import Job, Outcome, PoolStats
 from .quality import Gate, Measurement, Verdict, measure_file, rate_of
-from .store import Segment, StoredVerdict
-from .storethread import StoreThread
 
 __all__ = ["Retakes"]
 

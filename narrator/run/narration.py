@@ -18,21 +18,21 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .book.audiobook import Audiobook, BookStream
-from .book.encode import ChapterMark
-from .book.stitch import Piece
-from .chunks.split import Chunk
-from .errors import ChunkFailed, NarratorError, Stopped, StopRun
-from .inputs.documents import Document
-from .reports import DocumentReport, ProgressCallback, ProgressEvent, Work, flags_of
-from .settings import AudiobookOptions, Settings
+from ..book.audiobook import Audiobook, BookStream
+from ..book.encode import ChapterMark
+from ..book.stitch import Piece
+from ..chunks.split import Chunk
+from ..errors import ChunkFailed, NarratorError, Stopped, StopRun
+from ..inputs.documents import Document
+from ..settings import AudiobookOptions, Settings
+from ..store import segment_key
+from ..synth.pool import Job, Outcome, Pool
+from ..synth.providers import Provider
+from ..synth.quality import MIN_SAMPLES, profile
+from ..synth.sanity import max_seconds
+from ..util.diskspace import disk_full, is_disk_full
+from .results import DocumentReport, ProgressCallback, ProgressEvent, Work, flags_of
 from .status import Status
-from .synth.pool import Job, Outcome, Pool
-from .synth.providers import Provider
-from .synth.quality import MIN_SAMPLES, profile
-from .synth.sanity import max_seconds
-from .synth.store import segment_key
-from .util.diskspace import disk_full, is_disk_full
 
 __all__ = ["chunk_gap_ms", "narrate_one"]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .report_format import _clock, _e
-from .report_json import RunContext
-from .synth.timeline import Series
+from ..synth.timeline import Series
+from .data import RunContext
+from .format import _clock, _e
 
 __all__: list[str] = []
 

@@ -1,20 +1,20 @@
-"""The run report as a file: JSON (the data, :mod:`narrator.batch`) or one HTML page.
+"""The run report as a file: JSON (the data, :mod:`narrator.run.batch`) or one HTML page.
 
 The public entry: :func:`write_report` picks the form by the file's suffix. The parts
 live beside it, one concern each: the JSON and reading it back in
-:mod:`narrator.report_json`, the page in :mod:`narrator.report_page`, its inline-SVG
-timeline charts in :mod:`narrator.report_charts` (and the values as the page writes them
-in :mod:`narrator.report_format`).
+:mod:`narrator.report.data`, the page in :mod:`narrator.report.page`, its inline-SVG
+timeline charts in :mod:`narrator.report.charts` (and the values as the page writes them
+in :mod:`narrator.report.format`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .pipeline import RunReport
-from .report_json import RunContext, context_of, read_report, report_json
-from .report_page import render_html
-from .settings import Settings
+from ..run.pipeline import RunReport
+from ..settings import Settings
+from .data import RunContext, context_of, read_report, report_json
+from .page import render_html
 
 __all__ = [
     "RunContext", "context_of", "read_report", "render_html", "report_json", "write_report",

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import watchfiles
 
-from .batch import Batch, find_batch, plan_works, read_batch
-from .errors import ConfigError
-from .pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..errors import ConfigError
+from ..run.batch import Batch, find_batch, plan_works, read_batch
+from ..run.pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..run.status import Status
+from ..settings import Settings
+from ..store.queue import QueueRow, record
 from .schedule import Pace, admit, keyed_chunks, unpaid
-from .settings import Settings
-from .status import Status
-from .synth.store_queue import QueueRow, record
 
 __all__ = ["WatchOptions", "is_temporary", "run_on_done", "watch"]
 

@@ -20,12 +20,12 @@ import os
 import urllib.parse
 from pathlib import Path
 
-from .batch import totals
-from .pipeline import DocumentReport, RunReport
-from .report_charts import _timeline_html
-from .report_format import _clock, _e
-from .report_json import RunContext
-from .status import Status
+from ..run.batch import totals
+from ..run.pipeline import DocumentReport, RunReport
+from ..run.status import Status
+from .charts import _timeline_html
+from .data import RunContext
+from .format import _clock, _e
 
 __all__ = ["render_html"]
 

@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .book.encode import FORMATS
-from .errors import ConfigError, InputError
-from .inputs.documents import Document
-from .inputs.limits import DEFAULT_MAX_TEXT_BYTES
-from .inputs.sources import STDIN, Input, find_inputs, read_inputs, safe_filename
+from ..book.encode import FORMATS
+from ..errors import ConfigError, InputError
+from ..inputs.documents import Document
+from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
+from ..inputs.sources import STDIN, Input, find_inputs, read_inputs, safe_filename
+from ..settings import Settings
+from ..util.atomic import atomic_write
+from ..util.netpolicy import NetPolicy
 from .pipeline import DocumentReport, RunReport, Work
-from .settings import Settings
 from .status import Status
-from .util.atomic import atomic_write
-from .util.netpolicy import NetPolicy
 
 __all__ = [
     "Batch", "Loaded", "check_outputs", "find_batch", "plan_outputs", "plan_works",

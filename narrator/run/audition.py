@@ -12,13 +12,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chunks.language import resolve_language
-from .chunks.lexicon import Lexicon
-from .errors import AudioError, ConfigError, InputError
-from .inputs.documents import parse_text
-from .settings import Settings
-from .synth.providers import Provider, make_provider
-from .util.wav import read_wav_info
+from ..chunks.language import resolve_language
+from ..chunks.lexicon import Lexicon
+from ..errors import AudioError, ConfigError, InputError
+from ..inputs.documents import parse_text
+from ..settings import Settings
+from ..synth.providers import Provider, make_provider
+from ..util.wav import read_wav_info
 
 __all__ = ["Audition", "say"]
 

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
-from .estimate import wall_clock
-from .pipeline import Work, split_all
-from .settings import Settings
-from .synth.providers import make_provider
-from .synth.store import segment_key
-from .synth.store_queue import read_queue
-from .synth.store_spend import billed_since, paid_keys
+from ..errors import ConfigError
+from ..estimate import wall_clock
+from ..run.pipeline import Work, split_all
+from ..settings import Settings
+from ..store import segment_key
+from ..store.queue import read_queue
+from ..store.spend import billed_since, paid_keys
+from ..synth.providers import make_provider
 
 __all__ = ["Pace", "QueueEntry", "admit", "keyed_chunks", "parse_until", "queue", "unpaid"]
 

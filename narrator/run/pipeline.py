@@ -2,9 +2,9 @@
 
 It composes the stages: split each document, send every chunk of every document
 through one shared pool, and stream each document into its audiobook as its chunks
-come in (:mod:`narrator.narration`). Nothing here blocks the event loop: documents are
+come in (:mod:`narrator.run.narration`). Nothing here blocks the event loop: documents are
 loaded and split on a worker thread, the store runs on its own
-(:mod:`narrator.synth.storethread`), and books are stitched and encoded on worker
+(:mod:`narrator.store.thread`), and books are stitched and encoded on worker
 threads, one per document being written.
 """
 
@@ -21,13 +21,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .chunks.language import resolve_language
-from .chunks.lexicon import Lexicon, combined
-from .chunks.split import Chunk, split_document
-from .errors import DiskFull, NarrationFailed
-from .inputs.documents import Document, load_document, parse_text
+from ..chunks.language import resolve_language
+from ..chunks.lexicon import Lexicon, combined
+from ..chunks.split import Chunk, split_document
+from ..errors import DiskFull, NarrationFailed
+from ..inputs.documents import Document, load_document, parse_text
+from ..settings import Settings
+from ..store import segment_key
+from ..store.thread import StoreThread
+from ..synth.pool import Pool
+from ..synth.providers import Provider, make_provider
+from ..synth.quality import Gate
+from ..synth.watchdog import watch
+from ..util.diskspace import check_room, disk_full, is_disk_full
 from .narration import chunk_gap_ms, narrate_one
-from .reports import (
+from .results import (
     DocumentReport,
     Flag,
     ProgressCallback,
@@ -36,16 +44,8 @@ from .reports import (
     Work,
     stopped_report,
 )
-from .settings import Settings
 from .status import Status
-from .synth.pool import Pool
-from .synth.providers import Provider, make_provider
-from .synth.quality import Gate
-from .synth.store import segment_key
-from .synth.storethread import StoreThread
-from .synth.watchdog import watch
 from .uptodate import book_fingerprint, room_needed, same_filesystem, up_to_date
-from .util.diskspace import check_room, disk_full, is_disk_full
 
 __all__ = [
     "DocumentReport",

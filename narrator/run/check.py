@@ -16,14 +16,14 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .chunks.language import resolve_language
-from .chunks.lexicon import document_lexicon
-from .chunks.split import split_document
+from ..chunks.language import resolve_language
+from ..chunks.lexicon import document_lexicon
+from ..chunks.split import split_document
+from ..settings import Settings
+from ..store import Store, segment_key
+from ..synth.providers import Provider
+from ..synth.quality import Gate, Measurement, measure_file
 from .pipeline import Flag, Work, chunk_gap_ms
-from .settings import Settings
-from .synth.providers import Provider
-from .synth.quality import Gate, Measurement, measure_file
-from .synth.store import Store, segment_key
 
 __all__ = ["CheckReport", "check_documents", "prepare_fix"]
 

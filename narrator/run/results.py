@@ -6,14 +6,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .book.encode import ChapterMark
-from .chunks.split import Chunk
-from .errors import StopRun
-from .inputs.documents import Document
+from ..book.encode import ChapterMark
+from ..chunks.split import Chunk
+from ..errors import StopRun
+from ..inputs.documents import Document
+from ..synth.jobs import Outcome
+from ..synth.quality import Verdict
+from ..synth.timeline import Series
 from .status import Status
-from .synth.jobs import Outcome
-from .synth.quality import Verdict
-from .synth.timeline import Series
 
 __all__ = [
     "DocumentReport",

@@ -15,8 +15,8 @@ made it; its link is kept so a crash before the download bills nothing twice),
 next run). The quality gate's verdict on each segment's audio is a row of its own table
 (``verdicts``, below).
 
-Beside the segments: ``books`` (:mod:`.store_books`), ``claims`` (:mod:`.store_claims`)
-and a ``reserve`` file given up when the disk fills (:mod:`.store_files`).
+Beside the segments: ``books`` (:mod:`.books`), ``claims`` (:mod:`.claims`)
+and a ``reserve`` file given up when the disk fills (:mod:`.files`).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..util.wav import WavInfo
-from . import store_books, store_usage, store_verdicts
-from .store_books import BookRecord
-from .store_claims import try_claim
-from .store_db import open_database, retry_locked
-from .store_files import (
+from . import books, usage, verdicts
+from .books import BookRecord
+from .claims import try_claim
+from .db import open_database, retry_locked
+from .files import (
     StoreInfo,
     disk_usage,
     keep_reserve,
@@ -50,8 +50,8 @@ from .store_files import (
     place_bytes,
     sweep_temp,
 )
-from .store_usage import UsageMixin
-from .store_verdicts import StoredVerdict, VerdictsMixin
+from .usage import UsageMixin
+from .verdicts import StoredVerdict, VerdictsMixin
 
 # The records its methods return are exported with it.
 __all__ = ["BookRecord", "Segment", "Store", "StoreInfo", "StoredVerdict", "segment_key"]
@@ -90,7 +90,7 @@ class Store(UsageMixin, VerdictsMixin):
         self._segments = root / "segments"
         self._tmp = self._segments / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
-        # Used from the store's own thread (see storethread.py), one caller at a time.
+        # Used from the store's own thread (see thread.py), one caller at a time.
         self._db = open_database(root / "narrator.sqlite3")
         # This store's name on its claims: where it runs, so a claim of a process that has
         # died on this machine lapses at once rather than when it expires.
@@ -122,7 +122,7 @@ class Store(UsageMixin, VerdictsMixin):
             self._retry_locked(
                 lambda: self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
             )
-            self._retry_locked(lambda: store_usage.end_run(self._db, self.owner))
+            self._retry_locked(lambda: usage.end_run(self._db, self.owner))
         self._db.close()
 
     def _retry_locked(self, write: Callable[[], T]) -> T:
@@ -132,7 +132,7 @@ class Store(UsageMixin, VerdictsMixin):
 
     def claim(self, key: str, *, seconds: float, billing_chars: int | None = None) -> bool:
         """Claim ``key`` for ``seconds`` (or renew this store's claim); False when another
-        process holds a claim on it that has not lapsed (see :mod:`.store_claims`). With
+        process holds a claim on it that has not lapsed (see :mod:`.claims`). With
         ``billing_chars``, the claim also makes sure ``key`` has a row (:meth:`begin`)."""
         return self._retry_locked(
             lambda: try_claim(self._db, key, self.owner, seconds, billing_chars=billing_chars)
@@ -165,7 +165,7 @@ class Store(UsageMixin, VerdictsMixin):
     def current_book(self, output: Path, fingerprint: str) -> BookRecord | None:
         """What ``output`` was written as, if it was written from ``fingerprint`` and none
         of its files has changed on disk since; None when it must be made (again)."""
-        return store_books.current_book(self._db, output, fingerprint)
+        return books.current_book(self._db, output, fingerprint)
 
     def record_book(
         self, output: Path, fingerprint: str, seconds: float, *, files: Sequence[Path] = ()
@@ -176,7 +176,7 @@ class Store(UsageMixin, VerdictsMixin):
         stats = [path.stat() for path in files]
         name = str(output.absolute())
         self._retry_locked(
-            lambda: store_books.write_book(self._db, name, fingerprint, seconds, files, stats)
+            lambda: books.write_book(self._db, name, fingerprint, seconds, files, stats)
         )
 
     def _final_path(self, key: str) -> Path:
@@ -220,7 +220,7 @@ class Store(UsageMixin, VerdictsMixin):
         ).fetchone()
         if row is None:
             return None, None
-        stored = None if row[6] is None else store_verdicts.from_columns(key, *row[6:])
+        stored = None if row[6] is None else verdicts.from_columns(key, *row[6:])
         if row[0] != "downloaded":
             return None, stored
         path = self.root / row[1]

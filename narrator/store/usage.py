@@ -4,7 +4,7 @@ size cap a run enforces at its end) without ever taking a segment from a live ru
 
 A run notes all its keys in one transaction when it starts (not one write per segment),
 and removes its ``runs`` row when it closes; a killed run's row names a dead process
-(:func:`~.store_claims.alive`), so its segments are fair game at once.
+(:func:`~.claims.alive`), so its segments are fair game at once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .store_claims import alive
+from .claims import alive
 
 __all__ = [
     "RUNS_SCHEMA",

@@ -1,6 +1,6 @@
 """The run report's data as JSON, and a JSON report read back into the run.
 
-The JSON is :func:`narrator.batch.report_data` with what the page needs besides (the
+The JSON is :func:`narrator.run.batch.report_data` with what the page needs besides (the
 timeline, the price, the command), so :func:`read_report` can render the page later.
 """
 
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .batch import report_data
-from .book.encode import ChapterMark
-from .errors import ConfigError
-from .estimate import DEFAULT_PRICE_PER_10K_CHARS
-from .pipeline import DocumentReport, Flag, RunReport
-from .settings import Settings
-from .status import Status
-from .synth.timeline import Series
-from .util.registry import REGISTRY
+from ..book.encode import ChapterMark
+from ..errors import ConfigError
+from ..estimate import DEFAULT_PRICE_PER_10K_CHARS
+from ..run.batch import report_data
+from ..run.pipeline import DocumentReport, Flag, RunReport
+from ..run.status import Status
+from ..settings import Settings
+from ..synth.timeline import Series
+from ..util.registry import REGISTRY
 
 __all__ = ["RunContext", "context_of", "read_report", "report_json"]
 
@@ -53,7 +53,7 @@ def context_of(settings: Settings | None, *, command: str | None = None) -> RunC
 
 
 def report_json(run: RunReport, context: RunContext, settings: Settings | None = None) -> str:
-    """The JSON report (:func:`narrator.batch.report_data`) with the timeline, the price
+    """The JSON report (:func:`narrator.run.batch.report_data`) with the timeline, the price
     and the command, so :func:`read_report` can render the page from it later."""
     data = report_data(run, settings)
     data["timeline"] = dataclasses.asdict(run.timeline) if run.timeline else None

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .store_books import BOOK_FILES_SCHEMA, BOOKS_SCHEMA
-from .store_claims import CLAIMS_SCHEMA
-from .store_usage import RUNS_SCHEMA, USES_SCHEMA
-from .store_verdicts import VERDICTS_SCHEMA
+from .books import BOOK_FILES_SCHEMA, BOOKS_SCHEMA
+from .claims import CLAIMS_SCHEMA
+from .usage import RUNS_SCHEMA, USES_SCHEMA
+from .verdicts import VERDICTS_SCHEMA
 
 __all__ = ["open_database", "retry_locked"]
 
@@ -43,7 +43,7 @@ _LOCKED_RETRIES = 20
 def open_database(path: Path) -> sqlite3.Connection:
     """The store's connection, its tables made; several processes may open one at once.
 
-    It is used from the store's own thread (see storethread.py), one caller at a time.
+    It is used from the store's own thread (see thread.py), one caller at a time.
     """
     db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
 

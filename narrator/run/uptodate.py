@@ -9,15 +9,15 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .book.encode import format_of
-from .chunks.split import Chunk
-from .errors import NarratorError
-from .reports import DocumentReport, Flag, Work
-from .settings import Settings
+from ..book.encode import format_of
+from ..chunks.split import Chunk
+from ..errors import NarratorError
+from ..settings import Settings
+from ..store import Store, segment_key
+from ..synth.providers import Provider
+from ..util.diskspace import BYTES_PER_CHAR
+from .results import DocumentReport, Flag, Work
 from .status import Status
-from .synth.providers import Provider
-from .synth.store import Store, segment_key
-from .util.diskspace import BYTES_PER_CHAR
 
 __all__ = ["book_fingerprint", "room_needed", "same_filesystem", "up_to_date"]
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from .store import Store
+from . import Store
 
 __all__ = ["StoreThread"]
 
