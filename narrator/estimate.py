@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .chunks.language import resolve_language
 from .chunks.lexicon import document_lexicon
-from .chunks.split import split_document
+from .chunks.split import billing_bound, split_document
 from .inputs.documents import Document
 from .settings import default
 from .synth.providers import counting
@@ -28,6 +28,7 @@ __all__ = [
     "Estimate",
     "estimate",
     "format_cost",
+    "most_cost",
     "wall_clock",
 ]
 
@@ -139,6 +140,36 @@ def estimate(
         rpm=rpm,
         concurrency=concurrency,
     )
+
+
+def most_cost(
+    documents: Sequence[Document],
+    *,
+    provider: str = default("provider"),
+    lang: str = default("lang"),
+    price_per_10k_chars: float = DEFAULT_PRICE_PER_10K_CHARS,
+    lexicons: Sequence[Path] = (),
+    lexicons_last: Sequence[Path] = (),
+    voice: str = "",
+) -> float:
+    """The most :func:`estimate` can say ``documents`` cost, counted without splitting
+    them (:func:`~narrator.chunks.split.billing_bound`): a spending limit above it holds
+    without the split, which a long book takes seconds for."""
+    entry = spec(provider)
+    _, count = counting(provider)
+    if entry.price_per_10k_chars is not None:
+        price_per_10k_chars = entry.price_per_10k_chars
+    chars = sum(
+        billing_bound(
+            doc,
+            count=count,
+            lexicon=document_lexicon(doc.source, lexicons, lexicons_last),
+            lang=resolve_language(doc, lang),
+            voice=voice,
+        )
+        for doc in documents
+    )
+    return chars / 10_000 * price_per_10k_chars
 
 
 def format_cost(usd: float) -> str:

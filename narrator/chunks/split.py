@@ -16,7 +16,7 @@ removed): the chunk texts, joined, equal the input up to whitespace.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -29,7 +29,7 @@ from ..inputs.lines import line_groups
 from .lexicon import Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
 
-__all__ = ["Chunk", "billing_chars", "split_document", "split_text"]
+__all__ = ["Chunk", "billing_bound", "billing_chars", "iter_chunks", "split_document", "split_text"]
 
 
 # The Han script: every CJK ideograph (all extensions, compatibility ideographs) plus a
@@ -106,30 +106,79 @@ def split_document(
     cut, so the limit counts the spoken form; a chunk it changed keeps its written text
     in ``Chunk.written``.
     """
+    return list(
+        iter_chunks(doc, max_chars=max_chars, lang=lang, count=count, lexicon=lexicon, voice=voice)
+    )
+
+
+def iter_chunks(
+    doc: Document,
+    *,
+    max_chars: int = 600,
+    lang: str = "en",
+    count: Callable[[str], int] = billing_chars,
+    lexicon: Lexicon | None = None,
+    voice: str = "",
+) -> Iterator[Chunk]:
+    """:func:`split_document`'s chunks one at a time, each as soon as it is final
+    (packing is greedy: a chunk is closed for good when the next text does not fit), so
+    a run can send the first ones while the rest of a long book is still being split."""
     _check(max_chars)
     segmenter = segmenter_for(lang)
-    chunks: list[Chunk] = []
     speak = None if lexicon is None or not lexicon.entries else (lexicon, lang, voice)
+    index = 0
     for chapter in doc.chapters:
         packer = _Packer(max_chars, count)
+        first = index  # the chapter's first chunk
         if chapter.title:
             _add_paragraph(packer, chapter.title, segmenter, speak)
             packer.flush()
         for paragraph in chapter.paragraphs:
             _add_paragraph(packer, paragraph, segmenter, speak)
+            closed = _closed(packer, chapter.index, index, first)
+            index += len(closed)
+            yield from closed
         packer.flush()
-        for text, cost, paragraph_start, written in packer.out:
-            chunks.append(
-                Chunk(
-                    len(chunks),
-                    chapter.index,
-                    text,
-                    cost,
-                    paragraph_start,
-                    written if written != text else None,
-                )
-            )
-    return chunks
+        closed = _closed(packer, chapter.index, index, first)
+        index += len(closed)
+        yield from closed
+
+
+def _closed(packer: _Packer, chapter: int, index: int, first: int) -> list[Chunk]:
+    """The chunks ``packer`` closed from chunk ``index`` on (its chapter began at chunk
+    ``first``); the open one may still grow, so it is not among them."""
+    return [
+        Chunk(index + n, chapter, text, cost, start, written if written != text else None)
+        for n, (text, cost, start, written) in enumerate(packer.out[index - first :])
+    ]
+
+
+def billing_bound(
+    doc: Document,
+    *,
+    count: Callable[[str], int] = billing_chars,
+    lexicon: Lexicon | None = None,
+    lang: str = "en",
+    voice: str = "",
+) -> int:
+    """The most :func:`split_document`'s chunks of ``doc`` bill together, counted without
+    splitting: every paragraph and title whole, as it is spoken, plus a paragraph break.
+
+    A chunk is slices of paragraphs joined by paragraph breaks, so for a ``count`` that
+    adds up character by character (the services' counts do) no split bills more.
+    """
+    speak = lexicon is not None and bool(lexicon.entries)
+    total = 0
+    for chapter in doc.chapters:
+        for text in (chapter.title or "", *chapter.paragraphs):
+            para = _normalize(text)
+            if not para:
+                continue
+            if speak:
+                assert lexicon is not None
+                para = lexicon.respell(para, lang, voice).spoken
+            total += count(para) + count(_PARAGRAPH_SEP)
+    return total
 
 
 def split_text(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..book.audiobook import AudiobookOptions
 from ..errors import ConfigError
-from ..estimate import Estimate, estimate
+from ..estimate import Estimate, estimate, most_cost
 from ..inputs.documents import Document
 from ..run.batch import Batch, Loaded, check_outputs, find_batch, plan_works, read_batch
 from ..run.pipeline import DocumentReport, Work
@@ -188,6 +188,21 @@ def make_say_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Setti
         lexicon=lexicon_settings(args)[0],
         lexicon_override=lexicon_settings(args)[1],
     )
+
+
+def over_limit(args: argparse.Namespace, documents: Sequence[Document], limit: float) -> bool:
+    """Whether the estimate may be over ``limit``: counted first without splitting, which
+    settles most runs at once; only one whose most possible cost is over needs the split."""
+    most = most_cost(
+        documents,
+        provider=getattr(args, "provider", None) or default("provider"),
+        lang=args.lang,
+        price_per_10k_chars=args.price_per_10k_chars,
+        lexicons=lexicon_settings(args)[0],
+        lexicons_last=lexicon_settings(args)[1],
+        voice=getattr(args, "voice", None) or "",
+    )
+    return most > limit
 
 
 def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estimate:

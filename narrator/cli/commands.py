@@ -33,7 +33,14 @@ from ..settings import Settings, check_lang
 from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
 from ..util.registry import REGISTRY, describe_pace
-from .build import announce_endpoint, load, load_works, make_estimate, make_settings
+from .build import (
+    announce_endpoint,
+    load,
+    load_works,
+    make_estimate,
+    make_settings,
+    over_limit,
+)
 from .render import ProgressBar, flag_line, print_estimate, print_summary
 
 __all__ = [
@@ -158,9 +165,11 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         check_writable(folder, what="the audiobook's folder")
     if not works and not any(report.status == Status.FAILED for report in unread):
         raise ConfigError(_nothing_left(unread))
+    documents = [work.document for work in works]
     if args.max_cost is not None:
-        result = make_estimate(args, [work.document for work in works])
-        if result.cost > args.max_cost:
+        limit = args.max_cost
+        result = make_estimate(args, documents) if over_limit(args, documents, limit) else None
+        if result is not None and result.cost > limit:
             raise ConfigError(
                 f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
                 f"{result.billing_characters:,} billing characters (at "
@@ -169,8 +178,9 @@ def cmd_narrate(args: argparse.Namespace) -> int:
             )
     elif not args.yes and REGISTRY[settings.provider].price_per_10k_chars != 0:
         # No limit given: a run that would cost more than a usual book must be confirmed.
-        result = make_estimate(args, [work.document for work in works])
-        if result.cost > args.confirm_above:
+        limit = args.confirm_above
+        result = make_estimate(args, documents) if over_limit(args, documents, limit) else None
+        if result is not None and result.cost > limit:
             raise ConfigError(
                 f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
                 f"{result.billing_characters:,} billing characters, over "
