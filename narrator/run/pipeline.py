@@ -17,13 +17,13 @@ import math
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
-from ..chunks.split import Chunk, split_document
+from ..chunks.split import Chunk, iter_chunks
 from ..errors import DiskFull, NarrationFailed
 from ..inputs.documents import Document, load_document, parse_text
 from ..settings import Settings
@@ -34,6 +34,7 @@ from ..synth.providers import Provider, make_provider
 from ..synth.quality import Gate
 from ..synth.watchdog import watch
 from ..util.diskspace import check_room, disk_full, is_disk_full
+from .early import EarlyStart
 from .narration import chunk_gap_ms, narrate_one
 from .results import (
     DocumentReport,
@@ -87,46 +88,19 @@ async def narrate_many(
     progress = on_progress or (lambda event: None)
     own_provider = provider is None
     provider = provider or make_provider(settings)  # opens no connection until used
-    # Splitting a long book takes a while: off the loop, like everything that blocks.
-    plans = await asyncio.to_thread(split_all, works, settings, provider)
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     db = StoreThread()
     try:
         store = await db.open(settings.store_dir)
     except BaseException:
         db.shutdown()
+        if own_provider:
+            await provider.aclose()
         raise
-    fingerprints = {work.output: book_fingerprint(provider, settings, c) for work, c in plans}
 
     def key_of(chunk: Chunk) -> str:
         return segment_key(provider=provider.identity, voice=settings.voice, text=chunk.text)
 
-    current = [] if settings.force else await db.run(up_to_date, plans, store, fingerprints, key_of)
-    done_before = {report.output for report in current}
-    plans = [(work, chunks) for work, chunks in plans if str(work.output) not in done_before]
-    try:
-        check_room(await db.run(room_needed, plans, store, provider, settings))
-    except DiskFull:
-        await db.close()
-        if own_provider:
-            await provider.aclose()
-        raise
-    # Every segment of this run is in use until it ends: no prune takes one (one write).
-    try:
-        uses = {str(work.output): [key_of(c) for c in chunks] for work, chunks in plans}
-        await db.run(store.note_run, uses)
-    except sqlite3.Error as exc:  # a locked or full database: the pool's writes will say so
-        log.warning("this run's segments are not marked in use (%s)", exc)
-    progress(
-        ProgressEvent(
-            "planned",
-            chunks=sum(len(chunks) for _, chunks in plans),
-            characters=sum(c.billing_chars for _, chunks in plans for c in chunks),
-        )
-    )
-    total = sum(len(chunks) for _, chunks in plans)
-    # A bad segment may take qa_retries re-syntheses whatever the share says.
-    budget = max(settings.qa_retries, math.ceil(settings.qa_budget / 100 * total))
     try:
         pool = Pool(
             provider,
@@ -142,9 +116,47 @@ async def narrate_many(
             lease=2 * settings.request_timeout + 60,  # one attempt: a request and a download
             gate=Gate() if settings.qa != "off" else None,
             qa_retries=settings.qa_retries,
-            qa_budget=budget,
+            # A bad segment may take qa_retries re-syntheses whatever the share says; the
+            # share of the run's chunks is added once the split has counted them.
+            qa_budget=settings.qa_retries,
         )
         async with pool:
+            early = EarlyStart(pool, works, settings, provider, key_of)
+            # Splitting a long book takes a while: off the loop, like everything that
+            # blocks; meanwhile the first document's chunks are sent as they are made.
+            plans = await asyncio.to_thread(split_all, works, settings, provider, early.offer)
+            early.done()
+            fingerprints = {
+                work.output: book_fingerprint(provider, settings, c) for work, c in plans
+            }
+            current = (
+                []
+                if settings.force
+                else await db.run(up_to_date, plans, store, fingerprints, key_of)
+            )
+            done_before = {report.output for report in current}
+            plans = [
+                (work, chunks) for work, chunks in plans if str(work.output) not in done_before
+            ]
+            check_room(await db.run(room_needed, plans, store, provider, settings))
+            # Every segment of this run is in use until it ends: no prune takes one (one
+            # write).
+            try:
+                uses = {str(work.output): [key_of(c) for c in chunks] for work, chunks in plans}
+                await db.run(store.note_run, uses)
+            except sqlite3.Error as exc:  # a locked or full database: the pool's writes say so
+                log.warning("this run's segments are not marked in use (%s)", exc)
+            total = sum(len(chunks) for _, chunks in plans)
+            progress(
+                ProgressEvent(
+                    "planned",
+                    chunks=total,
+                    characters=sum(c.billing_chars for _, chunks in plans for c in chunks),
+                )
+            )
+            pool.add_qa_budget(
+                max(0, math.ceil(settings.qa_budget / 100 * total) - settings.qa_retries)
+            )
             dog = asyncio.create_task(
                 watch(pool, seconds=settings.stall_seconds, what=_service(settings)),
                 name="narrator-watchdog",
@@ -219,9 +231,13 @@ async def narrate_many(
 
 
 def split_all(
-    works: Sequence[Work], settings: Settings, provider: Provider
+    works: Sequence[Work],
+    settings: Settings,
+    provider: Provider,
+    on_chunk: Callable[[Work, Chunk], None] | None = None,
 ) -> list[tuple[Work, list[Chunk]]]:
-    """Every document's chunks (on a worker thread: pysbd takes its time on a book)."""
+    """Every document's chunks (on a worker thread: pysbd takes its time on a book);
+    ``on_chunk`` is told of each as soon as it is final."""
     # Chunks fit the provider's limit, counted its way, whatever --max-chars says.
     max_chars = min(settings.max_chars, provider.max_chars)
     # Every lexicon is read (and a bad one refused) before anything is sent.
@@ -230,20 +246,22 @@ def split_all(
         for w in works
     }
     loaded = {paths: Lexicon.load(*paths) for paths in set(files.values())}
-    return [
-        (
-            work,
-            split_document(
-                work.document,
-                max_chars=max_chars,
-                lang=resolve_language(work.document, settings.lang),
-                count=provider.billing_chars,
-                lexicon=loaded[files[work.document.source]],
-                voice=settings.voice,
-            ),
-        )
-        for work in works
-    ]
+    plans = []
+    for work in works:
+        chunks = []
+        for chunk in iter_chunks(
+            work.document,
+            max_chars=max_chars,
+            lang=resolve_language(work.document, settings.lang),
+            count=provider.billing_chars,
+            lexicon=loaded[files[work.document.source]],
+            voice=settings.voice,
+        ):
+            chunks.append(chunk)
+            if on_chunk is not None:
+                on_chunk(work, chunk)
+        plans.append((work, chunks))
+    return plans
 
 
 def _service(settings: Settings) -> str:
