@@ -38,7 +38,7 @@ from .harness import (
     under_goal,
 )
 from .quality import quality
-from .rates import adaptive, chunk_size, throughput
+from .rates import adaptive, chunk_size, first_request, throughput
 
 with warnings.catch_warnings():
     # Same as in narrator.chunks.split: pysbd 0.3.4 has invalid escape sequences.
@@ -333,6 +333,6 @@ async def offline(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
 
 #: Every benchmark, in the order the table shows them.
 CASES: tuple[Callable[[Sizes, Workdir, Progress], Any], ...] = (
-    splitting, stitching, throughput, adaptive, chunk_size, resume, client_cost, offline, quality,
-    finishing, flac,
+    splitting, stitching, throughput, first_request, adaptive, chunk_size, resume, client_cost,
+    offline, quality, finishing, flac,
 )  # fmt: skip
