@@ -12,9 +12,9 @@ import pytest
 
 import narrator
 from narrator.chunks.split import Chunk, iter_chunks
+from narrator.inputs.documents import parse_text
 from narrator.run import early, pipeline
 from narrator.run.results import Work
-from narrator.inputs.documents import parse_text
 from narrator.synth.providers import make_provider
 from narrator.tools.emulator import RunningEmulator
 
