@@ -3,6 +3,7 @@ or a tone, and the bad audio it can send."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import threading
@@ -89,14 +90,16 @@ _POOL_TEXT = (
     "told him, or a day on foot, if you knew the path, and nobody did any more."
 )
 _FADE = 240  # samples (10 ms) faded out at a clip's end, so it does not end in a click
-_QUIET = 480  # samples (20 ms) in a window that may start a clip: a pause, not a word
-_pools: dict[str, tuple[bytes, tuple[int, ...]]] = {}
+_QUIET = 480  # samples (20 ms) in a window that may start a clip: a pause before a word
+# Per voice: the pool's samples, and (where a pause ends, samples of sound after it).
+_pools: dict[str, tuple[bytes, tuple[tuple[int, int], ...]]] = {}
 _pools_lock = threading.Lock()
 
 
-def _pool(voice: str) -> tuple[bytes, tuple[int, ...]]:
+def _pool(voice: str) -> tuple[bytes, tuple[tuple[int, int], ...]]:
     """About a minute of ``voice`` reading :data:`_POOL_TEXT` at 24 kHz, and the sample
-    offsets of its pauses (where a clip may start)."""
+    offsets where its pauses end (where a clip may start), each with the length of the
+    sound that follows."""
     with _pools_lock:
         found = _pools.get(voice)
         if found is None:
@@ -104,12 +107,17 @@ def _pool(voice: str) -> tuple[bytes, tuple[int, ...]]:
             pcm = engine.synthesize(_POOL_TEXT, voice)
             pcm, _ = audioop.ratecv(pcm, 2, 1, engine.sample_rate, SAMPLE_RATE, None)
             loud = audioop.rms(pcm, 2)
-            quiet = tuple(
-                i // 2
-                for i in range(0, len(pcm) - 2 * _QUIET, 2 * _QUIET)
-                if audioop.rms(pcm[i : i + 2 * _QUIET], 2) < loud / 20
-            )
-            found = _pools[voice] = (pcm, quiet or (0,))
+            step = 2 * _QUIET
+            levels = [audioop.rms(pcm[i : i + step], 2) for i in range(0, len(pcm) - step, step)]
+            # The end of a pause: a clip starts with speech, as an answer does (a short
+            # text cut from the middle of a pause would sound "cut" to the quality gate).
+            quiet = [level < loud / 20 for level in levels]
+            onsets = []
+            for n, (here, after) in enumerate(itertools.pairwise(quiet)):
+                if here and not after:
+                    run = next((k for k, q in enumerate(quiet[n + 1 :]) if q), len(quiet) - n)
+                    onsets.append(((n + 1) * _QUIET, run * _QUIET))
+            found = _pools[voice] = (pcm, tuple(onsets) or ((0, len(pcm) // 2),))
         return found
 
 
@@ -121,10 +129,16 @@ def speech_wav(voice: str, text: str) -> bytes:
     at no synthesis cost per request: one pool per voice, built on first use. Where the
     clip starts depends on the text, so different texts get different audio.
     """
-    pcm, quiet = _pool(voice)
+    pcm, onsets = _pool(voice)
     seconds = max(_MIN_SECONDS, len(text) * _TONE_SECONDS_PER_CHARACTER)
     size = int(seconds * SAMPLE_RATE) * 2
-    start = 2 * quiet[zlib.crc32(text.encode()) % len(quiet)]
+    # A clip opens with a run of sound (up to a second, all of a short one): a word or
+    # two read aloud is not mostly pause.
+    need = min(size, 2 * SAMPLE_RATE)
+    fits = [start for start, run in onsets if 2 * run >= need]
+    longest = max(run for _, run in onsets)
+    starts = fits or [start for start, run in onsets if run == longest]
+    start = 2 * starts[zlib.crc32(text.encode()) % len(starts)]
     looped = pcm[start:] + pcm * math.ceil(size / len(pcm))
     clip = looped[:size]
     fade = min(_FADE, len(clip) // 4) * 2
