@@ -18,7 +18,7 @@ run: install
 	$(BIN)/narrator demo samples -o out
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: install
 	$(BIN)/ruff check narrator tests

@@ -15,7 +15,7 @@ import pytest
 from narrator.store import Store
 from narrator.tools.emulator import EmulatorConfig, start_emulator
 
-from .conftest import TEST_KEY, run_cli
+from .conftest import TEST_KEY, run_cli, run_process
 
 STORY = {
     "harbour.txt": "The harbour woke slowly. Nets were hung to dry along the wall.",
@@ -74,7 +74,7 @@ async def test_runs_sharing_a_cache_bill_each_chunk_once(
         for out in outs:
             out.mkdir()
         runs = [
-            run_cli(*_args([docs / name for name in plan], out, cache, emulator.url))
+            run_process(*_args([docs / name for name in plan], out, cache, emulator.url))
             for plan, out in zip(plans, outs, strict=True)
         ]
         results = await asyncio.wait_for(asyncio.gather(*runs), timeout=120)
@@ -162,7 +162,9 @@ async def test_the_same_command_twice_at_once_makes_one_good_book(tmp_path: Path
     args = _args([docs / "harbour.txt"], out, tmp_path / "cache", emulator.url)
     args = [a for a in args if a not in ("--report", str(out / "report.json"))]
     try:
-        results = await asyncio.wait_for(asyncio.gather(run_cli(*args), run_cli(*args)), 120)
+        results = await asyncio.wait_for(
+            asyncio.gather(run_process(*args), run_process(*args)), 120
+        )
         billed = emulator.stats.billed
         again = await run_cli(*args, "--report", str(out / "again.json"))
     finally:

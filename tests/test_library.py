@@ -1,4 +1,4 @@
-"""narrator as a library: the README's examples, and a library that never prints."""
+"""narrator as a library: the examples of docs/library.md, and a library that never prints."""
 
 from __future__ import annotations
 

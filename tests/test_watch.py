@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from narrator.watch.schedule import parse_until
-from narrator.watch.watcher import is_temporary
 
 from narrator.errors import ConfigError
 from narrator.tools.emulator import RunningEmulator
+from narrator.watch.schedule import parse_until
+from narrator.watch.watcher import is_temporary
 
 from .conftest import TEST_KEY, run_cli
 

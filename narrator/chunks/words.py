@@ -140,7 +140,7 @@ def skeleton(words: Sequence[Word]) -> str:
     lines = [
         "# Pronunciation lexicon made by `narrator words`: write how each term is said",
         '# (e.g. WCAG = "W C A G"), delete the lines that are fine, and pass the file',
-        "# with --lexicon. See the README's Pronunciation section for the full format.",
+        "# with --lexicon. See docs/formats.md (Pronunciation) for the full format.",
         "",
         "[words]",
     ]
