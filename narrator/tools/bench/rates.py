@@ -145,7 +145,7 @@ async def first_request(sizes: Sizes, work: Workdir, progress: Progress) -> list
             run = await narrate(
                 work, emulator, text, f"--concurrency={concurrency}", f"--rpm={rpm}",
                 cache=work.path("cache"), chunks=n,
-                time_limit=_limit(n / ideal) if whole else 8.0,
+                time_limit=_limit(n / ideal) if whole else 20.0,
             )  # fmt: skip
             stats = emulator.stats
             if not stats.starts or run.child.imported is None:
