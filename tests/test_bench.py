@@ -33,6 +33,8 @@ TINY = Sizes(
     quality_chunks=12,
     chunk_size_chars=3000,
     finish_hours=0.02,
+    finish_short_hours=0.01,
+    first_request_bytes=3000,
 )
 
 
@@ -67,10 +69,11 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
     assert not failed
     expected = [
         "split", "split", "stitch", "stitch", "stitch", "encode",
-        "throughput", "throughput", "client CPU", "adaptive", "adaptive", "chunk",
+        "throughput", "throughput", "client CPU", "time", "end", "time",
+        "adaptive", "adaptive", "chunk",
         "resume", "resume", "client CPU", "client peak", "offline",
         "quality", "quality", "quality", "quality",
-        "end", "tail", "tail", "disk", "disk", "FLAC", "read-along", "read-along",
+        "end", "tail", "tail", "tail", "tail", "disk", "disk", "FLAC", "read-along", "read-along",
     ]  # fmt: skip
     assert [w.split(" ")[0].rstrip(":") for w in whats] == [e.split(" ")[0] for e in expected]
     rebuilt, current = [r["data"] for r in loaded["rows"] if r["what"].startswith("resume")]
@@ -90,19 +93,25 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
     for row in (assumed, short):
         assert all(r["sentences"] > 5 for r in row["data"]["by_language"].values())
     assert not list(scratch.rglob("*.epub"))
+    first, long_first = [r["data"] for r in loaded["rows"] if r["what"].startswith("time")]
+    assert 0 < first["seconds_after_imports"] and first["imports"] > 0
+    assert long_first["bytes"] == TINY.english_bytes
 
 
 @pytest.mark.slow
 async def test_finishing_rows_time_the_runs_and_measure_the_disk(tmp_path: Path) -> None:
     rows = await bench.run(TINY, tmp_path, only=["finishing", "flac"])
     assert not [r.figure for r in rows if r.figure.startswith("failed")]
-    end, m4b_tail, mp3_tail, cache, extra, flac = rows
+    end, *tails, cache, extra, flac = rows
     run = end.data
     assert run["chunks"] >= 2 and not run["stopped_at_time_limit"]
     assert 0 < run["to_last_segment"] < run["seconds"]  # the tail is counted, not skipped
-    assert m4b_tail.data["tail_seconds"] == run["tail_seconds"] and m4b_tail.ratio is not None
-    assert mp3_tail.data["rpm"] == 540 and mp3_tail.data["book_bytes"] > 0
-    # 0.02 h of tone at 24 kHz 16-bit, every segment kept, nothing else counted as one.
+    # M4B then MP3, the short book then the long one (the end-to-end run's).
+    assert [t.data["format"] for t in tails] == ["m4b", "mp3", "m4b", "mp3"]
+    assert tails[0].data["audio_seconds"] < tails[2].data["audio_seconds"]
+    assert tails[2].data["tail_seconds"] == run["tail_seconds"] and tails[2].ratio is not None
+    assert all(t.data["rpm"] == 180 and t.data["book_bytes"] > 0 for t in tails)
+    # 0.02 h of speech-like audio at 24 kHz 16-bit, every segment kept, nothing else counted as one.
     assert run["audio_seconds"] == pytest.approx(72, rel=0.1)
     assert cache.data["cache_segment_bytes"] == pytest.approx(
         run["audio_seconds"] * 48000, rel=0.05

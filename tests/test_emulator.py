@@ -29,6 +29,7 @@ from narrator.tools.emulator import (
     create_app,
     start_emulator,
 )
+from narrator.tools.emulator.audio import speech_wav
 from narrator.util.wav import WavInfo, parse_wav
 
 KEY = {"Authorization": "Bearer test-key"}
@@ -313,6 +314,31 @@ async def test_espeak_engine_speaks_english_and_chinese(
         # eSpeak adds random flutter, so only the cache can make a repeat identical.
         _, again, _ = await post(http, emulator, body(text=text, voice="Kiki"))
         assert again == wav
+
+
+async def test_speech_engine_answers_speech_like_clips_as_long_as_the_text(
+    start: Start, http: aiohttp.ClientSession
+) -> None:
+    emulator = await start(engine="speech", shape="binary")
+    text = "A sentence of sixty characters, read at fifteen a second...."
+    status, wav, _ = await post(http, emulator, body(text=text, voice="Ethan"))
+    assert status == 201 and isinstance(wav, bytes)
+    info = wav_info(wav)
+    assert info.rate == 24000
+    assert info.seconds == pytest.approx(len(text) / 15, abs=0.01)
+    samples = array.array("h", wav[info.data_offset : info.data_offset + info.data_size])
+    # Speech, not a tone: loud syllables and near-silent pauses within four seconds.
+    window = 480  # 20 ms
+    levels = [
+        max(map(abs, samples[i : i + window])) for i in range(0, len(samples) - window, window)
+    ]
+    assert max(levels) > 5000
+    assert min(levels) < max(levels) / 20
+    assert abs(samples[-1]) < 100  # faded out: no click at the end
+    # Another text gets other audio of its own length; the same text the same audio.
+    _, other, _ = await post(http, emulator, body(text=text[:-1] + "!", voice="Ethan"))
+    assert isinstance(other, bytes) and len(other) == len(wav) and other != wav
+    assert speech_wav("Ethan", text) == wav
 
 
 # Limits

@@ -1,7 +1,8 @@
 """What listeners use: MP3, M4B/M4A, FLAC, Ogg Vorbis, Opus, WAV, with tags and chapters.
 
 A book is encoded while it is synthesized (:mod:`narrator.book.stream`, ffmpeg fed
-through a pipe); :func:`finish_part` then only remuxes or tags what was encoded.
+through a pipe); :func:`finish_part` then only tags what was encoded
+(and for M4B/M4A moves its ``moov`` first, :mod:`narrator.book.mp4`).
 :func:`encode` encodes a WAV file already on disk in one go (the benchmarks' reference).
 ffmpeg is the ``ffmpeg`` on ``PATH`` when there is one, else the binary the
 ``imageio-ffmpeg`` wheel ships (so a machine without ffmpeg still works).
@@ -44,6 +45,7 @@ from .ffmpeg import (
     measure_loudness,
     normalize_wav,
 )
+from .mp4 import finish_mp4
 from .tags import ChapterMark, Metadata, _cover_mp4, _spans, _tag_mp3, _tag_vorbis
 
 __all__ = [
@@ -68,17 +70,18 @@ class _Format:
     mime: str
 
 
+_AAC = ("-c:a", "aac", "-aac_coder", "fast", "-b:a", "64k")
+
 FORMATS: dict[str, _Format] = {
     # 64 kb/s mono is the usual rate for spoken-word MP3 and AAC audiobooks.
     "mp3": _Format(
         "mp3", ("-c:a", "libmp3lame", "-b:a", "64k", "-id3v2_version", "0"), "audio/mpeg"
     ),
-    "m4b": _Format(
-        "ipod", ("-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart"), "audio/x-m4b"
-    ),
-    "m4a": _Format(
-        "ipod", ("-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart"), "audio/x-m4a"
-    ),
+    # The fast AAC coder: 3-4x the default (twoloop) on speech, so a streaming encoder
+    # outruns 180 requests a minute; at 64 kb/s mono its error is no larger in any band
+    # (docs/performance.md says how that was judged).
+    "m4b": _Format("ipod", (*_AAC, "-movflags", "+faststart"), "audio/x-m4b"),
+    "m4a": _Format("ipod", (*_AAC, "-movflags", "+faststart"), "audio/x-m4a"),
     "flac": _Format("flac", ("-c:a", "flac"), "audio/flac"),
     "ogg": _Format("ogg", ("-c:a", "libvorbis", "-q:a", "4"), "audio/ogg"),
     "opus": _Format("opus", ("-c:a", "libopus", "-b:a", "32k"), "audio/ogg"),
@@ -197,25 +200,18 @@ def finish_part(
     seconds: float,
 ) -> Path:
     """Make ``encoded`` (audio a streaming encoder wrote, without tags) into ``output``:
-    a remux with chapters and ``faststart`` for M4B/M4A, tags by mutagen in place for the
-    others (a WAV file brings its own). Nothing is encoded again. ``encoded`` is gone
+    for M4B/M4A a new ``moov`` with chapters and tags, first, and the audio copied as
+    bytes (:mod:`narrator.book.mp4`, no remux); tags by mutagen in place for the others
+    (a WAV file brings its own). Nothing is encoded again. ``encoded`` is gone
     afterwards, moved or removed; ``output`` appears whole or not at all."""
     if fmt in ("m4b", "m4a"):
-        meta_file = temp_beside(output).with_suffix(".ffmeta")
         try:
             with atomic_path(output) as tmp:
-                meta_file.write_text(_ffmetadata(metadata, chapters, seconds), encoding="utf-8")
-                _run(
-                    ["-y", "-i", str(encoded), "-i", str(meta_file), "-map", "0:a",
-                     "-map_metadata", "1", "-map_chapters", "1" if chapters else "-1",
-                     "-c", "copy", "-movflags", "+faststart", "-f", FORMATS[fmt].muxer, str(tmp)],
-                    f"write {output.name}",
-                    audio_seconds=seconds,
+                finish_mp4(
+                    encoded, tmp, metadata=metadata, tags=_tag_values(metadata),
+                    chapters=chapters, seconds=seconds,
                 )  # fmt: skip
-                if metadata.cover:
-                    _cover_mp4(tmp, metadata.cover)
         finally:
-            meta_file.unlink(missing_ok=True)
             encoded.unlink(missing_ok=True)
         return output
     if fmt == "mp3":

@@ -305,7 +305,13 @@ def _serve(sub: _Commands) -> None:
         choices=["object", "string", "binary", "mixed"],
         help="success body: audio URL in an object, as a string, the WAV itself, or rotating",
     )
-    p.add_argument("--engine", default="espeak", choices=["espeak", "tone"], help="the voice")
+    p.add_argument(
+        "--engine",
+        default="espeak",
+        choices=["espeak", "speech", "tone"],
+        help="the voice: eSpeak NG reading the text, speech-like clips as long as the text "
+        "takes to read (cheap: for benchmarks), or a tone",
+    )
     p.add_argument("--url-ttl", type=positive_float, default=86400.0, help="seconds a link lives")
     p.add_argument("--drop-rate", type=share, default=0.0, help="share of dropped connections")
     p.add_argument("--truncate-rate", type=share, default=0.0, help="share of cut-short downloads")

@@ -215,6 +215,12 @@ class Pool:
                 self._queue.put_nowait((job, future))
         return future
 
+    def add_qa_budget(self, extra: int) -> None:
+        """Allow ``extra`` more re-syntheses of bad audio (the run's share is known only
+        once the text is split, after the first requests)."""
+        if self.retakes is not None and self.retakes.budget is not None:
+            self.retakes.budget += extra
+
     def spent(self, key: str, owner: object) -> tuple[int, int]:
         """(requests, retries) spent on ``key`` if ``owner`` first asked for it, else zeros:
         a chunk that several documents share is paid for once, by the first."""

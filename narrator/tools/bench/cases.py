@@ -38,7 +38,7 @@ from .harness import (
     under_goal,
 )
 from .quality import quality
-from .rates import adaptive, chunk_size, throughput
+from .rates import adaptive, chunk_size, first_request, throughput
 from .readalong import readalong
 
 with warnings.catch_warnings():
@@ -334,6 +334,6 @@ async def offline(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
 
 #: Every benchmark, in the order the table shows them.
 CASES: tuple[Callable[[Sizes, Workdir, Progress], Any], ...] = (
-    splitting, stitching, throughput, adaptive, chunk_size, resume, client_cost, offline, quality,
-    finishing, flac, readalong,
+    splitting, stitching, throughput, first_request, adaptive, chunk_size, resume, client_cost,
+    offline, quality, finishing, flac, readalong,
 )  # fmt: skip

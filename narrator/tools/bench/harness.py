@@ -72,6 +72,8 @@ class Sizes:
     quality_chunks: int = 500  # the quality gate's runs (its CPU run has twice as many)
     chunk_size_chars: int = 20_000  # the chunk-size comparison's text (38 chunks at 600)
     finish_hours: float = 10.0  # audio in the finishing runs (first request to finished file)
+    finish_short_hours: float = 5 / 3  # and in the short ones (1 h 40 min)
+    first_request_bytes: int = 120_000  # the time-to-first-request run's text
 
 
 FULL = Sizes()
@@ -88,6 +90,8 @@ QUICK = Sizes(
     quality_chunks=100,
     chunk_size_chars=8_000,
     finish_hours=0.5,
+    finish_short_hours=0.25,
+    first_request_bytes=30_000,
 )
 
 
@@ -123,6 +127,7 @@ class ChildRun:
     children_peak_rss: int  # bytes, the largest process it started (say ffmpeg); 0 if none
     stderr: str
     stopped: bool  # it hit its time limit and was stopped: partial figures
+    imported: float | None = None  # loop time a narration's imports were done
 
     @property
     def wall(self) -> float:
@@ -186,6 +191,7 @@ async def run_child(
         data["children_peak_rss"],
         stderr,
         stopped,
+        data.get("imported"),
     )
 
 

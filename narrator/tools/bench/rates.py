@@ -15,6 +15,7 @@ from ..emulator import MODEL, EmulatorConfig, start_emulator
 from . import texts
 from .harness import (
     KEY,
+    BenchError,
     Narration,
     Progress,
     Row,
@@ -27,7 +28,7 @@ from .harness import (
     under_goal,
 )
 
-__all__ = ["adaptive", "chunk_size", "sequential_client", "throughput"]
+__all__ = ["adaptive", "chunk_size", "first_request", "sequential_client", "throughput"]
 
 
 def _limit(ideal_seconds: float) -> float:
@@ -126,6 +127,59 @@ async def throughput(sizes: Sizes, work: Workdir, progress: Progress) -> list[Ro
             cpu,
         ),
     ]
+
+
+async def first_request(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
+    """How soon the first request leaves (after imports), for a short book and a long
+    one, and what a short run at a high limit reaches end to end."""
+    rpm, concurrency, latency, max_chars = 1200, 8, 0.3, 600
+    ideal = min(rpm / 60, concurrency / latency)
+    rows: list[Row] = []
+    for size, whole in ((sizes.first_request_bytes, True), (sizes.english_bytes, False)):
+        text = texts.english(size)
+        n = len(split_document(parse_text(text), max_chars=max_chars))
+        config = EmulatorConfig(api_key=KEY, engine="tone", rpm=rpm, latency=latency)
+        what = f"{size / 1000:,.0f} KB of English ({n:,} chunks)"
+        progress(f"first request: {what}" + ("" if whole else ", stopped after a few seconds"))
+        async with await start_emulator(config) as emulator:
+            run = await narrate(
+                work, emulator, text, f"--concurrency={concurrency}", f"--rpm={rpm}",
+                cache=work.path("cache"), chunks=n,
+                time_limit=_limit(n / ideal) if whole else 20.0,
+            )  # fmt: skip
+            stats = emulator.stats
+            if not stats.starts or run.child.imported is None:
+                raise BenchError(f"first request: {what}: no request, or no import time")
+            done = _successes(stats.statuses)
+            first = stats.starts[0] - run.child.imported
+        data = {"bytes": size, "chunks": n, "seconds_after_imports": first,
+                "imports": run.child.imported - run.child.started}  # fmt: skip
+        rows.append(
+            under_goal(
+                f"time to first request, {what}, after imports",
+                f"{first:.2f} s (imports {data['imports']:.2f} s)",
+                first,
+                0.5,
+                "s",
+                data,
+            )
+        )
+        if whole:
+            elapsed = run.child.ended - run.child.imported
+            rate = done / elapsed
+            rows.append(
+                at_least(
+                    f"end to end at a high limit: {what}, --rpm {rpm} --concurrency "
+                    f"{concurrency}, {latency:g} s latency, WAV",
+                    f"{rate:.2f} chunks/s ({elapsed:.1f} s from imports to exit)"
+                    + _partial(run, done, n),
+                    f"the limit: {ideal:.2f}/s = min(rpm/60, concurrency/latency)",
+                    rate / ideal,
+                    0.9,
+                    {**data, "rate": rate, "ideal": ideal, "seconds": elapsed},
+                )
+            )
+    return rows
 
 
 async def adaptive(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:

@@ -21,7 +21,7 @@ __all__ = [
 APIS = tuple(DIALECTS)  # as shipped; a dialect registered later is accepted too
 SHAPES = ("object", "string", "binary")
 BAD_AUDIO_KINDS = ("silent", "cut", "runaway")
-_ENGINES = ("espeak", "tone")
+_ENGINES = ("espeak", "speech", "tone")
 
 # Per-request records kept at most (starts, request ids, billed texts): a long-running
 # emulator, or a client sending junk ids, must not grow its memory without bound.
@@ -45,7 +45,10 @@ class EmulatorConfig:
     latency_per_char: float = 0.0
     fail_rate: float = 0.0  # chance of a random 500/502/503/504
     shape: str = "object"  # object | string | binary | mixed
-    engine: str = "espeak"  # espeak | tone (a sine wave as long as the text, for benchmarks)
+    # espeak (the text read by eSpeak NG) | speech (speech-like: clips cut from a pool of
+    # eSpeak speech, as long as the text takes to read; cheap, for benchmarks) | tone (a
+    # sine wave as long as the text)
+    engine: str = "espeak"
     url_ttl: float = 86400.0  # seconds an audio link works; then 403
     drop_rate: float = 0.0  # chance of closing the connection with no response
     truncate_rate: float = 0.0  # chance an audio download is cut short
@@ -67,7 +70,7 @@ class EmulatorConfig:
         if self.shape not in (*SHAPES, "mixed"):
             raise ConfigError(f"shape must be object, string, binary or mixed, not {self.shape!r}")
         if self.engine not in _ENGINES:
-            raise ConfigError(f"engine must be espeak or tone, not {self.engine!r}")
+            raise ConfigError(f"engine must be {_either(_ENGINES)}, not {self.engine!r}")
         for name in ("fail_rate", "drop_rate", "truncate_rate", "bad_audio_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

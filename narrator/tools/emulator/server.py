@@ -21,7 +21,7 @@ from types import TracebackType
 from aiohttp import web
 
 from ...synth.espeakng import get_engine
-from .audio import espeak_wav, spoil, tone_wav
+from .audio import espeak_wav, speech_wav, spoil, tone_wav
 from .config import SHAPES, EmulatorConfig, EmulatorStats, billed_key
 from .dialect import Answer, Reject
 from .dialects import DIALECTS
@@ -209,6 +209,9 @@ class _Emulator:
         if self.config.engine == "espeak":
             # eSpeak takes ~0.1-1 s for 600 characters; keep the loop serving meanwhile.
             wav = await asyncio.to_thread(espeak_wav, voice, text)
+        elif self.config.engine == "speech":
+            # Cheap, but the first clip of a voice reads its pool (~0.1 s).
+            wav = await asyncio.to_thread(speech_wav, voice, text)
         else:
             wav = tone_wav(voice, text)
         self._cache[key] = wav
@@ -247,7 +250,7 @@ def create_app(config: EmulatorConfig, *, clock: Clock | None = None) -> web.App
     app.router.add_post(emulator.dialect.path, emulator.tts)
     app.router.add_get("/audio/{name}", emulator.links.download)
     app.router.add_get("/_emulator/stats", stats)
-    if config.engine == "espeak":
+    if config.engine in ("espeak", "speech"):
         app.on_startup.append(warm_up)
     return app
 
