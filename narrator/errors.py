@@ -3,10 +3,11 @@
 Each class is named by what its catcher does about it: fix the settings, skip the input,
 skip the chunk, retry, or stop the run. The tree::
 
-    NarratorError                  base class; the CLI prints its message in one line
+    NarratorError                  base class; the CLI prints its message in one line (exit 1)
     ├── ConfigError                bad settings or usage: fix them (exit 2)
     │   ├── LexiconError           a lexicon file with bad TOML or a bad entry (names both)
-    │   └── CastError              a cast file that is unreadable, not TOML, too big, or wrong
+    │   ├── CastError              a cast file that is unreadable, not TOML, too big, or wrong
+    │   └── StoreRefused           a cache whose database is not narrator's, or is newer
     ├── InputError                 an input that cannot be read or narrated: it is skipped
     ├── AudioError                 bytes that are not a usable RIFF/WAVE PCM file
     ├── AddressRefused             a link or address narrator will not follow (the network
@@ -43,7 +44,7 @@ with ``raise ... from exc``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 __all__ = [
     "AddressRefused",
@@ -73,6 +74,7 @@ __all__ = [
     "Stalled",
     "StopRun",
     "Stopped",
+    "StoreRefused",
     "TransientError",
     "Unreachable",
     "VoiceFailed",
@@ -80,7 +82,14 @@ __all__ = [
 
 
 class NarratorError(Exception):
-    """Base class of every error narrator raises on purpose."""
+    """Base class of every error narrator raises on purpose.
+
+    ``exit_code`` is what the command exits with when this error ends it (the tree above
+    gives each class's; 1 unless it says otherwise): 2 asks the user to fix the settings
+    or the command line, 1 says the work stopped and what is finished is kept.
+    """
+
+    exit_code: ClassVar[int] = 1
 
 
 class ConfigError(NarratorError):
@@ -89,6 +98,8 @@ class ConfigError(NarratorError):
     ``setting`` names the :class:`~narrator.settings.Settings` field at fault, as the
     message does; the CLI shows its own flag in its place.
     """
+
+    exit_code = 2
 
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message)
@@ -103,6 +114,11 @@ class CastError(ConfigError):
 class LexiconError(ConfigError):
     """A pronunciation lexicon cannot be read or has a bad entry; the message names the
     file and the line (bad TOML) or the entry."""
+
+
+class StoreRefused(ConfigError):
+    """The cache folder's database is not a narrator store, or was made by a newer
+    narrator: refused before anything is sent or paid for, and left as it is."""
 
 
 class InputError(NarratorError):
@@ -165,6 +181,8 @@ class StopRun(NarratorError):
 class AuthError(StopRun):
     """The service rejected the API key (401)."""
 
+    exit_code = 2
+
 
 class OutOfCredits(StopRun):
     """The account ran out of credits (403); the work done so far is kept."""
@@ -173,14 +191,20 @@ class OutOfCredits(StopRun):
 class EndpointNotFound(StopRun):
     """The API answered 404: the base URL does not point at the service."""
 
+    exit_code = 2
+
 
 class Unreachable(StopRun):
     """No connection to the service before it ever answered: nothing is worth retrying."""
+
+    exit_code = 2
 
 
 class SettingsRejected(StopRun):
     """The service refused the first request for a reason that every request shares
     (the voice, the model): sending the rest would be refused the same way."""
+
+    exit_code = 2
 
 
 class InternalFailure(StopRun):

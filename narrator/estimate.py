@@ -17,7 +17,9 @@ from .chunks.cast import document_casting
 from .chunks.language import resolve_language
 from .chunks.lexicon import document_lexicon
 from .chunks.split import split_document
+from .errors import InputError
 from .inputs.documents import Document
+from .inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from .settings import default
 from .synth.providers import counting
 from .util.registry import spec
@@ -74,6 +76,7 @@ class Estimate:
     rpm: float
     concurrency: int
     voices: tuple[VoiceEstimate, ...] = ()  # per voice, when a cast gives voices out
+    failed: tuple[tuple[str, str], ...] = ()  # (input, why) of documents left out
 
 
 def wall_clock(requests: int, *, rpm: float, concurrency: int, latency: float) -> float:
@@ -105,6 +108,7 @@ def estimate(
     dialogue_voice: str = "",
     speaker_lines: bool = False,
     model: str = "",
+    max_text_chars: int = DEFAULT_MAX_TEXT_BYTES,
 ) -> Estimate:
     """Split every document as a run with ``provider`` would and total requests,
     characters, cost and time.
@@ -117,7 +121,9 @@ def estimate(
     and cast the same way (``casts``, its own, ``casts_last``, ``dialogue_voice``,
     ``speaker_lines``): then :attr:`Estimate.voices` counts per voice, and an unknown
     cast voice (for ``model``, default the provider's) is a
-    :class:`~narrator.errors.ConfigError`.
+    :class:`~narrator.errors.ConfigError`. Its spoken text is at most ``max_text_chars``;
+    a document whose respelling fails (too slow, too large) is left out of the totals and
+    named in ``Estimate.failed``.
     """
     from .settings import check_voice
 
@@ -136,6 +142,7 @@ def estimate(
     dialogue_voice = spell(dialogue_voice) if dialogue_voice else ""
     per_doc = []
     per_voice: dict[str, list[int]] = {}
+    failed = []
     for doc in documents:
         doc_lang = resolve_language(doc, lang)
         lexicon = document_lexicon(doc.source, lexicons, lexicons_last)
@@ -148,15 +155,20 @@ def estimate(
             speaker_lines=speaker_lines,
             spell=spell,
         )
-        chunks = split_document(
-            doc,
-            max_chars=max_chars,
-            lang=doc_lang,
-            count=count,
-            lexicon=lexicon,
-            voice=voice,
-            casting=casting,
-        )
+        try:
+            chunks = split_document(
+                doc,
+                max_chars=max_chars,
+                lang=doc_lang,
+                count=count,
+                lexicon=lexicon,
+                voice=voice,
+                casting=casting,
+                max_text_chars=max_text_chars,
+            )
+        except InputError as exc:
+            failed.append((doc.source, str(exc)))
+            continue
         for chunk in chunks:
             share = per_voice.setdefault(chunk.voice or voice, [0, 0])
             share[0] += 1
@@ -189,6 +201,7 @@ def estimate(
         voices=tuple(VoiceEstimate(v, n, c) for v, (n, c) in per_voice.items())
         if len(per_voice) > 1
         else (),
+        failed=tuple(failed),
     )
 
 

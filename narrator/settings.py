@@ -141,7 +141,9 @@ class Settings:
     # flagged), strict (a document with a flagged segment fails) or off.
     qa: str = "on"
     qa_retries: int = 2  # re-syntheses of one bad segment
-    qa_budget: float = 5.0  # re-syntheses of bad segments in a run, in % of its chunks
+    # Re-syntheses of bad segments that fix nothing, in % of a run's chunks (one that
+    # fixes its segment is not counted; synth/retakes.py).
+    qa_budget: float = 5.0
     # Pronunciation lexicons (chunks/lexicon.py), later ones winning per term: ``lexicon``
     # first (the settings file's), then each document's own (lexicon.toml in its folder,
     # NAME.lexicon.toml beside it), then ``lexicon_override`` (the command line's).
@@ -157,6 +159,9 @@ class Settings:
     cast_override: tuple[Path, ...] = ()
     speaker_lines: bool = False
     quote_gap_ms: int = 150
+    # The most text a document may hold, and so what its respellings may grow it to
+    # (inputs.limits.DEFAULT_MAX_TEXT_BYTES, which settings may not import).
+    max_text_bytes: int = 20_000_000
 
     def __post_init__(self) -> None:
         provider = spec(self.provider)

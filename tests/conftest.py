@@ -24,6 +24,15 @@ from narrator.util.wav import tone_pcm, wav_bytes
 TEST_KEY = "test-key-0123456789"
 
 
+@pytest.fixture(autouse=True)
+def _own_config_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings files confirmed with --trust-settings are remembered in the test's own
+    config folder, never the user's (subprocesses inherit it)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
 @pytest.fixture
 def make_wav(tmp_path: Path) -> Callable[..., Path]:
     """Write a small tone WAV and return its path."""

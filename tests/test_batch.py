@@ -217,8 +217,9 @@ async def test_settings_file_sits_between_flags_and_defaults(
         "price_per_10k_chars = 2.0\n"
         "quiet = true\n"
     )
-    # The file in the current folder is found; its values replace the built-in defaults.
-    estimate = await run_cli("estimate", "t.txt", env=ENV, cwd=tmp_path)
+    # The file in the current folder is found; its values replace the built-in defaults
+    # (its price, a spending limit's input, once the file is confirmed: see test_trust).
+    estimate = await run_cli("estimate", "t.txt", "--trust-settings", env=ENV, cwd=tmp_path)
     assert estimate.code == 0, estimate.stderr
     row = next(line for line in estimate.stdout.splitlines() if line.startswith("t.txt"))
     assert row.split()[2] == "10"  # 839 characters, whole sentences, at most 100 a chunk
@@ -228,8 +229,9 @@ async def test_settings_file_sits_between_flags_and_defaults(
     row = next(line for line in flagged.stdout.splitlines() if line.startswith("t.txt"))
     assert row.split()[2] == "3"
     # narrate takes the output folder, the server and the cache from the file (the server
-    # only once confirmed: a file found in the current folder is not the user's own).
-    run = await run_cli("narrate", str(source), "--trust-settings", env=ENV, cwd=tmp_path)
+    # only once confirmed: a file found in the current folder is not the user's own; the
+    # confirmation above is remembered while the file stays the same).
+    run = await run_cli("narrate", str(source), env=ENV, cwd=tmp_path)
     assert run.code == 0, run.stderr
     assert (tmp_path / "books" / "t.wav").exists() and emulator.stats.requests == 10
 

@@ -109,7 +109,10 @@ async def test_a_run_enforces_the_cap_at_its_end_and_keeps_its_own(tmp_path: Pat
     source.write_text(ONE, encoding="utf-8")
     result = await run_cli(
         "narrate", str(source), "-o", str(tmp_path / "three.wav"), "--provider", "espeak",
-        "--max-chars", "60", "--cache-dir", str(cache), "--quiet", cwd=tmp_path,
+        "--max-chars", "60", "--cache-dir", str(cache), "--quiet", "--config", "narrator.toml",
+        cwd=tmp_path,
     )  # fmt: skip
     assert result.code == 0, result.stderr
-    assert _files(cache) == one  # the settings file's cap: "two" went, "three" (= one) stays
+    # The settings file's cap (named: a found one may not set it): "two" went, "three"
+    # (= one) stays.
+    assert _files(cache) == one

@@ -265,7 +265,8 @@ def test_a_found_settings_file_names_casts_in_its_own_folder_only(
     (project / "narrator.toml").write_text('cast = "../elsewhere.toml"\n')
     monkeypatch.chdir(project)
     assert main(["cast", "story.md"]) == 2
-    assert "outside the settings file's folder" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the trust model's refusal: the file, the key, the fixes
+    assert "narrator.toml: cast = '../elsewhere.toml'" in err and "--config" in err
     (project / "mine.toml").write_text('[cast]\nAlice = "Cherry"\n')
     (project / "narrator.toml").write_text('cast = "mine.toml"\n')
     assert main(["cast", "story.md"]) == 0

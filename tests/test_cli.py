@@ -235,3 +235,20 @@ async def test_voices_lists_all_seventeen() -> None:
     assert lines[0].startswith("[aimlapi] default voice Cherry; 60 requests/minute")
     names = [line.split()[0] for line in lines[1:]]
     assert len(names) == 17 and "Cherry" in names and "Eric" in names
+
+
+def test_estimate_of_nothing_readable_exits_2_like_narrate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from narrator.cli import main
+
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n\n")
+    assert main(["estimate", str(blank), "--provider", "espeak"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to narrate" in err and "blank.txt" in err
+    assert main(["narrate", str(blank), "--provider", "espeak"]) == 2
+    # One document is "1 document" in the total.
+    (tmp_path / "one.txt").write_text("One sentence to count.")
+    assert main(["estimate", str(tmp_path / "one.txt"), "--provider", "espeak"]) == 0
+    assert "total (1 document)" in capsys.readouterr().out

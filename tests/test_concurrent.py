@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from narrator.store import Store
+from narrator.store.db import retry_locked
 from narrator.tools.emulator import EmulatorConfig, start_emulator
 
 from .conftest import TEST_KEY, run_cli, run_process
@@ -145,9 +146,9 @@ def test_a_locked_database_is_tried_again_and_other_errors_are_not(tmp_path: Pat
         raise sqlite3.OperationalError("no such table: nothing")
 
     try:
-        assert store._retry_locked(locked_twice) == "written" and len(calls) == 3
+        assert retry_locked(locked_twice) == "written" and len(calls) == 3
         with pytest.raises(sqlite3.OperationalError, match="no such table"):
-            store._retry_locked(broken)
+            retry_locked(broken)
     finally:
         store.close()
 

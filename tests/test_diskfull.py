@@ -241,14 +241,14 @@ async def test_a_link_billed_as_the_disk_fills_is_kept_for_the_resume(
     from narrator.errors import DiskFull
     from narrator.store import Store
     from narrator.synth.jobs import Job
-    from narrator.synth.pool import Pool
+    from narrator.synth.pool import Pool, PoolConfig
 
     disk = small_disk("4m")
     store = Store(disk / "cache")
     provider = _AnswersAsTheDiskFills(disk)
     job = Job("a" * 64, "The tide came in slowly over the flats.", 39)
     try:
-        async with Pool(provider, store, voice="v", concurrency=1, rpm=100000) as pool:  # type: ignore[arg-type]
+        async with Pool(provider, store, PoolConfig("v", 1, 100000)) as pool:  # type: ignore[arg-type]
             with pytest.raises(DiskFull):
                 await pool.submit(job)
         assert isinstance(pool.stop_reason, DiskFull)

@@ -129,3 +129,54 @@ def test_a_voice_failure_fails_its_chunk_not_the_library(
     report = info.value.report
     assert report.status == "failed"
     assert list(report.errors) == ["chunk 2: eSpeak NG failed to synthesize (code 2)"]
+
+
+def test_each_class_carries_the_exit_code_the_tree_gives_it() -> None:
+    assert errors.__doc__ is not None
+    drawn = {
+        found.group(1): int(found.group(2))
+        for line in errors.__doc__.splitlines()
+        if (found := re.match(r"^ +[│├└─ ]*(\w+) .*\(exit (\d)\)", line)) is not None
+    }
+    assert drawn["AuthError"] == 2 and drawn["OutOfCredits"] == 1
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if issubclass(cls, NarratorError):
+            # a class the tree gives no code takes its parent's
+            expected = next(drawn[c.__name__] for c in cls.__mro__ if c.__name__ in drawn)
+            assert cls.exit_code == expected, name
+    assert NarratorError.exit_code == 1 and errors.ConfigError.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [(errors.Unreachable("no such host"), 2), (errors.InternalFailure("the store broke"), 1)],
+)
+def test_the_command_exits_with_the_error_s_own_code(
+    error: NarratorError, code: int, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from narrator.cli import main, parser
+
+    def voices(args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(parser, "cmd_voices", voices)
+    assert main(["voices"]) == code
+    assert capsys.readouterr().err == f"narrator: {error}\n"
+
+
+async def test_an_unexpected_error_in_a_worker_is_logged_with_its_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(tmp_path / "cache")
+    provider = FakeProvider(failures={"bug": [ZeroDivisionError("a bug in a provider")]})
+    try:
+        async with make_pool(provider, store) as pool:
+            with pytest.raises(ChunkFailed, match="unexpected ZeroDivisionError"):
+                await pool.submit(job("bug"))
+    finally:
+        store.close()
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "ZeroDivisionError" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError

@@ -308,3 +308,53 @@ async def test_an_unreachable_url_is_an_input_error() -> None:
         find_inputs(["http://127.0.0.1:9/x"])[0], timeout=5, policy=LOOPBACK
     )
     assert isinstance(result, InputError) and "127.0.0.1:9" in str(result)
+
+
+# --- nothing left out without a word -------------------------------------------------------
+
+
+def _break_chapter(path: Path, name: str) -> None:
+    """Replace one chapter of an EPUB with bytes no HTML parser makes a tree of."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as old:
+        items = [(info, old.read(info)) for info in old.infolist()]
+    with zipfile.ZipFile(path, "w") as new:
+        for info, data in items:
+            new.writestr(
+                info, b"<!-- nothing but a comment -->" if info.filename.endswith(name) else data
+            )
+
+
+def test_what_was_left_out_is_on_the_report_and_in_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from narrator.chunks import split
+    from narrator.cli import main
+
+    book = tmp_path / "tales.epub"
+    make_epub(book)
+    _break_chapter(book, "storm.xhtml")
+    doc = load_document(book)
+    assert [c.title for c in doc.chapters] == ["The Harbour"]
+    assert len(doc.warnings) == 1 and "storm.xhtml could not be parsed" in doc.warnings[0]
+
+    class Broken:  # pysbd failing, as it may on text it was never tried on
+        def processor(self, text: str) -> object:
+            raise IndexError("list index out of range")
+
+    monkeypatch.setattr(split, "segmenter_for", lambda lang: Broken())
+    out, report = tmp_path / "tales.wav", tmp_path / "r.json"
+    code = main([
+        "narrate", str(book), "-o", str(out), "--provider", "espeak", "--max-chars", "30",
+        "--cache-dir", str(tmp_path / "c"), "--report", str(report), "--quiet",
+    ])  # fmt: skip
+    assert code == 0 and out.exists()
+    warnings = json.loads(report.read_text())["documents"][0]["warnings"]
+    assert len(warnings) == 2, warnings
+    assert "storm.xhtml could not be parsed" in warnings[0]
+    assert "sentence splitter failed" in warnings[1] and "IndexError" in warnings[1]
+    err = capsys.readouterr().err
+    assert err.count(f"WARNING: {book}: ") == 2

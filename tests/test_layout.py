@@ -198,3 +198,13 @@ def test_the_version_is_pyproject_s() -> None:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert __version__ == project["version"]
+
+
+def test_a_run_computes_segment_keys_in_one_place() -> None:
+    # The store defines the key; a run's Plan (run/plan.py) is the one caller.
+    callers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if "segment_key(" in path.read_text(encoding="utf-8")
+    )
+    assert callers == ["run/plan.py", "store/__init__.py"]

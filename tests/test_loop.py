@@ -20,7 +20,7 @@ import pytest
 
 from narrator.store import Store, segment_key
 from narrator.store.thread import StoreThread
-from narrator.synth.pool import Job, Pool
+from narrator.synth.pool import Job, Pool, PoolConfig
 from narrator.synth.providers import Audio
 from narrator.util.wav import tone_pcm, wav_bytes
 
@@ -97,7 +97,7 @@ async def test_requests_in_flight_complete_while_another_process_holds_the_lock(
     beat = asyncio.create_task(heartbeat())
     holder = None
     try:
-        async with Pool(provider, store, voice="Cherry", concurrency=2, rpm=60_000) as pool:  # type: ignore[arg-type]
+        async with Pool(provider, store, PoolConfig("Cherry", 2, 60_000)) as pool:  # type: ignore[arg-type]
             provider.gate("first").set()  # the probe: requests go one at a time until then
             await pool.submit(job("first"))
             a, b = pool.submit(job("a")), pool.submit(job("b"))

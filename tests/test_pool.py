@@ -20,7 +20,7 @@ from narrator.errors import (
     TransientError,
 )
 from narrator.store import Store, segment_key
-from narrator.synth.pool import ChunkFailed, Job, Pool, Stopped
+from narrator.synth.pool import ChunkFailed, Job, Pool, PoolConfig, Stopped
 from narrator.synth.providers import Audio
 from narrator.util.wav import tone_pcm, wav_bytes
 
@@ -97,10 +97,12 @@ def store(tmp_path: Path) -> Store:
 
 
 def make_pool(provider: FakeProvider, store: Store, **kw: object) -> Pool:
-    defaults: dict[str, object] = {"voice": "Cherry", "concurrency": 4, "rpm": 60_000, "retries": 4}
-    defaults.update(kw)
-    defaults.setdefault("backoff_base", 0.0)
-    return Pool(provider, store, **defaults)  # type: ignore[arg-type]
+    """A pool of ``provider``; ``kw`` are :class:`PoolConfig` fields or the pool's own."""
+    own = {name: kw.pop(name) for name in ("gate", "sleep", "rng", "clock") if name in kw}
+    config: dict[str, object] = {"voice": "Cherry", "concurrency": 4, "rpm": 60_000, "retries": 4}
+    config.update(kw)
+    config.setdefault("backoff_base", 0.0)
+    return Pool(provider, store, PoolConfig(**config), **own)  # type: ignore[arg-type]
 
 
 async def test_concurrency_is_never_exceeded(store: Store) -> None:
@@ -330,3 +332,15 @@ async def test_the_gate_measures_audio_held_in_memory_as_it_would_the_file(
         outcome = await pool.submit(job("hello"))
     assert outcome.measurement is not None
     assert outcome.measurement == measure_file(outcome.segment.path)
+
+
+def test_the_pool_config_is_read_from_the_settings() -> None:
+    from narrator.settings import Settings
+
+    settings = Settings(provider="espeak", rpm=120, concurrency=3, request_timeout=30, qa_budget=5)
+    config = PoolConfig.of(settings, chunks=200)
+    assert (config.voice, config.rpm, config.concurrency) == ("Cherry", 120, 3)
+    assert config.lease == 2 * 30 + 60 and config.retries == settings.retries
+    assert config.qa_budget == 10  # 5% of 200 chunks
+    assert PoolConfig.of(settings, chunks=10).qa_budget == settings.qa_retries  # at least
+    assert PoolConfig.of(settings).qa_budget is None

@@ -13,7 +13,7 @@ import pytest
 from narrator.store import Store, segment_key
 from narrator.store.thread import StoreThread
 from narrator.synth.espeakng import get_engine
-from narrator.synth.pool import Job, Outcome, Pool
+from narrator.synth.pool import Job, Outcome, Pool, PoolConfig
 from narrator.synth.providers import Audio
 from narrator.synth.quality import MIN_SAMPLES, NOISE_LIMIT, Gate, Measurement, measure_pcm
 from narrator.tools.emulator.audio import espeak_wav as _espeak_wav
@@ -152,9 +152,8 @@ class ScriptedProvider:
 async def run_pool(store: Store, provider: ScriptedProvider, *, retries: int = 2) -> Outcome:
     text = ENGLISH[0]
     job = Job(segment_key(provider="scripted", voice="Cherry", text=text), text, len(text))
-    async with Pool(
-        provider, store, voice="Cherry", gate=Gate(), qa_retries=retries, backoff_base=0
-    ) as pool:  # type: ignore[arg-type]
+    config = PoolConfig("Cherry", 4, 6000, qa_retries=retries, backoff_base=0)
+    async with Pool(provider, store, config, gate=Gate()) as pool:  # type: ignore[arg-type]
         outcome = await pool.submit(job)
         return await pool.recheck(job, outcome)
 
@@ -204,7 +203,7 @@ async def test_no_retries_and_the_gate_off(tmp_path: Path) -> None:
     job = Job(segment_key(provider="scripted", voice="Cherry", text=text), text, len(text))
     off = ScriptedProvider([silent])
     store = Store(tmp_path / "b")
-    async with Pool(off, store, voice="Cherry") as pool:  # type: ignore[arg-type]
+    async with Pool(off, store, PoolConfig("Cherry", 4, 6000)) as pool:  # type: ignore[arg-type]
         plain = await pool.submit(job)
     store.close()
     assert plain.verdict is None and not plain.flagged
@@ -221,10 +220,8 @@ async def test_chunks_judged_at_once_share_the_budget_and_never_overspend_it(
     db = StoreThread()
     await db.open(tmp_path)
     jobs = [Job(segment_key(provider="scripted", voice="Cherry", text=t), t, len(t)) for t in texts]
-    async with Pool(
-        provider, db, voice="Cherry", gate=Gate(), qa_retries=2, qa_budget=1,
-        concurrency=4, backoff_base=0,
-    ) as pool:  # type: ignore[arg-type]  # fmt: skip
+    config = PoolConfig("Cherry", 4, 6000, qa_retries=2, qa_budget=1, backoff_base=0)
+    async with Pool(provider, db, config, gate=Gate()) as pool:  # type: ignore[arg-type]
         outcomes = await asyncio.gather(*(pool.submit(job) for job in jobs))
     await db.close()
     assert len(set(texts)) == 4 and all(o.flagged for o in outcomes)

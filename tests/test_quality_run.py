@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from narrator.inputs.documents import parse_text
+from narrator.run.pipeline import RunReport, Work, narrate_many
+from narrator.settings import Settings
 from narrator.tools.emulator import EmulatorStats
 
-from .conftest import run_cli
+from .conftest import TEST_KEY, run_cli
 from .test_resilience import _spawn, _wait_until_quiet, base_args, emulate, frames_of
 
 TEXT = "# Bad Answers\n\n" + " ".join(
@@ -230,3 +233,51 @@ async def test_awkward_chunks_of_a_short_mixed_document_pass_offline(tmp_path: P
     assert data["documents"][0]["chunks"] >= 7
     assert data["qa_resynthesized"] == 0 and data["totals"]["flagged"] == 0, result.stderr
     assert "again" not in result.stderr
+
+
+# --- the quality budget: re-takes go on while they fix, stop when they do not ------------
+
+LONG = "# Bad Answers\n\n" + " ".join(
+    f"Sentence {i} is here to be read aloud, and it says a little more than that."
+    for i in range(79)
+)  # 80 chunks at --max-chars 130; the tone voice reads 15 characters a second
+
+
+async def _narrate_with_bad_answers(
+    tmp_path: Path, rate: float, kinds: tuple[str, ...] = ("silent", "cut", "runaway")
+) -> tuple[RunReport, int, int]:
+    """A run with the default gate and budget; its report, the requests and bad answers."""
+    emulator = await emulate(bad_audio_rate=rate, bad_audio_kinds=kinds, seed=3)
+    settings = Settings(
+        base_url=emulator.url, api_key=TEST_KEY, cache_dir=tmp_path / "c", rpm=6000,
+        max_chars=130, backoff_base=0, lang="en",
+    )  # fmt: skip
+    try:
+        run = await narrate_many([Work(parse_text(LONG), tmp_path / "o.wav")], settings)
+        requests, bad = emulator.stats.requests, sum(emulator.stats.bad_audio.values())
+    finally:
+        await emulator.close()
+    assert run.documents[0].chunks == 80
+    return run, requests, bad
+
+
+async def test_bad_answers_at_random_end_in_a_clean_book_by_default(tmp_path: Path) -> None:
+    run, requests, bad = await _narrate_with_bad_answers(tmp_path, 0.08)
+    # More bad answers than the budget (5% of 80 chunks = 4): each re-take that fixed
+    # its segment gave its share back.
+    assert bad > 4, "too few bad answers to test the budget"
+    doc = run.documents[0]
+    assert doc.status == "done" and doc.flagged == ()
+    assert requests == 80 + bad and run.qa_resynthesized == bad
+    assert not run.qa_budget_spent
+
+
+async def test_a_voice_that_always_trips_the_gate_costs_little(tmp_path: Path) -> None:
+    # (Not "cut": with nothing but cut answers to learn from, the gate takes the voice for
+    # a fast one, and passes them.)
+    run, requests, bad = await _narrate_with_bad_answers(tmp_path, 1.0, ("silent", "runaway"))
+    # No re-take fixes anything: the budget (4) is spent on the first ones, then every
+    # segment is kept and flagged, the book still written.
+    assert requests == bad == 80 + 4
+    doc = run.documents[0]
+    assert doc.status == "done" and len(doc.flagged) == 80 and run.qa_budget_spent

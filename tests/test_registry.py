@@ -1,9 +1,10 @@
 """The provider registry: a new provider is one class and one registry entry.
 
 The fixture below is the whole of a new provider: :class:`HumProvider` (its module,
-here this test file) and one :class:`ProviderSpec`. Nothing else is edited, yet
-settings fill in its defaults and check its voices, a real run narrates with it, and
-the command line offers it in ``--provider``, ``--help``, ``voices`` and ``estimate``.
+here this test file), one :class:`ProviderSpec` and one ``register`` call with both.
+Nothing else is edited, yet settings fill in its defaults and check its voices, a real
+run narrates with it, and the command line offers it in ``--provider``, ``--help``,
+``voices`` and ``estimate``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import narrator
 from narrator.cli import main
 from narrator.errors import BadRequest, ConfigError
 from narrator.synth.providers import Audio, Voice, make_provider
-from narrator.util.registry import REGISTRY, ProviderSpec, register
+from narrator.synth.providers.registry import CLASSES, provider_class, register
+from narrator.util.registry import REGISTRY, ProviderSpec
 from narrator.util.wav import read_wav_info, tone_pcm, wav_bytes
 
 RATE = 16_000
@@ -56,21 +58,21 @@ def hum() -> Iterator[ProviderSpec]:
     """The one registry entry a new provider needs."""
     entry = ProviderSpec(
         "hum",
-        f"{__name__}:HumProvider",
         model="hum-1",
         voice="Low",
         rpm=600.0,
         concurrency=2,
         base_urls={"intl": "http://hum.invalid"},
+        voices=HumProvider.voices,
         key_variable="HUM_KEY",
         price_per_10k_chars=0.5,
         voices_complete="always",
         description="a test provider",
         networked=False,
     )
-    with register(entry):
+    with register(entry, HumProvider):
         yield entry
-    assert "hum" not in REGISTRY
+    assert "hum" not in REGISTRY and "hum" not in CLASSES
 
 
 def test_settings_fill_in_and_check_what_the_entry_declares(hum: ProviderSpec) -> None:
@@ -89,7 +91,7 @@ def test_settings_fill_in_and_check_what_the_entry_declares(hum: ProviderSpec) -
         narrator.Settings(provider="hum")
     provider = make_provider(settings)
     assert isinstance(provider, HumProvider) and provider.model == "hum-1"
-    with pytest.raises(ConfigError, match="already registered"), register(hum):
+    with pytest.raises(ConfigError, match="already registered"), register(hum, HumProvider):
         pass
 
 
@@ -125,7 +127,7 @@ def test_the_command_line_offers_it(
 
     assert main(["estimate", str(source), "--provider", "hum"]) == 0
     out = capsys.readouterr().out
-    total = re.search(r"total \(1 documents\)\s+(\d+)\s+(\d+)\s+\$([\d.]+)", out)
+    total = re.search(r"total \(1 document\)\s+(\d+)\s+(\d+)\s+\$([\d.]+)", out)
     assert total is not None, out
     chunks, characters, cost = int(total[1]), int(total[2]), float(total[3])
     # Split at the class's 120 characters, not the run's 600; priced at the entry's
@@ -202,3 +204,27 @@ def test_the_chunk_size_is_the_providers_unless_asked(tmp_path: Path) -> None:
     long = estimate([doc], provider="openai")
     short = estimate([doc], provider="openai", max_chars=600)
     assert long.chunks < short.chunks and short.chunks >= math.ceil(short.billing_characters / 600)
+
+
+def test_the_two_halves_of_the_registry_agree() -> None:
+    # The data (util.registry, read by settings) and the classes (synth.providers.registry).
+    assert list(CLASSES) == list(REGISTRY)
+    for name, entry in REGISTRY.items():
+        cls = provider_class(name)
+        assert tuple(cls.voices) == entry.voices, name
+        assert entry.voice in entry.voice_names(), name
+        assert entry.max_chars <= cls.max_chars, name
+    with pytest.raises(ConfigError, match="unknown provider"):
+        provider_class("nobody")
+
+
+def test_the_layout_test_sees_every_provider_class() -> None:
+    # No class is named by a string: each is an import the layout test reads.
+    from .test_layout import MODULES, imported
+
+    arrows = imported(
+        "narrator.synth.providers.registry", MODULES["narrator.synth.providers.registry"]
+    )
+    assert {cls.__module__ for cls in CLASSES.values()} <= arrows
+    registry = (Path(narrator.__file__).parent / "util" / "registry.py").read_text()
+    assert "import_module" not in registry and not re.search(r'"narrator\.[\w.]+:\w+"', registry)

@@ -279,3 +279,39 @@ async def test_until_starts_only_what_finishes_then_stops(
     assert requests_of(long) >= 30
     assert emulator.stats.requests == short + requests_of(long)
     assert set(emulator.stats.billed.values()) == {1}
+
+
+async def test_a_watched_document_is_split_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watcher weighs each document's cost from its plan, then narrates that plan.
+    from narrator.chunks import split
+    from narrator.settings import Settings
+    from narrator.watch.watcher import WatchOptions, watch
+
+    cuts: list[str] = []
+    real = split.segmenter_for  # called once per document split
+
+    def counted(lang: str) -> object:
+        cuts.append(lang)
+        return real(lang)
+
+    monkeypatch.setattr(split, "segmenter_for", counted)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "a.txt").write_text(TEXT)
+    stop = asyncio.Event()
+    reports = []
+
+    def on_report(report: object) -> None:
+        reports.append(report)
+        stop.set()
+
+    settings = Settings(provider="espeak", cache_dir=tmp_path / "c", max_chars=80, lang="en")
+    async with asyncio.timeout(BOUND):
+        await watch(
+            inbox, tmp_path / "out", settings, stop=stop,
+            options=WatchOptions(settle=0.0), on_report=on_report,
+        )  # fmt: skip
+    assert [getattr(r, "status", None) for r in reports] == ["done"]
+    assert cuts == ["en"]

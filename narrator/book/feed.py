@@ -10,15 +10,18 @@ modification time as publication date. Newest first.
 from __future__ import annotations
 
 import email.utils
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
+from typing import BinaryIO
 from urllib.parse import quote
 
 from ..errors import ConfigError, InputError
 from ..util.atomic import atomic_path
-from ..util.sanitize import strip_controls
+from ..util.sanitize import tag_text
 from .encode import FORMATS
 
 __all__ = ["Episode", "FeedResult", "write_feed"]
@@ -49,12 +52,12 @@ class FeedResult:
     items: tuple[Episode, ...]
 
 
-def _tags(path: Path) -> tuple[str | None, str | None, float | None]:
+def _tags(fh: BinaryIO) -> tuple[str | None, str | None, float | None]:
     """Title, author and duration from the file's own tags, where mutagen can read them."""
     import mutagen
 
     try:
-        audio = mutagen.File(path, easy=True)
+        audio = mutagen.File(fh, easy=True)
     except Exception:  # mutagen raises many kinds for odd files; the file name will do
         return None, None, None
     if audio is None:
@@ -71,6 +74,11 @@ def _tags(path: Path) -> tuple[str | None, str | None, float | None]:
     return first("title"), first("artist"), seconds
 
 
+def _quoted(part: str) -> str:
+    # The bytes of the name, even when they are not UTF-8: the URL must serve the file.
+    return quote(part, errors="surrogateescape")
+
+
 def _duration(seconds: float) -> str:
     total = round(seconds)
     return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
@@ -85,12 +93,20 @@ def _episodes(folder: Path, base_url: str) -> list[Episode]:
         fmt = path.suffix.lower().lstrip(".")
         if fmt not in FORMATS:
             continue
-        title, author, seconds = _tags(path)
-        stat = path.stat()
+        try:
+            # Opened once: its size and its tags are of one file, and a FIFO swapped in
+            # since the listing cannot hang the open (a regular file or nothing).
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+                stat = os.fstat(fh.fileno())
+                if not S_ISREG(stat.st_mode):
+                    continue
+                title, author, seconds = _tags(fh)
+        except OSError:  # gone since it was listed
+            continue
         found.append(
             Episode(
                 path=path,
-                url=base_url + "/".join(quote(part) for part in rel.parts),
+                url=base_url + "/".join(_quoted(part) for part in rel.parts),
                 title=title or path.stem.replace("_", " "),
                 author=author,
                 length=stat.st_size,
@@ -104,8 +120,8 @@ def _episodes(folder: Path, base_url: str) -> list[Episode]:
 
 
 def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, {k: strip_controls(v) for k, v in attrs.items()})
-    element.text = strip_controls(text)  # XML 1.0 cannot hold most control characters
+    element = ET.SubElement(parent, tag, {k: tag_text(v) for k, v in attrs.items()})
+    element.text = tag_text(text)  # XML 1.0 cannot hold most control characters
     return element
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import AudioError
 from ..util.image import image_mime
+from ..util.sanitize import tag_text
 
 __all__ = ["ChapterMark", "Metadata"]
 
@@ -27,6 +28,14 @@ class Metadata:
     cover: Path | None = None
     track: tuple[int, int] | None = None  # (number, total) when a book is split into parts
 
+    def __post_init__(self) -> None:
+        # A title comes from a document or its file name: no control character, escape
+        # sequence or XML-illegal character reaches any format's tags (one place for all).
+        for name in ("title", "author", "album", "year"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tag_text(value))
+
 
 @dataclass(frozen=True, slots=True)
 class ChapterMark:
@@ -34,6 +43,9 @@ class ChapterMark:
 
     title: str
     start: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", tag_text(self.title))
 
 
 def _spans(chapters: Sequence[ChapterMark], end: float) -> list[tuple[ChapterMark, float]]:

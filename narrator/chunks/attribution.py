@@ -16,6 +16,7 @@ from typing import Any
 
 import regex
 
+from .bounds import Budget
 from .cast import NARRATION, UNATTRIBUTED, Cast, Casting, Member
 from .dialogue import SPEECH_VERBS, Span, find_speech, primary
 from .lexicon import Lexicon, Respelled
@@ -287,10 +288,11 @@ def voiced_runs(
     lang: str,
     casting: Casting,
     title: str,
+    budget: Budget | None = None,
 ) -> tuple[Respelled, list[tuple[int, int, str, str]]]:
     """A paragraph as it is spoken: each line respelled for its own voice (a speaker
-    line's name shown, not read), and its runs (spoken start, end, speaker, voice), a
-    speaker's adjacent lines joined."""
+    line's name shown, not read; within the document's respelling ``budget``), and its
+    runs (spoken start, end, speaker, voice), a speaker's adjacent lines joined."""
     parts: list[str] = []
     spans: list[tuple[int, int, int, int]] = []
     runs: list[tuple[int, int, str, str]] = []
@@ -303,7 +305,7 @@ def voiced_runs(
         speaker = casting.role(line.speaker)
         voice = casting.voice_of(line.speaker, title)
         if lexicon is not None:
-            respelled = lexicon.respell(text, lang, voice)
+            respelled = lexicon.respell(text, lang, voice, budget)
             spans += [
                 (out + a, out + b, line.start + c, line.start + d) for a, b, c, d in respelled.spans
             ]

@@ -21,6 +21,13 @@ later wins. Where matches overlap, the longest wins (then the earlier one in the
 the result does not depend on the order of the entries. Only spoken text goes through it:
 the splitter keeps the written text beside each chunk for subtitles, and chapter titles
 in tags are the document's own.
+
+A lexicon is data, never authority (it may be found beside a document, in a shared
+inbox): it only respells, and what respelling one document may cost is bounded by a
+:class:`Budget`: the time its regular expressions may take (the ``regex`` package's
+``timeout``, so ``(a|aa)+$`` cannot hang a run) and the size the spoken text may grow to
+(``--max-text-mb``); see :mod:`.bounds`. Over either, the document fails with an
+:class:`InputError` that says why; the other documents go on.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ from typing import Any
 import regex
 
 from ..errors import LexiconError
+from .bounds import Budget, finditer
 
 __all__ = [
-    "LOCAL_NAMES", "Entry", "Lexicon", "LexiconError", "Respelled", "combined", "document_lexicon",
-    "local_lexicons",
+    "LOCAL_NAMES", "Entry", "Lexicon", "LexiconError", "Respelled", "combined",
+    "document_lexicon", "local_lexicons",
 ]  # fmt: skip
 
+# The regex package ships no type hints.
+_Pattern = Any
 # A document's own lexicons, found beside it: one for its folder, one for itself.
 FOLDER_LEXICON = "lexicon.toml"
 DOCUMENT_SUFFIX = ".lexicon.toml"
@@ -80,7 +90,7 @@ class Entry:
             return False
         return not self.voice or voice.casefold() in {v.casefold() for v in self.voice}
 
-    def compile(self) -> re.Pattern[str]:
+    def compile(self) -> _Pattern:
         """The entry's pattern; :class:`LexiconError` for a bad one."""
         sensitive = self.case_sensitive
         if sensitive is None:
@@ -95,10 +105,12 @@ class Entry:
                 body += r"(?!\w)"
         try:
             if self.regex:
-                re.compile(self.term)  # its own error positions, before the boundaries
-            pattern = re.compile(body, 0 if sensitive else re.IGNORECASE)
-            pattern.sub(self.say, "")  # compiles the replacement: a bad \\1 shows now
-        except re.error as exc:
+                regex.compile(self.term)  # its own error positions, before the boundaries
+            pattern = regex.compile(body, 0 if sensitive else regex.IGNORECASE)
+            # regex compiles a replacement at its first match: make one, so a bad \\1
+            # shows now, not in the middle of a book.
+            regex.compile(f"(?:{body})|", pattern.flags).sub(self.say, "")
+        except regex.error as exc:
             raise LexiconError(f"{self.where}: {exc}; fix the pattern or its say") from exc
         if pattern.search("") is not None:
             raise LexiconError(f"{self.where}: the pattern matches empty text; make it longer")
@@ -155,9 +167,7 @@ class Lexicon:
     """
 
     entries: tuple[Entry, ...] = ()
-    _patterns: tuple[re.Pattern[str], ...] = field(
-        init=False, repr=False, compare=False, default=()
-    )
+    _patterns: tuple[_Pattern, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         # A later entry with the same term and scope replaces the earlier one.
@@ -218,9 +228,14 @@ class Lexicon:
         """This lexicon with ``other``'s entries after it (winning per term)."""
         return Lexicon((*self.entries, *other.entries)) if other.entries else self
 
-    def matches(self, text: str, lang: str = "", voice: str = "") -> list[tuple[int, int, str]]:
+    def matches(
+        self, text: str, lang: str = "", voice: str = "", budget: Budget | None = None
+    ) -> list[tuple[int, int, str]]:
         """The replacements in ``text``: (start, end, spoken form), in order, none
-        overlapping; where candidates overlap the longest wins, then the earliest."""
+        overlapping; where candidates overlap the longest wins, then the earliest.
+        ``budget`` bounds the time and the spoken size (default: a fresh one)."""
+        budget = budget or Budget()
+        room = budget.max_chars - budget.spoken  # candidates' spoken forms, at most
         found: list[tuple[int, int, int, str]] = []
         folded = text.casefold()
         for order, (entry, pattern) in enumerate(zip(self.entries, self._patterns, strict=True)):
@@ -229,10 +244,13 @@ class Lexicon:
             # A plain term absent from the text needs no regex scan (most terms, most text).
             if not entry.regex and entry.term.casefold() not in folded:
                 continue
-            for m in pattern.finditer(text):
+            for m in finditer(pattern, text, budget, bounded=entry.regex, where=entry.where):
                 if m.end() > m.start():
                     say = _spaces(m.expand(entry.say)) if entry.regex else entry.say
                     found.append((m.start(), m.end(), -order, say))
+                    room -= len(say)
+                    if room < 0:
+                        budget.grow(budget.max_chars, entry.where)
         found.sort(key=lambda f: (f[0] - f[1], f[0], f[2]))
         taken: list[tuple[int, int, str]] = []
         starts: list[int] = []
@@ -246,14 +264,18 @@ class Lexicon:
             taken.insert(n, (start, end, say))
         return taken
 
-    def respell(self, text: str, lang: str = "", voice: str = "") -> Respelled:
-        """``text`` with every replacement made, and the way back to the written text."""
+    def respell(
+        self, text: str, lang: str = "", voice: str = "", budget: Budget | None = None
+    ) -> Respelled:
+        """``text`` with every replacement made, and the way back to the written text;
+        ``budget``: see :meth:`matches` (one per document, passed to each paragraph)."""
         if not self.entries:
             return Respelled(text, text)
+        budget = budget or Budget()
         parts: list[str] = []
         spans: list[tuple[int, int, int, int]] = []
         pos = out = 0
-        for start, end, say in self.matches(text, lang, voice):
+        for start, end, say in self.matches(text, lang, voice, budget):
             parts.append(text[pos:start])
             out += start - pos
             parts.append(say)
@@ -261,6 +283,7 @@ class Lexicon:
             out += len(say)
             pos = end
         parts.append(text[pos:])
+        budget.grow(out + len(text) - pos, "lexicon")
         return Respelled("".join(parts), text, tuple(spans))
 
     def apply(self, text: str, lang: str = "", voice: str = "") -> str:

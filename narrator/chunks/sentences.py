@@ -8,6 +8,7 @@ after "…"); this module hands it windows of a paragraph and repairs what it re
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -54,13 +55,17 @@ def segmenter_for(lang: str) -> Any:
         return pysbd.Segmenter(language="en", clean=False, char_span=False)
 
 
-def sentence_bounds(para: str, segmenter: Any) -> list[int]:
-    """Offsets of sentence starts in a normalized paragraph, with 0 and len(para)."""
+def sentence_bounds(
+    para: str, segmenter: Any, warn: Callable[[str], None] | None = None
+) -> list[int]:
+    """Offsets of sentence starts in a normalized paragraph, with 0 and len(para).
+
+    ``warn`` hears of a window pysbd failed on (cut at clauses instead)."""
     found: list[int] = []
     base, n = 0, len(para)
     while n - base > _WINDOW:
         end = _window_end(para, base)
-        starts = _pysbd_starts(para, base, end, segmenter)
+        starts = _pysbd_starts(para, base, end, segmenter, warn)
         found += starts
         if starts and starts[-1] - base >= _WINDOW // 4:
             # The window's last sentence may go on past it: segment it again.
@@ -68,7 +73,7 @@ def sentence_bounds(para: str, segmenter: Any) -> list[int]:
         else:
             found.append(end)
             base = end
-    found += _pysbd_starts(para, base, n, segmenter)
+    found += _pysbd_starts(para, base, n, segmenter, warn)
     cuts = {cut for start in found if (cut := _repair(para, start)) is not None}
     cuts.update(m.end() for m in _CJK_STOP.finditer(para))
     cuts.update(m.end() for m in _ELLIPSIS_STOP.finditer(para))
@@ -93,7 +98,9 @@ def _window_end(para: str, base: int) -> int:
     return boundary if boundary > low else high
 
 
-def _pysbd_starts(para: str, start: int, end: int, segmenter: Any) -> list[int]:
+def _pysbd_starts(
+    para: str, start: int, end: int, segmenter: Any, warn: Callable[[str], None] | None = None
+) -> list[int]:
     """Sentence starts pysbd finds in para[start:end], as offsets into para."""
     window = para[start:end]
     try:
@@ -101,9 +108,14 @@ def _pysbd_starts(para: str, start: int, end: int, segmenter: Any) -> list[int]:
         # and scanned from the start of the text (half its run time, quadratic) and drops
         # the sentences it cannot find (pysbd issue #126); find them ourselves.
         sentences = segmenter.processor(window).process()
-    except Exception:
+    except Exception as exc:
         # pysbd is unmaintained regex soup: if it ever fails, this window simply has no
-        # sentence boundaries, and is cut at clauses instead.
+        # sentence boundaries, and is cut at clauses instead; the report says where.
+        if warn is not None:
+            warn(
+                f"the sentence splitter failed on the text from {window[:40]!r} "
+                f"({type(exc).__name__}: {exc}); it was cut at commas and spaces instead"
+            )
         return []
     starts: list[int] = []
     pos = 0

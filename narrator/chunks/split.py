@@ -25,8 +25,10 @@ import regex
 
 from ..errors import ConfigError
 from ..inputs.documents import Document
+from ..inputs.limits import DEFAULT_MAX_TEXT_BYTES
 from ..inputs.lines import line_groups
 from .attribution import Line, cast_chapter, voiced_runs
+from .bounds import Budget
 from .cast import NARRATION, Casting
 from .lexicon import Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
@@ -98,6 +100,7 @@ def split_document(
     voice: str = "",
     casting: Casting | None = None,
     warn: Callable[[str], None] | None = None,
+    max_text_chars: int = DEFAULT_MAX_TEXT_BYTES,
 ) -> list[Chunk]:
     """Cut a document into chunks of at most ``max_chars`` billing characters.
 
@@ -109,37 +112,41 @@ def split_document(
     no less than the sum of its parts. Raises :class:`ConfigError` when ``max_chars``
     is below 2.
 
-    A ``lexicon`` respells each paragraph (for ``lang`` and ``voice``) before it is
-    cut, so the limit counts the spoken form; a chunk it changed keeps its written text
-    in ``Chunk.written``.
-
+    A ``lexicon`` respells each paragraph (for ``lang`` and the voice) before it is cut,
+    so the limit counts the spoken form (``Chunk.written`` keeps the written text), within
+    a budget (:class:`~narrator.chunks.bounds.Budget`: regex time, at most
+    ``max_text_chars`` of spoken text; over it, an :class:`~narrator.errors.InputError`).
     A ``casting`` gives voices out (:mod:`narrator.chunks.cast`): each chapter's narrator
-    voice, and, when it listens for speech, each quotation its speaker's. A chunk never
-    mixes speakers; ``warn`` hears about quotation marks that never close.
+    voice and, when it listens for speech, each quotation its speaker's; a chunk never
+    mixes speakers. ``warn`` hears of unclosed quotation marks and of pysbd failures.
     """
     _check(max_chars)
     segmenter = segmenter_for(lang)
     chunks: list[Chunk] = []
     use = lexicon if lexicon is not None and lexicon.entries else None
+    budget = None
+    if use is not None:  # one per document, shared by every paragraph and voice
+        size = sum(len(p) for c in doc.chapters for p in (c.title or "", *c.paragraphs))
+        budget = Budget.for_text(size, max_text_chars)
     for chapter in doc.chapters:
         narrator = casting.narrator(chapter.title or "") if casting is not None else voice
-        speak = None if use is None else (use, lang, narrator)
+        speak = None if use is None or budget is None else (use, lang, narrator, budget)
         packer = _Packer(max_chars, count, voice=narrator)
         if chapter.title:
-            _add_paragraph(packer, chapter.title, segmenter, speak)
+            _add_paragraph(packer, chapter.title, segmenter, speak, warn)
             packer.flush()
         if casting is not None and casting.listens:
             paragraphs = [p for p in map(_normalize, chapter.paragraphs) if p]
             lines, warnings = cast_chapter(paragraphs, lang, casting)
             for warning in warnings:
                 if warn is not None:
-                    warn(f"{doc.source}: chapter {chapter.index + 1}: {warning}")
-            how = (use, lang, casting, chapter.title or "")
+                    warn(f"chapter {chapter.index + 1}: {warning}")
+            how = (use, lang, casting, chapter.title or "", budget)
             for paragraph, its_lines in zip(paragraphs, lines, strict=True):
-                _add_voiced(packer, paragraph, its_lines, segmenter, how)
+                _add_voiced(packer, paragraph, its_lines, segmenter, how, warn)
         else:
             for paragraph in chapter.paragraphs:
-                _add_paragraph(packer, paragraph, segmenter, speak)
+                _add_paragraph(packer, paragraph, segmenter, speak, warn)
         packer.flush()
         for text, cost, starts, written, speaker, its_voice in packer.out:
             shown = written if written != text else None
@@ -273,15 +280,16 @@ def _add_paragraph(
     packer: _Packer,
     text: str,
     segmenter: Any,
-    speak: tuple[Lexicon, str, str] | None = None,
+    speak: tuple[Lexicon, str, str, Budget] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> None:
     para = _normalize(text)
     if not para:
         return
     respelled = None
     if speak is not None:
-        lexicon, lang, voice = speak
-        respelled = lexicon.respell(para, lang, voice)
+        lexicon, lang, voice, budget = speak
+        respelled = lexicon.respell(para, lang, voice, budget)
         if not respelled.spans:
             respelled = None
         else:
@@ -293,7 +301,7 @@ def _add_paragraph(
         packer.add(para, 0, len(para), cost, 0, True, respelled)
         return
     first = True
-    for start, end in pairwise(sentence_bounds(para, segmenter)):
+    for start, end in pairwise(sentence_bounds(para, segmenter, warn)):
         for piece in _cut(para, start, end, packer.max_chars, 0, packer.count):
             packer.add(para, *piece, first, respelled)
             first = False
@@ -304,7 +312,8 @@ def _add_voiced(
     para: str,
     lines: list[Line],
     segmenter: Any,
-    how: tuple[Lexicon | None, str, Casting, str],
+    how: tuple[Lexicon | None, str, Casting, str, Budget | None],
+    warn: Callable[[str], None] | None = None,
 ) -> None:
     """A paragraph (normalized) whose lines may have voices of their own: each line is
     respelled for its voice and packed with its speaker; a speaker line's name is shown
@@ -326,7 +335,7 @@ def _add_voiced(
             first = False
             continue
         if bounds is None:
-            bounds = sentence_bounds(spoken, segmenter)
+            bounds = sentence_bounds(spoken, segmenter, warn)
         cuts = [start, *(b for b in bounds if start < b < end), end]
         for piece_start, piece_end in pairwise(cuts):
             for piece in _cut(spoken, piece_start, piece_end, packer.max_chars, 0, packer.count):

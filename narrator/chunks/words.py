@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..inputs.documents import Document
+from ..util.sanitize import shown
+from .bounds import Budget
 from .lexicon import Lexicon
 
 __all__ = ["KINDS", "Word", "find_words", "skeleton"]
@@ -104,12 +106,14 @@ def find_words(
     firsts: dict[tuple[str, str], str] = {}
     for doc, lang, lexicon in documents:
         known = _word_list(lang)
+        size = sum(len(p) for c in doc.chapters for p in (c.title or "", *c.paragraphs))
+        budget = Budget.for_text(size)  # one per document, as a run has
         for chapter in doc.chapters:
             texts = [chapter.title or "", *chapter.paragraphs]
             for n, text in enumerate(texts):
                 if not text:
                     continue
-                spans = lexicon.matches(text, lang, voice)
+                spans = lexicon.matches(text, lang, voice, budget)
                 place = f"ch {chapter.index + 1} " + (f"¶ {n}" if n else "title")
                 if many:
                     place = f"{doc.source}: {place}"
@@ -148,5 +152,6 @@ def skeleton(words: Sequence[Word]) -> str:
         if word.covered == "yes":
             continue
         text = json.dumps(word.text, ensure_ascii=False)
-        lines.append(f"{text} = {text}  # {word.kind}, {word.count}x, first {word.first}")
+        # A comment stays one line whatever the file name holds (shown: no line break).
+        lines.append(f"{text} = {text}  # {word.kind}, {word.count}x, first {shown(word.first)}")
     return "\n".join(lines) + "\n"

@@ -2,7 +2,8 @@
 
 It is the only place that reads the environment, prints, and turns errors into exit
 codes: 0 all done, 1 some document failed (or the account ran out of credits),
-2 usage or configuration error, 130/143 interrupted by SIGINT/SIGTERM.
+2 usage or configuration error, 130/143 interrupted by SIGINT/SIGTERM. An error's code
+is its class's (``NarratorError.exit_code``, see :mod:`narrator.errors`).
 
 Inside: :mod:`.parser` (the grammar, over :mod:`.options`, :mod:`.argtypes` and the
 settings file in :mod:`.config`), :mod:`.build` (arguments to settings, works and
@@ -20,7 +21,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConfigError, NarratorError
+from ..util.sanitize import shown
 from .parser import build_parser, parse
+from .render import ShownFormatter
 
 __all__ = ["build_parser", "main"]
 
@@ -43,23 +46,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The command as typed, for the report's "run it again to resume".
         args.argv = list(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
-        print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
-        return 2
+        print(f"narrator: {shown(_as_flags(exc))}", file=sys.stderr)
+        return exc.exit_code
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ShownFormatter("narrator: %(message)s"))
     logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-        format="narrator: %(message)s",
+        handlers=[handler], level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO
     )
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
         return code
-    except ConfigError as exc:
-        print(f"narrator: {_as_flags(exc)}", file=sys.stderr)
-        return 2
     except NarratorError as exc:
-        print(f"narrator: {exc}", file=sys.stderr)
-        return 1
+        said = _as_flags(exc) if isinstance(exc, ConfigError) else str(exc)
+        print(f"narrator: {shown(said)}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("narrator: interrupted", file=sys.stderr)
         return 130

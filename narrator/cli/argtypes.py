@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Mapping
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = [
     "HelpFormatter", "Parser", "age", "as_int", "non_negative_float", "non_negative_int",
@@ -114,7 +114,12 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """One line for a usage error, naming the option and what it takes."""
+    """One line for a usage error, naming the option and what it takes. No abbreviated
+    options: ``--ap KEY`` would be the key under a name no scrubber knows."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False  # subcommands' parsers are made by this class too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         # argparse's own message reads "argument --rpm: expected ..."; the usage block

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..book.audiobook import AudiobookOptions
-from ..errors import ConfigError
 from ..estimate import Estimate, estimate
 from ..inputs.documents import Document
 from ..run.batch import Batch, Loaded, check_outputs, find_batch, plan_works, read_batch
@@ -22,10 +23,11 @@ from ..util.folders import default_cache_dir
 from ..util.netpolicy import NetPolicy
 from ..util.registry import REGISTRY
 from ..util.sanitize import clean_line
+from ..util.trust import FLAGS, Kind
 
 __all__ = [
     "announce_endpoint", "lexicon_settings", "load", "load_works", "make_estimate",
-    "make_say_settings", "make_settings",
+    "make_say_settings", "make_settings", "report_command",
 ]  # fmt: skip
 
 log = logging.getLogger("narrator")
@@ -79,30 +81,13 @@ def load_works(
     return planned, loaded.unread, batch.order
 
 
-def _endpoint_origin(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    """Where the base URL came from, in words; refuses one from a settings file that was
-    found in the current folder, not named by the user, unless confirmed."""
-    source = getattr(args, "endpoint_source", None)
-    if source is None:
-        return "--base-url" if args.base_url else "$NARRATOR_BASE_URL"
-    path, key, named = source
-    if named:
-        return f"--config {path}"
-    if getattr(args, "trust_settings", False):
-        return f"{path}, trusted with --trust-settings"
-    variable = REGISTRY[args.provider].key_variable
-    if REGISTRY[args.provider].networked and (args.api_key or (variable and env.get(variable))):
-        raise ConfigError(
-            f"{path}: {key} = {_printable(str(args.base_url))!r} would receive your API key, "
-            "and that settings file was found in the current folder, not named by you; "
-            f"confirm with --base-url {_printable(str(args.base_url))} (or --trust-settings), "
-            "or remove the setting"
-        )
-    return str(path)
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    return clean_line(text, limit=limit)
+def _endpoint_origin(args: argparse.Namespace) -> str:
+    """Where the base URL came from, in words (a settings file passed the trust model in
+    :func:`narrator.cli.parser.parse` already)."""
+    origin = getattr(args, "settings_origin", {}).get("base_url")
+    if origin is not None:
+        return str(origin)
+    return "--base-url" if args.base_url else "$NARRATOR_BASE_URL"
 
 
 def announce_endpoint(settings: Settings, origin: str) -> None:
@@ -111,7 +96,9 @@ def announce_endpoint(settings: Settings, origin: str) -> None:
         return
     if settings.base_url.rstrip("/") == REGISTRY[settings.provider].base_url(settings.region):
         return
-    log.warning("sending the API key to %s (from %s)", settings.base_url, origin)
+    log.warning(
+        "sending the API key to %s (from %s)", clean_line(settings.base_url, limit=200), origin
+    )
 
 
 def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
@@ -120,7 +107,7 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     # Empty base URL, model and voice: the provider's own defaults (see settings.py).
     base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
     if base_url:
-        args.endpoint_origin = _endpoint_origin(args, env)
+        args.endpoint_origin = _endpoint_origin(args)
     return Settings(
         provider=args.provider,
         api_key=api_key,
@@ -165,6 +152,7 @@ def make_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         cast_override=cast_settings(args)[1],
         speaker_lines=getattr(args, "speaker_lines", False),
         quote_gap_ms=getattr(args, "quote_gap_ms", default("quote_gap_ms")),
+        max_text_bytes=int(args.max_text_mb * 1_000_000),
     )
 
 
@@ -187,7 +175,7 @@ def make_say_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Setti
     variable = REGISTRY[args.provider].key_variable
     base_url = args.base_url or env.get("NARRATOR_BASE_URL") or ""
     if base_url:
-        args.endpoint_origin = _endpoint_origin(args, env)
+        args.endpoint_origin = _endpoint_origin(args)
     return Settings(
         provider=args.provider,
         api_key=args.api_key or (env.get(variable) if variable else None) or None,
@@ -220,4 +208,40 @@ def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Es
         dialogue_voice=getattr(args, "dialogue_voice", None) or "",
         speaker_lines=getattr(args, "speaker_lines", False),
         model=getattr(args, "model", None) or "",
+        max_text_chars=int(args.max_text_mb * 1_000_000),
     )
+
+
+# Every flag that takes a secret, as typed (abbreviations are refused by the parser).
+_SECRET_FLAGS = tuple("--" + name.replace("_", "-") for name, kind in FLAGS.items()
+                      if kind is Kind.SECRET)  # fmt: skip
+
+
+def report_command(argv: Sequence[str], settings: Settings) -> str:
+    """The command as typed, for the report's "run it again": a key on it is never
+    written down, but named by its variable, so the line still runs. The key's value is
+    scrubbed wherever it appears, whatever flag (or spelling) carried it."""
+    variable = REGISTRY[settings.provider].key_variable or "API_KEY"
+    secrets = [word.partition("=")[2] for word in argv if word.startswith(_SECRET_FLAGS)]
+    secrets += [after for word, after in itertools.pairwise(argv) if word in _SECRET_FLAGS]
+    if settings.api_key:
+        secrets.append(settings.api_key)
+    secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+    words, hide = ["narrator"], False
+    for word in argv:
+        name, equals, _ = word.partition("=")
+        is_key = name in _SECRET_FLAGS
+        if hide:
+            words.append(f'"${variable}"')
+        elif is_key and equals:
+            words.append(f'{name}="${variable}"')
+        elif word in secrets:
+            words.append(f'"${variable}"')
+        else:
+            # Inside a longer word (a URL's query...): a real key is long, and replacing
+            # a short one everywhere would mangle the line without hiding anything.
+            for secret in (s for s in secrets if len(s) >= 6):
+                word = word.replace(secret, f"${variable}")
+            words.append(shlex.quote(word))
+        hide = is_key and not equals
+    return " ".join(words)

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import shlex
 import signal
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..book.encode import FORMATS
 from ..chunks.lexicon import Lexicon
-from ..errors import AuthError, ConfigError, EndpointNotFound, SettingsRejected, Unreachable
+from ..errors import ConfigError
 from ..estimate import format_cost
 from ..report.writer import read_report, render_html, write_report
 from ..run.batch import with_unread
@@ -33,8 +32,16 @@ from ..settings import Settings, check_lang
 from ..synth.providers import make_provider
 from ..util.folders import check_writable, default_cache_dir, output_folder
 from ..util.registry import REGISTRY, describe_pace
-from .build import announce_endpoint, load, load_works, make_estimate, make_settings
-from .render import ProgressBar, flag_line, print_estimate, print_summary
+from ..util.sanitize import shown
+from .build import (
+    announce_endpoint,
+    load,
+    load_works,
+    make_estimate,
+    make_settings,
+    report_command,
+)
+from .render import ProgressBar, flag_line, print_estimate, print_summary, print_unread
 
 __all__ = [
     "cmd_cache", "cmd_check", "cmd_demo", "cmd_estimate", "cmd_feed", "cmd_narrate",
@@ -69,24 +76,6 @@ async def _narrate(works: list[Work], settings: Settings, *, quiet: bool) -> tup
     return run, (128 + caught[0]) if caught else 0
 
 
-def _command(argv: Sequence[str], settings: Settings) -> str:
-    """The command as typed, for the report's "run it again": a key on it is never
-    written down, but named by its variable, so the line still runs."""
-    variable = REGISTRY[settings.provider].key_variable or "API_KEY"
-    words, hide = ["narrator"], False
-    for word in argv:
-        name, equals, _ = word.partition("=")
-        is_key = len(name) >= len("--api") and "--api-key".startswith(name)  # or abbreviated
-        if hide:
-            words.append(f'"${variable}"')
-        elif is_key and equals:
-            words.append(f'--api-key="${variable}"')
-        else:
-            words.append(shlex.quote(word))
-        hide = is_key and not equals
-    return " ".join(words)
-
-
 def _run_narrate(
     works: list[Work],
     settings: Settings,
@@ -104,7 +93,7 @@ def _run_narrate(
     # Inputs that never became documents take their place in the table, in input order.
     run = with_unread(run, unread, inputs)
     if report:
-        write_report(Path(report), run, settings, command=_command(argv, settings))
+        write_report(Path(report), run, settings, command=report_command(argv, settings))
     print_summary(run)
     if interrupted:
         print(
@@ -114,25 +103,29 @@ def _run_narrate(
         )
         return interrupted
     if run.stop_error is not None:
-        if isinstance(run.stop_error, (AuthError, EndpointNotFound, Unreachable, SettingsRejected)):
-            print(f"narrator: {run.stop_error}", file=sys.stderr)
-            return 2
+        if run.stop_error.exit_code == ConfigError.exit_code:  # fix the settings: no resume
+            print(f"narrator: {shown(str(run.stop_error))}", file=sys.stderr)
+            return run.stop_error.exit_code
         print(
-            f"narrator: {run.stop_error}; everything finished so far is kept, "
+            f"narrator: {shown(str(run.stop_error))}; everything finished so far is kept, "
             "run the same command again to resume",
             file=sys.stderr,
         )
-        return 1
+        return run.stop_error.exit_code
     return 0 if run.ok else 1
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     check_lang(args.lang)
     _, loaded = load(args, outputs=False)
-    for report in loaded.unread:
-        print(f"{report.status.upper()}: {report.input}: {report.errors[0]}", file=sys.stderr)
-    print_estimate(make_estimate(args, [doc for _, doc in loaded.documents]))
-    return 1 if any(r.status == Status.FAILED for r in loaded.unread) else 0
+    if not loaded.documents and not any(r.status == Status.FAILED for r in loaded.unread):
+        raise ConfigError(_nothing_left(loaded.unread))  # as `narrate` says of the same inputs
+    print_unread(loaded.unread)
+    result = make_estimate(args, [doc for _, doc in loaded.documents])
+    for source, why in result.failed:
+        print(f"FAILED: {shown(source)}: {shown(why)}", file=sys.stderr)
+    print_estimate(result)
+    return 1 if result.failed or any(r.status == Status.FAILED for r in loaded.unread) else 0
 
 
 def _nothing_left(unread: Sequence[DocumentReport]) -> str:
@@ -226,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_summary(run)
     if run.ok and not interrupted:
         folder = Path(args.output) if args.output.endswith(os.sep) else Path(args.output).parent
-        print(f"Audiobooks are in {folder.resolve()}/")
+        print(shown(f"Audiobooks are in {folder.resolve()}/"))
     return interrupted or (0 if run.ok else 1)
 
 
@@ -272,10 +265,10 @@ def cmd_voices(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from ..store import Store
+    from ..store import Store, store_exists
 
     root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    if not (root / "narrator.sqlite3").exists():
+    if not store_exists(root):
         print(f"{root}: empty")
         return 0
     store = Store(root)
@@ -288,6 +281,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 raise ConfigError("cache prune: say what to keep, with --older-than or --max-size")
             pruned = store.prune(max_bytes=args.max_size, older_than=args.older_than)
             kept = f"; {pruned.kept_live} kept for a run in progress" if pruned.kept_live else ""
+            if pruned.ignored:
+                kept += f"; {pruned.ignored} rows naming files outside the cache ignored"
             print(
                 f"{root}: {pruned.removed} segments removed, {pruned.freed / 1e6:.1f} MB freed, "
                 f"{pruned.remaining / 1e6:.1f} MB left{kept}"
@@ -299,7 +294,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             for doc in store.usage():
                 used = time.strftime("%Y-%m-%d %H:%M", time.localtime(doc.last_used))
                 size = f"{doc.bytes / 1e6:9.1f} MB  {doc.segments:6} segments"
-                print(f"  {size}  last used {used}  {doc.document}")
+                print(f"  {size}  last used {used}  {shown(doc.document)}")
     finally:
         store.close()
     return 0
@@ -307,7 +302,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..run.check import check_documents, prepare_fix
-    from ..store import Store
+    from ..store import Store, store_exists
 
     env = dict(os.environ)
     if not args.fix:
@@ -320,10 +315,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not works:
         raise ConfigError("nothing to check: every input was empty or unreadable")
     store_dir = settings.store_dir
-    if not (store_dir / "narrator.sqlite3").exists():
+    if not store_exists(store_dir):
         raise ConfigError(f"no segment store in {store_dir}: narrate first (or pass --cache-dir)")
+    store = Store(store_dir)  # refused before anything else is made
     provider = make_provider(settings)
-    store = Store(store_dir)
     try:
         reports = check_documents(works, settings, provider, store)
         marked = prepare_fix(reports, store) if args.fix else 0
@@ -332,16 +327,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         asyncio.run(provider.aclose())
     for report in reports:
         missing = f", {report.missing} not in the store" if report.missing else ""
+        if report.corrupt:
+            missing += f", {len(report.corrupt)} corrupt (--fix makes them again)"
         print(
-            f"{report.input}: {report.checked} segments checked, "
+            f"{shown(report.input)}: {report.checked} segments checked, "
             f"{len(report.flagged)} flagged{missing}"
         )
         for flag in report.flagged:
-            print(f"  {flag_line(flag)}")
+            print(f"  {shown(flag_line(flag))}")
     if not args.fix:
         flagged = sum(len(r.flagged) for r in reports)
         return 1 if flagged or any(r.missing for r in reports) else 0
-    fixing = [w for w, r in zip(works, reports, strict=True) if r.flagged]
+    fixing = [w for w, r in zip(works, reports, strict=True) if r.flagged or r.corrupt]
     if not fixing:
         print("nothing to fix")
         return 0
@@ -368,7 +365,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_writable(out.parent if str(out.parent) else Path("."), what="-o")
     out.write_text(render_html(run, context, folder=out.parent), encoding="utf-8")
-    print(f"{out}: {len(run.documents)} documents")
+    print(shown(f"{out}: {len(run.documents)} documents"))
     return 0
 
 
@@ -376,5 +373,5 @@ def cmd_feed(args: argparse.Namespace) -> int:
     from ..book.feed import write_feed
 
     result = write_feed(Path(args.folder), base_url=args.base_url, title=args.title)
-    print(f"{result.path}: {len(result.items)} episodes")
+    print(shown(f"{result.path}: {len(result.items)} episodes"))
     return 0

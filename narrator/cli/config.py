@@ -7,44 +7,39 @@ values become the parser's defaults, so a flag given on the command line still w
 Secrets (any key naming a key, token, secret or password) are refused: they belong in
 the environment or ``--api-key``, never in a file that gets shared or committed.
 A file found in the current folder (rather than named with ``--config``) may come with a
-downloaded project, so the CLI does not send the key to an endpoint it names unless the
-command line confirms it (see :data:`ENDPOINT_SETTINGS`).
+downloaded project: what it may set is :mod:`narrator.util.trust`'s to say.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..util.trust import FLAGS, FROM_NO_FILE, TrustedFiles, digest, refuse_found, trusted_list
 
 __all__ = [
     "CONFIG_NAME",
-    "ENDPOINT_SETTINGS",
     "apply_config",
-    "endpoint_setting",
     "find_config",
     "load_config",
     "option_names",
+    "vouch",
 ]
 
 
 CONFIG_NAME = "narrator.toml"
 _SECRET = re.compile(r"key|token|secret|password", re.IGNORECASE)
-# Flags that only the person at the command line may give: a settings file that sits
-# in a downloaded project must not be able to vouch for itself or lift a guard.
+# Flags that only the person at the command line may give (the trust model's): a
+# settings file must not be able to vouch for itself or lift a guard.
 _NOT_FROM_FILE = frozenset(
-    (
-        "config", "help", "inputs", "func", "command", "trust_settings", "yes",
-        "allow_private_network", "allow_host", "follow_symlinks",
-    )
-)  # fmt: skip
-# Settings that say where requests (and so the API key) go.
-ENDPOINT_SETTINGS = ("base_url",)
+    {"help", *(name for name, kind in FLAGS.items() if kind in FROM_NO_FILE)}
+)
 
 
 def find_config(explicit: str | None, folder: Path) -> Path | None:
@@ -58,20 +53,13 @@ def find_config(explicit: str | None, folder: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def endpoint_setting(values: Mapping[str, Any]) -> tuple[str, Any] | None:
-    """The first setting in ``values`` that names an endpoint, as (key as written, value)."""
-    for raw_key, value in values.items():
-        if raw_key.replace("-", "_") in ENDPOINT_SETTINGS:
-            return raw_key, value
-    return None
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    """The file's settings; :class:`ConfigError` for unreadable or invalid TOML."""
+def load_config(path: Path) -> tuple[dict[str, Any], str]:
+    """The file's settings and its content's digest (what a confirmation remembers);
+    :class:`ConfigError` for unreadable or invalid TOML."""
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except tomllib.TOMLDecodeError as exc:
+        data = path.read_bytes()
+        return tomllib.loads(data.decode("utf-8")), digest(data)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
@@ -134,3 +122,31 @@ def _scalar(action: argparse.Action, value: Any, where: str) -> Any:
         choices = ", ".join(map(str, action.choices))
         raise ConfigError(f"{where}: {value!r} is not one of {choices}")
     return converted
+
+
+def vouch(
+    path: Path,
+    settings: dict[str, Any],
+    sha: str,
+    effective: set[str],
+    *,
+    named: bool,
+    confirmed: bool,
+    env: Mapping[str, str],
+) -> str:
+    """Where the file's settings come from, in words; refuses what a found file that
+    the user has not confirmed may not set (:func:`narrator.util.trust.refuse_found`).
+    ``effective``: the options whose value the file changed."""
+    if named:
+        return f"--config {path}"
+    trusted = TrustedFiles(trusted_list(env))
+    if confirmed:
+        try:
+            trusted.remember(path, sha)
+        except OSError as exc:
+            print(f"narrator: cannot remember that {path} is trusted ({exc})", file=sys.stderr)
+        return f"{path}, trusted with --trust-settings"
+    if trusted.trusted(path, sha):
+        return f"{path}, trusted before with --trust-settings"
+    refuse_found(path, settings, effective)
+    return str(path)

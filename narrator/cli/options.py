@@ -18,8 +18,9 @@ from .argtypes import (
 )
 
 __all__ = [
-    "add_audiobook_options", "add_endpoint_options", "add_estimate_options", "add_input_options",
-    "add_lexicon_option", "add_pace_options", "add_provider", "add_qa_options",
+    "add_audiobook_options", "add_config_options", "add_endpoint_options",
+    "add_estimate_options", "add_input_options", "add_lexicon_option", "add_pace_options",
+    "add_provider", "add_qa_options",
 ]  # fmt: skip
 
 
@@ -105,8 +106,19 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fetch from any loopback, link-local or private address",
     )
+    add_config_options(p)
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """The settings file, and the confirmation a found one needs to set more than the sound."""
     p.add_argument(
         "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"
+    )
+    p.add_argument(
+        "--trust-settings",
+        action="store_true",
+        help="let a ./narrator.toml found here set commands, paths outside its folder, the "
+        "endpoint and spending limits (remembered until the file changes; see docs/security.md)",
     )
 
 
@@ -179,7 +191,8 @@ def add_qa_options(p: argparse.ArgumentParser) -> None:
         type=non_negative_float,
         default=default("qa_budget"),
         metavar="PCT",
-        help="re-syntheses for bad audio in a run, in %% of its chunks (default: %(default)g)",
+        help="re-syntheses of bad audio that fix nothing, in %% of the run's chunks; those that "
+        "fix their segment are not counted (default: %(default)g)",
     )
 
 

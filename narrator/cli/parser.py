@@ -7,14 +7,15 @@ defaults and parses again.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import ConfigError
 from ..settings import default, default_stall_seconds
 from ..util.registry import REGISTRY
+from ..util.trust import COMMANDS
 from .argtypes import (
     HelpFormatter,
     Parser,
@@ -39,7 +40,7 @@ from .commands import (
     cmd_serve,
     cmd_voices,
 )
-from .config import apply_config, endpoint_setting, find_config, load_config, option_names
+from .config import apply_config, find_config, load_config, option_names, vouch
 from .options import (
     add_audiobook_options,
     add_cast_options,
@@ -91,11 +92,6 @@ def _spending_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--yes", action="store_true", help="start even when the estimate is over --confirm-above"
-    )
-    p.add_argument(
-        "--trust-settings",
-        action="store_true",
-        help="send the API key to the base_url of ./narrator.toml (found, not named with --config)",
     )
 
 
@@ -362,10 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse the command line over the settings file: flags > file > built-in defaults."""
+    """Parse the command line over the settings file: flags > file > built-in defaults.
+
+    A file found in the current folder goes through the trust model first
+    (:func:`narrator.util.trust.refuse_found`); ``args.settings_origin`` names, for each
+    option the file set, where it came from (for the notice that says where the key goes).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "config"):
+    if not COMMANDS[args.command].settings_file:
         return args
     path = find_config(args.config, Path.cwd())
     if path is None:
@@ -373,10 +374,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     # argparse offers no public way to reach the subcommands' parsers.
     (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     known = set().union(*(option_names(p) for p in commands.choices.values()))
-    settings = load_config(path)
+    settings, sha = load_config(path)
     apply_config(commands.choices[args.command], settings, source=str(path), known_elsewhere=known)
-    given_url = getattr(args, "base_url", None)
-    args = parser.parse_args(argv)
+    before, args = args, parser.parse_args(argv)
+    # What the file changed: a flag given on the command line wins, so it is not the file's.
+    effective = {k for k, v in vars(args).items() if getattr(before, k, None) != v}
+    origin = vouch(path, settings, sha, effective, named=args.config is not None,
+                   confirmed=args.trust_settings, env=os.environ)  # fmt: skip
+    args.settings_origin = dict.fromkeys(effective, origin)
     if hasattr(args, "lexicon") and "lexicon" in settings:
         # The file's lexicons come first, before the command line's, and are found
         # beside the file.
@@ -387,12 +392,4 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         given = settings["cast"]  # the same for casts
         args.cast_from_file = n = len(given) if isinstance(given, list) else 1
         args.cast[:n] = [str(path.parent / p) for p in args.cast[:n]]
-        folder = path.parent.resolve()
-        outside = [p for p in args.cast[:n] if not Path(p).resolve().is_relative_to(folder)]
-        if outside and args.config is None:  # a found file names only its own folder's
-            raise ConfigError(f"{path}: cast {outside[0]} is outside the settings file's folder")
-    endpoint = endpoint_setting(settings)
-    if endpoint is not None and given_url is None and hasattr(args, "trust_settings"):
-        # Where the endpoint came from, so the key is not sent there unconfirmed.
-        args.endpoint_source = (path, endpoint[0], args.config is not None)
     return args

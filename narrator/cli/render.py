@@ -1,10 +1,14 @@
 """What the command prints: the progress bar, the summary and estimate tables, flags.
 
-Tables go to stdout; failures, flags and the closing totals line go to stderr.
+Tables go to stdout; failures, flags and the closing totals line go to stderr. Every
+name, title and message printed here, and every log line (:class:`ShownFormatter`),
+passes :func:`~narrator.util.sanitize.shown` first: a file name holding a terminal
+escape or a line break is shown, never obeyed.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -13,13 +17,21 @@ from tqdm import tqdm
 
 from ..estimate import Estimate, format_cost
 from ..run.batch import totals as run_totals
-from ..run.pipeline import Flag, ProgressEvent, RunReport
+from ..run.pipeline import DocumentReport, Flag, ProgressEvent, RunReport
 from ..run.status import Status
+from ..util.sanitize import shown
 
 __all__ = [
-    "ProgressBar", "flag_line", "format_seconds", "print_estimate", "print_summary", "shorten",
-    "table",
+    "ProgressBar", "ShownFormatter", "flag_line", "format_seconds", "print_estimate",
+    "print_summary", "print_unread", "shorten", "table",
 ]  # fmt: skip
+
+
+class ShownFormatter(logging.Formatter):
+    """Log lines as :func:`~narrator.util.sanitize.shown` writes them."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return shown(super().formatMessage(record))
 
 
 class ProgressBar:
@@ -64,7 +76,9 @@ def shorten(text: str, width: int = 60) -> str:
 
 
 def table(rows: Sequence[Sequence[str]], right: Sequence[int]) -> list[str]:
-    """Rows as aligned text; columns whose index is in ``right`` are right-aligned."""
+    """Rows as aligned text; columns whose index is in ``right`` are right-aligned.
+    Cells are shown as :func:`~narrator.util.sanitize.shown` writes them."""
+    rows = [[shown(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
@@ -74,6 +88,10 @@ def table(rows: Sequence[Sequence[str]], right: Sequence[int]) -> list[str]:
         ]
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def _documents(n: int) -> str:
+    return "1 document" if n == 1 else f"{n} documents"
 
 
 def print_summary(run: RunReport) -> None:
@@ -104,7 +122,7 @@ def print_summary(run: RunReport) -> None:
     if len(run.documents) > 1:  # the sums of the rows above, as in the JSON's totals
         rows.append(
             (
-                f"total ({len(run.documents)} documents)",
+                f"total ({_documents(len(run.documents))})",
                 "",
                 str(totals["chunks"]),
                 f"{totals['billing_characters']:,}",
@@ -116,13 +134,16 @@ def print_summary(run: RunReport) -> None:
     if run.documents:
         print("\n".join(table(rows, right=(2, 3, 4, 5))))
     for doc in run.documents:
+        for warning in doc.warnings:
+            print(f"WARNING: {doc.input}: {warning}", file=sys.stderr)
+    for doc in run.documents:
         for flag in doc.flagged:
-            print(f"FLAGGED: {doc.input}: {flag_line(flag)}", file=sys.stderr)
+            print(shown(f"FLAGGED: {doc.input}: {flag_line(flag)}"), file=sys.stderr)
     for doc in run.documents:
         # Documents stopped with the run are in the table; the run's one line says why.
         if doc.status == Status.FAILED or (doc.status == Status.STOPPED and run.stopped is None):
             first = doc.errors[0] if doc.errors else ""
-            print(f"{doc.status.upper()}: {doc.input}: {first}", file=sys.stderr)
+            print(shown(f"{doc.status.upper()}: {doc.input}: {first}"), file=sys.stderr)
     current = f", {totals['up_to_date']} up to date" if totals["up_to_date"] else ""
     redone = f", {run.qa_resynthesized} redone for bad audio" if run.qa_resynthesized else ""
     respelled = sum(doc.respelled_chunks for doc in run.documents)
@@ -132,6 +153,13 @@ def print_summary(run: RunReport) -> None:
         f"{run.requests} requests, {run.retries} retries{redone}, {run.seconds:.1f} s{lexicon}",
         file=sys.stderr,
     )
+
+
+def print_unread(reports: Sequence[DocumentReport]) -> None:
+    """One line on stderr for each input that could not be read, and why."""
+    for report in reports:
+        line = f"{report.status.upper()}: {report.input}: {report.errors[0]}"
+        print(shown(line), file=sys.stderr)
 
 
 def flag_line(flag: Flag) -> str:
@@ -163,7 +191,7 @@ def print_estimate(result: Estimate) -> None:
         )
     rows.append(
         (
-            f"total ({len(result.documents)} documents)",
+            f"total ({_documents(len(result.documents))})",
             "",
             str(result.chunks),
             f"{result.billing_characters:,}",

@@ -15,10 +15,13 @@ from typing import Any
 
 from ..chunks.lexicon import Lexicon
 from ..errors import ConfigError
+from ..estimate import format_cost
 from ..run.pipeline import DocumentReport
 from ..settings import Settings
+from ..store import check_store
 from ..util.folders import check_writable, default_cache_dir
 from ..util.registry import REGISTRY
+from ..util.sanitize import shown
 from ..watch.schedule import parse_until, queue
 from ..watch.watcher import WatchOptions, watch
 from .argtypes import non_negative_float
@@ -33,9 +36,11 @@ def _line(report: DocumentReport) -> None:
     """One line per document as it ends, for the journal (systemd) or a log file."""
     why = f": {report.errors[0]}" if report.errors else ""
     print(
-        f"{report.status}: {report.input} -> {report.output or '-'} "
-        f"({report.chunks} chunks, {report.requests} requests, "
-        f"{report.billing_characters} characters){why}",
+        shown(
+            f"{report.status}: {report.input} -> {report.output or '-'} "
+            f"({report.chunks} chunks, {report.requests} requests, "
+            f"{report.billing_characters} characters){why}"
+        ),
         file=sys.stderr,
         flush=True,
     )
@@ -50,6 +55,27 @@ def _budget_chars(args: argparse.Namespace, settings: Settings) -> int | None:
     return int(args.budget_per_day / price * 10_000)
 
 
+def _doc_limit(args: argparse.Namespace, settings: Settings) -> tuple[int | None, str]:
+    """The most billing characters one document may cost, and why, like narrate's guard:
+    --max-cost, else --confirm-above unless --yes or --budget-per-day (a limit the user
+    chose); none when there is nothing to pay."""
+    price = REGISTRY[settings.provider].price_per_10k_chars
+    price = args.price_per_10k_chars if price is None else price
+    if price == 0:
+        return None, ""
+    if args.max_cost is not None:
+        limit, why = args.max_cost, f"over --max-cost {format_cost(args.max_cost)}"
+    elif not args.yes and args.budget_per_day is None:
+        limit = args.confirm_above
+        why = (
+            f"over --confirm-above {format_cost(limit)}: not sent; check it with "
+            "`narrator estimate`, then narrate it with --yes or --max-cost USD"
+        )
+    else:
+        return None, ""
+    return int(limit / price * 10_000), why
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     if len(args.inputs) != 1 or not Path(args.inputs[0]).is_dir():
         raise ConfigError("narrator watch takes one folder: narrator watch INBOX -o OUT")
@@ -58,9 +84,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     settings = make_settings(args, os.environ)
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     check_writable(settings.store_dir, what="--cache-dir")
+    check_store(settings.store_dir)  # refused now, not when the first document arrives
     Path(args.output).mkdir(parents=True, exist_ok=True)
     check_writable(Path(args.output), what="-o")
     announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
+    limit, why = _doc_limit(args, settings)
     options = WatchOptions(
         settle=args.settle,
         fmt=getattr(args, "format", None),
@@ -74,6 +102,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         else parse_until(args.until, datetime.now().astimezone()),
         order=args.order,
         latency=args.assume_latency,
+        max_doc_chars=limit,
+        max_doc_why=why,
     )
 
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not "1 change detected"
@@ -98,7 +128,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             options=options,
             on_report=_line,
             on_ready=lambda: print(
-                f"watching {args.inputs[0]} -> {args.output}", file=sys.stderr, flush=True
+                shown(f"watching {args.inputs[0]} -> {args.output}"), file=sys.stderr, flush=True
             ),
         )
 
@@ -122,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts[entry.state] = counts.get(entry.state, 0) + 1
         percent = "" if entry.percent is None else f"{entry.percent:3.0f}%"
         detail = f"  ({entry.detail})" if entry.detail else ""
-        print(f"{entry.state:<{width}}  {percent:>4}  {entry.input}{detail}")
+        print(shown(f"{entry.state:<{width}}  {percent:>4}  {entry.input}{detail}"))
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
 

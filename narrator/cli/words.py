@@ -15,9 +15,16 @@ from ..chunks.words import find_words, skeleton
 from ..run.audition import say
 from ..settings import check_lang, default
 from ..util.folders import check_writable
+from ..util.sanitize import shown
 from .build import announce_endpoint, lexicon_settings, load, make_say_settings
-from .options import add_endpoint_options, add_input_options, add_lexicon_option, add_provider
-from .render import shorten, table
+from .options import (
+    add_config_options,
+    add_endpoint_options,
+    add_input_options,
+    add_lexicon_option,
+    add_provider,
+)
+from .render import print_unread, shorten, table
 
 __all__ = ["add_say", "add_words", "cmd_say", "cmd_words"]
 
@@ -27,8 +34,7 @@ def cmd_words(args: argparse.Namespace) -> int:
     first, last = lexicon_settings(args)
     Lexicon.load(*first, *last)  # a bad one: say so first
     _, loaded = load(args, outputs=False)
-    for report in loaded.unread:
-        print(f"{report.status.upper()}: {report.input}: {report.errors[0]}", file=sys.stderr)
+    print_unread(loaded.unread)
     documents = [
         (
             doc,
@@ -62,8 +68,8 @@ def cmd_say(args: argparse.Namespace) -> int:
         check_writable(output.absolute().parent, what="-o")
     made = asyncio.run(say(args.text, settings, output=output, lexicon=lexicon))
     if made.spoken != " ".join(args.text.split()):
-        print(f"said: {made.spoken}", file=sys.stderr)
-    print(made.path)
+        print(f"said: {shown(made.spoken)}", file=sys.stderr)
+    print(shown(str(made.path)))
     return 0
 
 
@@ -99,7 +105,5 @@ def add_say(sub: Any) -> None:
         action="store_true",
         help="fetch audio links from any loopback, link-local or private address",
     )
-    p.add_argument(
-        "--config", metavar="FILE", help="settings file (default: ./narrator.toml if present)"
-    )
+    add_config_options(p)
     p.set_defaults(func=cmd_say)

@@ -14,12 +14,15 @@ This is the one model the splitter and the stitcher share, whatever the input wa
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
+from ..util.sanitize import text_name
 from .epub import parse_epub
-from .limits import DEFAULT_MAX_TEXT_BYTES, check_archive, check_text_size
+from .limits import DEFAULT_MAX_TEXT_BYTES, check_archive, check_text_size, inflate_archive
 from .markdown import parse_markdown
 from .model import Chapter, Document, parse_text
 from .webpage import parse_html
@@ -92,6 +95,7 @@ def parse_bytes(
     """
     if kind == "epub":
         check_archive(data, source=source, max_text_bytes=max_text_bytes)
+        data = inflate_archive(data, source=source)
         doc = parse_epub(data, source=source)
     elif kind == "html":
         doc = parse_html(data, source=source, url=source if "://" in source else None)
@@ -109,6 +113,23 @@ def parse_bytes(
     return doc
 
 
+def _read(path: Path, *, limit: int, expect: tuple[int, int] | None) -> bytes:
+    """The bytes of ``path``, checked against ``expect`` on the open file itself (what
+    was checked is what is read: no window between a check and the open)."""
+    # Non-blocking: a FIFO swapped in for a listed file must not hang the open.
+    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_NONBLOCK if expect is not None else 0)
+    with open(os.open(path, flags), "rb") as fh:
+        found = os.fstat(fh.fileno())
+        if expect is not None and (
+            not stat.S_ISREG(found.st_mode) or (found.st_dev, found.st_ino) != expect
+        ):
+            raise InputError(f"{path}: changed since its folder was listed (a link swapped in?)")
+        check_text_size(found.st_size, source=str(path), max_text_bytes=limit, what="file")
+        data = fh.read(limit + 1)  # it may have grown since
+    check_text_size(len(data), source=str(path), max_text_bytes=limit, what="file")
+    return data
+
+
 def kind_of(path: Path | str) -> str:
     """The reader for a file name: markdown, html, epub, else text."""
     suffix = Path(path).suffix.lower()
@@ -121,24 +142,28 @@ def kind_of(path: Path | str) -> str:
     return "text"
 
 
-def load_document(path: Path, *, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> Document:
+def load_document(
+    path: Path,
+    *,
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+    expect: tuple[int, int] | None = None,
+) -> Document:
     """Read a file into a document: Markdown, HTML and EPUB by suffix, anything else as text.
 
     It is titled by its own title or first heading, else by its file name. A file over
-    four times ``max_text_bytes`` (room for markup) is refused unread.
+    four times ``max_text_bytes`` (room for markup) is refused unread. ``expect`` is the
+    (device, inode) a folder's entry had when it was listed: the file opened must be
+    that regular file, else it was swapped (for a link elsewhere, a FIFO) and is refused.
     """
     try:
-        check_text_size(
-            path.stat().st_size, source=str(path), max_text_bytes=4 * max_text_bytes, what="file"
-        )
-        data = path.read_bytes()
+        data = _read(path, limit=4 * max_text_bytes, expect=expect)
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such file") from exc
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a folder") from exc
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from exc
-    fallback = path.stem.replace("_", " ").replace("-", " ")
+    fallback = text_name(path.stem).replace("_", " ").replace("-", " ")
     return parse_bytes(
         data,
         kind=kind_of(path),

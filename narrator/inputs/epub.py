@@ -82,10 +82,17 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
             continue
         content = item.get_content()
         if not content.strip():
+            if (getattr(item, "content", None) or b"").strip():
+                # ebooklib answers b"" for a chapter it cannot parse: not an empty one
+                builder.warn(f"chapter {item.get_name()} could not be parsed; it was left out")
             continue
         try:
             root = lxml_html.fromstring(content)
-        except Exception:  # an unparsable chapter is skipped, not the whole book
+        except Exception as exc:  # an unparsable chapter is skipped, not the whole book
+            builder.warn(
+                f"chapter {item.get_name()} could not be parsed ({type(exc).__name__}: {exc}); "
+                "it was left out"
+            )
             continue
         if _not_read(root, item.get_name(), guide, spine_names):
             continue

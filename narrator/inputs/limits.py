@@ -8,6 +8,13 @@ more than :data:`INFLATE_RATIO` times its own size, or holds more text than the
 absolute cap, is refused before anything is inflated. Whatever the kind of document,
 the text taken out of it is capped too, so no input makes a run of millions of chunks
 by accident.
+
+The directory can lie: a member that declares 1 KB (with the checksum of its first
+kilobyte) may hold a stream that inflates to gigabytes, and ``ZipFile.read`` inflates a
+member in one call of up to 2 GB before it cuts it to the declared size. So
+:func:`inflate_archive` then inflates every member itself, a block at a time, never
+more than it declared, and hands the EPUB reader an archive of the stored results:
+what the reader sees is bounded by what the members really are.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ __all__ = [
     "MAX_MEMBERS",
     "check_archive",
     "check_text_size",
+    "inflate_archive",
 ]
 
 
@@ -34,6 +42,8 @@ INFLATE_FLOOR = 10_000_000  # a small EPUB may always inflate to this
 MAX_MEMBERS = 20_000
 _TEXT_SUFFIXES = (".xhtml", ".html", ".htm", ".xml", ".ncx", ".opf", ".txt", ".css")
 _HINT = "(a zip bomb?); raise --max-text-mb if the book is really that big"
+_BLOCK = 1 << 20  # inflated a block at a time: the zip reader inflates no more per call
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # the two the EPUB standard allows
 
 
 def check_archive(data: bytes, *, source: str, max_text_bytes: int) -> None:
@@ -61,6 +71,37 @@ def check_archive(data: bytes, *, source: str, max_text_bytes: int) -> None:
             f"{source}: its text inflates to {text / 1e6:,.0f} MB, more than "
             f"{max_text_bytes / 1e6:g} MB {_HINT}"
         )
+
+
+def inflate_archive(data: bytes, *, source: str) -> bytes:
+    """``data`` (an archive :func:`check_archive` passed) as a stored archive of the same
+    members, each inflated a block at a time and never past the size it declared.
+
+    A member compressed otherwise than stored or deflated, or whose stream does not
+    match what it declared (a short stream, a bad checksum), makes an :class:`InputError`.
+    A file that is not a zip archive at all comes back as it is.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return data
+    out = io.BytesIO()
+    try:
+        with archive, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as stored:
+            for member in archive.infolist():
+                if member.compress_type not in _METHODS:
+                    raise InputError(
+                        f"{source}: {member.filename!r} is compressed with method "
+                        f"{member.compress_type}; an EPUB holds stored or deflated files"
+                    )
+                if member.is_dir() or member.filename in stored.NameToInfo:
+                    continue  # a name twice: the first is the member (no reader wants both)
+                with archive.open(member) as inflating, stored.open(member.filename, "w") as sink:
+                    while block := inflating.read(_BLOCK):
+                        sink.write(block)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as exc:
+        raise InputError(f"{source}: not a readable EPUB ({exc})") from exc
+    return out.getvalue()
 
 
 def check_text_size(size: int, *, source: str, max_text_bytes: int, what: str = "text") -> None:

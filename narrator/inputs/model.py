@@ -10,9 +10,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..util.sanitize import clean_line
 from .speakable import plain_headings, speakable
 
-__all__ = ["Chapter", "Document", "parse_text"]
+__all__ = ["MAX_WARNINGS", "Chapter", "Document", "bounded", "parse_text"]
+
+# A hostile document may break every chapter: its report names the first few.
+MAX_WARNINGS = 10
+
+
+def bounded(warnings: list[str]) -> tuple[str, ...]:
+    """At most :data:`MAX_WARNINGS` of ``warnings``, the last saying how many were left."""
+    if len(warnings) <= MAX_WARNINGS:
+        return tuple(warnings)
+    more = len(warnings) - MAX_WARNINGS + 1
+    return (*warnings[: MAX_WARNINGS - 1], f"and {more} more warnings like these")
 
 
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -34,13 +46,15 @@ class Document:
     """One input: it becomes one audiobook.
 
     ``lang`` is the pysbd language code to split it with; None lets the pipeline
-    detect it from the text (``--lang auto``).
+    detect it from the text (``--lang auto``). ``warnings`` name what the reader left
+    out (a chapter it could not parse), one clean line each: the run's report shows them.
     """
 
     title: str
     chapters: tuple[Chapter, ...]
     source: str = "<text>"
     lang: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -65,6 +79,7 @@ class _Builder:
         self.heading: str | None = None
         self.paragraphs: list[str] = []
         self.first_heading: str | None = None
+        self.warnings: list[str] = []
 
     def start(self, title: str | None) -> None:
         pending = None
@@ -85,9 +100,18 @@ class _Builder:
             self.chapters.append(Chapter(index, self.heading, tuple(self.paragraphs)))
         self.heading, self.paragraphs = None, []
 
+    def warn(self, message: str) -> None:
+        """Note what was left out, for the report (the first few, then how many more)."""
+        self.warnings.append(clean_line(message))
+
     def document(self, title: str | None, source: str) -> Document:
         self.close()
-        return Document(title or self.first_heading or "Untitled", tuple(self.chapters), source)
+        return Document(
+            title or self.first_heading or "Untitled",
+            tuple(self.chapters),
+            source,
+            warnings=bounded(self.warnings),
+        )
 
 
 def _fold(heading: str | None, subheading: str | None) -> str | None:

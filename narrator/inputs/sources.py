@@ -24,6 +24,7 @@ from .._version import __version__
 from ..errors import AddressRefused, ConfigError, InputError
 from ..util import netpolicy
 from ..util.netpolicy import NetPolicy
+from ..util.sanitize import text_name
 from .documents import Document, decode, kind_of, parse_bytes, parse_text
 from .limits import DEFAULT_MAX_TEXT_BYTES, check_text_size
 
@@ -63,6 +64,9 @@ class Input:
 
     location: str
     relative: Path | None
+    # (device, inode) of a folder's entry when it was listed: the file read must be that
+    # one, not a link swapped in since (see load_document's ``expect``).
+    identity: tuple[int, int] | None = None
 
     @property
     def is_url(self) -> bool:
@@ -126,9 +130,20 @@ def find_inputs(
                         file, file.resolve(), raw,
                     )  # fmt: skip
                     continue
-                found.append(Input(str(file), Path(rel).with_suffix("")))
+                # The audiobook's name is text even when the input's is not UTF-8.
+                try:
+                    listed = file.stat()
+                except OSError:  # gone since it was listed: nothing to read
+                    continue
+                found.append(
+                    Input(
+                        str(file),
+                        Path(text_name(str(rel))).with_suffix(""),  # text even if the name is not
+                        (listed.st_dev, listed.st_ino),
+                    )
+                )
         elif path.is_file():
-            found.append(Input(raw, Path(path.stem)))
+            found.append(Input(raw, Path(text_name(path.stem))))
         else:
             raise ConfigError(f"{raw}: no such file or folder")
     return found, many
@@ -224,7 +239,7 @@ def _read_file(item: Input, stdin: bytes | None, max_text_bytes: int) -> Documen
             raise InputError("-: standard input is not available")
         check_text_size(len(stdin), source="standard input", max_text_bytes=max_text_bytes)
         return parse_text(decode(stdin, name="standard input"), title="stdin", source=STDIN)
-    return load_document(Path(item.location), max_text_bytes=max_text_bytes)
+    return load_document(Path(item.location), max_text_bytes=max_text_bytes, expect=item.identity)
 
 
 async def read_inputs(

@@ -23,6 +23,7 @@ from ..run.status import Status
 from ..settings import Settings
 from ..synth.timeline import Series
 from ..util.registry import REGISTRY
+from ..util.sanitize import storable_data
 
 __all__ = ["RunContext", "context_of", "read_report", "report_json"]
 
@@ -60,14 +61,16 @@ def report_json(run: RunReport, context: RunContext, settings: Settings | None =
     data["timeline"] = dataclasses.asdict(run.timeline) if run.timeline else None
     data["price_per_10k_chars"] = context.price_per_10k_chars
     data["command"] = context.command
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(storable_data(data), indent=2, ensure_ascii=False) + "\n"
 
 
 def read_report(path: Path) -> tuple[RunReport, RunContext]:
     """A JSON report back into the run and its context; :class:`ConfigError` when the
     file is not one."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(
+            path.read_text(encoding="utf-8"), parse_constant=_refuse, parse_float=_finite
+        )
         documents = tuple(_document(d) for d in data["documents"])
         run = RunReport(
             documents=documents,
@@ -76,25 +79,69 @@ def read_report(path: Path) -> tuple[RunReport, RunContext]:
             throttled=int(data.get("throttled", 0)),
             resynthesized=int(data.get("resynthesized", 0)),
             seconds=float(data.get("seconds", 0.0)),
-            stopped=data.get("stopped"),
+            stopped=_text(data.get("stopped")),
             qa_resynthesized=int(data.get("qa_resynthesized", 0)),
             qa_budget_spent=bool(data.get("qa_budget_spent", False)),
             timeline=Series.from_json(data["timeline"]) if data.get("timeline") else None,
         )
+        price = data.get("price_per_10k_chars")
+        rpm, concurrency = data.get("rpm"), data.get("concurrency")
+        context = RunContext(
+            provider=_text(data.get("provider")),
+            rpm=None if rpm is None else float(rpm),
+            concurrency=None if concurrency is None else int(concurrency),
+            price_per_10k_chars=DEFAULT_PRICE_PER_10K_CHARS if price is None else float(price),
+            command=_text(data.get("command")),
+        )
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the report ({exc.strerror})") from exc
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(
             f"{path}: not a narrator JSON report ({exc.__class__.__name__}: {exc}); "
             "write one with narrate --report FILE.json"
         ) from exc
-    price = data.get("price_per_10k_chars")
-    return run, RunContext(
-        provider=data.get("provider"),
-        rpm=data.get("rpm"),
-        concurrency=data.get("concurrency"),
-        price_per_10k_chars=DEFAULT_PRICE_PER_10K_CHARS if price is None else float(price),
-        command=data.get("command"),
+    return run, context
+
+
+# A report is read back as data, whatever it holds: every field is coerced to its type
+# here (a number that is not one, NaN or infinity, is refused), and the page escapes
+# every string it shows.
+def _refuse(constant: str) -> float:
+    raise ValueError(f"{constant} is not a number a report holds")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is not a number a report holds")
+    return number
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _flag(f: dict[str, Any]) -> Flag:
+    start = f.get("start")
+    return Flag(
+        chunk=int(f["chunk"]),
+        text=str(f["text"]),
+        kind=str(f["kind"]),
+        reason=str(f["reason"]),
+        measured=float(f["measured"]),
+        expected=float(f["expected"]),
+        attempts=int(f["attempts"]),
+        start=None if start is None else float(start),
+    )
+
+
+def _voiced(v: dict[str, Any]) -> Voiced:
+    return Voiced(
+        chapter=int(v["chapter"]),
+        speaker=str(v["speaker"]),
+        voice=str(v["voice"]),
+        chunks=int(v["chunks"]),
+        characters=int(v["characters"]),
     )
 
 
@@ -115,6 +162,7 @@ def _document(d: dict[str, Any]) -> DocumentReport:
             ChapterMark(str(c["title"]), float(c["start"])) for c in d.get("chapters", ())
         ),
         files=tuple(str(f) for f in d.get("files", ())),
-        flagged=tuple(Flag(**f) for f in d.get("flagged", ())),
-        voices=tuple(Voiced(**v) for v in d.get("voices", ())),
+        flagged=tuple(_flag(f) for f in d.get("flagged", ())),
+        voices=tuple(_voiced(v) for v in d.get("voices", ())),
+        warnings=tuple(str(w) for w in d.get("warnings", ())),
     )

@@ -1,16 +1,19 @@
 """Values as the report page writes them: escaped for HTML (every value goes through
-:func:`_e`, in one place) and times as a clock."""
+:func:`_e`, in one place, control characters shown as escapes first) and times as a
+clock."""
 
 from __future__ import annotations
 
 import html
+
+from ..util.sanitize import shown
 
 # Shared by the page and its charts only; nothing here is for use elsewhere.
 __all__: list[str] = []
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(shown(str(value)), quote=True)
 
 
 def _clock(seconds: float) -> str:

@@ -138,15 +138,19 @@ def _document_html(
             reason = (
                 f"<b>{_e(flag.kind)}</b>: {_e(why)} "
                 f"<small>({flag.measured:.1f} s measured, {flag.expected:.1f} s expected, "
-                f"{flag.attempts} attempts)</small>"
+                f"{_e(flag.attempts)} attempts)</small>"
             )
             parts.append(
-                f"<tr class=flag><td>{play}</td><td>{flag.chunk}</td><td>{reason}</td>"
+                f"<tr class=flag><td>{play}</td><td>{_e(flag.chunk)}</td><td>{reason}</td>"
                 f"<td class=text>{_e(flag.text)}</td></tr>"
             )
         parts.append("</tbody></table>")
     if doc.voices:
         parts.append(_voices_html(doc))
+    if doc.warnings:
+        parts.append("<div class=warnings><h4>Left out or done otherwise</h4><ul>")
+        parts.extend(f"<li>{_e(warning)}</li>" for warning in doc.warnings)
+        parts.append("</ul></div>")
     if doc.status is Status.SKIPPED and doc.errors:  # not a failure: only why
         parts.append(f"<p>Left out: {_e(doc.errors[0])}</p>")
     if not doc.ok and doc.errors:
@@ -220,6 +224,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .flagged td.text{font-style:italic}
 a.play{white-space:nowrap;text-decoration:none;font-weight:600}
 .errors{color:var(--bad)}
+.warnings{color:var(--warn)}
 .errors code{color:var(--fg)}
 code.command{display:block;padding:.4rem .6rem;background:var(--bg);
   border:1px solid var(--line);border-radius:.25rem;overflow-wrap:anywhere;white-space:pre-wrap}
@@ -270,7 +275,7 @@ def render_html(
     pace = ""
     if context.provider:
         rpm = f"{context.rpm:g} requests/minute" if context.rpm else "no rate limit"
-        pace = f" · {_e(context.provider)}, {rpm}, {context.concurrency} at once"
+        pace = f" · {_e(context.provider)}, {_e(rpm)}, {_e(context.concurrency)} at once"
     total_facts = [
         ("documents", f"{sums['documents']:,}"),
         ("done", f"{sums['done'] + sums['up_to_date']:,}"),

@@ -27,6 +27,7 @@ from ..inputs.sources import STDIN, Input, find_inputs, read_inputs, safe_filena
 from ..settings import Settings
 from ..util.atomic import atomic_write
 from ..util.netpolicy import NetPolicy
+from ..util.sanitize import storable_data
 from .pipeline import DocumentReport, RunReport, Work
 from .status import Status
 
@@ -247,4 +248,4 @@ def write_report(path: Path, run: RunReport, settings: Settings | None = None) -
     """Write :func:`report_data` to ``path`` as indented UTF-8 JSON, atomically."""
     data = report_data(run, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    atomic_write(path, json.dumps(storable_data(data), indent=2, ensure_ascii=False) + "\n")

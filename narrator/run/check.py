@@ -16,14 +16,13 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..chunks.language import resolve_language
-from ..chunks.lexicon import document_lexicon
-from ..chunks.split import Chunk, split_document
+from ..chunks.split import Chunk
 from ..settings import Settings
-from ..store import Store, segment_key
+from ..store import Store
 from ..synth.providers import Provider
 from ..synth.quality import Gate, Measurement, measure_file
-from .pipeline import Flag, Work, casting_for, chunk_gap_ms
+from .pipeline import Flag, Work, chunk_gap_ms
+from .plan import Planner
 
 __all__ = ["CheckReport", "check_documents", "prepare_fix"]
 
@@ -33,9 +32,11 @@ class CheckReport:
     """What the gate says of one document's stored segments.
 
     ``missing``: chunks with no audio in the store (never narrated, or narrated with
-    other settings). ``flagged`` start times are where each chunk starts when the
-    segments are joined with the run's gaps (exact for WAV; with clean joins the book
-    trims each segment's own silence, so its times run a little earlier).
+    other settings, or ``corrupt``: keys whose file is not a whole segment, or whose row
+    names one outside the cache; the next run, or ``--fix``, makes them again). ``flagged`` start
+    times are where each chunk starts when the segments are joined with the run's gaps
+    (exact for WAV; with clean joins the book trims each segment's own silence, so its
+    times run a little earlier).
     """
 
     input: str
@@ -45,13 +46,14 @@ class CheckReport:
     missing: int
     flagged: tuple[Flag, ...]
     keys: tuple[str, ...]  # the flagged segments' store keys, in the same order
+    corrupt: tuple[str, ...] = ()
 
 
 def check_documents(
     works: Sequence[Work], settings: Settings, provider: Provider, store: Store
 ) -> list[CheckReport]:
     """Judge the stored segments of ``works`` (see the module docstring). Sends nothing."""
-    max_chars = min(settings.max_chars, provider.max_chars)
+    planner = Planner(settings, provider)
     gate = Gate()
     warmed: set[str] = set()
 
@@ -65,23 +67,11 @@ def check_documents(
 
     plans = []
     for work in works:
-        chunks = split_document(
-            work.document,
-            max_chars=max_chars,
-            lang=resolve_language(work.document, settings.lang),
-            count=provider.billing_chars,
-            lexicon=document_lexicon(
-                work.document.source, settings.lexicon, settings.lexicon_override
-            ),
-            voice=settings.voice,
-            casting=casting_for(settings, work.document.source),
-        )
+        plan = planner.plan(work)
+        chunks = plan.chunks
         measured: list[tuple[str, Measurement | None, float]] = []
-        for chunk in chunks:
-            key = segment_key(
-                provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
-            )
-            segment = store.lookup(key)
+        for chunk, key in plan.each_chunk():
+            segment = store.lookup(key, repair=False)  # sends nothing, changes nothing
             m = measure_file(segment.path) if segment is not None else None
             measured.append((key, m, segment.seconds if segment is not None else 0.0))
             if m is not None and gate.judge(voice_key(chunk), chunk.text, m).ok:
@@ -113,15 +103,20 @@ def check_documents(
                 missing=len(chunks) - checked,
                 flagged=tuple(flags),
                 keys=tuple(keys),
+                corrupt=tuple(key for key, _, _ in measured if key in store.unusable),
             )
         )
     return reports
 
 
 def prepare_fix(reports: Sequence[CheckReport], store: Store) -> int:
-    """Mark every flagged segment for re-synthesis; how many were marked."""
+    """Mark every flagged segment for re-synthesis, and drop every corrupt one; how many
+    were marked or dropped."""
     marked = 0
     for report in reports:
+        for key in report.corrupt:
+            store.lookup(key)  # drops what it cannot use: the next run makes it again
+            marked += 1
         for key in report.keys:
             stored = store.verdict(key)
             verdict = stored.verdict if stored is not None else {}
@@ -139,4 +134,5 @@ def as_dict(report: CheckReport) -> dict[str, object]:
     """A report as JSON-ready data."""
     data = dataclasses.asdict(report)
     del data["keys"]
+    data["corrupt"] = len(report.corrupt)
     return data

@@ -25,20 +25,12 @@ from ..chunks.split import Chunk
 from ..errors import ChunkFailed, NarratorError, Stopped, StopRun
 from ..inputs.documents import Document
 from ..settings import AudiobookOptions, Settings
-from ..store import segment_key
 from ..synth.pool import Job, Outcome, Pool
-from ..synth.providers import Provider
 from ..synth.quality import MIN_SAMPLES, profile
 from ..synth.sanity import max_seconds
 from ..util.diskspace import disk_full, is_disk_full
-from .results import (
-    DocumentReport,
-    ProgressCallback,
-    ProgressEvent,
-    Work,
-    flags_of,
-    voices_of,
-)
+from .plan import Plan
+from .results import DocumentReport, ProgressCallback, ProgressEvent, flags_of, voices_of
 from .status import Status
 
 __all__ = ["chunk_gap_ms", "narrate_one"]
@@ -226,13 +218,9 @@ async def _stream_in_order(
 
 
 async def narrate_one(
-    pool: Pool,
-    provider: Provider,
-    work: Work,
-    chunks: list[Chunk],
-    settings: Settings,
-    on_progress: ProgressCallback,
+    pool: Pool, plan: Plan, settings: Settings, on_progress: ProgressCallback
 ) -> DocumentReport:
+    work, chunks, keys = plan.work, plan.chunks, plan.keys
     doc = work.document
 
     def report(
@@ -261,15 +249,10 @@ async def narrate_one(
             flagged=flags_of(chunks, outcomes, starts),
             respelled_chunks=sum(c.written is not None for c in chunks),
             voices=voices_of(chunks, settings.voice),
+            warnings=plan.warnings,
         )
 
     outcomes: list[Outcome] = []
-    keys = [
-        segment_key(
-            provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
-        )
-        for chunk in chunks
-    ]
     if not chunks:
         log.debug("%s: nothing to narrate, skipped", doc.source)  # the report says so
         return report(Status.SKIPPED, errors=["nothing to narrate"])

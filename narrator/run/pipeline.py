@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import sqlite3
 import time
 import urllib.parse
@@ -21,21 +20,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..chunks.cast import Casting, document_casting
-from ..chunks.language import resolve_language
-from ..chunks.lexicon import Lexicon, combined
-from ..chunks.split import Chunk, split_document
 from ..errors import DiskFull, NarrationFailed
 from ..inputs.documents import Document, load_document, parse_text
-from ..settings import Settings, check_voice
-from ..store import segment_key
+from ..settings import Settings
 from ..store.thread import StoreThread
-from ..synth.pool import Pool
+from ..synth.pool import Pool, PoolConfig
 from ..synth.providers import Provider, make_provider
 from ..synth.quality import Gate
 from ..synth.watchdog import watch
 from ..util.diskspace import check_room, disk_full, is_disk_full
 from .narration import chunk_gap_ms, narrate_one
+from .plan import Plan, Planner, book_fingerprint, casting_for
 from .results import (
     DocumentReport,
     Flag,
@@ -46,12 +41,13 @@ from .results import (
     stopped_report,
 )
 from .status import Status
-from .uptodate import book_fingerprint, room_needed, same_filesystem, up_to_date
+from .uptodate import room_needed, same_filesystem, up_to_date
 
 __all__ = [
     "DocumentReport",
     "Flag",
     "NarrationFailed",
+    "Plan",
     "ProgressCallback",
     "ProgressEvent",
     "RunReport",
@@ -62,14 +58,13 @@ __all__ = [
     "narrate",
     "narrate_many",
     "narrate_sync",
-    "split_all",
 ]
 
 log = logging.getLogger("narrator")
 
 
 async def narrate_many(
-    works: Sequence[Work],
+    works: Sequence[Work | Plan],
     settings: Settings,
     *,
     provider: Provider | None = None,
@@ -79,8 +74,9 @@ async def narrate_many(
 ) -> RunReport:
     """Narrate several documents through one pool and one rate limiter.
 
-    Setting ``stop`` starts no new requests; requests in flight get ``grace`` seconds
-    to finish, and what finished is kept for the next run. Raises
+    A :class:`Plan` among ``works`` (made with the same settings) is narrated as planned,
+    not split again. Setting ``stop`` starts no new requests; requests in flight get
+    ``grace`` seconds to finish, and what finished is kept for the next run. Raises
     :class:`~narrator.errors.DiskFull` before any request when the cache or an output
     folder lacks the room the text will need; a disk that fills during the run, or no
     chunk progressing for ``settings.stall_seconds``, stops it (``RunReport.stop_error``).
@@ -90,7 +86,9 @@ async def narrate_many(
     own_provider = provider is None
     provider = provider or make_provider(settings)  # opens no connection until used
     # Splitting a long book takes a while: off the loop, like everything that blocks.
-    plans = await asyncio.to_thread(split_all, works, settings, provider)
+    # A document whose respellings run over their budget fails alone, before anything is sent.
+    unsplit: list[tuple[Work, DocumentReport]] = []
+    plans = await asyncio.to_thread(Planner(settings, provider).plan_all, works, unsplit)
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     db = StoreThread()
     try:
@@ -98,18 +96,12 @@ async def narrate_many(
     except BaseException:
         db.shutdown()
         raise
-    fingerprints = {work.output: book_fingerprint(provider, settings, c) for work, c in plans}
-
-    def key_of(chunk: Chunk) -> str:
-        return segment_key(
-            provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
-        )
-
-    current = [] if settings.force else await db.run(up_to_date, plans, store, fingerprints, key_of)
+    current = [] if settings.force else await db.run(up_to_date, plans, store)
+    current += [report for _, report in unsplit]
     done_before = {report.output for report in current}
-    plans = [(work, chunks) for work, chunks in plans if str(work.output) not in done_before]
+    plans = [plan for plan in plans if str(plan.output) not in done_before]
     try:
-        check_room(await db.run(room_needed, plans, store, provider, settings))
+        check_room(await db.run(room_needed, plans, store, settings))
     except DiskFull:
         await db.close()
         if own_provider:
@@ -117,36 +109,24 @@ async def narrate_many(
         raise
     # Every segment of this run is in use until it ends: no prune takes one (one write).
     try:
-        uses = {str(work.output): [key_of(c) for c in chunks] for work, chunks in plans}
+        uses = {str(plan.output): plan.keys for plan in plans}
         await db.run(store.note_run, uses)
     except sqlite3.Error as exc:  # a locked or full database: the pool's writes will say so
         log.warning("this run's segments are not marked in use (%s)", exc)
     progress(
         ProgressEvent(
             "planned",
-            chunks=sum(len(chunks) for _, chunks in plans),
-            characters=sum(c.billing_chars for _, chunks in plans for c in chunks),
+            chunks=sum(len(plan.chunks) for plan in plans),
+            characters=sum(plan.billing_chars for plan in plans),
         )
     )
-    total = sum(len(chunks) for _, chunks in plans)
-    # A bad segment may take qa_retries re-syntheses whatever the share says.
-    budget = max(settings.qa_retries, math.ceil(settings.qa_budget / 100 * total))
+    total = sum(len(plan.chunks) for plan in plans)
     try:
         pool = Pool(
             provider,
             db,
-            voice=settings.voice,
-            concurrency=settings.concurrency,
-            rpm=settings.rpm,
-            retries=settings.retries,
-            backoff_base=settings.backoff_base,
-            backoff_max=settings.backoff_max,
-            adaptive=settings.adaptive_rate,
-            max_segment_bytes=settings.max_segment_bytes,
-            lease=2 * settings.request_timeout + 60,  # one attempt: a request and a download
+            PoolConfig.of(settings, chunks=total),
             gate=Gate() if settings.qa != "off" else None,
-            qa_retries=settings.qa_retries,
-            qa_budget=budget,
         )
         async with pool:
             dog = asyncio.create_task(
@@ -154,8 +134,7 @@ async def narrate_many(
                 name="narrator-watchdog",
             )
             tasks = [
-                asyncio.create_task(narrate_one(pool, provider, work, chunks, settings, progress))
-                for work, chunks in plans
+                asyncio.create_task(narrate_one(pool, plan, settings, progress)) for plan in plans
             ]
             try:
                 collected = await _collect(tasks, pool, stop, grace, progress)
@@ -163,11 +142,12 @@ async def narrate_many(
                 dog.cancel()
             # A document cut off by the stop is still one of the run's documents.
             reports = [
-                report or stopped_report(work, chunks)
-                for report, (work, chunks) in zip(collected, plans, strict=True)
+                report or stopped_report(plan.work, plan.chunks, plan.warnings)
+                for report, plan in zip(collected, plans, strict=True)
             ]
+        fingerprints = {str(plan.output): plan.fingerprint for plan in plans}
         for report in reports:
-            fingerprint = fingerprints.get(Path(report.output))
+            fingerprint = fingerprints.get(report.output)
             if report.status is Status.DONE and fingerprint is not None:
                 try:
                     await db.run(
@@ -195,7 +175,7 @@ async def narrate_many(
         if isinstance(pool.stop_reason, DiskFull):
             # Say how much the rest needs in the full folder, now that some of it is done.
             full = Path(pool.stop_reason.folder)
-            needs = await db.run(room_needed, plans, store, provider, settings)
+            needs = await db.run(room_needed, plans, store, settings)
             same = [n for folder, n in needs.items() if same_filesystem(folder, full)]
             pool.stop_reason = disk_full(full, sum(same) or None)
     finally:
@@ -205,7 +185,7 @@ async def narrate_many(
     stopped = str(pool.stop_reason) if pool.stop_reason else None
     if stop is not None and stop.is_set() and stopped is None:
         stopped = "interrupted"
-    order = {str(work.output): n for n, work in enumerate(works)}
+    order = {str(work.output): n for n, work in enumerate(works)}  # a Work or a Plan
     return RunReport(
         documents=tuple(sorted([*current, *reports], key=lambda r: order.get(r.output, 0))),
         requests=pool.stats.requests,
@@ -219,60 +199,6 @@ async def narrate_many(
         qa_resynthesized=pool.stats.qa_resynthesized,
         qa_budget_spent=pool.stats.qa_budget_spent,
         timeline=pool.stats.timeline.series(),
-    )
-
-
-def split_all(
-    works: Sequence[Work], settings: Settings, provider: Provider
-) -> list[tuple[Work, list[Chunk]]]:
-    """Every document's chunks (on a worker thread: pysbd takes its time on a book)."""
-    # Chunks fit the provider's limit, counted its way, whatever --max-chars says.
-    max_chars = min(settings.max_chars, provider.max_chars)
-    # Every lexicon is read (and a bad one refused) before anything is sent.
-    files = {
-        w.document.source: combined(settings.lexicon, w.document.source, settings.lexicon_override)
-        for w in works
-    }
-    loaded = {paths: Lexicon.load(*paths) for paths in set(files.values())}
-    # Every cast too, and each of its voices checked, before anything is sent.
-    castings = {w.document.source: casting_for(settings, w.document.source) for w in works}
-    return [
-        (
-            work,
-            split_document(
-                work.document,
-                max_chars=max_chars,
-                lang=resolve_language(work.document, settings.lang),
-                count=provider.billing_chars,
-                lexicon=loaded[files[work.document.source]],
-                voice=settings.voice,
-                casting=castings[work.document.source],
-                warn=log.warning,
-            ),
-        )
-        for work in works
-    ]
-
-
-def casting_for(settings: Settings, source: str) -> Casting | None:
-    """How a document's voices are given out: its cast files (the settings file's, its
-    own, the command line's) with every voice checked, the dialogue voice and speaker
-    lines; None when everything is read in the one voice. Raises
-    :class:`~narrator.errors.ConfigError` for a bad cast file or an unknown voice."""
-
-    def spell(voice: str) -> str:
-        return check_voice(
-            settings.provider, voice, model=settings.model, base_url=settings.base_url
-        )
-
-    return document_casting(
-        source,
-        settings.cast,
-        settings.cast_override,
-        voice=settings.voice,
-        dialogue_voice=settings.dialogue_voice,
-        speaker_lines=settings.speaker_lines,
-        spell=spell,
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "RunReport",
     "Voiced",
     "Work",
+    "failed_report",
     "flags_of",
     "stopped_report",
     "voices_of",
@@ -133,6 +134,9 @@ class DocumentReport:
     flagged: tuple[Flag, ...] = ()  # segments the quality gate flagged
     respelled_chunks: int = 0  # chunks a pronunciation lexicon changed
     voices: tuple[Voiced, ...] = ()  # who speaks how much per chapter, with a cast
+    # What was left out or done another way than asked, though the book was made: a
+    # chapter the reader could not parse, text the sentence splitter failed on.
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -174,7 +178,18 @@ def flags_of(
     return tuple(flags)
 
 
-def stopped_report(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:
+def failed_report(work: Work, error: str) -> DocumentReport:
+    """The report of a document that failed before any of it was sent."""
+    return DocumentReport(
+        input=work.document.source, output=str(work.output), title=work.document.title,
+        status=Status.FAILED, chunks=0, billing_characters=0, audio_seconds=0.0, requests=0,
+        retries=0, cached_chunks=0, errors=(error,),
+    )  # fmt: skip
+
+
+def stopped_report(
+    work: Work, chunks: Sequence[Chunk], warnings: tuple[str, ...] = ()
+) -> DocumentReport:
     """The report of a document the run stopped before it finished."""
     return DocumentReport(
         input=work.document.source,
@@ -188,4 +203,5 @@ def stopped_report(work: Work, chunks: Sequence[Chunk]) -> DocumentReport:
         retries=0,
         cached_chunks=0,
         errors=("the run stopped before this document finished",),
+        warnings=warnings,
     )

@@ -2,150 +2,81 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..book.encode import format_of
-from ..chunks.split import Chunk
 from ..errors import NarratorError
-from ..settings import Settings, default
-from ..store import Store, segment_key
-from ..synth.providers import Provider
+from ..settings import Settings
+from ..store import Store
+from ..synth.quality import Verdict
 from ..util.diskspace import BYTES_PER_CHAR
-from .results import DocumentReport, Flag, Work
+from .plan import Plan
+from .results import DocumentReport, Flag
 from .status import Status
 
-__all__ = ["book_fingerprint", "room_needed", "same_filesystem", "up_to_date"]
+__all__ = ["room_needed", "same_filesystem", "up_to_date"]
 
 log = logging.getLogger("narrator")
 
 
-def book_fingerprint(provider: Provider, settings: Settings, chunks: Sequence[Chunk]) -> str:
-    """What an audiobook is made from: its chunks' texts and chapters, the provider, and
-    every setting but those that only change how fast it is made."""
-    made_with = {
-        name: str(value)
-        for name, value in dataclasses.asdict(settings).items()
-        if name not in _RUN_ONLY_SETTINGS
-        # a cast setting left as it was: a book made before casts existed stays current
-        and not (name in _CAST_SETTINGS and value == default(name))
-    }
-    blob = json.dumps(
-        # The written text too where a lexicon respelled it: the subtitles show it.
-        [
-            provider.identity,
-            made_with,
-            [_made_of(c, settings.voice) for c in chunks],
-        ],
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-_CAST_SETTINGS = frozenset(("quote_gap_ms",))
-
-
-def _made_of(chunk: Chunk, voice: str) -> tuple[object, ...]:
-    """A chunk as its book's fingerprint holds it: the voice only when a cast gave it one
-    of its own (so a book made before casts existed stays current)."""
-    made: tuple[object, ...] = (chunk.chapter, chunk.text)
-    if chunk.written is not None or chunk.voice not in ("", voice):
-        made += (chunk.written,)
-    if chunk.voice not in ("", voice):
-        made += (chunk.voice,)
-    return made
-
-
-# Settings that change how a run goes, not what it makes; changing them keeps a book current.
-# The quality gate's are among them: a book already written is judged by `narrator check`
-# (and upgrading to the gate leaves every fingerprint, so every book, as it was).
-_RUN_ONLY_SETTINGS = frozenset(
-    (
-        "api_key", "concurrency", "rpm", "cache_dir", "retries", "backoff_base", "backoff_max",
-        "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
-        "allow_hosts", "allow_private_network", "stall_timeout", "qa", "qa_retries",
-        "qa_budget", "lexicon", "lexicon_override",  # their effect is in the chunks' text
-        "cast", "cast_override", "dialogue_voice", "speaker_lines",  # and in their voices
-    )
-)  # fmt: skip
-
-
-def up_to_date(
-    plans: Sequence[tuple[Work, list[Chunk]]],
-    store: Store,
-    fingerprints: dict[Path, str],
-    key_of: Callable[[Chunk], str],
-) -> list[DocumentReport]:
+def up_to_date(plans: Sequence[Plan], store: Store) -> list[DocumentReport]:
     """Reports for the documents whose audiobook is already made from the same chunks
     (with the segments the quality gate flagged in it; their start times are not kept)."""
     current = []
-    for work, chunks in plans:
-        if not chunks:
+    for plan in plans:
+        if not plan.chunks:
             continue
-        book = store.current_book(work.output, fingerprints[work.output])
+        book = store.current_book(plan.output, plan.fingerprint)
         if book is None:
             continue
-        log.info("%s: up to date, skipped (--force makes it again)", work.output)
-        flagged = store.flagged([key_of(chunk) for chunk in chunks])
+        log.info("%s: up to date, skipped (--force makes it again)", plan.output)
+        flagged = store.flagged(plan.keys)
         flags = [
-            Flag(
-                chunk=chunk.index + 1,
-                text=chunk.text,
-                kind=stored.verdict["kind"],
-                reason=stored.verdict["reason"],
-                measured=round(stored.verdict["measured"], 2),
-                expected=round(stored.verdict["expected"], 2),
-                attempts=stored.attempts,
-            )
-            for chunk in chunks
-            if (stored := flagged.get(key_of(chunk))) is not None
+            Flag.of(chunk, Verdict(**stored.verdict), attempts=stored.attempts, start=None)
+            for chunk, key in zip(plan.chunks, plan.keys, strict=True)
+            if (stored := flagged.get(key)) is not None
         ]
         current.append(
             DocumentReport(
-                input=work.document.source,
-                output=str(work.output),
-                title=work.document.title,
+                input=plan.document.source,
+                output=str(plan.output),
+                title=plan.document.title,
                 status=Status.UP_TO_DATE,
-                chunks=len(chunks),
-                billing_characters=sum(c.billing_chars for c in chunks),
+                chunks=len(plan.chunks),
+                billing_characters=plan.billing_chars,
                 audio_seconds=book.seconds,
                 requests=0,
                 retries=0,
                 cached_chunks=0,
                 # parts sit beside the output: named as the output was given
-                files=tuple(str(work.output.with_name(f.name)) for f in book.files),
+                files=tuple(str(plan.output.with_name(f.name)) for f in book.files),
                 flagged=tuple(flags),
-                respelled_chunks=sum(c.written is not None for c in chunks),
+                respelled_chunks=sum(c.written is not None for c in plan.chunks),
+                warnings=plan.warnings,
             )
         )
     return current
 
 
-def room_needed(
-    plans: Sequence[tuple[Work, list[Chunk]]], store: Store, provider: Provider, settings: Settings
-) -> dict[Path, int]:
+def room_needed(plans: Sequence[Plan], store: Store, settings: Settings) -> dict[Path, int]:
     """Bytes each folder will need, estimated from the text: the cache for the audio not
     yet in it, each output folder for its books: the book as it is encoded, and for
     M4B/M4A its remux with chapters beside it at the end (no WAV of a compressed book
     is ever on disk)."""
     needs: dict[Path, int] = {}
     missing: dict[str, int] = {}
-    for _, chunks in plans:
-        for chunk in chunks:
-            key = segment_key(
-                provider=provider.identity, voice=chunk.voice or settings.voice, text=chunk.text
-            )
+    for plan in plans:
+        for chunk, key in zip(plan.chunks, plan.keys, strict=True):
             if key not in missing and store.lookup(key) is None:
                 missing[key] = chunk.billing_chars
     cache = settings.store_dir.absolute()
     needs[cache] = sum(missing.values()) * BYTES_PER_CHAR
     options = settings.audiobook
-    for work, chunks in plans:
-        wav = sum(c.billing_chars for c in chunks) * BYTES_PER_CHAR
+    for plan in plans:
+        work = plan.work
+        wav = plan.billing_chars * BYTES_PER_CHAR
         try:
             fmt = format_of(work.output, options.format)
         except NarratorError:

@@ -1,22 +1,29 @@
-"""The segment store: a SQLite file of chunk states beside content-addressed WAV files.
+"""The segment store: a database of chunk states beside content-addressed WAV files.
 
 Layout under the cache directory::
 
-    narrator.sqlite3          one row per segment key (WAL mode)
+    narrator.sqlite3          the database (WAL mode; see db.py, the one place that opens it)
     segments/ab/abcdef....wav  the audio of that key, written atomically
     segments/tmp/              downloads in progress
     segments/qa/               the least bad attempt of a segment being synthesized again
+    reserve                    room given up when the disk fills (see files.py)
 
 A segment's key hashes everything that changes its audio (provider, model, voice,
 text), so a rerun finds finished work and an edited paragraph misses only its own
-chunks. States: ``pending`` (known, nothing usable yet), ``synthesized`` (the service
-made it; its link is kept so a crash before the download bills nothing twice),
-``downloaded`` (the file is in place), ``failed`` (the last try failed; retried on the
-next run). The quality gate's verdict on each segment's audio is a row of its own table
-(``verdicts``, below).
+chunks.
 
-Beside the segments: ``books`` (:mod:`.books`), ``claims`` (:mod:`.claims`)
-and a ``reserve`` file given up when the disk fills (:mod:`.files`).
+:class:`Store` is the one front every caller uses: small repositories stand behind it,
+one per concern and its tables (:mod:`.segments`, :mod:`.claims`, :mod:`.books`,
+:mod:`.verdicts`, :mod:`.usage`), over one :class:`~.db.Database` and the cache's
+:class:`~.files.CacheFiles`. A watcher's queue (:mod:`.queue`) and what was paid
+(:mod:`.spend`) are read on short-lived connections of their own, made by the same
+:mod:`.db`. A second backend is a second ``Database`` with the repositories' SQL in its
+dialect (see db.py); this front stays.
+
+The database and the folder are data, never authority: a database that is not
+narrator's, or is newer than this version, is refused before anything is sent
+(:class:`~narrator.errors.StoreRefused`); a path a row names is used only inside the
+cache (:meth:`~.files.CacheFiles.row_path`); a corrupt segment is dropped and made again.
 """
 
 from __future__ import annotations
@@ -31,16 +38,15 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 from ..util.wav import WavInfo
-from . import books, usage, verdicts
-from .books import BookRecord
-from .claims import try_claim
-from .db import open_database, retry_locked
+from .books import BookRecord, Books
+from .claims import Claims
+from .db import Database, store_exists
 from .files import (
+    CacheFiles,
     StoreInfo,
     disk_usage,
     keep_reserve,
@@ -48,16 +54,26 @@ from .files import (
     note_in_reserve,
     place,
     place_bytes,
+    refuse_links,
     sweep_temp,
 )
-from .usage import UsageMixin
-from .verdicts import StoredVerdict, VerdictsMixin
+from .segments import Segment, Segments
+from .usage import DocumentUsage, PruneResult, Usage
+from .verdicts import StoredVerdict, Verdicts, from_columns
 
 # The records its methods return are exported with it.
-__all__ = ["BookRecord", "Segment", "Store", "StoreInfo", "StoredVerdict", "segment_key"]
-
-
-T = TypeVar("T")
+__all__ = [
+    "BookRecord",
+    "DocumentUsage",
+    "PruneResult",
+    "Segment",
+    "Store",
+    "StoreInfo",
+    "StoredVerdict",
+    "check_store",
+    "segment_key",
+    "store_exists",
+]
 
 
 def segment_key(*, provider: str, voice: str, text: str) -> str:
@@ -66,67 +82,69 @@ def segment_key(*, provider: str, voice: str, text: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A finished chunk of audio on disk."""
-
-    key: str
-    path: Path
-    frames: int
-    rate: int
-    channels: int
-    width: int
-
-    @property
-    def seconds(self) -> float:
-        return self.frames / self.rate
+def check_store(root: Path) -> None:
+    """Refuse (:class:`~narrator.errors.StoreRefused`) cache folder ``root`` if its
+    database is not narrator's or is newer, or a link stands where narrator keeps its
+    files; writes nothing. For a command that opens the store later (``watch``)."""
+    refuse_links(root)
+    if store_exists(root):
+        Database(root, read_only=True).close()
 
 
-class Store(UsageMixin, VerdictsMixin):
-    """Chunk states in SQLite and their audio files; one per cache directory."""
+class Store:
+    """Chunk states in the database and their audio files; one per cache directory.
+
+    Opening it refuses (:class:`~narrator.errors.StoreRefused`) a database that is not
+    narrator's or is newer than this version. Used from one thread at a time (see
+    thread.py).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._segments = root / "segments"
-        self._tmp = self._segments / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        # Used from the store's own thread (see thread.py), one caller at a time.
-        self._db = open_database(root / "narrator.sqlite3")
+        self._files = CacheFiles(root)
+        self._db = Database(root)
         # This store's name on its claims: where it runs, so a claim of a process that has
         # died on this machine lapses at once rather than when it expires.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        sweep_temp(self._tmp)
-        self._reserve = root / "reserve"
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._segments = Segments(self._db, self._files)
+        self._claims = Claims(self._db, owner)
+        self._books = Books(self._db)
+        self._verdicts = Verdicts(self._db)
+        self._usage = Usage(self._db, self._files, owner)
+        sweep_temp(self._files.tmp)
         self._recover_reserved_links()
-        keep_reserve(self._reserve, self._tmp)
+        keep_reserve(self._files.reserve, self._files.tmp)
 
     def _recover_reserved_links(self) -> None:
         """Move the links a run on a full disk wrote into the reserve to their rows, then
         let the reserve be made afresh (kept as it is if they cannot be written yet)."""
-        links = links_in_reserve(self._reserve)
+        links = links_in_reserve(self._files.reserve)
         if not links:
             return
-        rows = [(url, at, time.time(), key) for key, url, at in links]
         with contextlib.suppress(sqlite3.Error):
-            self._retry_locked(
-                lambda: self._db.executemany(
-                    "UPDATE segments SET state = 'synthesized', url = ?, url_at = ?, "
-                    "error = NULL, updated = ? WHERE key = ? AND state != 'downloaded'",
-                    rows,
-                )
-            )
-            self._reserve.unlink(missing_ok=True)
+            self._segments.record_links(links)
+            self._files.reserve.unlink(missing_ok=True)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
-            self._retry_locked(
-                lambda: self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
-            )
-            self._retry_locked(lambda: usage.end_run(self._db, self.owner))
+            self._claims.release_all()
+            self._usage.end_run()
         self._db.close()
 
-    def _retry_locked(self, write: Callable[[], T]) -> T:
-        return retry_locked(write)
+    @property
+    def owner(self) -> str:
+        """This store's name on its claims and its run."""
+        return self._claims.owner
+
+    @owner.setter
+    def owner(self, name: str) -> None:
+        self._claims.owner = self._usage.owner = name
+
+    @property
+    def unusable(self) -> frozenset[str]:
+        """Keys whose stored audio could not be used (a row naming a file outside the
+        cache, or a corrupt file), found since this store was opened."""
+        return frozenset(self._segments.unusable)
 
     # --- claims between processes --------------------------------------------------------
 
@@ -134,28 +152,22 @@ class Store(UsageMixin, VerdictsMixin):
         """Claim ``key`` for ``seconds`` (or renew this store's claim); False when another
         process holds a claim on it that has not lapsed (see :mod:`.claims`). With
         ``billing_chars``, the claim also makes sure ``key`` has a row (:meth:`begin`)."""
-        return self._retry_locked(
-            lambda: try_claim(self._db, key, self.owner, seconds, billing_chars=billing_chars)
-        )
+        return self._claims.claim(key, seconds, billing_chars=billing_chars)
 
     def release(self, key: str) -> None:
         """Give up this store's claim on ``key`` (its audio is in, or it failed)."""
-        self._retry_locked(
-            lambda: self._db.execute(
-                "DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner)
-            )
-        )
+        self._claims.release(key)
 
     def note_link_in_reserve(self, key: str, url: str) -> bool:
         """Write down a link paid for when the database cannot take it (a full disk): in
         place, in the reserve's zeros; the next store opened here records it. False if
         there is no reserve or no room in it."""
-        return note_in_reserve(self._reserve, key, url, time.time())
+        return note_in_reserve(self._files.reserve, key, url, time.time())
 
     def release_reserve(self) -> bool:
         """Give the room kept for a full disk back; True if there was any."""
         try:
-            self._reserve.unlink()
+            self._files.reserve.unlink()
         except OSError:
             return False
         return True
@@ -165,7 +177,7 @@ class Store(UsageMixin, VerdictsMixin):
     def current_book(self, output: Path, fingerprint: str) -> BookRecord | None:
         """What ``output`` was written as, if it was written from ``fingerprint`` and none
         of its files has changed on disk since; None when it must be made (again)."""
-        return books.current_book(self._db, output, fingerprint)
+        return self._books.current(output, fingerprint)
 
     def record_book(
         self, output: Path, fingerprint: str, seconds: float, *, files: Sequence[Path] = ()
@@ -174,110 +186,54 @@ class Store(UsageMixin, VerdictsMixin):
         (its parts when it was split; ``output`` itself when ``files`` is empty)."""
         files = list(files) or [output]
         stats = [path.stat() for path in files]
-        name = str(output.absolute())
-        self._retry_locked(
-            lambda: books.write_book(self._db, name, fingerprint, seconds, files, stats)
-        )
-
-    def _final_path(self, key: str) -> Path:
-        return self._segments / key[:2] / f"{key}.wav"
+        self._books.record(output, fingerprint, seconds, files, stats)
 
     # --- reading -------------------------------------------------------------------------
 
-    def lookup(self, key: str) -> Segment | None:
-        """The finished segment for ``key``, if its file is still there."""
-        row = self._db.execute(
-            "SELECT path, frames, rate, channels, width FROM segments "
-            "WHERE key = ? AND state = 'downloaded'",
-            (key,),
-        ).fetchone()
-        if row is None:
-            return None
-        path = self.root / row[0]
-        if not path.is_file():
-            self._set(key, state="pending", path=None)
-            return None
-        return Segment(key, path, row[1], row[2], row[3], row[4])
+    def lookup(self, key: str, *, repair: bool = True) -> Segment | None:
+        """The finished segment for ``key``, if its file is still there and whole. A row
+        whose file is gone, corrupt or outside the cache goes back to pending (and a
+        corrupt file is deleted), to be made again; not so without ``repair`` (``narrator
+        check``), which only notes it in :attr:`unusable`."""
+        return self._segments.lookup(key, repair=repair)
 
     def pending_link(self, key: str, *, max_age: float) -> str | None:
         """The link of a synthesized-but-not-downloaded segment, if younger than ``max_age``."""
-        row = self._db.execute(
-            # A failed row keeps its link when only the download failed: the audio was paid for.
-            "SELECT url, url_at FROM segments WHERE key = ? AND state IN ('synthesized', 'failed')",
-            (key,),
-        ).fetchone()
-        if row is None or row[0] is None or time.time() - row[1] > max_age:
-            return None
-        return str(row[0])
+        return self._segments.pending_link(key, max_age=max_age)
 
     def lookup_judged(self, key: str) -> tuple[Segment | None, StoredVerdict | None]:
         """:meth:`lookup` and :meth:`verdict` in one query (the pool asks both per chunk)."""
-        row = self._db.execute(
-            "SELECT s.state, s.path, s.frames, s.rate, s.channels, s.width, "
-            "v.status, v.attempts, v.verdict, v.measurement, v.best "
-            "FROM segments s LEFT JOIN verdicts v ON v.key = s.key WHERE s.key = ?",
-            (key,),
-        ).fetchone()
-        if row is None:
-            return None, None
-        stored = None if row[6] is None else verdicts.from_columns(key, *row[6:])
-        if row[0] != "downloaded":
-            return None, stored
-        path = self.root / row[1]
-        if not path.is_file():
-            self._set(key, state="pending", path=None)
-            return None, stored
-        return Segment(key, path, row[2], row[3], row[4], row[5]), stored
+        segment, columns = self._segments.lookup_with_verdict(key)
+        return segment, None if columns is None else from_columns(key, *columns)
 
     def attempts(self, key: str) -> int:
-        row = self._db.execute("SELECT attempts FROM segments WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else 0
+        return self._segments.attempts(key)
 
     def info(self) -> StoreInfo:
-        states = dict(self._db.execute("SELECT state, COUNT(*) FROM segments GROUP BY state"))
-        return StoreInfo(self.root, states, *disk_usage(self.root, self._segments))
+        files, size = disk_usage(self._files.segments, self._db.path)
+        return StoreInfo(self.root, self._segments.states(), files, size)
 
     # --- writing -------------------------------------------------------------------------
 
-    def _set(self, key: str, **fields: object) -> None:
-        fields["updated"] = time.time()
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._retry_locked(
-            lambda: self._db.execute(
-                f"UPDATE segments SET {assignments} WHERE key = ?", (*fields.values(), key)
-            )
-        )
-
     def begin(self, key: str, billing_chars: int) -> None:
         """Make sure ``key`` has a row."""
-        self._retry_locked(
-            lambda: self._db.execute(
-                "INSERT OR IGNORE INTO segments (key, state, billing_chars, updated) "
-                "VALUES (?, 'pending', ?, ?)",
-                (key, billing_chars, time.time()),
-            )
-        )
+        self._segments.begin(key, billing_chars)
 
     def record_attempt(self, key: str) -> None:
-        self._retry_locked(
-            lambda: self._db.execute(
-                "UPDATE segments SET attempts = attempts + 1, updated = ? WHERE key = ?",
-                (time.time(), key),
-            )
-        )
+        self._segments.record_attempt(key)
 
     def record_link(self, key: str, url: str) -> None:
-        self._set(key, state="synthesized", url=url, url_at=time.time(), error=None)
+        self._segments.set(key, state="synthesized", url=url, url_at=time.time(), error=None)
 
     def forget_link(self, key: str) -> None:
-        self._set(key, state="pending", url=None, url_at=None)
+        self._segments.set(key, state="pending", url=None, url_at=None)
 
     def record_failure(self, key: str, error: str) -> None:
-        self._set(key, state="failed", error=error[:500])
+        self._segments.set(key, state="failed", error=error[:500])
 
     def temp_path(self, key: str) -> Path:
         """A fresh temporary file name for a download of ``key``."""
-        return self._tmp / f"{key}.{os.urandom(4).hex()}.part"
+        return self._files.temp(key)
 
     def commit(
         self, key: str, temp: Path, *, check: Callable[[WavInfo], None] | None = None
@@ -287,80 +243,109 @@ class Store(UsageMixin, VerdictsMixin):
         ``check`` sees the header first and raises :class:`AudioError` to refuse the
         audio, which then never reaches the store.
         """
-        final = self._final_path(key)
+        final = self._files.final(key)
         try:
             info = place(temp, final, check)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-        return self._downloaded(key, final, info)
+        return self._segments.downloaded(key, final, info)
 
     def commit_bytes(
         self, key: str, data: bytes, *, check: Callable[[WavInfo], None] | None = None
     ) -> Segment:
         """Store audio held in memory (``check`` as for :meth:`commit`): written once."""
-        final = self._final_path(key)
-        return self._downloaded(key, final, place_bytes(data, self.temp_path(key), final, check))
-
-    def _downloaded(self, key: str, final: Path, info: WavInfo) -> Segment:
-        """Mark ``key`` downloaded as ``final``: one statement, whether its row exists (as
-        it does in the pool) or not."""
-        row = (key, str(final.relative_to(self.root)), info.frames, info.rate, info.channels)
-        self._retry_locked(
-            lambda: self._db.execute(
-                "INSERT INTO segments (key, state, billing_chars, path, frames, rate, channels, "
-                "width, updated) VALUES (?, 'downloaded', 0, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET state = 'downloaded', path = excluded.path, "
-                "url = NULL, url_at = NULL, frames = excluded.frames, rate = excluded.rate, "
-                "channels = excluded.channels, width = excluded.width, error = NULL, "
-                "updated = excluded.updated",
-                (*row, info.width, time.time()),
-            )
-        )
-        return Segment(key, final, info.frames, info.rate, info.channels, info.width)
+        final = self._files.final(key)
+        info = place_bytes(data, self.temp_path(key), final, check)
+        return self._segments.downloaded(key, final, info)
 
     def discard(self, key: str) -> None:
         """Forget ``key``'s audio (it failed a check): its file goes, its row is pending."""
         segment = self.lookup(key)
         if segment is not None:
             segment.path.unlink(missing_ok=True)
-        self._set(key, state="pending", path=None)
+        self._segments.reset(key)
 
     # --- the quality gate ----------------------------------------------------------------
-
-    def _aside_path(self, key: str) -> Path:
-        return self._segments / "qa" / f"{key}.wav"
 
     def set_aside(self, key: str) -> None:
         """Move ``key``'s audio out of the way (the best bad attempt so far), to be
         synthesized again; the row goes back to pending."""
-        aside = self._aside_path(key)
+        aside = self._files.aside(key)
         aside.parent.mkdir(exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            os.replace(self._final_path(key), aside)
-        self._set(key, state="pending", path=None)
+            os.replace(self._files.final(key), aside)
+        self._segments.reset(key)
 
     def drop_segment(self, key: str) -> None:
         """Delete ``key``'s audio (a bad attempt no better than one set aside); pending again."""
-        self._final_path(key).unlink(missing_ok=True)
-        self._set(key, state="pending", path=None)
+        self._files.final(key).unlink(missing_ok=True)
+        self._segments.reset(key)
 
     def discard_aside(self, key: str) -> None:
-        self._aside_path(key).unlink(missing_ok=True)
+        self._files.aside(key).unlink(missing_ok=True)
 
     def restore_aside(self, key: str) -> Segment | None:
         """Put the attempt set aside back as ``key``'s audio; None if there is none."""
-        aside = self._aside_path(key)
+        aside = self._files.aside(key)
         if not aside.is_file():
             return None
         return self.commit(key, aside)
 
+    def verdict(self, key: str) -> StoredVerdict | None:
+        """The quality gate's verdict on ``key``'s audio, if it was judged."""
+        return self._verdicts.get(key)
+
+    def flagged(self, keys: list[str]) -> dict[str, StoredVerdict]:
+        """The verdicts of those of ``keys`` that the quality gate flagged."""
+        return self._verdicts.flagged(keys)
+
+    def learned_rates(self, voice_key: str, *, limit: int = 256) -> list[tuple[str, float]]:
+        """(script, seconds per weight unit) of the latest passed segments of a voice, oldest
+        first."""
+        return self._verdicts.learned_rates(voice_key, limit)
+
+    def record_verdict(
+        self,
+        key: str,
+        status: str,
+        *,
+        attempts: int,
+        verdict: dict[str, Any],
+        measurement: dict[str, Any],
+        best: dict[str, Any] | None = None,
+        learned: tuple[str, str, float] | None = None,  # (voice_key, script, rate)
+    ) -> None:
+        self._verdicts.record(
+            key, status, attempts=attempts, verdict=verdict, measurement=measurement,
+            best=best, learned=learned,
+        )  # fmt: skip
+
+    # --- the bounded cache ---------------------------------------------------------------
+
+    def note_run(self, keys: dict[str, list[str]]) -> None:
+        """This run is in progress and uses ``keys`` (by document): none of them is pruned
+        until it closes, and each counts as used now."""
+        self._usage.note_run(keys)
+
+    def usage(self) -> list[DocumentUsage]:
+        """Each document's segments and bytes, the largest first."""
+        return self._usage.by_document()
+
+    def prune(
+        self, *, max_bytes: int | None = None, older_than: float | None = None
+    ) -> PruneResult:
+        """Delete segments least recently used first; never one a live run uses, nor a
+        file outside the cache (a row naming one is dropped)."""
+        return self._usage.prune(
+            max_bytes=max_bytes, older_than=older_than, forget=self._segments.forget
+        )
+
     def clear(self) -> None:
-        """Forget every segment and delete every file."""
-        self._db.execute("DELETE FROM uses")
-        self._db.execute("DELETE FROM verdicts")
-        self._db.execute("DELETE FROM segments")
-        self._db.execute("VACUUM")
-        for entry in self._segments.iterdir():
-            if entry.is_dir() and entry != self._tmp:
-                shutil.rmtree(entry, ignore_errors=True)
+        """Forget every segment and delete every file (the cache's own: no link followed)."""
+        self._segments.clear()
+        for shard in self._files.segments.iterdir():
+            if shard.is_symlink():
+                shard.unlink()  # the link only, never what it points to
+            elif shard.is_dir() and shard != self._files.tmp:
+                shutil.rmtree(shard, ignore_errors=True)

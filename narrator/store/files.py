@@ -1,5 +1,6 @@
-"""The store's files: placing a checked segment atomically, stale temp files, and the
-reserve, a small file of zeros, already allocated, into which the links of requests
+"""The store's files: where each segment's audio lives (and the one check every path
+read from the database passes), placing a checked segment atomically, stale temp files,
+and the reserve, a small file of zeros, already allocated, into which the links of requests
 already paid for are written in place when the disk is full (a resume then bills them
 once). Writing over blocks the file already has needs no free space, so no other writer
 on the disk can take that room first, as they could once the reserve was deleted."""
@@ -7,16 +8,20 @@ on the disk can take that room first, as they could once the reserve was deleted
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import StoreRefused
 from ..util.atomic import replace_synced, sync_file, write_synced
 from ..util.wav import HEADER_PROBE, WavInfo, parse_wav, read_wav_info
 
 __all__ = [
+    "CacheFiles",
     "StoreInfo",
     "disk_usage",
     "keep_reserve",
@@ -24,6 +29,7 @@ __all__ = [
     "note_in_reserve",
     "place",
     "place_bytes",
+    "refuse_links",
     "sweep_temp",
 ]
 
@@ -31,6 +37,71 @@ STALE_TEMP_SECONDS = 3600.0  # older temp files belong to no live run
 # Room kept on the cache's disk (a file of zeros) and given up when the disk fills, so the
 # links of requests already paid for can still be written down: resume bills them once.
 RESERVE_BYTES = 512 * 1024
+
+log = logging.getLogger("narrator")
+
+
+class CacheFiles:
+    """The cache folder's layout: ``segments/ab/abcdef....wav`` per key, ``segments/tmp/``
+    for downloads in progress, ``segments/qa/`` for attempts set aside, and ``reserve``.
+
+    The folder may have come from elsewhere (a cache shipped beside a document), so
+    nothing here follows a link out of it: a link where narrator keeps its own folders
+    or its reserve refuses the store, and a path read from a row is used only when
+    :meth:`row_path` finds it inside.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.segments = root / "segments"
+        self.tmp = self.segments / "tmp"
+        self.qa = self.segments / "qa"
+        self.reserve = root / "reserve"
+        refuse_links(root)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self._inside = self.segments.resolve()
+
+    def final(self, key: str) -> Path:
+        """Where ``key``'s audio goes; its folder is made a real one (a link is removed,
+        never followed: its target is not the cache's)."""
+        shard = self.segments / key[:2]
+        if shard.is_symlink():
+            shard.unlink()
+        return shard / f"{key}.wav"
+
+    def aside(self, key: str) -> Path:
+        return self.qa / f"{key}.wav"
+
+    def temp(self, key: str) -> Path:
+        """A fresh temporary file name for a download of ``key``."""
+        return self.tmp / f"{key}.{os.urandom(4).hex()}.part"
+
+    def relative(self, path: Path) -> str:
+        """``path`` as a row stores it (relative to the cache)."""
+        return str(path.relative_to(self.root))
+
+    def row_path(self, key: object, stored: object) -> Path | None:
+        """The file a segment row of ``key`` names, if it may be used; None (reported in
+        the log) if not. The one check every path read from the database passes: the row
+        must name where this store puts ``key``'s audio, and that file, its links
+        followed, must lie inside the cache's segments folder. A row naming ``../../x``,
+        an absolute path, or a link out of the cache is never followed."""
+        if isinstance(key, str) and isinstance(stored, str) and "\0" not in stored + key:
+            path = self.segments / key[:2] / f"{key}.wav"
+            if stored == self.relative(path):
+                try:
+                    resolved = path.resolve()
+                except (OSError, RuntimeError):  # a loop of links
+                    resolved = None
+                if resolved is not None and resolved.is_relative_to(self._inside):
+                    return path
+        log.warning(
+            "the store's row for segment %s names %s, outside this cache's segments: "
+            "ignored (the segment is made again if needed)",
+            ascii(key)[:80],
+            ascii(stored)[:200],
+        )
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +114,42 @@ class StoreInfo:
     bytes: int
 
 
-def disk_usage(root: Path, segments: Path) -> tuple[int, int]:
-    """(segment files, bytes of the segments and the database) under the cache ``root``."""
+def refuse_links(root: Path) -> None:
+    """Refuse (:class:`~narrator.errors.StoreRefused`) a cache folder with a link where
+    narrator keeps its own folders or its reserve: it would write or delete through it."""
+    segments = root / "segments"
+    for own in (segments, segments / "tmp", segments / "qa", root / "reserve"):
+        if own.is_symlink():
+            raise StoreRefused(
+                f"{own} is a link: narrator keeps its own files there and follows no "
+                "link out of its cache; it was left as it is (use another --cache-dir)"
+            )
+
+
+def disk_usage(segments: Path, database: Path) -> tuple[int, int]:
+    """(segment files, bytes of the segments and the database): only the cache's own
+    files, no link followed."""
     files = size = 0
-    for path in segments.glob("*/*.wav"):
-        files += 1
-        size += path.stat().st_size
-    db_size = sum(p.stat().st_size for p in root.glob("narrator.sqlite3*"))
-    return files, size + db_size
+    for shard in _real_entries(segments, folders=True):
+        for path in _real_entries(shard, folders=False):
+            if path.suffix == ".wav":
+                files += 1
+                size += path.lstat().st_size
+    for part in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            size += database.with_name(database.name + part).lstat().st_size
+    return files, size
+
+
+def _real_entries(folder: Path, *, folders: bool) -> list[Path]:
+    """The folders (or regular files) in ``folder``, links left out."""
+    found = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            wanted = entry.is_dir if folders else entry.is_file
+            if wanted(follow_symlinks=False):
+                found.append(Path(entry.path))
+    return found
 
 
 def sweep_temp(tmp: Path) -> None:

@@ -1,30 +1,21 @@
 """A watcher's queue in the store: one row per inbox document, for ``narrator status``.
 
 A table of its own in the same database, written on a short-lived connection of its
-own: several watchers and a ``narrator status`` in another terminal share it.
+own: several watchers and a ``narrator status`` in another terminal share it. A row
+that does not read as one (a crafted store) is left out.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["QueueRow", "read_queue", "record"]
+from .db import Database, store_exists
 
-QUEUE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS watch_queue (
-    input   TEXT PRIMARY KEY,
-    output  TEXT NOT NULL,
-    state   TEXT NOT NULL,
-    detail  TEXT NOT NULL,
-    keys    TEXT NOT NULL,
-    updated REAL NOT NULL
-)
-"""
+__all__ = ["QueueRow", "read_queue", "record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,41 +31,48 @@ class QueueRow:
     updated: float = 0.0
 
 
-def _connect(store_dir: Path) -> sqlite3.Connection:
-    store_dir.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(store_dir / "narrator.sqlite3", timeout=30, isolation_level=None)
-    db.execute(QUEUE_SCHEMA)
-    return db
-
-
 def record(store_dir: Path, rows: Sequence[QueueRow]) -> None:
     """Write (or replace) the rows of these documents."""
     if not rows:
         return
-    db = _connect(store_dir)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(store_dir)
     try:
-        with db:
-            db.executemany(
-                "INSERT OR REPLACE INTO watch_queue VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (r.input, r.output, r.state, r.detail, json.dumps(r.keys), time.time())
-                    for r in rows
-                ],
-            )
+        db.write_many(
+            "INSERT OR REPLACE INTO watch_queue VALUES (?, ?, ?, ?, ?, ?)",
+            [(r.input, r.output, r.state, r.detail, json.dumps(r.keys), time.time()) for r in rows],
+        )
     finally:
         db.close()
 
 
 def read_queue(store_dir: Path) -> list[QueueRow]:
     """Every row, oldest change first; none when nothing was ever watched."""
-    if not (store_dir / "narrator.sqlite3").exists():
+    if not store_exists(store_dir):
         return []
-    db = _connect(store_dir)
+    db = Database(store_dir, read_only=True)
     try:
-        rows = db.execute(
+        if not db.has_table("watch_queue"):
+            return []
+        rows = db.rows(
             "SELECT input, output, state, detail, keys, updated FROM watch_queue "
             "ORDER BY updated, input"
-        ).fetchall()
+        )
     finally:
         db.close()
-    return [QueueRow(i, o, s, d, tuple(json.loads(k)), u) for i, o, s, d, k, u in rows]
+    return [row for fields in rows if (row := _row(*fields)) is not None]
+
+
+def _row(*fields: object) -> QueueRow | None:
+    """A queue row from its columns, if they read as one."""
+    *texts, keys, updated = fields
+    try:
+        found = json.loads(keys) if isinstance(keys, str) else None
+    except (ValueError, RecursionError):
+        found = None
+    if not all(isinstance(t, str) for t in texts) or not isinstance(updated, (int, float)):
+        return None
+    if not isinstance(found, list) or not all(isinstance(k, str) for k in found):
+        return None
+    input_, output, state, detail = (str(t) for t in texts)
+    return QueueRow(input_, output, state, detail, tuple(found), float(updated))

@@ -6,9 +6,10 @@ Read-only queries on the segments table, on a connection of their own, so a watc
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+
+from .db import Database, store_exists
 
 __all__ = ["billed_since", "paid_keys"]
 
@@ -16,13 +17,12 @@ __all__ = ["billed_since", "paid_keys"]
 _BILLED = "('synthesized', 'downloaded')"
 
 
-def _connect(store_dir: Path) -> sqlite3.Connection | None:
-    path = store_dir / "narrator.sqlite3"
-    if not path.exists():  # nothing narrated yet: nothing paid
+def _connect(store_dir: Path) -> Database | None:
+    if not store_exists(store_dir):  # nothing narrated yet: nothing paid
         return None
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    db = Database(store_dir, read_only=True)
     # A watcher's queue may have made the file before any segment was stored.
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'segments'").fetchone() is None:
+    if not db.has_table("segments"):
         db.close()
         return None
     return db
@@ -35,14 +35,17 @@ def billed_since(store_dir: Path, since: float) -> int:
     if db is None:
         return 0
     try:
-        row = db.execute(
-            f"SELECT COALESCE(SUM(billing_chars), 0) FROM segments "
-            f"WHERE state IN {_BILLED} AND updated >= ?",
+        # A row is data: only a positive whole number counts (a negative one would lift
+        # the limit), summed as a float so no crafted sum overflows.
+        row = db.row(
+            "SELECT TOTAL(CASE WHEN typeof(billing_chars) = 'integer' AND billing_chars > 0 "
+            f"THEN billing_chars ELSE 0 END) FROM segments WHERE state IN {_BILLED} "
+            "AND updated >= ?",
             (since,),
-        ).fetchone()
+        )
     finally:
         db.close()
-    return int(row[0])
+    return int(min(row[0], 2**62)) if row is not None else 0
 
 
 def paid_keys(store_dir: Path, keys: Iterable[str]) -> set[str]:
@@ -57,8 +60,8 @@ def paid_keys(store_dir: Path, keys: Iterable[str]) -> set[str]:
             part = wanted[start : start + 500]
             marks = ", ".join("?" * len(part))
             found.update(
-                key
-                for (key,) in db.execute(
+                str(key)
+                for (key,) in db.rows(
                     f"SELECT key FROM segments WHERE state IN {_BILLED} AND key IN ({marks})",
                     part,
                 )

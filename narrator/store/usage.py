@@ -9,43 +9,17 @@ and removes its ``runs`` row when it closes; a killed run's row names a dead pro
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from ..util.sanitize import storable
 from .claims import alive
+from .db import Backend
+from .files import CacheFiles
 
-__all__ = [
-    "RUNS_SCHEMA",
-    "USES_SCHEMA",
-    "DocumentUsage",
-    "PruneResult",
-    "UsageMixin",
-    "by_document",
-    "end_run",
-    "note_run",
-    "prune",
-]
-
-# One row per (segment, document that uses it): the time it was last used, and the run.
-USES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS uses (
-    key      TEXT NOT NULL,
-    document TEXT NOT NULL,
-    owner    TEXT NOT NULL,
-    used     REAL NOT NULL,
-    PRIMARY KEY (key, document)
-)
-"""
-RUNS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    owner   TEXT PRIMARY KEY,
-    started REAL NOT NULL
-)
-"""
+__all__ = ["DocumentUsage", "PruneResult", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,150 +34,134 @@ class DocumentUsage:
 
 @dataclass(frozen=True, slots=True)
 class PruneResult:
-    """What a prune removed, and what it had to keep for runs in progress."""
+    """What a prune removed, and what it had to keep for runs in progress.
+
+    ``ignored``: rows naming a file outside the cache; their rows are dropped, and the
+    file they name is left alone."""
 
     removed: int
     freed: int
     kept_live: int
     remaining: int  # bytes of segment files left
+    ignored: int = 0
 
 
-def note_run(db: sqlite3.Connection, owner: str, keys: Mapping[str, Iterable[str]]) -> None:
-    """Record that ``owner``'s run uses ``keys`` (by document), now; one transaction."""
-    now = time.time()
-    rows = [(key, document, owner, now) for document, ks in keys.items() for key in set(ks)]
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT OR REPLACE INTO runs (owner, started) VALUES (?, ?)", (owner, now))
-        db.executemany(
-            "INSERT OR REPLACE INTO uses (key, document, owner, used) VALUES (?, ?, ?, ?)", rows
-        )
+class Usage:
+    """The ``uses`` and ``runs`` tables, and the bounded cache they make possible."""
 
+    def __init__(self, db: Backend, files: CacheFiles, owner: str) -> None:
+        self._db = db
+        self._files = files
+        self.owner = owner
 
-def end_run(db: sqlite3.Connection, owner: str) -> None:
-    db.execute("DELETE FROM runs WHERE owner = ?", (owner,))
+    def note_run(self, keys: Mapping[str, Iterable[str]]) -> None:
+        """This run is in progress and uses ``keys`` (by document): none of them is pruned
+        until it closes, and each counts as used now. One transaction."""
+        now = time.time()
+        # The document is a label (``cache info``): a name that is not UTF-8 is kept escaped.
+        rows = [
+            (key, storable(doc), self.owner, now) for doc, ks in keys.items() for key in set(ks)
+        ]
 
+        def write() -> None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO runs (owner, started) VALUES (?, ?)", (self.owner, now)
+            )
+            self._db.execute_many(
+                "INSERT OR REPLACE INTO uses (key, document, owner, used) VALUES (?, ?, ?, ?)",
+                rows,
+            )
 
-def _live_owners(db: sqlite3.Connection) -> set[str]:
-    owners = {row[0] for row in db.execute("SELECT owner FROM runs")}
-    owners |= {row[0] for row in db.execute("SELECT owner FROM claims")}
-    return {owner for owner in owners if alive(owner)}
+        self._db.transact(write)
 
+    def end_run(self) -> None:
+        self._db.write("DELETE FROM runs WHERE owner = ?", (self.owner,))
 
-def _segments(db: sqlite3.Connection) -> list[tuple[str, str, float, str | None]]:
-    """(key, path, last used, a live-run marker source) of every downloaded segment,
-    least recently used first."""
-    return [
-        (row[0], row[1], row[2], row[3])
-        for row in db.execute(
+    def _live_owners(self) -> set[str]:
+        owners = {row[0] for row in self._db.rows("SELECT owner FROM runs")}
+        owners |= {row[0] for row in self._db.rows("SELECT owner FROM claims")}
+        return {owner for owner in owners if isinstance(owner, str) and alive(owner)}
+
+    def prune(
+        self,
+        *,
+        max_bytes: int | None = None,
+        older_than: float | None = None,
+        forget: Callable[[str], None],
+    ) -> PruneResult:
+        """Delete segments, least recently used first: every one last used more than
+        ``older_than`` seconds ago, then more until the segment files total ``max_bytes``.
+
+        A segment used by a run in progress (a live ``runs`` row or a live claim on it) is
+        never deleted, nor is any file a row names outside the cache (its rows are
+        dropped). ``forget(key)`` drops the segment's rows; the file goes first, so a
+        crash in between leaves a row whose file is missing, which a lookup already
+        treats as "synthesize again".
+        """
+        live = self._live_owners()
+        claimed = {key for key, owner in self._db.rows("SELECT key, owner FROM claims")
+                   if owner in live}  # fmt: skip
+        rows = []
+        total = ignored = 0
+        for key, stored, last, owners in self._db.rows(
             "SELECT s.key, s.path, MAX(COALESCE(MAX(u.used), 0), s.updated) AS last, "
             "GROUP_CONCAT(u.owner, ' ') "
             "FROM segments s LEFT JOIN uses u ON u.key = s.key "
             "WHERE s.state = 'downloaded' AND s.path IS NOT NULL "
             "GROUP BY s.key ORDER BY last, s.key"
-        )
-    ]
+        ):
+            path = self._files.row_path(key, stored)
+            if path is None:
+                ignored += 1
+                forget(str(key))
+                continue
+            size = _size(path)
+            total += size
+            rows.append((key, path, last, owners, size))
+        cutoff = time.time() - older_than if older_than is not None else None
+        removed = freed = kept = 0
+        for key, path, last, owners, size in rows:
+            old = cutoff is not None and isinstance(last, (int, float)) and last < cutoff
+            over = max_bytes is not None and total > max_bytes
+            if not (old or over):
+                if cutoff is None:
+                    break  # least recently used first: the rest are all newer
+                continue
+            if key in claimed or live.intersection(str(owners or "").split()):
+                kept += 1
+                continue
+            path.unlink(missing_ok=True)
+            forget(key)
+            total -= size
+            freed += size
+            removed += 1
+        return PruneResult(removed, freed, kept, total, ignored)
+
+    def by_document(self) -> list[DocumentUsage]:
+        """Each document's segments still on disk, its bytes and when it was last used,
+        the largest first. A segment shared by two documents counts in both; a row
+        naming a file outside the cache counts nothing."""
+        sizes: dict[str, int] = {}
+        usage: dict[str, list[float]] = {}
+        for document, key, stored, used in self._db.rows(
+            "SELECT u.document, u.key, s.path, u.used FROM uses u JOIN segments s "
+            "ON s.key = u.key WHERE s.state = 'downloaded' AND s.path IS NOT NULL"
+        ):
+            if not isinstance(used, (int, float)):
+                continue
+            if key not in sizes:
+                path = self._files.row_path(key, stored)
+                sizes[key] = 0 if path is None else _size(path)
+            entry = usage.setdefault(str(document), [0, 0, 0.0])
+            entry[0] += 1
+            entry[1] += sizes[key]
+            entry[2] = max(entry[2], used)
+        result = [DocumentUsage(doc, int(n), int(b), last) for doc, (n, b, last) in usage.items()]
+        return sorted(result, key=lambda u: (-u.bytes, u.document))
 
 
-def prune(
-    db: sqlite3.Connection,
-    root: Path,
-    *,
-    max_bytes: int | None = None,
-    older_than: float | None = None,
-    forget: Callable[[str], None],
-) -> PruneResult:
-    """Delete segments, least recently used first: every one last used more than
-    ``older_than`` seconds ago, then more until the segment files total ``max_bytes``.
-
-    A segment used by a run in progress (a live ``runs`` row or a live claim on it) is
-    never deleted. ``forget(key)`` drops the segment's rows; the file goes first, so a
-    crash in between leaves a row whose file is missing, which a lookup already treats
-    as "synthesize again".
-    """
-    live = _live_owners(db)
-    claimed = {row[0] for row in db.execute("SELECT key, owner FROM claims") if row[1] in live}
-    rows = []
-    total = 0
-    for key, rel, last, owners in _segments(db):
-        try:
-            size = (root / rel).stat().st_size
-        except OSError:
-            size = 0
-        total += size
-        rows.append((key, rel, last, owners, size))
-    cutoff = time.time() - older_than if older_than is not None else None
-    removed = freed = kept = 0
-    for key, rel, last, owners, size in rows:
-        old = cutoff is not None and last < cutoff
-        over = max_bytes is not None and total > max_bytes
-        if not (old or over):
-            if cutoff is None:
-                break  # least recently used first: the rest are all newer
-            continue
-        if key in claimed or live.intersection((owners or "").split()):
-            kept += 1
-            continue
-        (root / rel).unlink(missing_ok=True)
-        forget(key)
-        total -= size
-        freed += size
-        removed += 1
-    return PruneResult(removed, freed, kept, total)
-
-
-def by_document(db: sqlite3.Connection, root: Path) -> list[DocumentUsage]:
-    """Each document's segments still on disk, its bytes and when it was last used,
-    the largest first. A segment shared by two documents counts in both."""
-    sizes: dict[str, int] = {}
-    usage: dict[str, list[float]] = {}
-    for document, key, rel, used in db.execute(
-        "SELECT u.document, u.key, s.path, u.used FROM uses u "
-        "JOIN segments s ON s.key = u.key WHERE s.state = 'downloaded' AND s.path IS NOT NULL"
-    ):
-        if key not in sizes:
-            try:
-                sizes[key] = (root / rel).stat().st_size
-            except OSError:
-                sizes[key] = 0
-        entry = usage.setdefault(document, [0, 0, 0.0])
-        entry[0] += 1
-        entry[1] += sizes[key]
-        entry[2] = max(entry[2], used)
-    result = [DocumentUsage(doc, int(n), int(b), last) for doc, (n, b, last) in usage.items()]
-    return sorted(result, key=lambda u: (-u.bytes, u.document))
-
-
-def _forget(db: sqlite3.Connection, key: str) -> None:
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        for table in ("segments", "verdicts", "uses"):
-            db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
-
-
-class UsageMixin:
-    """The bounded cache's methods of :class:`~.store.Store` (kept here, beside their SQL)."""
-
-    _db: sqlite3.Connection
-    root: Path
-    owner: str
-    _retry_locked: Callable[[Callable[[], Any]], Any]
-
-    def note_run(self, keys: dict[str, list[str]]) -> None:
-        """This run is in progress and uses ``keys`` (by document): none of them is pruned
-        until it closes, and each counts as used now."""
-        self._retry_locked(lambda: note_run(self._db, self.owner, keys))
-
-    def usage(self) -> list[DocumentUsage]:
-        """Each document's segments and bytes, the largest first."""
-        return by_document(self._db, self.root)
-
-    def prune(
-        self, *, max_bytes: int | None = None, older_than: float | None = None
-    ) -> PruneResult:
-        """Delete segments least recently used first; never one a live run uses."""
-
-        def forget(key: str) -> None:
-            self._retry_locked(lambda: _forget(self._db, key))
-
-        return prune(self._db, self.root, max_bytes=max_bytes, older_than=older_than, forget=forget)
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0

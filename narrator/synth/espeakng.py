@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..chunks.language import script_language
 from ..errors import VoiceFailed
+from ..util.registry import ESPEAK_VOICES
 
 __all__ = ["VOICES", "Engine", "VoiceInfo", "get_engine"]
 
@@ -31,32 +32,31 @@ class VoiceInfo:
     rate: int  # words per minute
 
 
-def _voice(name: str, description: str, variant: str, pitch: int, rate: int) -> VoiceInfo:
-    return VoiceInfo(name, description, variant, pitch, rate)
+# Each qwen voice's eSpeak NG variant, base pitch and rate (words per minute).
+_VARIANTS = {
+    "Cherry": ("f3", 60, 175),
+    "Ethan": ("m3", 45, 170),
+    "Nofish": ("m1", 52, 180),
+    "Jennifer": ("f1", 55, 170),
+    "Ryan": ("m2", 48, 185),
+    "Katerina": ("f4", 42, 165),
+    "Elias": ("f2", 50, 160),
+    "Jada": ("f5", 65, 180),
+    "Dylan": ("m4", 55, 175),
+    "Sunny": ("Annie", 58, 170),
+    "Li": ("m5", 40, 160),
+    "Marcus": ("m6", 35, 165),
+    "Roy": ("m7", 50, 175),
+    "Peter": ("m8", 60, 180),
+    "Rocky": ("Andy", 45, 170),
+    "Kiki": ("linda", 62, 175),
+    "Eric": ("john", 52, 170),
+}
 
-
-#: The 17 voices of ``alibaba/qwen3-tts-flash``, each with its own eSpeak variant.
+#: The 17 voices of ``alibaba/qwen3-tts-flash``, each with its own eSpeak variant (their
+#: names and descriptions are the registry's: :data:`narrator.util.registry.ESPEAK_VOICES`).
 VOICES: dict[str, VoiceInfo] = {
-    v.name: v
-    for v in (
-        _voice("Cherry", "female, English/Chinese", "f3", 60, 175),
-        _voice("Ethan", "male, English/Chinese", "m3", 45, 170),
-        _voice("Nofish", "male, designer, Chinese without retroflexes", "m1", 52, 180),
-        _voice("Jennifer", "female, American English", "f1", 55, 170),
-        _voice("Ryan", "male, English/Chinese, dramatic", "m2", 48, 185),
-        _voice("Katerina", "female, English/Chinese, mature", "f4", 42, 165),
-        _voice("Elias", "female, lecturer, English/Chinese", "f2", 50, 160),
-        _voice("Jada", "female, Shanghainese dialect", "f5", 65, 180),
-        _voice("Dylan", "male, Beijing dialect", "m4", 55, 175),
-        _voice("Sunny", "female, Sichuanese dialect", "Annie", 58, 170),
-        _voice("Li", "male, Nanjing dialect", "m5", 40, 160),
-        _voice("Marcus", "male, Shaanxi dialect", "m6", 35, 165),
-        _voice("Roy", "male, Minnan dialect", "m7", 50, 175),
-        _voice("Peter", "male, Tianjin dialect", "m8", 60, 180),
-        _voice("Rocky", "male, Cantonese", "Andy", 45, 170),
-        _voice("Kiki", "female, Cantonese", "linda", 62, 175),
-        _voice("Eric", "male, Sichuanese dialect", "john", 52, 170),
-    )
+    v.name: VoiceInfo(v.name, v.description, *_VARIANTS[v.name]) for v in ESPEAK_VOICES
 }
 
 # Constants from speak_lib.h.

@@ -1,14 +1,63 @@
-"""What the pool works on and gives back: jobs, their outcomes, and the run's counters."""
+"""What the pool works on and gives back: its knobs, jobs, their outcomes, and the run's
+counters."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from ..settings import Settings, default
 from ..store import Segment
 from .quality import Measurement, Verdict
 from .timeline import Timeline
 
-__all__ = ["Job", "Made", "Outcome", "PoolStats", "Started"]
+__all__ = ["Job", "Made", "Outcome", "PoolConfig", "PoolStats", "Started"]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """The pool's knobs; :meth:`of` reads them from a run's :class:`Settings`.
+
+    The voice, the rate and the concurrency have no default here: they are the
+    provider's (the settings fill them in). ``lease`` is how long a claim on a chunk
+    holds; ``qa_budget`` the re-syntheses of bad segments the whole run may spend
+    (None: no cap beyond ``qa_retries`` per segment).
+    """
+
+    voice: str
+    concurrency: int
+    rpm: float
+    retries: int = default("retries")
+    backoff_base: float = default("backoff_base")
+    backoff_max: float = default("backoff_max")
+    adaptive: bool = default("adaptive_rate")
+    max_segment_bytes: int = default("max_segment_bytes")
+    lease: float = 300.0
+    claim_poll: float = 0.25
+    qa_retries: int = default("qa_retries")
+    qa_budget: int | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, *, chunks: int | None = None) -> PoolConfig:
+        """The pool of a run with ``settings``; ``chunks``, the run's chunk count, turns
+        ``settings.qa_budget`` (a share of them) into re-syntheses."""
+        budget = None
+        if chunks is not None:
+            # A bad segment may take qa_retries re-syntheses whatever the share says.
+            budget = max(settings.qa_retries, math.ceil(settings.qa_budget / 100 * chunks))
+        return cls(
+            voice=settings.voice,
+            concurrency=settings.concurrency,
+            rpm=settings.rpm,
+            retries=settings.retries,
+            backoff_base=settings.backoff_base,
+            backoff_max=settings.backoff_max,
+            adaptive=settings.adaptive_rate,
+            max_segment_bytes=settings.max_segment_bytes,
+            lease=2 * settings.request_timeout + 60,  # one attempt: a request and a download
+            qa_retries=settings.qa_retries,
+            qa_budget=budget,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,14 +38,12 @@ from ..errors import (
     Stopped,
     StopRun,
 )
-from ..settings import default
 from ..store import Segment, Store, StoredVerdict
 from ..store.thread import StoreThread
 from ..util.diskspace import disk_full, is_disk_full
-from ..util.registry import REGISTRY
 from ..util.wav import WavInfo
 from .attempts import Attempts, ClaimedElsewhere
-from .jobs import Job, Outcome, PoolStats, Started
+from .jobs import Job, Outcome, PoolConfig, PoolStats, Started
 from .providers import Provider
 from .quality import Gate
 from .rate import AdaptiveRate, Clock
@@ -54,7 +52,7 @@ from .sanity import Format, check_segment
 if TYPE_CHECKING:
     from .retakes import Retakes
 
-__all__ = ["ChunkFailed", "Job", "Outcome", "Pool", "PoolStats", "Stopped"]
+__all__ = ["ChunkFailed", "Job", "Outcome", "Pool", "PoolConfig", "PoolStats", "Stopped"]
 
 log = logging.getLogger("narrator")
 
@@ -73,31 +71,25 @@ def _fail(future: asyncio.Future[Outcome], error: BaseException) -> None:
 
 
 class Pool:
-    """Runs jobs through a provider with bounded concurrency, a rate limit and retries."""
+    """Runs jobs through a provider with bounded concurrency, a rate limit and retries.
+
+    ``gate`` judges every segment (None: no quality gate); ``sleep``, ``rng`` and
+    ``clock`` are the pool's time and chance, for tests to replace.
+    """
 
     def __init__(
         self,
         provider: Provider,
         store: Store | StoreThread,
+        config: PoolConfig,
         *,
-        voice: str,
-        # Unset knobs: what a default Settings has (one default per setting, there).
-        concurrency: int = REGISTRY[default("provider")].concurrency,
-        rpm: float = REGISTRY[default("provider")].rpm,
-        retries: int = default("retries"),
-        backoff_base: float = default("backoff_base"),
-        backoff_max: float = default("backoff_max"),
-        adaptive: bool = default("adaptive_rate"),
-        max_segment_bytes: int = default("max_segment_bytes"),
-        lease: float = 300.0,
-        claim_poll: float = 0.25,
         gate: Gate | None = None,
-        qa_retries: int = default("qa_retries"),
-        qa_budget: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Clock | None = None,
     ) -> None:
+        voice, concurrency, lease = config.voice, config.concurrency, config.lease
+        self.config = config
         self.provider = provider
         # Every store call is awaited on the store's own thread: a store waiting for
         # another process's lock must not stop the requests in flight.
@@ -106,9 +98,9 @@ class Pool:
         self.store = self.db.store
         self.voice = voice
         self.concurrency = concurrency
-        self.rate = AdaptiveRate(rpm, adaptive=adaptive, clock=clock)
+        self.rate = AdaptiveRate(config.rpm, adaptive=config.adaptive, clock=clock)
         self.lease = lease
-        self.claim_poll = claim_poll
+        self.claim_poll = config.claim_poll
         self.stats = PoolStats()
         self.stop_reason: StopRun | None = None
         self.attempts = Attempts(
@@ -118,10 +110,10 @@ class Pool:
             rate=self.rate,
             stats=self.stats,
             concurrency=concurrency,
-            retries=retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_segment_bytes=max_segment_bytes,
+            retries=config.retries,
+            backoff_base=config.backoff_base,
+            backoff_max=config.backoff_max,
+            max_segment_bytes=config.max_segment_bytes,
             lease=lease,
             sleep=sleep,
             rng=rng or random.Random(),
@@ -146,8 +138,8 @@ class Pool:
                 gate,
                 self.db,
                 voice_key=f"{provider.identity}\0{voice}",
-                retries=qa_retries,
-                budget=qa_budget,
+                retries=config.qa_retries,
+                budget=config.qa_budget,
                 stats=self.stats,
                 synthesize=self.attempts.synthesize,
                 stopped=self._stopped,
@@ -285,7 +277,9 @@ class Pool:
                     self.stop(failure)
                     _fail(future, self.stop_reason or failure)
             except Exception as exc:  # a worker must never die with its future unset
-                log.debug("chunk failed unexpectedly", exc_info=True)
+                # A bug, not the service: said loudly, with where it happened.
+                log.error("a chunk failed unexpectedly (%s: %s)", type(exc).__name__, exc,
+                          exc_info=True)  # fmt: skip
                 _fail(future, ChunkFailed(f"unexpected {type(exc).__name__}: {exc}", attempts=1))
             else:
                 if not future.done():  # an abort may have failed it meanwhile

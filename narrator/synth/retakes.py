@@ -2,12 +2,18 @@
 
 Every segment is judged (:mod:`narrator.synth.quality`) once it is in the store. A bad one is
 synthesized again — billed again, and the log says so — up to ``retries`` times while
-the run's ``budget`` of such re-syntheses lasts; the least bad attempt is set aside
+the run's ``budget`` lasts; the least bad attempt is set aside
 meanwhile (``segments/qa/``) and kept, flagged, when no attempt passes, so the book is
 finished and a chunk bad on every attempt never loops. Segments passed while the run
 knew too little of its voice (``provisional``) are judged again once their document is
 in. Every verdict is a row in the store: a rerun, or a run resumed after a kill, neither
 judges nor pays again for a segment that passed, and carries on a retry it cut short.
+
+The budget counts the re-syntheses that fixed nothing. A re-take that passes gives its
+share back: while re-takes fix what they redo (a service that fails at random) they go
+on, so a book with a few percent of bad answers ends clean; when they do not (a voice
+that always trips the gate, a text it cannot read) the budget runs out after a few
+wasted requests and the rest is kept and flagged.
 """
 
 from __future__ import annotations
@@ -55,7 +61,9 @@ class Retakes:
         self.store = db.store
         self.voice_key = voice_key  # rates are learned per provider and voice
         self.retries = retries
-        self.budget = budget  # re-syntheses left for bad audio; None: no limit
+        # Re-syntheses that may still fix nothing (a re-take that passes gives its share
+        # back, see the module docstring); None: no limit.
+        self.budget = budget
         self.stats = stats
         self._synthesize = synthesize
         self._stopped = stopped
@@ -205,6 +213,7 @@ class Retakes:
         attempts = retrying.attempts if retrying is not None else done
         best = retrying.best if retrying is not None else None
         aside = retrying is not None
+        retake = False  # the attempt judged now is a re-synthesis the budget paid for
         while True:
             attempts += 1
             if first is not None:
@@ -216,6 +225,10 @@ class Retakes:
                 m, measured = measured, None
                 verdict = gate.judge(self.key_of(job), job.text, m)
             if verdict.ok:
+                if retake and not verdict.provisional and self.budget is not None:
+                    # It fixed what it redid: that cost the budget nothing. (A provisional
+                    # pass may be a bad answer the wide prior let through: no refund.)
+                    self.budget += 1
                 await self._passed(job, verdict, m, attempts, aside=aside)
                 return Outcome(segment, requests, retries, cached, verdict, m, attempts)
             current = {"verdict": _fields(verdict), "measurement": _fields(m)}
@@ -223,18 +236,21 @@ class Retakes:
             more = attempts <= self.retries
             if more and (stop := self._stopped()) is not None:
                 raise stop  # judged again on the next run, for nothing
+            retake = False
             if more and self.budget is not None:
                 if self.budget > 0:
                     # Taken at once: the awaits below let other chunks read the budget too.
                     self.budget -= 1
+                    retake = True
                 else:
                     more = False
                     if not self.stats.qa_budget_spent:
                         self.stats.qa_budget_spent = True
                         log.warning(
-                            "the quality budget is spent (--qa-budget): bad segments are kept "
-                            "and flagged from now on, not synthesized again; a voice that "
-                            "always trips the gate? `narrator check` shows what was flagged"
+                            "the quality budget is spent (--qa-budget): synthesizing bad "
+                            "segments again stopped fixing them, so they are kept and flagged "
+                            "from now on; a voice that always trips the gate? `narrator check` "
+                            "shows what was flagged"
                         )
             if not more:
                 if not better:

@@ -17,6 +17,7 @@ __all__ = ["BUCKETS", "Series", "Timeline"]
 
 # Bucket widths the series picks from: round numbers a reader takes in at a glance.
 BUCKETS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+_MAX_BUCKETS = 10_000  # what a report read back may hold
 
 
 @dataclass(slots=True)
@@ -51,13 +52,22 @@ class Series:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Series:
-        return cls(
-            bucket=int(data["bucket"]),
-            **{
-                name: tuple(data.get(name) or ())
-                for name in ("starts", "throttled", "cuts", "retries", "peak", "rpm")
-            },
-        )
+        """The series a JSON report holds; ``ValueError`` or ``TypeError`` when a value
+        is not a count (or, for ``rpm``, a rate or null) or a series is not as long as
+        ``starts``: a report is read as data, whatever it holds."""
+        counts = {
+            name: tuple(int(v) for v in data.get(name) or ())
+            for name in ("starts", "throttled", "cuts", "retries", "peak")
+        }
+        rpm = tuple(None if v is None else float(v) for v in data.get("rpm") or ())
+        if len(counts["starts"]) > _MAX_BUCKETS:  # series() folds a run into a few hundred
+            raise ValueError(f"a timeline of more than {_MAX_BUCKETS:,} buckets")
+        if any(len(v) != len(counts["starts"]) for v in (*counts.values(), rpm)):
+            raise ValueError("the timeline's series differ in length")
+        bucket = int(data["bucket"])
+        if bucket < 1:
+            raise ValueError(f"a timeline bucket of {bucket} s")
+        return cls(bucket=bucket, rpm=rpm, **counts)
 
 
 @dataclass(slots=True)

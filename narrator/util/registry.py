@@ -2,50 +2,143 @@
 
 A :class:`ProviderSpec` holds what the rest of narrator needs to know about a service
 before talking to it: its defaults (model, voice, pace, chunk limit, price), where its
-key comes from, its endpoints by region and which of its voice lists is complete.
-:class:`~narrator.settings.Settings`, the command line's choices and help, the estimate
-and :func:`narrator.synth.providers.make_provider` all read :data:`REGISTRY`.
+key comes from, its endpoints by region, its voices and which of its voice lists is
+complete. :class:`~narrator.settings.Settings`, the command line's choices and help, the
+estimate and :func:`narrator.synth.providers.make_provider` all read :data:`REGISTRY`.
 
-The entry names its client class by import path (``"package.module:Class"``, as a
-packaging entry point does) rather than holding it: settings and ``--help`` read the
-defaults without importing any service's client, and this module, shared by every
-stage, imports none of them. The class gives the voices, the per-request limit and the
-character count (see :class:`~narrator.synth.providers.Provider`).
+This table holds data only, no class: settings (shared by every stage) validate a
+provider, its model and its voice here without reaching up into ``synth``. The client
+classes are in the other half of the registry,
+:data:`narrator.synth.providers.registry.CLASSES`, which imports each of them by name,
+so every dependency is an import the layout test reads (no class named by a string).
+The class gives the per-request limit and the character count (see
+:class:`~narrator.synth.providers.Provider`); a test checks the two halves agree.
 
-Adding a provider is one module with its class and one entry here (or, for a plugin or
-a test, one :func:`register` call).
+Adding a provider is one module with its class, one entry here and one in ``CLASSES``
+(or, for a plugin or a test, one :func:`narrator.synth.providers.registry.register`).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
 from ..errors import ConfigError
 
-__all__ = ["REGISTRY", "ProviderSpec", "describe_pace", "load", "register", "spec"]
+__all__ = [
+    "ESPEAK_VOICES",
+    "OPENAI_VOICES",
+    "QWEN_VOICES",
+    "REGISTRY",
+    "ProviderSpec",
+    "Voice",
+    "describe_pace",
+    "register",
+    "spec",
+]
 
 DEFAULT_REGION = "intl"
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderSpec:
-    """One text-to-speech service: its client class and every default it brings."""
+class Voice:
+    """One voice of a service: its name and the languages or dialect it speaks."""
 
     name: str
-    factory: str  # "module:Class"; the class takes the keywords make_provider passes
+    description: str
+
+
+# Language codes, as --lang takes them: Chinese (Mandarin) first, then the other nine.
+_OTHERS = "en es ru it fr ko ja de pt"
+_LANGUAGES = f"zh {_OTHERS}"
+
+
+def _dialect(name: str, who: str, dialect: str) -> Voice:
+    # Dialect voices read Chinese in their dialect; other languages as the standard voices do.
+    return Voice(name, f"{who}; {dialect} Chinese; {_OTHERS}")
+
+
+#: The 17 voices of ``qwen3-tts-flash`` (the AIML API and DashScope serve the same model).
+QWEN_VOICES: tuple[Voice, ...] = (
+    Voice("Cherry", f"female; {_LANGUAGES}"),
+    Voice("Ethan", f"male; {_LANGUAGES}"),
+    Voice("Nofish", f"male, without retroflexes; {_LANGUAGES}"),
+    Voice("Jennifer", f"female, American English; {_LANGUAGES}"),
+    Voice("Ryan", f"male, dramatic; {_LANGUAGES}"),
+    Voice("Katerina", f"female, mature; {_LANGUAGES}"),
+    Voice("Elias", f"female, lecturer; {_LANGUAGES}"),
+    _dialect("Jada", "female", "Shanghainese"),
+    _dialect("Dylan", "male", "Beijing"),
+    _dialect("Sunny", "female", "Sichuanese"),
+    _dialect("Li", "male", "Nanjing"),
+    _dialect("Marcus", "male", "Shaanxi"),
+    _dialect("Roy", "male", "Minnan"),
+    _dialect("Peter", "male", "Tianjin"),
+    _dialect("Rocky", "male", "Cantonese"),
+    _dialect("Kiki", "female", "Cantonese"),
+    _dialect("Eric", "male", "Sichuanese"),
+)
+
+_MULTILINGUAL = "multilingual: speaks the language of the text"
+#: OpenAI's voices. Other servers have their own (Kokoro: af_heart, am_adam, ...);
+#: --voice passes any name through.
+OPENAI_VOICES: tuple[Voice, ...] = tuple(
+    Voice(name, f"{_MULTILINGUAL}{note}")
+    for name, note in (
+        ("alloy", ""),
+        ("ash", ""),
+        ("ballad", "; gpt-4o-mini-tts only"),
+        ("coral", ""),
+        ("echo", ""),
+        ("fable", ""),
+        ("nova", ""),
+        ("onyx", ""),
+        ("sage", ""),
+        ("shimmer", ""),
+        ("verse", "; gpt-4o-mini-tts only"),
+    )
+)
+
+#: The offline voice stands in for each qwen voice (synth/espeakng.py holds how).
+ESPEAK_VOICES: tuple[Voice, ...] = (
+    Voice("Cherry", "female, English/Chinese"),
+    Voice("Ethan", "male, English/Chinese"),
+    Voice("Nofish", "male, designer, Chinese without retroflexes"),
+    Voice("Jennifer", "female, American English"),
+    Voice("Ryan", "male, English/Chinese, dramatic"),
+    Voice("Katerina", "female, English/Chinese, mature"),
+    Voice("Elias", "female, lecturer, English/Chinese"),
+    Voice("Jada", "female, Shanghainese dialect"),
+    Voice("Dylan", "male, Beijing dialect"),
+    Voice("Sunny", "female, Sichuanese dialect"),
+    Voice("Li", "male, Nanjing dialect"),
+    Voice("Marcus", "male, Shaanxi dialect"),
+    Voice("Roy", "male, Minnan dialect"),
+    Voice("Peter", "male, Tianjin dialect"),
+    Voice("Rocky", "male, Cantonese"),
+    Voice("Kiki", "female, Cantonese"),
+    Voice("Eric", "male, Sichuanese dialect"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """One text-to-speech service: every default it brings (its client class is in
+    :data:`narrator.synth.providers.registry.CLASSES`, under the same name)."""
+
+    name: str
     model: str  # an empty --model means this
     voice: str  # an empty --voice means this
     rpm: float  # requests per minute; math.inf: no limit at all
     concurrency: int  # requests in flight
     # Endpoint roots by region, the default region first. A service with one root has one.
     base_urls: Mapping[str, str]
+    voices: tuple[Voice, ...] = ()  # what `narrator voices` lists; not necessarily all
     key_variable: str | None = None  # where the CLI looks for the key; the library never does
     key_required: bool = True  # False: the key is optional (local servers want none)
     price_per_10k_chars: float | None = None  # None: the estimate's assumed price
@@ -65,12 +158,8 @@ class ProviderSpec:
         """The endpoint root for ``region``, else the default region's."""
         return self.base_urls.get(region) or next(iter(self.base_urls.values()))
 
-    def provider_class(self) -> Any:
-        """The client class (imported now, on first use)."""
-        return load(self.factory)
-
     def voice_names(self) -> list[str]:
-        return [v.name for v in self.provider_class().voices]
+        return [v.name for v in self.voices]
 
     def list_is_complete(self, *, model: str, base_url: str) -> bool:
         """Whether an unknown voice is surely wrong for this model and endpoint."""
@@ -79,12 +168,6 @@ class ProviderSpec:
         if self.voices_complete == "base_url":
             return base_url.rstrip("/").removesuffix("/v1") == self.base_url()
         return self.voices_complete == "always"
-
-
-def load(path: str) -> Any:
-    """The object at ``"module:attribute"``."""
-    module, _, attribute = path.partition(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 _AIMLAPI = "https://api.aimlapi.com"
@@ -99,18 +182,17 @@ _ENTRIES: dict[str, ProviderSpec] = {
     for spec in (
         ProviderSpec(
             "aimlapi",
-            "narrator.synth.providers.aimlapi:AimlApiProvider",
             model="alibaba/qwen3-tts-flash",
             voice="Cherry",
             rpm=60.0,
             concurrency=4,
             base_urls={"intl": _AIMLAPI},
+            voices=QWEN_VOICES,
             key_variable="AIMLAPI_KEY",
             description="the AIML API",
         ),
         ProviderSpec(
             "dashscope",
-            "narrator.synth.providers.dashscope:DashScopeProvider",
             model="qwen3-tts-flash",
             voice="Cherry",
             rpm=60.0,
@@ -119,17 +201,18 @@ _ENTRIES: dict[str, ProviderSpec] = {
                 "intl": "https://dashscope-intl.aliyuncs.com",
                 "cn": "https://dashscope.aliyuncs.com",
             },
+            voices=QWEN_VOICES,
             key_variable="DASHSCOPE_API_KEY",
             description="Alibaba Model Studio's native API",
         ),
         ProviderSpec(
             "openai",
-            "narrator.synth.providers.openai:OpenAiProvider",
             model="tts-1",
             voice="alloy",
             rpm=50.0,
             concurrency=4,
             base_urls={"intl": "https://api.openai.com"},
+            voices=OPENAI_VOICES,
             key_variable="OPENAI_API_KEY",
             key_required=False,
             voices_complete="base_url",
@@ -140,12 +223,12 @@ _ENTRIES: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             "espeak",
-            "narrator.synth.providers.espeak:EspeakProvider",
             model="espeak-ng",
             voice="Cherry",
             rpm=math.inf,
             concurrency=os.cpu_count() or 1,
             base_urls={"intl": _AIMLAPI},  # unused: eSpeak runs in-process
+            voices=ESPEAK_VOICES,
             key_required=False,
             price_per_10k_chars=0.0,  # it runs on this machine: nothing to pay
             voices_complete="always",
@@ -172,7 +255,8 @@ def spec(name: str) -> ProviderSpec:
 
 @contextmanager
 def register(entry: ProviderSpec) -> Iterator[ProviderSpec]:
-    """Add ``entry`` to the registry for the ``with`` block (plugins, tests)."""
+    """Add ``entry`` to this table for the ``with`` block; plugins and tests call
+    :func:`narrator.synth.providers.registry.register`, which adds its class too."""
     if entry.name in _ENTRIES:
         raise ConfigError(f"a provider called {entry.name!r} is already registered")
     _ENTRIES[entry.name] = entry

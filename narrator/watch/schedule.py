@@ -18,9 +18,9 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..estimate import wall_clock
-from ..run.pipeline import Work, split_all
+from ..run.plan import Plan, Planner
+from ..run.results import DocumentReport, Work
 from ..settings import Settings
-from ..store import segment_key
 from ..store.queue import read_queue
 from ..store.spend import billed_since, paid_keys
 from ..synth.providers import make_provider
@@ -53,32 +53,26 @@ def parse_until(text: str, now: datetime.datetime) -> float:
 
 
 async def keyed_chunks(
-    works: Sequence[Work], settings: Settings
-) -> list[tuple[Work, dict[str, int]]]:
-    """Each document with its chunks' segment keys and billing characters, as a run
-    would cut them."""
+    works: Sequence[Work],
+    settings: Settings,
+    failed: list[tuple[Work, DocumentReport]] | None = None,
+) -> list[tuple[Plan, dict[str, int]]]:
+    """Each document's plan (the run narrates it as it is, split once) with its chunks'
+    segment keys and billing characters; one that cannot be split goes to ``failed``
+    with its report (without ``failed``, the error is raised)."""
     provider = make_provider(settings)
     try:
-        plans = await asyncio.to_thread(split_all, works, settings, provider)
-        identity = provider.identity
+        plans = await asyncio.to_thread(Planner(settings, provider).plan_all, works, failed)
     finally:
         await provider.aclose()
     return [
-        (
-            work,
-            {
-                segment_key(
-                    provider=identity, voice=c.voice or settings.voice, text=c.text
-                ): c.billing_chars
-                for c in chunks
-            },
-        )
-        for work, chunks in plans
+        (plan, {key: c.billing_chars for c, key in zip(plan.chunks, plan.keys, strict=True)})
+        for plan in plans
     ]
 
 
 def unpaid(
-    store_dir: Path, keyed: Sequence[tuple[Work, dict[str, int]]]
+    store_dir: Path, keyed: Sequence[tuple[Plan, dict[str, int]]]
 ) -> dict[int, tuple[int, int]]:
     """Per document (by ``id`` of its work): the billing characters and the requests the
     store does not have yet."""
@@ -111,15 +105,15 @@ class Pace:
 
     def fit(
         self,
-        works: Sequence[Work],
+        works: Sequence[Plan],
         unpaid: dict[int, tuple[int, int]],
         settings: Settings,
         left: float,
-    ) -> tuple[list[Work], list[Work]]:
+    ) -> tuple[list[Plan], list[Plan]]:
         """Those of ``works`` (in order) that all finish within ``left`` seconds, and the
         rest; a document that does not fit is skipped, a later shorter one may still."""
-        fits: list[Work] = []
-        late: list[Work] = []
+        fits: list[Plan] = []
+        late: list[Plan] = []
         requests = 0
         for work in works:
             more = unpaid[id(work)][1]
@@ -137,14 +131,14 @@ class Pace:
 
 
 async def admit(
-    keyed: Sequence[tuple[Work, dict[str, int]]],
+    keyed: Sequence[tuple[Plan, dict[str, int]]],
     settings: Settings,
     *,
     budget_chars: int,
     window: float,
     costs: dict[int, tuple[int, int]] | None = None,
     now: float | None = None,
-) -> tuple[list[Work], list[Work]]:
+) -> tuple[list[Plan], list[Plan]]:
     """Split the documents into those the budget pays for now, in order, and those that
     wait.
 
@@ -154,8 +148,8 @@ async def admit(
     now = time.time() if now is None else now
     spent = await asyncio.to_thread(billed_since, settings.store_dir, now - window)
     left = budget_chars - spent
-    admitted: list[Work] = []
-    waiting: list[Work] = []
+    admitted: list[Plan] = []
+    waiting: list[Plan] = []
     if costs is None:
         costs = await asyncio.to_thread(unpaid, settings.store_dir, keyed)
     for work, _ in keyed:

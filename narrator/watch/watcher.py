@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import subprocess
@@ -24,7 +25,7 @@ import watchfiles
 
 from ..errors import ConfigError
 from ..run.batch import Batch, find_batch, plan_works, read_batch
-from ..run.pipeline import DocumentReport, RunReport, Work, narrate_many
+from ..run.pipeline import DocumentReport, Plan, RunReport, Work, narrate_many
 from ..run.status import Status
 from ..settings import Settings
 from ..store.queue import QueueRow, record
@@ -64,6 +65,37 @@ class WatchOptions:
     deadline: float | None = None
     order: str = "shortest"  # shortest: the documents that cost least first; name: by path
     latency: float = 3.0  # assumed seconds per request until the watcher has measured it
+    # A document whose unpaid billing characters are over this fails, unnarrated (the
+    # CLI's --max-cost, else --confirm-above unless --yes, per document); None: no limit.
+    max_doc_chars: int | None = None
+    max_doc_why: str = "over the cost limit"
+
+
+async def _refuse_costly(
+    keyed: list[tuple[Plan, dict[str, int]]],
+    costs: dict[int, tuple[int, int]],
+    source: dict[int, str],
+    options: WatchOptions,
+    store: Path,
+    report: Callable[[DocumentReport], None],
+) -> list[tuple[Plan, dict[str, int]]]:
+    """The documents within the per-document cost limit; the others fail, unpaid."""
+    kept = []
+    for work, keys in keyed:
+        chars, requests = costs[id(work)]
+        if options.max_doc_chars is None or chars <= options.max_doc_chars:
+            kept.append((work, keys))
+            continue
+        why = f"{chars:,} billing characters in {requests} requests, {options.max_doc_why}"
+        failed = DocumentReport(
+            input=source[id(work.document)], output=str(work.output), title=work.document.title,
+            status=Status.FAILED, chunks=len(keys), billing_characters=chars,
+            audio_seconds=0.0, requests=0, retries=0, cached_chunks=0, errors=(why,),
+        )  # fmt: skip
+        report(failed)
+        row = QueueRow(failed.input, failed.output, Status.FAILED, why)
+        await asyncio.to_thread(record, store, [row])
+    return kept
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -156,7 +188,7 @@ async def watch(
     *,
     stop: asyncio.Event,
     options: WatchOptions = WatchOptions(),
-    narrate: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]] | None = None,
+    narrate: Callable[[list[Plan], Settings, asyncio.Event], Awaitable[RunReport]] | None = None,
     on_report: Callable[[DocumentReport], None] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
@@ -234,7 +266,7 @@ async def _narrate_batch(
     settings: Settings,
     stop: asyncio.Event,
     options: WatchOptions,
-    run: Callable[[list[Work], Settings, asyncio.Event], Awaitable[RunReport]],
+    run: Callable[[list[Plan], Settings, asyncio.Event], Awaitable[RunReport]],
     report: Callable[[DocumentReport], None],
     pace: Pace,
 ) -> list[Path]:
@@ -251,18 +283,26 @@ async def _narrate_batch(
     works = plan_works(batch, loaded, str(out), options.fmt)
     if not works:
         return []
-    keyed = await keyed_chunks(works, settings)
+    unsplit: list[tuple[Work, DocumentReport]] = []
+    keyed = await keyed_chunks(works, settings, unsplit)
     source = {id(doc): item.location for item, doc in loaded.documents}
+    for work, failed in unsplit:  # its respellings over their budget: it fails alone
+        failed = dataclasses.replace(failed, input=source[id(work.document)])
+        report(failed)
+        row = QueueRow(failed.input, failed.output, Status.FAILED, "; ".join(failed.errors))
+        await asyncio.to_thread(record, store, [row])
     costs = await asyncio.to_thread(unpaid, store, keyed)
     if options.order == "shortest":  # the most books finished by morning
         keyed = sorted(keyed, key=lambda pair: costs[id(pair[0])][0])
     else:
         keyed = sorted(keyed, key=lambda pair: source[id(pair[0].document)])
-    works = [work for work, _ in keyed]
-    waiting: list[Work] = []
+    if options.max_doc_chars is not None:
+        keyed = await _refuse_costly(keyed, costs, source, options, store, report)
+    plans = [plan for plan, _ in keyed]
+    waiting: list[Plan] = []
     reasons: dict[int, str] = {}
     if options.budget_chars is not None:
-        works, held = await admit(
+        plans, held = await admit(
             keyed,
             settings,
             budget_chars=options.budget_chars,
@@ -272,10 +312,10 @@ async def _narrate_batch(
         waiting += held
         reasons.update((id(w), "waiting for budget") for w in held)
     if options.deadline is not None:
-        works, late = pace.fit(works, costs, settings, options.deadline - time.time())
+        plans, late = pace.fit(plans, costs, settings, options.deadline - time.time())
         waiting += late
         reasons.update((id(w), "waiting for deadline") for w in late)
-    admitted = {id(work) for work in works}
+    admitted = {id(plan) for plan in plans}
     rows = [
         QueueRow(
             source[id(work.document)],
@@ -286,9 +326,9 @@ async def _narrate_batch(
         for work, keys in keyed
     ]
     await asyncio.to_thread(record, store, rows)
-    if works:
+    if plans:
         began = time.monotonic()
-        result = await run(works, settings, stop)
+        result = await run(plans, settings, stop)
         pace.measured(result.requests, time.monotonic() - began)
         ended = {row.output: row for row in rows}
         for document in result.documents:

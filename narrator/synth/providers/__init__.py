@@ -4,7 +4,8 @@ Each service implements :class:`Provider`: it synthesizes one chunk, says how lo
 chunk may be and how its characters are counted, lists its voices, and translates its
 own errors into :mod:`narrator.errors`. The splitter, pool, store and stitcher know
 nothing of any one service; :func:`make_provider` picks one from the settings, through
-the registry (:mod:`narrator.util.registry`), where every service is declared once.
+the registry: each service's defaults and voices in :mod:`narrator.util.registry`, its
+class in :mod:`.registry`.
 
 Services: ``aimlapi`` (the AIML API), ``dashscope`` (Alibaba Model Studio's native
 API), ``openai`` (``POST /v1/audio/speech``: OpenAI and OpenAI-compatible servers such
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ...util.netpolicy import NetPolicy
-from ...util.registry import spec
+from ...util.registry import Voice, spec
 
 __all__ = [
     "Audio",
@@ -38,14 +39,6 @@ class Audio:
 
     url: str | None = None
     data: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Voice:
-    """One voice of a service: its name and the languages or dialect it speaks."""
-
-    name: str
-    description: str
 
 
 class Provider(Protocol):
@@ -105,14 +98,15 @@ class ProviderConfig(Protocol):
 
 def provider_voices(name: str) -> tuple[Voice, ...]:
     """The voices of the registered provider called ``name``."""
-    voices: tuple[Voice, ...] = spec(name).provider_class().voices
-    return voices
+    return spec(name).voices
 
 
 def counting(name: str) -> tuple[int, Callable[[str], int]]:
     """The per-request limit and the character count of provider ``name``, read from its
     class: what an estimate splits with, with no client made and no key needed."""
-    cls = spec(name).provider_class()
+    from .registry import provider_class  # the clients' modules, only when asked for
+
+    cls = provider_class(name)
     return cls.max_chars, cls.billing_chars
 
 
@@ -122,13 +116,15 @@ def make_provider(settings: ProviderConfig) -> Provider:
     Every provider class takes the same keywords; one that needs no network or key
     ignores them.
     """
-    entry = spec(settings.provider)
+    from .registry import provider_class  # the clients' modules, only when asked for
+
+    cls = provider_class(settings.provider)
     network = NetPolicy.make(
         endpoint=settings.base_url,
         hosts=settings.allow_hosts,
         allow_private=settings.allow_private_network,
     )
-    provider: Provider = entry.provider_class()(
+    provider: Provider = cls(
         api_key=settings.api_key,
         base_url=settings.base_url,
         model=settings.model,

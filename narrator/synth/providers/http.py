@@ -29,12 +29,14 @@ from ...errors import (
 from ...util import netpolicy
 from ...util.netpolicy import NetPolicy
 from ...util.registry import spec
-from ...util.sanitize import clean_line
+from ...util.sanitize import clean_line, redact_bytes
 from ...util.wav import HEADER_PROBE, parse_wav, read_wav_info
 from . import Audio
 
 __all__ = [
     "MAX_ANSWER_BYTES",
+    "MAX_JSON_ITEMS",
+    "MAX_LINK_CHARS",
     "HttpProvider",
     "download",
     "error_code",
@@ -49,14 +51,25 @@ _BLOCK = 64 * 1024
 # The most the answer to a request may hold: a JSON body, or audio sent inline (base64
 # makes it a third bigger than the 50 MB download cap). Read whole, so it is bounded.
 MAX_ANSWER_BYTES = 72 * 1024 * 1024
+# The most JSON values an answer may hold. A real one holds a few dozen; 72 MB of "{}," is
+# 24 million objects, gigabytes once parsed. Audio sent inline is one string: one value.
+MAX_JSON_ITEMS = 10_000
+_STRUCTURE = (b"{", b"[", b",", b":")  # every value past the first needs one of these
+MAX_LINK_CHARS = 16_384  # a signed audio link is a few hundred characters
 
 
 def loads(body: bytes) -> object:
     """``body`` as JSON; ``ValueError`` for anything that is not, however it fails.
 
-    Deeply nested JSON makes the parser raise RecursionError; it is an answer that cannot
-    be used like any other, not a crash.
+    The answer is bounded by what it holds, not only by its bytes: one holding more than
+    :data:`MAX_JSON_ITEMS` values (or as many levels of nesting) is refused before it is
+    parsed, by counting the marks that separate values (in C: 72 MB take milliseconds).
+    Marks inside strings count too; no real answer comes near the bound. Nesting deep
+    enough to make the parser raise RecursionError is refused the same way.
     """
+    marks = sum(body.count(mark) for mark in _STRUCTURE)
+    if marks > MAX_JSON_ITEMS:
+        raise ValueError(f"the answer holds over {MAX_JSON_ITEMS:,} JSON values")
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -323,8 +336,18 @@ class HttpProvider(abc.ABC):
             headers=self.headers(request_id),
             timeout=self._timeout,
         )
+        # What the service echoes of the request (the key, in an error that quotes the
+        # headers) goes no further: messages, reports and the store all start here.
+        body = redact_bytes(body, secrets=(self._key,))
         if status in self.success_statuses:
-            return self.parse_success(body)
+            audio = self.parse_success(body)
+            if audio.url is not None and len(audio.url) > MAX_LINK_CHARS:
+                # A link is stored with its segment and shown in errors: keep it a link.
+                raise TransientError(
+                    f"the service's audio link is {len(audio.url):,} characters long "
+                    f"(at most {MAX_LINK_CHARS:,} are taken)"
+                )
+            return audio
         raise self.error_for(status, body, retry_after)
 
     @property

@@ -25,7 +25,8 @@ from ...errors import (
     RateLimited,
     TransientError,
 )
-from . import Audio, Voice
+from ...util.registry import OPENAI_VOICES, Voice
+from . import Audio
 from .http import HttpProvider, error_code, error_message
 
 __all__ = ["MAX_CHARS", "VOICES", "OpenAiProvider", "speech_endpoint"]
@@ -33,25 +34,8 @@ __all__ = ["MAX_CHARS", "VOICES", "OpenAiProvider", "speech_endpoint"]
 
 MAX_CHARS = 4096  # code points of ``input``
 
-_MULTILINGUAL = "multilingual: speaks the language of the text"
-#: OpenAI's voices. Other servers have their own (Kokoro: af_heart, am_adam, ...);
-#: --voice passes any name through.
-VOICES: tuple[Voice, ...] = tuple(
-    Voice(name, f"{_MULTILINGUAL}{note}")
-    for name, note in (
-        ("alloy", ""),
-        ("ash", ""),
-        ("ballad", "; gpt-4o-mini-tts only"),
-        ("coral", ""),
-        ("echo", ""),
-        ("fable", ""),
-        ("nova", ""),
-        ("onyx", ""),
-        ("sage", ""),
-        ("shimmer", ""),
-        ("verse", "; gpt-4o-mini-tts only"),
-    )
-)
+#: OpenAI's voices (the registry holds them, as data); --voice passes any name through.
+VOICES: tuple[Voice, ...] = OPENAI_VOICES
 
 
 def speech_endpoint(base_url: str) -> str:
