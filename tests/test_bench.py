@@ -16,6 +16,7 @@ from narrator.chunks.split import split_document
 from narrator.inputs.documents import parse_text
 from narrator.tools.bench import runner as bench
 from narrator.tools.bench import texts
+from narrator.tools.bench.cases import CASES
 from narrator.tools.bench.harness import Sizes
 
 TINY = Sizes(
@@ -58,7 +59,9 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    rows = await bench.run(TINY, scratch)
+    # The finishing and FLAC rows are the next test's, with these sizes.
+    rest = [case.__name__ for case in CASES if case.__name__ not in ("finishing", "flac")]
+    rows = await bench.run(TINY, scratch, only=rest)
     data = bench.to_json(rows, bench.machine_info(), TINY, 1.0)
     out.write_text(json.dumps(data), encoding="utf-8")
     table = bench.format_table(rows, data["machine"], title="tiny")
@@ -73,7 +76,7 @@ async def test_tiny_bench_writes_every_row(tmp_path: Path) -> None:
         "adaptive", "adaptive", "chunk",
         "resume", "resume", "client CPU", "client peak", "offline",
         "quality", "quality", "quality", "quality",
-        "end", "tail", "tail", "tail", "tail", "disk", "disk", "FLAC", "read-along", "read-along",
+        "read-along", "read-along",
     ]  # fmt: skip
     assert [w.split(" ")[0].rstrip(":") for w in whats] == [e.split(" ")[0] for e in expected]
     rebuilt, current = [r["data"] for r in loaded["rows"] if r["what"].startswith("resume")]

@@ -289,11 +289,14 @@ def test_a_locked_database_stops_the_run(tmp_path: Path) -> None:
     Store(tmp_path / "c").close()  # the real store's file and schema
     holder = sqlite3.connect(tmp_path / "c" / "narrator.sqlite3", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process writing, and not letting go
-    # The store waits 30 s for a lock; the planted fault only shortens the wait.
+    # The store waits 30 s for a lock and then tries each write 20 times; the planted fault
+    # only shortens the wait and the tries (the same code path, seconds instead of minutes).
     fault = (
         "import sqlite3\n"
         "real = sqlite3.connect\n"
-        "sqlite3.connect = lambda *a, **k: real(*a, **{**k, 'timeout': 0.2})\n"
+        "sqlite3.connect = lambda *a, **k: real(*a, **{**k, 'timeout': 0.05})\n"
+        "import narrator.store.db\n"
+        "narrator.store.db._LOCKED_RETRIES = 2\n"
     )
     try:
         result = _run_with(fault, *_offline(tmp_path))

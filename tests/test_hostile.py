@@ -429,11 +429,14 @@ async def test_an_epub_bomb_is_refused_before_it_is_inflated(
 async def test_a_run_costing_more_than_a_book_needs_yes(
     serve: Callable[[Handler], Awaitable[Hostile]], tmp_path: Path
 ) -> None:
-    book = make_epub(tmp_path / "long.epub", lambda: sentences(20_000))
+    # A tenth of a long novel at ten times the default price: over the default $10 all the
+    # same, and a tenth of the text to parse.
+    book = make_epub(tmp_path / "long.epub", lambda: sentences(2_000))
     assert book.stat().st_size < 1_000_000
     server = await serve(good)
     args = run_args(server.url, tmp_path, "--max-chars", "600")
-    refused = await narrator("narrate", str(book), *args, env={"AIMLAPI_KEY": KEY})
+    dear = ["--price-per-10k-chars", "1"]
+    refused = await narrator("narrate", str(book), *args, *dear, env={"AIMLAPI_KEY": KEY})
     assert refused.code == 2 and server.seen == []
     assert "over $10.00 (--confirm-above)" in refused.stderr and "--yes" in refused.stderr
     # The threshold is a setting; --yes (or a --max-cost) lets the run go.

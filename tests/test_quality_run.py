@@ -13,10 +13,10 @@ import json
 import re
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from narrator.inputs.documents import parse_text
 from narrator.run.pipeline import RunReport, Work, narrate_many
@@ -40,16 +40,21 @@ def source(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-async def reference(tmp_path: Path, source: Path) -> AsyncIterator[bytes]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def reference(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The book of a run with no bad answers, made once for the module (the tone voice is
+    deterministic)."""
+    folder = tmp_path_factory.mktemp("reference")
+    source = folder / "book.txt"
+    source.write_text(TEXT)
     emulator = await emulate()
     try:
-        out = tmp_path / "reference.wav"
-        args = base_args(emulator.url, tmp_path / "ref-cache")
+        out = folder / "reference.wav"
+        args = base_args(emulator.url, folder / "ref-cache")
         result = await run_cli("narrate", str(source), "-o", str(out), *args)
         assert result.code == 0, result.stderr
         assert emulator.stats.requests == 40  # the chunks; the gate redid none
-        yield frames_of(out)
+        return frames_of(out)
     finally:
         await emulator.close()
 

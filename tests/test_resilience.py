@@ -13,10 +13,11 @@ import signal
 import sqlite3
 import sys
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from narrator.tools.emulator import EmulatorConfig, RunningEmulator, billed_key, start_emulator
 
@@ -53,17 +54,21 @@ async def emulate(port: int = 0, **config: object) -> RunningEmulator:
     )
 
 
-@pytest.fixture
-async def reference(tmp_path: Path, source: Path) -> AsyncIterator[bytes]:
-    """The audiobook of an undisturbed run, to compare disturbed runs with."""
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def reference(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The audiobook of an undisturbed run, to compare disturbed runs with (made once for
+    the module: the tone voice is deterministic)."""
+    folder = tmp_path_factory.mktemp("reference")
+    source = folder / "night.txt"
+    source.write_text(TEXT)
     emulator = await emulate()
     try:
-        out = tmp_path / "reference.wav"
+        out = folder / "reference.wav"
         result = await run_cli(
-            "narrate", str(source), "-o", str(out), *base_args(emulator.url, tmp_path / "ref-cache")
+            "narrate", str(source), "-o", str(out), *base_args(emulator.url, folder / "ref-cache")
         )
         assert result.code == 0, result.stderr
-        yield frames_of(out)
+        return frames_of(out)
     finally:
         await emulator.close()
 
