@@ -88,6 +88,12 @@ def test_docs_hold_the_table() -> None:
         assert f"`{kind.name.lower()}`" in docs, kind
     for name in COMMANDS:
         assert f"`{name}`" in docs, name
+    # The README's Security section shows the same table, row for row.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("## Security", 1)[1]
+    shown = [line for line in readme.split("\n## ", 1)[0].splitlines() if line.startswith("| ")]
+    for source in SOURCES:
+        row = f"| {source.name} | {source.may} | {source.never} | {source.bounded_by} |"
+        assert row in shown, source.name
 
 
 @pytest.mark.parametrize("key", sorted(k for k, kind in FLAGS.items() if kind in FROM_NO_FILE))
