@@ -137,6 +137,20 @@ def test_the_rules_catch_a_backward_arrow() -> None:
     assert broken_rule("narrator.synth.providers", "narrator.settings") is None
 
 
+def test_no_module_imports_another_s_private_names() -> None:
+    # Two modules that trade `_private` names are one concern split in two: merge them, or
+    # make the names public.
+    found = [
+        f"{name}: {node.module or '.'}.{alias.name}"
+        for name, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__"
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert found == []
+
+
 def test_the_package_root_holds_only_the_front_door() -> None:
     root = {p.stem for p in PACKAGE.glob("*.py")}
     assert sorted(root - ROOT_MODULES) == []

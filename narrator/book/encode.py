@@ -38,15 +38,15 @@ from ..util.image import image_mime
 from ..util.sanitize import strip_controls
 from .ffmpeg import (
     Loudness,
-    _longest,
-    _run,
-    _wav_seconds,
     ffmpeg_exe,
+    longest_seconds,
     measure_loudness,
     normalize_wav,
+    run_ffmpeg,
+    wav_seconds,
 )
 from .mp4 import finish_mp4
-from .tags import ChapterMark, Metadata, _cover_mp4, _spans, _tag_mp3, _tag_vorbis
+from .tags import ChapterMark, Metadata, chapter_spans, cover_mp4, tag_mp3, tag_vorbis
 
 __all__ = [
     "FORMATS",
@@ -114,7 +114,7 @@ def _ffmetadata(meta: Metadata, chapters: Sequence[ChapterMark], end: float) -> 
     lines = [";FFMETADATA1"]
     for key, value in _tag_values(meta).items():
         lines.append(f"{key}={_escape(value)}")
-    for mark, stop in _spans(chapters, end):
+    for mark, stop in chapter_spans(chapters, end):
         lines += [
             "[CHAPTER]",
             "TIMEBASE=1/1000",
@@ -167,7 +167,7 @@ def encode(
     try:
         with atomic_path(output) as tmp:
             if fmt in ("m4b", "m4a"):
-                length = (end if end is not None else _wav_seconds(source)) - start
+                length = (end if end is not None else wav_seconds(source)) - start
                 meta_file.write_text(_ffmetadata(metadata, chapters, length), encoding="utf-8")
                 args += ["-i", str(meta_file), "-map", "0:a", "-map_metadata", "1"]
                 args += ["-map_chapters", "1" if chapters else "-1"]
@@ -177,14 +177,14 @@ def encode(
                     for key, value in _tag_values(metadata).items():
                         args += ["-metadata", f"{key}={value}"]
             args += [*spec.codec, "-f", spec.muxer, str(tmp)]
-            seconds = (end if end is not None else _longest(source)) - start
-            _run(args, f"write {output.name}", audio_seconds=seconds)
+            seconds = (end if end is not None else longest_seconds(source)) - start
+            run_ffmpeg(args, f"write {output.name}", audio_seconds=seconds)
             if fmt == "mp3":
-                _tag_mp3(tmp, metadata, chapters)
+                tag_mp3(tmp, metadata, chapters)
             elif fmt in _VORBIS:
-                _tag_vorbis(tmp, fmt, metadata, chapters)
+                tag_vorbis(tmp, fmt, metadata, chapters)
             elif fmt in ("m4b", "m4a") and metadata.cover:
-                _cover_mp4(tmp, metadata.cover)
+                cover_mp4(tmp, metadata.cover)
     finally:
         meta_file.unlink(missing_ok=True)
     return output
@@ -215,9 +215,9 @@ def finish_part(
             encoded.unlink(missing_ok=True)
         return output
     if fmt == "mp3":
-        _tag_mp3(encoded, metadata, chapters)
+        tag_mp3(encoded, metadata, chapters)
     elif fmt in _VORBIS:
-        _tag_vorbis(encoded, fmt, metadata, chapters)
+        tag_vorbis(encoded, fmt, metadata, chapters)
     replace_synced(encoded, output)
     return output
 

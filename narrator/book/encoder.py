@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import AudioError
 from ..util.atomic import temp_beside
 from ..util.wav import WavInfo
-from .ffmpeg import _PCM_CODECS, _bound, ffmpeg_exe, last_words
+from .ffmpeg import PCM_CODECS, ffmpeg_exe, last_words, time_bound
 
 __all__: list[str] = []
 
@@ -34,7 +34,7 @@ def stream_args(fmt: str, width: int) -> list[str]:
         at = codec.index("-movflags")
         del codec[at : at + 2]
     if fmt == "wav":
-        codec = ["-c:a", _PCM_CODECS[width], "-rf64", "auto"]
+        codec = ["-c:a", PCM_CODECS[width], "-rf64", "auto"]
     return ["-map_metadata", "-1", *codec, "-f", spec.muxer]
 
 
@@ -88,7 +88,7 @@ class Encoder:
                 stdin.close()
             except BrokenPipeError:
                 pass  # it already stopped; its return code says why
-            limit = _bound(self.seconds)
+            limit = time_bound(self.seconds)
             try:
                 code = self._proc.wait(timeout=limit)
             except subprocess.TimeoutExpired as exc:

@@ -20,7 +20,7 @@ from ..util.wav import read_wav_info
 __all__ = ["Loudness", "ffmpeg_exe", "measure_loudness", "normalize_wav"]
 
 
-_PCM_CODECS = {1: "pcm_u8", 2: "pcm_s16le", 3: "pcm_s24le", 4: "pcm_s32le"}
+PCM_CODECS = {1: "pcm_u8", 2: "pcm_s16le", 3: "pcm_s24le", 4: "pcm_s32le"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ def ffmpeg_exe() -> str:
         raise ConfigError("no ffmpeg: install ffmpeg, or reinstall narrator") from exc
 
 
-def _bound(seconds: float) -> float:
+def time_bound(seconds: float) -> float:
     """How long ffmpeg may take over ``seconds`` of audio: real time plus ten minutes.
 
     It works many times faster than real time, so only a stuck ffmpeg meets this bound.
@@ -56,10 +56,10 @@ def _bound(seconds: float) -> float:
     return 600.0 + max(0.0, seconds)
 
 
-def _run(args: Sequence[str], what: str, *, audio_seconds: float = 0.0) -> str:
+def run_ffmpeg(args: Sequence[str], what: str, *, audio_seconds: float = 0.0) -> str:
     """Run ffmpeg with ``args``; return its stderr, or raise AudioError with its last words."""
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", *args]
-    limit = _bound(audio_seconds)
+    limit = time_bound(audio_seconds)
     try:
         done = subprocess.run(
             cmd,
@@ -101,11 +101,11 @@ def measure_loudness(
     source: Path, *, target: float = -18.0, true_peak: float = -1.5, lra: float = 11.0
 ) -> Loudness:
     """The first loudnorm pass: measure ``source`` as a whole."""
-    stderr = _run(
+    stderr = run_ffmpeg(
         ["-i", str(source), "-af", measure_filter(target, true_peak, lra),
          "-f", "null", "-"],
         f"measure the loudness of {source.name}",
-        audio_seconds=_longest(source),
+        audio_seconds=longest_seconds(source),
     )  # fmt: skip
     return parse_loudness(stderr, source.name)
 
@@ -171,18 +171,18 @@ def normalize_wav(
     if second is None:
         shutil.copyfile(source, output)
         return measured
-    _run(
-        ["-y", "-i", str(source), "-af", second, "-c:a", _PCM_CODECS[width], "-rf64", "auto",
+    run_ffmpeg(
+        ["-y", "-i", str(source), "-af", second, "-c:a", PCM_CODECS[width], "-rf64", "auto",
          "-f", "wav", str(output)],
         f"normalise the loudness of {source.name}",
-        audio_seconds=_longest(source),
+        audio_seconds=longest_seconds(source),
     )  # fmt: skip
     return measured
 
 
-def _longest(path: Path) -> float:
+def longest_seconds(path: Path) -> float:
     """The WAV's length, or for one we cannot read (RF64) the most its size can hold."""
-    seconds = _wav_seconds(path)
+    seconds = wav_seconds(path)
     if seconds:
         return seconds
     try:
@@ -191,7 +191,7 @@ def _longest(path: Path) -> float:
         return 0.0
 
 
-def _wav_seconds(path: Path) -> float:
+def wav_seconds(path: Path) -> float:
     try:
         return read_wav_info(path).seconds
     except (AudioError, OSError):

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import AudioError
 from ..synth.sanity import MAX_GAP_MS, check_format
 from ..util.wav import WavInfo, read_wav_info
-from .joins import _bounds, _BytesSource, _convert, _emit, _FileSource, _Out, _Source
+from .joins import BytesSource, FileSource, Out, PieceSource, convert_piece, emit, piece_bounds
 
 __all__: list[str] = []
 
@@ -50,7 +50,7 @@ class Ready:
     """A piece checked and opened, its samples in the output's format, its span known."""
 
     piece: Piece
-    source: _Source
+    source: PieceSource
     span: tuple[int, int]  # the frames of ``source`` that go into the book
     size: int  # bytes it will take in the output
     gap: int  # bytes of silence before it (0 for the first piece)
@@ -114,16 +114,16 @@ class Joiner:
         if self._buffer is None:
             self._buffer = memoryview(bytearray(_BLOCK - _BLOCK % target.frame_size))
             self._silence = memoryview((b"\x80" if target.width == 1 else b"\0") * _BLOCK)
-        source: _Source
+        source: PieceSource
         if same_format(info, target):
-            source = _FileSource(piece.path, info)
+            source = FileSource(piece.path, info)
         else:
-            source = _BytesSource(_convert(piece.path, info, target))
+            source = BytesSource(convert_piece(piece.path, info, target))
         try:
             allowed = allowed_bytes(piece, target)
             if allowed is not None and source.size > allowed:  # a conversion that grew too much
                 raise AudioError(f"segment {piece.path.name} came out longer than its text allows")
-            span = _bounds(source, target, self._buffer, clean=self.clean)
+            span = piece_bounds(source, target, self._buffer, clean=self.clean)
         except BaseException:
             source.__exit__(None, None, None)
             raise
@@ -132,17 +132,17 @@ class Joiner:
         size = (span[1] - span[0]) * target.frame_size
         return Ready(piece, source, span, size, gap)
 
-    def silence(self, size: int, out: _Out) -> None:
+    def silence(self, size: int, out: Out) -> None:
         """Write ``size`` bytes of silence to ``out``."""
         assert self._silence is not None
         for at in range(0, size, _BLOCK):
             out.write(self._silence[: min(_BLOCK, size - at)])
 
-    def write(self, ready: Ready, out: _Out) -> int:
+    def write(self, ready: Ready, out: Out) -> int:
         """Write ``ready``'s samples (not its gap) to ``out`` and close it; return bytes."""
         assert self.target is not None and self._buffer is not None
         with ready.source as source:
-            return _emit(source, self.target, out, self._buffer, ready.span, clean=self.clean)
+            return emit(source, self.target, out, self._buffer, ready.span, clean=self.clean)
 
 
 def allowed_bytes(piece: Piece, target: WavInfo) -> int | None:

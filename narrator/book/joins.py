@@ -36,7 +36,7 @@ FADE_MS = 5  # fade in and out at every cut; short enough to be inaudible on spe
 _FLIP_SIGN = bytes((b + 128) & 0xFF for b in range(256))
 
 
-class _Source(abc.ABC):
+class PieceSource(abc.ABC):
     """A piece's samples, in the output's format, read by byte range."""
 
     name: str
@@ -51,14 +51,14 @@ class _Source(abc.ABC):
         buffer[: len(data)] = data
         return len(data)
 
-    def __enter__(self) -> _Source:
+    def __enter__(self) -> PieceSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
         return None
 
 
-class _FileSource(_Source):
+class FileSource(PieceSource):
     def __init__(self, path: Path, info: WavInfo) -> None:
         self.name = path.name
         self.size = info.data_size
@@ -86,7 +86,7 @@ class _FileSource(_Source):
         self._fh.close()
 
 
-class _BytesSource(_Source):
+class BytesSource(PieceSource):
     def __init__(self, data: bytes) -> None:
         self.name = "converted segment"
         self.size = len(data)
@@ -96,21 +96,23 @@ class _BytesSource(_Source):
         return bytes(self._data[at : at + size])
 
 
-class _Out(Protocol):
+class Out(Protocol):
     """Where samples go: a file, an encoder's pipe, or several of them (only ``write``)."""
 
     def write(self, data: bytes | memoryview, /) -> object: ...
 
 
-def _bounds(source: _Source, fmt: WavInfo, buffer: memoryview, *, clean: bool) -> tuple[int, int]:
+def piece_bounds(
+    source: PieceSource, fmt: WavInfo, buffer: memoryview, *, clean: bool
+) -> tuple[int, int]:
     """The frames of ``source`` to write: all of them, or with ``clean`` only the audible ones."""
     return _audible(source, fmt, buffer) if clean else (0, source.size // fmt.frame_size)
 
 
-def _emit(
-    source: _Source,
+def emit(
+    source: PieceSource,
     fmt: WavInfo,
-    out: _Out,
+    out: Out,
     buffer: memoryview,
     span: tuple[int, int],
     *,
@@ -169,7 +171,7 @@ def _loud_frame(data: bytes, fmt: WavInfo, threshold: int, *, last: bool) -> int
     return None
 
 
-def _audible(source: _Source, fmt: WavInfo, buffer: memoryview) -> tuple[int, int]:
+def _audible(source: PieceSource, fmt: WavInfo, buffer: memoryview) -> tuple[int, int]:
     """The frames to keep: from just before the first loud sample to just after the last.
 
     A piece with no loud sample at all is kept whole: it may be a deliberate pause.
@@ -222,7 +224,7 @@ def _open(path: Path) -> io.BufferedReader:
         raise AudioError(f"cannot read segment {path}: {exc.strerror or exc}") from exc
 
 
-def _convert(path: Path, info: WavInfo, target: WavInfo) -> bytes:
+def convert_piece(path: Path, info: WavInfo, target: WavInfo) -> bytes:
     """``path``'s samples in ``target``'s rate, channels and width, converted by pydub."""
     if not info.data_size:
         return b""

@@ -22,7 +22,7 @@ from typing import BinaryIO
 from ..errors import AudioError
 from ..util.image import image_mime
 from ..util.sanitize import strip_controls
-from .tags import ChapterMark, Metadata, _spans
+from .tags import ChapterMark, Metadata, chapter_spans
 
 __all__ = ["finish_mp4"]
 
@@ -292,7 +292,7 @@ def finish_mp4(
     first with ``chapters`` and ``tags`` (ffmpeg's generic names) in it, then the audio,
     copied as it is. ``output`` is a fresh path (the caller makes it appear atomically)."""
     ftyp, audio_at, audio_size, moov = _top_level(source)
-    spans = _spans(chapters, seconds)
+    spans = chapter_spans(chapters, seconds)
     wide = source.stat().st_size + (64 << 20) > _U32
     # The moov's size does not depend on the offsets in it: build it once to measure.
     probe, samples = _moov(moov, 0, metadata, tags, spans, 0, wide)

@@ -17,7 +17,7 @@ _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # canonical 44-byte PCM header
 _HEADER_AFTER_SIZE = _HEADER.size - 8  # what the RIFF size counts besides the data
 # RF64: the RIFF header with a ds64 chunk (64-bit RIFF size, data size and frame count,
 # no table) before fmt; the 32-bit sizes say 0xFFFFFFFF.
-_RF64_HEADER = struct.Struct("<4sI4s4sIQQQI4sIHHIIHH4sI")
+RF64_HEADER = struct.Struct("<4sI4s4sIQQQI4sIHHIIHH4sI")
 _PCM = 1
 
 
@@ -29,24 +29,24 @@ def _fmt_chunk(fmt: WavInfo) -> tuple[bytes | int, ...]:
 
 def _rf64_size(data_size: int, extra: int) -> int:
     """What the RIFF size counts in a file with the RF64-long header: all but 8 bytes."""
-    return _RF64_HEADER.size - 8 + data_size + (data_size & 1) + extra
+    return RF64_HEADER.size - 8 + data_size + (data_size & 1) + extra
 
 
-def _too_big_for_riff(data_size: int) -> bool:
+def too_big_for_riff(data_size: int) -> bool:
     return _HEADER_AFTER_SIZE + data_size + (data_size & 1) > _RIFF_LIMIT
 
 
-def _check_size(data_size: int, output: Path) -> None:
-    if _too_big_for_riff(data_size):
+def check_size(data_size: int, output: Path) -> None:
+    if too_big_for_riff(data_size):
         raise AudioError(
             f"{output.name} came out at {data_size / 2**30:.2f} GiB of samples, more than "
             "the 4 GiB a RIFF WAV file can hold"
         )
 
 
-def _rf64_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
+def rf64_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
     """The RF64 header; ``extra``: bytes of chunks after the data (a LIST, say)."""
-    return _RF64_HEADER.pack(
+    return RF64_HEADER.pack(
         b"RF64",
         0xFFFF_FFFF,
         b"WAVE",
@@ -62,21 +62,21 @@ def _rf64_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
     )
 
 
-def _junk_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
+def junk_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
     """A RIFF header as long as the RF64 one, its ds64 room kept as a JUNK chunk: written
     first when the book's size is not known yet (EBU Tech 3306), so either fits at the end."""
-    header = bytearray(_rf64_header(fmt, data_size, extra))
+    header = bytearray(rf64_header(fmt, data_size, extra))
     header[0:8] = b"RIFF" + _rf64_size(data_size, extra).to_bytes(4, "little")
     header[12:48] = b"JUNK" + (28).to_bytes(4, "little") + bytes(28)
     header[-4:] = data_size.to_bytes(4, "little")
     return bytes(header)
 
 
-def _junk_fits(data_size: int, extra: int = 0) -> bool:
+def junk_fits(data_size: int, extra: int = 0) -> bool:
     return _rf64_size(data_size, extra) <= _RIFF_LIMIT
 
 
-def _header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
+def riff_header(fmt: WavInfo, data_size: int, extra: int = 0) -> bytes:
     return _HEADER.pack(
         b"RIFF",
         _HEADER_AFTER_SIZE + data_size + (data_size & 1) + extra,

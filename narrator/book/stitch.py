@@ -40,7 +40,7 @@ from ..util.atomic import atomic_path
 from ..util.wav import WavInfo
 from .joiner import Joiner, Piece, check_piece, gap_bytes, probe, same_format
 from .joins import FADE_MS, KEEP_MS, SILENCE_DBFS
-from .riff import _too_big_for_riff
+from .riff import too_big_for_riff
 from .wavfile import WavFile
 
 __all__ = ["FADE_MS", "KEEP_MS", "SILENCE_DBFS", "Piece", "StitchResult", "stitch_wav"]
@@ -86,7 +86,7 @@ def stitch_wav(pieces: Iterable[Piece], output: Path, *, clean: bool = False) ->
     target = probed[0][1]
     # The estimate is an upper bound (trimming only shortens), so the layout is chosen
     # before writing; a frame per piece covers resampling's rounding.
-    rf64 = _too_big_for_riff(_estimate_size(probed, target) + len(probed) * target.frame_size)
+    rf64 = too_big_for_riff(_estimate_size(probed, target) + len(probed) * target.frame_size)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     joiner = Joiner(clean=clean)

@@ -48,7 +48,7 @@ class ChapterMark:
         object.__setattr__(self, "title", tag_text(self.title))
 
 
-def _spans(chapters: Sequence[ChapterMark], end: float) -> list[tuple[ChapterMark, float]]:
+def chapter_spans(chapters: Sequence[ChapterMark], end: float) -> list[tuple[ChapterMark, float]]:
     """Each chapter with where it stops: the next one's start, the last one at ``end``.
 
     Empty for no chapters (a document without headings has none).
@@ -81,7 +81,7 @@ def _chapter_order_id3() -> type:
     return ChapterOrderID3
 
 
-def _tag_mp3(path: Path, meta: Metadata, chapters: Sequence[ChapterMark]) -> None:
+def tag_mp3(path: Path, meta: Metadata, chapters: Sequence[ChapterMark]) -> None:
     from mutagen.id3 import (
         APIC,
         CHAP,
@@ -125,7 +125,7 @@ def _tag_mp3(path: Path, meta: Metadata, chapters: Sequence[ChapterMark]) -> Non
                 sub_frames=[TIT2(encoding=3, text=["Chapters"])],
             )
         )
-        for cid, (mark, stop_s) in zip(ids, _spans(chapters, total_ms / 1000), strict=True):
+        for cid, (mark, stop_s) in zip(ids, chapter_spans(chapters, total_ms / 1000), strict=True):
             begin = round(mark.start * 1000)
             stop = round(stop_s * 1000)
             tags.ordered.append(
@@ -148,7 +148,7 @@ def _clock(seconds: float) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
-def _tag_vorbis(path: Path, fmt: str, meta: Metadata, chapters: Sequence[ChapterMark]) -> None:
+def tag_vorbis(path: Path, fmt: str, meta: Metadata, chapters: Sequence[ChapterMark]) -> None:
     import mutagen
     from mutagen.flac import Picture
 
@@ -187,7 +187,7 @@ def _tag_vorbis(path: Path, fmt: str, meta: Metadata, chapters: Sequence[Chapter
     audio.save()
 
 
-def _cover_mp4(path: Path, cover: Path) -> None:
+def cover_mp4(path: Path, cover: Path) -> None:
     from mutagen.mp4 import MP4, MP4Cover
 
     kind = MP4Cover.FORMAT_PNG if image_mime(cover) == "image/png" else MP4Cover.FORMAT_JPEG

@@ -15,13 +15,13 @@ from typing import BinaryIO
 from ..util.sanitize import strip_controls
 from ..util.wav import WavInfo
 from .riff import (
-    _RF64_HEADER,
-    _check_size,
-    _header,
-    _junk_fits,
-    _junk_header,
-    _rf64_header,
-    _too_big_for_riff,
+    RF64_HEADER,
+    check_size,
+    junk_fits,
+    junk_header,
+    rf64_header,
+    riff_header,
+    too_big_for_riff,
 )
 
 __all__: list[str] = []
@@ -71,12 +71,12 @@ class WavFile:
 
     def _make_header(self, data_size: int, extra: int) -> bytes:
         if self._rf64 is None:
-            if _junk_fits(data_size, extra):
-                return _junk_header(self.fmt, data_size, extra)
-            return _rf64_header(self.fmt, data_size, extra)
+            if junk_fits(data_size, extra):
+                return junk_header(self.fmt, data_size, extra)
+            return rf64_header(self.fmt, data_size, extra)
         if self._rf64:
-            return _rf64_header(self.fmt, data_size, extra)
-        return _header(self.fmt, data_size, extra)
+            return rf64_header(self.fmt, data_size, extra)
+        return riff_header(self.fmt, data_size, extra)
 
     def write(self, data: bytes | memoryview, /) -> None:
         assert self._fh is not None
@@ -89,15 +89,15 @@ class WavFile:
         assert fh is not None
         self._fh = None
         with fh:
-            if self._rf64 is False and _too_big_for_riff(self.written):
-                _check_size(self.written, self.path)
+            if self._rf64 is False and too_big_for_riff(self.written):
+                check_size(self.written, self.path)
             if self.written & 1:
                 fh.write(b"\0")  # RIFF chunks are padded to an even length
             info = info_chunk(tags or {})
             fh.write(info)
             fh.seek(0)
             header = self._make_header(self.written, len(info))
-            assert self._rf64 is not None or len(header) == _RF64_HEADER.size
+            assert self._rf64 is not None or len(header) == RF64_HEADER.size
             fh.write(header)
 
     def end(self) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..errors import InputError
 from ..util.sanitize import strip_controls
-from .model import Document, _Builder, _clean
-from .webpage import _html_blocks
+from .model import Builder, Document, clean_text
+from .webpage import html_blocks
 
 __all__ = ["parse_epub"]
 
@@ -43,13 +43,13 @@ def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
         kinds = (element.get("epub:type") or "").split()
         if any(kind in _NOT_READ_TYPES for kind in kinds):
             return True
-    text = _clean(" ".join(root.itertext()))
+    text = clean_text(" ".join(root.itertext()))
     links = [
         a
         for a in root.iter("a")
         if (a.get("href") or "").partition("#")[0].rsplit("/", 1)[-1] in spine
     ]
-    linked = sum(len(_clean(" ".join(a.itertext()))) for a in links)
+    linked = sum(len(clean_text(" ".join(a.itertext()))) for a in links)
     if len(links) >= 2 and linked >= 0.6 * len(text.replace(" ", "")):
         return True  # a contents page: its words are the other chapters' titles
     return len(text) < 1500 and len(_COPYRIGHT.findall(text)) >= 2
@@ -58,7 +58,7 @@ def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
 def _frontispiece(root: Any) -> bool:
     """A short page before the first chapter that holds a picture and no heading: the
     picture's caption is not a chapter."""
-    text = _clean(" ".join(root.itertext()))
+    text = clean_text(" ".join(root.itertext()))
     tags = {e.tag.rpartition("}")[2] for e in root.iter() if isinstance(e.tag, str)}
     headed = any(f"h{n}" in tags for n in range(1, 7))
     return len(text) < _FRONT_PAGE_CHARS and bool(tags & set(_PICTURE)) and not headed
@@ -92,10 +92,10 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
         if found is not None:
             spine_names.add(found.get_name().rsplit("/", 1)[-1])
     title_meta = book.get_metadata("DC", "title")
-    title = _clean(title_meta[0][0]) if title_meta and title_meta[0][0] else None
-    authors = [_clean(a[0]) for a in book.get_metadata("DC", "creator") if a and a[0]]
+    title = clean_text(title_meta[0][0]) if title_meta and title_meta[0][0] else None
+    authors = [clean_text(a[0]) for a in book.get_metadata("DC", "creator") if a and a[0]]
     front = True  # before the first chapter the contents name
-    builder = _Builder()
+    builder = Builder()
     for entry in book.spine:
         idref, linear = entry if isinstance(entry, tuple) else (entry, "yes")
         item = book.get_item_with_id(idref)
@@ -124,7 +124,7 @@ def parse_epub(data: bytes, *, source: str = "<epub>") -> Document:
             front = False
         elif front and toc_titles and _frontispiece(root):
             continue
-        blocks = list(_html_blocks(root))
+        blocks = list(html_blocks(root))
         if front and toc_title is None:  # a title page: its copyright line is not read
             blocks = [(h, text) for h, text in blocks if not _COPYRIGHT_LINE.search(text)]
         # The chapter starts here, titled by the contents, unless its first heading says it.
@@ -155,7 +155,7 @@ def _toc_entries(toc: Any) -> Iterator[tuple[str, str]]:
                 yield from walk(children)
                 continue
             href = getattr(entry, "href", None)
-            title = _clean(getattr(entry, "title", None) or "")
+            title = clean_text(getattr(entry, "title", None) or "")
             if not href or not title:
                 continue
             name = href.partition("#")[0]

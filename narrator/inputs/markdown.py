@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .model import Document, _Builder, _clean, _normalize_newlines
+from .model import Builder, Document, clean_text, normalize_newlines
 
 __all__ = ["parse_markdown"]
 
@@ -49,8 +49,8 @@ def _inline_text(token: Any) -> str:
 
 def parse_markdown(text: str, *, title: str | None = None, source: str = "<markdown>") -> Document:
     """Build a document from Markdown: headings start chapters, markup is removed."""
-    text = _FRONT_MATTER.sub("", _normalize_newlines(text), count=1)
-    builder = _Builder()
+    text = _FRONT_MATTER.sub("", normalize_newlines(text), count=1)
+    builder = Builder()
     tokens = _markdown_parser().parse(text)
     heading = False
     row: list[str] | None = None
@@ -66,7 +66,7 @@ def parse_markdown(text: str, *, title: str | None = None, source: str = "<markd
             builder.add(", ".join(cell for cell in row if cell))
             row = None
         elif kind == "inline":
-            words = _clean(_inline_text(token))
+            words = clean_text(_inline_text(token))
             if heading:
                 builder.start(words or None)
             elif row is not None:

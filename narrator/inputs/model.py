@@ -2,7 +2,7 @@
 :class:`Chapter` s, and plain text read into it.
 
 Every reader (:mod:`.markdown`, :mod:`.webpage`, :mod:`.epub`) fills a
-:class:`_Builder`; plain text has its own line-by-line reader here.
+:class:`Builder`; plain text has its own line-by-line reader here.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Document:
         return not any(c.title or c.paragraphs for c in self.chapters)
 
 
-class _Builder:
+class Builder:
     """Collects headings and paragraphs into chapters; empty ones are dropped."""
 
     def __init__(self) -> None:
@@ -87,11 +87,11 @@ class _Builder:
         if self.heading and not self.paragraphs:
             pending, self.heading = self.heading, None  # folded into the next title
         self.close()
-        self.heading = _fold(pending, speakable(_clean(title)) if title else None)
+        self.heading = _fold(pending, speakable(clean_text(title)) if title else None)
         self.first_heading = self.first_heading or self.heading
 
     def add(self, paragraph: str) -> None:
-        text = speakable(_clean(paragraph))
+        text = speakable(clean_text(paragraph))
         if text:
             self.paragraphs.append(text)
 
@@ -126,7 +126,7 @@ def _fold(heading: str | None, subheading: str | None) -> str | None:
     return f"{heading}{stop} {subheading}"
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
     """One paragraph on one line: runs of whitespace become one space."""
     return _SPACES.sub(" ", text).strip()
 
@@ -139,13 +139,13 @@ def _paragraphs(lines: list[str]) -> list[str]:
     return [p for p in spoken if p]
 
 
-def _normalize_newlines(text: str) -> str:
+def normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
 
 
 def parse_text(text: str, *, title: str | None = None, source: str = "<text>") -> Document:
     """Build a document from plain text; headings (``# ...``) start chapters."""
-    text = plain_headings(_normalize_newlines(text))  # a README in reST or setext, too
+    text = plain_headings(normalize_newlines(text))  # a README in reST or setext, too
     chapters: list[Chapter] = []
     heading: str | None = None
     body: list[str] = []

@@ -1,5 +1,5 @@
 """HTML into a document: trafilatura keeps a web page's article text (navigation,
-scripts and boilerplate dropped); :func:`_html_blocks` walks an (X)HTML tree for EPUB
+scripts and boilerplate dropped); :func:`html_blocks` walks an (X)HTML tree for EPUB
 chapters."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputError
-from .model import Chapter, Document, _Builder, _clean
+from .model import Builder, Chapter, Document, clean_text
 
 __all__ = ["parse_html"]
 
@@ -57,11 +57,11 @@ def parse_html(
         raise InputError(f"{source}: no article text found on the page")
     root = etree.fromstring(xml.encode())
     main = root.find("main")
-    builder = _Builder()
+    builder = Builder()
     if main is not None:
         for element in main:
             _add_trafilatura_block(builder, element)
-    page_title = title or _clean(root.get("title") or "") or None
+    page_title = title or clean_text(root.get("title") or "") or None
     doc = _with_dateline_folded(builder.document(page_title, source))
     if doc.is_empty:
         raise InputError(f"{source}: no article text found on the page")
@@ -89,27 +89,27 @@ def _with_dateline_folded(doc: Document) -> Document:
     return dataclasses.replace(doc, chapters=(first, *rest))
 
 
-def _add_trafilatura_block(builder: _Builder, element: Any) -> None:
+def _add_trafilatura_block(builder: Builder, element: Any) -> None:
     tag = element.tag
     if tag == "head":
-        builder.start(_clean("".join(element.itertext())) or None)
+        builder.start(clean_text("".join(element.itertext())) or None)
     elif tag in ("list", "table", "quote", "div"):
         for child in element:
             _add_trafilatura_block(builder, child)
     elif tag == "row":
-        builder.add(", ".join(_clean("".join(c.itertext())) for c in element))
+        builder.add(", ".join(clean_text("".join(c.itertext())) for c in element))
     elif tag in ("code", "graphic"):
         return
     else:  # p, item, cell, lb-separated text and anything trafilatura adds later
         builder.add("".join(element.itertext()))
 
 
-def _html_blocks(root: Any) -> Iterator[tuple[bool, str]]:
+def html_blocks(root: Any) -> Iterator[tuple[bool, str]]:
     """(is_heading, text) for every block of an (X)HTML tree, in document order."""
     pending: list[str] = []
 
     def flush() -> Iterator[tuple[bool, str]]:
-        text = _clean("".join(pending))
+        text = clean_text("".join(pending))
         pending.clear()
         if text:
             yield False, text
@@ -120,7 +120,7 @@ def _html_blocks(root: Any) -> Iterator[tuple[bool, str]]:
             pending.append(" ")  # its tail still counts
         elif tag in _HEADING_TAGS:
             yield from flush()
-            text = _clean("".join(element.itertext()))
+            text = clean_text("".join(element.itertext()))
             if text:
                 yield True, text
         elif tag in _BLOCK_TAGS:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ..synth.timeline import Series
 from .data import RunContext
-from .format import _clock, _e
+from .format import as_clock, esc
 
 __all__: list[str] = []
 
@@ -44,7 +44,7 @@ def _steps(values: Sequence[float | None], top: float) -> str:
 
 def _chart(title: str, summary: str, body: str, top: float, series: Series) -> str:
     ticks = "".join(
-        f'<text x="{x:.0f}" y="{_CHART_H + 12}" text-anchor="{a}">{_clock(t)}</text>'
+        f'<text x="{x:.0f}" y="{_CHART_H + 12}" text-anchor="{a}">{as_clock(t)}</text>'
         for x, t, a in (
             (0, 0, "start"),
             (_CHART_W / 2, series.seconds / 2, "middle"),
@@ -52,16 +52,16 @@ def _chart(title: str, summary: str, body: str, top: float, series: Series) -> s
         )
     )
     return (
-        f"<figure class=chart><figcaption><b>{_e(title)}</b> {_e(summary)}</figcaption>"
+        f"<figure class=chart><figcaption><b>{esc(title)}</b> {esc(summary)}</figcaption>"
         f'<svg viewBox="0 -4 {_CHART_W} {_CHART_H + 20}" role="img" '
-        f'aria-label="{_e(title)}: {_e(summary)}"><title>{_e(title)}</title>'
+        f'aria-label="{esc(title)}: {esc(summary)}"><title>{esc(title)}</title>'
         f'<line class=axis x1="0" y1="{_CHART_H}" x2="{_CHART_W}" y2="{_CHART_H}"/>'
         f'<text class=top x="{_CHART_W}" y="6" text-anchor="end">{top:.0f}</text>'
         f"{body}{ticks}</svg></figure>"
     )
 
 
-def _timeline_html(series: Series, context: RunContext) -> str:
+def timeline_html(series: Series, context: RunContext) -> str:
     per = f"{series.bucket} s" if series.bucket < 60 else f"{series.bucket // 60} min"
     charts = []
     top: float = max(max(series.starts), 1)

@@ -1,5 +1,5 @@
 """Values as the report page writes them: escaped for HTML (every value goes through
-:func:`_e`, in one place, control characters shown as escapes first) and times as a
+:func:`esc`, in one place, control characters shown as escapes first) and times as a
 clock."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from ..util.sanitize import shown
 __all__: list[str] = []
 
 
-def _e(value: object) -> str:
+def esc(value: object) -> str:
     return html.escape(shown(str(value)), quote=True)
 
 
-def _clock(seconds: float) -> str:
+def as_clock(seconds: float) -> str:
     whole = round(seconds)
     h, rest = divmod(whole, 3600)
     m, s = divmod(rest, 60)

@@ -11,7 +11,7 @@ JavaScript every link still works (it opens the audio at that time, ``file.wav#t
 the script only makes a link seek the player on the page.
 
 No templating library: the page is a few loops, and every value goes through
-:func:`html.escape` in one place (:func:`_e`).
+:func:`html.escape` in one place (:func:`esc`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from ..run.batch import totals
 from ..run.pipeline import DocumentReport, RunReport
 from ..run.status import Status
 from ..util.plural import plural
-from .charts import _timeline_html
+from .charts import timeline_html
 from .data import RunContext
-from .format import _clock, _e
+from .format import as_clock, esc
 
 __all__ = ["render_html"]
 
@@ -60,7 +60,7 @@ def _voices_html(doc: DocumentReport) -> str:
         who = {"": "narrator", "?": "unattributed speech"}.get(v.speaker, v.speaker)
         chapter = titles.get(v.chapter) or f"chapter {v.chapter + 1}"
         rows.append(
-            f"<tr><td>{_e(chapter)}</td><td>{_e(who)}</td><td>{_e(v.voice)}</td>"
+            f"<tr><td>{esc(chapter)}</td><td>{esc(who)}</td><td>{esc(v.voice)}</td>"
             f"<td class=num>{v.chunks:,}</td><td class=num>{v.characters:,}</td></tr>"
         )
     return (
@@ -83,8 +83,8 @@ def _document_html(
     answered = max(0, doc.requests - doc.retries)
     spent = estimated * answered / doc.chunks if doc.chunks else 0.0
     facts: list[tuple[str, str]] = [
-        ("status", f'<span class="status {_e(doc.status)}">{_e(doc.status)}</span>'),
-        ("input", f"<code>{_e(doc.input)}</code>"),
+        ("status", f'<span class="status {esc(doc.status)}">{esc(doc.status)}</span>'),
+        ("input", f"<code>{esc(doc.input)}</code>"),
         ("chunks", f"{doc.chunks:,} ({doc.cached_chunks:,} from the cache)"),
         ("characters", f"{doc.billing_characters:,}"),
         ("cost", (f"free ({plural(answered, 'request')} answered, {doc.retries:,} retried)"
@@ -92,11 +92,11 @@ def _document_html(
                   f"{_usd(estimated, price)} for the book; about {_usd(spent, price)} billed "
                   f"in this run ({plural(answered, 'request')} answered, {doc.retries:,} "
                   "retried)")),
-        ("audio", _clock(doc.audio_seconds) if doc.audio_seconds else "none"),
+        ("audio", as_clock(doc.audio_seconds) if doc.audio_seconds else "none"),
     ]  # fmt: skip
     parts = [
-        f'<article id="doc-{n}" class="document {_e(doc.status)}">',
-        f"<h3>{_e(title)}</h3>",
+        f'<article id="doc-{n}" class="document {esc(doc.status)}">',
+        f"<h3>{esc(title)}</h3>",
         "<dl class=facts>",
         *(
             f"<div{' class=wide' if k == 'cost' else ''}><dt>{k}</dt><dd>{v}</dd></div>"
@@ -114,15 +114,15 @@ def _document_html(
             link = _href(file, folder, base)
             parts.append(
                 f'<p class=player>{label}<audio id="{ident}" controls preload="none" '
-                f'src="{link}"></audio> <a href="{link}">{_e(Path(file).name)}</a></p>'
+                f'src="{link}"></audio> <a href="{link}">{esc(Path(file).name)}</a></p>'
             )
     if doc.chapters:
         parts.append(
             f"<details open><summary>Chapters ({len(doc.chapters)})</summary><ol class=chapters>"
         )
         for mark in doc.chapters:
-            time = f"<time>{_clock(mark.start)}</time>"
-            label = f"{time} {_e(mark.title or 'Untitled')}"
+            time = f"<time>{as_clock(mark.start)}</time>"
+            label = f"{time} {esc(mark.title or 'Untitled')}"
             item = _seek(href, player, mark.start, label) if href and len(files) == 1 else label
             parts.append(f"<li>{item}</li>")
         parts.append("</ol></details>")
@@ -134,36 +134,36 @@ def _document_html(
         )
         for flag in doc.flagged:
             if flag.start is not None and href and len(files) == 1:
-                play = _seek(href, player, flag.start, f"▶ {_clock(flag.start)}", cls="seek play")
+                play = _seek(href, player, flag.start, f"▶ {as_clock(flag.start)}", cls="seek play")
             else:
                 play = "—"
             # The gate's reason may open with the kind already ("silent: 0.00 s of sound").
             why = flag.reason.removeprefix(f"{flag.kind}: ")
             reason = (
-                f"<b>{_e(flag.kind)}</b>: {_e(why)} "
+                f"<b>{esc(flag.kind)}</b>: {esc(why)} "
                 f"<small>({flag.measured:.1f} s measured, {flag.expected:.1f} s expected, "
-                f"{_e(flag.attempts)} attempts)</small>"
+                f"{esc(flag.attempts)} attempts)</small>"
             )
             parts.append(
-                f"<tr class=flag><td>{play}</td><td>{_e(flag.chunk)}</td><td>{reason}</td>"
-                f"<td class=text>{_e(flag.text)}</td></tr>"
+                f"<tr class=flag><td>{play}</td><td>{esc(flag.chunk)}</td><td>{reason}</td>"
+                f"<td class=text>{esc(flag.text)}</td></tr>"
             )
         parts.append("</tbody></table>")
     if doc.voices:
         parts.append(_voices_html(doc))
     if doc.warnings:
         parts.append("<div class=warnings><h4>Left out or done otherwise</h4><ul>")
-        parts.extend(f"<li>{_e(warning)}</li>" for warning in doc.warnings)
+        parts.extend(f"<li>{esc(warning)}</li>" for warning in doc.warnings)
         parts.append("</ul></div>")
     if doc.status is Status.SKIPPED and doc.errors:  # not a failure: only why
-        parts.append(f"<p>Left out: {_e(doc.errors[0])}</p>")
+        parts.append(f"<p>Left out: {esc(doc.errors[0])}</p>")
     if not doc.ok and doc.errors:
         parts.append("<div class=errors><h4>What went wrong</h4><ul>")
-        parts.extend(f"<li>{_e(error)}</li>" for error in doc.errors)
+        parts.extend(f"<li>{esc(error)}</li>" for error in doc.errors)
         parts.append("</ul>")
         if doc.status in (Status.FAILED, Status.STOPPED):
             resume = (
-                f"<code class=command>{_e(context.command)}</code>"
+                f"<code class=command>{esc(context.command)}</code>"
                 if context.command
                 else "the <code>narrator narrate</code> command that made this run"
             )
@@ -279,7 +279,7 @@ def render_html(
     pace = ""
     if context.provider:
         rpm = f"{context.rpm:g} requests/minute" if context.rpm else "no rate limit"
-        pace = f" · {_e(context.provider)}, {_e(rpm)}, {_e(context.concurrency)} at once"
+        pace = f" · {esc(context.provider)}, {esc(rpm)}, {esc(context.concurrency)} at once"
     total_facts = [
         ("documents", f"{sums['documents']:,}"),
         ("done", f"{sums['done'] + sums['up_to_date']:,}"),
@@ -287,25 +287,25 @@ def render_html(
         ("chunks", f"{sums['chunks']:,}"),
         ("characters", f"{sums['billing_characters']:,}"),
         ("cost (estimated)", _usd(estimated, price)),
-        ("audio", _clock(float(sums["audio_seconds"]))),
+        ("audio", as_clock(float(sums["audio_seconds"]))),
         ("requests", f"{run.requests:,}"),
         ("retries", f"{run.retries:,}"),
         ("429s", f"{run.throttled:,}"),
         ("flagged segments", f"{sums['flagged']:,}"),
-        ("wall time", _clock(run.seconds)),
+        ("wall time", as_clock(run.seconds)),
     ]
     rows = []
     for n, doc in enumerate(docs, 1):
         title = doc.title or Path(doc.input).name or doc.input
         rows.append(
-            f'<tr><td><a href="#doc-{n}">{_e(title)}</a></td>'
-            f'<td><span class="status {_e(doc.status)}">{_e(doc.status)}</span></td>'
+            f'<tr><td><a href="#doc-{n}">{esc(title)}</a></td>'
+            f'<td><span class="status {esc(doc.status)}">{esc(doc.status)}</span></td>'
             f"<td class=num>{doc.chunks:,}</td><td class=num>{doc.billing_characters:,}</td>"
-            f"<td class=num>{_clock(doc.audio_seconds)}</td>"
+            f"<td class=num>{as_clock(doc.audio_seconds)}</td>"
             f"<td class=num>{len(doc.flagged)}</td></tr>"
         )
     timeline = (
-        _timeline_html(run.timeline, context)
+        timeline_html(run.timeline, context)
         if run.timeline is not None and run.timeline.starts
         else "<p>No request was sent in this run.</p>"
     )
@@ -317,13 +317,13 @@ def render_html(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="narrator">
-<title>narrator run: {plural(int(sums["documents"]), "document")}, {_e(verdict)}</title>
+<title>narrator run: {plural(int(sums["documents"]), "document")}, {esc(verdict)}</title>
 <style>{_STYLE}</style>
 </head>
 <body>
 <header>
 <h1>narrator run report</h1>
-<p class=lead>{plural(int(sums["documents"]), "document")}: {_e(verdict)}{pace}</p>
+<p class=lead>{plural(int(sums["documents"]), "document")}: {esc(verdict)}{pace}</p>
 </header>
 <main>
 <section aria-labelledby="h-totals">
