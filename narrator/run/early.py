@@ -38,8 +38,9 @@ class EarlyStart:
     """Feeds the pool the first document's chunks as the splitting thread cuts them."""
 
     def __init__(
-        self, pool: Pool, works: Sequence[Work], settings: Settings, provider: Provider
+        self, pool: Pool, given: Sequence[Work | Plan], settings: Settings, provider: Provider
     ) -> None:
+        works = [work.work if isinstance(work, Plan) else work for work in given]
         self._loop = asyncio.get_running_loop()
         self._pool = pool
         self._work = works[0] if works and _safe(works, settings, provider) else None
