@@ -80,18 +80,29 @@ class Planner:
         ``failed`` with its report; without ``failed``, the error is raised. ``on_chunk``
         hears of each chunk (with its plan and key) as soon as it is cut, from the
         splitting thread (:mod:`narrator.run.early` sends the first ones at once)."""
-        plans = []
+        # Every lexicon and cast is read first: a bad one is refused before any chunk
+        # is cut (and so before ``on_chunk`` may send one).
+        made: list[Plan] = []
         for work in works:
+            if isinstance(work, Plan):
+                made.append(work)
+                continue
             try:
-                plan = work if isinstance(work, Plan) else self.plan(work)
+                made.append(self.plan(work))
+            except alone as exc:
+                if failed is None:
+                    raise
+                failed.append((work, failed_report(work, str(exc))))
+        plans = []
+        for plan in made:
+            try:
                 for chunk, key in plan.each_chunk():  # split now, off the event loop
                     if on_chunk is not None:
                         on_chunk(plan, chunk, key)
             except alone as exc:
                 if failed is None:
                     raise
-                its = work.work if isinstance(work, Plan) else work
-                failed.append((its, failed_report(its, str(exc))))
+                failed.append((plan.work, failed_report(plan.work, str(exc))))
                 continue
             plans.append(plan)
         return plans
