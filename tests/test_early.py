@@ -14,8 +14,9 @@ import pytest
 
 import narrator
 from narrator.chunks.split import Chunk, iter_chunks, split_document
+from narrator.errors import LexiconError
 from narrator.estimate import estimate, most_cost
-from narrator.inputs.documents import parse_text
+from narrator.inputs.documents import load_document, parse_text
 from narrator.run import early, plan
 from narrator.run.results import Work
 from narrator.synth.providers import make_provider
@@ -109,3 +110,25 @@ def test_the_guards_bound_is_never_under_the_estimate(tmp_path: Path) -> None:
     assert most >= estimate(docs, lexicons=(lexicon,)).cost > estimate(docs).cost
     # A respelling over its budget: only the split can tell, so the guard splits.
     assert most_cost(docs, lexicons=(lexicon,), max_text_chars=100) == math.inf
+
+
+def test_a_bad_lexicon_is_refused_before_any_chunk_is_offered(tmp_path: Path) -> None:
+    # The early start sends what plan_all offers: every lexicon is read before any cut.
+    good, bad = tmp_path / "a.txt", tmp_path / "b.txt"
+    good.write_text(TEXT, encoding="utf-8")
+    bad.write_text(TEXT, encoding="utf-8")
+    (tmp_path / "b.lexicon.toml").write_text("[words\n", encoding="utf-8")
+    settings = narrator.Settings(provider="espeak", cache_dir=tmp_path / "c")
+    planner = plan.Planner(settings, make_provider(settings))
+    works = [Work(load_document(p), p.with_suffix(".wav")) for p in (good, bad)]
+    offered: list[str] = []
+    with pytest.raises(LexiconError):
+        planner.plan_all(works, on_chunk=lambda _, chunk, key: offered.append(key))
+    assert offered == []
+    # Told to leave it out (as watch is), the good document is cut and offered in order.
+    failed: list[Any] = []
+    plans = planner.plan_all(
+        works, failed, (LexiconError,), on_chunk=lambda _, c, key: offered.append(key)
+    )
+    assert [p.work for p in plans] == works[:1] and [f[0] for f in failed] == works[1:]
+    assert offered == plans[0].keys
