@@ -16,7 +16,7 @@ from pathlib import Path
 from .chunks.cast import document_casting
 from .chunks.language import resolve_language
 from .chunks.lexicon import document_lexicon
-from .chunks.split import split_document
+from .chunks.split import billing_bound, split_document
 from .errors import InputError
 from .inputs.documents import Document
 from .inputs.limits import DEFAULT_MAX_TEXT_BYTES
@@ -33,6 +33,7 @@ __all__ = [
     "VoiceEstimate",
     "estimate",
     "format_cost",
+    "most_cost",
     "wall_clock",
 ]
 
@@ -216,6 +217,64 @@ def estimate(
         else (),
         failed=tuple(failed),
     )
+
+
+def most_cost(
+    documents: Sequence[Document],
+    *,
+    provider: str = default("provider"),
+    lang: str = default("lang"),
+    price_per_10k_chars: float = DEFAULT_PRICE_PER_10K_CHARS,
+    lexicons: Sequence[Path] = (),
+    lexicons_last: Sequence[Path] = (),
+    voice: str = "",
+    casts: Sequence[Path] = (),
+    casts_last: Sequence[Path] = (),
+    dialogue_voice: str = "",
+    speaker_lines: bool = False,
+    model: str = "",
+    max_text_chars: int = DEFAULT_MAX_TEXT_BYTES,
+) -> float:
+    """The most :func:`estimate` (given the same arguments) can say ``documents`` cost,
+    counted without splitting them (:func:`~narrator.chunks.split.billing_bound`): a
+    spending limit above it holds without the split, which a long book takes seconds for.
+    A document whose respelling fails its budget makes it infinite (only the split can
+    tell what it costs, and :func:`estimate` leaves it out)."""
+    from .settings import check_voice
+
+    def spell(name: str) -> str:
+        return check_voice(provider, name, model=model or entry.model, base_url=entry.base_url())
+
+    entry = spec(provider)
+    _, count = counting(provider)
+    if entry.price_per_10k_chars is not None:
+        price_per_10k_chars = entry.price_per_10k_chars
+    voice = voice or entry.voice
+    dialogue_voice = spell(dialogue_voice) if dialogue_voice else ""
+    chars = 0
+    for doc in documents:
+        casting = document_casting(
+            doc.source,
+            casts,
+            casts_last,
+            voice=voice,
+            dialogue_voice=dialogue_voice,
+            speaker_lines=speaker_lines,
+            spell=spell,
+        )
+        try:
+            chars += billing_bound(
+                doc,
+                lang=resolve_language(doc, lang),
+                count=count,
+                lexicon=document_lexicon(doc.source, lexicons, lexicons_last),
+                voice=voice,
+                casting=casting,
+                max_text_chars=max_text_chars,
+            )
+        except InputError:
+            return math.inf
+    return chars / 10_000 * price_per_10k_chars
 
 
 def format_cost(usd: float) -> str:

@@ -10,8 +10,17 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from narrator.chunks.split import Chunk, billing_chars, split_document, split_text
-from narrator.errors import ConfigError
+from narrator.chunks.cast import Cast, Casting
+from narrator.chunks.lexicon import Lexicon
+from narrator.chunks.split import (
+    Chunk,
+    billing_bound,
+    billing_chars,
+    iter_chunks,
+    split_document,
+    split_text,
+)
+from narrator.errors import ConfigError, InputError
 from narrator.inputs.documents import Chapter, Document, parse_text
 
 FAMILY = "👩\u200d👩\u200d👧"  # one grapheme, five code points
@@ -423,6 +432,8 @@ def test_split_document_loses_nothing_and_respects_chapters(
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert all(c.billing_chars == billing_chars(c.text) for c in chunks)
     assert squeeze("".join(c.text for c in chunks)) == squeeze(doc.text)
+    # The spending guards count without splitting: never less than the split bills.
+    assert billing_bound(doc) >= sum(c.billing_chars for c in chunks)
     for chapter in doc.chapters:
         mine = [c for c in chunks if c.chapter == chapter.index]
         spoken = [chapter.title or "", *chapter.paragraphs]
@@ -449,3 +460,47 @@ def test_cuts_fall_between_graphemes(graphemes: list[str], max_chars: int) -> No
     assert "".join(chunks) == text
     boundaries = set(itertools.accumulate(len(g) for g in regex.findall(r"\X", text)))
     assert set(itertools.accumulate(len(c) for c in chunks)) <= boundaries
+
+
+def test_chunks_come_one_by_one_as_they_close_and_the_bound_counts_respellings() -> None:
+    lexicon = Lexicon.parse('[words]\nNASA = "National Aeronautics and Space Administration"\n')
+    doc = parse_text("# One\n\n" + "NASA flew. " * 40 + "\n\nShort.\n\n# Two\n\nEnd.")
+    chunks = iter_chunks(doc, max_chars=120, lexicon=lexicon)
+    first = next(chunks)  # before the rest of the document is split
+    whole = split_document(doc, max_chars=120, lexicon=lexicon)
+    assert [first, *chunks] == whole
+    assert first.text == "One" and len(whole) > 5
+    assert billing_bound(doc, lexicon=lexicon) >= sum(c.billing_chars for c in whole)
+    assert billing_bound(doc, lexicon=lexicon) > billing_bound(doc)  # respelled: longer
+
+
+def test_voiced_chunks_stream_and_the_bound_takes_each_voices_respelling() -> None:
+    cast = Cast.parse('[cast]\nAlice = "Cherry"\n')
+    casting = Casting(cast, "Elias", "Sunny")
+    # Only Alice's voice respells the word, and only she says it.
+    lexicon = Lexicon.parse(
+        '[[entry]]\nterm = "NASA"\nsay = "National Aeronautics and Space Administration"\n'
+        'voice = ["Cherry"]\n'
+    )
+    body = "\n\n".join(f'"NASA flew {n}," said Alice. The narrator went on.' for n in range(8))
+    doc = parse_text("# One\n\n" + body)
+    whole = split_document(doc, max_chars=80, lexicon=lexicon, casting=casting)
+    assert list(iter_chunks(doc, max_chars=80, lexicon=lexicon, casting=casting)) == whole
+    assert {c.voice for c in whole} >= {"Cherry", "Elias"}
+    bound = billing_bound(doc, lexicon=lexicon, casting=casting)
+    assert bound >= sum(c.billing_chars for c in whole)
+    assert bound > billing_bound(doc, lexicon=lexicon, voice="Elias")  # no respelling
+
+
+def test_the_bound_respells_within_a_budget() -> None:
+    # A pattern that backtracks without end fails the guard's count as it fails the split.
+    lexicon = Lexicon.parse('[[entry]]\nterm = "(a|aa)+$"\nsay = "x"\nregex = true\n')
+    doc = parse_text("a" * 40 + "b")
+    with pytest.raises(InputError):
+        billing_bound(doc, lexicon=lexicon)
+    # And so does a respelling too large, counted in the same kind of budget.
+    grows = Lexicon.parse('[words]\nb = "' + "long " * 10 + '"\n')
+    short = parse_text("a b")
+    with pytest.raises(InputError):
+        billing_bound(short, lexicon=grows, max_text_chars=20)
+    assert billing_bound(short, lexicon=grows) > 50

@@ -16,7 +16,7 @@ removed): the chunk texts, joined, equal the input up to whitespace.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -33,7 +33,15 @@ from .cast import NARRATION, Casting
 from .lexicon import Lexicon, Respelled
 from .sentences import CLOSE, EXTEND, GRAPHEME, WIDE_CLASS, segmenter_for, sentence_bounds
 
-__all__ = ["Chunk", "billing_chars", "normalize_paragraph", "split_document", "split_text"]
+__all__ = [
+    "Chunk",
+    "billing_bound",
+    "billing_chars",
+    "iter_chunks",
+    "normalize_paragraph",
+    "split_document",
+    "split_text",
+]
 
 
 # The Han script: every CJK ideograph (all extensions, compatibility ideographs) plus a
@@ -120,18 +128,47 @@ def split_document(
     voice and, when it listens for speech, each quotation its speaker's; a chunk never
     mixes speakers. ``warn`` hears of unclosed quotation marks and of pysbd failures.
     """
+    return list(
+        iter_chunks(
+            doc,
+            max_chars=max_chars,
+            lang=lang,
+            count=count,
+            lexicon=lexicon,
+            voice=voice,
+            casting=casting,
+            warn=warn,
+            max_text_chars=max_text_chars,
+        )
+    )
+
+
+def iter_chunks(
+    doc: Document,
+    *,
+    max_chars: int = 600,
+    lang: str = "en",
+    count: Callable[[str], int] = billing_chars,
+    lexicon: Lexicon | None = None,
+    voice: str = "",
+    casting: Casting | None = None,
+    warn: Callable[[str], None] | None = None,
+    max_text_chars: int = DEFAULT_MAX_TEXT_BYTES,
+) -> Iterator[Chunk]:
+    """:func:`split_document`'s chunks one at a time, each as soon as it is final
+    (packing is greedy: a chunk is closed for good when the next text does not fit or
+    its speaker changes), so a run can send the first ones while the rest of a long
+    book is still being split."""
     _check(max_chars)
     segmenter = segmenter_for(lang)
-    chunks: list[Chunk] = []
     use = lexicon if lexicon is not None and lexicon.entries else None
-    budget = None
-    if use is not None:  # one per document, shared by every paragraph and voice
-        size = sum(len(p) for c in doc.chapters for p in (c.title or "", *c.paragraphs))
-        budget = Budget.for_text(size, max_text_chars)
+    budget = _budget(doc, max_text_chars) if use is not None else None
+    index = 0  # the next chunk's
     for chapter in doc.chapters:
         narrator = casting.narrator(chapter.title or "") if casting is not None else voice
         speak = None if use is None or budget is None else (use, lang, narrator, budget)
         packer = _Packer(max_chars, count, voice=narrator)
+        first = index  # the chapter's first chunk
         if chapter.title:
             _add_paragraph(packer, chapter.title, segmenter, speak, warn)
             packer.flush()
@@ -144,15 +181,93 @@ def split_document(
             how = (use, lang, casting, chapter.title or "", budget)
             for paragraph, its_lines in zip(paragraphs, lines, strict=True):
                 _add_voiced(packer, paragraph, its_lines, segmenter, how, warn)
+                closed = _closed(packer, chapter.index, index, first)
+                index += len(closed)
+                yield from closed
         else:
             for paragraph in chapter.paragraphs:
                 _add_paragraph(packer, paragraph, segmenter, speak, warn)
+                closed = _closed(packer, chapter.index, index, first)
+                index += len(closed)
+                yield from closed
         packer.flush()
-        for text, cost, starts, written, speaker, its_voice in packer.out:
-            shown = written if written != text else None
-            chunk = Chunk(len(chunks), chapter.index, text, cost, starts, shown, its_voice, speaker)
-            chunks.append(chunk)
-    return chunks
+        closed = _closed(packer, chapter.index, index, first)
+        index += len(closed)
+        yield from closed
+
+
+def billing_bound(
+    doc: Document,
+    *,
+    lang: str = "en",
+    count: Callable[[str], int] = billing_chars,
+    lexicon: Lexicon | None = None,
+    voice: str = "",
+    casting: Casting | None = None,
+    max_text_chars: int = DEFAULT_MAX_TEXT_BYTES,
+) -> int:
+    """The most :func:`split_document`'s chunks of ``doc`` bill together, counted without
+    splitting: every paragraph and title whole, as it is spoken, plus a paragraph break.
+
+    A chunk is slices of paragraphs joined by paragraph breaks, so for a ``count`` that
+    adds up character by character (the services' counts do) no split bills more. With a
+    ``lexicon``, a paragraph counts as its longest respelling in any voice it may be read
+    in (the chapter's narrator, and with a ``casting`` that listens, every cast voice and
+    the dialogue voice), within a :class:`~narrator.chunks.bounds.Budget` as a split's
+    (an :class:`~narrator.errors.InputError` over it, as the split would raise).
+    """
+    use = lexicon if lexicon is not None and lexicon.entries else None
+    others: set[str] = set()
+    if casting is not None and casting.listens:
+        others = {member.voice for member in casting.cast.members}
+        others |= {casting.dialogue_voice} - {""}
+    budget = None
+    if use is not None:  # a respelling for each voice: the budget grows with them
+        voices = len(others) + 1
+        size = sum(len(p) for c in doc.chapters for p in (c.title or "", *c.paragraphs))
+        budget = Budget.for_text(size * voices, max_text_chars * voices)
+    sep = count(_PARAGRAPH_SEP)
+    total = 0
+    for chapter in doc.chapters:
+        narrator = casting.narrator(chapter.title or "") if casting is not None else voice
+        for text in (chapter.title or "", *chapter.paragraphs):
+            para = _normalize(text)
+            if not para:
+                continue
+            if use is None or budget is None:
+                total += count(para) + sep
+                continue
+            total += sep + max(
+                count(use.respell(para, lang, its_voice, budget).spoken)
+                for its_voice in sorted({narrator, *others})
+            )
+    return total
+
+
+def _budget(doc: Document, max_text_chars: int) -> Budget:
+    """One respelling budget per document, shared by every paragraph and voice."""
+    size = sum(len(p) for c in doc.chapters for p in (c.title or "", *c.paragraphs))
+    return Budget.for_text(size, max_text_chars)
+
+
+def _closed(packer: _Packer, chapter: int, index: int, first: int) -> list[Chunk]:
+    """The chunks ``packer`` closed from chunk ``index`` on (its chapter began at chunk
+    ``first``); the open one may still grow, so it is not among them."""
+    return [
+        Chunk(
+            index + n,
+            chapter,
+            text,
+            cost,
+            starts,
+            written if written != text else None,
+            its_voice,
+            speaker,
+        )
+        for n, (text, cost, starts, written, speaker, its_voice) in enumerate(
+            packer.out[index - first :]
+        )
+    ]
 
 
 def split_text(

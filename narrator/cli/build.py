@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..book.audiobook import AudiobookOptions
-from ..estimate import Estimate, estimate
+from ..estimate import Estimate, estimate, most_cost
 from ..inputs.documents import Document
 from ..run.batch import Batch, Loaded, check_outputs, find_batch, plan_works, read_batch
 from ..run.pipeline import DocumentReport, Work
@@ -27,7 +27,7 @@ from ..util.trust import FLAGS, Kind
 
 __all__ = [
     "announce_endpoint", "lexicon_settings", "load", "load_works", "make_estimate",
-    "make_say_settings", "make_settings", "report_command",
+    "make_say_settings", "make_settings", "over_limit", "report_command",
 ]  # fmt: skip
 
 log = logging.getLogger("narrator")
@@ -192,6 +192,27 @@ def make_say_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Setti
         lexicon=lexicon_settings(args)[0],
         lexicon_override=lexicon_settings(args)[1],
     )
+
+
+def over_limit(args: argparse.Namespace, documents: Sequence[Document], limit: float) -> bool:
+    """Whether the estimate may be over ``limit``: counted first without splitting, which
+    settles most runs at once; only one whose most possible cost is over needs the split."""
+    most = most_cost(
+        documents,
+        provider=getattr(args, "provider", None) or default("provider"),
+        lang=args.lang,
+        price_per_10k_chars=args.price_per_10k_chars,
+        lexicons=lexicon_settings(args)[0],
+        lexicons_last=lexicon_settings(args)[1],
+        voice=getattr(args, "voice", None) or "",
+        casts=cast_settings(args)[0],
+        casts_last=cast_settings(args)[1],
+        dialogue_voice=getattr(args, "dialogue_voice", None) or "",
+        speaker_lines=getattr(args, "speaker_lines", False),
+        model=getattr(args, "model", None) or "",
+        max_text_chars=int(args.max_text_mb * 1_000_000),
+    )
+    return most > limit
 
 
 def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estimate:

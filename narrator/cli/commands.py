@@ -41,6 +41,7 @@ from .build import (
     load_works,
     make_estimate,
     make_settings,
+    over_limit,
     report_command,
 )
 from .flags import as_flags
@@ -169,9 +170,13 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         check_writable(folder, what="the audiobook's folder")
     if not works and not any(report.status == Status.FAILED for report in unread):
         raise ConfigError(_nothing_left(unread))
+    documents = [work.document for work in works]
+    # Counted first without splitting (the split of a long book takes seconds): only a
+    # run whose most possible cost is over its limit is split to be estimated.
     if args.max_cost is not None:
-        result = make_estimate(args, [work.document for work in works])
-        if result.cost > args.max_cost:
+        limit = args.max_cost
+        result = make_estimate(args, documents) if over_limit(args, documents, limit) else None
+        if result is not None and result.cost > limit:
             raise ConfigError(
                 f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
                 f"{result.billing_characters:,} billing characters (at "
@@ -180,8 +185,9 @@ def cmd_narrate(args: argparse.Namespace) -> int:
             )
     elif not args.yes and REGISTRY[settings.provider].price_per_10k_chars != 0:
         # No limit given: a run that would cost more than a usual book must be confirmed.
-        result = make_estimate(args, [work.document for work in works])
-        if result.cost > args.confirm_above:
+        limit = args.confirm_above
+        result = make_estimate(args, documents) if over_limit(args, documents, limit) else None
+        if result is not None and result.cost > limit:
             raise ConfigError(
                 f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
                 f"{result.billing_characters:,} billing characters, over "

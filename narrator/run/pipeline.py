@@ -31,6 +31,7 @@ from ..synth.providers import Provider, make_provider
 from ..synth.quality import Gate
 from ..synth.watchdog import watch
 from ..util.diskspace import check_room, disk_full, is_disk_full
+from .early import EarlyStart
 from .narration import chunk_gap_ms, narrate_one
 from .plan import Plan, Planner, book_fingerprint, casting_for
 from .results import (
@@ -90,60 +91,65 @@ async def narrate_many(
     progress = on_progress or (lambda event: None)
     own_provider = provider is None
     provider = provider or make_provider(settings)  # opens no connection until used
-    # Splitting a long book takes a while: off the loop, like everything that blocks.
-    # A document whose respellings run over their budget fails alone, before anything is sent.
-    unsplit: list[tuple[Work, DocumentReport]] = []
-    plans = await asyncio.to_thread(Planner(settings, provider).plan_all, works, unsplit)
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     db = StoreThread()
     try:
         store = await db.open(settings.store_dir)
     except BaseException:
         db.shutdown()
-        raise
-    current = [] if settings.force else await db.run(up_to_date, plans, store)
-    # An up-to-date book whose subtitles are asked for anew is made again only when they
-    # cannot be had without a run's timings (no sidecar of either kind beside it).
-    kind = settings.audiobook.subtitles
-    current = [
-        report
-        for report in current
-        if await asyncio.to_thread(
-            sidecars_current, [Path(f) for f in report.files or (report.output,)], kind
-        )
-    ]
-    current += [report for _, report in unsplit]
-    done_before = {report.output for report in current}
-    plans = [plan for plan in plans if str(plan.output) not in done_before]
-    try:
-        check_room(await db.run(room_needed, plans, store, settings))
-    except DiskFull:
-        await db.close()
         if own_provider:
             await provider.aclose()
         raise
-    # Every segment of this run is in use until it ends: no prune takes one (one write).
+    unsplit: list[tuple[Work, DocumentReport]] = []
     try:
-        uses = {str(plan.output): plan.keys for plan in plans}
-        await db.run(store.note_run, uses)
-    except sqlite3.Error as exc:  # a locked or full database: the pool's writes will say so
-        log.warning("this run's segments are not marked in use (%s)", exc)
-    progress(
-        ProgressEvent(
-            "planned",
-            chunks=sum(len(plan.chunks) for plan in plans),
-            characters=sum(plan.billing_chars for plan in plans),
-        )
-    )
-    total = sum(len(plan.chunks) for plan in plans)
-    try:
+        # The pool comes first, so the first document's chunks can leave as they are cut;
+        # a bad segment may take qa_retries re-syntheses whatever the share says, and the
+        # share of the run's chunks is added once the split has counted them.
         pool = Pool(
             provider,
             db,
-            PoolConfig.of(settings, chunks=total),
+            PoolConfig.of(settings, chunks=0),
             gate=Gate() if settings.qa != "off" else None,
         )
         async with pool:
+            early = EarlyStart(pool, works, settings, provider)
+            # Splitting a long book takes a while: off the loop, like everything that
+            # blocks. A document whose respellings run over their budget fails alone.
+            plans = await asyncio.to_thread(
+                Planner(settings, provider).plan_all, works, unsplit, on_chunk=early.offer
+            )
+            early.done()
+            current = [] if settings.force else await db.run(up_to_date, plans, store)
+            # An up-to-date book whose subtitles are asked for anew is made again only
+            # when they cannot be had without a run's timings (no sidecar beside it).
+            kind = settings.audiobook.subtitles
+            current = [
+                report
+                for report in current
+                if await asyncio.to_thread(
+                    sidecars_current, [Path(f) for f in report.files or (report.output,)], kind
+                )
+            ]
+            current += [report for _, report in unsplit]
+            done_before = {report.output for report in current}
+            plans = [plan for plan in plans if str(plan.output) not in done_before]
+            check_room(await db.run(room_needed, plans, store, settings))
+            # Every segment of this run is in use until it ends: no prune takes one.
+            try:
+                uses = {str(plan.output): plan.keys for plan in plans}
+                await db.run(store.note_run, uses)
+            except sqlite3.Error as exc:  # a locked or full database: the pool's writes say so
+                log.warning("this run's segments are not marked in use (%s)", exc)
+            total = sum(len(plan.chunks) for plan in plans)
+            progress(
+                ProgressEvent(
+                    "planned",
+                    chunks=total,
+                    characters=sum(plan.billing_chars for plan in plans),
+                )
+            )
+            share = PoolConfig.of(settings, chunks=total).qa_budget or 0
+            pool.add_qa_budget(max(0, share - settings.qa_retries))
             dog = asyncio.create_task(
                 watch(pool, seconds=settings.stall_seconds, what=_service(settings)),
                 name="narrator-watchdog",

@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..chunks.cast import Casting, document_casting
 from ..chunks.language import resolve_language
 from ..chunks.lexicon import Lexicon, combined
-from ..chunks.split import Chunk, split_document
+from ..chunks.split import Chunk, iter_chunks
 from ..errors import InputError, NarratorError
 from ..inputs.documents import Document
 from ..inputs.model import bounded
@@ -69,6 +69,7 @@ class Planner:
         works: Sequence[Work | Plan],
         failed: list[tuple[Work, DocumentReport]] | None = None,
         alone: tuple[type[NarratorError], ...] = (InputError,),
+        on_chunk: Callable[[Plan, Chunk, str], None] | None = None,
     ) -> list[Plan]:
         """Every document's plan, split (on a worker thread: pysbd takes its time); a
         plan made before (``watch`` weighs the cost of each first) is kept as it is.
@@ -76,17 +77,32 @@ class Planner:
         A document that cannot be planned for a reason of its own (``alone``: by default
         its respellings too slow or too large, an :class:`~narrator.errors.InputError`;
         ``watch`` adds a bad lexicon or cast beside it) is left out and added to
-        ``failed`` with its report; without ``failed``, the error is raised."""
-        plans = []
+        ``failed`` with its report; without ``failed``, the error is raised. ``on_chunk``
+        hears of each chunk (with its plan and key) as soon as it is cut, from the
+        splitting thread (:mod:`narrator.run.early` sends the first ones at once)."""
+        # Every lexicon and cast is read first: a bad one is refused before any chunk
+        # is cut (and so before ``on_chunk`` may send one).
+        made: list[Plan] = []
         for work in works:
+            if isinstance(work, Plan):
+                made.append(work)
+                continue
             try:
-                plan = work if isinstance(work, Plan) else self.plan(work)
-                plan.chunks  # noqa: B018 - split now, off the event loop
+                made.append(self.plan(work))
             except alone as exc:
                 if failed is None:
                     raise
-                its = work.work if isinstance(work, Plan) else work
-                failed.append((its, failed_report(its, str(exc))))
+                failed.append((work, failed_report(work, str(exc))))
+        plans = []
+        for plan in made:
+            try:
+                for chunk, key in plan.each_chunk():  # split now, off the event loop
+                    if on_chunk is not None:
+                        on_chunk(plan, chunk, key)
+            except alone as exc:
+                if failed is None:
+                    raise
+                failed.append((plan.work, failed_report(plan.work, str(exc))))
                 continue
             plans.append(plan)
         return plans
@@ -126,7 +142,7 @@ class Plan:
         # a split given up half-way starts again
         self._chunks, self._keys, self._warnings = [], [], []
         s = self.planner.settings
-        for chunk in split_document(
+        for chunk in iter_chunks(
             self.document,
             max_chars=self.planner.max_chars,
             lang=resolve_language(self.document, s.lang),
