@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/narrator demo samples -o out
 
+# Four workers on two cores: much of the suite waits on servers, processes and signals.
 test: install
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n 4
 
 lint: install
 	$(BIN)/ruff check narrator tests
