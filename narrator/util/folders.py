@@ -37,7 +37,9 @@ def check_writable(folder: Path, *, what: str) -> None:
     if not existing.is_dir():
         raise ConfigError(f"{what} {folder}: cannot be made, {existing} is a file")
     try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".narrator-probe-"):
+        # Unnamed where the system can (O_TMPFILE), else unlinked at once: a process
+        # killed here leaves nothing in the user's folder.
+        with tempfile.TemporaryFile(dir=existing, prefix=".narrator-probe-"):
             pass
     except OSError as exc:
         reason = exc.strerror or str(exc)
