@@ -381,6 +381,30 @@ async def test_one_document_never_stops_the_watcher(
     assert watcher.lines[-1] == "narrator: watcher stopped"
 
 
+async def test_sigterm_does_not_wait_for_a_long_lexicon_budget(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """A runaway pattern in a document of 2 MB has a budget of about 21 s of CPU before it
+    fails the document; a stop in the meantime leaves the stuck planning behind at once
+    rather than waiting it out (the document is never reported failed: it was never
+    finished)."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    filler = "\n\n".join("Plain words, nothing to respell here." for _ in range(50_000))
+    (inbox / "trap.txt").write_text("a" * 40 + "!\n\n" + filler)
+    (inbox / "trap.lexicon.toml").write_text(
+        '[[entry]]\nterm = "(a|aa)+$"\nsay = "x"\nregex = true\nwhole_word = false\n'
+    )
+    watcher = await Watcher.start(inbox, out, emulator.url, tmp_path / "cache")
+    await watcher.until("^watching")
+    await asyncio.sleep(4)  # settled (1.5 s), read, and stuck in the pattern
+    code = await watcher.stop()
+    assert code == 0, watcher.lines
+    assert watcher.lines[-1] == "narrator: watcher stopped", watcher.lines
+    assert not watcher.matching(r"trap\.txt"), watcher.lines  # abandoned, not failed
+    assert emulator.stats.requests == 0
+
+
 async def test_sigterm_stops_the_watcher_while_a_stage_is_stuck(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:

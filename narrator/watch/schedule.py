@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,16 +57,19 @@ async def keyed_chunks(
     works: Sequence[Work],
     settings: Settings,
     failed: list[tuple[Work, DocumentReport]] | None = None,
+    *,
+    off_loop: Callable[[Callable[[], list[Plan]]], Awaitable[list[Plan]]] = asyncio.to_thread,
 ) -> list[tuple[Plan, dict[str, int]]]:
     """Each document's plan (the run narrates it as it is, split once) with its chunks'
     segment keys and billing characters; one that cannot be planned goes to ``failed``
-    with its report (without ``failed``, the error is raised)."""
+    with its report (without ``failed``, the error is raised). The plans are made by
+    ``off_loop`` (a thread; the watcher's leaves it behind on a stop)."""
     provider = make_provider(settings)
     try:
         # One document's bad lexicon or cast, or respellings over their budget, fail it
         # alone: the watcher goes on with the others.
         planner = Planner(settings, provider)
-        plans = await asyncio.to_thread(planner.plan_all, works, failed, (NarratorError,))
+        plans = await off_loop(functools.partial(planner.plan_all, works, failed, (NarratorError,)))
     finally:
         await provider.aclose()
     return [

@@ -444,7 +444,11 @@ async def _narrate_batch(
     # Each document is split once, its plan narrated as it is; one whose respellings run
     # over their budget (a lexicon pattern that never ends) fails alone, with why.
     unsplit: list[tuple[Work, DocumentReport]] = []
-    keyed = await keyed_chunks(works, settings, unsplit)
+    # Planning runs on a thread a stop leaves behind: a document stuck in its lexicon's
+    # patterns (however long its budget) or in the splitter never holds up a SIGTERM.
+    keyed = await keyed_chunks(
+        works, settings, unsplit, off_loop=lambda plan: _off_loop(plan, stop=stop)
+    )
     for work, failed in unsplit:
         why = "; ".join(failed.errors)
         await _fail(store, report, source[id(work.document)], str(work.output), why)
