@@ -27,7 +27,7 @@ from narrator.synth.measure import Measurement
 from narrator.synth.quality import Verdict
 from narrator.util.wav import read_wav_info
 
-from .conftest import TEST_KEY, RunningEmulator, run_cli
+from .conftest import TEST_KEY, RunningEmulator, run_cli, run_process
 
 TEXT = (
     "The keeper lit the lamp at dusk. Ships passed in the night without a sound. "
@@ -275,6 +275,23 @@ def test_rows_naming_files_outside_the_cache_are_never_followed(
             capsys, *args, *(["--cache-max-size", "0"] if args[0] == "narrate" else [])
         )
         assert code in (0, 1), (args, text)  # check finds the book's segments pruned: 1
+
+
+async def test_a_real_prune_and_run_never_touch_a_file_outside_the_cache(
+    place: tuple[Path, Path, Path], make_wav: Callable[..., Path]
+) -> None:
+    # The same hostile rows, met by real processes: `cache prune` to nothing, then a run
+    # whose size cap prunes again. The canary beside the cache survives (the fixture).
+    cache, document, canary = place
+    _hostile_rows(cache, canary, make_wav)
+    pruned = await run_process("cache", "prune", "--max-size", "0", "--cache-dir", str(cache))
+    assert pruned.code == 0 and "Traceback" not in pruned.stderr, pruned.stderr
+    assert "4 rows naming files outside the cache ignored" in pruned.stdout + pruned.stderr
+    run = await run_process(
+        "narrate", str(document), "-o", str(cache.parent / "b.wav"), "--provider", "espeak",
+        "--cache-dir", str(cache), "--cache-max-size", "0", "--quiet",
+    )  # fmt: skip
+    assert run.code == 0 and "Traceback" not in run.stderr, run.stderr
 
 
 def _hostile_rows_again(cache: Path, rows: dict[str, str]) -> dict[str, str]:
