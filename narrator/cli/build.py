@@ -12,6 +12,7 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..book.audiobook import AudiobookOptions
 from ..estimate import Estimate, estimate, most_cost
@@ -197,44 +198,39 @@ def make_say_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Setti
 def over_limit(args: argparse.Namespace, documents: Sequence[Document], limit: float) -> bool:
     """Whether the estimate may be over ``limit``: counted first without splitting, which
     settles most runs at once; only one whose most possible cost is over needs the split."""
-    most = most_cost(
-        documents,
-        provider=getattr(args, "provider", None) or default("provider"),
-        lang=args.lang,
-        price_per_10k_chars=args.price_per_10k_chars,
-        lexicons=lexicon_settings(args)[0],
-        lexicons_last=lexicon_settings(args)[1],
-        voice=getattr(args, "voice", None) or "",
-        casts=cast_settings(args)[0],
-        casts_last=cast_settings(args)[1],
-        dialogue_voice=getattr(args, "dialogue_voice", None) or "",
-        speaker_lines=getattr(args, "speaker_lines", False),
-        model=getattr(args, "model", None) or "",
-        max_text_chars=int(args.max_text_mb * 1_000_000),
-    )
-    return most > limit
+    return most_cost(documents, **_priced_as(args)) > limit
 
 
 def make_estimate(args: argparse.Namespace, documents: Sequence[Document]) -> Estimate:
     return estimate(
         documents,
-        provider=getattr(args, "provider", None) or default("provider"),
+        **_priced_as(args),
         max_chars=args.max_chars or 0,  # 0: the provider's
-        lang=args.lang,
         rpm=args.rpm,  # None: the provider's
         concurrency=args.concurrency,
-        price_per_10k_chars=args.price_per_10k_chars,
         latency=args.assume_latency,
-        lexicons=lexicon_settings(args)[0],
-        lexicons_last=lexicon_settings(args)[1],
-        voice=getattr(args, "voice", None) or "",
-        casts=cast_settings(args)[0],
-        casts_last=cast_settings(args)[1],
-        dialogue_voice=getattr(args, "dialogue_voice", None) or "",
-        speaker_lines=getattr(args, "speaker_lines", False),
-        model=getattr(args, "model", None) or "",
-        max_text_chars=int(args.max_text_mb * 1_000_000),
     )
+
+
+def _priced_as(args: argparse.Namespace) -> dict[str, Any]:
+    """What :func:`estimate` and :func:`most_cost` both take from the command line: how
+    the text is read (language, lexicons, cast, voices, model, size limit) and priced."""
+    lexicons, lexicons_last = lexicon_settings(args)
+    casts, casts_last = cast_settings(args)
+    return {
+        "provider": getattr(args, "provider", None) or default("provider"),
+        "lang": args.lang,
+        "price_per_10k_chars": args.price_per_10k_chars,
+        "lexicons": lexicons,
+        "lexicons_last": lexicons_last,
+        "voice": getattr(args, "voice", None) or "",
+        "casts": casts,
+        "casts_last": casts_last,
+        "dialogue_voice": getattr(args, "dialogue_voice", None) or "",
+        "speaker_lines": getattr(args, "speaker_lines", False),
+        "model": getattr(args, "model", None) or "",
+        "max_text_chars": int(args.max_text_mb * 1_000_000),
+    }
 
 
 # Every flag that takes a secret, as typed (abbreviations are refused by the parser).
