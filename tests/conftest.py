@@ -21,6 +21,9 @@ import pytest
 from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from narrator.util.wav import tone_pcm, wav_bytes
 
+# The real Redis, PostgreSQL and S3 servers of the several-machines tests.
+pytest_plugins = ["tests.services"]
+
 TEST_KEY = "test-key-0123456789"
 
 
