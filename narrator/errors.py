@@ -25,6 +25,7 @@ skip the chunk, retry, or stop the run. The tree::
     │   ├── SettingsRejected       the first request's 400 is not about its text (exit 2)
     │   ├── InternalFailure        an unexpected failure not about one chunk (the store...) (exit 1)
     │   ├── DiskFull               no space left (ENOSPC/EDQUOT) where narrator writes (exit 1)
+    │   ├── ObjectStoreError       the object store refused a request, or was given up on (exit 1)
     │   └── Stalled                no chunk progressed for --stall-timeout seconds (exit 1)
     └── ProviderError              one request failed; ``retryable`` says what the pool does
         ├── ChunkRefused           never retried: the chunk fails (a ChunkFailed)
@@ -67,6 +68,7 @@ __all__ = [
     "LinkRefused",
     "NarrationFailed",
     "NarratorError",
+    "ObjectStoreError",
     "OutOfCredits",
     "ProviderError",
     "RateLimited",
@@ -223,6 +225,12 @@ class DiskFull(StopRun):
         super().__init__(message)
         self.folder = folder
         self.needed = needed
+
+
+class ObjectStoreError(StopRun):
+    """The object store behind the cache (``Settings.objects_url``) refused a request
+    (credentials, bucket), or was still out of reach when the run ended; the segments
+    are kept in the local cache and put when it is next opened."""
 
 
 class Stalled(StopRun):

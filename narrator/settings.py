@@ -178,6 +178,10 @@ class Settings:
     # The most text a document may hold, and so what its respellings may grow it to
     # (inputs.limits.DEFAULT_MAX_TEXT_BYTES, which settings may not import).
     max_text_bytes: int = 20_000_000
+    # Segment audio also in S3-compatible object storage, the cache reading through to it
+    # (store/objects.py): s3://BUCKET/PREFIX?endpoint=http://HOST:PORT; credentials from
+    # AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY only. None: the cache folder alone.
+    objects_url: str | None = None
 
     def __post_init__(self) -> None:
         # Every path field takes a str as well as a Path (os.PathLike), stored as a Path.
@@ -259,6 +263,11 @@ class Settings:
                 "the API key holds a control character (a line break?) or non-ASCII text; "
                 "check the variable or --api-key for stray characters"
             )
+        if self.objects_url is not None:
+            from .store.s3 import parse_url  # no boto3: that comes with the first use
+
+            # A one-line error now, not when the store opens; kept in its printable form.
+            object.__setattr__(self, "objects_url", str(parse_url(self.objects_url)))
         if provider.key_required and not self.api_key:
             raise ConfigError(
                 f"no API key: set {provider.key_variable} (or pass --api-key), "

@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         handlers=[handler], level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO
     )
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # not "Found credentials in..."
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit

@@ -340,7 +340,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..run.check import check_documents, prepare_fix
-    from ..store import Store, store_exists
+    from ..store import open_store, store_exists
 
     env = dict(os.environ)
     if not args.fix:
@@ -355,7 +355,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     store_dir = settings.store_dir
     if not store_exists(store_dir):
         raise ConfigError(f"no segment store in {store_dir}: narrate first (or pass --cache-dir)")
-    store = Store(store_dir)  # refused before anything else is made
+    store = open_store(  # refused before anything else is made
+        store_dir,
+        objects_url=settings.objects_url,
+        max_segment_bytes=settings.max_segment_bytes,
+    )
     provider = make_provider(settings)
     try:
         reports = check_documents(works, settings, provider, store)

@@ -94,7 +94,11 @@ async def narrate_many(
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     db = StoreThread()
     try:
-        store = await db.open(settings.store_dir)
+        store = await db.open(
+            settings.store_dir,
+            objects_url=settings.objects_url,
+            max_segment_bytes=settings.max_segment_bytes,
+        )
     except BaseException:
         db.shutdown()
         if own_provider:

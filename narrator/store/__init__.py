@@ -6,7 +6,12 @@ Layout under the cache directory::
     segments/ab/abcdef....wav  the audio of that key, written atomically
     segments/tmp/              downloads in progress
     segments/qa/               the least bad attempt of a segment being synthesized again
+    segments/outbox/           segments not yet put to the object store, if there is one
     reserve                    room given up when the disk fills (see files.py)
+
+With an object store (``objects``, see objects.py) the folder is a read-through cache
+in front of a bucket: a segment missing here is fetched from it, one stored here is
+put there.
 
 A segment's key hashes everything that changes its audio (provider, model, voice,
 text), so a rerun finds finished work and an edited paragraph misses only its own
@@ -57,6 +62,7 @@ from .files import (
     refuse_links,
     sweep_temp,
 )
+from .objects import Objects, ReadThrough, S3Objects
 from .segments import Segment, Segments
 from .usage import DocumentUsage, PruneResult, Usage
 from .verdicts import StoredVerdict, Verdicts, from_columns
@@ -71,6 +77,7 @@ __all__ = [
     "StoreInfo",
     "StoredVerdict",
     "check_store",
+    "open_store",
     "segment_key",
     "store_exists",
 ]
@@ -91,22 +98,34 @@ def check_store(root: Path) -> None:
         Database(root, read_only=True).close()
 
 
+def open_store(root: Path, *, objects_url: str | None, max_segment_bytes: int) -> Store:
+    """The :class:`Store` of cache folder ``root``, in front of the object store at
+    ``objects_url`` if there is one (objects read from it are at most
+    ``max_segment_bytes``); boto3 is imported only then."""
+    if objects_url is None:
+        return Store(root)
+    return Store(root, objects=S3Objects(objects_url, max_bytes=max_segment_bytes))
+
+
 class Store:
     """Chunk states in the database and their audio files; one per cache directory.
 
     Opening it refuses (:class:`~narrator.errors.StoreRefused`) a database that is not
     narrator's or is newer than this version. Used from one thread at a time (see
-    thread.py).
+    thread.py). With ``objects``, the cache reads through to that object store and puts
+    every segment it stores there too (see objects.py).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, objects: Objects | None = None) -> None:
         self.root = root
         self._files = CacheFiles(root)
         self._db = Database(root)
+        self._through = None if objects is None else ReadThrough(objects, self._files)
         # This store's name on its claims: where it runs, so a claim of a process that has
         # died on this machine lapses at once rather than when it expires.
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self._segments = Segments(self._db, self._files)
+        fetch = None if self._through is None else self._through.fetch
+        self._segments = Segments(self._db, self._files, fetch=fetch)
         self._claims = Claims(self._db, owner)
         self._books = Books(self._db)
         self._verdicts = Verdicts(self._db)
@@ -126,10 +145,18 @@ class Store:
             self._files.reserve.unlink(missing_ok=True)
 
     def close(self) -> None:
+        if self._through is not None:
+            self._through.close()  # what it cannot put stays in the outbox
         with contextlib.suppress(sqlite3.Error):
             self._claims.release_all()
             self._usage.end_run()
         self._db.close()
+
+    def interrupt(self) -> None:
+        """From any thread: stop waiting for the object store (the store is closing);
+        a call waiting for it raises :class:`~narrator.errors.ObjectStoreError`."""
+        if self._through is not None:
+            self._through.interrupt()
 
     @property
     def owner(self) -> str:
@@ -249,7 +276,7 @@ class Store:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-        return self._segments.downloaded(key, final, info)
+        return self._stored(self._segments.downloaded(key, final, info))
 
     def commit_bytes(
         self, key: str, data: bytes, *, check: Callable[[WavInfo], None] | None = None
@@ -257,7 +284,12 @@ class Store:
         """Store audio held in memory (``check`` as for :meth:`commit`): written once."""
         final = self._files.final(key)
         info = place_bytes(data, self.temp_path(key), final, check)
-        return self._segments.downloaded(key, final, info)
+        return self._stored(self._segments.downloaded(key, final, info))
+
+    def _stored(self, segment: Segment) -> Segment:
+        if self._through is not None:
+            self._through.stored(segment.key)  # put on the object store's own thread
+        return segment
 
     def discard(self, key: str) -> None:
         """Forget ``key``'s audio (it failed a check): its file goes, its row is pending."""

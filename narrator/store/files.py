@@ -118,7 +118,7 @@ def refuse_links(root: Path) -> None:
     """Refuse (:class:`~narrator.errors.StoreRefused`) a cache folder with a link where
     narrator keeps its own folders or its reserve: it would write or delete through it."""
     segments = root / "segments"
-    for own in (segments, segments / "tmp", segments / "qa", root / "reserve"):
+    for own in (segments, segments / "tmp", segments / "qa", segments / "outbox", root / "reserve"):
         if own.is_symlink():
             raise StoreRefused(
                 f"{own} is a link: narrator keeps its own files there and follows no "

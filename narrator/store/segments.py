@@ -5,6 +5,10 @@ States: ``pending`` (known, nothing usable yet), ``synthesized`` (the service ma
 its link is kept so a crash before the download bills nothing twice), ``downloaded``
 (the file is in place), ``failed`` (the last try failed; retried on the next run).
 
+With an object store behind the cache (``fetch``, see objects.py), a segment whose file
+is not here is fetched from it before it counts as missing, whether a row says it was
+made (a shared store) or not (another cache's work).
+
 A row is data, never authority: a downloaded row's file is used only if its path passes
 :meth:`~.files.CacheFiles.row_path` and the file is the whole WAV the row describes. A
 row that fails either is reported, its file left alone (outside the cache) or dropped
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +56,16 @@ class Segment:
 class Segments:
     """The ``segments`` table over the cache's files."""
 
-    def __init__(self, db: Backend, files: CacheFiles) -> None:
+    def __init__(
+        self,
+        db: Backend,
+        files: CacheFiles,
+        *,
+        fetch: Callable[..., WavInfo | None] | None = None,
+    ) -> None:
         self._db = db
         self._files = files
+        self._fetch = fetch  # ReadThrough.fetch(key, known=...): into the cache, or None
         # Keys whose row named a file that could not be used (outside the cache, or
         # corrupt), in this store's life: ``narrator check`` counts them.
         self.unusable: set[str] = set()
@@ -67,7 +79,13 @@ class Segments:
             "WHERE key = ? AND state = 'downloaded'",
             (key,),
         )
-        return None if row is None else self.usable(key, row, repair=repair)
+        return self._from_objects(key) if row is None else self.usable(key, row, repair=repair)
+
+    def _from_objects(self, key: str) -> Segment | None:
+        """``key``'s audio from the object store, recorded here, when no row says it is
+        done (made by another cache that shares the bucket)."""
+        info = None if self._fetch is None else self._fetch(key, known=False)
+        return None if info is None else self.downloaded(key, self._files.final(key), info)
 
     def usable(self, key: str, row: tuple[Any, ...], *, repair: bool = True) -> Segment | None:
         """The segment a downloaded row (path, frames, rate, channels, width) describes, if
@@ -79,7 +97,8 @@ class Segments:
             if repair:
                 self.reset(key)
             return None
-        if not path.is_file():  # gone (pruned, deleted by hand): synthesized again
+        if not path.is_file() and (self._fetch is None or self._fetch(key, known=True) is None):
+            # gone (pruned, deleted by hand) and not in the object store: made again
             if repair:
                 self.reset(key)
             return None
@@ -110,10 +129,10 @@ class Segments:
             (key,),
         )
         if row is None:
-            return None, None
+            return self._from_objects(key), None
         verdict = None if row[6] is None else row[6:]
         if row[0] != "downloaded":
-            return None, verdict
+            return self._from_objects(key), verdict
         return self.usable(key, row[1:6]), verdict
 
     def pending_link(self, key: str, *, max_age: float) -> str | None:

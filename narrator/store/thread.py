@@ -28,7 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from . import Store
+from ..settings import default
+from . import Store, open_store
 
 __all__ = ["StoreThread"]
 
@@ -59,9 +60,19 @@ class StoreThread:
             raise RuntimeError("no store is open on this thread")  # a bug: open() first
         return self._store
 
-    async def open(self, root: Path) -> Store:
-        """Open the store of cache folder ``root`` (it may wait for another process's lock)."""
-        self._store = await self.run(Store, root)
+    async def open(
+        self,
+        root: Path,
+        *,
+        objects_url: str | None = None,
+        max_segment_bytes: int = default("max_segment_bytes"),
+    ) -> Store:
+        """Open the store of cache folder ``root`` (it may wait for another process's lock),
+        in front of the object store at ``objects_url`` if one is given (objects up to
+        ``max_segment_bytes`` are read from it)."""
+        self._store = await self.run(
+            open_store, root, objects_url=objects_url, max_segment_bytes=max_segment_bytes
+        )
         return self._store
 
     async def run(self, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -125,6 +136,7 @@ class StoreThread:
         """Close the store (after every call made before) and end the thread."""
         try:
             if self._store is not None:
+                self._store.interrupt()  # a call waiting for the object store gives up
                 await self.run(self._store.close)
         finally:
             self.shutdown()

@@ -59,6 +59,7 @@ class Kind(Enum):
     SECRET = "the API key"
     INPUT = "what to narrate, say, show or serve"
     TOOL = "the emulator's own knobs (narrator serve)"
+    SERVICE = "a shared service narrator keeps its work in (object storage)"
 
 
 # What a settings file found in the current folder may set without being confirmed;
@@ -66,7 +67,7 @@ class Kind(Enum):
 FOUND_MAY = frozenset({Kind.SOUND, Kind.PACE, Kind.SELECT})
 # What no settings file sets, even one you name: the command line (or the environment,
 # for the key) only. A file cannot vouch for itself or lift a guard.
-FROM_NO_FILE = frozenset({Kind.GUARD, Kind.SECRET, Kind.INPUT, Kind.TOOL})
+FROM_NO_FILE = frozenset({Kind.GUARD, Kind.SECRET, Kind.INPUT, Kind.TOOL, Kind.SERVICE})
 
 _K = Kind
 # Every option of every command, by destination (a settings file's key is the same
@@ -123,7 +124,7 @@ SETTINGS: Mapping[str, Kind] = {
     "qa": _K.SOUND, "qa_retries": _K.SPEND, "qa_budget": _K.SPEND, "lexicon": _K.PATH,
     "lexicon_override": _K.PATH, "max_text_bytes": _K.SPEND,
     "dialogue_voice": _K.SOUND, "cast": _K.PATH, "cast_override": _K.PATH,
-    "speaker_lines": _K.SOUND, "quote_gap_ms": _K.SOUND,
+    "speaker_lines": _K.SOUND, "quote_gap_ms": _K.SOUND, "objects_url": _K.SERVICE,
     "audiobook.format": _K.SOUND, "audiobook.title": _K.SOUND, "audiobook.author": _K.SOUND,
     "audiobook.album": _K.SOUND, "audiobook.year": _K.SOUND, "audiobook.cover": _K.PATH,
     "audiobook.normalize": _K.SOUND, "audiobook.target_lufs": _K.SOUND,
@@ -209,6 +210,12 @@ SOURCES: tuple[Source, ...] = (
         "which segments are reused, the watch queue",
         "a path outside the cache; a schema it does not know",
         "rows checked against the cache folder",
+    ),
+    Source(
+        "the object store (objects_url)",
+        "the audio of a segment it holds under that segment's key",
+        "a path outside the cache; an endpoint; credentials in its URL",
+        "the size cap for one segment, the WAV check every segment passes",
     ),
     Source(
         "a service's answer",
@@ -336,6 +343,7 @@ _WHAT = {
     Kind.SECRET: "a secret",
     Kind.INPUT: "an input",
     Kind.TOOL: "an emulator knob",
+    Kind.SERVICE: "a shared service's URL",
 }
 
 

@@ -1,0 +1,354 @@
+"""S3-compatible object storage: its URL, one client and the waiting every call goes
+through, and books written under an ``s3://`` DEST (:func:`upload_book`).
+
+The URL is ``s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=NAME`` (both optional:
+without an endpoint, AWS's); credentials come only from boto3's own chain (the standard
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` environment, a profile, an instance
+role), never from the URL: one with ``user:password@``, or any parameter but those two,
+is refused in one line that does not echo it. boto3 is imported only when such a URL is
+used, so a run on one machine never loads it.
+
+An object store that cannot be reached (no connection, no answer, a 5xx or 429) is
+waited for, with backoff: one log line ``waiting for the object store at HOST:PORT`` per
+outage, however many threads wait, and one when it is back. Anything else it answers is
+the caller's to translate (:meth:`Service.refused`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+from ..errors import ConfigError, InputError, ObjectStoreError
+
+__all__ = ["ObjectURL", "Service", "is_s3_url", "missing", "parse_url", "upload_book"]
+
+log = logging.getLogger("narrator")
+
+T = TypeVar("T")
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_REGION = re.compile(r"[a-z0-9-]{1,40}")
+_MAX_NAME = 1024  # bytes: S3's limit on an object name
+
+
+# --- the URL ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectURL:
+    """A parsed ``s3://`` URL; ``str()`` is its printable form (no credentials exist in it)."""
+
+    bucket: str
+    prefix: str  # no leading or trailing slash; "" for the bucket's root
+    endpoint: str | None  # scheme://host[:port]; None: AWS's own
+    region: str | None
+
+    @property
+    def where(self) -> str:
+        """host:port, as log lines name the object store."""
+        if self.endpoint is None:
+            return f"s3.amazonaws.com (bucket {self.bucket})"
+        return self.endpoint.split("://", 1)[1]
+
+    def name(self, relative: str) -> str:
+        """The object name of ``relative`` under this URL's prefix."""
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def __str__(self) -> str:
+        base = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        query = [f"endpoint={self.endpoint}"] if self.endpoint else []
+        query += [f"region={self.region}"] if self.region else []
+        return base + ("?" + "&".join(query) if query else "")
+
+
+def is_s3_url(value: object) -> bool:
+    """Whether ``value`` names object storage (``s3://...``) rather than a folder."""
+    return isinstance(value, str) and value[:5].lower() == "s3://"
+
+
+def parse_url(url: str, *, setting: str = "objects_url") -> ObjectURL:
+    """Check an ``s3://BUCKET/PREFIX?endpoint=...&region=...`` URL; a one-line
+    :class:`ConfigError` naming the fix otherwise. The URL is never echoed whole: it may
+    hold what should have been a secret."""
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"{setting}: {why}", setting=setting)
+
+    if not isinstance(url, str) or not is_s3_url(url):
+        raise refuse("expected s3://BUCKET/PREFIX?endpoint=http://HOST:PORT")
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise refuse("the URL holds a space or a control character")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise refuse(
+            "credentials do not go in the URL (it is printed and logged): set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
+        )
+    if parts.fragment:
+        raise refuse("the URL has a #fragment; it takes none")
+    if not _BUCKET.fullmatch(parts.netloc):
+        raise refuse(
+            f"{ascii(parts.netloc)[:70]} is not a bucket name (3-63 of a-z, 0-9, '.', '-')"
+        )
+    segments = [s for s in parts.path.split("/") if s]
+    if any(s in (".", "..") or "\\" in s for s in segments):
+        raise refuse("the prefix may not hold '.', '..' or a backslash")
+    endpoint = region = None
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "endpoint" and endpoint is None:
+            endpoint = _endpoint(value, refuse)
+        elif name == "region" and region is None:
+            if not _REGION.fullmatch(value):
+                raise refuse("region= takes a region name (e.g. eu-west-1)")
+            region = value
+        else:  # only the name: a value here might have been meant as a secret
+            raise refuse(
+                f"unknown or repeated parameter {ascii(name)[:40]} (it takes endpoint= and region=)"
+            )
+    prefix = "/".join(segments)
+    if len(prefix.encode()) > _MAX_NAME // 2:
+        raise refuse("the prefix is too long")
+    return ObjectURL(parts.netloc, prefix, endpoint, region)
+
+
+def _endpoint(value: str, refuse: Callable[[str], ConfigError]) -> str:
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        raise refuse(
+            "credentials do not go in the URL (it is printed and logged): set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == -1
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise refuse("endpoint= takes http://HOST:PORT or https://HOST[:PORT], nothing more")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+# --- the service: one client, its waits and its log lines ---------------------------------
+
+
+class _Outage:
+    """One log line when the object store stops answering, one when it is back, however
+    many threads are waiting for it."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        self._lock = threading.Lock()
+        self._down = False
+
+    def down(self, why: str) -> None:
+        with self._lock:
+            first, self._down = not self._down, True
+        if first:
+            log.warning("waiting for the object store at %s (%s)", self._where, why)
+
+    def up(self) -> None:
+        if not self._down:  # the usual case: no lock taken
+            return
+        with self._lock:
+            was, self._down = self._down, False
+        if was:
+            log.warning("the object store at %s is back", self._where)
+
+
+def _transient(exc: BaseException) -> str | None:
+    """Why ``exc`` is worth waiting out (no connection, no answer, a 5xx), or None."""
+    from botocore import exceptions as bc
+
+    if isinstance(exc, bc.SSLError):
+        return None  # a certificate does not fix itself
+    if isinstance(exc, (bc.ConnectionError, bc.HTTPClientError, bc.IncompleteReadError)):
+        return "no connection" if isinstance(exc, bc.ConnectionError) else "no whole answer"
+    if isinstance(exc, bc.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500 or status == 429 or _code(exc) in ("SlowDown", "RequestTimeout"):
+            return f"HTTP {status}"
+    return None
+
+
+def _code(exc: Any) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def missing(exc: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and _code(exc) in ("404", "NoSuchKey", "NotFound")
+
+
+class Service:
+    """One bucket on one S3 endpoint: the client, and the wait-and-retry every call goes
+    through (no connection, no answer, 5xx and 429 are waited out; anything else is the
+    caller's)."""
+
+    def __init__(self, url: ObjectURL, *, backoff: tuple[float, float]) -> None:
+        import boto3  # only here: a run without object storage never imports it
+        from botocore.config import Config
+
+        self.url = url
+        self._base, self._max = backoff
+        self._outage = _Outage(url.where)
+        self._stop = threading.Event()
+        config = Config(
+            retries={"total_max_attempts": 1},  # the waiting is ours, with its log lines
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=8,
+            # Plain Content-MD5 rather than the newer trailing checksums, which not every
+            # S3-compatible server takes.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path"} if url.endpoint else {},
+        )
+        region = url.region or ("us-east-1" if url.endpoint else None)
+        session = boto3.session.Session()  # a session of its own: the default is not thread-safe
+        self.client = session.client(
+            "s3", endpoint_url=url.endpoint, region_name=region, config=config
+        )
+
+    def interrupt(self) -> None:
+        """From any thread: stop waiting; every later call is tried once."""
+        self._stop.set()
+
+    def call(self, op: Callable[[], T]) -> T:
+        """``op()``, retried with backoff while the object store is out of reach."""
+        from botocore.exceptions import NoCredentialsError
+
+        delay = self._base
+        while True:
+            try:
+                result = op()
+            except NoCredentialsError as exc:
+                raise ObjectStoreError(
+                    f"no credentials for the object store at {self.url.where}: set "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                ) from exc
+            except Exception as exc:
+                why = _transient(exc)
+                if why is None:
+                    self._outage.up()  # it answered, if only to refuse
+                    raise
+                self._outage.down(why)
+                if self._stop.wait(delay * random.uniform(0.8, 1.2)):
+                    raise ObjectStoreError(
+                        f"the object store at {self.url.where} is out of reach ({why}); "
+                        "what was not put stays in the cache and is put next time"
+                    ) from exc
+                delay = min(max(delay * 2, 0.01), self._max)
+                continue
+            self._outage.up()
+            return result
+
+    def refused(self, exc: Exception) -> ObjectStoreError:
+        """A one-line error for an answer that is neither the object nor "no such object"."""
+        code = _code(exc) or type(exc).__name__
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            why = "refused the credentials (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        elif code == "NoSuchBucket":
+            why = f"has no bucket {self.url.bucket}"
+        else:
+            why = f"refused the request ({ascii(code)[:60]})"
+        return ObjectStoreError(f"the object store at {self.url.where} {why}")
+
+    def check_bucket(self) -> None:
+        """Refuse (one line) credentials or a bucket the object store does not take."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.call(lambda: self.client.head_bucket(Bucket=self.url.bucket))
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                raise ObjectStoreError(
+                    f"the object store at {self.url.where} has no bucket {self.url.bucket}"
+                ) from exc
+            raise self.refused(exc) from exc
+
+
+# --- books written to an s3:// DEST -------------------------------------------------------
+
+
+def _book_name(relative_name: str) -> list[str]:
+    """The folders and name of a book under DEST, or :class:`InputError`: never out of
+    the prefix (no '..', no absolute name), no control characters."""
+    if (
+        not isinstance(relative_name, str)
+        or not relative_name
+        or not relative_name.isprintable()
+        or relative_name.startswith(("/", "\\"))
+        or "\\" in relative_name
+    ):
+        raise InputError(f"{ascii(relative_name)[:100]}: not a book name under an s3:// DEST")
+    parts = relative_name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InputError(
+            f"{ascii(relative_name)[:100]}: a book name under an s3:// DEST may not hold "
+            "'.', '..' or an empty folder"
+        )
+    return parts
+
+
+def upload_book(
+    local_files: Sequence[Path],
+    dest_url: str,
+    relative_name: str,
+    *,
+    backoff: tuple[float, float] = (0.5, 30.0),
+) -> list[str]:
+    """Put a book written locally (``local_files``: the book and its sidecars, side by
+    side) under ``dest_url`` (``s3://BUCKET/PREFIX/?endpoint=...``) as
+    ``relative_name``'s folder, each file keeping its own name; the ``s3://`` names
+    written, in order. Large files go up in parts (boto3's ``upload_file``); an object
+    store out of reach is waited for, as for segments. Raises :class:`InputError` for a
+    name that would leave the prefix, :class:`ObjectStoreError` when refused."""
+    url = parse_url(dest_url, setting="DEST")
+    folders = _book_name(relative_name)[:-1]
+    names = []
+    for path in local_files:
+        (file_name,) = _book_name(Path(path).name)
+        names.append(url.name("/".join([*folders, file_name])))
+    if len(set(names)) != len(names) or any(len(n.encode()) > _MAX_NAME for n in names):
+        raise InputError(f"{ascii(relative_name)[:100]}: the book's files cannot be named")
+    service = Service(url, backoff=backoff)
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    transfer = TransferConfig(multipart_threshold=64 * 1024 * 1024, max_concurrency=4)
+    written = []
+    for path, name in zip(local_files, names, strict=True):
+
+        def send(path: Path = Path(path), name: str = name) -> None:
+            try:
+                service.client.upload_file(str(path), url.bucket, name, Config=transfer)
+            except Exception as exc:
+                # upload_file wraps the client's errors: unwrap, so waiting sees them
+                cause = exc.__cause__ or exc.__context__
+                if type(exc).__name__ == "S3UploadFailedError" and isinstance(
+                    cause, (ClientError, BotoCoreError)
+                ):
+                    raise cause from exc
+                raise
+
+        try:
+            service.call(send)
+        except (ClientError, BotoCoreError) as exc:
+            raise service.refused(exc) from exc
+        written.append(f"s3://{url.bucket}/{name}")
+    return written
