@@ -11,14 +11,16 @@ import contextlib
 import hashlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from narrator.errors import AudioError, ConfigError, InputError, ObjectStoreError
-from narrator.run.pipeline import narrate
+from narrator.inputs.model import parse_text
+from narrator.run.pipeline import narrate, narrate_many
+from narrator.run.results import DocumentReport, ProgressEvent, RunReport, Work
 from narrator.settings import Settings
 from narrator.store import Store, segment_key
 from narrator.store.objects import S3Objects, is_s3_url, parse_url, upload_book
@@ -415,3 +417,81 @@ def test_a_book_name_never_leaves_the_prefix(name: str, tmp_path: Path) -> None:
     odd.write_bytes(b"x")
     with pytest.raises(InputError):
         upload_book([odd], "s3://bucket/p?endpoint=http://127.0.0.1:9", "Book.m4b")
+
+
+def _run_settings(emulator: RunningEmulator, cache: Path, url: str) -> Settings:
+    return Settings(
+        base_url=emulator.url, api_key=TEST_KEY, cache_dir=cache, objects_url=url,
+        rpm=6000, concurrency=2, max_chars=60, qa="off",
+    )  # fmt: skip
+
+
+BOOK = " ".join(f"Sentence {i} of a book that waits for its bucket." for i in range(8))
+
+
+async def _cut_after_first_chunk(
+    proxy: Proxy, run: Callable[[Callable[[ProgressEvent], None]], Awaitable[object]]
+) -> asyncio.Task[object]:
+    cuts: list[asyncio.Task[None]] = []
+
+    def progress(event: ProgressEvent) -> None:
+        if event.kind == "chunk" and not cuts:
+            cuts.append(asyncio.ensure_future(proxy.cut()))
+
+    task = asyncio.ensure_future(run(progress))
+    await until(lambda: bool(cuts) and cuts[0].done())
+    return task
+
+
+async def test_a_run_pauses_for_the_object_store_and_carries_on(
+    emulator: RunningEmulator,
+    proxied: tuple[str, Proxy],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="narrator")
+    url, proxy = proxied
+    settings = _run_settings(emulator, tmp_path / "c", url)
+    task = await _cut_after_first_chunk(
+        proxy, lambda progress: narrate(BOOK, tmp_path / "b.wav", settings, on_progress=progress)
+    )
+    await until(lambda: bool(messages(caplog, "waiting for the object store at 127.0.0.1:")))
+    assert not task.done()  # paused, not paying for what the bucket may hold
+    await proxy.start()
+    report = await task
+    assert isinstance(report, DocumentReport) and report.status == "done"
+    assert emulator.stats.requests == report.chunks  # each chunk paid once
+    objects = await asyncio.to_thread(objects_at, url)  # through the proxy, on this loop
+    assert len(await asyncio.to_thread(names, objects)) == report.chunks  # nothing lost
+    assert not list((tmp_path / "c" / "segments" / "outbox").iterdir())
+
+
+async def test_a_run_stopped_while_waiting_for_the_object_store_ends(
+    emulator: RunningEmulator,
+    proxied: tuple[str, Proxy],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="narrator")
+    url, proxy = proxied
+    settings = _run_settings(emulator, tmp_path / "c", url)
+    stop = asyncio.Event()
+    work = Work(parse_text(BOOK), tmp_path / "b.wav")
+    task = await _cut_after_first_chunk(
+        proxy,
+        lambda progress: narrate_many(
+            [work], settings, on_progress=progress, stop=stop, grace=0.05
+        ),
+    )
+    await until(lambda: bool(messages(caplog, "waiting for the object store at 127.0.0.1:")))
+    stop.set()  # SIGTERM, in a real process
+    run = await task
+    assert isinstance(run, RunReport) and run.stopped == "interrupted"
+    # What was made is in the cache; what was not put (all but what went before the
+    # cut) is in the outbox, for next time.
+    made = {p.stem for p in (tmp_path / "c" / "segments").glob("??/*.wav")}
+    outbox = {p.name for p in (tmp_path / "c" / "segments" / "outbox").iterdir()}
+    await proxy.start()
+    objects = await asyncio.to_thread(objects_at, url)
+    put = {Path(name).stem for name in await asyncio.to_thread(names, objects)}
+    assert outbox and outbox <= made and made == outbox | put

@@ -165,6 +165,8 @@ async def narrate_many(
                 collected = await _collect(tasks, pool, stop, grace, progress)
             finally:
                 dog.cancel()
+                if pool.stop_reason is not None or (stop is not None and stop.is_set()):
+                    store.interrupt()  # a lookup waiting for the object store gives up
             # A document cut off by the stop is still one of the run's documents.
             reports = [
                 report or stopped_report(plan.work, plan.chunks, plan.warnings)

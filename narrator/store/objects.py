@@ -40,7 +40,7 @@ from typing import Protocol, TypeVar
 from ..errors import AudioError, ObjectStoreError
 from ..util.wav import HEADER_PROBE, WavInfo, parse_wav
 from .files import CacheFiles, place
-from .s3 import ObjectURL, Service, is_s3_url, missing, parse_url, upload_book
+from .s3 import BACKOFF, ObjectURL, Service, is_s3_url, missing, parse_url, upload_book
 
 __all__ = [
     "ObjectURL",
@@ -97,7 +97,7 @@ class S3Objects:
         url: str | ObjectURL,
         *,
         max_bytes: int,
-        backoff: tuple[float, float] = (0.5, 30.0),
+        backoff: tuple[float, float] = BACKOFF,
         check: bool = True,
     ) -> None:
         self.url = parse_url(url) if isinstance(url, str) else url

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigError, InputError, ObjectStoreError
 
-__all__ = ["ObjectURL", "Service", "is_s3_url", "missing", "parse_url", "upload_book"]
+__all__ = ["BACKOFF", "ObjectURL", "Service", "is_s3_url", "missing", "parse_url", "upload_book"]
 
 log = logging.getLogger("narrator")
 
@@ -37,6 +37,9 @@ T = TypeVar("T")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _REGION = re.compile(r"[a-z0-9-]{1,40}")
 _MAX_NAME = 1024  # bytes: S3's limit on an object name
+# Seconds: the first wait for an object store out of reach, and the longest (so one back
+# is noticed within that).
+BACKOFF = (0.5, 10.0)
 
 
 # --- the URL ------------------------------------------------------------------------------
@@ -225,7 +228,8 @@ class Service:
         )
 
     def interrupt(self) -> None:
-        """From any thread: stop waiting; every later call is tried once."""
+        """From any thread: stop waiting; a call waiting tries once more, and every later
+        call is tried once."""
         self._stop.set()
 
     def call(self, op: Callable[[], T]) -> T:
@@ -247,11 +251,12 @@ class Service:
                     self._outage.up()  # it answered, if only to refuse
                     raise
                 self._outage.down(why)
-                if self._stop.wait(delay * random.uniform(0.8, 1.2)):
+                if self._stop.is_set():  # tried once since the store began closing
                     raise ObjectStoreError(
                         f"the object store at {self.url.where} is out of reach ({why}); "
                         "what was not put stays in the cache and is put next time"
                     ) from exc
+                self._stop.wait(delay * random.uniform(0.8, 1.2))  # cut short by a close
                 delay = min(max(delay * 2, 0.01), self._max)
                 continue
             self._outage.up()
@@ -310,7 +315,7 @@ def upload_book(
     dest_url: str,
     relative_name: str,
     *,
-    backoff: tuple[float, float] = (0.5, 30.0),
+    backoff: tuple[float, float] = BACKOFF,
 ) -> list[str]:
     """Put a book written locally (``local_files``: the book and its sidecars, side by
     side) under ``dest_url`` (``s3://BUCKET/PREFIX/?endpoint=...``) as
