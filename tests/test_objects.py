@@ -495,3 +495,12 @@ async def test_a_run_stopped_while_waiting_for_the_object_store_ends(
     objects = await asyncio.to_thread(objects_at, url)
     put = {Path(name).stem for name in await asyncio.to_thread(names, objects)}
     assert outbox and outbox <= made and made == outbox | put
+
+
+def test_an_object_store_keeps_every_book_current() -> None:
+    from narrator.run.plan import book_fingerprint
+
+    # Where segments are kept is not what a book is made of: no fingerprint changes.
+    plain = Settings(provider="espeak")
+    shared = Settings(provider="espeak", objects_url="s3://narrator/x?endpoint=http://h:1")
+    assert book_fingerprint("espeak", plain, []) == book_fingerprint("espeak", shared, [])
