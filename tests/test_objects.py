@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -504,3 +505,34 @@ def test_an_object_store_keeps_every_book_current() -> None:
     plain = Settings(provider="espeak")
     shared = Settings(provider="espeak", objects_url="s3://narrator/x?endpoint=http://h:1")
     assert book_fingerprint("espeak", plain, []) == book_fingerprint("espeak", shared, [])
+
+
+async def test_a_book_upload_waits_for_the_object_store(
+    proxied: tuple[str, Proxy],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="narrator")
+    url, proxy = proxied
+    book = tmp_path / "Book.mp3"
+    book.write_bytes(b"mp3" * 100)
+    with pytest.raises(ObjectStoreError, match="has no bucket narrator-none"):
+        await asyncio.to_thread(
+            upload_book, [book], url.replace("s3://narrator/", "s3://narrator-none/", 1), "B.mp3"
+        )
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    with pytest.raises(ObjectStoreError, match="refused the credentials"):
+        await asyncio.to_thread(upload_book, [book], url, "B.mp3")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    await proxy.cut()
+    sending = asyncio.create_task(asyncio.to_thread(upload_book, [book], url, "a/Book.mp3"))
+    await until(lambda: bool(messages(caplog, "waiting for the object store at 127.0.0.1:")))
+    assert not sending.done()
+    await proxy.start()
+    (written,) = await sending
+    assert written.endswith("/a/Book.mp3")
+    assert await asyncio.to_thread(names, await asyncio.to_thread(objects_at, url)) == [
+        "a/Book.mp3"
+    ]

@@ -219,11 +219,11 @@ class Outbox:
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._lock = threading.Condition()
         self._queued: dict[str, int] = {}  # key -> how many times it was added since put
-        self._busy = 0  # keys taken off the queue, not yet done
         self.unsent = 0  # puts given up on since opened (their markers stay)
         folder.mkdir(exist_ok=True)
         self._thread = threading.Thread(target=self._serve, name="narrator-objects", daemon=True)
         self._thread.start()
+        left: list[str] = []  # what an earlier run left unsent
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             left = [e.name for e in entries if e.is_file(follow_symlinks=False)]
         for key in left:
@@ -260,7 +260,6 @@ class Outbox:
     def _serve(self) -> None:
         while (key := self._queue.get()) is not None:
             with self._lock:
-                self._busy += 1
                 seen = self._queued.get(key, 0)
             done = False
             try:
@@ -280,7 +279,6 @@ class Outbox:
             except Exception as exc:  # a thread's last resort: the marker keeps it
                 log.warning("segment %s not put to the object store: %r", key, exc)
             with self._lock:
-                self._busy -= 1
                 if self._queued.get(key, 0) != seen:  # added again meanwhile: once more
                     self._queued[key] -= seen
                     self._queue.put(key)
@@ -334,6 +332,8 @@ class ReadThrough:
         """Fetch ``key``'s audio into the cache; its header, or None (not in the bucket, or
         not usable: reported). ``known``: a row says it was made, so a miss is reported
         and never remembered (a row made moments ago elsewhere is worth asking about)."""
+        if not _KEY.fullmatch(key):
+            return None  # not a key narrator makes (a crafted row's): never an object name
         now = self._clock()
         if not known and now - self._missed.get(key, -MISS_MEMORY) < MISS_MEMORY:
             return None  # asked a moment ago (a look, a claim, a second look)

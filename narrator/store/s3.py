@@ -332,6 +332,8 @@ def upload_book(
     if len(set(names)) != len(names) or any(len(n.encode()) > _MAX_NAME for n in names):
         raise InputError(f"{ascii(relative_name)[:100]}: the book's files cannot be named")
     service = Service(url, backoff=backoff)
+    service.check_bucket()  # some servers make a bucket a put names: never a mistyped one
+    from boto3.exceptions import S3UploadFailedError
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -342,12 +344,10 @@ def upload_book(
         def send(path: Path = Path(path), name: str = name) -> None:
             try:
                 service.client.upload_file(str(path), url.bucket, name, Config=transfer)
-            except Exception as exc:
+            except S3UploadFailedError as exc:
                 # upload_file wraps the client's errors: unwrap, so waiting sees them
                 cause = exc.__cause__ or exc.__context__
-                if type(exc).__name__ == "S3UploadFailedError" and isinstance(
-                    cause, (ClientError, BotoCoreError)
-                ):
+                if isinstance(cause, (ClientError, BotoCoreError)):
                     raise cause from exc
                 raise
 
