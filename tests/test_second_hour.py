@@ -246,6 +246,12 @@ def test_a_mistyped_option_or_command_gets_a_guess_and_its_commands_help(
     assert "did you mean" not in _parse_error(capsys, "narrate", "a.txt", "--zzzzzz")
 
 
+def test_a_mistyped_option_never_echoes_its_value(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _parse_error(capsys, "narrate", "a.txt", "--api-kye=sk-never-shown-123")
+    assert "sk-never-shown-123" not in err
+    assert "unrecognized arguments: --api-kye;" in err and "did you mean --api-key?" in err
+
+
 def test_narrate_help_shows_what_people_reach_for_first(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
