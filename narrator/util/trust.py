@@ -175,14 +175,14 @@ SOURCES: tuple[Source, ...] = (
         "lexicon named (--lexicon, or by a named settings file)",
         "respellings",
         "anything else",
-        "regex time per document, spoken text at most --max-text-mb",
+        "8 MiB a file, regex time per document, spoken text at most --max-text-mb",
     ),
     Source(
         "lexicon found (lexicon.toml, NAME.lexicon.toml beside a document; one a found "
         "settings file names)",
         "respellings of that document",
         "anything else",
-        "regex time per document, spoken text at most --max-text-mb",
+        "8 MiB a file, regex time per document, spoken text at most --max-text-mb",
     ),
     Source(
         "cast named (--cast, or by a named settings file)",
