@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -46,6 +47,9 @@ from .build import (
 )
 from .flags import as_flags
 from .render import ProgressBar, flag_line, print_estimate, print_summary, print_unread
+
+if TYPE_CHECKING:
+    from ..run.check import CheckReport
 
 __all__ = [
     "cmd_cache", "cmd_check", "cmd_demo", "cmd_estimate", "cmd_feed", "cmd_narrate",
@@ -359,6 +363,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     provider = make_provider(settings)
     try:
         reports = check_documents(works, settings, provider, store)
+        if args.fix:
+            _fix_within_limit(args, settings, reports)  # before anything is marked
         marked = prepare_fix(reports, store) if args.fix else 0
     finally:
         store.close()
@@ -396,6 +402,36 @@ def cmd_check(args: argparse.Namespace) -> int:
         inputs=order,
         argv=getattr(args, "argv", ()),
     )
+
+
+def _fix_within_limit(
+    args: argparse.Namespace, settings: Settings, reports: Sequence[CheckReport]
+) -> None:
+    """Refuse ``check --fix`` whose most possible cost is over --max-cost, or over
+    --confirm-above without --yes: every flagged, corrupt or missing segment of a book to
+    fix, sent 1 + --qa-retries times, each request at the longest chunk."""
+    price = REGISTRY[settings.provider].price_per_10k_chars
+    if price is None:  # the estimate's price: --price-per-10k-chars or its default
+        price = args.price_per_10k_chars
+    if price == 0:
+        return
+    segments = sum(
+        len(r.flagged) + len(r.corrupt) + r.missing for r in reports if r.flagged or r.corrupt
+    )
+    requests = segments * (1 + settings.qa_retries)
+    most = requests * settings.max_chars * price / 10_000
+    if args.max_cost is not None:
+        limit, name = args.max_cost, "--max-cost"
+    elif args.yes:
+        return
+    else:
+        limit, name = args.confirm_above, "--confirm-above"
+    if most > limit:
+        raise ConfigError(
+            f"fixing could cost up to {format_cost(most)} ({plural(requests, 'request')} at "
+            f"most), over {name} {format_cost(limit)}; nothing was sent or marked. "
+            "Pass --yes or a higher --max-cost"
+        )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
