@@ -1,4 +1,4 @@
-"""The SQLite segment store."""
+"""The segment store, on each backend (SQLite, and PostgreSQL: tests/stores.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pytest
 from narrator.errors import AudioError
 from narrator.store import Store, segment_key
 
+from .stores import StoreBackend
+
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "cache")
+def store(tmp_path: Path, backend: StoreBackend) -> Store:
+    s = backend.open(tmp_path / "cache")
     yield s  # type: ignore[misc]
     s.close()
 
@@ -63,11 +65,11 @@ async def test_a_deleted_file_is_noticed(store: Store, make_wav: Callable[..., P
     assert store.lookup(key) is None
 
 
-def test_links_persist_and_age(store: Store, tmp_path: Path) -> None:
+def test_links_persist_and_age(store: Store, tmp_path: Path, backend: StoreBackend) -> None:
     store.begin("k", 3)
     store.record_link("k", "http://x/a.wav")
     store.close()
-    again = Store(tmp_path / "cache")
+    again = backend.open(tmp_path / "cache")
     try:
         assert again.pending_link("k", max_age=60) == "http://x/a.wav"
         assert again.pending_link("k", max_age=-1) is None
@@ -78,11 +80,13 @@ def test_links_persist_and_age(store: Store, tmp_path: Path) -> None:
 
 
 async def test_state_is_plain_sqlite_in_wal_mode(
-    store: Store, make_wav: Callable[..., Path]
+    tmp_path: Path, make_wav: Callable[..., Path]
 ) -> None:
+    store = Store(tmp_path / "cache")
     store.begin("k1", 5)
     store.record_failure("k1", "boom")
     store.commit_bytes("k2" + "0" * 62, make_wav().read_bytes())
+    store.close()
     db = sqlite3.connect(store.root / "narrator.sqlite3")
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -104,7 +104,8 @@ class Usage:
         rows = []
         total = ignored = 0
         for key, stored, last, owners in self._db.rows(
-            "SELECT s.key, s.path, MAX(COALESCE(MAX(u.used), 0), s.updated) AS last, "
+            "SELECT s.key, s.path, CASE WHEN MAX(u.used) > s.updated THEN MAX(u.used) "
+            "ELSE s.updated END AS last, "
             "GROUP_CONCAT(u.owner, ' ') "
             "FROM segments s LEFT JOIN uses u ON u.key = s.key "
             "WHERE s.state = 'downloaded' AND s.path IS NOT NULL "
