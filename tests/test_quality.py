@@ -182,9 +182,7 @@ async def test_the_least_bad_attempt_is_kept_flagged_and_never_redone(
     store.close()
 
 
-async def test_a_bad_answer_then_a_good_one_passes(
-    tmp_path: Path, backend: StoreBackend
-) -> None:
+async def test_a_bad_answer_then_a_good_one_passes(tmp_path: Path, backend: StoreBackend) -> None:
     good = _tone_wav("Cherry", ENGLISH[0])
     store = backend.open(tmp_path)
     provider = ScriptedProvider([_spoil(good, "silent", random.Random(5)), good])

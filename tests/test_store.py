@@ -104,3 +104,20 @@ async def test_info_and_clear(store: Store, make_wav: Callable[..., Path]) -> No
     store.clear()
     info = store.info()
     assert info.files == 0 and info.states == {}
+
+
+async def test_prune_drops_this_caches_files_and_a_shared_store_keeps_other_machines_rows(
+    tmp_path: Path, backend: StoreBackend, make_wav: Callable[..., Path]
+) -> None:
+    here, there = backend.open(tmp_path / "here"), backend.open(tmp_path / "there")
+    try:
+        mine, theirs = "aa" + "2" * 62, "bb" + "3" * 62
+        there.commit_bytes(theirs, make_wav().read_bytes())  # the least recently used
+        here.commit_bytes(mine, make_wav().read_bytes())
+        pruned = here.prune(max_bytes=0)
+        assert pruned.removed == 1 and here.lookup(mine) is None
+        # SQLite: two folders are two stores. PostgreSQL: one store, two machines' files.
+        assert there.lookup(theirs) is not None
+    finally:
+        here.close()
+        there.close()

@@ -35,7 +35,6 @@ __all__ = [
     "FILE_NAME",
     "Backend",
     "Database",
-    "StoreDatabaseError",
     "database_path",
     "open_database",
     "retry_locked",
@@ -62,11 +61,6 @@ def store_exists(root: Path) -> bool:
 
 # The URL schemes of a PostgreSQL store.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-class StoreDatabaseError(sqlite3.DatabaseError):
-    """A database error of another backend, raised as the store's callers catch database
-    errors (``sqlite3.Error``): a backend translates its own errors into this one."""
 
 
 def open_database(root: Path, url: str | None = None, *, read_only: bool = False) -> Backend:

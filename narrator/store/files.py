@@ -135,9 +135,10 @@ def disk_usage(segments: Path, database: Path | None) -> tuple[int, int]:
             if path.suffix == ".wav":
                 files += 1
                 size += path.lstat().st_size
-    for part in ("", "-wal", "-shm") if database is not None else ():
-        with contextlib.suppress(OSError):
-            size += database.with_name(database.name + part).lstat().st_size
+    if database is not None:
+        for part in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                size += database.with_name(database.name + part).lstat().st_size
     return files, size
 
 

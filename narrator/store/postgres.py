@@ -40,12 +40,12 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from ..errors import ConfigError, StoreRefused
+from ..errors import ConfigError, StoreFailed, StoreRefused
 from ..util.sanitize import clean_line, masked_url
-from .db import StoreDatabaseError, expected_columns, primary_keys
+from .db import expected_columns, primary_keys
 from .schema import APPLICATION_ID, SCHEMA_VERSION, TABLES
 
-__all__ = ["META_TABLE", "PostgresDatabase", "PostgresError", "translate"]
+__all__ = ["META_TABLE", "PostgresDatabase", "translate"]
 
 T = TypeVar("T")
 log = logging.getLogger("narrator")
@@ -55,15 +55,10 @@ META_TABLE = "narrator_meta"
 _META = f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, value BIGINT NOT NULL)"
 # How long one connection attempt may take, and the pauses between attempts in an outage.
 CONNECT_TIMEOUT = 5
-_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 2.0
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0
 # A server that answers FATAL with these is away for a while, not refusing us.
-_AWAY = ("starting up", "shutting down", "recovery mode", "too many clients",
+_AWAY = ("starting up", "shutting down", "recovery mode", "not yet accepting", "too many clients",
          "administrator command", "terminating connection")  # fmt: skip
-
-
-class PostgresError(StoreDatabaseError):
-    """A PostgreSQL error that waiting does not cure (a crafted row, a bug), raised where
-    the store's callers catch database errors."""
 
 
 def translate(sql: str) -> str:
@@ -161,7 +156,11 @@ class PostgresDatabase:
         self._conn: psycopg.Connection[Any] | None = None
         self._in_transaction = False
         self.schema = ""
-        self._retrying(lambda conn: self._prepare(conn), transaction=True)
+        try:
+            self._retrying(self._prepare, transaction=True)
+        except BaseException:
+            self._drop()
+            raise
 
     # --- connecting ----------------------------------------------------------------------
 
@@ -220,14 +219,14 @@ class PostgresDatabase:
                 continue  # serialization failure or deadlock: the whole again
             except psycopg.OperationalError as exc:
                 if not (_away(exc) or self._conn is None or self._conn.broken):
-                    raise PostgresError(f"PostgreSQL at {self.where}: {_reason(exc)}") from exc
+                    raise StoreFailed(f"PostgreSQL at {self.where}: {_reason(exc)}") from exc
                 self._drop()
                 _note_outage(self.where, exc)
                 time.sleep(pause)
                 pause = min(_LONGEST_PAUSE, pause * 2)
                 continue
             except psycopg.Error as exc:
-                raise PostgresError(f"PostgreSQL at {self.where}: {_reason(exc)}") from exc
+                raise StoreFailed(f"PostgreSQL at {self.where}: {_reason(exc)}") from exc
             _note_back(self.where)
             return result
 
@@ -319,12 +318,14 @@ class PostgresDatabase:
 
     def has_table(self, name: str) -> bool:
         return self._run(
-            lambda conn: conn.execute(
-                "SELECT 1 FROM information_schema.tables "
-                "WHERE table_schema = current_schema() AND table_name = %s",
-                (name,),
-            ).fetchone()
-            is not None
+            lambda conn: (
+                conn.execute(
+                    "SELECT 1 FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_name = %s",
+                    (name,),
+                ).fetchone()
+                is not None
+            )
         )
 
     # --- statements ----------------------------------------------------------------------
