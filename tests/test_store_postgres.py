@@ -6,6 +6,7 @@ stopped), and the password never shown. The store's own tests run on both backen
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -366,3 +367,37 @@ def test_the_default_store_never_imports_psycopg(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_run_pauses_while_the_server_is_away_and_bills_each_chunk_once(
+    tmp_path: Path, schema_url: str, proxy: Proxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    from .test_pool import FakeProvider, job, make_pool
+
+    async def until(condition: Any, what: str) -> None:
+        for _ in range(2000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"never happened: {what}")
+
+    caplog.set_level(logging.INFO, logger="narrator")
+    store = Store(tmp_path / "cache", url=_with_password(schema_url, port=proxy.port))
+    provider = FakeProvider(latency=0.05)
+    jobs = [job(f"chunk {n}") for n in range(12)]
+    async with make_pool(provider, store, concurrency=3) as pool:
+        running = [asyncio.ensure_future(pool.submit(j)) for j in jobs]
+        await until(lambda: provider.texts, "a request sent")
+        proxy.cut()  # with requests in flight: paid for while the store is away
+        await until(lambda: "waiting for PostgreSQL" in caplog.text, "the waiting line")
+        paid_during = len(provider.texts)
+        proxy.restore()
+        outcomes = await asyncio.gather(*running)
+    assert 0 < paid_during < len(jobs)
+    assert sorted(provider.texts) == sorted(j.text for j in jobs)  # each billed once
+    assert all(o.segment is not None for o in outcomes)
+    store.close()
+    rows = StoreBackend("postgresql", schema_url).sql(
+        tmp_path, "SELECT state, COUNT(*) FROM segments GROUP BY state"
+    )
+    assert rows == [("downloaded", len(jobs))]  # every paid answer recorded
