@@ -114,6 +114,12 @@ async def test_prune_drops_this_caches_files_and_a_shared_store_keeps_other_mach
         mine, theirs = "aa" + "2" * 62, "bb" + "3" * 62
         there.commit_bytes(theirs, make_wav().read_bytes())  # the least recently used
         here.commit_bytes(mine, make_wav().read_bytes())
+        here.note_run({"book.m4a": [mine]})
+        (usage,) = here.usage()
+        assert (usage.document, usage.segments) == ("book.m4a", 1) and usage.bytes > 0
+        assert here.prune(max_bytes=0).kept_live == 1  # a run in progress uses it
+        here.close()
+        here = backend.open(tmp_path / "here")  # that run is over
         pruned = here.prune(max_bytes=0)
         assert pruned.removed == 1 and here.lookup(mine) is None
         # SQLite: two folders are two stores. PostgreSQL: one store, two machines' files.

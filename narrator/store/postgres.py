@@ -347,8 +347,13 @@ class PostgresDatabase:
 
     def execute_many(self, sql: str, params: Iterable[Sequence[object]]) -> None:
         query, rows = translate(sql), [_values(p) for p in params]
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cursor:
+                cursor.executemany(query, rows)
+
         if rows:
-            self._run(lambda conn: conn.cursor().executemany(query, rows))
+            self._run(run)
 
     def write(self, sql: str, params: Sequence[object] = ()) -> None:
         """One statement that changes rows, run again until the server has it."""
