@@ -357,9 +357,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not works:
         raise ConfigError("nothing to check: every input was empty or unreadable")
     store_dir = settings.store_dir
-    if not store_exists(store_dir):
+    if settings.store_url is None and not store_exists(store_dir):
         raise ConfigError(f"no segment store in {store_dir}: narrate first (or pass --cache-dir)")
-    store = Store(store_dir)  # refused before anything else is made
+    store = Store(store_dir, url=settings.store_url)  # refused before anything else is made
     provider = make_provider(settings)
     try:
         reports = check_documents(works, settings, provider, store)

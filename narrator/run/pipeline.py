@@ -94,7 +94,7 @@ async def narrate_many(
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     db = StoreThread()
     try:
-        store = await db.open(settings.store_dir)
+        store = await db.open(settings.store_dir, url=settings.store_url)
     except BaseException:
         db.shutdown()
         if own_provider:

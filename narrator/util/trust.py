@@ -56,7 +56,7 @@ class Kind(Enum):
     ENDPOINT = "where requests (and the key) go, and which service and model is paid"
     SPEND = "a spending, deleting or size limit"
     GUARD = "a guard lifted (--yes, --trust-settings, private addresses, links)"
-    SECRET = "the API key"
+    SECRET = "the API key, and a service's URL (it may carry a password: the store's)"
     INPUT = "what to narrate, say, show or serve"
     TOOL = "the emulator's own knobs (narrator serve)"
 
@@ -116,7 +116,7 @@ SETTINGS: Mapping[str, Kind] = {
     "model": _K.ENDPOINT, "voice": _K.SOUND, "region": _K.ENDPOINT, "concurrency": _K.PACE,
     "rpm": _K.PACE, "max_chars": _K.PACE, "lang": _K.SOUND, "gap_ms": _K.SOUND,
     "chapter_gap_ms": _K.SOUND, "paragraph_gap_ms": _K.SOUND, "audiobook": _K.SOUND,
-    "cache_dir": _K.PATH, "cache_max_bytes": _K.SPEND, "retries": _K.PACE,
+    "cache_dir": _K.PATH, "store_url": _K.SECRET, "cache_max_bytes": _K.SPEND, "retries": _K.PACE,
     "backoff_base": _K.PACE, "backoff_max": _K.PACE, "adaptive_rate": _K.PACE,
     "request_timeout": _K.PACE, "stall_timeout": _K.PACE, "max_segment_bytes": _K.SPEND,
     "allow_hosts": _K.GUARD, "allow_private_network": _K.GUARD, "force": _K.PACE,
