@@ -182,6 +182,10 @@ class Settings:
     # The most text a document may hold, and so what its respellings may grow it to
     # (inputs.limits.DEFAULT_MAX_TEXT_BYTES, which settings may not import).
     max_text_bytes: int = 20_000_000
+    # Several workers on one account pace together in this Redis (redis://, rediss:// or
+    # unix://; narrator.cluster.pacing); None: this process paces itself. It may hold a
+    # password: never shown.
+    pacing_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Every path field takes a str as well as a Path (os.PathLike), stored as a Path.
@@ -263,6 +267,12 @@ class Settings:
             raise ConfigError(
                 f"base_url must start with http:// or https://, not {self.base_url!r}",
                 setting="base_url",
+            )
+        if self.pacing_url is not None and not self.pacing_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError(
+                "pacing_url must be a redis://, rediss:// or unix:// URL", setting="pacing_url"
             )
         if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
             # It goes into an HTTP header: a line break there is refused by aiohttp at the

@@ -130,6 +130,8 @@ SETTINGS: Mapping[str, Kind] = {
     "audiobook.true_peak": _K.SOUND, "audiobook.split_hours": _K.SOUND,
     "audiobook.subtitles": _K.SOUND, "audiobook.clean_joins": _K.SOUND,
     "audiobook.cue": _K.SOUND, "audiobook.read_along": _K.PATH,
+    # the Redis several workers pace in: its URL may hold a password
+    "pacing_url": _K.SECRET,
 }  # fmt: skip
 
 

@@ -1,0 +1,1 @@
+"""Several machines on one account: what their workers share (the pace, for a start)."""
