@@ -29,7 +29,7 @@ from narrator.run.pipeline import narrate
 from narrator.settings import Settings
 from narrator.store import Store
 from narrator.synth.pool import Pool, PoolConfig
-from narrator.synth.rate import AdaptiveRate
+from narrator.synth.rate import AdaptiveRate, LoopClock
 from narrator.tools.emulator import RunningEmulator
 
 from .conftest import TEST_KEY
@@ -88,6 +88,30 @@ def test_starts_are_evenly_spaced_across_three_workers(redis_url: str, prefix: s
     gaps = [b - a for a, b in itertools.pairwise(reserved)]
     assert min(gaps) >= 60 / rpm * (1 - 1e-3), gaps  # evenly spaced, never two at once
     assert all(began >= start - 1e-6 for start, began in found)  # none went early
+
+
+class LateClock(LoopClock):
+    """The loop's clock, whose first sleep overruns by ``late`` seconds (a stalled process)."""
+
+    def __init__(self, late: float) -> None:
+        self.late = late
+
+    async def sleep(self, seconds: float) -> None:
+        late, self.late = self.late, 0.0
+        await super().sleep(seconds + late)
+
+
+async def test_a_worker_woken_late_takes_a_fresh_start(redis_url: str, prefix: str) -> None:
+    interval = 60 / 1200
+    async with (
+        pacing(redis_url, prefix, rpm=1200) as other,
+        pacing(redis_url, prefix, rpm=1200, clock=LateClock(3 * interval)) as stalled,
+    ):
+        await other.rate.acquire()  # the next start is one interval away: stalled waits
+        await stalled.rate.acquire()
+        began = await server_time(stalled)
+    # It did not go on the start it overslept, just before whoever has the next one.
+    assert stalled.rate.reserved >= began - interval
 
 
 async def test_a_429_in_one_worker_slows_every_worker_once(redis_url: str, prefix: str) -> None:

@@ -7,7 +7,8 @@ lives in Redis, where every worker of the account takes from it:
 - **the rate**: one Lua script per take reserves the next start, one interval after the
   last start reserved by anyone (a GCRA with no burst: starts evenly spaced, never
   bunched), by the Redis server's clock (``TIME``), so the machines' clocks do not
-  matter. The worker sleeps until its start. A process holds one reservation at a time.
+  matter. The worker sleeps until its start (one woken more than half an interval late
+  takes a fresh one). A process holds one reservation at a time.
 - **the adaptive cut**: a 429 cuts the shared rate, once per cut: every take carries the
   cut it was paced under (an epoch), and a 429 for a request paced before the latest cut
   says nothing new. The ceiling and the climb back (today's shape: quickly to nine tenths
@@ -311,18 +312,27 @@ class SharedRate:
         """Wait for the next start of the account; returns the clock time of the start."""
         if math.isinf(self.max_rpm):  # no limit: nothing to share
             return self._clock.now()
+        key = self._pacing.keys[0]
         async with self._lock:
-            wins, self._wins = self._wins, 0
-            key = self._pacing.keys[0]
-            reply = await self._pacing.call(
-                lambda: self._take(keys=[key], args=[repr(self.max_rpm), wins, IDLE])
-            )
-            start, now, self.rpm, epoch = _floats(reply)
-            self._epoch = max(self._epoch, int(epoch))
-            if start > now:
-                await self._clock.sleep(start - now)
+            while True:
+                wins = self._wins
+                take = functools.partial(
+                    self._take, keys=[key], args=[repr(self.max_rpm), wins, IDLE]
+                )
+                reply = await self._pacing.call(take)
+                self._wins -= wins  # told, with this take (more may have come meanwhile)
+                start, now, self.rpm, epoch = _floats(reply)
+                self._epoch = max(self._epoch, int(epoch))
+                due = self._clock.now() + max(0.0, start - now)
+                if start > now:
+                    await self._clock.sleep(start - now)
+                started = self._clock.now()
+                # Woken far behind its start (a stalled process), it would go just before
+                # the next worker's: take a fresh start instead, so no two starts come
+                # closer than half an interval (today's limiter's rule).
+                if started - due <= 0.5 * 60 / self.rpm:
+                    break
             self.reserved = start
-            started = self._clock.now()
             self._paced_under[started] = int(epoch)
             while len(self._paced_under) > REMEMBERED:
                 self._paced_under.popitem(last=False)
