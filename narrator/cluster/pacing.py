@@ -63,6 +63,8 @@ LEASE = 30.0
 IDLE = 3600
 # Starts remembered with the cut they were paced under (more than any requests in flight).
 REMEMBERED = 4096
+# A wake this late (seconds) is the event loop's ordinary jitter, not a stalled process.
+LATE = 0.005
 # How long a waiter for a slot blocks before it looks again (seconds).
 SLOT_POLL = 1.0
 
@@ -314,6 +316,7 @@ class SharedRate:
             return self._clock.now()
         key = self._pacing.keys[0]
         async with self._lock:
+            retaken = False
             while True:
                 wins = self._wins
                 take = functools.partial(
@@ -328,10 +331,11 @@ class SharedRate:
                     await self._clock.sleep(start - now)
                 started = self._clock.now()
                 # Woken far behind its start (a stalled process), it would go just before
-                # the next worker's: take a fresh start instead, so no two starts come
-                # closer than half an interval (today's limiter's rule).
-                if started - due <= 0.5 * 60 / self.rpm:
+                # the next worker's: take a fresh start instead (once), so no two starts
+                # come closer than half an interval (today's limiter's rule).
+                if retaken or started - due <= max(LATE, 0.5 * 60 / self.rpm):
                     break
+                retaken = True
             self.reserved = start
             self._paced_under[started] = int(epoch)
             while len(self._paced_under) > REMEMBERED:
