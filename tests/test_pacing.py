@@ -24,7 +24,7 @@ import redis
 import redis.asyncio as aioredis
 
 from narrator.cluster.pacing import PREFIX, SharedPacing, account_of
-from narrator.errors import ConfigError, RateLimited
+from narrator.errors import ConfigError, InternalFailure, RateLimited
 from narrator.run.pipeline import narrate
 from narrator.settings import Settings
 from narrator.store import Store
@@ -348,3 +348,15 @@ async def test_narrate_with_a_pacing_url_paces_in_redis(
     finally:
         await client.delete(rate, f"{base}:slots", f"{base}:freed")
         await client.aclose()
+
+
+@pytest.mark.parametrize("password", ["", "wrong-pw-7a1"])
+async def test_a_refused_password_stops_the_run_in_one_line(
+    private_redis: PrivateRedis, password: str
+) -> None:
+    url = private_redis.url.replace(private_redis.password, password)
+    async with pacing(url, "p:") as shared:
+        with pytest.raises(InternalFailure, match=f"Redis at 127.0.0.1:{private_redis.port}") as e:
+            await shared.rate.acquire()
+    assert "\n" not in str(e.value) and private_redis.password not in str(e.value)
+    assert not password or password not in str(e.value)

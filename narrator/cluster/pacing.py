@@ -1,28 +1,15 @@
-"""One account's pace, shared in Redis by every worker on every machine.
+"""One account's pace, shared in Redis by every worker on every machine (docs/pacing.md).
 
-Today's limiter (:class:`~narrator.synth.rate.AdaptiveRate`) paces one process; three
-machines on one account would each send the account's whole rate. Here the same pacing
-lives in Redis, where every worker of the account takes from it:
+- **The rate**: one Lua script per take reserves the next start, one interval after the
+  last start anyone reserved, by the server's clock (``TIME``): a GCRA with no burst.
+- **The adaptive cut**: a 429 cuts the shared rate unless a cut came after its request
+  was paced (takes carry the cut's epoch); the ceiling and today's climb back are shared
+  too, each worker's successes told with its next take.
+- **The slots**: at most ``concurrency`` requests in flight across the account, leases in
+  a sorted set scored by expiry, renewed while a request runs; a killed worker's lapse.
 
-- **the rate**: one Lua script per take reserves the next start, one interval after the
-  last start reserved by anyone (a GCRA with no burst: starts evenly spaced, never
-  bunched), by the Redis server's clock (``TIME``), so the machines' clocks do not
-  matter. The worker sleeps until its start (one woken more than half an interval late
-  takes a fresh one). A process holds one reservation at a time.
-- **the adaptive cut**: a 429 cuts the shared rate, once per cut: every take carries the
-  cut it was paced under (an epoch), and a 429 for a request paced before the latest cut
-  says nothing new. The ceiling and the climb back (today's shape: quickly to nine tenths
-  of the ceiling, then slowly above it) are shared too; each worker's successes reach Redis
-  with its next take, so every worker slows and recovers together.
-- **the slots**: at most ``concurrency`` requests in flight across the account, each a
-  lease in a sorted set scored by its expiry (server time), renewed while its request
-  runs; a killed worker's slots come back when their leases lapse. A slot freed wakes one
-  waiter (a list it blocks on), and a waiter looks again at the first lease's expiry.
-
-Keys are named by :func:`account_of`, a fingerprint of the provider's endpoint, model
-and API key; the key itself is never stored. Redis unreachable: every take waits and
-retries, with one log line when the wait begins and one when Redis is back; a request is
-never sent unpaced.
+Keys are named by :func:`account_of`, a fingerprint, never the API key. Redis away:
+every take waits (one log line when it begins, one when Redis is back), never unpaced.
 """
 
 from __future__ import annotations
@@ -39,11 +26,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis import exceptions as rx
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import ConfigError, InternalFailure
 from ..settings import Settings
@@ -68,9 +53,8 @@ LATE = 0.005
 # How long a waiter for a slot blocks before it looks again (seconds).
 SLOT_POLL = 1.0
 
-# KEYS[1] the account's rate (a hash). ARGV: this worker's most rpm, its successes since
-# its last take, IDLE. Returns the start reserved and the server's time now (seconds), the
-# rpm it was paced at, and the cut it was paced under.
+# KEYS[1] the account's rate (a hash). ARGV: this worker's most rpm, its successes since its
+# last take, IDLE. Returns the start reserved, the server's time, the rpm, the cut (epoch).
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -124,9 +108,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return {'1', string.format('%.6f', rpm), tostring(epoch)}
 """
 
-# KEYS[1] the leases (a sorted set: slot -> expiry). ARGV: the cap, the lease (seconds),
-# the slot. Returns 1 and 0 when the slot is taken, else 0 and the seconds until the
-# first lease lapses.
+# KEYS[1] the leases (a sorted set: slot -> expiry). ARGV: the cap, the lease, the slot.
+# Returns 1, 0 when the slot is taken, else 0 and the seconds until the first lease lapses.
 _SLOT_TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -245,18 +228,18 @@ class SharedPacing:
         while True:
             try:
                 answer = await command()
-            except AuthenticationError as exc:
+            except rx.AuthenticationError as exc:
                 raise InternalFailure(
                     f"Redis at {self.where} refused the password: {clean_line(str(exc))}"
                 ) from exc
-            except (RedisConnectionError, RedisTimeoutError):
+            except (rx.ConnectionError, rx.TimeoutError):
                 if not self._down:
                     self._down = True
                     log.warning("waiting for Redis at %s", self.where)
                 await self._clock.sleep(pause)
                 pause = min(1.0, 2 * pause)
                 continue
-            except RedisError as exc:
+            except rx.RedisError as exc:
                 raise InternalFailure(
                     f"the shared pace at Redis {self.where} failed: {clean_line(str(exc))}"
                 ) from exc
@@ -318,10 +301,8 @@ class SharedRate:
         async with self._lock:
             retaken = False
             while True:
-                wins = self._wins
-                take = functools.partial(
-                    self._take, keys=[key], args=[repr(self.max_rpm), wins, IDLE]
-                )
+                wins, most = self._wins, repr(self.max_rpm)
+                take = functools.partial(self._take, keys=[key], args=[most, wins, IDLE])
                 reply = await self._pacing.call(take)
                 self._wins -= wins  # told, with this take (more may have come meanwhile)
                 start, now, self.rpm, epoch = _floats(reply)
@@ -368,10 +349,9 @@ class SharedSlots:
 
     def __init__(self, pacing: SharedPacing, *, cap: int, lease: float, clock: Clock) -> None:
         self._pacing = pacing
-        client = pacing.client
-        self._take = client.register_script(_SLOT_TAKE)
-        self._renew_script = client.register_script(_SLOT_RENEW)
-        self._free = client.register_script(_SLOT_FREE)
+        self._take = pacing.client.register_script(_SLOT_TAKE)
+        self._renew_script = pacing.client.register_script(_SLOT_RENEW)
+        self._free = pacing.client.register_script(_SLOT_FREE)
         self.cap = cap
         self.lease = lease
         self._clock = clock
@@ -385,19 +365,18 @@ class SharedSlots:
         try:
             yield slot
         finally:
-            renewing.cancel()
+            renewing.cancel()  # and ended before the slot goes: no renewal after it
+            await asyncio.gather(renewing, return_exceptions=True)
             await self.release(slot)
 
     async def take(self) -> str:
         """Wait for a slot; returns its name (for :meth:`release`)."""
         slot = uuid.uuid4().hex
         leases, freed = self._pacing.keys[1:]
-        args: list[str | int] = [self.cap, repr(self.lease), slot]
+        take = functools.partial(self._take, keys=[leases], args=[self.cap, repr(self.lease), slot])
         async with self._lock:
             while True:
-                got, wait = _floats(
-                    await self._pacing.call(lambda: self._take(keys=[leases], args=args))
-                )
+                got, wait = _floats(await self._pacing.call(take))
                 if got:
                     return slot
                 # Woken by a slot freed, or when the first lease lapses (a killed worker's).
@@ -409,12 +388,12 @@ class SharedSlots:
     async def release(self, slot: str) -> None:
         """Give ``slot`` back; if Redis cannot be reached, its lease lapses on its own."""
         leases, freed = self._pacing.keys[1:]
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(rx.RedisError):
             await self._free(keys=[leases, freed], args=[slot, self.cap, repr(self.lease)])
 
     async def _renew(self, slot: str) -> None:
         leases = self._pacing.keys[1]
         while True:
             await self._clock.sleep(self.lease / 3)
-            with contextlib.suppress(RedisError):  # the next renewal tries again
+            with contextlib.suppress(rx.RedisError):  # the next renewal tries again
                 await self._renew_script(keys=[leases], args=[repr(self.lease), slot])
