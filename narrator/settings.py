@@ -272,7 +272,9 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             raise ConfigError(
-                "pacing_url must be a redis://, rediss:// or unix:// URL", setting="pacing_url"
+                f"pacing_url {masked_url(self.pacing_url)}: a pacing URL is "
+                "redis://HOST:PORT/DB (or rediss://, unix://)",
+                setting="pacing_url",
             )
         if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
             # It goes into an HTTP header: a line break there is refused by aiohttp at the

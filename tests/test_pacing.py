@@ -236,8 +236,9 @@ async def test_the_account_is_named_by_a_fingerprint_never_the_key(
 
 
 def test_a_pacing_url_that_is_not_redis_is_refused() -> None:
-    with pytest.raises(ConfigError, match="pacing_url"):
-        Settings(api_key=KEY, pacing_url="http://127.0.0.1:6379")
+    with pytest.raises(ConfigError, match="pacing_url") as caught:
+        Settings(api_key=KEY, pacing_url="http://user:pw-hidden@127.0.0.1:6379")
+    assert "pw-hidden" not in str(caught.value)
     with pytest.raises(ConfigError, match="pacing_url") as caught:
         SharedPacing.connect("redis://:pw-hidden@127.0.0.1:notaport/0", account="a", rpm=1,
                              concurrency=1)  # fmt: skip
