@@ -126,7 +126,10 @@ class BookStream:
 
     ``chunks`` are the document's, one per piece to come. Nothing is written before the
     first :meth:`add`; ``output`` (or its parts) appears only at :meth:`finish`. ``lang``
-    splits the sentences of subtitles cued by sentence.
+    splits the sentences of subtitles cued by sentence. Without ``audio``, only the
+    subtitles are written, cued exactly as a stream with audio cues them: the samples are
+    stitched and read for their pauses, then dropped (no encoder, no hidden file, the
+    book's files untouched), for a book already made that is asked for subtitles anew.
     """
 
     def __init__(
@@ -137,12 +140,14 @@ class BookStream:
         options: AudiobookOptions | None = None,
         *,
         lang: str = "en",
+        audio: bool = True,
     ) -> None:
         self.document = document
         self.chunks = chunks
         self.output = output
         self.options = options or AudiobookOptions()
         self.fmt = format_of(output, self.options.format)
+        self._audio = audio
         clean = self.options.clean_joins
         self._joiner = Joiner(clean=clean if clean is not None else self.fmt != "wav")
         self._pieces: list[Piece] = []  # read again by the normalising pass
@@ -217,13 +222,17 @@ class BookStream:
     def _start(self) -> None:
         target = self._joiner.target
         assert target is not None
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        # A run killed outright left its hidden parts here: hundreds of MB, nobody's now.
-        sweep_leftovers(self.output)
         outs: list[LevelTap] = []
         if self.options.subtitles and self.options.cue == "sentence":
             self._pauses = PauseLog(target.rate, target.width, target.channels)
             outs.append(self._pauses.tap)
+        if not self._audio:  # the cues are read before any gain: none is measured
+            self._router = _Router(lambda number: _Null())
+            self._out = _Tee(self._router, *outs)
+            return
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        # A run killed outright left its hidden parts here: hundreds of MB, nobody's now.
+        sweep_leftovers(self.output)
         if self.options.normalize:
             self._router = _Router(lambda number: _Null())
             self._measure = Encoder(
@@ -306,9 +315,13 @@ class BookStream:
         for number, ((start, end), sink) in enumerate(
             zip(parts, router.sinks, strict=True), start=1
         ):
+            path = part_path(self.output, number, len(parts))
+            if not self._audio:
+                files.append(path)
+                sidecars.append(self._subtitles(cues, path, start, end))
+                continue
             meta = self._metadata(number, len(parts))
             sink.seal(tag_values(meta))
-            path = part_path(self.output, number, len(parts))
             assert sink.path is not None
             finish_part(
                 sink.path,
