@@ -18,9 +18,11 @@ only a remux and tags are left (:meth:`~BookStream.finish`):
   encode.
 
 :meth:`~BookStream.abort` (or any error) stops the encoders and removes every hidden
-file; what a process killed outright left is removed by the next stream to the same
-output. The first piece starts the encoders: a document waiting for its first segment
-costs no process.
+file; :meth:`~BookStream.cancel`, from another thread, stops a :meth:`~BookStream.finish`
+in progress (a stop: the remux or the second loudness pass is not left running on past
+the run, writing its hidden file). What a process killed outright left is removed by the
+next stream to the same output. The first piece starts the encoders: a document waiting
+for its first segment costs no process.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..chunks.split import Chunk
-from ..errors import AudioError
+from ..errors import AudioError, Stopped
 from ..inputs.documents import Document
 from ..settings import AudiobookOptions
 from ..util.atomic import sweep_leftovers
@@ -166,6 +168,7 @@ class BookStream:
         self._error: BaseException | None = None
         self._lang = lang
         self._pauses: PauseLog | None = None  # read for subtitles cued by sentence
+        self._cancelled = False  # set by another thread: the finish in progress stops
 
     @property
     def started(self) -> bool:
@@ -204,6 +207,20 @@ class BookStream:
             self._error = exc
             self.abort()
             raise
+
+    def cancel(self) -> None:
+        """Stop a :meth:`finish` running on another thread: its encoders are killed and
+        it raises :class:`~narrator.errors.Stopped` at its next step, removing every
+        hidden file on its way out (its own thread does, so nothing is created after)."""
+        self._cancelled = True
+        for sink in list(self._sinks):
+            sink.kill()
+        if self._measure is not None:
+            self._measure.kill()
+
+    def _check(self) -> None:
+        if self._cancelled:
+            raise Stopped(f"{self.output.name}: stopped before it was finished")
 
     def abort(self) -> None:
         """Stop every encoder and remove every hidden file; the output is left as it was."""
@@ -247,6 +264,7 @@ class BookStream:
             self._out = _Tee(self._router, *outs)
 
     def _open(self, target: WavInfo, number: int, args: Sequence[str] = ()) -> _Sink:
+        self._check()
         tmp = temp_part(self.output, number)
         self._temps.append(tmp)
         sink: _Sink
@@ -316,6 +334,7 @@ class BookStream:
             zip(parts, router.sinks, strict=True), start=1
         ):
             path = part_path(self.output, number, len(parts))
+            self._check()
             if not self._audio:
                 files.append(path)
                 sidecars.append(self._subtitles(cues, path, start, end))
@@ -374,6 +393,7 @@ class BookStream:
             router.cut_at(cut)
         joiner = Joiner(clean=self._joiner.clean, target=target)
         for piece in self._pieces:
+            self._check()
             ready = joiner.ready(piece)
             joiner.silence(ready.gap, router)
             joiner.write(ready, router)
