@@ -42,6 +42,7 @@ _LABELLED_CHARS = 1500  # a page named a title page but longer than this is read
 _TITLE_LINES = 12  # a title page holds a few short lines: title, author, publisher...
 _LINE_CHARS = 80
 _BY = re.compile(r"^by\s+(.+)$", re.IGNORECASE)
+_NAME_CHARS = 200  # the announcement's title and author, each at most (as the tags')
 
 
 def _not_read(root: Any, name: str, guide: set[str], spine: set[str]) -> bool:
@@ -148,6 +149,7 @@ def _announcement(title: str | None, authors: list[str], blocks: list[tuple[bool
     name = title or (_spoken(lines[0]) if lines else "")
     byline = next((m[1] for m in map(_BY.match, lines) if m), None)
     by = ", ".join(dict.fromkeys(authors)) or (_spoken(byline) if byline else "")
+    name, by = name[:_NAME_CHARS].strip(), by[:_NAME_CHARS].strip()  # a document is not trusted
     if not name or not by:
         return name
     stop = "" if name[-1] in ".!?" else "."
