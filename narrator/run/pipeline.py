@@ -44,7 +44,7 @@ from .results import (
     stopped_report,
 )
 from .status import Status
-from .uptodate import room_needed, same_filesystem, sidecars_current, up_to_date
+from .uptodate import room_needed, same_filesystem, sidecars_made, up_to_date
 
 if TYPE_CHECKING:
     from ..cluster.pacing import SharedPacing
@@ -127,15 +127,13 @@ async def narrate_many(
             )
             early.done()
             current = [] if settings.force else await db.run(up_to_date, plans, store)
-            # An up-to-date book whose subtitles are asked for anew is made again only
-            # when they cannot be had without a run's timings (no sidecar beside it).
-            kind = settings.audiobook.subtitles
+            # An up-to-date book whose subtitles are asked for anew gets them from its
+            # segments in the cache; it is made again only when one of them is gone.
+            planned = {str(plan.output): plan for plan in plans}
             current = [
                 report
                 for report in current
-                if await asyncio.to_thread(
-                    sidecars_current, [Path(f) for f in report.files or (report.output,)], kind
-                )
+                if await sidecars_made(report, planned[report.output], settings, db)
             ]
             current += [report for _, report in unsplit]
             done_before = {report.output for report in current}
