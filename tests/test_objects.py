@@ -29,6 +29,7 @@ from narrator.tools.emulator import RunningEmulator
 from narrator.util.wav import tone_pcm, wav_bytes
 
 from .conftest import TEST_KEY
+from .stores import StoreBackend
 
 MAX = 50 * 1024 * 1024
 KEY = segment_key(provider="test", voice="v", text="hello")
@@ -157,11 +158,11 @@ def test_a_missing_bucket_or_bad_credentials_is_one_line(
 
 
 def test_a_segment_is_put_and_read_through(
-    s3_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    s3_url: str, tmp_path: Path, backend: StoreBackend
 ) -> None:
     objects = objects_at(s3_url)
     audio = tone()
-    first = Store(tmp_path / "a", objects=objects)
+    first = Store(tmp_path / "a", url=backend.url, objects=objects)
     try:
         segment = first.commit_bytes(KEY, audio)
         assert first._through is not None and first._through.outbox.drain(30) == 0
@@ -172,8 +173,9 @@ def test_a_segment_is_put_and_read_through(
         assert again is not None and again.path.read_bytes() == audio
     finally:
         first.close()
-    # Another cache with no row at all: read through, and recorded there.
-    second = Store(tmp_path / "b", objects=objects)
+    # Another cache: its row (SQLite) is not there, or (PostgreSQL) is shared and says
+    # done; either way its file is read through, and recorded.
+    second = Store(tmp_path / "b", url=backend.url, objects=objects)
     try:
         found = second.lookup(KEY)
         assert found is not None and found.path.read_bytes() == audio
@@ -217,7 +219,7 @@ def test_a_corrupt_object_is_not_used(
 
 
 async def test_two_caches_share_one_prefix_with_no_second_request(
-    emulator: RunningEmulator, s3_url: str, tmp_path: Path
+    emulator: RunningEmulator, s3_url: str, tmp_path: Path, backend: StoreBackend
 ) -> None:
     text = "The first sentence is here. " + " ".join(
         f"Sentence {i} of the shared book." for i in range(6)
@@ -226,7 +228,7 @@ async def test_two_caches_share_one_prefix_with_no_second_request(
     def settings(cache: str) -> Settings:
         return Settings(
             base_url=emulator.url, api_key=TEST_KEY, cache_dir=tmp_path / cache,
-            objects_url=s3_url, rpm=6000, concurrency=4, max_chars=60,
+            store_url=backend.url, objects_url=s3_url, rpm=6000, concurrency=4, max_chars=60,
         )  # fmt: skip
 
     first = await narrate(text, tmp_path / "one.wav", settings("a"))
@@ -501,9 +503,15 @@ async def test_a_run_stopped_while_waiting_for_the_object_store_ends(
 def test_an_object_store_keeps_every_book_current() -> None:
     from narrator.run.plan import book_fingerprint
 
-    # Where segments are kept is not what a book is made of: no fingerprint changes.
+    # Where segments are kept (and how workers pace together) is not what a book is made
+    # of: a book made on one machine is current for the workers, and the other way round.
     plain = Settings(provider="espeak")
-    shared = Settings(provider="espeak", objects_url="s3://narrator/x?endpoint=http://h:1")
+    shared = Settings(
+        provider="espeak",
+        objects_url="s3://narrator/x?endpoint=http://h:1",
+        store_url="postgresql://u:pw@h:1/db",
+        pacing_url="redis://h:1/0",
+    )
     assert book_fingerprint("espeak", plain, []) == book_fingerprint("espeak", shared, [])
 
 

@@ -270,7 +270,8 @@ _RUN_ONLY_SETTINGS = frozenset(
         "adaptive_rate", "request_timeout", "max_segment_bytes", "force", "lang", "max_chars",
         "allow_hosts", "allow_private_network", "stall_timeout", "qa", "qa_retries",
         "qa_budget", "lexicon", "lexicon_override",  # their effect is in the chunks' text
-        "max_text_bytes", "objects_url",  # where segments are kept, not what they are
+        "max_text_bytes",
+        "store_url", "objects_url", "pacing_url",  # where work is kept and paced, not what
         "cast", "cast_override", "dialogue_voice", "speaker_lines",  # and in their voices
     )
 )  # fmt: skip

@@ -64,14 +64,20 @@ class StoreThread:
         self,
         root: Path,
         *,
+        url: str | None = None,
         objects_url: str | None = None,
         max_segment_bytes: int = default("max_segment_bytes"),
     ) -> Store:
-        """Open the store of cache folder ``root`` (it may wait for another process's lock),
-        in front of the object store at ``objects_url`` if one is given (objects up to
+        """Open the store of cache folder ``root``, its rows in ``url``'s database if given
+        (it may wait for another process's lock, or for the database to be reachable), in
+        front of the object store at ``objects_url`` if one is given (objects up to
         ``max_segment_bytes`` are read from it)."""
         self._store = await self.run(
-            open_store, root, objects_url=objects_url, max_segment_bytes=max_segment_bytes
+            open_store,
+            root,
+            url=url,
+            objects_url=objects_url,
+            max_segment_bytes=max_segment_bytes,
         )
         return self._store
 
