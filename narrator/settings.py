@@ -288,7 +288,7 @@ class Settings:
                 "check the variable or --api-key for stray characters"
             )
         if self.objects_url is not None:
-            from .store.s3 import parse_url  # no boto3: that comes with the first use
+            from .util.s3url import parse_url
 
             # A one-line error now, not when the store opens; kept in its printable form.
             object.__setattr__(self, "objects_url", str(parse_url(self.objects_url)))
