@@ -29,6 +29,7 @@ from .argtypes import (
     size,
 )
 from .cast import add_cast
+from .cluster import add_submit, add_worker
 from .commands import (
     cmd_cache,
     cmd_check,
@@ -397,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     _check(sub, _narrate(sub))
     add_watch(sub, _narrate_options)
     add_status(sub)
+    add_worker(sub, _narrate_options)
+    add_submit(sub, _narrate_options)
     for add in (
         _estimate,
         add_words,

@@ -27,6 +27,7 @@ from ..watch.schedule import parse_until, queue
 from ..watch.watcher import WatchOptions, watch
 from .argtypes import non_negative_float
 from .build import announce_endpoint, make_settings
+from .cluster import add_queue_options, cmd_cluster_status
 
 __all__ = ["add_status", "add_watch", "cmd_status", "cmd_watch"]
 
@@ -145,7 +146,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """The watchers' queue, from the store: state, percent done, input, why."""
+    """The watchers' queue, from the store: state, percent done, input, why; with
+    --queue, the shared queue's documents (:func:`narrator.cli.cluster.cmd_cluster_status`)."""
+    if getattr(args, "queue", None):
+        return cmd_cluster_status(args)
     root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     entries = queue(root)
     if not entries:
@@ -208,11 +212,13 @@ def add_watch(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], Non
 
 def add_status(sub: Any) -> None:
     """Add ``narrator status`` to the subcommands."""
-    p = sub.add_parser("status", help="show the queue of `narrator watch`, from the store")
+    p = sub.add_parser("status", help="show the queue of `narrator watch` (from the store), or with --queue the shared one")
     p.add_argument(
         "--cache-dir",
         "--store",
         dest="cache_dir",
         help="segment store (default: $XDG_CACHE_HOME/narrator)",
     )
+    add_queue_options(p, required=False)
+    p.add_argument("--json", action="store_true", help="with --queue: the states as JSON")
     p.set_defaults(func=cmd_status)
