@@ -6,13 +6,11 @@ test's own) and the emulator."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -224,7 +222,7 @@ async def _half_way(cluster: Cluster) -> None:
     )
 
 
-async def test_a_killed_worker_s_book_is_finished_by_another_rebilled_at_most_its_requests_in_flight(
+async def test_a_killed_worker_s_book_is_finished_by_another_rebilled_at_most_its_in_flight(
     redis_url: str, slow_emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     cluster = Cluster(redis_url, slow_emulator, tmp_path)
@@ -292,20 +290,52 @@ async def test_a_document_that_always_fails_is_failed_with_why_after_its_tries(
         await refusing.close()
 
 
-async def _redis_server(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-         "--appendonly", "yes", "--save", "", "--protected-mode", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    async with asyncio.timeout(BOUND):
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                return proc, port
-            await asyncio.sleep(0.05)
+class PrivateRedis:
+    """A redis-server of the test's own (append-only file on), to restart at will."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.folder), "--appendonly", "yes", "--save", "",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        async with asyncio.timeout(BOUND):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                return
+
+    async def restart(self) -> None:
+        """Shut it down as an operator would (the append-only file is kept) and start it."""
+        cli = await asyncio.create_subprocess_exec(
+            "redis-cli", "-p", str(self.port), "shutdown",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await cli.wait()
+        assert self.proc is not None
+        async with asyncio.timeout(BOUND):
+            await self.proc.wait()
+        await self.start()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
 
 
 async def test_restarting_redis_mid_run_loses_no_job(
@@ -313,21 +343,17 @@ async def test_restarting_redis_mid_run_loses_no_job(
 ) -> None:
     folder = tmp_path / "redis"
     folder.mkdir()
-    server, port = await _redis_server(folder)
-    cluster = Cluster(f"redis://127.0.0.1:{port}/0", slow_emulator, tmp_path)
+    server = PrivateRedis(folder)
+    await server.start()
+    cluster = Cluster(server.url, slow_emulator, tmp_path)
     try:
         inputs = _folder(tmp_path / "in", 4, paragraphs=6)
         await cluster.worker("--documents", "1")
         submit = await cluster.submit(inputs, cluster.root / "run")
         assert await submit.wait() == 0, submit.text
-        before = await cluster.until_state(
-            lambda f: any(s.state == "done" for s in f), "one done"
-        )
+        before = await cluster.until_state(lambda f: any(s.state == "done" for s in f), "one done")
         assert not all(s.final for s in before)  # the restart comes mid-run
-        subprocess.run(["redis-cli", "-p", str(port), "shutdown"], check=False,
-                       capture_output=True)  # fmt: skip
-        server.wait(timeout=BOUND)
-        server, _ = await _redis_server_on(folder, port)
+        await server.restart()
         found = await cluster.until_state(
             lambda f: len(f) == 4 and all(s.final for s in f), "all done"
         )
@@ -335,21 +361,7 @@ async def test_restarting_redis_mid_run_loses_no_job(
         assert len(_books(cluster.root / "run")) == 4
     finally:
         await cluster.close()
-        server.kill()
-        server.wait()
-
-
-async def _redis_server_on(folder: Path, port: int) -> tuple[subprocess.Popen[bytes], int]:
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-         "--appendonly", "yes", "--save", "", "--protected-mode", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    async with asyncio.timeout(BOUND):
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                return proc, port
-            await asyncio.sleep(0.05)
+        await server.stop()
 
 
 # --- forged jobs -------------------------------------------------------------------------
@@ -357,8 +369,13 @@ async def _redis_server_on(folder: Path, port: int) -> tuple[subprocess.Popen[by
 
 def _job(**changes: object) -> dict:
     data = job_data(
-        make_job(parse_text("# T\n\nHello there."), name="a.md", dest="/books/run",
-                 output="a.wav", options={"voice": "Cherry"})  # fmt: skip
+        make_job(
+            parse_text("# T\n\nHello there."),
+            name="a.md",
+            dest="/books/run",
+            output="a.wav",
+            options={"voice": "Cherry"},
+        )
     )
     data.update(changes)
     return data
@@ -409,8 +426,9 @@ async def test_a_worker_refuses_forged_jobs_and_writes_nothing_outside_dest(
         "traversal": _job(dest=str(cluster.root / "run"), output="../../outside/x.wav"),
         "other-root": _job(dest=str(outside), output="x.wav"),
         "key": {**_job(dest=str(cluster.root / "run")), "api_key": "sk-forged-0123456789"},
-        "endpoint": _job(dest=str(cluster.root / "run"),
-                         options={"base_url": "http://127.0.0.1:9/"}),  # fmt: skip
+        "endpoint": _job(
+            dest=str(cluster.root / "run"), options={"base_url": "http://127.0.0.1:9/"}
+        ),
     }
     config = QueueConfig(cluster.url, name=cluster.name)
     broker = config.broker()
@@ -448,3 +466,23 @@ async def test_submit_refuses_a_file_a_worker_would_have_to_read(tmp_path: Path)
         "--cover", str(tmp_path / "c.jpg"),
     )  # fmt: skip
     assert result.code == 2 and "--cover" in result.stderr
+
+
+async def test_watch_with_a_queue_submits_and_reports_the_books_the_workers_make(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    inbox = _folder(tmp_path / "inbox", 1)
+    await cluster.worker()
+    watcher = await Proc.start(
+        "watch", str(inbox), "-o", str(cluster.root / "feed"), *cluster.queue,
+        "--cache-dir", str(cluster.cache), "--settle", "0.3", "--max-chars", "80", "--quiet",
+    )  # fmt: skip
+    try:
+        await watcher.until(r"done: .*doc00\.md")
+        (inbox / "late.md").write_text("# Late\n\nIt came in later.\n", encoding="utf-8")
+        await watcher.until(r"done: .*late\.md")
+    finally:
+        assert await watcher.stop() == 0, watcher.text
+    assert sorted(_books(cluster.root / "feed")) == ["doc00.wav", "late.wav"]
+    assert set(cluster.emulator.stats.billed.values()) == {1}
+    assert "sending the API key" not in watcher.text  # the watcher holds no key

@@ -31,7 +31,9 @@ from ..util.sanitize import clean_line, shown
 from .argtypes import positive_float, positive_int
 from .build import announce_endpoint, load_works, make_estimate, make_settings, over_limit
 
-__all__ = ["add_queue_options", "add_submit", "add_worker", "cmd_cluster_status"]
+__all__ = [
+    "add_queue_options", "add_submit", "add_worker", "cmd_cluster_status", "queue_narrate_for",
+]  # fmt: skip
 
 log = logging.getLogger("narrator")
 
@@ -56,9 +58,7 @@ def add_queue_options(p: argparse.ArgumentParser, *, required: bool) -> None:
 def _queue(args: argparse.Namespace) -> Any:
     from ..cluster.queue import QueueConfig
 
-    return QueueConfig(
-        args.queue, name=args.queue_name, heartbeat=getattr(args, "heartbeat", 20.0)
-    )
+    return QueueConfig(args.queue, name=args.queue_name, heartbeat=getattr(args, "heartbeat", 20.0))
 
 
 def _without_inputs(p: argparse.ArgumentParser) -> None:
@@ -125,8 +125,7 @@ def add_submit(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], No
     p: argparse.ArgumentParser = sub.add_parser(
         "submit",
         help="read and split documents here, put one job per document on a shared queue",
-        usage="%(prog)s INPUT [INPUT ...] --queue redis://HOST:PORT/DB -o DEST [--wait] "
-        "[options]",
+        usage="%(prog)s INPUT [INPUT ...] --queue redis://HOST:PORT/DB -o DEST [--wait] [options]",
         description="Read the inputs with narrate's rules and limits, check the cost like "
         "narrate, and enqueue one job per document for `narrator worker`s. DEST is a folder "
         "every worker can write (inside each worker's -o). See docs/several-machines.md.",
@@ -149,7 +148,8 @@ def _with_service(settings: Settings, name: str, value: str | None, flag: str) -
         return settings
     if name not in {f.name for f in dataclasses.fields(Settings)}:
         raise ConfigError(f"{flag}: this narrator has no {flag} support yet")
-    return dataclasses.replace(settings, **{name: value})
+    changes: dict[str, Any] = {name: value}
+    return dataclasses.replace(settings, **changes)
 
 
 # --- narrator worker --------------------------------------------------------------------
@@ -174,7 +174,9 @@ def _guard(args: argparse.Namespace) -> Callable[[Document, Settings], str | Non
         cost = make_estimate(args, [document]).cost
         if cost <= limit:
             return None
-        return f"the estimate is {format_cost(cost)}, over this worker's {flag} {format_cost(limit)}"
+        return (
+            f"the estimate is {format_cost(cost)}, over this worker's {flag} {format_cost(limit)}"
+        )
 
     return guard
 
@@ -191,7 +193,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _with_service(settings, "objects_url", args.objects_url, "--objects")
     if "pacing_url" in {f.name for f in dataclasses.fields(Settings)}:
         # One pace per account across every worker: the limiter lives beside the queue.
-        settings = dataclasses.replace(settings, pacing_url=args.queue)
+        pacing: dict[str, Any] = {"pacing_url": args.queue}
+        settings = dataclasses.replace(settings, **pacing)
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     check_writable(settings.store_dir, what="--cache-dir")
     root = Path(args.output)
@@ -289,7 +292,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     args.output = str(dest) + os.sep  # always a folder of books
     works, unread, _ = load_works(args, settings.base_url)
     for report in unread:
-        print(shown(f"{report.status}: {report.input}: {'; '.join(report.errors)}"), file=sys.stderr)
+        print(
+            shown(f"{report.status}: {report.input}: {'; '.join(report.errors)}"), file=sys.stderr
+        )
     if not works:
         raise ConfigError("nothing to submit: every input was empty or unreadable")
     check_cost(args, settings, [work.document for work in works])
@@ -409,3 +414,15 @@ def cmd_cluster_status(args: argparse.Namespace) -> int:
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
 
+
+def queue_narrate_for(args: argparse.Namespace, dest: Path) -> Any:
+    """``watch --queue``: how the watcher narrates a batch, as jobs for the workers."""
+    from ..cluster.submit import queue_narrate
+
+    _refuse_local_paths(args)
+    settings = make_settings(args, {**os.environ, _key_variable(args): "submit-only"})
+    return queue_narrate(_queue(args), dest, _options(args, settings))
+
+
+def _key_variable(args: argparse.Namespace) -> str:
+    return REGISTRY[args.provider].key_variable or "NARRATOR_UNUSED_KEY"

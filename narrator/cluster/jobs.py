@@ -143,7 +143,9 @@ def _output(value: str) -> str:
 def _document(data: Any, max_text_bytes: int | None, name: str) -> Document:
     if not isinstance(data, dict) or set(data) - _DOC_FIELDS or "chapters" not in data:
         extra = sorted(set(data) - _DOC_FIELDS) if isinstance(data, dict) else []
-        raise _refuse("document", f"not a document{' (unknown ' + str(extra) + ')' if extra else ''}")
+        raise _refuse(
+            "document", f"not a document{' (unknown ' + str(extra) + ')' if extra else ''}"
+        )
     title = data.get("title")
     if not isinstance(title, str) or len(title) > MAX_NAME:
         raise _refuse("document.title", "not a title")
@@ -159,8 +161,10 @@ def _document(data: Any, max_text_bytes: int | None, name: str) -> Document:
         except ConfigError as exc:
             raise _refuse("document.lang", str(exc)) from None
     warnings = data.get("warnings", [])
-    if not isinstance(warnings, list) or len(warnings) > MAX_WARNINGS or not all(
-        isinstance(w, str) for w in warnings
+    if (
+        not isinstance(warnings, list)
+        or len(warnings) > MAX_WARNINGS
+        or not all(isinstance(w, str) for w in warnings)
     ):
         raise _refuse("document.warnings", "not a short list of lines")
     raw = data["chapters"]
@@ -209,7 +213,9 @@ def _options(data: Any) -> dict[str, Any]:
                 if not isinstance(subvalue, kind) or (
                     isinstance(subvalue, bool) and bool not in _as_tuple(kind)
                 ):
-                    raise _refuse(f"options.audiobook.{sub}", f"wrong type {type(subvalue).__name__}")
+                    raise _refuse(
+                        f"options.audiobook.{sub}", f"wrong type {type(subvalue).__name__}"
+                    )
             options["audiobook"] = dict(value)
             continue
         kind = JOB_OPTIONS.get(key)

@@ -111,7 +111,7 @@ class QueueConfig:
         heartbeat timeout: three small commands in the fetch script."""
         from dramatiq.brokers.redis import RedisBroker
 
-        return RedisBroker(
+        return RedisBroker(  # type: ignore[no-untyped-call]
             client=self.client(),
             namespace=f"{self.name}.q",
             middleware=middleware if middleware is not None else [],
@@ -193,7 +193,7 @@ class JobState:
 def note(client: redis.Redis, queue: QueueConfig, job_id: str, **fields: Any) -> None:
     """Set fields of a job's state (and keep it another week)."""
     key = queue.job_key(job_id)
-    values = {k: str(v) for k, v in fields.items()}
+    values: dict[Any, Any] = {k: str(v) for k, v in fields.items()}
     values["updated"] = f"{time.time():.3f}"
     pipe = client.pipeline(transaction=False)
     pipe.hset(key, mapping=values)
@@ -201,11 +201,14 @@ def note(client: redis.Redis, queue: QueueConfig, job_id: str, **fields: Any) ->
     pipe.execute()
 
 
-def states(client: redis.Redis, queue: QueueConfig, ids: Iterable[str] | None = None) -> list[JobState]:
+def states(
+    client: redis.Redis, queue: QueueConfig, ids: Iterable[str] | None = None
+) -> list[JobState]:
     """The states of ``ids`` (default: every job submitted to this queue, oldest first);
     a state that expired is dropped from the index."""
     if ids is None:
-        ids = [i.decode() for i in client.zrange(queue.index_key, 0, -1)]
+        listed: list[Any] = client.zrange(queue.index_key, 0, -1)
+        ids = [i.decode() for i in listed]
     ids = list(ids)
     pipe = client.pipeline(transaction=False)
     for job_id in ids:

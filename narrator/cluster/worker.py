@@ -80,7 +80,7 @@ class ClusterWorker:
                 ),
             ]
         )
-        self.actor = dramatiq.actor(
+        self.actor = dramatiq.actor(  # type: ignore[call-overload]
             self._run, broker=self.broker, actor_name=ACTOR, queue_name=QUEUE
         )
         self.worker: Any = None
@@ -88,7 +88,9 @@ class ClusterWorker:
         self._lock = threading.Lock()
         self._stops: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._progress: dict[str, tuple[int, int]] = {}  # job id -> (done, chunks)
-        self._reporter = threading.Thread(target=self._report, name="narrator-progress", daemon=True)
+        self._reporter = threading.Thread(
+            target=self._report, name="narrator-progress", daemon=True
+        )
         self._unreachable = False
 
     def start(self) -> None:
@@ -116,7 +118,9 @@ class ClusterWorker:
         message = CurrentMessage.get_current_message()
         assert message is not None
         tries = int(message.options.get("retries", 0)) + 1
-        job_id = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
+        job_id = (
+            data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
+        )
         if self.stopping.is_set():
             self._hand_back(message, job_id)
             return
