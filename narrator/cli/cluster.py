@@ -380,20 +380,27 @@ def _wait(queue: Any, jobs: list[tuple[Any, int]], *, quiet: bool) -> int:
 def cmd_cluster_status(args: argparse.Namespace) -> int:
     import redis
 
-    from ..cluster.queue import states
+    from ..cluster.queue import paces, states
 
     queue = _queue(args)
     try:
         client = queue.client()
         found = states(client, queue)
+        pace = paces(client)
     except redis.RedisError as exc:
         raise ConfigError(
             f"the queue {queue.shown} is unreachable ({clean_line(type(exc).__name__)})"
         ) from None
     if args.json:
-        print(json.dumps({"queue": queue.shown, "documents": [s.as_dict() for s in found]},
-                         indent=2, ensure_ascii=False))  # fmt: skip
+        data = {"queue": queue.shown, "documents": [s.as_dict() for s in found],
+                "pace": [p.as_dict() for p in pace]}  # fmt: skip
+        print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0
+    for p in pace:
+        rpm = "?" if p.rpm is None else f"{p.rpm:g}"
+        ceiling = "" if p.ceiling is None or p.ceiling == p.rpm else f" (ceiling {p.ceiling:g})"
+        print(shown(f"pace: account {p.account}: {rpm} rpm now{ceiling}, "
+                    f"{plural(p.in_flight, 'request')} in flight"))  # fmt: skip
     if not found:
         print(shown(f"{queue.shown}: no documents"))
         return 0

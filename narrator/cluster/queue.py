@@ -223,3 +223,49 @@ def states(
     if gone:
         client.zrem(queue.index_key, *gone)
     return found
+
+
+# The shared limiter's keys (narrator.cluster.pacing, the limiter's): one rate hash and one
+# sorted set of slot leases per account, named by the account's fingerprint.
+PACE_PREFIX = "narrator:pace:"
+MAX_ACCOUNTS = 50  # accounts status shows at most
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPace:
+    """One account's pace now: its fingerprint (never the key), the rate every worker
+    shares, its ceiling after a 429 cut, and the requests in flight."""
+
+    account: str
+    rpm: float | None
+    ceiling: float | None
+    in_flight: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"account": self.account, "rpm": self.rpm, "ceiling": self.ceiling,
+                "in_flight": self.in_flight}  # fmt: skip
+
+
+def paces(client: redis.Redis) -> list[AccountPace]:
+    """Every account's pace in the shared limiter's state on this Redis (none when no
+    worker paces through it)."""
+    found: list[AccountPace] = []
+    seconds, micros = client.time()
+    now = float(seconds) + float(micros) / 1e6
+    for raw in client.scan_iter(match=f"{PACE_PREFIX}*:rate", count=200):
+        key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        base = key.removesuffix(":rate")
+        account = base.removeprefix(PACE_PREFIX).strip("{}")
+        rpm, ceiling = client.hmget(key, ["rpm", "ceiling"])
+        in_flight = client.zcount(f"{base}:slots", now, "+inf")
+        found.append(AccountPace(account[:12], _number(rpm), _number(ceiling), int(in_flight)))
+        if len(found) >= MAX_ACCOUNTS:
+            break
+    return found
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return round(float(value), 1)
+    except (TypeError, ValueError):
+        return None
