@@ -155,6 +155,19 @@ def _with_service(settings: Settings, name: str, value: str | None, flag: str) -
 # --- narrator worker --------------------------------------------------------------------
 
 
+def _is_s3(value: str | None) -> bool:
+    return isinstance(value, str) and value[:5].lower() == "s3://"
+
+
+def _check_s3(url: str, flag: str) -> None:
+    """An s3:// DEST is checked by the object store's own rules (the objects branch)."""
+    try:
+        from ..store.s3 import parse_url
+    except ImportError:
+        raise ConfigError(f"{flag} s3://...: this narrator has no object storage yet") from None
+    parse_url(url, setting=flag)
+
+
 def _guard(args: argparse.Namespace) -> Callable[[Document, Settings], str | None]:
     """The worker's own spending guard per document: --max-cost, else --confirm-above
     unless --yes, like narrate's; a job can raise neither."""
@@ -197,7 +210,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, **pacing)
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     check_writable(settings.store_dir, what="--cache-dir")
-    root = Path(args.output)
+    root_url = args.output if _is_s3(args.output) else None
+    root = Path(args.output) if root_url is None else settings.store_dir / "cluster-books"
+    if root_url is not None:
+        _check_s3(root_url, "-o")
     root.mkdir(parents=True, exist_ok=True)
     check_writable(root, what="-o")
     announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
@@ -208,6 +224,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         documents=args.documents,
         tries=args.tries,
         guard=_guard(args),
+        root_url=root_url,
     )
     worker = ClusterWorker(config)
     asked = threading.Event()
@@ -221,7 +238,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         worker.start()
         print(
-            shown(f"worker {worker.name}: taking documents from {queue.shown} into {root}"),
+            shown(
+                f"worker {worker.name}: taking documents from {queue.shown} into "
+                f"{root_url.partition('?')[0] if root_url else root}"
+            ),
             file=sys.stderr,
             flush=True,
         )
@@ -280,15 +300,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from ..cluster.submit import submit_jobs
 
     _refuse_local_paths(args)
-    if not args.output or "://" in args.output:
-        raise ConfigError("narrator submit needs -o DEST: a folder every worker can write")
+    if not args.output:
+        raise ConfigError(
+            "narrator submit needs -o DEST: a folder every worker can write, or s3://BUCKET/PREFIX"
+        )
     queue = _queue(args)
     env = dict(os.environ)
     variable = REGISTRY[args.provider].key_variable
     if variable and not (args.api_key or env.get(variable)):
         env[variable] = "submit-only"  # nothing is sent from here: the workers hold the keys
     settings = make_settings(args, env)
-    dest = Path(args.output).resolve()
+    if _is_s3(args.output):  # the books' names are planned as if under a folder
+        _check_s3(args.output, "-o")
+        dest_name = args.output.partition("?")[0].rstrip("/")  # the endpoint is the workers'
+        dest = Path(os.sep, "narrator-s3-dest")
+    else:
+        dest = Path(args.output).resolve()
+        dest_name = str(dest)
     args.output = str(dest) + os.sep  # always a folder of books
     works, unread, _ = load_works(args, settings.base_url)
     for report in unread:
@@ -311,7 +339,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         chunks = len(planner.plan(work).chunks)
         name = source
         output = work.output.relative_to(dest).as_posix()
-        jobs.append((make_job(work.document, name=name, dest=str(dest), output=output,
+        jobs.append((make_job(work.document, name=name, dest=dest_name, output=output,
                               options=options), chunks))  # fmt: skip
     submit_jobs(queue, jobs)
     for job, chunks in jobs:

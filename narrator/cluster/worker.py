@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,9 @@ class WorkerConfig:
     tries: int = 3
     grace: float = 5.0
     guard: Guard | None = None
+    # -o s3://BUCKET/PREFIX?endpoint=...: books go to object storage (written under the
+    # cache first); a job's DEST must be below it, its endpoint is this one.
+    root_url: str | None = None
     retry_backoff: float = 1.0  # seconds before a second try, doubling (jittered)
 
 
@@ -141,14 +146,17 @@ class ClusterWorker:
         if job_id is not None:
             self._note(job_id, state="queued", worker="", error="handed back by a stopping worker")
 
-    def _where(self, dest: str, output: str) -> Path:
-        """The book's path, refused (:class:`JobRefused`) unless it is below the root."""
-        root = self.config.root.resolve()
+    def _where(self, job: Any) -> tuple[Path, str | None]:
+        """Where the book is written, and the ``s3://`` DEST it then goes to (None for a
+        folder); :class:`JobRefused` unless DEST is inside the worker's own -o."""
+        dest, output = job.dest, job.output
+        if self.config.root_url is not None:  # object storage: written here, then put
+            return self._staging(job), _inside_bucket(dest, self.config.root_url)
         if "://" in dest:
             raise JobRefused(
-                f"job refused: dest: {clean_line(dest)} is not a folder below this worker's "
-                "-o (object storage DEST needs the objects branch)"
+                f"job refused: dest: {clean_line(dest)} is not a folder below this worker's -o"
             )
+        root = self.config.root.resolve()
         folder = Path(dest)
         target = (folder / output).resolve()
         if not folder.is_absolute() or not folder.resolve().is_relative_to(root):
@@ -157,7 +165,22 @@ class ClusterWorker:
             )
         if not target.is_relative_to(folder.resolve()):
             raise JobRefused(f"job refused: output: {clean_line(output)} leads outside DEST")
-        return target
+        return target, None
+
+    def _staging(self, job: Any) -> Path:
+        """Where a book bound for object storage is written first (under the cache)."""
+        return Path(self.config.settings.store_dir, "cluster-books", job.id, job.output)
+
+    async def _upload(self, job: Any, target: Path, url: str) -> None:
+        """Put the book and its sidecars (every file written beside it) under ``url``."""
+        from ..store.s3 import upload_book  # the objects branch's
+
+        folder = self._staging(job).parents[len(Path(job.output).parts) - 1]
+        files = sorted(p for p in target.parent.iterdir() if p.is_file())
+        try:
+            await asyncio.to_thread(upload_book, files, url, job.output)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
 
     async def _narrate(self, job: Any, message: Any, tries: int) -> None:
         key = self.config.queue.job_key(job.id)
@@ -172,7 +195,7 @@ class ClusterWorker:
             log.warning("%s: %s", clean_line(job.name), why)
             return
         try:
-            target = self._where(job.dest, job.output)
+            target, upload_to = self._where(job)
             settings = apply_options(self.config.settings, job.options)
             if self.config.guard is not None:
                 refused = await asyncio.to_thread(self.config.guard, job.document, settings)
@@ -221,6 +244,11 @@ class ClusterWorker:
             log.info("%s: handed back to the queue", clean_line(job.name))
             return
         if report is not None and report.status in (Status.DONE, Status.UP_TO_DATE):
+            if upload_to is not None:
+                try:
+                    await self._upload(job, target, upload_to)
+                except (NarratorError, OSError) as exc:
+                    self._fail_try(job, tries, f"the book could not be put in {upload_to}: {exc}")
             self._note(job.id, state="done", done=report.chunks, chunks=report.chunks,
                        worker=self.name, error="", requests=report.requests)  # fmt: skip
             log.info(
@@ -276,3 +304,26 @@ class ClusterWorker:
                     done, chunks = progress
                     self._note(job_id, done=done, chunks=chunks)
                     sent[job_id] = progress
+
+
+def _inside_bucket(dest: str, root_url: str) -> str:
+    """The URL a book bound for ``dest`` is put at: ``dest``'s bucket and prefix, which must
+    be below the worker's ``root_url``, with the worker's endpoint (a job names none)."""
+    from ..store.s3 import parse_url  # the objects branch's
+
+    root = parse_url(root_url, setting="-o")
+    parts = urllib.parse.urlsplit(dest)
+    if parts.scheme.lower() != "s3" or parts.query or parts.fragment or "@" in parts.netloc:
+        raise JobRefused(
+            f"job refused: dest: {clean_line(dest)} is not s3://BUCKET/PREFIX (a job names no "
+            "endpoint: the worker's own is used)"
+        )
+    try:
+        wanted = parse_url(dest, setting="dest")
+    except NarratorError as exc:
+        raise JobRefused(f"job refused: {clean_line(str(exc))}") from None
+    inside = root.prefix.split("/") if root.prefix else []
+    if wanted.bucket != root.bucket or wanted.prefix.split("/")[: len(inside)] != inside:
+        raise JobRefused(f"job refused: dest: {clean_line(dest)} is not inside this worker's -o")
+    query = urllib.parse.urlsplit(root_url).query
+    return f"s3://{wanted.bucket}/{wanted.prefix}" + (f"?{query}" if query else "")
