@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from narrator.cluster.jobs import JobRefused, job_data, make_job, parse_job
 from narrator.cluster.queue import ACTOR, QUEUE, QueueConfig, masked, states
@@ -121,7 +122,11 @@ class Cluster:
     async def until_state(self, check, what: str) -> list:
         async with asyncio.timeout(BOUND):
             while True:
-                found = await asyncio.to_thread(self.states)
+                try:
+                    found = await asyncio.to_thread(self.states)
+                except redis.RedisError:  # a server restarting (or still loading its data)
+                    await asyncio.sleep(0.1)
+                    continue
                 if check(found):
                     return found
                 await asyncio.sleep(0.1)
