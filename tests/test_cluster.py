@@ -491,3 +491,27 @@ async def test_watch_with_a_queue_submits_and_reports_the_books_the_workers_make
     assert sorted(_books(cluster.root / "feed")) == ["doc00.wav", "late.wav"]
     assert set(cluster.emulator.stats.billed.values()) == {1}
     assert "sending the API key" not in watcher.text  # the watcher holds no key
+
+
+async def test_books_go_to_object_storage_below_the_worker_s_own_prefix(
+    cluster: Cluster, s3_url: str, tmp_path: Path
+) -> None:
+    objects = pytest.importorskip("narrator.store.objects")  # the objects branch's
+    import boto3
+
+    inputs = _folder(tmp_path / "in", 2)
+    base = s3_url.partition("?")[0]
+    await cluster.worker("-o", s3_url)
+    dest = base.rstrip("/") + "/run"  # no endpoint: the worker's own is used
+    submit = await cluster.submit(inputs, Path(dest), "--wait")
+    assert await submit.wait() == 0, submit.text
+    url = objects.parse_url(s3_url)
+    client = boto3.client("s3", endpoint_url=url.endpoint, region_name="us-east-1")
+    listed = client.list_objects_v2(Bucket=url.bucket, Prefix=f"{url.prefix}/run/")
+    names = sorted(o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", []))
+    assert names == ["doc00.wav", "doc01.wav"]
+    assert not list((cluster.cache / "cluster-books").rglob("*.wav"))  # staging cleaned up
+    # A job naming another prefix (or an endpoint of its own) is refused.
+    other = await cluster.submit(inputs, Path(f"s3://{url.bucket}/elsewhere"), "--wait")
+    assert await other.wait() == 1
+    assert "not inside this worker's -o" in other.text

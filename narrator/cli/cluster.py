@@ -162,7 +162,7 @@ def _is_s3(value: str | None) -> bool:
 def _check_s3(url: str, flag: str) -> None:
     """An s3:// DEST is checked by the object store's own rules (the objects branch)."""
     try:
-        from ..store.s3 import parse_url
+        from ..store.objects import parse_url
     except ImportError:
         raise ConfigError(f"{flag} s3://...: this narrator has no object storage yet") from None
     parse_url(url, setting=flag)

@@ -173,7 +173,7 @@ class ClusterWorker:
 
     async def _upload(self, job: Any, target: Path, url: str) -> None:
         """Put the book and its sidecars (every file written beside it) under ``url``."""
-        from ..store.s3 import upload_book  # the objects branch's
+        from ..store.objects import upload_book  # the objects branch's
 
         folder = self._staging(job).parents[len(Path(job.output).parts) - 1]
         files = sorted(p for p in target.parent.iterdir() if p.is_file())
@@ -309,7 +309,7 @@ class ClusterWorker:
 def _inside_bucket(dest: str, root_url: str) -> str:
     """The URL a book bound for ``dest`` is put at: ``dest``'s bucket and prefix, which must
     be below the worker's ``root_url``, with the worker's endpoint (a job names none)."""
-    from ..store.s3 import parse_url  # the objects branch's
+    from ..store.objects import parse_url  # the objects branch's
 
     root = parse_url(root_url, setting="-o")
     parts = urllib.parse.urlsplit(dest)
