@@ -105,7 +105,7 @@ class Cluster:
         self.workers.append(proc)
         return proc
 
-    async def submit(self, inputs: Path, dest: Path, *extra: str) -> Proc:
+    async def submit(self, inputs: Path, dest: Path | str, *extra: str) -> Proc:
         return await Proc.start(
             "submit", str(inputs), *self.queue, "-o", str(dest), "--max-chars", "80",
             "--quiet", *extra,
@@ -503,7 +503,7 @@ async def test_books_go_to_object_storage_below_the_worker_s_own_prefix(
     base = s3_url.partition("?")[0]
     await cluster.worker("-o", s3_url)
     dest = base.rstrip("/") + "/run"  # no endpoint: the worker's own is used
-    submit = await cluster.submit(inputs, Path(dest), "--wait")
+    submit = await cluster.submit(inputs, dest, "--wait")
     assert await submit.wait() == 0, submit.text
     url = objects.parse_url(s3_url)
     client = boto3.client("s3", endpoint_url=url.endpoint, region_name="us-east-1")
@@ -512,6 +512,6 @@ async def test_books_go_to_object_storage_below_the_worker_s_own_prefix(
     assert names == ["doc00.wav", "doc01.wav"]
     assert not list((cluster.cache / "cluster-books").rglob("*.wav"))  # staging cleaned up
     # A job naming another prefix (or an endpoint of its own) is refused.
-    other = await cluster.submit(inputs, Path(f"s3://{url.bucket}/elsewhere"), "--wait")
+    other = await cluster.submit(inputs, f"s3://{url.bucket}/elsewhere", "--wait")
     assert await other.wait() == 1
     assert "not inside this worker's -o" in other.text
