@@ -27,7 +27,8 @@ from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emula
 from .conftest import TEST_KEY, run_cli
 from .services import unique
 
-BOUND = 60.0  # seconds any wait here may take before the test fails
+BOUND = 60.0
+_PROVIDER_KEYS = ("AIMLAPI_KEY", "DASHSCOPE_API_KEY", "OPENAI_API_KEY", "NARRATOR_BASE_URL")  # seconds any wait here may take before the test fails
 
 
 class Proc:
@@ -40,7 +41,8 @@ class Proc:
 
     @classmethod
     async def start(cls, *args: str) -> Proc:
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
+        # Not the providers' keys (each command gets its own); the S3 credentials stay.
+        env = {k: v for k, v in os.environ.items() if k not in _PROVIDER_KEYS}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "narrator", *args, env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
