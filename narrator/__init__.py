@@ -12,7 +12,8 @@ module is internal and may change in any release: the stages ``narrator.inputs``
 helpers in ``narrator.util``, the rooms above them (``narrator.run``: the pipeline, one
 document's narration, results, up-to-date checks, ``check`` and ``say``;
 ``narrator.report``: use ``narrator.report.writer``; ``narrator.watch``: ``narrator watch``
-and ``narrator status``), ``narrator.estimate``, ``narrator.settings`` and
+and ``narrator status``; ``narrator.cluster``: several machines on one account, their
+shared pace), ``narrator.estimate``, ``narrator.settings`` and
 ``narrator.run.status`` (use ``narrator.Settings`` and ``narrator.Status``), the command
 line ``narrator.cli`` and the tools ``narrator.tools`` (emulator, bench).
 """

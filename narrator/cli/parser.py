@@ -29,7 +29,7 @@ from .argtypes import (
     size,
 )
 from .cast import add_cast
-from .cluster import add_submit, add_worker
+from .cluster import add_worker
 from .commands import (
     cmd_cache,
     cmd_check,
@@ -53,6 +53,7 @@ from .options import (
     add_provider,
     add_qa_options,
 )
+from .submit import add_submit
 from .watch import add_status, add_watch
 from .words import add_say, add_words
 

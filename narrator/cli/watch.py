@@ -27,7 +27,8 @@ from ..watch.schedule import parse_until, queue
 from ..watch.watcher import WatchOptions, watch
 from .argtypes import non_negative_float
 from .build import announce_endpoint, make_settings
-from .cluster import add_queue_options, cmd_cluster_status, queue_narrate_for
+from .cluster import add_queue_options, cmd_cluster_status
+from .submit import queue_narrate_for
 
 __all__ = ["add_status", "add_watch", "cmd_status", "cmd_watch"]
 

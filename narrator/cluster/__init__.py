@@ -1,6 +1,3 @@
-"""Several machines, one account: documents as jobs on a queue (Dramatiq on Redis), run by
-``narrator worker`` processes anywhere, submitted and followed by ``narrator submit``.
+"""Several machines on one account: what their workers share (the pace, for a start)."""
 
-Nothing here is imported by ``narrate``, ``watch`` or any other one-machine command: Redis
-and Dramatiq are loaded only by the cluster's own commands.
-"""
+__all__: list[str] = []
