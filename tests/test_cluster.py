@@ -28,7 +28,12 @@ from .conftest import TEST_KEY, run_cli
 from .services import unique
 
 BOUND = 60.0
-_PROVIDER_KEYS = ("AIMLAPI_KEY", "DASHSCOPE_API_KEY", "OPENAI_API_KEY", "NARRATOR_BASE_URL")  # seconds any wait here may take before the test fails
+_PROVIDER_KEYS = (
+    "AIMLAPI_KEY",
+    "DASHSCOPE_API_KEY",
+    "OPENAI_API_KEY",
+    "NARRATOR_BASE_URL",
+)  # seconds any wait here may take before the test fails
 
 
 class Proc:
@@ -366,6 +371,8 @@ async def test_restarting_redis_mid_run_loses_no_job(
         )
         assert [s.state for s in found] == ["done"] * 4
         assert len(_books(cluster.root / "run")) == 4
+        said = cluster.workers[0].text
+        assert said.count("is unreachable") <= 1 and "Consumer encountered" not in said
     finally:
         await cluster.close()
         await server.stop()
@@ -517,3 +524,15 @@ async def test_books_go_to_object_storage_below_the_worker_s_own_prefix(
     other = await cluster.submit(inputs, f"s3://{url.bucket}/elsewhere", "--wait")
     assert await other.wait() == 1
     assert "not inside this worker's -o" in other.text
+
+
+async def test_status_shows_the_account_s_shared_pace(cluster: Cluster, tmp_path: Path) -> None:
+    pytest.importorskip("narrator.cluster.pacing")  # the limiter branch's
+    await cluster.worker()
+    submit = await cluster.submit(_folder(tmp_path / "in", 1), cluster.root / "run", "--wait")
+    assert await submit.wait() == 0, submit.text
+    status = await run_cli("status", *cluster.queue)
+    assert re.search(r"^pace: account [0-9a-f]+: 6000 rpm now", status.stdout, re.M), status.stdout
+    data = json.loads((await run_cli("status", *cluster.queue, "--json")).stdout)
+    assert any(p["rpm"] == 6000 for p in data["pace"])
+    assert TEST_KEY not in status.stdout

@@ -173,12 +173,21 @@ def _guard(args: argparse.Namespace) -> Callable[[Document, Settings], str | Non
     return guard
 
 
+def _not_dramatiq_s_connection_errors(record: logging.LogRecord) -> bool:
+    """The worker says once that the queue is unreachable, and once that it is back."""
+    return not (record.name.startswith("dramatiq") and "connection error" in record.getMessage())
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from ..cluster.worker import ClusterWorker, WorkerConfig
 
     if not args.output:
         raise ConfigError("narrator worker needs -o DIR: the folder it writes books under")
-    logging.getLogger("dramatiq").setLevel(logging.CRITICAL)  # its lines are ours to say
+    # Dramatiq's lines are ours to say: a lost connection once, not every second.
+    dramatiq_log = logging.getLogger("dramatiq")
+    dramatiq_log.setLevel(logging.CRITICAL)
+    for handler in logging.getLogger().handlers:  # a logger's filter misses its children's
+        handler.addFilter(_not_dramatiq_s_connection_errors)
     queue = queue_config(args)
     settings = make_settings(args, os.environ)
     settings = _with_service(settings, "store_url", args.store_url, "--store")
@@ -229,8 +238,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         log.warning("stopping: no new documents; requests in flight finish, the rest go back")
         worker.stop()
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, earlier in previous.items():
+            signal.signal(signum, earlier)
     print("narrator: worker stopped", file=sys.stderr, flush=True)
     return 0
 

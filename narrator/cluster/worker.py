@@ -285,7 +285,12 @@ class ClusterWorker:
         except Exception as exc:  # redis' errors; the job itself goes on
             self._warn_unreachable(exc)
         else:
-            self._unreachable = False
+            self._reached()
+
+    def _reached(self) -> None:
+        if self._unreachable:
+            log.warning("the queue's Redis at %s is back", self.config.queue.shown)
+        self._unreachable = False
 
     def _warn_unreachable(self, exc: BaseException) -> None:
         if not self._unreachable:
@@ -299,7 +304,16 @@ class ClusterWorker:
     def _report(self) -> None:
         """Twice a second, each document's chunks done, where status reads them."""
         sent: dict[str, tuple[int, int]] = {}
+        ticks = 0
         while not self.stopping.wait(0.5):
+            ticks += 1
+            if ticks % 4 == 0:  # every 2 s: is the queue there? (said once each way)
+                try:
+                    self.client.ping()
+                except Exception as exc:  # redis' errors
+                    self._warn_unreachable(exc)
+                else:
+                    self._reached()
             for job_id, progress in list(self._progress.items()):
                 if sent.get(job_id) != progress:
                     done, chunks = progress
