@@ -27,13 +27,9 @@ from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emula
 from .conftest import TEST_KEY, run_cli
 from .services import unique
 
-BOUND = 60.0
-_PROVIDER_KEYS = (
-    "AIMLAPI_KEY",
-    "DASHSCOPE_API_KEY",
-    "OPENAI_API_KEY",
-    "NARRATOR_BASE_URL",
-)  # seconds any wait here may take before the test fails
+BOUND = 60.0  # seconds any wait here may take before the test fails
+# What a process is not given from this one's environment (the S3 credentials are).
+_PROVIDER_KEYS = ("AIMLAPI_KEY", "DASHSCOPE_API_KEY", "OPENAI_API_KEY", "NARRATOR_BASE_URL")
 
 
 class Proc:
