@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from narrator.cluster.jobs import JobRefused, job_data, make_job, parse_job
+from narrator.cluster.jobs import job_data, make_job, parse_job
 from narrator.cluster.queue import ACTOR, QUEUE, QueueConfig, masked, states
+from narrator.errors import JobRefused
 from narrator.inputs.documents import parse_text
 from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
@@ -532,3 +533,17 @@ async def test_status_shows_the_account_s_shared_pace(cluster: Cluster, tmp_path
     data = json.loads((await run_cli("status", *cluster.queue, "--json")).stdout)
     assert any(p["rpm"] == 6000 for p in data["pace"])
     assert TEST_KEY not in status.stdout
+
+
+async def test_an_unreachable_queue_is_one_line_its_password_masked(tmp_path: Path) -> None:
+    url = "redis://:s3cret-pw@127.0.0.1:1/0"  # nothing listens on port 1
+    submit = await run_cli(
+        "submit", str(_folder(tmp_path / "in", 1)), "--queue", url, "-o", str(tmp_path / "o")
+    )
+    status = await run_cli("status", "--queue", url)
+    for result in (submit, status):
+        assert result.code == 1
+        assert "is unreachable" in result.stderr and "redis://***@127.0.0.1:1/0" in result.stderr
+        assert "s3cret" not in result.stderr + result.stdout
+        assert "Traceback" not in result.stderr
+    assert "nothing submitted" in submit.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..chunks.lexicon import Lexicon
-from ..errors import ConfigError
+from ..errors import ConfigError, QueueUnreachable
 from ..estimate import format_cost
 from ..inputs.documents import Document
 from ..settings import Settings
@@ -258,7 +258,7 @@ def cmd_cluster_status(args: argparse.Namespace) -> int:
         found = states(client, queue)
         pace = paces(client)
     except redis.RedisError as exc:
-        raise ConfigError(
+        raise QueueUnreachable(
             f"the queue {queue.shown} is unreachable ({clean_line(type(exc).__name__)})"
         ) from None
     if args.json:

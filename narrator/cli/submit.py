@@ -13,7 +13,7 @@ from typing import Any
 
 from ..chunks.cast import local_casts
 from ..chunks.lexicon import local_lexicons
-from ..errors import ConfigError
+from ..errors import ConfigError, QueueUnreachable
 from ..run.plan import Planner
 from ..settings import Settings
 from ..synth.providers import make_provider
@@ -86,6 +86,8 @@ def _refuse_local_paths(args: argparse.Namespace) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    import redis
+
     from ..cli.commands import check_cost
     from ..cluster.jobs import make_job
     from ..cluster.submit import submit_jobs
@@ -132,7 +134,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
         output = work.output.relative_to(dest).as_posix()
         jobs.append((make_job(work.document, name=name, dest=dest_name, output=output,
                               options=options), chunks))  # fmt: skip
-    submit_jobs(queue, jobs)
+    sent: list[str] = []
+    try:
+        submit_jobs(queue, jobs, on_sent=sent.append)
+    except redis.RedisError as exc:
+        some = (
+            f"; {len(sent)} of {len(jobs)} jobs were submitted" if sent else "; nothing submitted"
+        )
+        raise QueueUnreachable(
+            f"the queue {queue.shown} is unreachable ({clean_line(type(exc).__name__)}){some}"
+        ) from None
     for job, chunks in jobs:
         print(shown(f"{job.id}  {job.name} -> {job.output}  {plural(chunks, 'chunk')}"))
     sys.stdout.flush()

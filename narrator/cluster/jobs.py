@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..book.encode import FORMATS as _AUDIO
-from ..errors import ConfigError
+from ..errors import ConfigError, JobRefused
 from ..inputs.model import Chapter, Document
 from ..settings import READ_ALONG_FORMAT, AudiobookOptions, Settings, check_lang
 from ..util.sanitize import clean_line
@@ -30,7 +30,6 @@ __all__ = [
     "JOB_OPTIONS",
     "SCHEMA",
     "Job",
-    "JobRefused",
     "apply_options",
     "job_data",
     "make_job",
@@ -62,10 +61,6 @@ MAX_NAME = 1000  # characters of a document's name or output path
 MAX_CHAPTERS = 100_000
 MAX_WARNINGS = 20
 MAX_DEST = 2000
-
-
-class JobRefused(ConfigError):
-    """A job the worker will not run: it says which field and why (never retried)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,15 @@ from .queue import ACTOR, QUEUE, JobState, QueueConfig, note, states
 __all__ = ["follow", "queue_narrate", "submit_jobs"]
 
 
-def submit_jobs(queue: QueueConfig, jobs: Sequence[tuple[Job, int]]) -> None:
-    """Enqueue each job (with its chunk count, for the progress its state shows). Its
-    state is written first, so a worker's "running" is never overwritten by "queued"."""
+def submit_jobs(
+    queue: QueueConfig,
+    jobs: Sequence[tuple[Job, int]],
+    *,
+    on_sent: Callable[[str], None] = lambda job_id: None,
+) -> None:
+    """Enqueue each job (with its chunk count, for the progress its state shows), telling
+    ``on_sent`` each id as it is on the queue. Its state is written first, so a worker's
+    "running" is never overwritten by "queued"."""
     broker = queue.broker()
     client = broker.client
     try:
@@ -40,6 +46,7 @@ def submit_jobs(queue: QueueConfig, jobs: Sequence[tuple[Job, int]]) -> None:
                     options={},
                 )
             )
+            on_sent(job.id)
     finally:
         broker.close()
 

@@ -28,13 +28,13 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.errors import Retry
 from dramatiq.middleware import AsyncIO, CurrentMessage, Retries
 
-from ..errors import NarratorError
+from ..errors import JobRefused, NarratorError
 from ..inputs.documents import Document
 from ..run.pipeline import ProgressEvent, Work, narrate_many
 from ..run.status import Status
 from ..settings import Settings
 from ..util.sanitize import clean_line
-from .jobs import JobRefused, apply_options, parse_job
+from .jobs import apply_options, parse_job
 from .queue import ACTOR, QUEUE, QueueConfig, note, worker_name
 
 __all__ = ["ClusterWorker", "WorkerConfig"]
