@@ -30,7 +30,8 @@ from .argtypes import positive_float, positive_int
 from .build import announce_endpoint, make_estimate, make_settings, over_limit
 
 __all__ = [
-    "add_queue_options", "add_worker", "check_s3", "cmd_cluster_status", "is_s3", "queue_config",
+    "add_queue_options", "add_worker", "check_s3", "cmd_cluster_status", "is_s3",
+    "output_help", "queue_config",
 ]  # fmt: skip
 
 log = logging.getLogger("narrator")
@@ -59,6 +60,13 @@ def queue_config(args: argparse.Namespace) -> Any:
     return QueueConfig(args.queue, name=args.queue_name, heartbeat=getattr(args, "heartbeat", 20.0))
 
 
+def output_help(p: argparse.ArgumentParser, metavar: str, text: str) -> None:
+    """-o as this command reads it (narrate's help speaks of one input or several)."""
+    for action in p._actions:
+        if action.dest == "output":
+            action.metavar, action.help = metavar, text
+
+
 def _without_inputs(p: argparse.ArgumentParser) -> None:
     """narrate's options without its INPUT list (a worker reads the queue)."""
     for action in list(p._actions):  # argparse offers no public way to drop an argument
@@ -81,6 +89,12 @@ def add_worker(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], No
     )
     narrate_options(p)
     _without_inputs(p)
+    output_help(
+        p,
+        "ROOT",
+        "the folder (or s3://BUCKET/PREFIX?endpoint=URL) this worker writes books under: "
+        "a job's DEST must be inside it",
+    )
     add_queue_options(p, required=True)
     p.add_argument(
         "--documents",

@@ -21,7 +21,7 @@ from ..util.plural import plural
 from ..util.registry import REGISTRY
 from ..util.sanitize import clean_line, shown
 from .build import load_works, make_settings
-from .cluster import add_queue_options, check_s3, is_s3, queue_config
+from .cluster import add_queue_options, check_s3, is_s3, output_help, queue_config
 
 __all__ = ["add_submit", "cmd_submit", "queue_narrate_for"]
 
@@ -38,6 +38,11 @@ def add_submit(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], No
         "every worker can write (inside each worker's -o). See docs/several-machines.md.",
     )
     narrate_options(p)
+    output_help(
+        p,
+        "DEST",
+        "a folder every worker can write (inside each worker's -o), or s3://BUCKET/PREFIX",
+    )
     add_queue_options(p, required=True)
     p.add_argument(
         "--wait",
