@@ -547,3 +547,21 @@ async def test_an_unreachable_queue_is_one_line_its_password_masked(tmp_path: Pa
         assert "s3cret" not in result.stderr + result.stdout
         assert "Traceback" not in result.stderr
     assert "nothing submitted" in submit.stderr
+
+
+async def test_a_document_its_workers_keep_dying_on_is_failed_not_looped(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    submit = await cluster.submit(_folder(tmp_path / "in", 1), cluster.root / "run")
+    assert await submit.wait() == 0, submit.text
+    (job_id,) = re.findall(r"^([0-9a-f]{32})  ", submit.text, re.M)
+    config = QueueConfig(cluster.url, name=cluster.name)
+    client = config.client()
+    try:  # as if workers had taken it and died six times (--tries 3, plus three)
+        client.hset(config.job_key(job_id), "starts", 6)
+    finally:
+        client.close()
+    await cluster.worker()
+    (state,) = await cluster.until_state(lambda f: f and f[0].final, "failed")
+    assert state.state == "failed" and "given up after 6 starts" in state.error
+    assert cluster.emulator.stats.requests == 0
