@@ -9,6 +9,8 @@ skip the chunk, retry, or stop the run. The tree::
     │   ├── CastError              a cast file that is unreadable, not TOML, too big, or wrong
     │   ├── JobRefused             a job from the queue a worker will not run (says which field)
     │   └── StoreRefused           a cache whose database is not narrator's, or is newer
+    ├── StoreFailed                a shared store's database (PostgreSQL) failed for good (also a
+    │                              sqlite3.DatabaseError: caught where the store's errors are)
     ├── InputError                 an input that cannot be read or narrated: it is skipped
     ├── AudioError                 bytes that are not a usable RIFF/WAVE PCM file
     ├── AddressRefused             a link or address narrator will not follow (the network
@@ -45,6 +47,7 @@ with ``raise ... from exc``.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
@@ -78,6 +81,7 @@ __all__ = [
     "Stalled",
     "StopRun",
     "Stopped",
+    "StoreFailed",
     "StoreRefused",
     "TransientError",
     "Unreachable",
@@ -123,6 +127,12 @@ class LexiconError(ConfigError):
 class StoreRefused(ConfigError):
     """The cache folder's database is not a narrator store, or was made by a newer
     narrator: refused before anything is sent or paid for, and left as it is."""
+
+
+class StoreFailed(NarratorError, sqlite3.DatabaseError):
+    """A shared store's database (PostgreSQL) failed in a way that waiting for it does not
+    cure (a crafted row, a bug). A ``sqlite3.DatabaseError`` too: the store's callers
+    catch database errors as SQLite's, and treat this one as they treat those."""
 
 
 class InputError(NarratorError):

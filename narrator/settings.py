@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .util.folders import default_cache_dir
 from .util.image import image_mime
 from .util.registry import REGISTRY, spec
-from .util.sanitize import strip_controls
+from .util.sanitize import masked_url, strip_controls
 
 __all__ = [
     "AUDIO_FORMATS",
@@ -136,6 +136,10 @@ class Settings:
     # the output: format, tags, loudness, sidecars
     audiobook: AudiobookOptions = field(default_factory=AudiobookOptions)
     cache_dir: Path | None = None  # None: util.folders.default_cache_dir(), XDG's
+    # The store's rows in a PostgreSQL database several machines share
+    # (postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, docs/store.md); None: SQLite in the
+    # cache folder. The audio stays in the cache folder. Never shown with its password.
+    store_url: str | None = field(default=None, repr=False)
     # The cache's size cap, enforced at the end of each run (least recently used segments
     # go first, never one of a run in progress); 0: no cap. 20 GB is ~125 h of WAV audio.
     cache_max_bytes: int = 20 * 10**9
@@ -178,6 +182,10 @@ class Settings:
     # The most text a document may hold, and so what its respellings may grow it to
     # (inputs.limits.DEFAULT_MAX_TEXT_BYTES, which settings may not import).
     max_text_bytes: int = 20_000_000
+    # Several workers on one account pace together in this Redis (redis://, rediss:// or
+    # unix://; narrator.cluster.pacing); None: this process paces itself. It may hold a
+    # password: never shown.
+    pacing_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Every path field takes a str as well as a Path (os.PathLike), stored as a Path.
@@ -247,10 +255,26 @@ class Settings:
             raise ConfigError("qa_retries cannot be negative", setting="qa_retries")
         if self.qa_budget < 0:
             raise ConfigError("qa_budget cannot be negative", setting="qa_budget")
+        if self.store_url is not None and not self.store_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ConfigError(
+                f"store_url {masked_url(self.store_url)}: a store URL is "
+                "postgresql://USER@HOST:PORT/DB",
+                setting="store_url",
+            )
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"base_url must start with http:// or https://, not {self.base_url!r}",
                 setting="base_url",
+            )
+        if self.pacing_url is not None and not self.pacing_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError(
+                f"pacing_url {masked_url(self.pacing_url)}: a pacing URL is "
+                "redis://HOST:PORT/DB (or rediss://, unix://)",
+                setting="pacing_url",
             )
         if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
             # It goes into an HTTP header: a line break there is refused by aiohttp at the

@@ -22,7 +22,8 @@ from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emula
 from narrator.util.wav import tone_pcm, wav_bytes
 
 # The real Redis, PostgreSQL and S3 servers of the several-machines tests.
-pytest_plugins = ["tests.services"]
+# The store's two backends (SQLite, PostgreSQL) for the store's tests.
+pytest_plugins = ["tests.services", "tests.stores"]
 
 TEST_KEY = "test-key-0123456789"
 

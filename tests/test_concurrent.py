@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sqlite3
 import wave
 from pathlib import Path
@@ -17,6 +18,7 @@ from narrator.store.db import retry_locked
 from narrator.tools.emulator import EmulatorConfig, start_emulator
 
 from .conftest import TEST_KEY, run_cli, run_process
+from .stores import StoreBackend
 
 STORY = {
     "harbour.txt": "The harbour woke slowly. Nets were hung to dry along the wall.",
@@ -110,8 +112,10 @@ async def test_runs_sharing_a_cache_bill_each_chunk_once(
     assert set(books) == {Path(n).with_suffix(".wav").name for plan in plans for n in plan}
 
 
-def test_a_live_claim_holds_and_a_dead_or_lapsed_one_does_not(tmp_path: Path) -> None:
-    first, second = Store(tmp_path), Store(tmp_path)
+def test_a_live_claim_holds_and_a_dead_or_lapsed_one_does_not(
+    tmp_path: Path, backend: StoreBackend
+) -> None:
+    first, second = backend.open(tmp_path), backend.open(tmp_path)
     try:
         assert first.claim("k", seconds=60)
         assert not second.claim("k", seconds=60)  # held by a live process
@@ -126,6 +130,15 @@ def test_a_live_claim_holds_and_a_dead_or_lapsed_one_does_not(tmp_path: Path) ->
         # a claim of a process that no longer exists on this machine frees it at once
         first.owner = first.owner.split(":")[0] + ":999999999:dead"
         assert first.claim("k", seconds=60)
+        assert second.claim("k", seconds=60)
+        # ... but one of another machine holds until it expires
+        second.release("k")
+        first.owner = "elsewhere.example:999999999:alive"
+        assert first.claim("k", seconds=60)
+        assert not second.claim("k", seconds=60)
+        # a claim naming an impossible process of this machine holds nothing (crafted)
+        here = socket.gethostname()
+        backend.sql(tmp_path, "UPDATE claims SET owner = ?", f"{here}:99999999999999999999:x")
         assert second.claim("k", seconds=60)
     finally:
         first.close()

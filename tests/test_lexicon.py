@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from narrator.chunks.lexicon import Lexicon, combined, local_lexicons
+from narrator.chunks.lexicon import MAX_BYTES, Lexicon, combined, local_lexicons
 from narrator.chunks.split import split_document
 from narrator.errors import ConfigError, LexiconError
 from narrator.estimate import estimate
@@ -193,3 +193,14 @@ def test_the_estimate_counts_the_spoken_form(tmp_path: Path) -> None:
     plain = estimate([doc], provider="aimlapi")
     spoken = estimate([doc], provider="aimlapi", lexicons=[tmp_path / "lex.toml"])
     assert spoken.billing_characters - plain.billing_characters == 50 * 3
+
+
+def test_a_lexicon_file_over_the_bound_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    line = 'Xerxes = "Zerk-seez"\n'
+    fits = tmp_path / "fits.toml"
+    fits.write_text("[words]\n" + "# padding\n" * ((MAX_BYTES - 200) // 10) + line)
+    assert Lexicon.load(fits).apply("Xerxes") == "Zerk-seez"
+    huge = tmp_path / "huge.toml"
+    huge.write_text("[words]\n" + "# padding\n" * (MAX_BYTES // 10) + line)
+    with pytest.raises(LexiconError, match=r"huge\.toml: larger than 8 MiB"):
+        Lexicon.load(huge)

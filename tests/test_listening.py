@@ -119,7 +119,9 @@ def test_an_epub_is_read_from_its_title_page_without_cover_copyright_contents_or
     doc = load_document(tmp_path / "lamp.epub")
     lines = spoken(doc)
     text = " ".join(lines)
-    assert titles(doc) == ["The Lamplighter's Year", "Winter", "Spring", "Notes"]
+    # the title page is no chapter: it opens the book as an announcement
+    assert titles(doc) == [None, "Winter", "Spring", "Notes"]
+    assert doc.chapters[0].paragraphs == ("The Lamplighter's Year. By R. Okafor.",)
     for legal in ("Copyright", "rights reserved", "ISBN", "reproduced", "Contents"):
         assert legal not in text, legal
     # footnote marks are not read as numbers glued to the sentence

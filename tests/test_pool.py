@@ -24,6 +24,7 @@ from narrator.synth.pool import ChunkFailed, Job, Pool, PoolConfig, Stopped
 from narrator.synth.providers import Audio
 from narrator.util.wav import tone_pcm, wav_bytes
 
+from .stores import StoreBackend
 from .test_rate import FakeClock
 
 WAV = wav_bytes(tone_pcm(0.05, 24000), 24000)
@@ -90,8 +91,8 @@ def job(text: str) -> Job:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "cache")
+def store(tmp_path: Path, backend: StoreBackend) -> Store:
+    s = backend.open(tmp_path / "cache")
     yield s  # type: ignore[misc]
     s.close()
 

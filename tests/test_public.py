@@ -85,6 +85,8 @@ LONG_BUT_ONE_CONCERN = {
     "each used only by the others",
     "cli/parser.py": "the command line's grammar: every command's options, grouped for --help",
     "cli/commands.py": "one short function per command, each the shell around a library call",
+    "book/stream.py": "one document's book written as its pieces arrive: its parts, "
+    "encoders, loudness passes and finish (or only its subtitles), each step feeding the next",
     "watch/watcher.py": "the watcher's loop: the inbox looked at, each batch narrated, each "
     "book announced and hooked as it is written, one document never stopping the rest",
 }

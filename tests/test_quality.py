@@ -21,6 +21,8 @@ from narrator.tools.emulator.audio import spoil as _spoil
 from narrator.tools.emulator.audio import tone_wav as _tone_wav
 from narrator.util.wav import parse_wav, tone_pcm
 
+from .stores import StoreBackend
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
@@ -158,11 +160,13 @@ async def run_pool(store: Store, provider: ScriptedProvider, *, retries: int = 2
         return await pool.recheck(job, outcome)
 
 
-async def test_the_least_bad_attempt_is_kept_flagged_and_never_redone(tmp_path: Path) -> None:
+async def test_the_least_bad_attempt_is_kept_flagged_and_never_redone(
+    tmp_path: Path, backend: StoreBackend
+) -> None:
     good = _tone_wav("Cherry", ENGLISH[0])
     rng = random.Random(4)
     silent, runaway = _spoil(good, "silent", rng), _spoil(good, "runaway", rng)
-    store = Store(tmp_path)
+    store = backend.open(tmp_path)
     provider = ScriptedProvider([silent, runaway, silent])
     outcome = await run_pool(store, provider)
     assert provider.requests == 3
@@ -178,9 +182,9 @@ async def test_the_least_bad_attempt_is_kept_flagged_and_never_redone(tmp_path: 
     store.close()
 
 
-async def test_a_bad_answer_then_a_good_one_passes(tmp_path: Path) -> None:
+async def test_a_bad_answer_then_a_good_one_passes(tmp_path: Path, backend: StoreBackend) -> None:
     good = _tone_wav("Cherry", ENGLISH[0])
-    store = Store(tmp_path)
+    store = backend.open(tmp_path)
     provider = ScriptedProvider([_spoil(good, "silent", random.Random(5)), good])
     outcome = await run_pool(store, provider)
     assert provider.requests == 2 and not outcome.flagged and outcome.attempts == 2

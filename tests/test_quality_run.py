@@ -184,6 +184,9 @@ async def test_check_finds_bad_segments_of_an_old_cache_and_fix_redoes_only_thos
     try:
         check = await run_cli("check", *options)
         assert clean.stats.requests == 0
+        # Over the spending limit: refused before anything is marked or sent.
+        refused = await run_cli("check", "--fix", "--max-cost", "0.0001", *options)
+        assert clean.stats.requests == 0
         fix = await run_cli("check", "--fix", *options)
         fixed_with = clean.stats.requests
         after = await run_cli("check", *options)
@@ -191,6 +194,8 @@ async def test_check_finds_bad_segments_of_an_old_cache_and_fix_redoes_only_thos
         await clean.close()
     assert check.code == 1, check.stderr
     assert f"40 segments checked, {spoiled} flagged" in check.stdout
+    assert refused.code == 2 and "over --max-cost" in refused.stderr, refused.stderr
+    assert "nothing was sent or marked" in refused.stderr
     lines = [line for line in check.stdout.splitlines() if line.startswith("  chunk ")]
     assert len(lines) == spoiled and all(re.search(r"\(at \d+:\d\d, ", line) for line in lines)
     assert fix.code == 0, fix.stderr

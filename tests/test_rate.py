@@ -78,7 +78,7 @@ async def test_a_rate_change_keeps_the_pacing_in_place() -> None:
     clock = FakeClock(auto=True)
     rate = AdaptiveRate(600, clock=clock)
     first = await rate.acquire()
-    assert rate.throttled(first)  # 600 -> 420 a minute
+    assert await rate.throttled(first)  # 600 -> 420 a minute
     second = await rate.acquire()
     assert second - first == pytest.approx(60 / 420)  # no free start after the change
 
@@ -89,7 +89,7 @@ async def test_a_waiter_rereads_its_start_when_the_rate_changes() -> None:
     first = await rate.acquire()
     waiter = asyncio.ensure_future(rate.acquire())  # due at 0.1
     await asyncio.sleep(0)
-    assert rate.throttled(first)  # cut while it waits: due at 60/420 now
+    assert await rate.throttled(first)  # cut while it waits: due at 60/420 now
     clock.advance(0.1)
     for _ in range(3):
         await asyncio.sleep(0)
@@ -102,23 +102,23 @@ async def test_adaptive_rate_cuts_once_per_burst_and_recovers() -> None:
     clock = FakeClock(auto=True)
     rate = AdaptiveRate(1200, cut=0.5, clock=clock)
     started = await rate.acquire()
-    assert rate.throttled(started)
+    assert await rate.throttled(started)
     assert rate.rpm == 600
-    assert not rate.throttled(started)  # sent before the cut: no second cut
-    assert rate.throttled(clock.now() + 1)  # sent after it: the new rate is too fast too
+    assert not await rate.throttled(started)  # sent before the cut: no second cut
+    assert await rate.throttled(clock.now() + 1)  # sent after it: the new rate is too fast too
     assert rate.rpm == 300  # ceiling is now 600
     for _ in range(20):
-        rate.succeeded()
+        await rate.succeeded()
     assert rate.rpm == pytest.approx(0.9 * 600)  # quickly back to just under the ceiling
     for _ in range(1000):
-        rate.succeeded()
+        await rate.succeeded()
     assert rate.rpm == 1200  # probes back up to what the user allowed
 
 
-def test_adaptive_rate_can_be_switched_off() -> None:
+async def test_adaptive_rate_can_be_switched_off() -> None:
     rate = AdaptiveRate(600, adaptive=False)
-    assert not rate.throttled(0.0)
+    assert not await rate.throttled(0.0)
     assert rate.rpm == 600
     for _ in range(100):
-        rate.succeeded()
+        await rate.succeeded()
     assert rate.rpm == 600

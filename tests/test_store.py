@@ -1,4 +1,4 @@
-"""The SQLite segment store."""
+"""The segment store, on each backend (SQLite, and PostgreSQL: tests/stores.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pytest
 from narrator.errors import AudioError
 from narrator.store import Store, segment_key
 
+from .stores import StoreBackend
+
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "cache")
+def store(tmp_path: Path, backend: StoreBackend) -> Store:
+    s = backend.open(tmp_path / "cache")
     yield s  # type: ignore[misc]
     s.close()
 
@@ -63,11 +65,11 @@ async def test_a_deleted_file_is_noticed(store: Store, make_wav: Callable[..., P
     assert store.lookup(key) is None
 
 
-def test_links_persist_and_age(store: Store, tmp_path: Path) -> None:
+def test_links_persist_and_age(store: Store, tmp_path: Path, backend: StoreBackend) -> None:
     store.begin("k", 3)
     store.record_link("k", "http://x/a.wav")
     store.close()
-    again = Store(tmp_path / "cache")
+    again = backend.open(tmp_path / "cache")
     try:
         assert again.pending_link("k", max_age=60) == "http://x/a.wav"
         assert again.pending_link("k", max_age=-1) is None
@@ -78,11 +80,13 @@ def test_links_persist_and_age(store: Store, tmp_path: Path) -> None:
 
 
 async def test_state_is_plain_sqlite_in_wal_mode(
-    store: Store, make_wav: Callable[..., Path]
+    tmp_path: Path, make_wav: Callable[..., Path]
 ) -> None:
+    store = Store(tmp_path / "cache")
     store.begin("k1", 5)
     store.record_failure("k1", "boom")
     store.commit_bytes("k2" + "0" * 62, make_wav().read_bytes())
+    store.close()
     db = sqlite3.connect(store.root / "narrator.sqlite3")
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -100,3 +104,26 @@ async def test_info_and_clear(store: Store, make_wav: Callable[..., Path]) -> No
     store.clear()
     info = store.info()
     assert info.files == 0 and info.states == {}
+
+
+async def test_prune_drops_this_caches_files_and_a_shared_store_keeps_other_machines_rows(
+    tmp_path: Path, backend: StoreBackend, make_wav: Callable[..., Path]
+) -> None:
+    here, there = backend.open(tmp_path / "here"), backend.open(tmp_path / "there")
+    try:
+        mine, theirs = "aa" + "2" * 62, "bb" + "3" * 62
+        there.commit_bytes(theirs, make_wav().read_bytes())  # the least recently used
+        here.commit_bytes(mine, make_wav().read_bytes())
+        here.note_run({"book.m4a": [mine]})
+        (usage,) = here.usage()
+        assert (usage.document, usage.segments) == ("book.m4a", 1) and usage.bytes > 0
+        assert here.prune(max_bytes=0).kept_live == 1  # a run in progress uses it
+        here.close()
+        here = backend.open(tmp_path / "here")  # that run is over
+        pruned = here.prune(max_bytes=0)
+        assert pruned.removed == 1 and here.lookup(mine) is None
+        # SQLite: two folders are two stores. PostgreSQL: one store, two machines' files.
+        assert there.lookup(theirs) is not None
+    finally:
+        here.close()
+        there.close()

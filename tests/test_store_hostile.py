@@ -28,6 +28,7 @@ from narrator.synth.quality import Verdict
 from narrator.util.wav import read_wav_info
 
 from .conftest import TEST_KEY, RunningEmulator, run_cli, run_process
+from .stores import StoreBackend
 
 TEXT = (
     "The keeper lit the lamp at dusk. Ships passed in the night without a sound. "
@@ -184,14 +185,13 @@ async def test_a_newer_store_is_refused_before_anything_is_paid(
     assert emulator.stats.requests == 0
 
 
-def test_a_link_from_the_future_is_no_link(tmp_path: Path) -> None:
-    store = Store(tmp_path / "cache")
+def test_a_link_from_the_future_is_no_link(tmp_path: Path, backend: StoreBackend) -> None:
+    store = backend.open(tmp_path / "cache")
     try:
         store.begin("k", 3)
         store.record_link("k", "http://x/a.wav")
         assert store.pending_link("k", max_age=60) == "http://x/a.wav"
-        with _craft(store.root) as db:
-            db.execute("UPDATE segments SET url_at = 1e18")  # would never age
+        backend.sql(store.root, "UPDATE segments SET url_at = 1e18")  # would never age
         assert store.pending_link("k", max_age=60) is None
     finally:
         store.close()
@@ -305,22 +305,22 @@ def _hostile_rows_again(cache: Path, rows: dict[str, str]) -> dict[str, str]:
 
 
 def test_a_lookup_of_a_row_naming_a_file_outside_is_made_again(
-    place: tuple[Path, Path, Path], make_wav: Callable[..., Path]
+    place: tuple[Path, Path, Path], make_wav: Callable[..., Path], backend: StoreBackend
 ) -> None:
     cache, _, canary = place
-    store = Store(cache)
+    store = backend.open(cache)
     try:
         key = "dd" * 32
         store.begin(key, 10)
-        with _craft(cache) as db:
-            db.execute(
-                "UPDATE segments SET state = 'downloaded', path = ?, frames = 1, rate = 1, "
-                "channels = 1, width = 2 WHERE key = ?",
-                (str(canary), key),
-            )
+        backend.sql(
+            cache,
+            "UPDATE segments SET state = 'downloaded', path = ?, frames = 1, rate = 1, "
+            "channels = 1, width = 2 WHERE key = ?",
+            str(canary), key,
+        )  # fmt: skip
         assert store.lookup_judged(key) == (None, None)
         assert key in store.unusable
-        assert _rows(cache, "SELECT state, path FROM segments") == [("pending", None)]
+        assert backend.sql(cache, "SELECT state, path FROM segments") == [("pending", None)]
         store.discard(key)  # nothing to delete: the row no longer names anything
     finally:
         store.close()
@@ -340,13 +340,13 @@ def test_a_link_where_the_store_keeps_its_files_refuses_the_store(
 
 
 def test_a_shard_folder_that_is_a_link_is_replaced_never_written_through(
-    place: tuple[Path, Path, Path], make_wav: Callable[..., Path]
+    place: tuple[Path, Path, Path], make_wav: Callable[..., Path], backend: StoreBackend
 ) -> None:
     cache, _, canary = place
     outside = canary.parent / "outside"
     outside.mkdir()
     key = "ee" * 32
-    store = Store(cache)
+    store = backend.open(cache)
     try:
         (cache / "segments" / "ee").symlink_to(outside)
         segment = store.commit_bytes(key, make_wav().read_bytes())
@@ -447,4 +447,6 @@ def test_a_database_is_opened_in_one_place() -> None:
         if source.parent.name != "store" or source.name not in ("db.py", "__init__.py"):
             assert "sqlite3.connect" not in text, source
             assert FILE_NAME not in text, source
+        if source.parent.name != "store" or source.name != "postgres.py":
+            assert "psycopg.connect" not in text, source
     assert Database.__module__ == "narrator.store.db"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..chunks.split import Chunk
-from ..errors import AudioError
+from ..errors import AudioError, Stopped
 from ..inputs.documents import Document
 from ..settings import AudiobookOptions
 from ..util.atomic import sweep_leftovers
@@ -50,6 +50,7 @@ class BookWriter(Protocol):
     def add(self, piece: Piece) -> None: ...
     def finish(self) -> Audiobook: ...
     def abort(self) -> None: ...
+    def cancel(self) -> None: ...  # from another thread: stop a finish in progress
 
 
 class _Tee:
@@ -93,6 +94,7 @@ class ReadAlongStream:
         self._starts: list[float] = []  # each chunk's start over the whole book
         self._before = 0.0  # seconds of the chapters before the current one
         self._error: BaseException | None = None
+        self._cancelled = False
 
     def add(self, piece: Piece) -> None:
         """Append the next piece. Raises :class:`AudioError` or :class:`OSError`; after
@@ -182,6 +184,8 @@ class ReadAlongStream:
             # Each sentence lasts until the next starts; the chapter's last, to its end.
             clips = tuple(zip(starts, [*starts[1:], seconds], strict=True))
             audio.append(ChapterAudio(path, seconds, clips))
+        if self._cancelled:
+            raise Stopped(f"{self.output.name}: stopped before it was finished")
         meta = Metadata(
             title=self.options.title or self.document.title,
             author=self.options.author,
@@ -195,6 +199,13 @@ class ReadAlongStream:
         seconds = self._before
         marks = chapter_marks(self.document, self.chunks, self._starts)
         return Audiobook((self.output,), (), seconds, tuple(marks), tuple(self._starts))
+
+    def cancel(self) -> None:
+        """Stop a :meth:`finish` running on another thread (see BookStream.cancel)."""
+        self._cancelled = True
+        encoder = self._encoder
+        if encoder is not None:
+            encoder.kill()
 
     def abort(self) -> None:
         """Stop the encoder and remove every hidden file; the output is left as it was."""
@@ -231,6 +242,10 @@ class _Both:
     def abort(self) -> None:
         self._book.abort()
         self._read_along.abort()
+
+    def cancel(self) -> None:
+        self._book.cancel()
+        self._read_along.cancel()
 
 
 def open_book(

@@ -18,9 +18,11 @@ only a remux and tags are left (:meth:`~BookStream.finish`):
   encode.
 
 :meth:`~BookStream.abort` (or any error) stops the encoders and removes every hidden
-file; what a process killed outright left is removed by the next stream to the same
-output. The first piece starts the encoders: a document waiting for its first segment
-costs no process.
+file; :meth:`~BookStream.cancel`, from another thread, stops a :meth:`~BookStream.finish`
+in progress (a stop: the remux or the second loudness pass is not left running on past
+the run, writing its hidden file). What a process killed outright left is removed by the
+next stream to the same output. The first piece starts the encoders: a document waiting
+for its first segment costs no process.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..chunks.split import Chunk
-from ..errors import AudioError
+from ..errors import AudioError, Stopped
 from ..inputs.documents import Document
 from ..settings import AudiobookOptions
 from ..util.atomic import sweep_leftovers
@@ -126,7 +128,10 @@ class BookStream:
 
     ``chunks`` are the document's, one per piece to come. Nothing is written before the
     first :meth:`add`; ``output`` (or its parts) appears only at :meth:`finish`. ``lang``
-    splits the sentences of subtitles cued by sentence.
+    splits the sentences of subtitles cued by sentence. Without ``audio``, only the
+    subtitles are written, cued exactly as a stream with audio cues them: the samples are
+    stitched and read for their pauses, then dropped (no encoder, no hidden file, the
+    book's files untouched), for a book already made that is asked for subtitles anew.
     """
 
     def __init__(
@@ -137,12 +142,14 @@ class BookStream:
         options: AudiobookOptions | None = None,
         *,
         lang: str = "en",
+        audio: bool = True,
     ) -> None:
         self.document = document
         self.chunks = chunks
         self.output = output
         self.options = options or AudiobookOptions()
         self.fmt = format_of(output, self.options.format)
+        self._audio = audio
         clean = self.options.clean_joins
         self._joiner = Joiner(clean=clean if clean is not None else self.fmt != "wav")
         self._pieces: list[Piece] = []  # read again by the normalising pass
@@ -161,6 +168,7 @@ class BookStream:
         self._error: BaseException | None = None
         self._lang = lang
         self._pauses: PauseLog | None = None  # read for subtitles cued by sentence
+        self._cancelled = False  # set by another thread: the finish in progress stops
 
     @property
     def started(self) -> bool:
@@ -200,6 +208,20 @@ class BookStream:
             self.abort()
             raise
 
+    def cancel(self) -> None:
+        """Stop a :meth:`finish` running on another thread: its encoders are killed and
+        it raises :class:`~narrator.errors.Stopped` at its next step, removing every
+        hidden file on its way out (its own thread does, so nothing is created after)."""
+        self._cancelled = True
+        for sink in list(self._sinks):
+            sink.kill()
+        if self._measure is not None:
+            self._measure.kill()
+
+    def _check(self) -> None:
+        if self._cancelled:
+            raise Stopped(f"{self.output.name}: stopped before it was finished")
+
     def abort(self) -> None:
         """Stop every encoder and remove every hidden file; the output is left as it was."""
         if self._pending is not None:
@@ -217,13 +239,17 @@ class BookStream:
     def _start(self) -> None:
         target = self._joiner.target
         assert target is not None
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        # A run killed outright left its hidden parts here: hundreds of MB, nobody's now.
-        sweep_leftovers(self.output)
         outs: list[LevelTap] = []
         if self.options.subtitles and self.options.cue == "sentence":
             self._pauses = PauseLog(target.rate, target.width, target.channels)
             outs.append(self._pauses.tap)
+        if not self._audio:  # the cues are read before any gain: none is measured
+            self._router = _Router(lambda number: _Null())
+            self._out = _Tee(self._router, *outs)
+            return
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        # A run killed outright left its hidden parts here: hundreds of MB, nobody's now.
+        sweep_leftovers(self.output)
         if self.options.normalize:
             self._router = _Router(lambda number: _Null())
             self._measure = Encoder(
@@ -238,6 +264,7 @@ class BookStream:
             self._out = _Tee(self._router, *outs)
 
     def _open(self, target: WavInfo, number: int, args: Sequence[str] = ()) -> _Sink:
+        self._check()
         tmp = temp_part(self.output, number)
         self._temps.append(tmp)
         sink: _Sink
@@ -306,9 +333,14 @@ class BookStream:
         for number, ((start, end), sink) in enumerate(
             zip(parts, router.sinks, strict=True), start=1
         ):
+            path = part_path(self.output, number, len(parts))
+            self._check()
+            if not self._audio:
+                files.append(path)
+                sidecars.append(self._subtitles(cues, path, start, end))
+                continue
             meta = self._metadata(number, len(parts))
             sink.seal(tag_values(meta))
-            path = part_path(self.output, number, len(parts))
             assert sink.path is not None
             finish_part(
                 sink.path,
@@ -361,6 +393,7 @@ class BookStream:
             router.cut_at(cut)
         joiner = Joiner(clean=self._joiner.clean, target=target)
         for piece in self._pieces:
+            self._check()
             ready = joiner.ready(piece)
             joiner.silence(ready.gap, router)
             joiner.write(ready, router)

@@ -46,12 +46,15 @@ from ..errors import LexiconError
 from .bounds import Budget, finditer
 
 __all__ = [
-    "LOCAL_NAMES", "Entry", "Lexicon", "LexiconError", "Respelled", "combined",
+    "LOCAL_NAMES", "MAX_BYTES", "Entry", "Lexicon", "LexiconError", "Respelled", "combined",
     "document_lexicon", "local_lexicons",
 ]  # fmt: skip
 
 # The regex package ships no type hints.
 _Pattern = Any
+# The largest lexicon file read (a found one is data: README "Security"). A
+# pronunciation dictionary of 100,000 entries is about 3 MiB.
+MAX_BYTES = 8 * 2**20
 # A document's own lexicons, found beside it: one for its folder, one for itself.
 FOLDER_LEXICON = "lexicon.toml"
 DOCUMENT_SUFFIX = ".lexicon.toml"
@@ -188,10 +191,19 @@ class Lexicon:
         entries: list[Entry] = []
         for path in paths:
             try:
-                text = Path(path).read_text(encoding="utf-8")
+                # Read no more than the bound: a found lexicon is data, and a 1 GB one
+                # must cost a read of 8 MiB, not the machine's memory.
+                with open(path, "rb") as file:
+                    data = file.read(MAX_BYTES + 1)
+                text = data.decode("utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 raise LexiconError(f"lexicon {path}: cannot be read ({reason})") from exc
+            if len(data) > MAX_BYTES:
+                raise LexiconError(
+                    f"lexicon {path}: larger than {MAX_BYTES // 2**20} MiB; split it, or "
+                    "keep only the words your documents use"
+                )
             entries += cls.parse(text, source=str(path)).entries
         return cls(tuple(entries))
 

@@ -138,7 +138,9 @@ class Parser(argparse.ArgumentParser):
         if unknown and self._subcommands() is None:
             # Said by the command that was typed (`narrator narrate: unrecognized
             # arguments: --voise; did you mean --voice?`), pointing at its own --help.
-            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+            # Only the option's name: `--api-kye=sk-...` must not print the key.
+            names = (word.partition("=")[0] for word in unknown)
+            self.error(f"unrecognized arguments: {' '.join(names)}")
         return found, extras
 
     def _subcommands(self) -> dict[str, argparse.ArgumentParser] | None:

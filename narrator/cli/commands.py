@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -47,6 +48,9 @@ from .build import (
 )
 from .flags import as_flags
 from .render import ProgressBar, flag_line, print_estimate, print_summary, print_unread
+
+if TYPE_CHECKING:
+    from ..run.check import CheckReport
 
 __all__ = [
     "check_cost", "cmd_cache", "cmd_check", "cmd_demo", "cmd_estimate", "cmd_feed", "cmd_narrate",
@@ -359,12 +363,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not works:
         raise ConfigError("nothing to check: every input was empty or unreadable")
     store_dir = settings.store_dir
-    if not store_exists(store_dir):
+    if settings.store_url is None and not store_exists(store_dir):
         raise ConfigError(f"no segment store in {store_dir}: narrate first (or pass --cache-dir)")
-    store = Store(store_dir)  # refused before anything else is made
+    store = Store(store_dir, url=settings.store_url)  # refused before anything else is made
     provider = make_provider(settings)
     try:
         reports = check_documents(works, settings, provider, store)
+        if args.fix:
+            _fix_within_limit(args, settings, reports)  # before anything is marked
         marked = prepare_fix(reports, store) if args.fix else 0
     finally:
         store.close()
@@ -402,6 +408,36 @@ def cmd_check(args: argparse.Namespace) -> int:
         inputs=order,
         argv=getattr(args, "argv", ()),
     )
+
+
+def _fix_within_limit(
+    args: argparse.Namespace, settings: Settings, reports: Sequence[CheckReport]
+) -> None:
+    """Refuse ``check --fix`` whose most possible cost is over --max-cost, or over
+    --confirm-above without --yes: every flagged, corrupt or missing segment of a book to
+    fix, sent 1 + --qa-retries times, each request at the longest chunk."""
+    price = REGISTRY[settings.provider].price_per_10k_chars
+    if price is None:  # the estimate's price: --price-per-10k-chars or its default
+        price = args.price_per_10k_chars
+    if price == 0:
+        return
+    segments = sum(
+        len(r.flagged) + len(r.corrupt) + r.missing for r in reports if r.flagged or r.corrupt
+    )
+    requests = segments * (1 + settings.qa_retries)
+    most = requests * settings.max_chars * price / 10_000
+    if args.max_cost is not None:
+        limit, name = args.max_cost, "--max-cost"
+    elif args.yes:
+        return
+    else:
+        limit, name = args.confirm_above, "--confirm-above"
+    if most > limit:
+        raise ConfigError(
+            f"fixing could cost up to {format_cost(most)} ({plural(requests, 'request')} at "
+            f"most), over {name} {format_cost(limit)}; nothing was sent or marked. "
+            "Pass --yes or a higher --max-cost"
+        )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

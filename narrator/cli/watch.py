@@ -96,7 +96,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     settings = make_settings(args, env)
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     check_writable(settings.store_dir, what="--cache-dir")
-    check_store(settings.store_dir)  # refused now, not when the first document arrives
+    # refused now, not when the first document arrives
+    check_store(settings.store_dir, url=settings.store_url)
     Path(args.output).mkdir(parents=True, exist_ok=True)
     check_writable(Path(args.output), what="-o")
     announce_endpoint(settings, getattr(args, "endpoint_origin", ""))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .model import Builder, Document, clean_text, normalize_newlines
+from .model import Builder, Document, clean_text, fold_dateline, normalize_newlines
 
 __all__ = ["parse_markdown"]
 
@@ -53,11 +53,15 @@ def parse_markdown(text: str, *, title: str | None = None, source: str = "<markd
     builder = Builder()
     tokens = _markdown_parser().parse(text)
     heading = False
+    level: int | None = None
+    first: int | None = None  # the first heading's rank
     row: list[str] | None = None
     for token in tokens:
         kind = token.type
         if kind == "heading_open":
             heading = True
+            level = int(token.tag[1]) if token.tag[1:].isdigit() else None
+            first = first or level
         elif kind == "heading_close":
             heading = False
         elif kind == "tr_open":
@@ -68,10 +72,12 @@ def parse_markdown(text: str, *, title: str | None = None, source: str = "<markd
         elif kind == "inline":
             words = clean_text(_inline_text(token))
             if heading:
-                builder.start(words or None)
+                builder.start(words or None, level)
             elif row is not None:
                 row.append(words)
             else:
                 builder.add(words)
         # fence, code_block and html_block are not read out: nothing to do for them.
-    return builder.document(title, source)
+    document = builder.document(title, source)
+    # A dateline above the headline (the first heading, an h1) is read after it.
+    return fold_dateline(document) if first == 1 else document

@@ -7,13 +7,14 @@ Every reader (:mod:`.markdown`, :mod:`.webpage`, :mod:`.epub`) fills a
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
 from ..util.sanitize import clean_line
 from .speakable import plain_headings, speakable
 
-__all__ = ["MAX_WARNINGS", "Chapter", "Document", "bounded", "parse_text"]
+__all__ = ["MAX_WARNINGS", "Chapter", "Document", "bounded", "fold_dateline", "parse_text"]
 
 # A hostile document may break every chapter: its report names the first few.
 MAX_WARNINGS = 10
@@ -81,13 +82,22 @@ class Builder:
         self.paragraphs: list[str] = []
         self.first_heading: str | None = None
         self.warnings: list[str] = []
+        self._level: int | None = None  # the rank of the heading that opened the chapter
 
-    def start(self, title: str | None) -> None:
-        pending = None
+    def start(self, title: str | None, level: int | None = None) -> None:
+        """A heading: a new chapter. ``level`` is its rank (1 for ``h1``) where known."""
+        pending = kicker = None
         if self.heading and not self.paragraphs:
             pending, self.heading = self.heading, None  # folded into the next title
+            if not self.chapters and _kicker(pending, self._level, level):
+                kicker, pending = pending, None
         self.close()
         self.heading = _fold(pending, speakable(clean_text(title)) if title else None)
+        self._level = level
+        if kicker is not None:  # read just after the headline, in its chapter
+            self.paragraphs.append(kicker)
+            if self.first_heading == kicker:
+                self.first_heading = None
         self.first_heading = self.first_heading or self.heading
 
     def add(self, paragraph: str) -> None:
@@ -113,6 +123,36 @@ class Builder:
             source,
             warnings=bounded(self.warnings),
         )
+
+
+# A line above the headline this short, not a sentence, is a dateline or a kicker
+# ("October 22, 2019 report", "Opinion"): it belongs to the article, not a chapter.
+DATELINE_CHARS = 80
+
+
+def _kicker(heading: str, level: int | None, next_level: int | None) -> bool:
+    """Whether ``heading``, first in the document with nothing under it, is a dateline or
+    a kicker over the headline that follows: a short line of lower rank than it (an
+    ``h4`` over the ``h1``), not a part title over its first chapter (``h1`` over ``h2``)."""
+    if level is None or next_level is None or level <= next_level:
+        return False
+    return len(heading) <= DATELINE_CHARS and not heading.rstrip().endswith((".", "!", "?"))
+
+
+def fold_dateline(doc: Document) -> Document:
+    """``doc`` with the short untitled lines before its first heading (a dateline) read
+    just after that heading, in its chapter, instead of as a chapter of their own."""
+    chapters = doc.chapters
+    if len(chapters) < 2 or chapters[0].title is not None or not chapters[1].title:
+        return doc
+    lines = chapters[0].paragraphs
+    if len(lines) > 2 or any(
+        len(line) > DATELINE_CHARS or line.rstrip().endswith((".", "!", "?")) for line in lines
+    ):
+        return doc
+    first = Chapter(0, chapters[1].title, (*lines, *chapters[1].paragraphs))
+    rest = [Chapter(n, c.title, c.paragraphs) for n, c in enumerate(chapters[2:], start=1)]
+    return dataclasses.replace(doc, chapters=(first, *rest))
 
 
 def _fold(heading: str | None, subheading: str | None) -> str | None:

@@ -4,14 +4,13 @@ chapters."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputError
-from .model import Builder, Chapter, Document, clean_text
+from .model import Builder, Document, clean_text, fold_dateline
 
 __all__ = ["parse_html"]
 
@@ -62,37 +61,18 @@ def parse_html(
         for element in main:
             _add_trafilatura_block(builder, element)
     page_title = title or clean_text(root.get("title") or "") or None
-    doc = _with_dateline_folded(builder.document(page_title, source))
+    doc = fold_dateline(builder.document(page_title, source))
     if doc.is_empty:
         raise InputError(f"{source}: no article text found on the page")
     return doc
 
 
-# A line above the headline this short, not a sentence, is a dateline or a kicker
-# ("October 22, 2019 report", "Opinion"): it belongs to the article, not a chapter.
-_DATELINE_CHARS = 80
-
-
-def _with_dateline_folded(doc: Document) -> Document:
-    """``doc`` with the short untitled lines before its first heading (a dateline) read
-    just after that heading, in its chapter, instead of as a chapter of their own."""
-    chapters = doc.chapters
-    if len(chapters) < 2 or chapters[0].title is not None or not chapters[1].title:
-        return doc
-    lines = chapters[0].paragraphs
-    if len(lines) > 2 or any(
-        len(line) > _DATELINE_CHARS or line.rstrip().endswith((".", "!", "?")) for line in lines
-    ):
-        return doc
-    first = Chapter(0, chapters[1].title, (*lines, *chapters[1].paragraphs))
-    rest = [Chapter(n, c.title, c.paragraphs) for n, c in enumerate(chapters[2:], start=1)]
-    return dataclasses.replace(doc, chapters=(first, *rest))
-
-
 def _add_trafilatura_block(builder: Builder, element: Any) -> None:
     tag = element.tag
     if tag == "head":
-        builder.start(clean_text("".join(element.itertext())) or None)
+        rend = element.get("rend") or ""
+        level = int(rend[1]) if re.fullmatch(r"h[1-6]", rend) else None
+        builder.start(clean_text("".join(element.itertext())) or None, level)
     elif tag in ("list", "table", "quote", "div"):
         for child in element:
             _add_trafilatura_block(builder, child)

@@ -108,10 +108,21 @@ class _Feed:
             self._on_error(done.exception())  # type: ignore[arg-type]
 
     async def finish(self) -> Audiobook:
-        """Every piece is queued: the book, once the stream has written it."""
+        """Every piece is queued: the book, once the stream has written it. Cancelled (a
+        stop), the finish in progress is stopped and its hidden files removed before this
+        returns: left running, it held the process's exit for as long as a remux or a
+        second loudness pass takes, and a supervisor's kill meanwhile left its part."""
         assert self._thread is not None
+        done = asyncio.get_running_loop().run_in_executor(self._thread, self._finish)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._finish)
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            if self._stream is not None:
+                self._stream.cancel()
+            await asyncio.wait([done])  # it unwinds at once, removing what it wrote
+            if not done.cancelled():
+                done.exception()  # Stopped, as asked: nobody else will look at it
+            raise
         finally:
             self._thread.shutdown(wait=False)
             self._thread = None  # the stream aborts itself on an error

@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..book.encode import format_of
 from ..book.readalong import is_read_along
@@ -44,7 +44,10 @@ from .results import (
     stopped_report,
 )
 from .status import Status
-from .uptodate import room_needed, same_filesystem, sidecars_current, up_to_date
+from .uptodate import room_needed, same_filesystem, sidecars_made, up_to_date
+
+if TYPE_CHECKING:
+    from ..cluster.pacing import SharedPacing
 
 __all__ = [
     "DocumentReport",
@@ -94,14 +97,16 @@ async def narrate_many(
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     db = StoreThread()
     try:
-        store = await db.open(settings.store_dir)
+        store = await db.open(settings.store_dir, url=settings.store_url)
     except BaseException:
         db.shutdown()
         if own_provider:
             await provider.aclose()
         raise
     unsplit: list[tuple[Work, DocumentReport]] = []
+    pacing: SharedPacing | None = None  # None: this process paces itself
     try:
+        pacing = _shared_pacing(settings)
         # The pool comes first, so the first document's chunks can leave as they are cut;
         # a bad segment may take qa_retries re-syntheses whatever the share says, and the
         # share of the run's chunks is added once the split has counted them.
@@ -110,6 +115,8 @@ async def narrate_many(
             db,
             PoolConfig.of(settings, chunks=0),
             gate=Gate() if settings.qa != "off" else None,
+            rate=pacing.rate if pacing is not None else None,
+            slots=pacing.slots if pacing is not None else None,
         )
         async with pool:
             early = EarlyStart(pool, works, settings, provider)
@@ -120,15 +127,13 @@ async def narrate_many(
             )
             early.done()
             current = [] if settings.force else await db.run(up_to_date, plans, store)
-            # An up-to-date book whose subtitles are asked for anew is made again only
-            # when they cannot be had without a run's timings (no sidecar beside it).
-            kind = settings.audiobook.subtitles
+            # An up-to-date book whose subtitles are asked for anew gets them from its
+            # segments in the cache; it is made again only when one of them is gone.
+            planned = {str(plan.output): plan for plan in plans}
             current = [
                 report
                 for report in current
-                if await asyncio.to_thread(
-                    sidecars_current, [Path(f) for f in report.files or (report.output,)], kind
-                )
+                if await sidecars_made(report, planned[report.output], settings, db)
             ]
             current += [report for _, report in unsplit]
             done_before = {report.output for report in current}
@@ -202,6 +207,8 @@ async def narrate_many(
     finally:
         if own_provider:
             await provider.aclose()
+        if pacing is not None:
+            await pacing.aclose()
         await db.close()
     stopped = str(pool.stop_reason) if pool.stop_reason else None
     if stop is not None and stop.is_set() and stopped is None:
@@ -221,6 +228,15 @@ async def narrate_many(
         qa_budget_spent=pool.stats.qa_budget_spent,
         timeline=pool.stats.timeline.series(),
     )
+
+
+def _shared_pacing(settings: Settings) -> SharedPacing | None:
+    """The account's pace shared with other workers in Redis, if ``settings`` say where."""
+    if settings.pacing_url is None:
+        return None
+    from ..cluster.pacing import SharedPacing  # Redis only for those who share a pace
+
+    return SharedPacing.for_settings(settings)
 
 
 def _service(settings: Settings) -> str:

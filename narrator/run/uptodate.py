@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..book.encode import format_of
+from ..book.joiner import Piece
 from ..book.readalong import is_read_along
+from ..book.stream import BookStream
 from ..book.subtitles import read_subtitles, write_subtitles
-from ..errors import NarratorError
+from ..chunks.language import resolve_language
+from ..errors import AudioError, NarratorError
 from ..settings import SUBTITLE_KINDS, Settings
-from ..store import Store
+from ..store import Segment, Store
+from ..store.thread import StoreThread
 from ..synth.quality import Verdict
+from ..synth.sanity import max_seconds
 from ..util.diskspace import BYTES_PER_CHAR
+from .narration import chunk_gap_ms
 from .plan import Plan
 from .results import DocumentReport, Flag
 from .status import Status
 
-__all__ = ["room_needed", "same_filesystem", "sidecars_current", "up_to_date"]
+__all__ = [
+    "room_needed",
+    "same_filesystem",
+    "sidecars_current",
+    "sidecars_made",
+    "subtitles_from_cache",
+    "up_to_date",
+]
 
 log = logging.getLogger("narrator")
 
@@ -45,6 +59,55 @@ def sidecars_current(files: Sequence[Path], kind: str | None) -> bool:
             return False
         write_subtitles(cues, file.with_suffix(f".{kind}"), kind)
     return True
+
+
+async def sidecars_made(
+    report: DocumentReport, plan: Plan, settings: Settings, db: StoreThread
+) -> bool:
+    """Whether the up-to-date book of ``report`` has the sidecars ``settings`` ask for,
+    once dropped, converted (:func:`sidecars_current`) or cued anew from its segments in
+    the cache (:func:`subtitles_from_cache`); False when it must be made again."""
+    options = settings.audiobook
+    if options.subtitles is not None and is_read_along(plan.output, options.format):
+        return True  # a read-along book has its text on its pages: no sidecar beside it
+    # A read-along book made beside the audiobook has no sidecar of its own either.
+    files = [Path(f) for f in report.files or (report.output,) if not is_read_along(Path(f))]
+    if await asyncio.to_thread(sidecars_current, files, options.subtitles):
+        return True
+    segments = await db.run(_segments, db.store, plan.keys)
+    if any(segment is None for segment in segments):
+        return False  # one is gone from the cache: the run makes it, and the book, again
+    found = [s for s in segments if s is not None]
+    made = await asyncio.to_thread(subtitles_from_cache, plan, found, settings)
+    if made is None or [f.name for f in made] != [f.name for f in files]:
+        return False
+    log.info("%s: up to date, its subtitles written from the cache", plan.output)
+    return True
+
+
+def _segments(store: Store, keys: Sequence[str]) -> list[Segment | None]:
+    return [store.lookup(key) for key in keys]
+
+
+def subtitles_from_cache(
+    plan: Plan, segments: Sequence[Segment], settings: Settings
+) -> list[Path] | None:
+    """Write the subtitles of ``plan``'s book (made before without them) from its
+    ``segments``, cued as the run that made the book would have cued them: the same
+    pieces through the same stream, its audio read for the pauses, never encoded. The
+    book's files (its parts when split) it wrote them for; None when a segment cannot
+    be read."""
+    options = settings.audiobook
+    lang = resolve_language(plan.document, settings.lang)
+    stream = BookStream(plan.document, plan.chunks, plan.output, options, lang=lang, audio=False)
+    try:
+        for n, (chunk, segment) in enumerate(zip(plan.chunks, segments, strict=True)):
+            gap = chunk_gap_ms(settings, plan.chunks[n - 1] if n else None, chunk)
+            stream.add(Piece(segment.path, gap, max_seconds(chunk.billing_chars)))
+        return list(stream.finish().files)
+    except (AudioError, OSError) as exc:
+        log.warning("%s: subtitles not written from the cache (%s)", plan.output, exc)
+        return None
 
 
 def up_to_date(plans: Sequence[Plan], store: Store) -> list[DocumentReport]:

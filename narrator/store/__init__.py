@@ -17,8 +17,8 @@ one per concern and its tables (:mod:`.segments`, :mod:`.claims`, :mod:`.books`,
 :mod:`.verdicts`, :mod:`.usage`), over one :class:`~.db.Database` and the cache's
 :class:`~.files.CacheFiles`. A watcher's queue (:mod:`.queue`) and what was paid
 (:mod:`.spend`) are read on short-lived connections of their own, made by the same
-:mod:`.db`. A second backend is a second ``Database`` with the repositories' SQL in its
-dialect (see db.py); this front stays.
+:mod:`.db`. With a URL the database is PostgreSQL (:mod:`.postgres`, a store several
+machines share) and the folder keeps the audio files; the front is the same.
 
 The database and the folder are data, never authority: a database that is not
 narrator's, or is newer than this version, is refused before anything is sent
@@ -44,7 +44,7 @@ from typing import Any
 from ..util.wav import WavInfo
 from .books import BookRecord, Books
 from .claims import Claims
-from .db import Database, store_exists
+from .db import Backend, open_database, store_exists
 from .files import (
     CacheFiles,
     StoreInfo,
@@ -82,27 +82,32 @@ def segment_key(*, provider: str, voice: str, text: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def check_store(root: Path) -> None:
+def check_store(root: Path, *, url: str | None = None) -> None:
     """Refuse (:class:`~narrator.errors.StoreRefused`) cache folder ``root`` if its
-    database is not narrator's or is newer, or a link stands where narrator keeps its
-    files; writes nothing. For a command that opens the store later (``watch``)."""
+    database (``url``'s, if given) is not narrator's or is newer, or a link stands where
+    narrator keeps its files; writes nothing. For a command that opens the store later
+    (``watch``)."""
     refuse_links(root)
-    if store_exists(root):
-        Database(root, read_only=True).close()
+    if url is not None or store_exists(root):
+        open_database(root, url, read_only=True).close()
 
 
 class Store:
     """Chunk states in the database and their audio files; one per cache directory.
+
+    ``url``: the PostgreSQL database that holds the rows (``postgresql://...``), shared
+    by every machine that uses it; None: ``narrator.sqlite3`` in ``root``. The audio
+    files are in ``root`` either way.
 
     Opening it refuses (:class:`~narrator.errors.StoreRefused`) a database that is not
     narrator's or is newer than this version. Used from one thread at a time (see
     thread.py).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, url: str | None = None) -> None:
         self.root = root
         self._files = CacheFiles(root)
-        self._db = Database(root)
+        self._db: Backend = open_database(root, url)
         # This store's name on its claims: where it runs, so a claim of a process that has
         # died on this machine lapses at once rather than when it expires.
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"

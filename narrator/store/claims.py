@@ -1,9 +1,17 @@
 """The store's claims: which process is synthesizing which chunk, with an expiry.
 
-Several processes may share one cache; a process claims a key before it sends the
-request, and the others wait for its audio. A claim lapses at ``expires`` (wall-clock
-seconds), and at once when its process has died on this machine, so a killed process
-blocks no one.
+Several processes may share one cache, and with a PostgreSQL store several machines
+share one store; a process claims a key before it sends the request, and the others wait
+for its audio. A claim lapses at ``expires`` (wall-clock seconds), and at once when its
+process has died on this machine, so a killed process blocks no one; a claim of another
+machine lapses only when it expires.
+
+A claim is taken by one statement that inserts the row, or takes it over when it is this
+owner's or has expired, and says whether it did (``RETURNING``): the database decides
+between two processes claiming at once, whatever its isolation (SQLite's write lock,
+PostgreSQL's row lock on the conflicting key). A row that still holds by its expiry but
+names a dead process of this machine (or is of the wrong shape) is taken over only if it
+is still that row (compare and set), so of two processes that saw it, one wins.
 """
 
 from __future__ import annotations
@@ -32,13 +40,18 @@ class Claims:
 
         def take() -> bool:
             now = time.time()
-            row = self._db.row("SELECT owner, expires FROM claims WHERE key = ?", (key,))
-            if row is not None and row[0] != self.owner and _lasts(row, now):
-                return False
-            self._db.execute(
-                "INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)",
-                (key, self.owner, now + seconds),
-            )
+            until = now + seconds
+            if not self._db.rows(_TAKE, (key, self.owner, until, now)):
+                row = self._db.row("SELECT owner, expires FROM claims WHERE key = ?", (key,))
+                if row is None or _lasts(row, now):
+                    return False  # held (or let go just now: the next try takes it)
+                taken = self._db.rows(
+                    "UPDATE claims SET owner = ?, expires = ? "
+                    "WHERE key = ? AND owner = ? AND expires = ? RETURNING owner",
+                    (self.owner, until, key, row[0], row[1]),
+                )
+                if not taken:
+                    return False  # another process took it over first
             if billing_chars is not None:
                 self._db.execute(
                     "INSERT OR IGNORE INTO segments (key, state, billing_chars, updated) "
@@ -54,6 +67,15 @@ class Claims:
 
     def release_all(self) -> None:
         self._db.write("DELETE FROM claims WHERE owner = ?", (self.owner,))
+
+
+# Insert the claim, or take the row over when it is this owner's or has expired; a row
+# comes back only when the claim is this owner's.
+_TAKE = (
+    "INSERT INTO claims (key, owner, expires) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+    "SET owner = excluded.owner, expires = excluded.expires "
+    "WHERE claims.owner = excluded.owner OR claims.expires <= ? RETURNING owner"
+)
 
 
 def _lasts(row: tuple[object, ...], now: float) -> bool:

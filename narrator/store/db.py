@@ -12,11 +12,11 @@ is not newer than this version reads; each table has the columns this version us
 there are no triggers or views. Anything else is refused in one line
 (:class:`~narrator.errors.StoreRefused`) before a request is sent, and left untouched.
 
-A second backend (PostgreSQL, issue 24) is a second implementation of :class:`Backend`
-(what the repositories ask of a database), with the SQL of the repositories
-(:mod:`.segments`, :mod:`.claims`, :mod:`.books`, :mod:`.verdicts`, :mod:`.usage`,
-:mod:`.queue`, :mod:`.spend`) in its dialect; the :class:`~narrator.store.Store` front
-and the cache's files stay as they are.
+The second backend, PostgreSQL (:mod:`.postgres`, several machines sharing one store),
+is a second implementation of :class:`Backend` (what the repositories ask of a
+database); :func:`open_database` picks one by the store's URL (None: this SQLite file),
+and imports psycopg only for a ``postgresql://`` URL. The repositories write their SQL
+in SQLite's dialect, which the PostgreSQL backend translates.
 """
 
 from __future__ import annotations
@@ -28,10 +28,18 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ..errors import StoreRefused
+from ..errors import ConfigError, StoreRefused
 from .schema import APPLICATION_ID, SCHEMA_VERSION, TABLES
 
-__all__ = ["FILE_NAME", "Backend", "Database", "database_path", "retry_locked", "store_exists"]
+__all__ = [
+    "FILE_NAME",
+    "Backend",
+    "Database",
+    "database_path",
+    "open_database",
+    "retry_locked",
+    "store_exists",
+]
 
 T = TypeVar("T")
 
@@ -51,9 +59,33 @@ def store_exists(root: Path) -> bool:
     return database_path(root).exists()
 
 
+# The URL schemes of a PostgreSQL store.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_database(root: Path, url: str | None = None, *, read_only: bool = False) -> Backend:
+    """The store's database: cache folder ``root``'s SQLite file, or the PostgreSQL
+    database at ``url`` (checked, made if new, waited for while out of reach)."""
+    if url is None:
+        return Database(root, read_only=read_only)
+    if not url.startswith(POSTGRES_SCHEMES):
+        from ..util.sanitize import masked_url
+
+        raise ConfigError(f"the store URL {masked_url(url)} is not postgresql://HOST/DB")
+    from .postgres import PostgresDatabase  # psycopg only for a store that uses it
+
+    return PostgresDatabase(url, read_only=read_only)
+
+
 class Backend(Protocol):
-    """What the repositories ask of a database: the interface a second backend
-    implements (with the repositories' SQL in its dialect). :class:`Database` is SQLite's."""
+    """What the repositories ask of a database. :class:`Database` is SQLite's,
+    :class:`~.postgres.PostgresDatabase` PostgreSQL's; ``dialect`` names which, for the
+    few queries that differ; ``path`` is the file, if the database is one."""
+
+    @property
+    def dialect(self) -> str: ...
+    @property
+    def path(self) -> Path | None: ...
 
     def row(self, sql: str, params: Sequence[object] = ()) -> tuple[Any, ...] | None: ...
     def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
@@ -68,11 +100,13 @@ class Backend(Protocol):
 
 
 class Database:
-    """One connection to a cache's database, checked to be narrator's.
+    """One connection to a cache's SQLite database, checked to be narrator's.
 
     ``read_only``: a connection that never writes (``narrator status``); it neither makes
     tables nor stamps the file, and a table a newer store lacks reads as empty.
     """
+
+    dialect = "sqlite"
 
     def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.path = database_path(root)
@@ -130,7 +164,7 @@ class Database:
                 continue  # SQLite's own: the index of a primary key, ANALYZE's statistics
             if kind != "table" or name not in TABLES:
                 raise self._refused(f"is not narrator's: it has the {kind} {str(name)!r}")
-        expected = _expected_columns()
+        expected = expected_columns()
         for _, name, _ in objects:
             if name in TABLES:
                 columns = {row[1] for row in self.conn.execute(f"PRAGMA table_info({name})")}
@@ -194,18 +228,30 @@ class Database:
         self.conn.close()
 
 
+def expected_columns() -> dict[str, frozenset[str]]:
+    """Each table's columns, as this version makes it."""
+    return {name: frozenset(columns) for name, (columns, _) in _shapes().items()}
+
+
+def primary_keys() -> dict[str, tuple[str, ...]]:
+    """Each table's primary key columns, in order."""
+    return {name: keys for name, (_, keys) in _shapes().items()}
+
+
 @functools.cache
-def _expected_columns() -> dict[str, frozenset[str]]:
-    """Each table's columns, as this version makes it (read from its CREATE statement
-    by an in-memory SQLite, so the schema is written down once)."""
+def _shapes() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Each table's (columns, primary key), read from its CREATE statement by an
+    in-memory SQLite, so the schema is written down once."""
     memory = sqlite3.connect(":memory:")
     try:
         for schema in TABLES.values():
             memory.execute(schema)
-        return {
-            name: frozenset(row[1] for row in memory.execute(f"PRAGMA table_info({name})"))
-            for name in TABLES
-        }
+        shapes = {}
+        for name in TABLES:
+            info = memory.execute(f"PRAGMA table_info({name})").fetchall()
+            keys = tuple(row[1] for row in sorted(info, key=lambda r: r[5]) if row[5])
+            shapes[name] = (tuple(row[1] for row in info), keys)
+        return shapes
     finally:
         memory.close()
 

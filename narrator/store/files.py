@@ -126,18 +126,19 @@ def refuse_links(root: Path) -> None:
             )
 
 
-def disk_usage(segments: Path, database: Path) -> tuple[int, int]:
-    """(segment files, bytes of the segments and the database): only the cache's own
-    files, no link followed."""
+def disk_usage(segments: Path, database: Path | None) -> tuple[int, int]:
+    """(segment files, bytes of the segments and the database file, if the database is
+    one): only the cache's own files, no link followed."""
     files = size = 0
     for shard in _real_entries(segments, folders=True):
         for path in _real_entries(shard, folders=False):
             if path.suffix == ".wav":
                 files += 1
                 size += path.lstat().st_size
-    for part in ("", "-wal", "-shm"):
-        with contextlib.suppress(OSError):
-            size += database.with_name(database.name + part).lstat().st_size
+    if database is not None:
+        for part in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                size += database.with_name(database.name + part).lstat().st_size
     return files, size
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .db import Database, store_exists
+from .db import open_database, store_exists
 
 __all__ = ["QueueRow", "read_queue", "record"]
 
@@ -31,26 +31,29 @@ class QueueRow:
     updated: float = 0.0
 
 
-def record(store_dir: Path, rows: Sequence[QueueRow]) -> None:
-    """Write (or replace) the rows of these documents."""
+def record(store_dir: Path, rows: Sequence[QueueRow], *, url: str | None = None) -> None:
+    """Write (or replace) the rows of these documents (in the PostgreSQL store at
+    ``url``, when there is one)."""
     if not rows:
         return
-    store_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(store_dir)
+    if url is None:
+        store_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(store_dir, url)
     try:
         db.write_many(
-            "INSERT OR REPLACE INTO watch_queue VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO watch_queue (input, output, state, detail, keys, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             [(r.input, r.output, r.state, r.detail, json.dumps(r.keys), time.time()) for r in rows],
         )
     finally:
         db.close()
 
 
-def read_queue(store_dir: Path) -> list[QueueRow]:
+def read_queue(store_dir: Path, *, url: str | None = None) -> list[QueueRow]:
     """Every row, oldest change first; none when nothing was ever watched."""
-    if not store_exists(store_dir):
+    if url is None and not store_exists(store_dir):
         return []
-    db = Database(store_dir, read_only=True)
+    db = open_database(store_dir, url, read_only=True)
     try:
         if not db.has_table("watch_queue"):
             return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from .db import Database, store_exists
+from .db import Backend, open_database, store_exists
 
 __all__ = ["billed_since", "paid_keys"]
 
@@ -17,10 +17,20 @@ __all__ = ["billed_since", "paid_keys"]
 _BILLED = "('synthesized', 'downloaded')"
 
 
-def _connect(store_dir: Path) -> Database | None:
-    if not store_exists(store_dir):  # nothing narrated yet: nothing paid
+# Billing characters summed, counting only a positive whole number (a negative one would
+# lift the limit; SQLite lets a crafted row hold text), as a float so no sum overflows.
+_BILLED_CHARS = {
+    "sqlite": "TOTAL(CASE WHEN typeof(billing_chars) = 'integer' AND billing_chars > 0 "
+    "THEN billing_chars ELSE 0 END)",
+    "postgresql": "COALESCE(SUM(CASE WHEN billing_chars > 0 THEN billing_chars ELSE 0 END), 0)"
+    "::DOUBLE PRECISION",
+}
+
+
+def _connect(store_dir: Path, url: str | None) -> Backend | None:
+    if url is None and not store_exists(store_dir):  # nothing narrated yet: nothing paid
         return None
-    db = Database(store_dir, read_only=True)
+    db = open_database(store_dir, url, read_only=True)
     # A watcher's queue may have made the file before any segment was stored.
     if not db.has_table("segments"):
         db.close()
@@ -28,18 +38,15 @@ def _connect(store_dir: Path) -> Database | None:
     return db
 
 
-def billed_since(store_dir: Path, since: float) -> int:
+def billed_since(store_dir: Path, since: float, *, url: str | None = None) -> int:
     """Billing characters of the segments the service answered at or after ``since``
     (seconds since the epoch), in every process that used this store."""
-    db = _connect(store_dir)
+    db = _connect(store_dir, url)
     if db is None:
         return 0
     try:
-        # A row is data: only a positive whole number counts (a negative one would lift
-        # the limit), summed as a float so no crafted sum overflows.
         row = db.row(
-            "SELECT TOTAL(CASE WHEN typeof(billing_chars) = 'integer' AND billing_chars > 0 "
-            f"THEN billing_chars ELSE 0 END) FROM segments WHERE state IN {_BILLED} "
+            f"SELECT {_BILLED_CHARS[db.dialect]} FROM segments WHERE state IN {_BILLED} "
             "AND updated >= ?",
             (since,),
         )
@@ -48,9 +55,9 @@ def billed_since(store_dir: Path, since: float) -> int:
     return int(min(row[0], 2**62)) if row is not None else 0
 
 
-def paid_keys(store_dir: Path, keys: Iterable[str]) -> set[str]:
+def paid_keys(store_dir: Path, keys: Iterable[str], *, url: str | None = None) -> set[str]:
     """Those of ``keys`` whose audio the store already has (or has a link to)."""
-    db = _connect(store_dir)
+    db = _connect(store_dir, url)
     if db is None:
         return set()
     wanted = list(dict.fromkeys(keys))

@@ -59,9 +59,10 @@ class StoreThread:
             raise RuntimeError("no store is open on this thread")  # a bug: open() first
         return self._store
 
-    async def open(self, root: Path) -> Store:
-        """Open the store of cache folder ``root`` (it may wait for another process's lock)."""
-        self._store = await self.run(Store, root)
+    async def open(self, root: Path, *, url: str | None = None) -> Store:
+        """Open the store of cache folder ``root``, its rows in ``url``'s database if given
+        (it may wait for another process's lock, or for the database to be reachable)."""
+        self._store = await self.run(Store, root, url=url)
         return self._store
 
     async def run(self, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

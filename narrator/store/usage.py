@@ -9,6 +9,7 @@ and removes its ``runs`` row when it closes; a killed run's row names a dead pro
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ class Usage:
         self._db = db
         self._files = files
         self.owner = owner
+        # A database that is not a file in this cache (PostgreSQL) is shared by machines
+        # whose files this cache does not hold.
+        self._shared = db.path is None
 
     def note_run(self, keys: Mapping[str, Iterable[str]]) -> None:
         """This run is in progress and uses ``keys`` (by document): none of them is pruned
@@ -94,9 +98,10 @@ class Usage:
 
         A segment used by a run in progress (a live ``runs`` row or a live claim on it) is
         never deleted, nor is any file a row names outside the cache (its rows are
-        dropped). ``forget(key)`` drops the segment's rows; the file goes first, so a
-        crash in between leaves a row whose file is missing, which a lookup already
-        treats as "synthesize again".
+        dropped). In a shared store, a row whose file is not in this cache is another
+        machine's, and is left alone. ``forget(key)`` drops the segment's rows; the file
+        goes first, so a crash in between leaves a row whose file is missing, which a
+        lookup already treats as "synthesize again".
         """
         live = self._live_owners()
         claimed = {key for key, owner in self._db.rows("SELECT key, owner FROM claims")
@@ -104,7 +109,8 @@ class Usage:
         rows = []
         total = ignored = 0
         for key, stored, last, owners in self._db.rows(
-            "SELECT s.key, s.path, MAX(COALESCE(MAX(u.used), 0), s.updated) AS last, "
+            "SELECT s.key, s.path, CASE WHEN MAX(u.used) > s.updated THEN MAX(u.used) "
+            "ELSE s.updated END AS last, "
             "GROUP_CONCAT(u.owner, ' ') "
             "FROM segments s LEFT JOIN uses u ON u.key = s.key "
             "WHERE s.state = 'downloaded' AND s.path IS NOT NULL "
@@ -115,6 +121,8 @@ class Usage:
                 ignored += 1
                 forget(str(key))
                 continue
+            if self._shared and not os.path.lexists(path):
+                continue  # a shared store's row of another machine's file: not ours to drop
             size = _size(path)
             total += size
             rows.append((key, path, last, owners, size))

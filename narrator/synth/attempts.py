@@ -9,7 +9,8 @@ What is retried, and how (nothing else is):
 - ``LinkExpired``: synthesize again.
 
 A ``ChunkRefused`` (a 400, audio over the cap, a refused link) fails its chunk at once.
-A request holds one of ``concurrency`` slots and
+A request holds one of ``concurrency`` slots (and one of
+the shared ``slots``, when several workers share an account) and
 one tick of the rate limiter; downloads hold neither, since they go to object storage
 rather than the API.
 
@@ -23,6 +24,7 @@ the run (:class:`Unreachable`), and so does a 400 that is not about the chunk's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -53,7 +55,7 @@ from ..util.wav import HEADER_PROBE, WavInfo, parse_wav
 from .jobs import Job, Made, PoolStats, Started
 from .measure import Measurement, measure_pcm
 from .providers import Audio, Provider
-from .rate import AdaptiveRate
+from .rate import Rate, Slots
 from .sanity import Format, check_segment, format_of
 
 __all__ = [
@@ -98,7 +100,7 @@ class Attempts:
         db: StoreThread,
         *,
         voice: str,
-        rate: AdaptiveRate,
+        rate: Rate,
         stats: PoolStats,
         concurrency: int,
         retries: int,
@@ -111,6 +113,7 @@ class Attempts:
         progressed: Callable[[], None],
         stopped: Callable[[], NarratorError | None],
         measure: bool = False,
+        slots: Slots | None = None,
     ) -> None:
         self.provider = provider
         # Measure new audio for the quality gate as it is stored, from memory.
@@ -132,6 +135,7 @@ class Attempts:
         self._progressed = progressed
         self._stopped = stopped
         self._slots = asyncio.Semaphore(concurrency)
+        self._shared = slots  # the account's slots, held inside this process's own
         self._answered = False  # the service has answered one request well
         self._probe = asyncio.Lock()
         self.requests: Counter[str] = Counter()  # requests sent per key
@@ -171,7 +175,8 @@ class Attempts:
         return audio
 
     async def _send(self, job: Job, attempt: int, again: int = 0) -> Audio:
-        async with self._slots:
+        shared = self._shared.hold() if self._shared is not None else contextlib.nullcontext()
+        async with self._slots, shared:
             if (stop := self._stopped()) is not None:
                 raise stop
             started = await self.rate.acquire()
@@ -191,7 +196,7 @@ class Attempts:
                 )
             except RateLimited:
                 self.stats.throttled += 1
-                cut = self.rate.throttled(started)
+                cut = await self.rate.throttled(started)
                 self.stats.timeline.throttled(started, cut=cut)  # counted where it started
                 if cut:
                     self.stats.rate_changes.append((started, self.rate.rpm))
@@ -203,7 +208,7 @@ class Attempts:
             finally:
                 self.requests_in_flight -= 1
                 self._progressed()
-        self.rate.succeeded()
+        await self.rate.succeeded()
         return audio
 
     async def _note_link(self, key: str, url: str) -> None:

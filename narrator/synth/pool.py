@@ -46,7 +46,7 @@ from .attempts import Attempts, ClaimedElsewhere
 from .jobs import Job, Outcome, PoolConfig, PoolStats, Started
 from .providers import Provider
 from .quality import Gate
-from .rate import AdaptiveRate, Clock
+from .rate import AdaptiveRate, Clock, Rate, Slots
 from .sanity import Format, check_segment
 
 if TYPE_CHECKING:
@@ -74,7 +74,10 @@ class Pool:
     """Runs jobs through a provider with bounded concurrency, a rate limit and retries.
 
     ``gate`` judges every segment (None: no quality gate); ``sleep``, ``rng`` and
-    ``clock`` are the pool's time and chance, for tests to replace.
+    ``clock`` are the pool's time and chance, for tests to replace. ``rate`` paces the
+    requests (None: this process's own :class:`AdaptiveRate` at ``config.rpm``) and
+    ``slots``, when given, caps the requests in flight beyond ``config.concurrency``:
+    both are shared by several workers of one account (:mod:`narrator.cluster.pacing`).
     """
 
     def __init__(
@@ -87,6 +90,8 @@ class Pool:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        rate: Rate | None = None,
+        slots: Slots | None = None,
     ) -> None:
         voice, concurrency, lease = config.voice, config.concurrency, config.lease
         self.config = config
@@ -98,7 +103,7 @@ class Pool:
         self.store = self.db.store
         self.voice = voice
         self.concurrency = concurrency
-        self.rate = AdaptiveRate(config.rpm, adaptive=config.adaptive, clock=clock)
+        self.rate: Rate = rate or AdaptiveRate(config.rpm, adaptive=config.adaptive, clock=clock)
         self.lease = lease
         self.claim_poll = config.claim_poll
         self.stats = PoolStats()
@@ -120,6 +125,7 @@ class Pool:
             progressed=self._progressed,
             stopped=self._stopped,
             measure=gate is not None,
+            slots=slots,
         )
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Outcome]]] = asyncio.Queue()
         self._futures: dict[str, asyncio.Future[Outcome]] = {}

@@ -1,11 +1,47 @@
-"""The rate limiter: requests per minute, paced one start at a time, adapting to 429s."""
+"""The rate limiter: requests per minute, paced one start at a time, adapting to 429s.
+
+:class:`Rate` and :class:`Slots` are what the pool asks of a limiter and of a cap on
+requests in flight: :class:`AdaptiveRate` here paces one process; a shared limiter
+(:mod:`narrator.cluster.pacing`) paces every worker of one account together.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-__all__ = ["AdaptiveRate", "Clock", "LoopClock"]
+__all__ = ["AdaptiveRate", "Clock", "LoopClock", "Rate", "Slots"]
+
+
+class Rate(Protocol):
+    """A limiter the pool paces its requests by."""
+
+    @property
+    def rpm(self) -> float:
+        """The rate now, in requests per minute."""
+        ...
+
+    async def acquire(self) -> float:
+        """Wait for the next start; returns the clock time of the start."""
+        ...
+
+    async def throttled(self, started: float) -> bool:
+        """A request started at ``started`` (what :meth:`acquire` returned) got a 429;
+        True when that cut the rate."""
+        ...
+
+    async def succeeded(self) -> None:
+        """A request was answered well."""
+        ...
+
+
+class Slots(Protocol):
+    """A cap on requests in flight beyond this process's own (several workers' share)."""
+
+    def hold(self) -> AbstractAsyncContextManager[object]:
+        """One slot, held for the ``async with`` block (waiting for one first)."""
+        ...
 
 
 class Clock(Protocol):
@@ -96,7 +132,7 @@ class AdaptiveRate:
             self._sleeper = None
             sleeper.cancel()
 
-    def throttled(self, started: float) -> bool:
+    async def throttled(self, started: float) -> bool:
         """A request started at ``started`` got a 429. True when the rate was cut."""
         # Requests sent before the last cut were paced at the old rate: they say nothing new.
         if not self.adaptive or started <= self._last_cut:
@@ -107,7 +143,7 @@ class AdaptiveRate:
         self._successes = 0
         return True
 
-    def succeeded(self) -> None:
+    async def succeeded(self) -> None:
         if not self.adaptive or self.rpm >= self.max_rpm:
             return
         self._successes += 1

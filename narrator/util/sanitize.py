@@ -9,12 +9,14 @@ reaches — the terminal, the JSON report, tags, the podcast feed — goes throu
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterable
 
 __all__ = [
     "MESSAGE_LIMIT",
     "REDACTED",
     "clean_line",
+    "masked_url",
     "redact",
     "redact_bytes",
     "shown",
@@ -142,3 +144,27 @@ def _escape(found: re.Match[str]) -> str:
     if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for the byte code - 0xDC00
         return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&;\s])password=)[^&;\s]*")
+
+
+def masked_url(url: str) -> str:
+    """A service URL (a store, a queue) as a log line or an error may show it: its
+    password, in the address (``user:PASSWORD@host``) or as a ``password=`` parameter,
+    replaced by ``***``; control characters escaped (:func:`shown`). One that does not
+    parse keeps its scheme only."""
+    if "://" not in url:  # a libpq "host=... password=..." string, or not a URL at all
+        return shown(_PASSWORD_PARAM.sub(r"\1***", url))
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - a bad port raises here, as a bad host does
+    except ValueError:
+        return shown(url.partition("://")[0]) + "://…"
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        where = netloc.rpartition("@")[2]
+        netloc = f"{user}:***@{where}"
+    query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
+    return shown(urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))

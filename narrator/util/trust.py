@@ -56,7 +56,7 @@ class Kind(Enum):
     ENDPOINT = "where requests (and the key) go, and which service and model is paid"
     SPEND = "a spending, deleting or size limit"
     GUARD = "a guard lifted (--yes, --trust-settings, private addresses, links)"
-    SECRET = "the API key"
+    SECRET = "the API key, and a service's URL (it may carry a password: the store's)"
     INPUT = "what to narrate, say, show or serve"
     TOOL = "the emulator's own knobs (narrator serve)"
 
@@ -120,7 +120,7 @@ SETTINGS: Mapping[str, Kind] = {
     "model": _K.ENDPOINT, "voice": _K.SOUND, "region": _K.ENDPOINT, "concurrency": _K.PACE,
     "rpm": _K.PACE, "max_chars": _K.PACE, "lang": _K.SOUND, "gap_ms": _K.SOUND,
     "chapter_gap_ms": _K.SOUND, "paragraph_gap_ms": _K.SOUND, "audiobook": _K.SOUND,
-    "cache_dir": _K.PATH, "cache_max_bytes": _K.SPEND, "retries": _K.PACE,
+    "cache_dir": _K.PATH, "store_url": _K.SECRET, "cache_max_bytes": _K.SPEND, "retries": _K.PACE,
     "backoff_base": _K.PACE, "backoff_max": _K.PACE, "adaptive_rate": _K.PACE,
     "request_timeout": _K.PACE, "stall_timeout": _K.PACE, "max_segment_bytes": _K.SPEND,
     "allow_hosts": _K.GUARD, "allow_private_network": _K.GUARD, "force": _K.PACE,
@@ -134,6 +134,8 @@ SETTINGS: Mapping[str, Kind] = {
     "audiobook.true_peak": _K.SOUND, "audiobook.split_hours": _K.SOUND,
     "audiobook.subtitles": _K.SOUND, "audiobook.clean_joins": _K.SOUND,
     "audiobook.cue": _K.SOUND, "audiobook.read_along": _K.PATH,
+    # the Redis several workers pace in: its URL may hold a password
+    "pacing_url": _K.SECRET,
 }  # fmt: skip
 
 
@@ -179,14 +181,14 @@ SOURCES: tuple[Source, ...] = (
         "lexicon named (--lexicon, or by a named settings file)",
         "respellings",
         "anything else",
-        "regex time per document, spoken text at most --max-text-mb",
+        "8 MiB a file, regex time per document, spoken text at most --max-text-mb",
     ),
     Source(
         "lexicon found (lexicon.toml, NAME.lexicon.toml beside a document; one a found "
         "settings file names)",
         "respellings of that document",
         "anything else",
-        "regex time per document, spoken text at most --max-text-mb",
+        "8 MiB a file, regex time per document, spoken text at most --max-text-mb",
     ),
     Source(
         "cast named (--cast, or by a named settings file)",

@@ -79,13 +79,13 @@ async def keyed_chunks(
 
 
 def unpaid(
-    store_dir: Path, keyed: Sequence[tuple[Plan, dict[str, int]]]
+    store_dir: Path, keyed: Sequence[tuple[Plan, dict[str, int]]], *, url: str | None = None
 ) -> dict[int, tuple[int, int]]:
     """Per document (by ``id`` of its work): the billing characters and the requests the
-    store does not have yet."""
+    store (``url``'s, if given) does not have yet."""
     result = {}
     for work, keys in keyed:
-        paid = paid_keys(store_dir, keys)
+        paid = paid_keys(store_dir, keys, url=url)
         missing = [chars for key, chars in keys.items() if key not in paid]
         result[id(work)] = (sum(missing), len(missing))
     return result
@@ -153,12 +153,14 @@ async def admit(
     done before a restart costs nothing, or only its missing chunks.
     """
     now = time.time() if now is None else now
-    spent = await asyncio.to_thread(billed_since, settings.store_dir, now - window)
+    spent = await asyncio.to_thread(
+        billed_since, settings.store_dir, now - window, url=settings.store_url
+    )
     left = budget_chars - spent
     admitted: list[Plan] = []
     waiting: list[Plan] = []
     if costs is None:
-        costs = await asyncio.to_thread(unpaid, settings.store_dir, keyed)
+        costs = await asyncio.to_thread(unpaid, settings.store_dir, keyed, url=settings.store_url)
     for work, _ in keyed:
         cost = costs[id(work)][0]
         if cost <= left:
@@ -187,14 +189,14 @@ class QueueEntry:
     updated: float  # seconds since the epoch
 
 
-def queue(store_dir: Path) -> list[QueueEntry]:
-    """What the watchers using ``store_dir`` have seen, read from the store: safe while
-    they run, from any process."""
+def queue(store_dir: Path, *, url: str | None = None) -> list[QueueEntry]:
+    """What the watchers using ``store_dir`` (or the store at ``url``) have seen, read
+    from the store: safe while they run, from any process."""
     entries = []
-    for row in read_queue(store_dir):
+    for row in read_queue(store_dir, url=url):
         percent = None
         if row.keys:
-            percent = 100.0 * len(paid_keys(store_dir, row.keys)) / len(row.keys)
+            percent = 100.0 * len(paid_keys(store_dir, row.keys, url=url)) / len(row.keys)
         entries.append(
             QueueEntry(row.input, row.output, row.state, row.detail, percent, row.updated)
         )

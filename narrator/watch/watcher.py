@@ -97,6 +97,7 @@ async def _refuse_costly(
     options: WatchOptions,
     store: Path,
     report: Callable[[DocumentReport], None],
+    url: str | None,
 ) -> list[tuple[Plan, dict[str, int]]]:
     """The documents within the per-document cost limit; the others fail, unpaid."""
     kept = []
@@ -113,7 +114,7 @@ async def _refuse_costly(
         )  # fmt: skip
         report(failed)
         row = QueueRow(failed.input, failed.output, Status.FAILED, why)
-        await asyncio.to_thread(record, store, [row])
+        await asyncio.to_thread(record, store, [row], url=url)
     return kept
 
 
@@ -285,7 +286,7 @@ async def watch(
             batch, next_look = box.scan(time.monotonic())
             fresh = [QueueRow(str(p), "", "waiting", "changing or just arrived") for p in box.fresh]
             box.fresh.clear()
-            await _note(settings.store_dir, fresh)
+            await _note(settings.store_dir, fresh, settings.store_url)
             if batch is not None:
                 try:
                     waiting = await _narrate_batch(
@@ -395,17 +396,23 @@ async def _run_apart(
     return results
 
 
-async def _note(store: Path, rows: Sequence[QueueRow]) -> None:
-    """Write queue rows for ``status``; a row that cannot be written is logged, never
-    fatal (the queue is a display, the store's segments are what counts)."""
+async def _note(store: Path, rows: Sequence[QueueRow], url: str | None) -> None:
+    """Write queue rows for ``status`` (in the store at ``url``, if given); a row that
+    cannot be written is logged, never fatal (the queue is a display, the store's
+    segments are what counts)."""
     try:
-        await asyncio.to_thread(record, store, list(rows))
+        await asyncio.to_thread(record, store, list(rows), url=url)
     except (sqlite3.Error, OSError, UnicodeError, ValueError) as exc:
         log.warning("the queue shown by `narrator status` was not updated (%s)", exc)
 
 
 async def _fail(
-    store: Path, report: Callable[[DocumentReport], None], source: str, output: str, why: str
+    store: Path,
+    url: str | None,
+    report: Callable[[DocumentReport], None],
+    source: str,
+    output: str,
+    why: str,
 ) -> None:
     """Fail one document, with why: its line and its queue row; the watcher goes on."""
     failed = DocumentReport(
@@ -414,7 +421,7 @@ async def _fail(
         errors=(why,),
     )  # fmt: skip
     report(failed)
-    await _note(store, [QueueRow(source, output, Status.FAILED, why)])
+    await _note(store, [QueueRow(source, output, Status.FAILED, why)], url)
 
 
 async def _narrate_batch(
@@ -432,11 +439,11 @@ async def _narrate_batch(
     tried again later."""
     kwargs = {} if options.max_text_bytes is None else {"max_text_bytes": options.max_text_bytes}
     loaded = await read_batch(batch, **kwargs)  # type: ignore[arg-type]
-    store = settings.store_dir
+    store, url = settings.store_dir, settings.store_url
     for unread in loaded.unread:
         report(unread)
         row = QueueRow(unread.input, "", unread.status, "; ".join(unread.errors))
-        await _note(store, [row])
+        await _note(store, [row], url)
     works = plan_works(batch, loaded, str(out), options.fmt)
     if not works:
         return []
@@ -451,16 +458,16 @@ async def _narrate_batch(
     )
     for work, failed in unsplit:
         why = "; ".join(failed.errors)
-        await _fail(store, report, source[id(work.document)], str(work.output), why)
+        await _fail(store, url, report, source[id(work.document)], str(work.output), why)
     if not keyed:
         return []
-    costs = await asyncio.to_thread(unpaid, store, keyed)
+    costs = await asyncio.to_thread(unpaid, store, keyed, url=url)
     if options.order == "shortest":  # the most books finished by morning
         keyed = sorted(keyed, key=lambda pair: costs[id(pair[0])][0])
     else:
         keyed = sorted(keyed, key=lambda pair: source[id(pair[0].document)])
     if options.max_doc_chars is not None:
-        keyed = await _refuse_costly(keyed, costs, source, options, store, report)
+        keyed = await _refuse_costly(keyed, costs, source, options, store, report, url)
     plans = [plan for plan, _ in keyed]
     waiting: list[Plan] = []
     reasons: dict[int, str] = {}
@@ -488,7 +495,7 @@ async def _narrate_batch(
         )
         for work, keys in keyed
     ]
-    await _note(store, rows)
+    await _note(store, rows, url)
     if plans:
         ended = {row.output: row for row in rows}
         reported: set[str] = set()
@@ -504,7 +511,7 @@ async def _narrate_batch(
                 done = QueueRow(
                     started.input, started.output, document.status, detail, started.keys
                 )
-                await _note(store, [done])
+                await _note(store, [done], url)
             if options.on_done and document.status is Status.DONE:
                 # On a thread of its own: a hook that runs long never holds up a stop.
                 with contextlib.suppress(_Abandoned):
@@ -533,7 +540,9 @@ async def _narrate_batch(
                     why = f"internal error: {type(outcome).__name__}: {why}"
                 for plan in group:
                     if str(plan.output) not in reported:
-                        await _fail(store, report, source[id(plan.document)], str(plan.output), why)
+                        await _fail(
+                            store, url, report, source[id(plan.document)], str(plan.output), why
+                        )
                 continue
             requests += outcome.requests
             for document in outcome.documents:  # up to date, or cut off by a stop
