@@ -565,3 +565,17 @@ async def test_a_document_its_workers_keep_dying_on_is_failed_not_looped(
     (state,) = await cluster.until_state(lambda f: f and f[0].final, "failed")
     assert state.state == "failed" and "given up after 6 starts" in state.error
     assert cluster.emulator.stats.requests == 0
+
+
+async def test_workers_on_the_shared_postgresql_store_bill_each_chunk_once(
+    cluster: Cluster, postgres_schema: str, tmp_path: Path
+) -> None:
+    inputs = _folder(tmp_path / "in", 4)
+    for _ in range(2):
+        await cluster.worker("--store", postgres_schema)
+    submit = await cluster.submit(inputs, cluster.root / "run", "--wait")
+    assert await submit.wait() == 0, submit.text
+    again = await cluster.submit(inputs, cluster.root / "again", "--wait")
+    assert await again.wait() == 0, again.text
+    assert set(cluster.emulator.stats.billed.values()) == {1}
+    assert _books(cluster.root / "run") == _books(cluster.root / "again")

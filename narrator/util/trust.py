@@ -96,7 +96,7 @@ FLAGS: Mapping[str, Kind] = {
     "base_url": _K.ENDPOINT, "provider": _K.ENDPOINT, "model": _K.ENDPOINT,
     "region": _K.ENDPOINT,
     # several machines: where the jobs, the shared store and the segment audio live
-    "queue": _K.ENDPOINT, "queue_name": _K.ENDPOINT, "store_url": _K.ENDPOINT,
+    "queue": _K.ENDPOINT, "queue_name": _K.ENDPOINT, "store_url": _K.SECRET,
     "objects_url": _K.ENDPOINT,
     # what may be spent, deleted or taken in
     "max_cost": _K.SPEND, "confirm_above": _K.SPEND, "price_per_10k_chars": _K.SPEND,
