@@ -7,6 +7,7 @@ skip the chunk, retry, or stop the run. The tree::
     ├── ConfigError                bad settings or usage: fix them (exit 2)
     │   ├── LexiconError           a lexicon file with bad TOML or a bad entry (names both)
     │   ├── CastError              a cast file that is unreadable, not TOML, too big, or wrong
+    │   ├── JobRefused             a job from the queue a worker will not run (says which field)
     │   └── StoreRefused           a cache whose database is not narrator's, or is newer
     ├── StoreFailed                a shared store's database (PostgreSQL) failed for good (also a
     │                              sqlite3.DatabaseError: caught where the store's errors are)
@@ -15,6 +16,7 @@ skip the chunk, retry, or stop the run. The tree::
     ├── AddressRefused             a link or address narrator will not follow (the network
     │                              policy); each stage translates it (an input, a chunk)
     ├── NarrationFailed            a document's audiobook could not be made; ``report`` says why
+    ├── QueueUnreachable           the shared queue's Redis did not answer (submit, status)
     ├── ChunkFailed                one chunk gave up (retries ran out, or it was refused): its
     │   │                          document fails, the other chunks go on
     │   └── VoiceFailed            the offline voice (eSpeak NG) could not speak the chunk
@@ -66,6 +68,7 @@ __all__ = [
     "EndpointNotFound",
     "InputError",
     "InternalFailure",
+    "JobRefused",
     "LexiconError",
     "LinkExpired",
     "LinkRefused",
@@ -74,6 +77,7 @@ __all__ = [
     "ObjectStoreError",
     "OutOfCredits",
     "ProviderError",
+    "QueueUnreachable",
     "RateLimited",
     "SettingsRejected",
     "Stalled",
@@ -165,6 +169,15 @@ class NarrationFailed(NarratorError):
         first = report.errors[0] if report.errors else report.status
         super().__init__(f"{report.input}: {first}")
         self.report = report
+
+
+class JobRefused(ConfigError):
+    """A job from the shared queue a worker will not run: a field it may not set or that
+    is wrong, named with why (never retried)."""
+
+
+class QueueUnreachable(NarratorError):
+    """The shared queue's Redis did not answer; the message names it, password masked."""
 
 
 class ChunkFailed(NarratorError):

@@ -26,6 +26,7 @@ from ..book.readalong import is_read_along
 from ..chunks.lexicon import Lexicon
 from ..errors import ConfigError
 from ..estimate import format_cost
+from ..inputs.documents import Document
 from ..report.writer import read_report, render_html, write_report
 from ..run.batch import with_unread
 from ..run.pipeline import DocumentReport, RunReport, Work, casting_for, narrate_many
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from ..run.check import CheckReport
 
 __all__ = [
-    "cmd_cache", "cmd_check", "cmd_demo", "cmd_estimate", "cmd_feed", "cmd_narrate",
+    "check_cost", "cmd_cache", "cmd_check", "cmd_demo", "cmd_estimate", "cmd_feed", "cmd_narrate",
     "cmd_report", "cmd_serve", "cmd_voices",
 ]  # fmt: skip
 
@@ -174,7 +175,22 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         check_writable(folder, what="the audiobook's folder")
     if not works and not any(report.status == Status.FAILED for report in unread):
         raise ConfigError(_nothing_left(unread))
-    documents = [work.document for work in works]
+    check_cost(args, settings, [work.document for work in works])
+    announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
+    return _run_narrate(
+        works,
+        settings,
+        quiet=args.quiet,
+        report=args.report,
+        unread=unread,
+        inputs=order,
+        argv=getattr(args, "argv", ()),
+    )
+
+
+def check_cost(args: argparse.Namespace, settings: Settings, documents: list[Document]) -> None:
+    """Refuse a run whose estimate is over --max-cost, or over --confirm-above without
+    --yes (narrate's guard; submit's too)."""
     # Counted first without splitting (the split of a long book takes seconds): only a
     # run whose most possible cost is over its limit is split to be estimated.
     if args.max_cost is not None:
@@ -198,16 +214,6 @@ def cmd_narrate(args: argparse.Namespace) -> int:
                 f"{format_cost(args.confirm_above)} (--confirm-above); nothing was sent. "
                 "Check the inputs with `narrator estimate`, then pass --yes or --max-cost USD"
             )
-    announce_endpoint(settings, getattr(args, "endpoint_origin", ""))
-    return _run_narrate(
-        works,
-        settings,
-        quiet=args.quiet,
-        report=args.report,
-        unread=unread,
-        inputs=order,
-        argv=getattr(args, "argv", ()),
-    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from .argtypes import (
     size,
 )
 from .cast import add_cast
+from .cluster import add_worker
 from .commands import (
     cmd_cache,
     cmd_check,
@@ -52,6 +53,7 @@ from .options import (
     add_provider,
     add_qa_options,
 )
+from .submit import add_submit
 from .watch import add_status, add_watch
 from .words import add_say, add_words
 
@@ -397,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     _check(sub, _narrate(sub))
     add_watch(sub, _narrate_options)
     add_status(sub)
+    add_worker(sub, _narrate_options)
+    add_submit(sub, _narrate_options)
     for add in (
         _estimate,
         add_words,

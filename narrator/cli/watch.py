@@ -27,6 +27,8 @@ from ..watch.schedule import parse_until, queue
 from ..watch.watcher import WatchOptions, watch
 from .argtypes import non_negative_float
 from .build import announce_endpoint, make_settings
+from .cluster import add_queue_options, cmd_cluster_status
+from .submit import queue_narrate_for
 
 __all__ = ["add_status", "add_watch", "cmd_status", "cmd_watch"]
 
@@ -86,7 +88,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--read-along names one book: narrator watch makes many (use --format epub)"
         )
-    settings = make_settings(args, os.environ)
+    env = dict(os.environ)
+    if args.queue:  # the workers hold the keys: nothing is sent from here
+        variable = REGISTRY[args.provider].key_variable
+        if variable and not (args.api_key or env.get(variable)):
+            env[variable] = "submit-only"
+    settings = make_settings(args, env)
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     check_writable(settings.store_dir, what="--cache-dir")
     # refused now, not when the first document arrives
@@ -113,6 +120,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     )
 
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not "1 change detected"
+    out = Path(args.output)
+    narrate = None
+    if args.queue:  # several machines: each document becomes a job for the workers
+        out = out.resolve()
+        narrate = queue_narrate_for(args, out)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -128,10 +140,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, on_signal)
         await watch(
             Path(args.inputs[0]),
-            Path(args.output),
+            out,
             settings,
             stop=stop,
             options=options,
+            narrate=narrate,
             on_report=_line,
             on_ready=lambda: print(
                 shown(f"watching {args.inputs[0]} -> {args.output}"), file=sys.stderr, flush=True
@@ -146,7 +159,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """The watchers' queue, from the store: state, percent done, input, why."""
+    """The watchers' queue, from the store: state, percent done, input, why; with
+    --queue, the shared queue's documents (:func:`narrator.cli.cluster.cmd_cluster_status`)."""
+    if getattr(args, "queue", None):
+        return cmd_cluster_status(args)
     root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     entries = queue(root)
     if not entries:
@@ -204,16 +220,22 @@ def add_watch(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], Non
         help="which documents go first: the shortest (the most books finished by a "
         "deadline) or by name",
     )
+    add_queue_options(p, required=False)
     p.set_defaults(func=cmd_watch)
 
 
 def add_status(sub: Any) -> None:
     """Add ``narrator status`` to the subcommands."""
-    p = sub.add_parser("status", help="show the queue of `narrator watch`, from the store")
+    p = sub.add_parser(
+        "status",
+        help="show the queue of `narrator watch` (from the store), or with --queue the shared one",
+    )
     p.add_argument(
         "--cache-dir",
         "--store",
         dest="cache_dir",
         help="segment store (default: $XDG_CACHE_HOME/narrator)",
     )
+    add_queue_options(p, required=False)
+    p.add_argument("--json", action="store_true", help="with --queue: the states as JSON")
     p.set_defaults(func=cmd_status)

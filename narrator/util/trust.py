@@ -88,6 +88,7 @@ FLAGS: Mapping[str, Kind] = {
     "backoff": _K.PACE, "stall_timeout": _K.PACE, "fetch_timeout": _K.PACE,
     "assume_latency": _K.PACE, "quiet": _K.PACE, "dry_run": _K.PACE, "force": _K.PACE,
     "settle": _K.PACE, "until": _K.PACE, "order": _K.PACE,
+    "documents": _K.PACE, "heartbeat": _K.PACE, "wait": _K.PACE, "json": _K.PACE,
     "include": _K.SELECT, "exclude": _K.SELECT,
     # paths
     "output": _K.PATH, "report": _K.PATH, "cache_dir": _K.PATH, "cover": _K.PATH,
@@ -95,11 +96,14 @@ FLAGS: Mapping[str, Kind] = {
     "on_done": _K.COMMAND,
     "base_url": _K.ENDPOINT, "provider": _K.ENDPOINT, "model": _K.ENDPOINT,
     "region": _K.ENDPOINT,
+    # several machines: where the jobs, the shared store and the segment audio live
+    "queue": _K.ENDPOINT, "queue_name": _K.ENDPOINT, "store_url": _K.SECRET,
+    "objects_url": _K.ENDPOINT,
     # what may be spent, deleted or taken in
     "max_cost": _K.SPEND, "confirm_above": _K.SPEND, "price_per_10k_chars": _K.SPEND,
     "budget_per_day": _K.SPEND, "cache_max_size": _K.SPEND, "qa_retries": _K.SPEND,
     "qa_budget": _K.SPEND, "max_text_mb": _K.SPEND, "max_page_mb": _K.SPEND,
-    "fix": _K.SPEND, "older_than": _K.SPEND, "max_size": _K.SPEND,
+    "fix": _K.SPEND, "older_than": _K.SPEND, "max_size": _K.SPEND, "tries": _K.SPEND,
     "yes": _K.GUARD, "trust_settings": _K.GUARD, "allow_host": _K.GUARD,
     "allow_private_network": _K.GUARD, "follow_symlinks": _K.GUARD,
     "api_key": _K.SECRET,
@@ -226,6 +230,20 @@ SOURCES: tuple[Source, ...] = (
         "answer and download sizes, WAV header sanity, audio length per character",
     ),
     Source(
+        "a job (narrator worker, from the queue)",
+        "the text spoken, its book's path below DEST, how it sounds (voice, gaps, format, tags)",
+        "a path outside DEST or the worker's -o, an endpoint, a key, a spending limit, a "
+        "file to read; any field it does not know",
+        "refused in one line before anything is sent; --max-text-mb and the worker's own "
+        "--max-cost / --confirm-above; --tries",
+    ),
+    Source(
+        "the queue's state (status, submit --wait)",
+        "what status and submit show of each document",
+        "control characters on a terminal",
+        "every field shown through one function; a week's TTL",
+    ),
+    Source(
         "a run report (narrator report RUN.json)",
         "the page's contents",
         "markup or script in the page",
@@ -257,7 +275,10 @@ COMMANDS: Mapping[str, CommandTrust] = {
     "cast": CommandTrust(True, (*_RUN[:4], "document", *_RUN[9:])),
     "words": CommandTrust(True, _RUN[:7]),
     "cache": CommandTrust(False, ("command line", "environment", "the store")),
-    "status": CommandTrust(False, ("command line", "environment", "the store")),
+    "status": CommandTrust(False, ("command line", "environment", "the store", "the queue")),
+    # A worker reads no document beside anything: the text comes in its job.
+    "worker": CommandTrust(True, (*_RUN[:5], "the store", "a service", "cast named", "a job")),
+    "submit": CommandTrust(True, (*_RUN[:8], "cast named", "cast found", "the queue")),
     "feed": CommandTrust(False, ("command line", "document")),
     "report": CommandTrust(False, ("command line", "a run report")),
     "demo": CommandTrust(False, ("command line", "document", "a service")),
