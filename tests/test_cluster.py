@@ -24,6 +24,7 @@ from narrator.cluster.queue import ACTOR, QUEUE, QueueConfig, masked, states
 from narrator.errors import JobRefused
 from narrator.inputs.documents import parse_text
 from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from narrator.util.s3url import parse_url
 
 from .conftest import TEST_KEY, run_cli
 from .services import unique
@@ -502,7 +503,6 @@ async def test_watch_with_a_queue_submits_and_reports_the_books_the_workers_make
 async def test_books_go_to_object_storage_below_the_worker_s_own_prefix(
     cluster: Cluster, s3_url: str, tmp_path: Path
 ) -> None:
-    objects = pytest.importorskip("narrator.store.objects")  # the objects branch's
     import boto3
 
     inputs = _folder(tmp_path / "in", 2)
@@ -511,7 +511,7 @@ async def test_books_go_to_object_storage_below_the_worker_s_own_prefix(
     dest = base.rstrip("/") + "/run"  # no endpoint: the worker's own is used
     submit = await cluster.submit(inputs, dest, "--wait")
     assert await submit.wait() == 0, submit.text
-    url = objects.parse_url(s3_url)
+    url = parse_url(s3_url)
     client = boto3.client("s3", endpoint_url=url.endpoint, region_name="us-east-1")
     listed = client.list_objects_v2(Bucket=url.bucket, Prefix=f"{url.prefix}/run/")
     names = sorted(o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", []))
@@ -524,7 +524,6 @@ async def test_books_go_to_object_storage_below_the_worker_s_own_prefix(
 
 
 async def test_status_shows_the_account_s_shared_pace(cluster: Cluster, tmp_path: Path) -> None:
-    pytest.importorskip("narrator.cluster.pacing")  # the limiter branch's
     await cluster.worker()
     submit = await cluster.submit(_folder(tmp_path / "in", 1), cluster.root / "run", "--wait")
     assert await submit.wait() == 0, submit.text

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from ..settings import Settings
 from ..util.folders import check_writable
 from ..util.plural import plural
 from ..util.registry import REGISTRY
+from ..util.s3url import is_s3_url, parse_url
 from ..util.sanitize import clean_line, shown
 from .argtypes import positive_float, positive_int
 from .build import announce_endpoint, make_estimate, make_settings, over_limit
@@ -149,16 +149,12 @@ def _with_service(settings: Settings, name: str, value: str | None, flag: str) -
 
 
 def is_s3(value: str | None) -> bool:
-    return isinstance(value, str) and value[:5].lower() == "s3://"
+    return is_s3_url(value)
 
 
 def check_s3(url: str, flag: str) -> None:
-    """An s3:// DEST is checked by the object store's own rules (the objects branch)."""
-    try:
-        objects = importlib.import_module("narrator.store.objects")
-    except ImportError:
-        raise ConfigError(f"{flag} s3://...: this narrator has no object storage yet") from None
-    objects.parse_url(url, setting=flag)
+    """An s3:// DEST is checked by the object store's own rules."""
+    parse_url(url, setting=flag)
 
 
 def _guard(args: argparse.Namespace) -> Callable[[Document, Settings], str | None]:

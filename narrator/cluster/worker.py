@@ -13,7 +13,6 @@ finish, hands the unfinished documents back to the queue (not a failed try) and 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import shutil
 import threading
@@ -33,6 +32,8 @@ from ..inputs.documents import Document
 from ..run.pipeline import ProgressEvent, Work, narrate_many
 from ..run.status import Status
 from ..settings import Settings
+from ..store.s3 import upload_book
+from ..util.s3url import parse_url
 from ..util.sanitize import clean_line
 from .jobs import apply_options, parse_job
 from .queue import ACTOR, QUEUE, QueueConfig, note, worker_name
@@ -174,8 +175,6 @@ class ClusterWorker:
 
     async def _upload(self, job: Any, target: Path, url: str) -> None:
         """Put the book and its sidecars (every file written beside it) under ``url``."""
-        upload_book = _objects().upload_book
-
         folder = self._staging(job).parents[len(Path(job.output).parts) - 1]
         files = sorted(p for p in target.parent.iterdir() if p.is_file())
         try:
@@ -324,7 +323,6 @@ class ClusterWorker:
 def _inside_bucket(dest: str, root_url: str) -> str:
     """The URL a book bound for ``dest`` is put at: ``dest``'s bucket and prefix, which must
     be below the worker's ``root_url``, with the worker's endpoint (a job names none)."""
-    parse_url = _objects().parse_url
     root = parse_url(root_url, setting="-o")
     parts = urllib.parse.urlsplit(dest)
     if parts.scheme.lower() != "s3" or parts.query or parts.fragment or "@" in parts.netloc:
@@ -341,9 +339,3 @@ def _inside_bucket(dest: str, root_url: str) -> str:
         raise JobRefused(f"job refused: dest: {clean_line(dest)} is not inside this worker's -o")
     query = urllib.parse.urlsplit(root_url).query
     return f"s3://{wanted.bucket}/{wanted.prefix}" + (f"?{query}" if query else "")
-
-
-def _objects() -> Any:
-    """``narrator.store.objects`` (object storage: the objects branch's; a plain import
-    once it is merged)."""
-    return importlib.import_module("narrator.store.objects")
