@@ -10,7 +10,8 @@ skip the chunk, retry, or stop the run. The tree::
     │   ├── JobRefused             a job from the queue a worker will not run (says which field)
     │   └── StoreRefused           a cache whose database is not narrator's, or is newer
     ├── StoreFailed                a shared store's database (PostgreSQL) failed for good (also a
-    │                              sqlite3.DatabaseError: caught where the store's errors are)
+    │   │                          sqlite3.DatabaseError: caught where the store's errors are)
+    │   └── StoreAway              out of reach as a stopping run closed: no longer waited for
     ├── InputError                 an input that cannot be read or narrated: it is skipped
     ├── AudioError                 bytes that are not a usable RIFF/WAVE PCM file
     ├── AddressRefused             a link or address narrator will not follow (the network
@@ -83,6 +84,7 @@ __all__ = [
     "Stalled",
     "StopRun",
     "Stopped",
+    "StoreAway",
     "StoreFailed",
     "StoreRefused",
     "TransientError",
@@ -135,6 +137,12 @@ class StoreFailed(NarratorError, sqlite3.DatabaseError):
     """A shared store's database (PostgreSQL) failed in a way that waiting for it does not
     cure (a crafted row, a bug). A ``sqlite3.DatabaseError`` too: the store's callers
     catch database errors as SQLite's, and treat this one as they treat those."""
+
+
+class StoreAway(StoreFailed):
+    """A shared store's database was out of reach when a stopping run gave up waiting for
+    it: the write was not made (a paid link goes to the cache folder's reserve instead;
+    the store's close says in one line what the next run makes up for)."""
 
 
 class InputError(NarratorError):

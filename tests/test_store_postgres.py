@@ -29,6 +29,7 @@ from narrator.store.queue import QueueRow, read_queue, record
 from narrator.store.spend import billed_since, paid_keys
 from narrator.util.sanitize import masked_url
 
+from .proxy import LoopbackProxy
 from .stores import StoreBackend
 
 SECRET = "hunter2-not-shown"  # the test server trusts loopback: a password it ignores
@@ -201,77 +202,10 @@ def test_processes_claiming_the_same_keys_each_win_a_key_once(
 # --- PostgreSQL out of reach: waited for, nothing lost ---------------------------------------
 
 
-class Proxy:
-    """A loopback TCP proxy in front of a server: ``cut()`` drops every connection and
-    refuses new ones (they are closed at once) until ``restore()``."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._up = threading.Event()
-        self._up.set()
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-        self._open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not self._up.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self._target)
-            with self._lock:
-                self._open += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        self._up.clear()
-        with self._lock:
-            dropped, self._open = self._open, []
-        for end in dropped:
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            end.close()
-
-    def restore(self) -> None:
-        self._up.set()
-
-    def close(self) -> None:
-        self._closed.set()
-        self.cut()
-        self._listener.close()
-
-
 @pytest.fixture
-def proxy(schema_url: str) -> Iterator[Proxy]:
+def proxy(schema_url: str) -> Iterator[LoopbackProxy]:
     parts = urllib.parse.urlsplit(schema_url)
-    running = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    running = LoopbackProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     yield running
     running.close()
 
@@ -286,7 +220,7 @@ def _until(condition: Any, what: str) -> None:
 
 
 def test_an_unreachable_server_is_waited_for_and_no_write_is_lost(
-    tmp_path: Path, schema_url: str, proxy: Proxy, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, schema_url: str, proxy: LoopbackProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="narrator")
     url = _with_password(schema_url, port=proxy.port)
@@ -370,7 +304,7 @@ def test_the_default_store_never_imports_psycopg(tmp_path: Path) -> None:
 
 
 async def test_a_run_pauses_while_the_server_is_away_and_bills_each_chunk_once(
-    tmp_path: Path, schema_url: str, proxy: Proxy, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, schema_url: str, proxy: LoopbackProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
     from .test_pool import FakeProvider, job, make_pool
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..book.encode import format_of
 from ..book.readalong import is_read_along
-from ..errors import DiskFull, InternalFailure, NarrationFailed, StopRun
+from ..errors import DiskFull, InternalFailure, NarrationFailed, StopRun, StoreAway
 from ..inputs.documents import Document, load_document, parse_text
 from ..settings import Settings
 from ..store.thread import StoreThread
@@ -171,8 +171,11 @@ async def narrate_many(
                 collected = await _collect(tasks, pool, stop, grace, progress)
             finally:
                 dog.cancel()
-                if pool.stop_reason is not None or (stop is not None and stop.is_set()):
-                    store.interrupt()  # a lookup waiting for the object store gives up
+                stopping = stop is not None and stop.is_set()
+                if pool.stop_reason is not None or stopping:
+                    # A lookup waiting for the object store gives up; asked to stop (the
+                    # grace is over), so does a call waiting for a shared database.
+                    store.interrupt(database=stopping)
             # A document cut off by the stop is still one of the run's documents.
             reports = [
                 report or stopped_report(plan.work, plan.chunks, plan.warnings)
@@ -200,6 +203,8 @@ async def narrate_many(
             # The cap: least recently used segments go, never one of a run in progress.
             try:
                 pruned = await db.run(store.prune, max_bytes=settings.cache_max_bytes)
+            except StoreAway:
+                pass  # a stopping run's shared database: the store's close says it once
             except (sqlite3.Error, OSError) as exc:
                 log.warning("the cache was not pruned (%s)", exc)
             else:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -46,6 +47,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import StoreAway
 from ..util.wav import WavInfo
 from .books import BookRecord, Books
 from .claims import Claims
@@ -66,6 +68,8 @@ from .objects import Objects, ReadThrough, S3Objects
 from .segments import Segment, Segments
 from .usage import DocumentUsage, PruneResult, Usage
 from .verdicts import StoredVerdict, Verdicts, from_columns
+
+log = logging.getLogger("narrator")
 
 # The records its methods return are exported with it.
 __all__ = [
@@ -140,6 +144,8 @@ class Store:
         self._books = Books(self._db)
         self._verdicts = Verdicts(self._db)
         self._usage = Usage(self._db, self._files, owner)
+        # What a stopping run's close could not write, the database being away (see close).
+        self._kept_links = self._lost_links = self._unrecorded = 0
         sweep_temp(self._files.tmp)
         self._recover_reserved_links()
         keep_reserve(self._files.reserve, self._files.tmp)
@@ -159,14 +165,36 @@ class Store:
             self._through.close()  # what it cannot put stays in the outbox
         with contextlib.suppress(sqlite3.Error):
             self._claims.release_all()
+        with contextlib.suppress(sqlite3.Error):
             self._usage.end_run()
+        if (away := self._db.given_up()) is not None:
+            log.warning("%s", self._left_unrecorded(away))
         self._db.close()
 
-    def interrupt(self) -> None:
+    def _left_unrecorded(self, away: str) -> str:
+        """The one line a stopped run's close says when its database was given up on."""
+        said = []
+        if self._kept_links:
+            said.append(f"{self._kept_links} paid links kept in {self._files.reserve}, "
+                        "recorded by the next run with this cache folder")  # fmt: skip
+        if self._lost_links:
+            said.append(f"{self._lost_links} paid links lost (no room in the reserve): "
+                        "those chunks are paid again")  # fmt: skip
+        if self._unrecorded:
+            said.append(f"{self._unrecorded} downloaded segments not recorded: made again "
+                        "from their kept links")  # fmt: skip
+        said.append("its claims lapse by themselves")
+        return f"{away} was out of reach as the run stopped; not waited for: " + "; ".join(said)
+
+    def interrupt(self, *, database: bool = False) -> None:
         """From any thread: stop waiting for the object store (the store is closing);
-        a call waiting for it raises :class:`~narrator.errors.ObjectStoreError`."""
+        a call waiting for it raises :class:`~narrator.errors.ObjectStoreError`. With
+        ``database`` (a run stopping, after its grace), stop waiting for a shared database
+        too: a call while it is away raises :class:`~narrator.errors.StoreAway`."""
         if self._through is not None:
             self._through.interrupt()
+        if database:
+            self._db.give_up()
 
     @property
     def owner(self) -> str:
@@ -260,7 +288,17 @@ class Store:
         self._segments.record_attempt(key)
 
     def record_link(self, key: str, url: str) -> None:
-        self._segments.set(key, state="synthesized", url=url, url_at=time.time(), error=None)
+        """Note the link of audio just paid for. If the shared database was given up on
+        (a stopping run, the server away), the link goes into the reserve instead, where
+        the next store opened on this cache folder finds it; StoreAway is raised still."""
+        try:
+            self._segments.set(key, state="synthesized", url=url, url_at=time.time(), error=None)
+        except StoreAway:
+            if self.note_link_in_reserve(key, url):
+                self._kept_links += 1
+            else:
+                self._lost_links += 1
+            raise
 
     def forget_link(self, key: str) -> None:
         self._segments.set(key, state="pending", url=None, url_at=None)
@@ -286,7 +324,7 @@ class Store:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-        return self._stored(self._segments.downloaded(key, final, info))
+        return self._stored(self._downloaded(key, final, info))
 
     def commit_bytes(
         self, key: str, data: bytes, *, check: Callable[[WavInfo], None] | None = None
@@ -294,7 +332,14 @@ class Store:
         """Store audio held in memory (``check`` as for :meth:`commit`): written once."""
         final = self._files.final(key)
         info = place_bytes(data, self.temp_path(key), final, check)
-        return self._stored(self._segments.downloaded(key, final, info))
+        return self._stored(self._downloaded(key, final, info))
+
+    def _downloaded(self, key: str, final: Path, info: WavInfo) -> Segment:
+        try:
+            return self._segments.downloaded(key, final, info)
+        except StoreAway:
+            self._unrecorded += 1  # said by close; its link was noted before the download
+            raise
 
     def _stored(self, segment: Segment) -> Segment:
         if self._through is not None:

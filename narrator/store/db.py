@@ -96,6 +96,8 @@ class Backend(Protocol):
     def execute_many(self, sql: str, params: Iterable[Sequence[object]]) -> None: ...
     def has_table(self, name: str) -> bool: ...
     def vacuum(self) -> None: ...
+    def give_up(self) -> None: ...
+    def given_up(self) -> str | None: ...
     def close(self) -> None: ...
 
 
@@ -223,6 +225,12 @@ class Database:
 
     def vacuum(self) -> None:
         self.conn.execute("VACUUM")
+
+    def give_up(self) -> None:
+        """Nothing: a file waits for no server (a lock is waited for a bounded time)."""
+
+    def given_up(self) -> str | None:
+        return None
 
     def close(self) -> None:
         self.conn.close()

@@ -22,7 +22,11 @@ PostgreSQL out of reach (refused, reset, restarting): every call waits and tries
 on a new connection, for as long as it takes, logging "waiting for PostgreSQL at
 HOST:PORT" once per outage and a line when it is back; a transaction is run again from
 its start. So no write is lost: a link paid for while the server was away is recorded
-when it returns. A server that answers "no" (a wrong password, no such database) is an
+when it returns. Only a stopping run stops waiting (:meth:`PostgresDatabase.give_up`, after
+the stop's grace): each call then raises :class:`~narrator.errors.StoreAway` at once while
+the server is away (a paid link goes to the cache folder's reserve instead, see
+``Store.record_link``), so a stopped worker ends however long the outage lasts. A server
+that answers "no" (a wrong password, no such database) is an
 error at once, in one line. The URL's password is never shown (:func:`~narrator.util.
 sanitize.masked_url`).
 """
@@ -33,14 +37,13 @@ import functools
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from ..errors import ConfigError, StoreFailed, StoreRefused
+from ..errors import ConfigError, StoreAway, StoreFailed, StoreRefused
 from ..util.sanitize import clean_line, masked_url
 from .db import expected_columns, primary_keys
 from .schema import APPLICATION_ID, SCHEMA_VERSION, TABLES
@@ -155,6 +158,9 @@ class PostgresDatabase:
         self.where = f"{host}:{params.get('port') or 5432}"
         self._conn: psycopg.Connection[Any] | None = None
         self._in_transaction = False
+        self._give_up = threading.Event()  # a stopping run waits no longer
+        self._away = False  # the last call met an outage
+        self._refused = 0  # calls not made since give_up(), the server being away
         self.schema = ""
         try:
             self._retrying(self._prepare, transaction=True)
@@ -204,6 +210,9 @@ class PostgresDatabase:
         one transaction when ``transaction``, run again from its start after a conflict."""
         pause = _FIRST_PAUSE
         while True:
+            if self._away and self._give_up.is_set():
+                self._refused += 1
+                raise StoreAway(f"PostgreSQL at {self.where} is out of reach; not waited for")
             try:
                 conn = self._connect()
                 if not transaction:
@@ -222,11 +231,13 @@ class PostgresDatabase:
                     raise StoreFailed(f"PostgreSQL at {self.where}: {_reason(exc)}") from exc
                 self._drop()
                 _note_outage(self.where, exc)
-                time.sleep(pause)
+                self._away = True
+                self._give_up.wait(pause)  # woken by give_up(): then tried once more
                 pause = min(_LONGEST_PAUSE, pause * 2)
                 continue
             except psycopg.Error as exc:
                 raise StoreFailed(f"PostgreSQL at {self.where}: {_reason(exc)}") from exc
+            self._away = False
             _note_back(self.where)
             return result
 
@@ -374,6 +385,15 @@ class PostgresDatabase:
     def vacuum(self) -> None:
         """Nothing: the server's autovacuum gives the room back, without a lock on a
         store other machines are using."""
+
+    def give_up(self) -> None:
+        """From any thread (a run stopping): wait out no outage any more; a call while the
+        server is away raises :class:`~narrator.errors.StoreAway`."""
+        self._give_up.set()
+
+    def given_up(self) -> str | None:
+        """Where, if calls were not made because the server was away after :meth:`give_up`."""
+        return f"PostgreSQL at {self.where}" if self._refused else None
 
     def close(self) -> None:
         self._drop()
