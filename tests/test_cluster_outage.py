@@ -65,25 +65,21 @@ def s3_proxy(s3_url: str) -> Iterator[tuple[str, LoopbackProxy]]:
 async def _workers(cluster: Cluster, tmp_path: Path, store: str, objects: str) -> list[Proc]:
     """Three workers, one document each at a time, each with a cache folder of its own
     (the account's concurrency, 3, is shared: about one request in flight per worker)."""
-    return list(
-        await asyncio.gather(
-            *(
-                cluster.worker(
-                    "--store", store, "--objects", objects, "--cache-dir",
-                    str(tmp_path / f"cache{n}"), "--documents", "1", "--concurrency", "3",
-                )  # fmt: skip
-                for n in range(3)
-            )
-        )
-    )
+
+    def options(n: int) -> list[str]:
+        return ["--store", store, "--objects", objects, "--cache-dir",
+                str(tmp_path / f"cache{n}"), "--documents", "1", "--concurrency", "3"]  # fmt: skip
+
+    return list(await asyncio.gather(*(cluster.worker(*options(n)) for n in range(3))))
 
 
 async def _begun(cluster: Cluster) -> None:
     """The first chunks are in: every worker holds a document (one each) far from done."""
     try:
         await cluster.until_state(
-            lambda found: len(found) == DOCUMENTS
-            and any(s.state == "running" and s.done > 0 for s in found),
+            lambda found: (
+                len(found) == DOCUMENTS and any(s.state == "running" and s.done > 0 for s in found)
+            ),
             "a document begun",
         )
     except TimeoutError:

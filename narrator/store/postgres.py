@@ -160,7 +160,7 @@ class PostgresDatabase:
         self._in_transaction = False
         self._give_up = threading.Event()  # a stopping run waits no longer
         self._away = False  # the last call met an outage
-        self._refused = 0  # calls not made since give_up(), the server being away
+        self._not_made = 0  # calls not made since give_up(), the server being away
         self.schema = ""
         try:
             self._retrying(self._prepare, transaction=True)
@@ -211,7 +211,7 @@ class PostgresDatabase:
         pause = _FIRST_PAUSE
         while True:
             if self._away and self._give_up.is_set():
-                self._refused += 1
+                self._not_made += 1
                 raise StoreAway(f"PostgreSQL at {self.where} is out of reach; not waited for")
             try:
                 conn = self._connect()
@@ -393,7 +393,7 @@ class PostgresDatabase:
 
     def given_up(self) -> str | None:
         """Where, if calls were not made because the server was away after :meth:`give_up`."""
-        return f"PostgreSQL at {self.where}" if self._refused else None
+        return f"PostgreSQL at {self.where}" if self._not_made else None
 
     def close(self) -> None:
         self._drop()
