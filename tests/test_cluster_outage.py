@@ -228,3 +228,26 @@ async def test_a_worker_stopped_while_postgresql_is_away_ends_and_keeps_what_was
         assert (cluster.root / "run" / "doc00.wav").stat().st_size > 0
     finally:
         await cluster.close()
+
+
+async def test_a_worker_stopped_while_waiting_to_open_the_store_ends_and_hands_it_back(
+    redis_url: str,
+    emulator: RunningEmulator,
+    pg_proxy: tuple[str, LoopbackProxy],
+    tmp_path: Path,
+) -> None:
+    store, proxy = pg_proxy
+    cluster = Cluster(redis_url, emulator, tmp_path)
+    try:
+        proxy.cut()  # before the worker opens the store for its document
+        waiting = await cluster.worker("--store", store, "--documents", "1")
+        submit = await cluster.submit(_folder(tmp_path / "in", 1), cluster.root / "run")
+        assert await submit.wait() == 0, submit.text
+        await waiting.until(f"waiting for PostgreSQL at {proxy.address} ")
+        assert await waiting.stop(signal.SIGTERM) == 0, waiting.text  # the server still away
+        assert "handed back to the queue" in waiting.text
+        (state,) = await asyncio.to_thread(cluster.states)
+        assert state.state == "queued" and state.tries == 1
+        assert emulator.stats.requests == 0
+    finally:
+        await cluster.close()

@@ -354,7 +354,8 @@ async def test_what_a_close_cannot_put_is_put_next_time(
     await proxy.cut()
     audio = tone()
     await asyncio.to_thread(store.commit_bytes, KEY, audio)
-    await asyncio.to_thread(store.close)  # does not wait out the outage
+    store.interrupt()  # a stopping run's close: it does not wait out the outage
+    await asyncio.to_thread(store.close)
     assert messages(caplog, "1 segments are not in the object store yet")
     assert (tmp_path / "c" / "segments" / "outbox" / KEY).exists()
     await proxy.start()
@@ -377,7 +378,7 @@ async def test_a_get_waiting_on_a_closing_store_gives_up(
     await proxy.cut()
     looking = asyncio.create_task(asyncio.to_thread(store.lookup, KEY))
     await asyncio.sleep(0.05)
-    store.interrupt()  # what StoreThread.close does first
+    store.interrupt()  # what a stopping run does once its grace is over
     with pytest.raises(ObjectStoreError, match="out of reach"):
         await looking
     await asyncio.to_thread(store.close)

@@ -48,6 +48,7 @@ from .uptodate import room_needed, same_filesystem, sidecars_made, up_to_date
 
 if TYPE_CHECKING:
     from ..cluster.pacing import SharedPacing
+    from ..store import Store
 
 __all__ = [
     "DocumentReport",
@@ -97,17 +98,19 @@ async def narrate_many(
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     db = StoreThread()
     try:
-        store = await db.open(
-            settings.store_dir,
-            url=settings.store_url,
-            objects_url=settings.objects_url,
-            max_segment_bytes=settings.max_segment_bytes,
-        )
+        store = await _open_store(db, settings, stop)
     except BaseException:
         db.shutdown()
         if own_provider:
             await provider.aclose()
         raise
+    if store is None:  # stopped while the store was out of reach: nothing was sent
+        if own_provider:
+            await provider.aclose()
+        return RunReport(
+            documents=(), requests=0, retries=0, throttled=0, resynthesized=0,
+            seconds=round(time.monotonic() - began, 3), stopped="interrupted",
+        )  # fmt: skip
     unsplit: list[tuple[Work, DocumentReport]] = []
     pacing: SharedPacing | None = None  # None: this process paces itself
     try:
@@ -240,6 +243,34 @@ async def narrate_many(
         qa_budget_spent=pool.stats.qa_budget_spent,
         timeline=pool.stats.timeline.series(),
     )
+
+
+async def _open_store(
+    db: StoreThread, settings: Settings, stop: asyncio.Event | None
+) -> Store | None:
+    """The run's store; None if ``stop`` is set first (opening a shared store waits while
+    its server is out of reach: a stopped run does not, the open carries on alone on the
+    store's thread, whose end ``db.shutdown()`` asks for)."""
+    opening = asyncio.ensure_future(
+        db.open(
+            settings.store_dir,
+            url=settings.store_url,
+            objects_url=settings.objects_url,
+            max_segment_bytes=settings.max_segment_bytes,
+        )
+    )
+    if stop is None:
+        return await opening
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([opening, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if opening.done():
+        return opening.result()
+    opening.cancel()
+    db.shutdown()
+    return None
 
 
 def _shared_pacing(settings: Settings) -> SharedPacing | None:

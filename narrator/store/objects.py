@@ -18,8 +18,9 @@ the size cap for one segment.
 The URL, the credentials and the waiting for an object store out of reach are s3.py's.
 A put waits on the outbox's own thread (the run goes on; the segment is in the cache); a
 get waits on the store's thread, so the run pauses rather than paying again for audio
-the bucket holds. Closing the store stops the waiting: what is unsent stays in the
-outbox, and is put when the cache is next opened with the object store.
+the bucket holds. Closing the store waits out an outage for its last puts, up to
+DRAIN_SECONDS (not at all once interrupted: a stopping run); what is still unsent stays
+in the outbox, and is put when the cache is next opened with the object store.
 """
 
 from __future__ import annotations
@@ -300,8 +301,11 @@ class Outbox:
             return len(self._queued)
 
     def close(self, timeout: float = DRAIN_SECONDS) -> None:
-        """Put what is queued (each tried once more if the service is out of reach), for
-        up to ``timeout`` seconds; the rest stays in the outbox for next time."""
+        """Put what is queued, waiting out an outage for up to ``timeout`` seconds (not at
+        all once the store was interrupted: a stopping run), then each tried once more;
+        the rest stays in the outbox for next time. A run that ends normally waits, so
+        its segments are in the bucket for every machine, not in this cache alone."""
+        self.drain(timeout)
         self._objects.interrupt()
         left = self.drain(timeout) + self.unsent
         self._queue.put(None)

@@ -142,7 +142,8 @@ class StoreThread:
         """Close the store (after every call made before) and end the thread."""
         try:
             if self._store is not None:
-                self._store.interrupt()  # a call waiting for the object store gives up
+                # Not interrupted here: a run that ends normally lets its last puts to the
+                # object store wait out an outage (bounded); a stopping run interrupted it.
                 await self.run(self._store.close)
         finally:
             self.shutdown()
