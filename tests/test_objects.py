@@ -7,12 +7,11 @@ shared server."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,6 +28,7 @@ from narrator.tools.emulator import RunningEmulator
 from narrator.util.wav import tone_pcm, wav_bytes
 
 from .conftest import TEST_KEY
+from .proxy import LoopbackProxy
 from .stores import StoreBackend
 
 MAX = 50 * 1024 * 1024
@@ -249,56 +249,15 @@ async def test_two_caches_share_one_prefix_with_no_second_request(
 # --- an object store out of reach ---------------------------------------------------------
 
 
-class Proxy:
-    """A loopback TCP proxy in front of the shared S3 server, cut and restored at will."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._links: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._links):
-            writer.transport.abort()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._links |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(1 << 16):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._links -= {writer, up_writer}
-
-
 @pytest.fixture
-async def proxied(s3_url: str) -> AsyncIterator[tuple[str, Proxy]]:
+def proxied(s3_url: str) -> Iterator[tuple[str, LoopbackProxy]]:
     base, _, query = s3_url.partition("?")
     endpoint = urlsplit(query.removeprefix("endpoint=").split("&")[0])
-    proxy = Proxy((endpoint.hostname or "", endpoint.port or 80))
-    await proxy.start()
+    proxy = LoopbackProxy(endpoint.hostname or "127.0.0.1", endpoint.port or 80)
     try:
-        yield f"{base}?endpoint=http://127.0.0.1:{proxy.port}", proxy
+        yield f"{base}?endpoint=http://{proxy.address}", proxy
     finally:
-        with contextlib.suppress(Exception):
-            await proxy.cut()
+        proxy.close()
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -311,7 +270,7 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 async def test_an_unreachable_object_store_is_waited_for(
-    proxied: tuple[str, Proxy], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    proxied: tuple[str, LoopbackProxy], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="narrator")
     url, proxy = proxied
@@ -321,7 +280,7 @@ async def test_an_unreachable_object_store_is_waited_for(
     other = await asyncio.to_thread(Store, tmp_path / "other", objects=objects)
     await asyncio.to_thread(one.commit_bytes, OTHER, tone(freq=550.0))
     assert one._through is not None and await asyncio.to_thread(one._through.outbox.drain, 30) == 0
-    await proxy.cut()
+    proxy.cut()
     # A segment made now is kept in the cache; its put waits. A lookup waits too (the
     # bucket may hold it: not paid for again).
     audio = tone()
@@ -331,7 +290,7 @@ async def test_an_unreachable_object_store_is_waited_for(
     await until(lambda: bool(messages(caplog, where)))
     await asyncio.sleep(0.1)  # both waiting a while, backing off
     assert not looking.done()
-    await proxy.start()  # the same port, back
+    proxy.restore()  # the same port, back
     found = await looking
     assert found is not None and found.path.read_bytes() == tone(freq=550.0)
     assert await asyncio.to_thread(one._through.outbox.drain, 30) == 0
@@ -344,21 +303,21 @@ async def test_an_unreachable_object_store_is_waited_for(
 
 
 async def test_what_a_close_cannot_put_is_put_next_time(
-    proxied: tuple[str, Proxy], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    proxied: tuple[str, LoopbackProxy], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="narrator")
     url, proxy = proxied
     store = await asyncio.to_thread(
         Store, tmp_path / "c", objects=await asyncio.to_thread(objects_at, url)
     )
-    await proxy.cut()
+    proxy.cut()
     audio = tone()
     await asyncio.to_thread(store.commit_bytes, KEY, audio)
     store.interrupt()  # a stopping run's close: it does not wait out the outage
     await asyncio.to_thread(store.close)
     assert messages(caplog, "1 segments are not in the object store yet")
     assert (tmp_path / "c" / "segments" / "outbox" / KEY).exists()
-    await proxy.start()
+    proxy.restore()
     objects = await asyncio.to_thread(objects_at, url)
     assert not await asyncio.to_thread(objects.exists, KEY)
     reopened = await asyncio.to_thread(Store, tmp_path / "c", objects=objects)
@@ -370,12 +329,12 @@ async def test_what_a_close_cannot_put_is_put_next_time(
 
 
 async def test_a_get_waiting_on_a_closing_store_gives_up(
-    proxied: tuple[str, Proxy], tmp_path: Path
+    proxied: tuple[str, LoopbackProxy], tmp_path: Path
 ) -> None:
     url, proxy = proxied
     objects = await asyncio.to_thread(objects_at, url)
     store = await asyncio.to_thread(Store, tmp_path / "c", objects=objects)
-    await proxy.cut()
+    proxy.cut()
     looking = asyncio.create_task(asyncio.to_thread(store.lookup, KEY))
     await asyncio.sleep(0.05)
     store.interrupt()  # what a stopping run does once its grace is over
@@ -434,22 +393,23 @@ BOOK = " ".join(f"Sentence {i} of a book that waits for its bucket." for i in ra
 
 
 async def _cut_after_first_chunk(
-    proxy: Proxy, run: Callable[[Callable[[ProgressEvent], None]], Awaitable[object]]
+    proxy: LoopbackProxy, run: Callable[[Callable[[ProgressEvent], None]], Awaitable[object]]
 ) -> asyncio.Task[object]:
-    cuts: list[asyncio.Task[None]] = []
+    cuts: list[bool] = []
 
     def progress(event: ProgressEvent) -> None:
         if event.kind == "chunk" and not cuts:
-            cuts.append(asyncio.ensure_future(proxy.cut()))
+            proxy.cut()
+            cuts.append(True)
 
     task = asyncio.ensure_future(run(progress))
-    await until(lambda: bool(cuts) and cuts[0].done())
+    await until(lambda: bool(cuts))
     return task
 
 
 async def test_a_run_pauses_for_the_object_store_and_carries_on(
     emulator: RunningEmulator,
-    proxied: tuple[str, Proxy],
+    proxied: tuple[str, LoopbackProxy],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -461,7 +421,7 @@ async def test_a_run_pauses_for_the_object_store_and_carries_on(
     )
     await until(lambda: bool(messages(caplog, "waiting for the object store at 127.0.0.1:")))
     assert not task.done()  # paused, not paying for what the bucket may hold
-    await proxy.start()
+    proxy.restore()
     report = await task
     assert isinstance(report, DocumentReport) and report.status == "done"
     assert emulator.stats.requests == report.chunks  # each chunk paid once
@@ -472,7 +432,7 @@ async def test_a_run_pauses_for_the_object_store_and_carries_on(
 
 async def test_a_run_stopped_while_waiting_for_the_object_store_ends(
     emulator: RunningEmulator,
-    proxied: tuple[str, Proxy],
+    proxied: tuple[str, LoopbackProxy],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -495,7 +455,7 @@ async def test_a_run_stopped_while_waiting_for_the_object_store_ends(
     # cut) is in the outbox, for next time.
     made = {p.stem for p in (tmp_path / "c" / "segments").glob("??/*.wav")}
     outbox = {p.name for p in (tmp_path / "c" / "segments" / "outbox").iterdir()}
-    await proxy.start()
+    proxy.restore()
     objects = await asyncio.to_thread(objects_at, url)
     put = {Path(name).stem for name in await asyncio.to_thread(names, objects)}
     assert outbox and outbox <= made and made == outbox | put
@@ -517,7 +477,7 @@ def test_an_object_store_keeps_every_book_current() -> None:
 
 
 async def test_a_book_upload_waits_for_the_object_store(
-    proxied: tuple[str, Proxy],
+    proxied: tuple[str, LoopbackProxy],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
@@ -535,11 +495,11 @@ async def test_a_book_upload_waits_for_the_object_store(
     with pytest.raises(ObjectStoreError, match="refused the credentials"):
         await asyncio.to_thread(upload_book, [book], url, "B.mp3")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    await proxy.cut()
+    proxy.cut()
     sending = asyncio.create_task(asyncio.to_thread(upload_book, [book], url, "a/Book.mp3"))
     await until(lambda: bool(messages(caplog, "waiting for the object store at 127.0.0.1:")))
     assert not sending.done()
-    await proxy.start()
+    proxy.restore()
     (written,) = await sending
     assert written.endswith("/a/Book.mp3")
     assert await asyncio.to_thread(names, await asyncio.to_thread(objects_at, url)) == [
