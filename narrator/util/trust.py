@@ -163,7 +163,8 @@ SOURCES: tuple[Source, ...] = (
     ),
     Source(
         "environment",
-        "the key ($AIMLAPI_KEY...), $NARRATOR_BASE_URL, the cache and config folders (XDG)",
+        "the key ($AIMLAPI_KEY...), $NARRATOR_BASE_URL, the cache and config folders (XDG); "
+        "a worker's or submit's services ($NARRATOR_QUEUE, _STORE, _OBJECTS)",
         "any other setting",
         "—",
     ),
