@@ -548,6 +548,36 @@ async def test_an_unreachable_queue_is_one_line_its_password_masked(tmp_path: Pa
     assert "nothing submitted" in submit.stderr
 
 
+async def test_service_urls_come_from_the_environment_and_a_missing_queue_is_named(
+    tmp_path: Path,
+) -> None:
+    inputs, out = _folder(tmp_path / "in", 1), str(tmp_path / "o")
+    # $NARRATOR_QUEUE stands in for --queue, so a password stays out of `ps`.
+    url = "redis://:s3cret-pw@127.0.0.1:1/0"  # nothing listens on port 1
+    submit = await run_cli("submit", str(inputs), "-o", out, env={"NARRATOR_QUEUE": url})
+    assert submit.code == 1 and "redis://***@127.0.0.1:1/0" in submit.stderr, submit.stderr
+    for command in (["submit", str(inputs)], ["worker"]):
+        result = await run_cli(*command, "-o", out, env={"NARRATOR_QUEUE": ""})
+        assert result.code == 2, result.stderr
+        assert "needs the queue: --queue redis://HOST:PORT/DB, or $NARRATOR_QUEUE" in result.stderr
+
+
+def test_a_report_s_command_masks_a_service_url_s_password() -> None:
+    from narrator.cli.build import report_command
+    from narrator.settings import Settings
+
+    argv = [
+        "watch",
+        "in",
+        "--queue",
+        "redis://:pw-one@h:6379/0",
+        "--store=postgresql://u:pw-two@db/n",
+    ]
+    line = report_command(argv, Settings(api_key="k" * 12))
+    assert "pw-one" not in line and "pw-two" not in line
+    assert "redis://:***@h:6379/0" in line and "--store=postgresql://u:***@db/n" in line
+
+
 async def test_a_document_its_workers_keep_dying_on_is_failed_not_looped(
     cluster: Cluster, tmp_path: Path
 ) -> None:

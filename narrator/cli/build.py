@@ -23,7 +23,7 @@ from ..settings import Settings, default
 from ..util.folders import default_cache_dir
 from ..util.netpolicy import NetPolicy
 from ..util.registry import REGISTRY
-from ..util.sanitize import clean_line
+from ..util.sanitize import clean_line, masked_url
 from ..util.trust import FLAGS, Kind
 
 __all__ = [
@@ -236,6 +236,8 @@ def _priced_as(args: argparse.Namespace) -> dict[str, Any]:
 # Every flag that takes a secret, as typed (abbreviations are refused by the parser).
 _SECRET_FLAGS = tuple("--" + name.replace("_", "-") for name, kind in FLAGS.items()
                       if kind is Kind.SECRET)  # fmt: skip
+# Every flag that takes a service's URL (its dest may differ from its name: --store).
+_SERVICE_FLAGS = ("--queue", "--store", "--objects")
 
 
 def report_command(argv: Sequence[str], settings: Settings) -> str:
@@ -248,11 +250,16 @@ def report_command(argv: Sequence[str], settings: Settings) -> str:
     if settings.api_key:
         secrets.append(settings.api_key)
     secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-    words, hide = ["narrator"], False
+    words, hide, service = ["narrator"], False, False
     for word in argv:
-        name, equals, _ = word.partition("=")
+        name, equals, value = word.partition("=")
         is_key = name in _SECRET_FLAGS
-        if hide:
+        if service or (equals and name in _SERVICE_FLAGS):
+            # A service's URL keeps its place with its password masked.
+            words.append(
+                shlex.quote(masked_url(word) if service else f"{name}={masked_url(value)}")
+            )
+        elif hide:
             words.append(f'"${variable}"')
         elif is_key and equals:
             words.append(f'{name}="${variable}"')
@@ -265,4 +272,5 @@ def report_command(argv: Sequence[str], settings: Settings) -> str:
                 word = word.replace(secret, f"${variable}")
             words.append(shlex.quote(word))
         hide = is_key and not equals
+        service = name in _SERVICE_FLAGS and not equals
     return " ".join(words)

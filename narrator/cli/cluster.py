@@ -37,14 +37,25 @@ __all__ = [
 log = logging.getLogger("narrator")
 
 
+# Where a worker or a submit finds a service when its flag is not given: a URL with a
+# password is better kept out of the process list (`ps` shows every argument).
+QUEUE_VARIABLE, STORE_VARIABLE, OBJECTS_VARIABLE = (
+    "NARRATOR_QUEUE", "NARRATOR_STORE", "NARRATOR_OBJECTS",
+)  # fmt: skip
+
+
 def add_queue_options(p: argparse.ArgumentParser, *, required: bool) -> None:
-    """Where the queue is: --queue URL and --queue-name NAME."""
+    """Where the queue is: --queue URL (or $NARRATOR_QUEUE where it is required) and
+    --queue-name NAME."""
     p.add_argument(
         "--queue",
-        required=required,
         metavar="redis://HOST:PORT/DB",
         help="the Redis server of the queue several machines share"
-        + ("" if required else " (several machines: see docs/several-machines.md)"),
+        + (
+            f" (default: ${QUEUE_VARIABLE})"
+            if required
+            else " (several machines: see docs/several-machines.md)"
+        ),
     )
     p.add_argument(
         "--queue-name",
@@ -52,6 +63,21 @@ def add_queue_options(p: argparse.ArgumentParser, *, required: bool) -> None:
         metavar="NAME",
         help="the cluster's name on that server (every key starts with it; default: narrator)",
     )
+
+
+def service_urls(args: argparse.Namespace, command: str) -> None:
+    """Fill --queue, --store and --objects left out from the environment; a worker or a
+    submit with no queue at all is told how to name one."""
+    for dest, variable in (
+        ("queue", QUEUE_VARIABLE), ("store_url", STORE_VARIABLE), ("objects_url", OBJECTS_VARIABLE),
+    ):  # fmt: skip
+        if hasattr(args, dest) and not getattr(args, dest):
+            setattr(args, dest, os.environ.get(variable) or None)
+    if not args.queue:
+        raise ConfigError(
+            f"narrator {command} needs the queue: --queue redis://HOST:PORT/DB, "
+            f"or ${QUEUE_VARIABLE} in the environment"
+        )
 
 
 def queue_config(args: argparse.Namespace) -> Any:
@@ -122,27 +148,17 @@ def add_worker(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], No
         "--store",
         dest="store_url",
         metavar="URL",
-        help="the shared store, postgresql://... (default: the SQLite store of --cache-dir)",
+        help=f"the shared store, postgresql://... (default: ${STORE_VARIABLE}, else the SQLite "
+        "store of --cache-dir)",
     )
     p.add_argument(
         "--objects",
         dest="objects_url",
         metavar="URL",
-        help="segment audio in object storage, s3://BUCKET/PREFIX?endpoint=URL",
+        help="segment audio in object storage, s3://BUCKET/PREFIX?endpoint=URL (default: "
+        f"${OBJECTS_VARIABLE})",
     )
     p.set_defaults(func=cmd_worker)
-
-
-# --- settings that exist only once the other branches are merged ------------------------
-
-
-def _with_service(settings: Settings, name: str, value: str | None, flag: str) -> Settings:
-    if not value:
-        return settings
-    if name not in {f.name for f in dataclasses.fields(Settings)}:
-        raise ConfigError(f"{flag}: this narrator has no {flag} support yet")
-    changes: dict[str, Any] = {name: value}
-    return dataclasses.replace(settings, **changes)
 
 
 # --- narrator worker --------------------------------------------------------------------
@@ -198,14 +214,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     dramatiq_log.setLevel(logging.CRITICAL)
     for handler in logging.getLogger().handlers:  # a logger's filter misses its children's
         handler.addFilter(_not_dramatiq_s_connection_errors)
+    service_urls(args, "worker")
     queue = queue_config(args)
     settings = make_settings(args, os.environ)
-    settings = _with_service(settings, "store_url", args.store_url, "--store")
-    settings = _with_service(settings, "objects_url", args.objects_url, "--objects")
-    if "pacing_url" in {f.name for f in dataclasses.fields(Settings)}:
-        # One pace per account across every worker: the limiter lives beside the queue.
-        pacing: dict[str, Any] = {"pacing_url": args.queue}
-        settings = dataclasses.replace(settings, **pacing)
+    # The shared store and object storage, and one pace per account across every worker:
+    # the limiter lives beside the queue.
+    settings = dataclasses.replace(
+        settings,
+        store_url=args.store_url or None,
+        objects_url=args.objects_url or None,
+        pacing_url=args.queue,
+    )
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     check_writable(settings.store_dir, what="--cache-dir")
     root_url = args.output if is_s3(args.output) else None

@@ -21,7 +21,14 @@ from ..util.plural import plural
 from ..util.registry import REGISTRY
 from ..util.sanitize import clean_line, shown
 from .build import load_works, make_settings
-from .cluster import add_queue_options, check_s3, is_s3, output_help, queue_config
+from .cluster import (
+    add_queue_options,
+    check_s3,
+    is_s3,
+    output_help,
+    queue_config,
+    service_urls,
+)
 
 __all__ = ["add_submit", "cmd_submit", "queue_narrate_for"]
 
@@ -102,6 +109,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise ConfigError(
             "narrator submit needs -o DEST: a folder every worker can write, or s3://BUCKET/PREFIX"
         )
+    service_urls(args, "submit")
     queue = queue_config(args)
     env = dict(os.environ)
     variable = REGISTRY[args.provider].key_variable

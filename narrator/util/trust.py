@@ -56,10 +56,13 @@ class Kind(Enum):
     ENDPOINT = "where requests (and the key) go, and which service and model is paid"
     SPEND = "a spending, deleting or size limit"
     GUARD = "a guard lifted (--yes, --trust-settings, private addresses, links)"
-    SECRET = "the API key, and a service's URL (it may carry a password: the store's)"
+    SECRET = "the API key"
     INPUT = "what to narrate, say, show or serve"
     TOOL = "the emulator's own knobs (narrator serve)"
-    SERVICE = "a shared service narrator keeps its work in (object storage)"
+    SERVICE = (
+        "a shared service's URL: the queue, the shared store and pace, object storage (it may "
+        "carry a password: shown masked, never in a job or a report)"
+    )
 
 
 # What a settings file found in the current folder may set without being confirmed;
@@ -97,8 +100,8 @@ FLAGS: Mapping[str, Kind] = {
     "base_url": _K.ENDPOINT, "provider": _K.ENDPOINT, "model": _K.ENDPOINT,
     "region": _K.ENDPOINT,
     # several machines: where the jobs, the shared store and the segment audio live
-    "queue": _K.ENDPOINT, "queue_name": _K.ENDPOINT, "store_url": _K.SECRET,
-    "objects_url": _K.ENDPOINT,
+    "queue": _K.SERVICE, "queue_name": _K.SERVICE, "store_url": _K.SERVICE,
+    "objects_url": _K.SERVICE,
     # what may be spent, deleted or taken in
     "max_cost": _K.SPEND, "confirm_above": _K.SPEND, "price_per_10k_chars": _K.SPEND,
     "budget_per_day": _K.SPEND, "cache_max_size": _K.SPEND, "qa_retries": _K.SPEND,
@@ -121,7 +124,7 @@ SETTINGS: Mapping[str, Kind] = {
     "model": _K.ENDPOINT, "voice": _K.SOUND, "region": _K.ENDPOINT, "concurrency": _K.PACE,
     "rpm": _K.PACE, "max_chars": _K.PACE, "lang": _K.SOUND, "gap_ms": _K.SOUND,
     "chapter_gap_ms": _K.SOUND, "paragraph_gap_ms": _K.SOUND, "audiobook": _K.SOUND,
-    "cache_dir": _K.PATH, "store_url": _K.SECRET, "cache_max_bytes": _K.SPEND, "retries": _K.PACE,
+    "cache_dir": _K.PATH, "store_url": _K.SERVICE, "cache_max_bytes": _K.SPEND, "retries": _K.PACE,
     "backoff_base": _K.PACE, "backoff_max": _K.PACE, "adaptive_rate": _K.PACE,
     "request_timeout": _K.PACE, "stall_timeout": _K.PACE, "max_segment_bytes": _K.SPEND,
     "allow_hosts": _K.GUARD, "allow_private_network": _K.GUARD, "force": _K.PACE,
@@ -136,7 +139,7 @@ SETTINGS: Mapping[str, Kind] = {
     "audiobook.subtitles": _K.SOUND, "audiobook.clean_joins": _K.SOUND,
     "audiobook.cue": _K.SOUND, "audiobook.read_along": _K.PATH,
     # the Redis several workers pace in: its URL may hold a password
-    "pacing_url": _K.SECRET,
+    "pacing_url": _K.SERVICE,
 }  # fmt: skip
 
 
@@ -160,7 +163,8 @@ SOURCES: tuple[Source, ...] = (
     ),
     Source(
         "environment",
-        "the key ($AIMLAPI_KEY...), $NARRATOR_BASE_URL, the cache and config folders (XDG)",
+        "the key ($AIMLAPI_KEY...), $NARRATOR_BASE_URL, the cache and config folders (XDG); "
+        "a worker's or submit's services ($NARRATOR_QUEUE, _STORE, _OBJECTS)",
         "any other setting",
         "—",
     ),
