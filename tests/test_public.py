@@ -87,6 +87,8 @@ LONG_BUT_ONE_CONCERN = {
     "cli/commands.py": "one short function per command, each the shell around a library call",
     "book/stream.py": "one document's book written as its pieces arrive: its parts, "
     "encoders, loudness passes and finish (or only its subtitles), each step feeding the next",
+    "store/__init__.py": "the store's one front: every caller's method, each a few lines "
+    "handing over to a repository, the files or the object store",
     "watch/watcher.py": "the watcher's loop: the inbox looked at, each batch narrated, each "
     "book announced and hooked as it is written, one document never stopping the rest",
 }

@@ -7,7 +7,7 @@ schema of its own with libpq's ``options``: ``...?options=-csearch_path%3Dnarrat
 schema must exist). psycopg is imported only when such a URL is used.
 
 This is the second implementation of :class:`~.db.Backend`. The repositories write their
-SQL once, in SQLite's dialect; :func:`translate` rewrites the few words where PostgreSQL
+SQL once, in SQLite's dialect; :func:`~.dialect.translate` rewrites the few words where PostgreSQL
 differs (placeholders, ``INSERT OR IGNORE``/``OR REPLACE``, ``GROUP_CONCAT``), and where a
 query cannot be rewritten that simply the repository asks :attr:`dialect`.
 
@@ -33,9 +33,7 @@ sanitize.masked_url`).
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -45,10 +43,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import ConfigError, StoreAway, StoreFailed, StoreRefused
 from ..util.sanitize import clean_line, masked_url
-from .db import expected_columns, primary_keys
+from .db import expected_columns
+from .dialect import as_parameters, tables, translate
 from .schema import APPLICATION_ID, SCHEMA_VERSION, TABLES
 
-__all__ = ["META_TABLE", "PostgresDatabase", "translate"]
+__all__ = ["META_TABLE", "PostgresDatabase", "translate"]  # translate: see .dialect
 
 T = TypeVar("T")
 log = logging.getLogger("narrator")
@@ -62,40 +61,6 @@ _FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0
 # A server that answers FATAL with these is away for a while, not refusing us.
 _AWAY = ("starting up", "shutting down", "recovery mode", "not yet accepting", "too many clients",
          "administrator command", "terminating connection")  # fmt: skip
-
-
-def translate(sql: str) -> str:
-    """A repository's statement (SQLite's dialect) in PostgreSQL's."""
-    return _translate(sql)
-
-
-@functools.lru_cache(maxsize=512)
-def _translate(sql: str) -> str:
-    text = sql.replace("%", "%%").replace("?", "%s")
-    text = text.replace("GROUP_CONCAT(", "STRING_AGG(")
-    if ignore := re.match(r"\s*INSERT OR IGNORE INTO ", text):
-        text = "INSERT INTO " + text[ignore.end() :] + " ON CONFLICT DO NOTHING"
-    elif replace := re.match(r"\s*INSERT OR REPLACE INTO (\w+) \(([^)]*)\)", text):
-        table, columns = replace[1], [c.strip() for c in replace[2].split(",")]
-        keys = primary_keys()[table]
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
-        text = (
-            f"INSERT INTO {table} ({replace[2]})"
-            + text[replace.end() :]
-            + f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-        )
-    return text
-
-
-@functools.cache
-def _tables() -> tuple[str, ...]:
-    """The CREATE statements of every table in PostgreSQL's types: SQLite's REAL is a
-    double (PostgreSQL's REAL is 4 bytes), INTEGER a 64-bit one (sizes, nanoseconds)."""
-    made = []
-    for schema in TABLES.values():
-        schema = re.sub(r"\bREAL\b", "DOUBLE PRECISION", schema)
-        made.append(re.sub(r"\bINTEGER\b", "BIGINT", schema))
-    return tuple(made)
 
 
 # --- outages: logged once per server and outage, by every connection of the process ---
@@ -267,7 +232,7 @@ class PostgresDatabase:
         if self.read_only:
             return
         conn.execute(_META)
-        for statement in _tables():
+        for statement in tables():
             conn.execute(statement)
         conn.execute(
             f"INSERT INTO {META_TABLE} (name, value) VALUES ('application_id', %s), "
@@ -343,21 +308,21 @@ class PostgresDatabase:
 
     def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Every row ``sql`` reads."""
-        query, values = translate(sql), _values(params)
+        query, values = translate(sql), as_parameters(params)
         return self._run(lambda conn: conn.execute(query, values).fetchall())
 
     def row(self, sql: str, params: Sequence[object] = ()) -> tuple[Any, ...] | None:
         """The first row ``sql`` reads, if any."""
-        query, values = translate(sql), _values(params)
+        query, values = translate(sql), as_parameters(params)
         return self._run(lambda conn: conn.execute(query, values).fetchone())
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> None:
         """One statement inside :meth:`transact` (which runs the whole again)."""
-        query, values = translate(sql), _values(params)
+        query, values = translate(sql), as_parameters(params)
         self._run(lambda conn: conn.execute(query, values))
 
     def execute_many(self, sql: str, params: Iterable[Sequence[object]]) -> None:
-        query, rows = translate(sql), [_values(p) for p in params]
+        query, rows = translate(sql), [as_parameters(p) for p in params]
 
         def run(conn: psycopg.Connection[Any]) -> None:
             with conn.cursor() as cursor:
@@ -397,20 +362,3 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._drop()
-
-
-def _values(params: Sequence[object]) -> tuple[object, ...]:
-    """Parameters as PostgreSQL takes them. Its text holds no NUL: one (the separator in
-    a learned rate's voice key) is written U+2400, the same way every time, so equal
-    values still match. A path that is not UTF-8 (bytes, which SQLite keeps as a BLOB)
-    becomes text with its odd bytes escaped: a book recorded so is not found up to date
-    later, and is made again; nothing worse."""
-    return tuple(_value(p) for p in params)
-
-
-def _value(param: object) -> object:
-    if isinstance(param, bytes):
-        param = param.decode("utf-8", "backslashreplace")
-    if isinstance(param, str) and "\0" in param:
-        return param.replace("\0", "\u2400")
-    return param
