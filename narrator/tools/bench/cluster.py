@@ -355,7 +355,21 @@ class _Bench:
             ratio >= SCALE_GOAL,
             {"three": three, "one": one, "documents_each": n},
         )
-        return [row]
+        # What one worker alone reaches of its account's limit: the reference above, and
+        # what a document handed over costs (each worker holds --documents 2 at a time).
+        alone = one["rate"] * 60 / RPM
+        return [
+            row,
+            Row(
+                f"one worker alone on one account ({self.sizes.cluster_chunks}-chunk "
+                "documents, --documents 2): pace",
+                f"{one['rate'] * 60:.0f} chunks/min ({one['done']} in {one['seconds']:.1f} s)",
+                f"the account's limit: {RPM}/min",
+                alone,
+                f"{alone:.3f}",
+                data=one,
+            ),
+        ]
 
     async def killed(self) -> list[Row]:
         n = self.sizes.cluster_documents
