@@ -17,6 +17,7 @@ from narrator.tools.bench import runner as bench
 from narrator.tools.bench.cluster import CONCURRENCY, RPM, WORKERS
 from narrator.tools.bench.harness import Sizes
 
+
 def _has_worker() -> bool:
     try:
         return importlib.util.find_spec("narrator.cluster.worker") is not None
