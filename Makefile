@@ -23,8 +23,9 @@ services: install
 	@scripts/services.sh up
 
 # Four workers on two cores: much of the suite waits on servers, processes and signals.
+# Without the services (say no Debian packages, not root) their tests skip; under CI they fail.
 test: install
-	@scripts/services.sh up >/dev/null
+	@scripts/services.sh up >/dev/null || echo "make test: going on without them" >&2
 	$(BIN)/python -m pytest -q -n 4
 
 lint: install

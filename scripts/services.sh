@@ -67,6 +67,7 @@ install() { # command, Debian package
 
 pg_bin() { # PostgreSQL's programs, newest major version installed
     local bin
+    # shellcheck disable=SC2012 # Debian's own paths: /usr/lib/postgresql/MAJOR/bin
     bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
     [ -n "$bin" ] && [ -x "$bin/initdb" ] || return 1
     echo "$bin"
@@ -78,7 +79,9 @@ as_pg() { # run as the postgres user when root (PostgreSQL refuses root), else a
 
 # --- Redis --------------------------------------------------------------------------------
 
-redis_id() { [ -s "$DIR/redis/port" ] && echo "127.0.0.1:$(cat "$DIR/redis/port") " || true; }
+redis_id() { # what its command line shows (redis-server 127.0.0.1:PORT); empty before a start
+    if [ -s "$DIR/redis/port" ]; then echo "127.0.0.1:$(cat "$DIR/redis/port") "; fi
+}
 
 redis_ping() { redis-cli -h 127.0.0.1 -p "$(cat "$DIR/redis/port")" ping | grep -q PONG; }
 
@@ -109,7 +112,7 @@ pg_up() {
         install initdb postgresql # the Debian package puts it outside PATH: check again
         bin=$(pg_bin) || die "PostgreSQL is missing: install the Debian package postgresql"
     }
-    [ -d "$d/data" ] && as_pg "$bin/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
+    if [ -d "$d/data" ]; then as_pg "$bin/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1 || true; fi
     rm -rf "$d" && mkdir -p "$d"
     free_ports 1 >"$d/port"
     # A Unix socket path is limited to 107 bytes: a deep checkout puts it in /tmp.
@@ -193,7 +196,7 @@ s3_stop() {
     stop_pid "$d/pid" "$d/data"
     # weed leaves a Unix socket in /tmp per port (seaweedfs-<part>[-grpc]-<port>.sock).
     if [ -s "$d/ports" ]; then
-        for port in $(cat "$d/ports"); do rm -f /tmp/seaweedfs-*-"$port".sock; done
+        while read -r port; do rm -f /tmp/seaweedfs-*-"$port".sock; done <"$d/ports"
     fi
 }
 
@@ -253,6 +256,9 @@ down() {
 case "${1:-}" in
 up) up ;;
 down) down ;;
-env) [ -s "$ENV_FILE" ] && cat "$ENV_FILE" || die "not up: run scripts/services.sh up" ;;
+env)
+    [ -s "$ENV_FILE" ] || die "not up: run scripts/services.sh up"
+    cat "$ENV_FILE"
+    ;;
 *) die "usage: scripts/services.sh up|down|env" ;;
 esac
