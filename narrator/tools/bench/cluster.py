@@ -22,14 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import shutil
-import signal
-import socket
-import sys
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +30,7 @@ from ...util.wav import read_wav_info
 from ..emulator import EmulatorConfig, RunningEmulator, start_emulator
 from . import texts
 from .harness import KEY, BenchError, ChildRun, Progress, Row, Sizes, Workdir, at_least, run_child
+from .workers import BOUND, WorkerProcess, check_worker, private_redis, start_worker
 
 __all__ = ["cluster"]
 
@@ -50,16 +44,12 @@ WORKERS = 3
 PACE_GOAL = 0.95
 THROTTLED_GOAL = 0.01
 SCALE_GOAL = 2.8
-READY = "taking documents"  # what `narrator worker` prints once it takes jobs
-_BOUND = 120.0  # seconds a start or a stop may take before the run is called failed
-_PROVIDER_ENV = ("AIMLAPI_KEY", "DASHSCOPE_API_KEY", "OPENAI_API_KEY", "NARRATOR_API_KEY",
-                 "NARRATOR_BASE_URL")  # fmt: skip
 
 
 async def cluster(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
     """The rows of item 7; see the module docstring."""
-    await _check_worker(work)
-    async with _private_redis(work.path("redis")) as redis_url:
+    await check_worker()
+    async with private_redis(work.path("redis")) as redis_url:
         bench = _Bench(sizes, work, progress, redis_url)
         rows: list[Row] = []
         for name, run in (
@@ -73,111 +63,6 @@ async def cluster(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
             except BenchError as exc:
                 rows.append(Row(name, f"failed: {exc}", "", goal="runs", met=False))
     return rows
-
-
-# --- the processes ----------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    """The environment without a provider's key or endpoint: each process is given its own."""
-    return {k: v for k, v in os.environ.items() if k not in _PROVIDER_ENV}
-
-
-async def _check_worker(work: Workdir) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "narrator", "worker", "--help", env=_env(),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    if await proc.wait() != 0:
-        raise BenchError("this narrator has no `narrator worker` command yet (issue 24)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def _private_redis(folder: Path) -> AsyncIterator[str]:
-    """A redis-server of the bench's own on a free loopback port, no persistence."""
-    server = shutil.which("redis-server")
-    if server is None:
-        raise BenchError("redis-server is not installed (Debian package redis-server)")
-    folder.mkdir()
-    port = _free_port()
-    log = folder / "redis.log"
-    proc = await asyncio.create_subprocess_exec(
-        server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
-        "--save", "", "--appendonly", "no", "--logfile", str(log),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(500):
-            if proc.returncode is not None:
-                break
-            with contextlib.suppress(OSError):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(b"PING\r\n")
-                answer = await reader.read(16)
-                writer.close()
-                await writer.wait_closed()
-                if answer.startswith(b"+PONG"):
-                    break
-            await asyncio.sleep(0.02)
-        else:
-            raise BenchError(f"redis-server did not answer on port {port} (log: {log})")
-        if proc.returncode is not None:
-            raise BenchError(f"redis-server did not start (log: {log})")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-
-
-@dataclass
-class _Worker:
-    """A running ``narrator worker`` (in the measured child) and its log file."""
-
-    proc: asyncio.subprocess.Process
-    log: Path
-    usage: Path
-
-    def last_line(self) -> str:
-        lines = self.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        return lines[-1] if lines else "no output"
-
-    async def ready(self) -> None:
-        for _ in range(int(_BOUND / 0.05)):
-            if READY in self.log.read_text(encoding="utf-8", errors="replace"):
-                return
-            if self.proc.returncode is not None:
-                raise BenchError(f"worker: exit {self.proc.returncode}: {self.last_line()}")
-            await asyncio.sleep(0.05)
-        raise BenchError(f"worker: not taking documents after {_BOUND:g} s: {self.last_line()}")
-
-    async def stop(self) -> dict[str, Any]:
-        """SIGTERM (in flight finishes, the rest goes back, exit 0); what it cost."""
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), _BOUND)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            raise BenchError(f"worker: still running {_BOUND:g} s after SIGTERM") from None
-        if code != 0 or not self.usage.exists():
-            raise BenchError(f"worker: exit {code} after SIGTERM: {self.last_line()}")
-        data: dict[str, Any] = json.loads(self.usage.read_text(encoding="utf-8"))
-        return data
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-        await self.proc.wait()
 
 
 class _Bench:
@@ -218,21 +103,15 @@ class _Bench:
 
     async def worker(
         self, queue: list[str], root: Path, cache: Path, emulator: RunningEmulator, key: str
-    ) -> _Worker:
-        usage, log = self.work.path("usage.json"), self.work.path("worker.log")
-        with log.open("wb") as err:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "narrator.tools.bench.child", str(usage), "cli",
-                "worker", *queue, "-o", str(root), "--cache-dir", str(cache),
-                "--heartbeat", f"{HEARTBEAT:g}", *self.service(emulator, key),
-                env=_env(), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=err,
-            )  # fmt: skip
-        return _Worker(proc, log, usage)
+    ) -> WorkerProcess:
+        return await start_worker(
+            self.work, *queue, "-o", str(root), "--cache-dir", str(cache),
+            "--heartbeat", f"{HEARTBEAT:g}", *self.service(emulator, key),
+        )  # fmt: skip
 
     async def workers(
         self, emulators: Sequence[tuple[RunningEmulator, str]], cache: Path
-    ) -> tuple[list[str], Path, list[_Worker]]:
+    ) -> tuple[list[str], Path, list[WorkerProcess]]:
         """Workers on a fresh queue name, one per (emulator, key); ready to take jobs."""
         self.runs += 1
         queue = ["--queue", self.redis_url, "--queue-name", f"bench{self.runs}"]
@@ -395,7 +274,7 @@ class _Bench:
                     await asyncio.sleep(0.05)
                 at_kill = _successes(emulator)
                 await doomed.kill()
-                await asyncio.wait_for(submit, _BOUND + chunks / RPM * 60 * 2)
+                await asyncio.wait_for(submit, BOUND + chunks / RPM * 60 * 2)
             finally:
                 await doomed.kill()
                 for w in workers[1:]:
