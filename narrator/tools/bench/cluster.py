@@ -79,15 +79,21 @@ class _Bench:
 
     def documents(self, count: int, name: str) -> Path:
         """``count`` documents of ``sizes.cluster_chunks`` chunks each, no two alike."""
-        folder = self.work.path(name)
-        folder.mkdir()
+        return self.shares(count, name, 1)[0]
+
+    def shares(self, count: int, name: str, parts: int) -> list[Path]:
+        """The same documents dealt into ``parts`` folders, in turn."""
+        folders = [self.work.path(name) for _ in range(parts)]
+        for folder in folders:
+            folder.mkdir()
         k = self.sizes.cluster_chunks
         for n in range(count):
             # numbered_lines is seeded by its count: k + n lines make words of this
             # document's own, so no chunk is billed for two documents.
             lines = texts.numbered_lines(k + n, width=MAX_CHARS - 1).split("\n\n")[:k]
-            (folder / f"doc{n:04d}.txt").write_text("\n\n".join(lines) + "\n", encoding="utf-8")
-        return folder
+            doc = folders[n % parts] / f"doc{n:04d}.txt"
+            doc.write_text("\n\n".join(lines) + "\n", encoding="utf-8")
+        return folders
 
     def service(self, emulator: RunningEmulator, key: str) -> list[str]:
         return ["--base-url", emulator.url, "--api-key", key, "--rpm", str(RPM),
@@ -174,15 +180,8 @@ class _Bench:
     async def plain_narrate(self) -> list[Row]:
         n = self.sizes.cluster_documents
         chunks = n * self.sizes.cluster_chunks
-        inputs = self.documents(n, "docs-narrate")
         # Three machines today: a third of the documents each, each with a store of its own.
-        shares, docs = [], sorted(inputs.iterdir())
-        for i in range(WORKERS):
-            share = self.work.path(f"share-{i}")
-            share.mkdir()
-            for doc in docs[i::WORKERS]:
-                doc.rename(share / doc.name)
-            shares.append(share)
+        shares = self.shares(n, "docs-narrate", WORKERS)
         self.progress(f"cluster: {WORKERS} plain narrate runs side by side, one account")
         # Their adaptive cuts can hold them far below the limit for long: past twice the
         # ideal time they are stopped (SIGTERM), and the pace is what they had reached.
