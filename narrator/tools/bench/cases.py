@@ -20,6 +20,7 @@ from ...inputs.documents import parse_text
 from ...util.wav import read_wav_info, tone_pcm, wav_bytes
 from ..emulator import EmulatorConfig, start_emulator
 from . import texts
+from .cluster import cluster
 from .finish import finishing
 from .flac import flac
 from .harness import (
@@ -335,5 +336,5 @@ async def offline(sizes: Sizes, work: Workdir, progress: Progress) -> list[Row]:
 #: Every benchmark, in the order the table shows them.
 CASES: tuple[Callable[[Sizes, Workdir, Progress], Any], ...] = (
     splitting, stitching, throughput, first_request, adaptive, chunk_size, resume, client_cost,
-    offline, quality, finishing, flac, readalong,
+    offline, quality, finishing, flac, readalong, cluster,
 )  # fmt: skip

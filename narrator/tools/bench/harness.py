@@ -74,6 +74,8 @@ class Sizes:
     finish_hours: float = 10.0  # audio in the finishing runs (first request to finished file)
     finish_short_hours: float = 5 / 3  # and in the short ones (1 h 40 min)
     first_request_bytes: int = 120_000  # the time-to-first-request run's text
+    cluster_documents: int = 45  # documents a run of the cluster rows gives each account
+    cluster_chunks: int = 8  # chunks in each of them (45 x 8 at 360/min: a minute a run)
 
 
 FULL = Sizes()
@@ -92,6 +94,7 @@ QUICK = Sizes(
     finish_hours=0.5,
     finish_short_hours=0.25,
     first_request_bytes=30_000,
+    cluster_documents=12,
 )
 
 
