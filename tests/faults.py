@@ -107,6 +107,11 @@ class LoopbackProxy:
         return _moved(self._url, self.port)
 
     @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT``, as narrator names the server it waits for."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
     def is_cut(self) -> bool:
         return self._server is None
 

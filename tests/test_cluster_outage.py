@@ -1,7 +1,7 @@
 """Several workers and a shared store that goes away: real ``narrator worker`` processes
 on the shared PostgreSQL store (a schema of each test's own) and the shared S3 server (a
 prefix of each test's own), one of the two reached through a loopback proxy the test cuts
-mid-run (tests/proxy.py; the shared servers are never touched). The workers pause with one
+mid-run (tests/faults.py; the shared servers are never touched). The workers pause with one
 line naming what they wait for, carry on when it is back, and lose nothing: every book as
 one machine makes it, each chunk billed once. A worker stopped during an outage still
 ends, keeping what it could not record for the next run."""
@@ -21,7 +21,7 @@ import pytest
 from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
 from .conftest import TEST_KEY, run_cli
-from .proxy import LoopbackProxy
+from .faults import LoopbackProxy
 from .test_cluster import BOUND, Cluster, Proc, _books, _folder
 
 SECRET = "hunter2-not-shown"  # the test server trusts loopback: a password it ignores
@@ -42,7 +42,7 @@ async def slow_emulator() -> AsyncIterator[RunningEmulator]:
 def pg_proxy(postgres_schema: str) -> Iterator[tuple[str, LoopbackProxy]]:
     """The test's schema reached through a proxy (with a password the server ignores)."""
     parts = urllib.parse.urlsplit(postgres_schema)
-    proxy = LoopbackProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = LoopbackProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
     netloc = f"{parts.username}:{SECRET}@{proxy.address}"
     try:
         yield urllib.parse.urlunsplit(parts._replace(netloc=netloc)), proxy
@@ -55,7 +55,7 @@ def s3_proxy(s3_url: str) -> Iterator[tuple[str, LoopbackProxy]]:
     """The test's object prefix reached through a proxy."""
     base, _, query = s3_url.partition("?")
     endpoint = urlsplit(query.removeprefix("endpoint=").split("&")[0])
-    proxy = LoopbackProxy(endpoint.hostname or "127.0.0.1", endpoint.port or 80)
+    proxy = LoopbackProxy(endpoint.hostname or "127.0.0.1", endpoint.port or 80).start()
     try:
         yield f"{base}?endpoint=http://{proxy.address}", proxy
     finally:

@@ -28,7 +28,7 @@ from narrator.tools.emulator import RunningEmulator
 from narrator.util.wav import tone_pcm, wav_bytes
 
 from .conftest import TEST_KEY
-from .proxy import LoopbackProxy
+from .faults import LoopbackProxy
 from .stores import StoreBackend
 
 MAX = 50 * 1024 * 1024
@@ -253,7 +253,7 @@ async def test_two_caches_share_one_prefix_with_no_second_request(
 def proxied(s3_url: str) -> Iterator[tuple[str, LoopbackProxy]]:
     base, _, query = s3_url.partition("?")
     endpoint = urlsplit(query.removeprefix("endpoint=").split("&")[0])
-    proxy = LoopbackProxy(endpoint.hostname or "127.0.0.1", endpoint.port or 80)
+    proxy = LoopbackProxy(endpoint.hostname or "127.0.0.1", endpoint.port or 80).start()
     try:
         yield f"{base}?endpoint=http://{proxy.address}", proxy
     finally:

@@ -29,7 +29,7 @@ from narrator.store.queue import QueueRow, read_queue, record
 from narrator.store.spend import billed_since, paid_keys
 from narrator.util.sanitize import masked_url
 
-from .proxy import LoopbackProxy
+from .faults import LoopbackProxy
 from .stores import StoreBackend
 
 SECRET = "hunter2-not-shown"  # the test server trusts loopback: a password it ignores
@@ -205,7 +205,7 @@ def test_processes_claiming_the_same_keys_each_win_a_key_once(
 @pytest.fixture
 def proxy(schema_url: str) -> Iterator[LoopbackProxy]:
     parts = urllib.parse.urlsplit(schema_url)
-    running = LoopbackProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    running = LoopbackProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
     yield running
     running.close()
 
