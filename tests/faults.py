@@ -207,15 +207,18 @@ class LoopbackProxy:
 class PrivateRedis:
     """A redis-server of one test's own; see :func:`private_redis`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, password: str | None = None, persist: bool = True) -> None:
         self.folder = folder
         self.port = free_port()
         self.log = folder / "redis.log"
+        self.password = password
+        self.persist = persist  # False: a restart starts empty, as a server with no disk
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -227,8 +230,10 @@ class PrivateRedis:
         self._proc = subprocess.Popen(
             [
                 _redis_server(), "--bind", "127.0.0.1", "--port", str(self.port),
-                "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
-                "--save", "", "--logfile", str(self.log), "--daemonize", "no",
+                "--dir", str(self.folder), "--appendonly", "yes" if self.persist else "no",
+                "--appendfsync", "always", "--save", "", "--logfile", str(self.log),
+                "--daemonize", "no",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -259,8 +264,9 @@ class PrivateRedis:
     def _pong(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+                auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+                sock.sendall(auth + b"PING\r\n")
+                return b"+PONG" in sock.recv(64)
         except OSError:
             return False
 

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emula
 from narrator.util.s3url import parse_url
 
 from .conftest import TEST_KEY, run_cli
+from .faults import PrivateRedis, private_redis
 from .services import unique
 
 BOUND = 60.0  # seconds any wait here may take before the test fails
@@ -300,62 +300,17 @@ async def test_a_document_that_always_fails_is_failed_with_why_after_its_tries(
         await refusing.close()
 
 
-class PrivateRedis:
-    """A redis-server of the test's own (append-only file on), to restart at will."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.folder), "--appendonly", "yes", "--save", "",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        async with asyncio.timeout(BOUND):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    await asyncio.sleep(0.05)
-                    continue
-                writer.close()
-                return
-
-    async def restart(self) -> None:
-        """Shut it down as an operator would (the append-only file is kept) and start it."""
-        cli = await asyncio.create_subprocess_exec(
-            "redis-cli", "-p", str(self.port), "shutdown",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        await cli.wait()
-        assert self.proc is not None
-        async with asyncio.timeout(BOUND):
-            await self.proc.wait()
-        await self.start()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-
 async def test_restarting_redis_mid_run_loses_no_job(
     slow_emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = PrivateRedis(folder)
-    await server.start()
-    cluster = Cluster(server.url, slow_emulator, tmp_path)
+    with private_redis(tmp_path) as server:
+        await _restarted_mid_run(server, slow_emulator, tmp_path)
+
+
+async def _restarted_mid_run(
+    server: PrivateRedis, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    cluster = Cluster(server.url, emulator, tmp_path)
     try:
         inputs = _folder(tmp_path / "in", 4, paragraphs=6)
         await cluster.worker("--documents", "1")
@@ -363,7 +318,7 @@ async def test_restarting_redis_mid_run_loses_no_job(
         assert await submit.wait() == 0, submit.text
         before = await cluster.until_state(lambda f: any(s.state == "done" for s in f), "one done")
         assert not all(s.final for s in before)  # the restart comes mid-run
-        await server.restart()
+        await asyncio.to_thread(server.restart)  # as an operator does: written out, started
         found = await cluster.until_state(
             lambda f: len(f) == 4 and all(s.final for s in f), "all done"
         )
@@ -373,7 +328,6 @@ async def test_restarting_redis_mid_run_loses_no_job(
         assert said.count("is unreachable") <= 1 and "Consumer encountered" not in said
     finally:
         await cluster.close()
-        await server.stop()
 
 
 # --- forged jobs -------------------------------------------------------------------------

@@ -11,11 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -33,6 +29,7 @@ from narrator.synth.rate import AdaptiveRate, LoopClock
 from narrator.tools.emulator import RunningEmulator
 
 from .conftest import TEST_KEY
+from .faults import PrivateRedis
 from .services import unique
 from .test_pool import FakeProvider, job
 from .test_rate import FakeClock
@@ -245,49 +242,10 @@ def test_a_pacing_url_that_is_not_redis_is_refused() -> None:
     assert "pw-hidden" not in str(caught.value)
 
 
-class PrivateRedis:
-    """A redis-server of this test's own, on a free loopback port, to stop and start."""
-
-    def __init__(self, folder: Path, password: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.folder, self.password = folder, password
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed (apt-get install redis-server)"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder), "--requirepass", self.password],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "the private redis-server did not start"
-                time.sleep(0.02)
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path, password=unique("pw-"))
+    # No disk: a restart forgets the pace, as a server with no persistence does.
+    server = PrivateRedis(tmp_path, password=unique("pw-"), persist=False)
     server.start()
     yield server
     server.stop()
