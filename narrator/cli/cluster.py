@@ -125,9 +125,10 @@ def add_worker(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], No
     p.add_argument(
         "--documents",
         type=positive_int,
-        default=2,
+        default=4,
         metavar="N",
-        help="documents this worker narrates at once (default: 2)",
+        help="documents this worker narrates at once, so one's tail overlaps the next "
+        "(default: 4)",
     )
     p.add_argument(
         "--tries",

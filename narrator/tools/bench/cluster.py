@@ -240,13 +240,13 @@ class _Bench:
             {"three": three, "one": one, "documents_each": n},
         )
         # What one worker alone reaches of its account's limit: the reference above, and
-        # what a document handed over costs (each worker holds --documents 2 at a time).
+        # what a document handed over costs (each worker holds its default --documents at a time).
         alone = one["rate"] * 60 / RPM
         return [
             row,
             Row(
                 f"one worker alone on one account ({self.sizes.cluster_chunks}-chunk "
-                "documents, --documents 2): pace",
+                "documents, the default --documents): pace",
                 f"{one['rate'] * 60:.0f} chunks/min ({one['done']} in {one['seconds']:.1f} s)",
                 f"the account's limit: {RPM}/min",
                 alone,
