@@ -127,8 +127,7 @@ def add_worker(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], No
         type=positive_int,
         default=4,
         metavar="N",
-        help="documents this worker narrates at once, so one's tail overlaps the next "
-        "(default: 4)",
+        help="documents this worker narrates at once, so one's tail overlaps the next (default: 4)",
     )
     p.add_argument(
         "--tries",
