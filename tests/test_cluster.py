@@ -237,7 +237,7 @@ async def test_a_killed_worker_s_book_is_finished_by_another_rebilled_at_most_it
 ) -> None:
     cluster = Cluster(redis_url, slow_emulator, tmp_path)
     try:
-        inputs = _folder(tmp_path / "in", 1, paragraphs=60)
+        inputs = _folder(tmp_path / "in", 1, paragraphs=24)
         doomed = await cluster.worker("--concurrency", "2")
         submit = await cluster.submit(inputs, cluster.root / "run")
         assert await submit.wait() == 0, submit.text

@@ -42,8 +42,9 @@ log = logging.getLogger("narrator")
 T = TypeVar("T")
 
 PREFIX = "narrator:pace:"
-# A slot's lease: how soon a killed worker's slots come back. Renewed every third of it.
-LEASE = 30.0
+# A slot's lease: how soon a killed worker's slots come back (the account runs below its
+# --concurrency that long). Renewed every third of it.
+LEASE = 10.0
 # The rate's state outlives its last take this long (seconds); then a take starts afresh.
 IDLE = 3600
 # Starts remembered with the cut they were paced under (more than any requests in flight).
