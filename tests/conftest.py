@@ -60,6 +60,16 @@ async def emulator() -> AsyncIterator[RunningEmulator]:
         await running.close()
 
 
+@pytest.fixture
+async def slow_emulator() -> AsyncIterator[RunningEmulator]:
+    """A service slow enough (0.15 s a request) that a run is caught half-way."""
+    running = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.15))
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
 @dataclass
 class CliResult:
     code: int

@@ -215,16 +215,6 @@ async def test_two_submits_of_one_folder_bill_each_chunk_once(
 # --- faults ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def slow_emulator() -> AsyncIterator[RunningEmulator]:
-    """A service slow enough (0.15 s a request) that a book is caught half-way."""
-    running = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.15))
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
 async def _half_way(cluster: Cluster) -> None:
     await cluster.until_state(
         lambda found: any(s.state == "running" and 0 < s.done < s.chunks * 3 // 4 for s in found),

@@ -12,13 +12,12 @@ import asyncio
 import re
 import signal
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from narrator.tools.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from narrator.tools.emulator import RunningEmulator
 
 from .conftest import TEST_KEY, run_cli
 from .faults import LoopbackProxy
@@ -26,16 +25,6 @@ from .test_cluster import BOUND, Cluster, Proc, _books, _folder
 
 SECRET = "hunter2-not-shown"  # the test server trusts loopback: a password it ignores
 DOCUMENTS = 3
-
-
-@pytest.fixture
-async def slow_emulator() -> AsyncIterator[RunningEmulator]:
-    """A service slow enough (0.15 s a request) that a run is caught half-way."""
-    running = await start_emulator(EmulatorConfig(api_key=TEST_KEY, engine="tone", latency=0.15))
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 @pytest.fixture
@@ -53,13 +42,8 @@ def pg_proxy(postgres_schema: str) -> Iterator[tuple[str, LoopbackProxy]]:
 @pytest.fixture
 def s3_proxy(s3_url: str) -> Iterator[tuple[str, LoopbackProxy]]:
     """The test's object prefix reached through a proxy."""
-    base, _, query = s3_url.partition("?")
-    endpoint = urlsplit(query.removeprefix("endpoint=").split("&")[0])
-    proxy = LoopbackProxy(endpoint.hostname or "127.0.0.1", endpoint.port or 80).start()
-    try:
-        yield f"{base}?endpoint=http://{proxy.address}", proxy
-    finally:
-        proxy.close()
+    with LoopbackProxy.in_front_of(s3_url) as proxy:
+        yield proxy.url, proxy
 
 
 async def _workers(cluster: Cluster, tmp_path: Path, store: str, objects: str) -> list[Proc]:

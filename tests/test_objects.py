@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -251,13 +250,8 @@ async def test_two_caches_share_one_prefix_with_no_second_request(
 
 @pytest.fixture
 def proxied(s3_url: str) -> Iterator[tuple[str, LoopbackProxy]]:
-    base, _, query = s3_url.partition("?")
-    endpoint = urlsplit(query.removeprefix("endpoint=").split("&")[0])
-    proxy = LoopbackProxy(endpoint.hostname or "127.0.0.1", endpoint.port or 80).start()
-    try:
-        yield f"{base}?endpoint=http://{proxy.address}", proxy
-    finally:
-        proxy.close()
+    with LoopbackProxy.in_front_of(s3_url) as proxy:
+        yield proxy.url, proxy
 
 
 async def until(condition: Callable[[], bool]) -> None:
