@@ -27,8 +27,9 @@ from ..util.sanitize import clean_line, masked_url
 from ..util.trust import FLAGS, Kind
 
 __all__ = [
-    "announce_endpoint", "lexicon_settings", "load", "load_works", "make_estimate",
-    "make_say_settings", "make_settings", "over_limit", "report_command",
+    "announce_endpoint", "assumed_price", "lexicon_settings", "load", "load_works",
+    "make_estimate", "make_say_settings", "make_settings", "over_limit", "report_command",
+    "spending_limit",
 ]  # fmt: skip
 
 log = logging.getLogger("narrator")
@@ -193,6 +194,25 @@ def make_say_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Setti
         lexicon=lexicon_settings(args)[0],
         lexicon_override=lexicon_settings(args)[1],
     )
+
+
+def assumed_price(args: argparse.Namespace, provider: str) -> float:
+    """What 10,000 billing characters cost: the provider's known price, else
+    --price-per-10k-chars (the estimate's)."""
+    price = REGISTRY[provider].price_per_10k_chars
+    return args.price_per_10k_chars if price is None else price
+
+
+def spending_limit(args: argparse.Namespace, price: float) -> tuple[float, str] | None:
+    """The limit a run is held to before anything is paid, and its flag: --max-cost, else
+    --confirm-above unless --yes; None when nothing is paid (``price`` 0) or --yes."""
+    if price == 0:
+        return None
+    if args.max_cost is not None:
+        return args.max_cost, "--max-cost"
+    if args.yes:
+        return None
+    return args.confirm_above, "--confirm-above"
 
 
 def over_limit(args: argparse.Namespace, documents: Sequence[Document], limit: float) -> bool:

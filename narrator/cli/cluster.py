@@ -23,11 +23,17 @@ from ..inputs.documents import Document
 from ..settings import Settings
 from ..util.folders import check_writable
 from ..util.plural import plural
-from ..util.registry import REGISTRY
 from ..util.s3url import is_s3_url, parse_url
 from ..util.sanitize import clean_line, shown
 from .argtypes import positive_float, positive_int
-from .build import announce_endpoint, make_estimate, make_settings, over_limit
+from .build import (
+    announce_endpoint,
+    assumed_price,
+    make_estimate,
+    make_settings,
+    over_limit,
+    spending_limit,
+)
 
 __all__ = [
     "add_queue_options", "add_worker", "check_s3", "cmd_cluster_status", "is_s3",
@@ -176,17 +182,12 @@ def check_s3(url: str, flag: str) -> None:
 def _guard(args: argparse.Namespace) -> Callable[[Document, Settings], str | None]:
     """The worker's own spending guard per document: --max-cost, else --confirm-above
     unless --yes, like narrate's; a job can raise neither."""
-    price = REGISTRY[args.provider].price_per_10k_chars
+    chosen = spending_limit(args, assumed_price(args, args.provider))
 
     def guard(document: Document, settings: Settings) -> str | None:
-        if price == 0:
+        if chosen is None:
             return None
-        if args.max_cost is not None:
-            limit, flag = args.max_cost, "--max-cost"
-        elif not args.yes:
-            limit, flag = args.confirm_above, "--confirm-above"
-        else:
-            return None
+        limit, flag = chosen
         if not over_limit(args, [document], limit):
             return None
         cost = make_estimate(args, [document]).cost

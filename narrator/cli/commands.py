@@ -39,12 +39,14 @@ from ..util.registry import REGISTRY, describe_pace
 from ..util.sanitize import shown
 from .build import (
     announce_endpoint,
+    assumed_price,
     load,
     load_works,
     make_estimate,
     make_settings,
     over_limit,
     report_command,
+    spending_limit,
 )
 from .flags import as_flags
 from .render import ProgressBar, flag_line, print_estimate, print_summary, print_unread
@@ -193,27 +195,27 @@ def check_cost(args: argparse.Namespace, settings: Settings, documents: list[Doc
     --yes (narrate's guard; submit's too)."""
     # Counted first without splitting (the split of a long book takes seconds): only a
     # run whose most possible cost is over its limit is split to be estimated.
-    if args.max_cost is not None:
-        limit = args.max_cost
-        result = make_estimate(args, documents) if over_limit(args, documents, limit) else None
-        if result is not None and result.cost > limit:
-            raise ConfigError(
-                f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
-                f"{result.billing_characters:,} billing characters (at "
-                f"{format_cost(result.price_per_10k_chars)} per 10,000), over --max-cost "
-                f"{format_cost(args.max_cost)}; nothing was sent"
-            )
-    elif not args.yes and REGISTRY[settings.provider].price_per_10k_chars != 0:
-        # No limit given: a run that would cost more than a usual book must be confirmed.
-        limit = args.confirm_above
-        result = make_estimate(args, documents) if over_limit(args, documents, limit) else None
-        if result is not None and result.cost > limit:
-            raise ConfigError(
-                f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
-                f"{result.billing_characters:,} billing characters, over "
-                f"{format_cost(args.confirm_above)} (--confirm-above); nothing was sent. "
-                "Check the inputs with `narrator estimate`, then pass --yes or --max-cost USD"
-            )
+    chosen = spending_limit(args, assumed_price(args, settings.provider))
+    if chosen is None:
+        return
+    limit, flag = chosen
+    result = make_estimate(args, documents) if over_limit(args, documents, limit) else None
+    if result is None or result.cost <= limit:
+        return
+    if flag == "--max-cost":
+        raise ConfigError(
+            f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
+            f"{result.billing_characters:,} billing characters (at "
+            f"{format_cost(result.price_per_10k_chars)} per 10,000), over --max-cost "
+            f"{format_cost(limit)}; nothing was sent"
+        )
+    # No limit given: a run that would cost more than a usual book must be confirmed.
+    raise ConfigError(
+        f"the estimate is {format_cost(result.cost)} for {result.chunks} requests and "
+        f"{result.billing_characters:,} billing characters, over "
+        f"{format_cost(limit)} (--confirm-above); nothing was sent. "
+        "Check the inputs with `narrator estimate`, then pass --yes or --max-cost USD"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -421,22 +423,16 @@ def _fix_within_limit(
     """Refuse ``check --fix`` whose most possible cost is over --max-cost, or over
     --confirm-above without --yes: every flagged, corrupt or missing segment of a book to
     fix, sent 1 + --qa-retries times, each request at the longest chunk."""
-    price = REGISTRY[settings.provider].price_per_10k_chars
-    if price is None:  # the estimate's price: --price-per-10k-chars or its default
-        price = args.price_per_10k_chars
-    if price == 0:
+    price = assumed_price(args, settings.provider)
+    chosen = spending_limit(args, price)
+    if chosen is None:
         return
+    limit, name = chosen
     segments = sum(
         len(r.flagged) + len(r.corrupt) + r.missing for r in reports if r.flagged or r.corrupt
     )
     requests = segments * (1 + settings.qa_retries)
     most = requests * settings.max_chars * price / 10_000
-    if args.max_cost is not None:
-        limit, name = args.max_cost, "--max-cost"
-    elif args.yes:
-        return
-    else:
-        limit, name = args.confirm_above, "--confirm-above"
     if most > limit:
         raise ConfigError(
             f"fixing could cost up to {format_cost(most)} ({plural(requests, 'request')} at "

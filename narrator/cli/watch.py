@@ -26,7 +26,7 @@ from ..util.sanitize import shown
 from ..watch.schedule import parse_until, queue
 from ..watch.watcher import WatchOptions, watch
 from .argtypes import non_negative_float
-from .build import announce_endpoint, make_settings
+from .build import announce_endpoint, assumed_price, make_settings, spending_limit
 from .cluster import add_queue_options, cmd_cluster_status
 from .submit import queue_narrate_for
 
@@ -51,8 +51,7 @@ def _line(report: DocumentReport) -> None:
 
 def _budget_chars(args: argparse.Namespace, settings: Settings) -> int | None:
     """--budget-per-day in billing characters; None when there is nothing to pay."""
-    price = REGISTRY[settings.provider].price_per_10k_chars
-    price = args.price_per_10k_chars if price is None else price
+    price = assumed_price(args, settings.provider)
     if args.budget_per_day is None or price == 0:
         return None
     return int(args.budget_per_day / price * 10_000)
@@ -62,19 +61,19 @@ def _doc_limit(args: argparse.Namespace, settings: Settings) -> tuple[int | None
     """The most billing characters one document may cost, and why, like narrate's guard:
     --max-cost, else --confirm-above unless --yes or --budget-per-day (a limit the user
     chose); none when there is nothing to pay."""
-    price = REGISTRY[settings.provider].price_per_10k_chars
-    price = args.price_per_10k_chars if price is None else price
-    if price == 0:
+    price = assumed_price(args, settings.provider)
+    chosen = spending_limit(args, price)
+    if chosen is None:
         return None, ""
-    if args.max_cost is not None:
-        limit, why = args.max_cost, f"over --max-cost {format_cost(args.max_cost)}"
-    elif not args.yes and args.budget_per_day is None:
-        limit = args.confirm_above
+    limit, flag = chosen
+    if flag == "--max-cost":
+        why = f"over --max-cost {format_cost(limit)}"
+    elif args.budget_per_day is None:
         why = (
             f"over --confirm-above {format_cost(limit)}: not sent; check it with "
             "`narrator estimate`, then narrate it with --yes or --max-cost USD"
         )
-    else:
+    else:  # a daily budget is a limit the user chose: no confirmation on top of it
         return None, ""
     return int(limit / price * 10_000), why
 
