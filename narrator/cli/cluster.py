@@ -36,8 +36,8 @@ from .build import (
 )
 
 __all__ = [
-    "add_queue_options", "add_worker", "check_s3", "cmd_cluster_status", "is_s3",
-    "output_help", "queue_config",
+    "add_queue_options", "add_worker", "cmd_cluster_status", "output_help", "queue_config",
+    "service_urls",
 ]  # fmt: skip
 
 log = logging.getLogger("narrator")
@@ -170,15 +170,6 @@ def add_worker(sub: Any, narrate_options: Callable[[argparse.ArgumentParser], No
 # --- narrator worker --------------------------------------------------------------------
 
 
-def is_s3(value: str | None) -> bool:
-    return is_s3_url(value)
-
-
-def check_s3(url: str, flag: str) -> None:
-    """An s3:// DEST is checked by the object store's own rules."""
-    parse_url(url, setting=flag)
-
-
 def _guard(args: argparse.Namespace) -> Callable[[Document, Settings], str | None]:
     """The worker's own spending guard per document: --max-cost, else --confirm-above
     unless --yes, like narrate's; a job can raise neither."""
@@ -228,10 +219,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     Lexicon.load(*settings.lexicon, *settings.lexicon_override)
     check_writable(settings.store_dir, what="--cache-dir")
-    root_url = args.output if is_s3(args.output) else None
+    root_url = args.output if is_s3_url(args.output) else None
     root = Path(args.output) if root_url is None else settings.store_dir / "cluster-books"
     if root_url is not None:
-        check_s3(root_url, "-o")
+        parse_url(root_url, setting="-o")
     root.mkdir(parents=True, exist_ok=True)
     check_writable(root, what="-o")
     announce_endpoint(settings, getattr(args, "endpoint_origin", ""))

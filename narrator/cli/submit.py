@@ -19,12 +19,11 @@ from ..settings import Settings
 from ..synth.providers import make_provider
 from ..util.plural import plural
 from ..util.registry import REGISTRY
+from ..util.s3url import is_s3_url, parse_url
 from ..util.sanitize import clean_line, shown
 from .build import load_works, make_settings
 from .cluster import (
     add_queue_options,
-    check_s3,
-    is_s3,
     output_help,
     queue_config,
     service_urls,
@@ -116,8 +115,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if variable and not (args.api_key or env.get(variable)):
         env[variable] = "submit-only"  # nothing is sent from here: the workers hold the keys
     settings = make_settings(args, env)
-    if is_s3(args.output):  # the books' names are planned as if under a folder
-        check_s3(args.output, "-o")
+    if is_s3_url(args.output):  # the books' names are planned as if under a folder
+        parse_url(args.output, setting="-o")
         dest_name = args.output.partition("?")[0].rstrip("/")  # the endpoint is the workers'
         dest = Path(os.sep, "narrator-s3-dest")
     else:
