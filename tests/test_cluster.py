@@ -415,6 +415,34 @@ def test_a_password_in_the_queue_url_is_never_shown() -> None:
     assert masked("redis://:pw@h:1/0") == "redis://***@h:1/0"
 
 
+async def test_a_forged_queue_state_is_shown_escaped_and_bounded(cluster: Cluster) -> None:
+    # Whoever can write to the queue's Redis can write a state: it is data for status.
+    config = QueueConfig(cluster.url, name=cluster.name)
+    client = config.client()
+    try:
+        job_id = "f" * 32
+        client.hset(config.job_key(job_id), mapping={
+            "state": "pwned\x1b[2J", "name": "doc\x1b]0;title\x07.md", "output": "o\x1b[31m.wav",
+            "worker": "host\r:1", "error": "why\x1b[1A", "chunks": "1e999", "done": "-5",
+            "tries": "x", "updated": "nan",
+        })  # fmt: skip
+        client.zadd(config.index_key, {job_id: time.time()})
+    finally:
+        client.close()
+    status = await run_cli("status", *cluster.queue)
+    as_json = await run_cli("status", *cluster.queue, "--json")
+    assert status.code == 0 and as_json.code == 0, status.stderr + as_json.stderr
+    for result in (status, as_json):
+        assert (
+            "\x1b" not in result.stdout
+            and "\r" not in result.stdout
+            and "\x07" not in result.stdout
+        )
+    assert "unknown" in status.stdout  # a state narrator does not know is not echoed
+    [shown] = json.loads(as_json.stdout)["documents"]
+    assert shown["state"] == "unknown" and shown["chunks"] == 0
+
+
 async def test_submit_refuses_a_file_a_worker_would_have_to_read(tmp_path: Path) -> None:
     inputs = _folder(tmp_path / "in", 1)
     result = await run_cli(
